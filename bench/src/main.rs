@@ -1,0 +1,2 @@
+//! Sluice benchmarks.
+fn main() {}

@@ -1,0 +1,403 @@
+//! KFP v1 `component.yaml`, read as it is, plus Sluice's `implementation.wasm`.
+//! Owns the component structures, their checks (names unique, placeholders naming
+//! declared ports, defaults of the declared type) and loading one file from disk.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::placeholder::{Arg, Port};
+use super::resources::ResourceSpec;
+use super::types::{ParamType, TypeSpec, render_constant};
+use super::{SpecError, sha256_hex};
+
+/// A component file: inputs, outputs and how to run it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentSpec {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub inputs: Vec<InputSpec>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub outputs: Vec<OutputSpec>,
+    pub implementation: Implementation,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct InputSpec {
+    pub name: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<TypeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// KFP keeps defaults as strings; YAML scalars are rendered as KFP renders them.
+    #[serde(
+        default,
+        deserialize_with = "constant",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub optional: bool,
+}
+
+impl InputSpec {
+    /// Whether a task must bind this input: neither optional nor defaulted.
+    pub fn is_required(&self) -> bool {
+        !self.optional && self.default.is_none()
+    }
+
+    pub fn param_type(&self) -> Option<ParamType> {
+        self.type_.as_ref().and_then(TypeSpec::param_type)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct OutputSpec {
+    pub name: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<TypeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl OutputSpec {
+    pub fn param_type(&self) -> Option<ParamType> {
+        self.type_.as_ref().and_then(TypeSpec::param_type)
+    }
+
+    /// Whether this output holds KFP v1 `mlpipeline-metrics` JSON, which Sluice records as
+    /// the task's metrics.
+    pub fn is_metrics(&self) -> bool {
+        self.type_
+            .as_ref()
+            .is_some_and(|t| t.name.eq_ignore_ascii_case("Metrics"))
+            || self.name == "mlpipeline-metrics"
+            || self.name == "MLPipeline Metrics"
+    }
+}
+
+/// How to run a component. KFP defines `container` (and `graph`, which Sluice does not
+/// run); Sluice adds `wasm`. A component may carry both `wasm` and `container`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Implementation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm: Option<WasmSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSpec {
+    pub image: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub command: Vec<Arg>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub args: Vec<Arg>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub env: IndexMap<String, String>,
+    /// Deprecated KFP v1 form: output name -> path inside the container.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub file_outputs: IndexMap<String, String>,
+}
+
+/// Sluice's wasm implementation: a component (a WASI command, or a typed step exporting
+/// `sluice:pipeline/step`) and the same argument language as `container`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmSpec {
+    /// Path to the `.wasm` component, relative to the component file.
+    pub component: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub args: Vec<Arg>,
+    /// The only environment variables the component sees.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub env: IndexMap<String, String>,
+    #[serde(default)]
+    pub resources: ResourceSpec,
+}
+
+/// A component file loaded from disk.
+#[derive(Clone, Debug)]
+pub struct Component {
+    pub spec: ComponentSpec,
+    /// The `component.yaml` it came from.
+    pub path: PathBuf,
+    /// `sha256:` digest of the file's bytes.
+    pub digest: String,
+}
+
+impl Component {
+    pub fn load(path: &Path) -> Result<Component, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Component::parse(path, &text)
+    }
+
+    /// Parses and checks component YAML; `path` names it in errors and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Component, SpecError> {
+        let spec: ComponentSpec = super::from_yaml(path, text)?;
+        spec.check().map_err(|(field, message)| SpecError::Invalid {
+            path: path.to_owned(),
+            field,
+            message,
+        })?;
+        Ok(Component {
+            spec,
+            path: path.to_owned(),
+            digest: sha256_hex(text.as_bytes()),
+        })
+    }
+
+    /// The component's name, or its file name when it declares none.
+    pub fn name(&self) -> String {
+        match &self.spec.name {
+            Some(name) => name.clone(),
+            None => self
+                .path
+                .parent()
+                .and_then(Path::file_name)
+                .unwrap_or(self.path.as_os_str())
+                .to_string_lossy()
+                .into_owned(),
+        }
+    }
+
+    /// The wasm file, resolved against the component file's folder.
+    pub fn wasm_path(&self) -> Option<PathBuf> {
+        let wasm = self.spec.implementation.wasm.as_ref()?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        Some(dir.join(&wasm.component))
+    }
+
+    pub fn input(&self, name: &str) -> Option<&InputSpec> {
+        self.spec.inputs.iter().find(|i| i.name == name)
+    }
+
+    pub fn output(&self, name: &str) -> Option<&OutputSpec> {
+        self.spec.outputs.iter().find(|o| o.name == name)
+    }
+}
+
+impl ComponentSpec {
+    /// Checks what YAML structure alone cannot: unique names, placeholders naming declared
+    /// ports, defaults of the declared type, a runnable implementation.
+    /// Errors are `(field, message)`.
+    fn check(&self) -> Result<(), (String, String)> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, input) in self.inputs.iter().enumerate() {
+            if !seen.insert(input.name.as_str()) {
+                return Err((
+                    format!("inputs[{i}].name"),
+                    format!("duplicate input name '{}'", input.name),
+                ));
+            }
+            if let (Some(default), Some(ty)) = (&input.default, input.param_type()) {
+                ty.check(default)
+                    .map_err(|m| (format!("inputs[{i}].default"), m))?;
+            }
+        }
+        seen.clear();
+        for (i, output) in self.outputs.iter().enumerate() {
+            if !seen.insert(output.name.as_str()) {
+                return Err((
+                    format!("outputs[{i}].name"),
+                    format!("duplicate output name '{}'", output.name),
+                ));
+            }
+        }
+
+        let imp = &self.implementation;
+        if imp.wasm.is_none() && imp.container.is_none() {
+            let message = if imp.graph.is_some() {
+                "graph implementations are not supported; give a `wasm` or `container` implementation"
+            } else {
+                "expected a `wasm` or `container` implementation"
+            };
+            return Err(("implementation".into(), message.into()));
+        }
+        if let Some(wasm) = &imp.wasm {
+            if wasm.component.trim().is_empty() {
+                return Err((
+                    "implementation.wasm.component".into(),
+                    "expected the path of a .wasm component".into(),
+                ));
+            }
+            self.check_args("implementation.wasm.args", &wasm.args)?;
+        }
+        if let Some(container) = &imp.container {
+            self.check_args("implementation.container.command", &container.command)?;
+            self.check_args("implementation.container.args", &container.args)?;
+            for name in container.file_outputs.keys() {
+                if !self.outputs.iter().any(|o| &o.name == name) {
+                    return Err((
+                        "implementation.container.fileOutputs".into(),
+                        format!("'{name}' is not a declared output"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_args(&self, field: &str, args: &[Arg]) -> Result<(), (String, String)> {
+        for (i, arg) in args.iter().enumerate() {
+            let mut problem = None;
+            arg.visit_references(&mut |port, name, placeholder| {
+                if problem.is_some() {
+                    return;
+                }
+                let declared = match port {
+                    Port::Input => self.inputs.iter().any(|p| p.name == name),
+                    Port::Output => self.outputs.iter().any(|p| p.name == name),
+                };
+                if !declared {
+                    let side = match port {
+                        Port::Input => "input",
+                        Port::Output => "output",
+                    };
+                    problem = Some(format!(
+                        "{placeholder} names '{name}', which is not a declared {side}"
+                    ));
+                }
+            });
+            if let Some(message) = problem {
+                return Err((format!("{field}[{i}]"), message));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn constant<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = serde_yaml_ng::Value::deserialize(d)?;
+    Ok(render_constant(&value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Component, String> {
+        Component::parse(Path::new("c/component.yaml"), yaml).map_err(|e| e.to_string())
+    }
+
+    const KFP_V1: &str = r#"
+name: Train classifier
+description: Trains a model
+inputs:
+- {name: training_data, type: CSV}
+- {name: learning_rate, type: Float, default: '0.1'}
+- {name: epochs, type: Integer, default: 10}
+- {name: notes, optional: true}
+- {name: gcs, type: {GCSPath: {data_type: CSV}}, optional: true}
+outputs:
+- {name: model, type: Model}
+- {name: MLPipeline Metrics, type: Metrics}
+implementation:
+  container:
+    image: python:3.11
+    command: [python3, -c, "print(1)"]
+    args:
+    - --data
+    - {inputPath: training_data}
+    - --lr
+    - {inputValue: learning_rate}
+    - if:
+        cond: {isPresent: notes}
+        then: [--notes, {inputValue: notes}]
+    - --model
+    - {outputPath: model}
+    - {outputPath: MLPipeline Metrics}
+"#;
+
+    #[test]
+    fn reads_kfp_v1_components_as_they_are() {
+        let c = parse(KFP_V1).unwrap();
+        assert_eq!(c.name(), "Train classifier");
+        assert_eq!(c.spec.inputs.len(), 5);
+        assert_eq!(c.spec.inputs[1].default.as_deref(), Some("0.1"));
+        assert_eq!(c.spec.inputs[2].default.as_deref(), Some("10"));
+        assert!(c.spec.inputs[0].is_required());
+        assert!(!c.spec.inputs[3].is_required());
+        assert_eq!(
+            c.spec.inputs[4].type_.as_ref().unwrap().to_string(),
+            r#"GCSPath{"data_type":"CSV"}"#
+        );
+        assert!(c.spec.outputs[1].is_metrics());
+        assert!(c.digest.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn a_placeholder_must_name_a_declared_port() {
+        let yaml = KFP_V1.replace("{inputPath: training_data}", "{inputPath: train_data}");
+        assert_eq!(
+            parse(&yaml).unwrap_err(),
+            "c/component.yaml: implementation.container.args[1]: inputPath names 'train_data', which is not a declared input"
+        );
+    }
+
+    #[test]
+    fn defaults_must_have_the_declared_type() {
+        let yaml = KFP_V1.replace("default: 10", "default: ten");
+        assert_eq!(
+            parse(&yaml).unwrap_err(),
+            "c/component.yaml: inputs[2].default: expected an Integer, found 'ten'"
+        );
+    }
+
+    #[test]
+    fn duplicate_inputs_are_rejected() {
+        let yaml = KFP_V1.replace("{name: notes, optional: true}", "{name: epochs}");
+        assert_eq!(
+            parse(&yaml).unwrap_err(),
+            "c/component.yaml: inputs[3].name: duplicate input name 'epochs'"
+        );
+    }
+
+    #[test]
+    fn graph_components_are_refused_clearly() {
+        let err = parse("name: g\nimplementation:\n  graph: {tasks: {}}\n").unwrap_err();
+        assert!(
+            err.contains("graph implementations are not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wasm_implementation_resolves_relative_to_the_file() {
+        let c = parse(
+            "name: n\nimplementation:\n  wasm:\n    component: ../bin/n.wasm\n    resources: {memory: 64Mi}\n",
+        )
+        .unwrap();
+        assert_eq!(c.wasm_path().unwrap(), Path::new("c/../bin/n.wasm"));
+        let wasm = c.spec.implementation.wasm.as_ref().unwrap();
+        assert_eq!(wasm.resources.memory.unwrap().0, 64 << 20);
+    }
+
+    #[test]
+    fn malformed_yaml_names_line_and_column() {
+        let err = parse("name: x\ninputs:\n- {name: a\nimplementation: {}\n").unwrap_err();
+        assert!(err.starts_with("c/component.yaml:4:"), "{err}");
+    }
+}

@@ -1,0 +1,185 @@
+//! Parsing: Sluice pipeline files and KFP v1 component files, from text into checked
+//! structures. This is the only stage that reads pipeline and component files; it never
+//! touches wasm, containers or the store.
+
+pub mod component;
+pub mod pipeline;
+pub mod placeholder;
+pub mod resources;
+pub mod types;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+pub use component::{Component, ComponentSpec, InputSpec, OutputSpec};
+pub use pipeline::{Binding, ParamSpec, PipelineSpec, RetrySpec, TaskSpec};
+pub use resources::{ByteSize, HumanDuration, ResourceSpec};
+pub use types::{ParamType, TypeSpec};
+
+/// A file that could not be read or understood. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}: {field}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+/// Parses YAML, turning serde's errors into one line with the file, line and column.
+pub(crate) fn from_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, SpecError> {
+    serde_yaml_ng::from_str(text).map_err(|err| yaml_error(path, err))
+}
+
+fn yaml_error(path: &Path, err: serde_yaml_ng::Error) -> SpecError {
+    let full = err.to_string();
+    match err.location() {
+        Some(loc) => {
+            // serde_yaml_ng appends " at line L column C"; the location goes in front instead.
+            let message = match full.rfind(" at line ") {
+                Some(at) => full[..at].to_owned(),
+                None => full,
+            };
+            SpecError::Syntax {
+                path: path.to_owned(),
+                line: loc.line(),
+                column: loc.column(),
+                message,
+            }
+        }
+        None => SpecError::Invalid {
+            path: path.to_owned(),
+            field: "(document)".into(),
+            message: full,
+        },
+    }
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// What kind of document a YAML file holds, judged by its top-level keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocumentKind {
+    Pipeline,
+    Component,
+    /// A pipeline compiled by the KFP SDK (`PipelineSpec` IR).
+    KfpIr,
+}
+
+pub fn detect_kind(path: &Path) -> Result<DocumentKind, SpecError> {
+    let text = read(path)?;
+    let value: serde_yaml_ng::Value = from_yaml(path, &text)?;
+    let has = |key: &str| value.get(key).is_some();
+    if has("implementation") {
+        Ok(DocumentKind::Component)
+    } else if has("tasks") {
+        Ok(DocumentKind::Pipeline)
+    } else if has("pipelineInfo") || has("deploymentSpec") {
+        Ok(DocumentKind::KfpIr)
+    } else {
+        Err(SpecError::Invalid {
+            path: path.to_owned(),
+            field: "(document)".into(),
+            message: "expected a pipeline (with `tasks`) or a component (with `implementation`)"
+                .into(),
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<String, SpecError> {
+    std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A pipeline file with the component files its tasks name.
+#[derive(Debug)]
+pub struct PipelineFile {
+    pub path: PathBuf,
+    pub spec: PipelineSpec,
+    /// `sha256:` digest of the pipeline file's bytes.
+    pub digest: String,
+    /// Each task's component, or why it could not be loaded.
+    pub components: IndexMap<String, Result<Arc<Component>, Arc<SpecError>>>,
+}
+
+impl PipelineFile {
+    /// Reads a pipeline and every component file it names (each file once).
+    /// A component that fails to load is kept as an error for `plan` to report
+    /// against its task, so one run of `validate` shows every problem.
+    pub fn load(path: &Path) -> Result<PipelineFile, SpecError> {
+        let text = read(path)?;
+        let spec: PipelineSpec = from_yaml(path, &text)?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let mut by_path: HashMap<PathBuf, Result<Arc<Component>, Arc<SpecError>>> =
+            HashMap::new();
+        let mut components = IndexMap::new();
+        for (name, task) in &spec.tasks {
+            let file = base.join(&task.component);
+            let loaded = by_path
+                .entry(file.clone())
+                .or_insert_with(|| Component::load(&file).map(Arc::new).map_err(Arc::new))
+                .clone();
+            components.insert(name.clone(), loaded);
+        }
+        Ok(PipelineFile {
+            path: path.to_owned(),
+            digest: sha256_hex(text.as_bytes()),
+            spec,
+            components,
+        })
+    }
+
+    /// The folder relative paths in the pipeline are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new(""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let err = from_yaml::<PipelineSpec>(Path::new("p.yaml"), "name: p\ntasks:\n  a: {component: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("p.yaml:4:1: "), "{err}");
+    }
+
+    #[test]
+    fn type_errors_carry_their_field_path() {
+        let err = from_yaml::<PipelineSpec>(
+            Path::new("p.yaml"),
+            "name: p\ntasks:\n  a:\n    component: c.yaml\n    retries: lots\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("p.yaml:4:"), "{err}");
+        assert!(err.contains("tasks.a: retries: expected a count"), "{err}");
+    }
+}

@@ -1,0 +1,314 @@
+//! Sluice's pipeline file: parameters with types and defaults, and tasks that name
+//! component files and wire their inputs to constants, parameters or other tasks'
+//! outputs. Owns the structures and their YAML form (documented in
+//! `docs/pipeline-format.md`); the graph built from them lives in `plan`.
+
+use std::fmt;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::resources::{HumanDuration, ResourceSpec};
+use super::types::{TypeSpec, render_constant};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "unique_map")]
+    pub params: IndexMap<String, ParamSpec>,
+    #[serde(deserialize_with = "unique_map")]
+    pub tasks: IndexMap<String, TaskSpec>,
+}
+
+/// A pipeline parameter. Parameter types (`String`, `Integer`, ...) carry values;
+/// any other type (`Dataset`, `CSV`, ...) is an artifact given as a file path, resolved
+/// against the pipeline file's folder for defaults and the working directory otherwise.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<TypeSpec>,
+    #[serde(
+        default,
+        deserialize_with = "constant",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub optional: bool,
+}
+
+impl ParamSpec {
+    pub fn is_artifact(&self) -> bool {
+        self.type_.as_ref().is_some_and(TypeSpec::is_artifact)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Path of a `component.yaml`, relative to the pipeline file.
+    pub component: String,
+    #[serde(default, deserialize_with = "unique_map")]
+    pub inputs: IndexMap<String, Binding>,
+    /// Tasks that must succeed before this one starts, beyond those it takes inputs from.
+    #[serde(default)]
+    pub after: Vec<String>,
+    #[serde(default)]
+    pub retries: RetrySpec,
+    /// Wall-clock limit of one attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub resources: ResourceSpec,
+}
+
+/// Where an input's value comes from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Binding {
+    /// A constant, as KFP renders it (`value: ...` or a bare scalar).
+    Value(String),
+    /// A pipeline parameter (`param: name`).
+    Param(String),
+    /// Another task's output (`from: task.output`).
+    Output { task: String, output: String },
+}
+
+impl fmt::Display for Binding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Binding::Value(v) => write!(f, "{v:?}"),
+            Binding::Param(p) => write!(f, "param {p}"),
+            Binding::Output { task, output } => write!(f, "{task}.{output}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Binding {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_yaml_ng::Value::deserialize(d)?;
+        let serde_yaml_ng::Value::Mapping(map) = &value else {
+            return render_constant(&value).map(Binding::Value).ok_or_else(|| {
+                de::Error::custom("expected a constant, {param: name}, {from: task.output} or {value: ...}")
+            });
+        };
+        let mut entries = map.iter();
+        let (Some((key, body)), None) = (entries.next(), entries.next()) else {
+            return Err(de::Error::custom(
+                "expected exactly one of `from`, `param` or `value`",
+            ));
+        };
+        let text = |what: &str| {
+            body.as_str().map(str::to_owned).ok_or_else(|| {
+                de::Error::custom(format!("`{what}` takes a name, found {body:?}"))
+            })
+        };
+        match key.as_str() {
+            Some("param") => Ok(Binding::Param(text("param")?)),
+            Some("from") => {
+                let reference = text("from")?;
+                match reference.split_once('.') {
+                    Some((task, output)) if !task.is_empty() && !output.is_empty() => {
+                        Ok(Binding::Output {
+                            task: task.to_owned(),
+                            output: output.to_owned(),
+                        })
+                    }
+                    _ => Err(de::Error::custom(format!(
+                        "`from` takes task.output, found '{reference}'"
+                    ))),
+                }
+            }
+            Some("value") => render_constant(body)
+                .map(Binding::Value)
+                .ok_or_else(|| de::Error::custom("`value` must not be null")),
+            _ => Err(de::Error::custom(format!(
+                "expected `from`, `param` or `value`, found {key:?}"
+            ))),
+        }
+    }
+}
+
+/// Retry policy: `retries: 2`, or
+/// `retries: {limit: 2, backoff: 1s, factor: 2, max_backoff: 1m}`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RetrySpec {
+    /// Attempts after the first.
+    pub limit: u32,
+    /// Delay before the first retry.
+    pub backoff: HumanDuration,
+    /// Each further delay is the previous one times this.
+    pub factor: f64,
+    pub max_backoff: HumanDuration,
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        RetrySpec {
+            limit: 0,
+            backoff: HumanDuration(Duration::from_secs(1)),
+            factor: 2.0,
+            max_backoff: HumanDuration(Duration::from_secs(60)),
+        }
+    }
+}
+
+impl RetrySpec {
+    /// The delay before retry number `retry` (1 for the first retry).
+    pub fn delay(&self, retry: u32) -> Duration {
+        let scale = self.factor.powi(retry.saturating_sub(1) as i32);
+        let secs = self.backoff.0.as_secs_f64() * scale;
+        Duration::from_secs_f64(secs.min(self.max_backoff.0.as_secs_f64()))
+    }
+}
+
+impl<'de> Deserialize<'de> for RetrySpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            limit: u32,
+            #[serde(default)]
+            backoff: Option<HumanDuration>,
+            #[serde(default)]
+            factor: Option<f64>,
+            #[serde(default)]
+            max_backoff: Option<HumanDuration>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Count(u32),
+            Full(Full),
+        }
+        let defaults = RetrySpec::default();
+        let spec = match Form::deserialize(d).map_err(|_| {
+            de::Error::custom(
+                "retries: expected a count or {limit, backoff, factor, max_backoff} with a whole-number limit",
+            )
+        })? {
+            Form::Count(limit) => RetrySpec { limit, ..defaults },
+            Form::Full(f) => RetrySpec {
+                limit: f.limit,
+                backoff: f.backoff.unwrap_or(defaults.backoff),
+                factor: f.factor.unwrap_or(defaults.factor),
+                max_backoff: f.max_backoff.unwrap_or(defaults.max_backoff),
+            },
+        };
+        if !(spec.factor.is_finite() && spec.factor >= 1.0) {
+            return Err(de::Error::custom("retries: factor must be at least 1"));
+        }
+        Ok(spec)
+    }
+}
+
+fn constant<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = serde_yaml_ng::Value::deserialize(d)?;
+    Ok(render_constant(&value))
+}
+
+/// Deserialises a mapping, refusing duplicate keys (YAML parsers keep the last one silently).
+fn unique_map<'de, D, V>(d: D) -> Result<IndexMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct UniqueMap<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for UniqueMap<V> {
+        type Value = IndexMap<String, V>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(IndexMap::new())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = IndexMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom(format!("duplicate name '{key}'")));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(UniqueMap(std::marker::PhantomData))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings() {
+        let inputs: IndexMap<String, Binding> = serde_yaml_ng::from_str(
+            "{a: 3, b: {param: seed}, c: {from: split.train}, d: {value: [1, 2]}, e: 'x.y'}",
+        )
+        .unwrap();
+        assert_eq!(inputs["a"], Binding::Value("3".into()));
+        assert_eq!(inputs["b"], Binding::Param("seed".into()));
+        assert_eq!(
+            inputs["c"],
+            Binding::Output {
+                task: "split".into(),
+                output: "train".into()
+            }
+        );
+        assert_eq!(inputs["d"], Binding::Value("[1,2]".into()));
+        assert_eq!(inputs["e"], Binding::Value("x.y".into()));
+    }
+
+    #[test]
+    fn output_names_may_contain_dots_and_spaces() {
+        let b: Binding = serde_yaml_ng::from_str("{from: eval.MLPipeline Metrics.v2}").unwrap();
+        assert_eq!(
+            b,
+            Binding::Output {
+                task: "eval".into(),
+                output: "MLPipeline Metrics.v2".into()
+            }
+        );
+    }
+
+    #[test]
+    fn retry_forms() {
+        let r: RetrySpec = serde_yaml_ng::from_str("3").unwrap();
+        assert_eq!(r.limit, 3);
+        let r: RetrySpec =
+            serde_yaml_ng::from_str("{limit: 4, backoff: 100ms, factor: 3, max_backoff: 500ms}")
+                .unwrap();
+        assert_eq!(r.delay(1), Duration::from_millis(100));
+        assert_eq!(r.delay(2), Duration::from_millis(300));
+        assert_eq!(r.delay(3), Duration::from_millis(500));
+        assert!(serde_yaml_ng::from_str::<RetrySpec>("{limit: 1, factor: 0.5}").is_err());
+        assert!(serde_yaml_ng::from_str::<RetrySpec>("-1").is_err());
+    }
+
+    #[test]
+    fn duplicate_task_names_are_rejected() {
+        let err = serde_yaml_ng::from_str::<PipelineSpec>(
+            "name: p\ntasks:\n  a: {component: x.yaml}\n  a: {component: y.yaml}\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("duplicate name 'a'"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = serde_yaml_ng::from_str::<PipelineSpec>(
+            "name: p\ntasks:\n  a: {component: x.yaml, retry: 2}\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `retry`"), "{err}");
+    }
+}

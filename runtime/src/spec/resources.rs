@@ -1,0 +1,266 @@
+//! Resource requests and the quantities they are written in: memory as Kubernetes
+//! quantities (`512Mi`, `2G`), CPU as cores or millicores (`2`, `500m`), durations as
+//! human-readable spans (`90s`, `5m`, `250ms`). Parsing only; executors enforce.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What a task or component asks of the machine. Every field is optional; a task's
+/// request overrides its component's field by field.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    /// Memory cap. For wasm, the sum of all of the instance's linear memories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// CPU limit for containers, in cores (`2`, `0.5`, `500m`). Wasm steps are single-threaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    /// CPU time a wasm step may use per attempt before it is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_time: Option<HumanDuration>,
+    /// Accelerators (GPU/TPU); only container steps can have them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<Accelerator>,
+}
+
+impl ResourceSpec {
+    /// `self`, with every field `self` leaves unset taken from `base`.
+    pub fn or(&self, base: &ResourceSpec) -> ResourceSpec {
+        ResourceSpec {
+            memory: self.memory.or(base.memory),
+            cpu: self.cpu.or(base.cpu),
+            cpu_time: self.cpu_time.or(base.cpu_time),
+            accelerator: self.accelerator.clone().or_else(|| base.accelerator.clone()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Accelerator {
+    /// For example `nvidia.com/gpu` or `tpu`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A number of bytes, written as a Kubernetes quantity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub const MIB: u64 = 1 << 20;
+
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (number, suffix) = t.split_at(split);
+        let factor: u64 = match suffix {
+            "" => 1,
+            "k" | "K" => 1_000,
+            "M" => 1_000_000,
+            "G" => 1_000_000_000,
+            "T" => 1_000_000_000_000,
+            "Ki" => 1 << 10,
+            "Mi" => 1 << 20,
+            "Gi" => 1 << 30,
+            "Ti" => 1 << 40,
+            _ => return Err(quantity_error(text)),
+        };
+        let value: f64 = number.parse().map_err(|_| quantity_error(text))?;
+        let bytes = value * factor as f64;
+        if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+            return Err(quantity_error(text));
+        }
+        Ok(ByteSize(bytes.round() as u64))
+    }
+}
+
+fn quantity_error(text: &str) -> String {
+    format!("expected a memory quantity such as 512Mi or 2G, found '{text}'")
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+            if b >= size && b % size == 0 {
+                return write!(f, "{}{unit}", b / size);
+            }
+        }
+        if b >= 1 << 20 {
+            write!(f, "{:.1}Mi", b as f64 / (1u64 << 20) as f64)
+        } else {
+            write!(f, "{b}")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = scalar_text(d)?;
+        ByteSize::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// CPU in thousandths of a core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cpu {
+    pub millicores: u64,
+}
+
+impl Cpu {
+    pub fn parse(text: &str) -> Result<Cpu, String> {
+        let t = text.trim();
+        let err = || format!("expected CPU cores such as 2, 0.5 or 500m, found '{text}'");
+        let millicores = if let Some(m) = t.strip_suffix('m') {
+            m.parse::<u64>().map_err(|_| err())?
+        } else {
+            let cores: f64 = t.parse().map_err(|_| err())?;
+            if !(cores.is_finite() && cores > 0.0) {
+                return Err(err());
+            }
+            (cores * 1000.0).round() as u64
+        };
+        if millicores == 0 {
+            return Err(err());
+        }
+        Ok(Cpu { millicores })
+    }
+}
+
+impl fmt::Display for Cpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.millicores % 1000 == 0 {
+            write!(f, "{}", self.millicores / 1000)
+        } else {
+            write!(f, "{}m", self.millicores)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Cpu {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = scalar_text(d)?;
+        Cpu::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Cpu {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A duration written like `90s`, `5m`, `1h 30m` or `250ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn parse(text: &str) -> Result<HumanDuration, String> {
+        let d = humantime::parse_duration(text.trim()).map_err(|_| {
+            format!("expected a duration such as 30s, 5m or 250ms, found '{text}'")
+        })?;
+        Ok(HumanDuration(d))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = scalar_text(d)?;
+        HumanDuration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Accepts a YAML string or number as text.
+fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(u64),
+        Float(f64),
+    }
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::Text(s) => s,
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Float(f) => f.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_quantities() {
+        assert_eq!(ByteSize::parse("512Mi").unwrap().0, 512 << 20);
+        assert_eq!(ByteSize::parse("1.5Gi").unwrap().0, 3 << 29);
+        assert_eq!(ByteSize::parse("2G").unwrap().0, 2_000_000_000);
+        assert_eq!(ByteSize::parse("4096").unwrap().0, 4096);
+        assert!(ByteSize::parse("lots").is_err());
+        assert!(ByteSize::parse("12Qi").is_err());
+        assert!(ByteSize::parse("0").is_err());
+        assert_eq!(ByteSize(64 << 20).to_string(), "64Mi");
+    }
+
+    #[test]
+    fn cpu_quantities() {
+        assert_eq!(Cpu::parse("2").unwrap().millicores, 2000);
+        assert_eq!(Cpu::parse("0.5").unwrap().millicores, 500);
+        assert_eq!(Cpu::parse("250m").unwrap().millicores, 250);
+        assert!(Cpu::parse("0").is_err());
+        assert!(Cpu::parse("fast").is_err());
+        assert_eq!(Cpu::parse("1500m").unwrap().to_string(), "1500m");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            HumanDuration::parse("250ms").unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            HumanDuration::parse("1h 30m").unwrap().0,
+            Duration::from_secs(5400)
+        );
+        assert!(HumanDuration::parse("soon").is_err());
+    }
+
+    #[test]
+    fn task_overrides_component_field_by_field() {
+        let component: ResourceSpec = serde_yaml_ng::from_str("{memory: 1Gi, cpu: 2}").unwrap();
+        let task: ResourceSpec = serde_yaml_ng::from_str("{memory: 64Mi}").unwrap();
+        let merged = task.or(&component);
+        assert_eq!(merged.memory, Some(ByteSize(64 << 20)));
+        assert_eq!(merged.cpu, Some(Cpu { millicores: 2000 }));
+    }
+}

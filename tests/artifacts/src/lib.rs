@@ -1,0 +1,1 @@
+//! Paths of the sample components built for the tests.
