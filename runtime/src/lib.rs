@@ -2,4 +2,5 @@
 //! Data flows one way: `spec` (parse) -> `plan` (graph, no IO) -> `schedule` (tokio)
 //! -> `exec` (wasm) -> `store` (artifacts and run records). See `ARCHITECTURE.md`.
 
+pub mod plan;
 pub mod spec;

@@ -149,11 +149,12 @@ impl Component {
     /// Parses and checks component YAML; `path` names it in errors and anchors relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Component, SpecError> {
         let spec: ComponentSpec = super::from_yaml(path, text)?;
-        spec.check().map_err(|(field, message)| SpecError::Invalid {
-            path: path.to_owned(),
-            field,
-            message,
-        })?;
+        spec.check()
+            .map_err(|(field, message)| SpecError::Invalid {
+                path: path.to_owned(),
+                field,
+                message,
+            })?;
         Ok(Component {
             spec,
             path: path.to_owned(),

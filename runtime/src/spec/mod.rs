@@ -134,8 +134,7 @@ impl PipelineFile {
         let text = read(path)?;
         let spec: PipelineSpec = from_yaml(path, &text)?;
         let base = path.parent().unwrap_or(Path::new(""));
-        let mut by_path: HashMap<PathBuf, Result<Arc<Component>, Arc<SpecError>>> =
-            HashMap::new();
+        let mut by_path: HashMap<PathBuf, Result<Arc<Component>, Arc<SpecError>>> = HashMap::new();
         let mut components = IndexMap::new();
         for (name, task) in &spec.tasks {
             let file = base.join(&task.component);
@@ -165,9 +164,10 @@ mod tests {
 
     #[test]
     fn syntax_errors_carry_line_and_column() {
-        let err = from_yaml::<PipelineSpec>(Path::new("p.yaml"), "name: p\ntasks:\n  a: {component: x\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            from_yaml::<PipelineSpec>(Path::new("p.yaml"), "name: p\ntasks:\n  a: {component: x\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.starts_with("p.yaml:4:1: "), "{err}");
     }
 

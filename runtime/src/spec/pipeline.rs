@@ -97,7 +97,9 @@ impl<'de> Deserialize<'de> for Binding {
         let value = serde_yaml_ng::Value::deserialize(d)?;
         let serde_yaml_ng::Value::Mapping(map) = &value else {
             return render_constant(&value).map(Binding::Value).ok_or_else(|| {
-                de::Error::custom("expected a constant, {param: name}, {from: task.output} or {value: ...}")
+                de::Error::custom(
+                    "expected a constant, {param: name}, {from: task.output} or {value: ...}",
+                )
             });
         };
         let mut entries = map.iter();
@@ -107,9 +109,9 @@ impl<'de> Deserialize<'de> for Binding {
             ));
         };
         let text = |what: &str| {
-            body.as_str().map(str::to_owned).ok_or_else(|| {
-                de::Error::custom(format!("`{what}` takes a name, found {body:?}"))
-            })
+            body.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| de::Error::custom(format!("`{what}` takes a name, found {body:?}")))
         };
         match key.as_str() {
             Some("param") => Ok(Binding::Param(text("param")?)),

@@ -362,8 +362,12 @@ mod tests {
 
     #[test]
     fn if_splices_the_chosen_list() {
-        let yaml = "[a, {if: {cond: {isPresent: s}, then: [--s, {inputPath: s}], else: [--no-s]}}, z]";
-        assert_eq!(run(yaml, &[("s", "v")]), ["a", "--s", "/inputs/s/data", "z"]);
+        let yaml =
+            "[a, {if: {cond: {isPresent: s}, then: [--s, {inputPath: s}], else: [--no-s]}}, z]";
+        assert_eq!(
+            run(yaml, &[("s", "v")]),
+            ["a", "--s", "/inputs/s/data", "z"]
+        );
         assert_eq!(run(yaml, &[]), ["a", "--no-s", "z"]);
     }
 
@@ -377,7 +381,10 @@ mod tests {
 
     #[test]
     fn literal_conditions() {
-        assert_eq!(run("[{if: {cond: true, then: [a], else: [b]}}]", &[]), ["a"]);
+        assert_eq!(
+            run("[{if: {cond: true, then: [a], else: [b]}}]", &[]),
+            ["a"]
+        );
         assert_eq!(
             run("[{if: {cond: 'False', then: [a], else: [b]}}]", &[]),
             ["b"]
@@ -405,7 +412,9 @@ mod tests {
     #[test]
     fn references_are_visited() {
         let mut seen = Vec::new();
-        for a in args("[{concat: [{inputValue: a}]}, {if: {cond: {isPresent: b}, then: [{outputPath: c}]}}]") {
+        for a in args(
+            "[{concat: [{inputValue: a}]}, {if: {cond: {isPresent: b}, then: [{outputPath: c}]}}]",
+        ) {
             a.visit_references(&mut |port, name, _| seen.push((port, name.to_owned())));
         }
         assert_eq!(

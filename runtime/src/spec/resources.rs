@@ -33,7 +33,10 @@ impl ResourceSpec {
             memory: self.memory.or(base.memory),
             cpu: self.cpu.or(base.cpu),
             cpu_time: self.cpu_time.or(base.cpu_time),
-            accelerator: self.accelerator.clone().or_else(|| base.accelerator.clone()),
+            accelerator: self
+                .accelerator
+                .clone()
+                .or_else(|| base.accelerator.clone()),
         }
     }
 }
@@ -174,9 +177,8 @@ pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
     pub fn parse(text: &str) -> Result<HumanDuration, String> {
-        let d = humantime::parse_duration(text.trim()).map_err(|_| {
-            format!("expected a duration such as 30s, 5m or 250ms, found '{text}'")
-        })?;
+        let d = humantime::parse_duration(text.trim())
+            .map_err(|_| format!("expected a duration such as 30s, 5m or 250ms, found '{text}'"))?;
         Ok(HumanDuration(d))
     }
 }

@@ -206,7 +206,10 @@ mod tests {
     #[test]
     fn parameter_aliases() {
         assert_eq!(ParamType::from_name("int"), Some(ParamType::Integer));
-        assert_eq!(ParamType::from_name("NUMBER_DOUBLE"), Some(ParamType::Float));
+        assert_eq!(
+            ParamType::from_name("NUMBER_DOUBLE"),
+            Some(ParamType::Float)
+        );
         assert_eq!(ParamType::from_name("Dataset"), None);
     }
 

@@ -1,0 +1,604 @@
+//! The plan: a checked DAG of tasks built from a parsed pipeline and the parameter values
+//! of one run. Binds every input to a constant, a default, a parameter or an upstream
+//! output; checks names, types, required inputs and cycles; orders tasks topologically.
+//! Does no IO: everything it needs was read by `spec`.
+
+mod render;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::spec::types::compatible;
+use crate::spec::{Binding, Component, ParamSpec, PipelineFile, ResourceSpec, RetrySpec, TypeSpec};
+
+pub use render::Format;
+
+/// One problem with a pipeline, on one line naming the file and the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {field}: {message}", file.display())]
+pub struct PlanError {
+    pub file: PathBuf,
+    /// Dotted path of the offending field, e.g. `tasks.train.inputs.data`.
+    pub field: String,
+    pub message: String,
+}
+
+/// The value a pipeline parameter has in this run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamValue {
+    Value(String),
+    /// An artifact parameter: a file to import into the store when the run starts.
+    File(PathBuf),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueOrigin {
+    /// Given on the command line.
+    Given,
+    Default,
+}
+
+#[derive(Clone, Debug)]
+pub struct PlanParam {
+    pub spec: ParamSpec,
+    /// `None` only for an optional parameter nobody set.
+    pub value: Option<(ParamValue, ValueOrigin)>,
+}
+
+/// Where one task input comes from in this run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// A constant written in the pipeline.
+    Constant(String),
+    /// The component's default for an input the pipeline does not bind.
+    Default(String),
+    Param {
+        name: String,
+        value: ParamValue,
+    },
+    /// An output of the task at index `task` in [`Plan::tasks`].
+    Output {
+        task: usize,
+        output: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct PlannedTask {
+    pub name: String,
+    pub component: Arc<Component>,
+    /// Every input that has a value, in the component's declaration order.
+    pub inputs: IndexMap<String, Source>,
+    /// Indices into [`Plan::tasks`] this task waits for (data and `after`), ascending.
+    pub upstream: Vec<usize>,
+    pub retry: RetrySpec,
+    pub timeout: Option<Duration>,
+    /// The task's request over its component's.
+    pub resources: ResourceSpec,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub name: String,
+    pub description: Option<String>,
+    pub source: PathBuf,
+    pub source_digest: String,
+    pub params: IndexMap<String, PlanParam>,
+    /// In topological order; ties follow the order of the pipeline file.
+    pub tasks: Vec<PlannedTask>,
+}
+
+impl Plan {
+    /// Builds the plan of one run from a loaded pipeline and `--param` values, reporting
+    /// every problem found rather than only the first.
+    pub fn build(file: &PipelineFile, args: &[(String, String)]) -> Result<Plan, Vec<PlanError>> {
+        Builder::new(file).build(args)
+    }
+
+    pub fn task(&self, name: &str) -> Option<&PlannedTask> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+
+    /// For each task, the indices of the tasks that wait on it.
+    pub fn downstream(&self) -> Vec<Vec<usize>> {
+        let mut down = vec![Vec::new(); self.tasks.len()];
+        for (i, task) in self.tasks.iter().enumerate() {
+            for &u in &task.upstream {
+                down[u].push(i);
+            }
+        }
+        down
+    }
+
+    /// Each task's stage: 1 for tasks with no upstream, else one more than its latest upstream.
+    pub fn stages(&self) -> Vec<usize> {
+        let mut stage = vec![1; self.tasks.len()];
+        for (i, task) in self.tasks.iter().enumerate() {
+            stage[i] = task
+                .upstream
+                .iter()
+                .map(|&u| stage[u] + 1)
+                .max()
+                .unwrap_or(1);
+        }
+        stage
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        render::render(self, format)
+    }
+}
+
+struct Builder<'a> {
+    file: &'a PipelineFile,
+    errors: Vec<PlanError>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(file: &'a PipelineFile) -> Self {
+        Builder {
+            file,
+            errors: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(PlanError {
+            file: self.file.path.clone(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn build(mut self, args: &[(String, String)]) -> Result<Plan, Vec<PlanError>> {
+        let params = self.params(args);
+        let spec = &self.file.spec;
+        let index: HashMap<&str, usize> = spec
+            .tasks
+            .keys()
+            .enumerate()
+            .map(|(i, name)| (name.as_str(), i))
+            .collect();
+
+        let mut tasks = Vec::with_capacity(spec.tasks.len());
+        let mut edges: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); spec.tasks.len()];
+        for (i, (name, task)) in spec.tasks.iter().enumerate() {
+            let at = format!("tasks.{name}");
+            if !valid_task_name(name) {
+                self.error(
+                    &at,
+                    "a task name starts with a letter or digit and has only letters, digits, '-' and '_'",
+                );
+            }
+            let component = match &self.file.components[name] {
+                Ok(c) => c.clone(),
+                Err(err) => {
+                    self.error(format!("{at}.component"), err.to_string());
+                    continue;
+                }
+            };
+            for dep in &task.after {
+                match index.get(dep.as_str()) {
+                    Some(&d) if d == i => {
+                        self.error(format!("{at}.after"), "a task cannot wait for itself")
+                    }
+                    Some(&d) => {
+                        edges[i].insert(d);
+                    }
+                    None => self.error(format!("{at}.after"), unknown_task(dep, spec.tasks.keys())),
+                }
+            }
+            let inputs = self.bind_inputs(
+                &at,
+                name,
+                &component,
+                task.inputs.iter(),
+                &params,
+                &index,
+                &mut edges[i],
+            );
+            let resources = task.resources.or(&component
+                .spec
+                .implementation
+                .wasm
+                .as_ref()
+                .map(|w| w.resources.clone())
+                .unwrap_or_default());
+            if resources.accelerator.is_some() && component.spec.implementation.container.is_none()
+            {
+                self.error(
+                    format!("{at}.resources.accelerator"),
+                    format!(
+                        "component '{}' has no container implementation, and wasm steps cannot use accelerators",
+                        component.name()
+                    ),
+                );
+            }
+            tasks.push(PlannedTask {
+                name: name.clone(),
+                component,
+                inputs,
+                upstream: Vec::new(),
+                retry: task.retries,
+                timeout: task.timeout.map(|t| t.0),
+                resources,
+            });
+        }
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+
+        let order = match topological_order(&edges) {
+            Ok(order) => order,
+            Err(cycle) => {
+                let names: Vec<&str> = cycle
+                    .iter()
+                    .map(|&i| spec.tasks.get_index(i).unwrap().0.as_str())
+                    .collect();
+                self.error(
+                    format!("tasks.{}", names[0]),
+                    format!("tasks form a cycle: {} -> {}", names.join(" -> "), names[0]),
+                );
+                return Err(self.errors);
+            }
+        };
+        // Renumber tasks into topological order.
+        let mut position = vec![0; order.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            position[i] = pos;
+        }
+        let mut slots: Vec<Option<PlannedTask>> = tasks.into_iter().map(Some).collect();
+        let tasks = order
+            .iter()
+            .map(|&i| {
+                let mut task = slots[i].take().expect("each task is placed once");
+                for source in task.inputs.values_mut() {
+                    if let Source::Output { task, .. } = source {
+                        *task = position[*task];
+                    }
+                }
+                task.upstream = edges[i].iter().map(|&d| position[d]).collect();
+                task.upstream.sort_unstable();
+                task
+            })
+            .collect();
+
+        Ok(Plan {
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            source: self.file.path.clone(),
+            source_digest: self.file.digest.clone(),
+            params,
+            tasks,
+        })
+    }
+
+    fn params(&mut self, args: &[(String, String)]) -> IndexMap<String, PlanParam> {
+        let spec = &self.file.spec;
+        for (name, _) in args {
+            if !spec.params.contains_key(name) {
+                let known: Vec<&str> = spec.params.keys().map(String::as_str).collect();
+                let message = if known.is_empty() {
+                    "the pipeline has no parameters".to_owned()
+                } else {
+                    format!(
+                        "the pipeline has no parameter '{name}' (it has: {})",
+                        known.join(", ")
+                    )
+                };
+                self.error(format!("--param {name}"), message);
+            }
+        }
+        let mut out = IndexMap::new();
+        for (name, p) in &spec.params {
+            if let Some(default) = &p.default {
+                if let Some(ty) = p.type_.as_ref().and_then(TypeSpec::param_type) {
+                    if let Err(m) = ty.check(default) {
+                        self.error(format!("params.{name}.default"), m);
+                    }
+                }
+            }
+            let given = args.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v);
+            let value = match (given, &p.default) {
+                (Some(v), _) => {
+                    if let Some(ty) = p.type_.as_ref().and_then(TypeSpec::param_type) {
+                        if let Err(m) = ty.check(v) {
+                            self.error(format!("--param {name}"), m);
+                        }
+                    }
+                    let value = if p.is_artifact() {
+                        ParamValue::File(PathBuf::from(v))
+                    } else {
+                        ParamValue::Value(v.clone())
+                    };
+                    Some((value, ValueOrigin::Given))
+                }
+                (None, Some(d)) => {
+                    let value = if p.is_artifact() {
+                        ParamValue::File(self.file.base_dir().join(d))
+                    } else {
+                        ParamValue::Value(d.clone())
+                    };
+                    Some((value, ValueOrigin::Default))
+                }
+                (None, None) if p.optional => None,
+                (None, None) => {
+                    self.error(
+                        format!("params.{name}"),
+                        format!("required parameter has no value; pass --param {name}=..."),
+                    );
+                    None
+                }
+            };
+            out.insert(
+                name.clone(),
+                PlanParam {
+                    spec: p.clone(),
+                    value,
+                },
+            );
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn bind_inputs<'b>(
+        &mut self,
+        at: &str,
+        task_name: &str,
+        component: &Component,
+        bindings: impl Iterator<Item = (&'b String, &'b Binding)>,
+        params: &IndexMap<String, PlanParam>,
+        index: &HashMap<&str, usize>,
+        edges: &mut BTreeSet<usize>,
+    ) -> IndexMap<String, Source> {
+        let spec = &self.file.spec;
+        let mut bound: HashMap<&str, Source> = HashMap::new();
+        for (input_name, binding) in bindings {
+            let field = format!("{at}.inputs.{input_name}");
+            let Some(input) = component.input(input_name) else {
+                let declared: Vec<&str> = component
+                    .spec
+                    .inputs
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect();
+                self.error(
+                    field,
+                    format!(
+                        "component '{}' has no input '{input_name}' (inputs: {})",
+                        component.name(),
+                        if declared.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            declared.join(", ")
+                        }
+                    ),
+                );
+                continue;
+            };
+            let source = match binding {
+                Binding::Value(v) => {
+                    if let Some(ty) = input.param_type() {
+                        if let Err(m) = ty.check(v) {
+                            self.error(field, m);
+                            continue;
+                        }
+                    }
+                    Source::Constant(v.clone())
+                }
+                Binding::Param(p) => {
+                    let Some(param) = params.get(p) else {
+                        self.error(field, format!("unknown parameter '{p}'"));
+                        continue;
+                    };
+                    if !compatible(param.spec.type_.as_ref(), input.type_.as_ref()) {
+                        self.error(
+                            field,
+                            type_mismatch(
+                                &format!("parameter '{p}'"),
+                                param.spec.type_.as_ref(),
+                                input.type_.as_ref(),
+                            ),
+                        );
+                        continue;
+                    }
+                    match &param.value {
+                        Some((value, _)) => Source::Param {
+                            name: p.clone(),
+                            value: value.clone(),
+                        },
+                        None => {
+                            if input.is_required() {
+                                self.error(field, format!("parameter '{p}' is optional and unset, but the input is required"));
+                            }
+                            continue;
+                        }
+                    }
+                }
+                Binding::Output { task, output } => {
+                    let Some(&upstream) = index.get(task.as_str()) else {
+                        self.error(field, unknown_task(task, spec.tasks.keys()));
+                        continue;
+                    };
+                    if task == task_name {
+                        self.error(field, "a task cannot take its own output");
+                        continue;
+                    }
+                    let Ok(producer) = &self.file.components[task.as_str()] else {
+                        continue; // reported against the producing task
+                    };
+                    let Some(out) = producer.output(output) else {
+                        let declared: Vec<&str> = producer
+                            .spec
+                            .outputs
+                            .iter()
+                            .map(|o| o.name.as_str())
+                            .collect();
+                        self.error(
+                            field,
+                            format!(
+                                "task '{task}' has no output '{output}' (outputs: {})",
+                                if declared.is_empty() {
+                                    "none".to_owned()
+                                } else {
+                                    declared.join(", ")
+                                }
+                            ),
+                        );
+                        continue;
+                    };
+                    if !compatible(out.type_.as_ref(), input.type_.as_ref()) {
+                        self.error(
+                            field,
+                            type_mismatch(
+                                &format!("output '{task}.{output}'"),
+                                out.type_.as_ref(),
+                                input.type_.as_ref(),
+                            ),
+                        );
+                        continue;
+                    }
+                    edges.insert(upstream);
+                    Source::Output {
+                        task: upstream,
+                        output: output.clone(),
+                    }
+                }
+            };
+            bound.insert(input.name.as_str(), source);
+        }
+
+        let mut inputs = IndexMap::new();
+        let mut missing = Vec::new();
+        for input in &component.spec.inputs {
+            if let Some(source) = bound.remove(input.name.as_str()) {
+                inputs.insert(input.name.clone(), source);
+            } else if let Some(default) = &input.default {
+                inputs.insert(input.name.clone(), Source::Default(default.clone()));
+            } else if !input.optional
+                && !self
+                    .errors
+                    .iter()
+                    .any(|e| e.field == format!("{at}.inputs.{}", input.name))
+            {
+                missing.push(match &input.type_ {
+                    Some(t) => format!("'{}' ({t})", input.name),
+                    None => format!("'{}'", input.name),
+                });
+            }
+        }
+        if !missing.is_empty() {
+            let noun = if missing.len() == 1 {
+                "input"
+            } else {
+                "inputs"
+            };
+            self.error(
+                format!("{at}.inputs"),
+                format!("missing required {noun} {}", missing.join(", ")),
+            );
+        }
+        inputs
+    }
+}
+
+fn valid_task_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn unknown_task<'k>(name: &str, known: impl Iterator<Item = &'k String>) -> String {
+    let known: Vec<&str> = known.map(String::as_str).collect();
+    format!("unknown task '{name}' (tasks: {})", known.join(", "))
+}
+
+fn type_mismatch(what: &str, from: Option<&TypeSpec>, to: Option<&TypeSpec>) -> String {
+    let show = |t: Option<&TypeSpec>| t.map_or("untyped".to_owned(), |t| t.to_string());
+    format!(
+        "{what} is {}, but the input expects {}",
+        show(from),
+        show(to)
+    )
+}
+
+/// Kahn's algorithm; among ready tasks the earliest declared goes first. On a cycle,
+/// returns the tasks of one cycle in order.
+fn topological_order(deps: &[BTreeSet<usize>]) -> Result<Vec<usize>, Vec<usize>> {
+    let n = deps.len();
+    let mut waiting: Vec<usize> = deps.iter().map(BTreeSet::len).collect();
+    let mut dependents = vec![Vec::new(); n];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|&i| waiting[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        for &j in &dependents[i] {
+            waiting[j] -= 1;
+            if waiting[j] == 0 {
+                ready.push(Reverse(j));
+            }
+        }
+    }
+    if order.len() == n {
+        return Ok(order);
+    }
+    Err(find_cycle(deps))
+}
+
+fn find_cycle(deps: &[BTreeSet<usize>]) -> Vec<usize> {
+    let mut graph: DiGraph<usize, ()> = DiGraph::new();
+    let nodes: Vec<NodeIndex> = (0..deps.len()).map(|i| graph.add_node(i)).collect();
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            graph.add_edge(nodes[d], nodes[i], ());
+        }
+    }
+    let scc = petgraph::algo::tarjan_scc(&graph)
+        .into_iter()
+        .filter(|c| c.len() > 1)
+        .min_by_key(|c| c.iter().map(|n| graph[*n]).min())
+        .expect("a failed topological sort has a cycle");
+    // Walk the cycle from its earliest-declared task along edges inside the component.
+    let members: BTreeSet<usize> = scc.iter().map(|n| graph[*n]).collect();
+    let start = *members.first().expect("non-empty");
+    let mut cycle = vec![start];
+    let mut current = start;
+    loop {
+        let next = graph
+            .neighbors(nodes[current])
+            .map(|n| graph[n])
+            .filter(|m| members.contains(m))
+            .min()
+            .expect("every member of a cycle has a successor in it");
+        if next == start || cycle.contains(&next) {
+            break;
+        }
+        cycle.push(next);
+        current = next;
+    }
+    cycle
+}
+
+/// Paths of the artifact parameters of a plan, for callers that import them.
+pub fn artifact_params(plan: &Plan) -> impl Iterator<Item = (&str, &Path)> {
+    plan.params.iter().filter_map(|(name, p)| match &p.value {
+        Some((ParamValue::File(path), _)) => Some((name.as_str(), path.as_path())),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests;
