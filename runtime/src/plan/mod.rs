@@ -297,20 +297,19 @@ impl<'a> Builder<'a> {
         }
         let mut out = IndexMap::new();
         for (name, p) in &spec.params {
-            if let Some(default) = &p.default {
-                if let Some(ty) = p.type_.as_ref().and_then(TypeSpec::param_type) {
-                    if let Err(m) = ty.check(default) {
-                        self.error(format!("params.{name}.default"), m);
-                    }
-                }
+            if let Some(default) = &p.default
+                && let Some(ty) = p.type_.as_ref().and_then(TypeSpec::param_type)
+                && let Err(m) = ty.check(default)
+            {
+                self.error(format!("params.{name}.default"), m);
             }
             let given = args.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v);
             let value = match (given, &p.default) {
                 (Some(v), _) => {
-                    if let Some(ty) = p.type_.as_ref().and_then(TypeSpec::param_type) {
-                        if let Err(m) = ty.check(v) {
-                            self.error(format!("--param {name}"), m);
-                        }
+                    if let Some(ty) = p.type_.as_ref().and_then(TypeSpec::param_type)
+                        && let Err(m) = ty.check(v)
+                    {
+                        self.error(format!("--param {name}"), m);
                     }
                     let value = if p.is_artifact() {
                         ParamValue::File(PathBuf::from(v))
@@ -385,11 +384,11 @@ impl<'a> Builder<'a> {
             };
             let source = match binding {
                 Binding::Value(v) => {
-                    if let Some(ty) = input.param_type() {
-                        if let Err(m) = ty.check(v) {
-                            self.error(field, m);
-                            continue;
-                        }
+                    if let Some(ty) = input.param_type()
+                        && let Err(m) = ty.check(v)
+                    {
+                        self.error(field, m);
+                        continue;
                     }
                     Source::Constant(v.clone())
                 }
