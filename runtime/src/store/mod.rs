@@ -1,0 +1,340 @@
+//! The Sluice home: content-addressed artifacts, run records, task working folders and
+//! the compiled-code cache location. Artifacts are written only through [`Store`].
+//!
+//! Layout under `SLUICE_HOME` (default `$XDG_DATA_HOME/sluice`, else
+//! `~/.local/share/sluice`):
+//! ```text
+//! sluice.db                          run records (SQLite, WAL)
+//! artifacts/sha256/ab/ab12...        artifacts, read-only
+//! runs/<run>/<task>/<attempt>/       a task attempt's inputs/ and outputs/ while it runs
+//! cache/wasm/                        compiled components (see exec::wasm)
+//! tmp/                               partial writes, renamed into place when complete
+//! ```
+
+mod artifacts;
+mod records;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use artifacts::ArtifactRef;
+pub use records::{
+    AttemptRecord, IoRecord, LogRecord, NewRun, NewTask, RunKind, RunRecord, RunState, TaskRecord,
+    TaskState,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("run database error")]
+    Database(#[source] rusqlite::Error),
+    #[error(
+        "{} was written by a newer Sluice (schema {found}; this one reads {supported})",
+        path.display()
+    )]
+    SchemaVersion {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("'{0}' is not a sha256 digest")]
+    BadDigest(String),
+    #[error("artifact {0} is not in the store")]
+    MissingArtifact(String),
+    #[error("{} is not a regular file", .0.display())]
+    NotAFile(PathBuf),
+    #[error("no run matches '{0}' (see `sluice runs list`)")]
+    UnknownRun(String),
+    #[error("'{prefix}' matches several runs: {}", matches.join(", "))]
+    AmbiguousRun {
+        prefix: String,
+        matches: Vec<String>,
+    },
+    #[error("run {run} has no task '{task}'")]
+    UnknownTask { run: String, task: String },
+    #[error("cannot find a home folder: set SLUICE_HOME")]
+    NoHome,
+}
+
+impl StoreError {
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Where Sluice keeps its state: `SLUICE_HOME`, else `$XDG_DATA_HOME/sluice`, else
+/// `~/.local/share/sluice`.
+pub fn default_home() -> Result<PathBuf, StoreError> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(home) = env("SLUICE_HOME") {
+        return Ok(home);
+    }
+    if let Some(data) = env("XDG_DATA_HOME") {
+        return Ok(data.join("sluice"));
+    }
+    env("HOME")
+        .map(|h| h.join(".local/share/sluice"))
+        .ok_or(StoreError::NoHome)
+}
+
+/// The host folders of one task attempt. `inputs/<name>/data` holds each input,
+/// `outputs/<name>/` waits for each output.
+#[derive(Clone, Debug)]
+pub struct TaskDir {
+    pub root: PathBuf,
+}
+
+impl TaskDir {
+    pub fn inputs(&self) -> PathBuf {
+        self.root.join("inputs")
+    }
+    pub fn outputs(&self) -> PathBuf {
+        self.root.join("outputs")
+    }
+    pub fn input_file(&self, name: &str) -> PathBuf {
+        self.inputs().join(name).join("data")
+    }
+    pub fn output_file(&self, name: &str) -> PathBuf {
+        self.outputs().join(name).join("data")
+    }
+}
+
+pub struct Store {
+    home: PathBuf,
+    artifacts: artifacts::Artifacts,
+    records: Mutex<records::Records>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("home", &self.home).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `home`.
+    pub fn open(home: &Path) -> Result<Store, StoreError> {
+        fs::create_dir_all(home).map_err(|e| StoreError::io("create", home, e))?;
+        let artifacts = artifacts::Artifacts::open(home.join("artifacts"), home.join("tmp"))?;
+        let records = records::Records::open(&home.join("sluice.db"))?;
+        Ok(Store {
+            home: home.to_owned(),
+            artifacts,
+            records: Mutex::new(records),
+        })
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// Where compiled wasm is cached unless `SLUICE_CACHE_DIR` says otherwise.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.home.join("cache")
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, records::Records> {
+        // A panic while holding the lock cannot leave a transaction half-applied
+        // (SQLite rolls it back), so the connection stays usable.
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // Artifacts.
+
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<ArtifactRef, StoreError> {
+        self.artifacts.put_bytes(bytes)
+    }
+
+    /// Copies a user's file into the store.
+    pub fn import(&self, path: &Path) -> Result<ArtifactRef, StoreError> {
+        self.artifacts.import(path)
+    }
+
+    /// Moves a file a task produced into the store (refusing anything but a regular file).
+    pub fn ingest(&self, path: &Path) -> Result<ArtifactRef, StoreError> {
+        self.artifacts.ingest(path)
+    }
+
+    pub fn artifact_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
+        self.artifacts.path(digest)
+    }
+
+    pub fn contains(&self, digest: &str) -> bool {
+        self.artifacts.contains(digest)
+    }
+
+    pub fn read(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.artifacts.path(digest)?;
+        fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::MissingArtifact(digest.to_owned()),
+            _ => StoreError::io("read", &path, e),
+        })
+    }
+
+    /// Copies an artifact out of the store to a user's path.
+    pub fn export(&self, digest: &str, dest: &Path) -> Result<(), StoreError> {
+        let src = self.artifacts.path(digest)?;
+        fs::copy(&src, dest).map_err(|e| StoreError::io("write", dest, e))?;
+        let mut perms = fs::metadata(dest)
+            .map_err(|e| StoreError::io("read", dest, e))?
+            .permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        fs::set_permissions(dest, perms).map_err(|e| StoreError::io("write", dest, e))
+    }
+
+    // Task folders.
+
+    /// Creates a fresh working folder for one attempt, with an empty `outputs/<name>/` for
+    /// each output.
+    pub fn task_dir(
+        &self,
+        run: &str,
+        task: &str,
+        attempt: u32,
+        outputs: &[&str],
+    ) -> Result<TaskDir, StoreError> {
+        let root = self
+            .home
+            .join("runs")
+            .join(run)
+            .join(task)
+            .join(attempt.to_string());
+        if root.exists() {
+            remove_tree(&root)?;
+        }
+        let dir = TaskDir { root };
+        for d in [dir.inputs(), dir.outputs()] {
+            fs::create_dir_all(&d).map_err(|e| StoreError::io("create", &d, e))?;
+        }
+        for name in outputs {
+            let d = dir.outputs().join(name);
+            fs::create_dir_all(&d).map_err(|e| StoreError::io("create", &d, e))?;
+        }
+        Ok(dir)
+    }
+
+    /// Places an artifact at `inputs/<name>/data` of a task folder.
+    pub fn stage_input(&self, dir: &TaskDir, name: &str, digest: &str) -> Result<(), StoreError> {
+        let folder = dir.inputs().join(name);
+        fs::create_dir_all(&folder).map_err(|e| StoreError::io("create", &folder, e))?;
+        self.artifacts.stage(digest, &folder.join("data"))
+    }
+
+    /// Removes an attempt's working folder (and the run's folder once it is empty).
+    pub fn remove_task_dir(&self, dir: &TaskDir) -> Result<(), StoreError> {
+        remove_tree(&dir.root)?;
+        // Prune now-empty parents up to runs/; a non-empty parent simply stays.
+        let runs = self.home.join("runs");
+        let mut parent = dir.root.parent();
+        while let Some(p) = parent {
+            if p == runs || fs::remove_dir(p).is_err() {
+                break;
+            }
+            parent = p.parent();
+        }
+        Ok(())
+    }
+
+    // Records.
+
+    pub fn begin_run(&self, run: &NewRun<'_>, tasks: &[NewTask<'_>]) -> Result<String, StoreError> {
+        self.records().begin_run(run, tasks)
+    }
+
+    pub fn attempt_started(
+        &self,
+        run: &str,
+        task: &str,
+        attempt: u32,
+        implementation: &str,
+        executable_digest: Option<&str>,
+        inputs: &[IoRecord],
+    ) -> Result<(), StoreError> {
+        self.records().attempt_started(
+            run,
+            task,
+            attempt,
+            implementation,
+            executable_digest,
+            inputs,
+        )
+    }
+
+    pub fn attempt_finished(
+        &self,
+        run: &str,
+        task: &str,
+        attempt: u32,
+        state: TaskState,
+        error: Option<&str>,
+        logs: &[LogRecord],
+    ) -> Result<(), StoreError> {
+        self.records()
+            .attempt_finished(run, task, attempt, state, error, logs)
+    }
+
+    pub fn task_finished(
+        &self,
+        run: &str,
+        task: &str,
+        state: TaskState,
+        error: Option<&str>,
+        outputs: &[IoRecord],
+        metrics: &BTreeMap<String, f64>,
+    ) -> Result<(), StoreError> {
+        self.records()
+            .task_finished(run, task, state, error, outputs, metrics)
+    }
+
+    pub fn finish_run(
+        &self,
+        run: &str,
+        state: RunState,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.records().finish_run(run, state, error)
+    }
+
+    pub fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        self.records().list(limit)
+    }
+
+    /// Finds a run by id or unique id prefix.
+    pub fn resolve_run(&self, id_or_prefix: &str) -> Result<String, StoreError> {
+        self.records().resolve(id_or_prefix)
+    }
+
+    pub fn run(&self, id: &str) -> Result<RunRecord, StoreError> {
+        self.records().run(id)
+    }
+
+    pub fn logs(&self, run: &str, task: &str) -> Result<Vec<LogRecord>, StoreError> {
+        self.records().logs(run, task)
+    }
+}
+
+/// Removes a folder tree whose files may be read-only.
+fn remove_tree(root: &Path) -> Result<(), StoreError> {
+    match fs::remove_dir_all(root) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("remove", root, e)),
+    }
+}

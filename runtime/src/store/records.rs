@@ -1,0 +1,856 @@
+//! Run records in SQLite: runs, their tasks and attempts, every input and output with its
+//! digest, metrics, captured logs and errors. Each change is one transaction. Owns the
+//! schema and its version (`PRAGMA user_version`); nothing else writes SQL.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE runs (
+    id             TEXT PRIMARY KEY,
+    kind           TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    source         TEXT NOT NULL,
+    source_digest  TEXT NOT NULL,
+    params         TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    error          TEXT,
+    pid            INTEGER NOT NULL,
+    started_at     TEXT NOT NULL,
+    ended_at       TEXT
+);
+CREATE TABLE tasks (
+    run_id            TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    name              TEXT NOT NULL,
+    position          INTEGER NOT NULL,
+    component         TEXT NOT NULL,
+    component_file    TEXT NOT NULL,
+    component_digest  TEXT NOT NULL,
+    implementation    TEXT,
+    executable_digest TEXT,
+    state             TEXT NOT NULL,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    started_at        TEXT,
+    ended_at          TEXT,
+    error             TEXT,
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE attempts (
+    run_id      TEXT NOT NULL,
+    task        TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT,
+    error       TEXT,
+    PRIMARY KEY (run_id, task, attempt),
+    FOREIGN KEY (run_id, task) REFERENCES tasks(run_id, name) ON DELETE CASCADE
+);
+CREATE TABLE io (
+    run_id     TEXT NOT NULL,
+    task       TEXT NOT NULL,
+    direction  TEXT NOT NULL CHECK (direction IN ('input', 'output')),
+    name       TEXT NOT NULL,
+    type       TEXT,
+    digest     TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    value      TEXT,
+    PRIMARY KEY (run_id, task, direction, name),
+    FOREIGN KEY (run_id, task) REFERENCES tasks(run_id, name) ON DELETE CASCADE
+);
+CREATE TABLE metrics (
+    run_id  TEXT NOT NULL,
+    task    TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    value   REAL NOT NULL,
+    PRIMARY KEY (run_id, task, name),
+    FOREIGN KEY (run_id, task) REFERENCES tasks(run_id, name) ON DELETE CASCADE
+);
+CREATE TABLE logs (
+    run_id     TEXT NOT NULL,
+    task       TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    stream     TEXT NOT NULL,
+    content    TEXT NOT NULL,
+    omitted    INTEGER NOT NULL,
+    PRIMARY KEY (run_id, task, attempt, stream),
+    FOREIGN KEY (run_id, task) REFERENCES tasks(run_id, name) ON DELETE CASCADE
+);
+CREATE INDEX runs_started ON runs(started_at);
+"#;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Recorded as running by a process that is gone.
+    Interrupted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),* }
+            }
+            fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($ty::$variant),)* _ => None }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(RunState {
+    Running => "running",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Cancelled => "cancelled",
+    Interrupted => "interrupted",
+});
+
+text_enum!(TaskState {
+    Pending => "pending",
+    Running => "running",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Skipped => "skipped",
+    Cancelled => "cancelled",
+});
+
+impl TaskState {
+    pub fn is_final(self) -> bool {
+        !matches!(self, TaskState::Pending | TaskState::Running)
+    }
+}
+
+/// What starts a run record.
+#[derive(Clone, Debug)]
+pub struct NewRun<'a> {
+    pub kind: RunKind,
+    pub name: &'a str,
+    pub source: &'a Path,
+    pub source_digest: &'a str,
+    pub params: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    Pipeline,
+    Component,
+}
+
+text_enum!(RunKind {
+    Pipeline => "pipeline",
+    Component => "component",
+});
+
+#[derive(Clone, Debug)]
+pub struct NewTask<'a> {
+    pub name: &'a str,
+    pub component: String,
+    pub component_file: &'a Path,
+    pub component_digest: &'a str,
+}
+
+/// One input or output of a task as recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IoRecord {
+    pub name: String,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    pub digest: String,
+    pub size: u64,
+    /// The text of a parameter value (inputs given by value, parameter-typed outputs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub state: TaskState,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub name: String,
+    pub component: String,
+    pub component_file: String,
+    pub component_digest: String,
+    pub implementation: Option<String>,
+    pub executable_digest: Option<String>,
+    pub state: TaskState,
+    pub attempts: u32,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub error: Option<String>,
+    pub inputs: Vec<IoRecord>,
+    pub outputs: Vec<IoRecord>,
+    pub metrics: BTreeMap<String, f64>,
+    pub attempt_history: Vec<AttemptRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub kind: RunKind,
+    pub name: String,
+    pub source: String,
+    pub source_digest: String,
+    pub params: BTreeMap<String, String>,
+    pub state: RunState,
+    pub error: Option<String>,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    /// Empty in listings; filled by [`Records::run`].
+    pub tasks: Vec<TaskRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub attempt: u32,
+    pub stream: String,
+    pub content: String,
+    /// Bytes dropped from the middle because the capture was full.
+    pub omitted: u64,
+}
+
+pub(super) struct Records {
+    conn: Connection,
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e)
+}
+
+impl Records {
+    pub(super) fn open(path: &Path) -> Result<Records, StoreError> {
+        let conn = Connection::open(path).map_err(db_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db_err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db_err)?;
+        match version {
+            0 => {
+                conn.execute_batch(&format!(
+                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(db_err)?;
+            }
+            SCHEMA_VERSION => {}
+            newer => {
+                return Err(StoreError::SchemaVersion {
+                    path: path.to_owned(),
+                    found: newer,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+        }
+        Ok(Records { conn })
+    }
+
+    /// Records a new run with its tasks, all pending, and returns its id.
+    pub(super) fn begin_run(
+        &mut self,
+        run: &NewRun<'_>,
+        tasks: &[NewTask<'_>],
+    ) -> Result<String, StoreError> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let now = Timestamp::now();
+        let mut id = new_run_id(now);
+        while tx
+            .query_row("SELECT 1 FROM runs WHERE id = ?1", [&id], |_| Ok(()))
+            .optional()
+            .map_err(db_err)?
+            .is_some()
+        {
+            id = new_run_id(now);
+        }
+        tx.execute(
+            "INSERT INTO runs (id, kind, name, source, source_digest, params, state, pid, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8)",
+            params![
+                id,
+                run.kind.as_str(),
+                run.name,
+                run.source.display().to_string(),
+                run.source_digest,
+                serde_json::to_string(&run.params).expect("params serialise"),
+                std::process::id(),
+                ts(now),
+            ],
+        )
+        .map_err(db_err)?;
+        for (position, task) in tasks.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO tasks (run_id, name, position, component, component_file, component_digest, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+                params![
+                    id,
+                    task.name,
+                    position as i64,
+                    task.component,
+                    task.component_file.display().to_string(),
+                    task.component_digest,
+                ],
+            )
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(id)
+    }
+
+    pub(super) fn attempt_started(
+        &mut self,
+        run: &str,
+        task: &str,
+        attempt: u32,
+        implementation: &str,
+        executable_digest: Option<&str>,
+        inputs: &[IoRecord],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let now = ts(Timestamp::now());
+        tx.execute(
+            "UPDATE tasks SET state = 'running', attempts = ?3, implementation = ?4,
+                 executable_digest = ?5, started_at = COALESCE(started_at, ?6), error = NULL
+             WHERE run_id = ?1 AND name = ?2",
+            params![run, task, attempt, implementation, executable_digest, now],
+        )
+        .map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO attempts (run_id, task, attempt, state, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
+            params![run, task, attempt, now],
+        )
+        .map_err(db_err)?;
+        if attempt == 1 {
+            insert_io(&tx, run, task, "input", inputs)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    pub(super) fn attempt_finished(
+        &mut self,
+        run: &str,
+        task: &str,
+        attempt: u32,
+        state: TaskState,
+        error: Option<&str>,
+        logs: &[LogRecord],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        tx.execute(
+            "UPDATE attempts SET state = ?4, ended_at = ?5, error = ?6
+             WHERE run_id = ?1 AND task = ?2 AND attempt = ?3",
+            params![
+                run,
+                task,
+                attempt,
+                state.as_str(),
+                ts(Timestamp::now()),
+                error
+            ],
+        )
+        .map_err(db_err)?;
+        for log in logs {
+            tx.execute(
+                "INSERT OR REPLACE INTO logs (run_id, task, attempt, stream, content, omitted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    run,
+                    task,
+                    attempt,
+                    log.stream,
+                    log.content,
+                    log.omitted as i64
+                ],
+            )
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Records a task's final state, and on success its outputs and metrics.
+    pub(super) fn task_finished(
+        &mut self,
+        run: &str,
+        task: &str,
+        state: TaskState,
+        error: Option<&str>,
+        outputs: &[IoRecord],
+        metrics: &BTreeMap<String, f64>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let now = ts(Timestamp::now());
+        tx.execute(
+            "UPDATE tasks SET state = ?3, error = ?4,
+                 ended_at = CASE WHEN started_at IS NULL THEN NULL ELSE ?5 END
+             WHERE run_id = ?1 AND name = ?2",
+            params![run, task, state.as_str(), error, now],
+        )
+        .map_err(db_err)?;
+        insert_io(&tx, run, task, "output", outputs)?;
+        for (name, value) in metrics {
+            tx.execute(
+                "INSERT OR REPLACE INTO metrics (run_id, task, name, value) VALUES (?1, ?2, ?3, ?4)",
+                params![run, task, name, value],
+            )
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    pub(super) fn finish_run(
+        &mut self,
+        run: &str,
+        state: RunState,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET state = ?2, error = ?3, ended_at = ?4 WHERE id = ?1",
+                params![run, state.as_str(), error, ts(Timestamp::now())],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// The most recent runs first.
+    pub(super) fn list(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid
+                 FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([limit as i64], run_from_row)
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    }
+
+    /// Finds a run by its id or a unique prefix of it.
+    pub(super) fn resolve(&self, id_or_prefix: &str) -> Result<String, StoreError> {
+        let pattern = format!("{}%", id_or_prefix.replace(['%', '_'], ""));
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM runs WHERE id LIKE ?1 ORDER BY id LIMIT 3")
+            .map_err(db_err)?;
+        let ids: Vec<String> = stmt
+            .query_map([pattern], |r| r.get(0))
+            .map_err(db_err)?
+            .collect::<Result<_, _>>()
+            .map_err(db_err)?;
+        match ids.as_slice() {
+            [] => Err(StoreError::UnknownRun(id_or_prefix.to_owned())),
+            [one] => Ok(one.clone()),
+            _ if ids.iter().any(|i| i == id_or_prefix) => Ok(id_or_prefix.to_owned()),
+            many => Err(StoreError::AmbiguousRun {
+                prefix: id_or_prefix.to_owned(),
+                matches: many.to_vec(),
+            }),
+        }
+    }
+
+    pub(super) fn run(&self, id: &str) -> Result<RunRecord, StoreError> {
+        let mut run = self
+            .conn
+            .query_row(
+                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid
+                 FROM runs WHERE id = ?1",
+                [id],
+                run_from_row,
+            )
+            .optional()
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::UnknownRun(id.to_owned()))?;
+
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name, component, component_file, component_digest, implementation, executable_digest,
+                        state, attempts, started_at, ended_at, error
+                 FROM tasks WHERE run_id = ?1 ORDER BY position",
+            )
+            .map_err(db_err)?;
+        let tasks = stmt
+            .query_map([id], |r| {
+                Ok(TaskRecord {
+                    name: r.get(0)?,
+                    component: r.get(1)?,
+                    component_file: r.get(2)?,
+                    component_digest: r.get(3)?,
+                    implementation: r.get(4)?,
+                    executable_digest: r.get(5)?,
+                    state: TaskState::parse(&r.get::<_, String>(6)?).unwrap_or(TaskState::Failed),
+                    attempts: r.get(7)?,
+                    started_at: opt_ts(r.get(8)?),
+                    ended_at: opt_ts(r.get(9)?),
+                    error: r.get(10)?,
+                    inputs: Vec::new(),
+                    outputs: Vec::new(),
+                    metrics: BTreeMap::new(),
+                    attempt_history: Vec::new(),
+                })
+            })
+            .map_err(db_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+        run.tasks = tasks;
+
+        let mut io = self
+            .conn
+            .prepare(
+                "SELECT task, direction, name, type, digest, size, value FROM io WHERE run_id = ?1
+                 ORDER BY rowid",
+            )
+            .map_err(db_err)?;
+        let rows = io
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    IoRecord {
+                        name: r.get(2)?,
+                        type_: r.get(3)?,
+                        digest: r.get(4)?,
+                        size: r.get::<_, i64>(5)? as u64,
+                        value: r.get(6)?,
+                    },
+                ))
+            })
+            .map_err(db_err)?;
+        for row in rows {
+            let (task, direction, record) = row.map_err(db_err)?;
+            if let Some(t) = run.tasks.iter_mut().find(|t| t.name == task) {
+                if direction == "input" {
+                    t.inputs.push(record);
+                } else {
+                    t.outputs.push(record);
+                }
+            }
+        }
+
+        let mut metrics = self
+            .conn
+            .prepare("SELECT task, name, value FROM metrics WHERE run_id = ?1")
+            .map_err(db_err)?;
+        let rows = metrics
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, f64>(2)?,
+                ))
+            })
+            .map_err(db_err)?;
+        for row in rows {
+            let (task, name, value) = row.map_err(db_err)?;
+            if let Some(t) = run.tasks.iter_mut().find(|t| t.name == task) {
+                t.metrics.insert(name, value);
+            }
+        }
+
+        let mut attempts = self
+            .conn
+            .prepare(
+                "SELECT task, attempt, state, started_at, ended_at, error FROM attempts
+                 WHERE run_id = ?1 ORDER BY task, attempt",
+            )
+            .map_err(db_err)?;
+        let rows = attempts
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    AttemptRecord {
+                        attempt: r.get(1)?,
+                        state: TaskState::parse(&r.get::<_, String>(2)?)
+                            .unwrap_or(TaskState::Failed),
+                        started_at: opt_ts(r.get(3)?).unwrap_or_default(),
+                        ended_at: opt_ts(r.get(4)?),
+                        error: r.get(5)?,
+                    },
+                ))
+            })
+            .map_err(db_err)?;
+        for row in rows {
+            let (task, record) = row.map_err(db_err)?;
+            if let Some(t) = run.tasks.iter_mut().find(|t| t.name == task) {
+                t.attempt_history.push(record);
+            }
+        }
+        Ok(run)
+    }
+
+    pub(super) fn logs(&self, run: &str, task: &str) -> Result<Vec<LogRecord>, StoreError> {
+        let exists = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM tasks WHERE run_id = ?1 AND name = ?2",
+                [run, task],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(db_err)?;
+        if exists.is_none() {
+            return Err(StoreError::UnknownTask {
+                run: run.to_owned(),
+                task: task.to_owned(),
+            });
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT attempt, stream, content, omitted FROM logs WHERE run_id = ?1 AND task = ?2
+                 ORDER BY attempt, CASE stream WHEN 'stdout' THEN 0 WHEN 'stderr' THEN 1 ELSE 2 END",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([run, task], |r| {
+                Ok(LogRecord {
+                    attempt: r.get(0)?,
+                    stream: r.get(1)?,
+                    content: r.get(2)?,
+                    omitted: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    }
+}
+
+fn insert_io(
+    tx: &rusqlite::Transaction<'_>,
+    run: &str,
+    task: &str,
+    direction: &str,
+    records: &[IoRecord],
+) -> Result<(), StoreError> {
+    for io in records {
+        tx.execute(
+            "INSERT OR REPLACE INTO io (run_id, task, direction, name, type, digest, size, value)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                run,
+                task,
+                direction,
+                io.name,
+                io.type_,
+                io.digest,
+                io.size as i64,
+                io.value
+            ],
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let state = RunState::parse(&r.get::<_, String>(6)?).unwrap_or(RunState::Failed);
+    let pid: u32 = r.get(10)?;
+    let state = if state == RunState::Running && !process_alive(pid) {
+        RunState::Interrupted
+    } else {
+        state
+    };
+    Ok(RunRecord {
+        id: r.get(0)?,
+        kind: RunKind::parse(&r.get::<_, String>(1)?).unwrap_or(RunKind::Pipeline),
+        name: r.get(2)?,
+        source: r.get(3)?,
+        source_digest: r.get(4)?,
+        params: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+        state,
+        error: r.get(7)?,
+        started_at: opt_ts(r.get(8)?).unwrap_or_default(),
+        ended_at: opt_ts(r.get(9)?),
+        tasks: Vec::new(),
+    })
+}
+
+fn process_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn ts(t: Timestamp) -> String {
+    t.round(jiff::Unit::Millisecond)
+        .unwrap_or(t)
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+fn opt_ts(text: Option<String>) -> Option<Timestamp> {
+    text.and_then(|t| t.parse().ok())
+}
+
+/// A run id people can read and type: UTC start time and four random hex digits,
+/// e.g. `20261128-141502-7f3a`. Sorts by start time.
+fn new_run_id(now: Timestamp) -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", now.strftime("%Y%m%d-%H%M%S"), &random[..4])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records() -> (tempfile::TempDir, Records) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Records::open(&dir.path().join("sluice.db")).unwrap();
+        (dir, r)
+    }
+
+    #[test]
+    fn a_run_round_trips() {
+        let (_d, mut r) = records();
+        let run = NewRun {
+            kind: RunKind::Pipeline,
+            name: "p",
+            source: Path::new("p.yaml"),
+            source_digest: "sha256:00",
+            params: [("seed".to_owned(), "7".to_owned())].into(),
+        };
+        let tasks = [NewTask {
+            name: "t",
+            component: "c".into(),
+            component_file: Path::new("c.yaml"),
+            component_digest: "sha256:11",
+        }];
+        let id = r.begin_run(&run, &tasks).unwrap();
+        let input = IoRecord {
+            name: "rows".into(),
+            type_: Some("Integer".into()),
+            digest: "sha256:22".into(),
+            size: 1,
+            value: Some("3".into()),
+        };
+        r.attempt_started(
+            &id,
+            "t",
+            1,
+            "wasm",
+            Some("sha256:33"),
+            std::slice::from_ref(&input),
+        )
+        .unwrap();
+        r.attempt_finished(
+            &id,
+            "t",
+            1,
+            TaskState::Failed,
+            Some("boom"),
+            &[LogRecord {
+                attempt: 1,
+                stream: "stderr".into(),
+                content: "oops\n".into(),
+                omitted: 0,
+            }],
+        )
+        .unwrap();
+        r.attempt_started(&id, "t", 2, "wasm", Some("sha256:33"), &[])
+            .unwrap();
+        r.attempt_finished(&id, "t", 2, TaskState::Succeeded, None, &[])
+            .unwrap();
+        r.task_finished(
+            &id,
+            "t",
+            TaskState::Succeeded,
+            None,
+            &[],
+            &[("accuracy".to_owned(), 0.97)].into(),
+        )
+        .unwrap();
+        r.finish_run(&id, RunState::Succeeded, None).unwrap();
+
+        let got = r.run(&r.resolve(&id[..10]).unwrap()).unwrap();
+        assert_eq!(got.state, RunState::Succeeded);
+        assert_eq!(got.params["seed"], "7");
+        let t = &got.tasks[0];
+        assert_eq!(t.state, TaskState::Succeeded);
+        assert_eq!(t.attempts, 2);
+        assert_eq!(t.inputs, [input]);
+        assert_eq!(t.metrics["accuracy"], 0.97);
+        assert_eq!(t.attempt_history.len(), 2);
+        assert_eq!(t.attempt_history[0].error.as_deref(), Some("boom"));
+        let logs = r.logs(&id, "t").unwrap();
+        assert_eq!(logs[0].content, "oops\n");
+        assert!(matches!(
+            r.logs(&id, "nope"),
+            Err(StoreError::UnknownTask { .. })
+        ));
+        assert_eq!(r.list(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unknown_and_ambiguous_ids() {
+        let (_d, mut r) = records();
+        let run = NewRun {
+            kind: RunKind::Component,
+            name: "c",
+            source: Path::new("c.yaml"),
+            source_digest: "sha256:00",
+            params: BTreeMap::new(),
+        };
+        let a = r.begin_run(&run, &[]).unwrap();
+        let b = r.begin_run(&run, &[]).unwrap();
+        assert_ne!(a, b);
+        assert!(matches!(r.resolve("1999"), Err(StoreError::UnknownRun(_))));
+        let common: String = a
+            .chars()
+            .zip(b.chars())
+            .take_while(|(x, y)| x == y)
+            .map(|(x, _)| x)
+            .collect();
+        assert!(matches!(
+            r.resolve(&common),
+            Err(StoreError::AmbiguousRun { .. })
+        ));
+    }
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let id = new_run_id("2026-11-28T14:15:02Z".parse().unwrap());
+        assert!(id.starts_with("20261128-141502-"), "{id}");
+        assert_eq!(id.len(), 20);
+    }
+}
