@@ -108,11 +108,31 @@ impl TaskDir {
         self.root.join("outputs")
     }
     pub fn input_file(&self, name: &str) -> PathBuf {
-        self.inputs().join(name).join("data")
+        self.inputs().join(path_segment(name)).join("data")
     }
     pub fn output_file(&self, name: &str) -> PathBuf {
-        self.outputs().join(name).join("data")
+        self.outputs().join(path_segment(name)).join("data")
     }
+}
+
+/// The folder name for an input or output name: KFP names may hold spaces or slashes, so
+/// anything but letters, digits, `-`, `_` and `.` becomes `_`, and a leading dot is
+/// escaped, so a name can never leave its folder.
+pub fn path_segment(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.starts_with('.') {
+        s.insert(0, '_');
+    }
+    s
 }
 
 pub struct Store {
@@ -224,7 +244,7 @@ impl Store {
             fs::create_dir_all(&d).map_err(|e| StoreError::io("create", &d, e))?;
         }
         for name in outputs {
-            let d = dir.outputs().join(name);
+            let d = dir.outputs().join(path_segment(name));
             fs::create_dir_all(&d).map_err(|e| StoreError::io("create", &d, e))?;
         }
         Ok(dir)
@@ -232,7 +252,7 @@ impl Store {
 
     /// Places an artifact at `inputs/<name>/data` of a task folder.
     pub fn stage_input(&self, dir: &TaskDir, name: &str, digest: &str) -> Result<(), StoreError> {
-        let folder = dir.inputs().join(name);
+        let folder = dir.inputs().join(path_segment(name));
         fs::create_dir_all(&folder).map_err(|e| StoreError::io("create", &folder, e))?;
         self.artifacts.stage(digest, &folder.join("data"))
     }
@@ -327,6 +347,19 @@ impl Store {
 
     pub fn logs(&self, run: &str, task: &str) -> Result<Vec<LogRecord>, StoreError> {
         self.records().logs(run, task)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_escape_their_folder() {
+        assert_eq!(path_segment("MLPipeline Metrics"), "MLPipeline_Metrics");
+        assert_eq!(path_segment("../../etc"), "_.._.._etc");
+        assert_eq!(path_segment(".."), "_..");
+        assert_eq!(path_segment(""), "_");
     }
 }
 

@@ -1,0 +1,288 @@
+//! Executors run one attempt of one task. This module holds what every executor shares:
+//! the [`Executor`] trait the scheduler calls, the [`Invocation`] it receives, how a
+//! failure is classified, how placeholders see a task's inputs, and how declared outputs
+//! are collected into the store afterwards. Executors know nothing of the scheduler.
+
+pub mod capture;
+pub mod wasm;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::TaskSink;
+use crate::spec::placeholder::Bindings;
+use crate::spec::{Component, ResourceSpec, TypeSpec};
+use crate::store::{IoRecord, LogRecord, Store, StoreError, TaskDir};
+
+/// An input of one task attempt. Every input is an artifact in the store (a constant is
+/// stored like any file) and is staged at `inputs/<name>/data` of the task folder.
+#[derive(Clone, Debug)]
+pub struct InputArg {
+    pub digest: String,
+    pub size: u64,
+    /// The text, when the input was given as a value rather than produced as a file.
+    pub value: Option<String>,
+    /// The type the component declares for this input.
+    pub type_: Option<TypeSpec>,
+}
+
+/// Everything an executor needs to run one attempt.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    pub run_id: String,
+    pub task: String,
+    pub attempt: u32,
+    pub component: Arc<Component>,
+    /// Present inputs only; an absent optional input is simply missing.
+    pub inputs: BTreeMap<String, InputArg>,
+    pub dir: TaskDir,
+    pub resources: ResourceSpec,
+    /// Fires when the attempt must stop: the run was cancelled or the attempt timed out.
+    pub cancel: CancellationToken,
+    pub sink: TaskSink,
+}
+
+/// How an executor will run a component, decided before the run starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prepared {
+    /// Shown to users and recorded, e.g. `wasm command` or `wasm step`.
+    pub implementation: String,
+    /// Digest of the executable (the `.wasm` bytes, or an image id).
+    pub executable_digest: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The program failed; another attempt may succeed.
+    Failed,
+    /// The step rejected its input; retrying cannot help.
+    InvalidInput,
+    /// The attempt stopped because its cancellation token fired.
+    Interrupted,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    /// One line for the user.
+    pub message: String,
+}
+
+impl Failure {
+    pub fn failed(message: impl Into<String>) -> Failure {
+        Failure {
+            kind: FailureKind::Failed,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a successful attempt returns besides its output files.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Completion {
+    /// Values for parameter outputs, returned directly by typed steps.
+    pub params: BTreeMap<String, String>,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// The result of one attempt and the logs it produced either way.
+#[derive(Debug)]
+pub struct Report {
+    pub result: Result<Completion, Failure>,
+    pub logs: Vec<LogRecord>,
+}
+
+/// A component could not be made ready to run.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("component '{component}' has no wasm implementation")]
+    NoWasm { component: String },
+    #[error("cannot read wasm component {}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a valid component: {message}", path.display())]
+    Invalid {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("{message}")]
+    Other { message: String },
+}
+
+/// Runs task attempts. Implementations must return promptly once `cancel` fires.
+pub trait Executor: Send + Sync {
+    /// Loads (and compiles, caches, checks) what `component` needs, before any task runs.
+    fn prepare<'a>(
+        &'a self,
+        component: &'a Component,
+    ) -> BoxFuture<'a, Result<Prepared, PrepareError>>;
+
+    /// Runs one attempt. Output files are left under `inv.dir.outputs()`.
+    fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report>;
+}
+
+/// How placeholders see a task: values of present inputs (an artifact's value is its
+/// text), and each input's and output's path as the program sees it.
+pub struct TaskBindings<'a> {
+    pub inv: &'a Invocation,
+    pub input_path: &'a dyn Fn(&str) -> String,
+    pub output_path: &'a dyn Fn(&str) -> String,
+}
+
+impl Bindings for TaskBindings<'_> {
+    fn value(&self, input: &str) -> Option<Cow<'_, str>> {
+        let arg = self.inv.inputs.get(input)?;
+        Some(match &arg.value {
+            Some(v) => Cow::Borrowed(v.as_str()),
+            None => {
+                let bytes = std::fs::read(self.inv.dir.input_file(input)).unwrap_or_default();
+                Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
+            }
+        })
+    }
+    fn is_present(&self, input: &str) -> bool {
+        self.inv.inputs.contains_key(input)
+    }
+    fn input_path(&self, input: &str) -> String {
+        (self.input_path)(input)
+    }
+    fn output_path(&self, output: &str) -> String {
+        (self.output_path)(output)
+    }
+}
+
+/// Largest parameter output whose text is copied into the run record.
+const RECORDED_VALUE_MAX: u64 = 4096;
+
+/// Moves every declared output of a finished attempt into the store. A parameter value a
+/// typed step returned is stored as the output's content; otherwise the file at
+/// `outputs/<name>/data` must exist. Outputs of type `Metrics` are read as KFP
+/// `mlpipeline-metrics` JSON and their values added to the task's metrics.
+pub fn collect_outputs(
+    store: &Store,
+    component: &Component,
+    dir: &TaskDir,
+    completion: &mut Completion,
+) -> Result<Vec<IoRecord>, Failure> {
+    let mut records = Vec::new();
+    for output in &component.spec.outputs {
+        let stored = if let Some(value) = completion.params.get(&output.name) {
+            store.put_bytes(value.as_bytes())
+        } else {
+            let path = dir.output_file(&output.name);
+            match std::fs::symlink_metadata(&path) {
+                Err(_) => {
+                    return Err(Failure::failed(format!(
+                        "output '{}' was not written",
+                        output.name
+                    )));
+                }
+                Ok(m) if m.is_dir() => {
+                    return Err(Failure::failed(format!(
+                        "output '{}' is a folder; Sluice stores each output as one file",
+                        output.name
+                    )));
+                }
+                Ok(_) => store.ingest(&path),
+            }
+        };
+        let artifact = stored.map_err(|e| store_failure(&output.name, e))?;
+        let small_text = || -> Option<String> {
+            if artifact.size > RECORDED_VALUE_MAX {
+                return None;
+            }
+            String::from_utf8(store.read(&artifact.digest).ok()?).ok()
+        };
+        let value = if output.param_type().is_some() {
+            small_text()
+        } else {
+            None
+        };
+        if output.is_metrics() {
+            let bytes = store
+                .read(&artifact.digest)
+                .map_err(|e| store_failure(&output.name, e))?;
+            let metrics = parse_kfp_metrics(&bytes)
+                .map_err(|m| Failure::failed(format!("output '{}': {m}", output.name)))?;
+            completion.metrics.extend(metrics);
+        }
+        records.push(IoRecord {
+            name: output.name.clone(),
+            type_: output.type_.as_ref().map(ToString::to_string),
+            digest: artifact.digest,
+            size: artifact.size,
+            value,
+        });
+    }
+    Ok(records)
+}
+
+fn store_failure(output: &str, e: StoreError) -> Failure {
+    Failure::failed(format!("output '{output}': {}", error_chain(&e)))
+}
+
+/// An error and its sources on one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+/// Reads KFP v1 `mlpipeline-metrics` JSON: `{"metrics": [{"name", "numberValue", "format"}]}`.
+pub fn parse_kfp_metrics(bytes: &[u8]) -> Result<BTreeMap<String, f64>, String> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        metrics: Vec<Metric>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Metric {
+        name: String,
+        number_value: serde_json::Value,
+    }
+    let file: File = serde_json::from_slice(bytes)
+        .map_err(|e| format!("expected KFP mlpipeline-metrics JSON ({e})"))?;
+    let mut out = BTreeMap::new();
+    for m in file.metrics {
+        let value = match &m.number_value {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| format!("metric '{}' has no numeric numberValue", m.name))?;
+        out.insert(m.name, value);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_kfp_metrics() {
+        let m = parse_kfp_metrics(
+            br#"{"metrics": [{"name": "accuracy-score", "numberValue": 0.97, "format": "RAW"},
+                             {"name": "f1", "numberValue": "0.5"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m["accuracy-score"], 0.97);
+        assert_eq!(m["f1"], 0.5);
+        assert!(parse_kfp_metrics(b"{}").is_err());
+        assert!(
+            parse_kfp_metrics(br#"{"metrics": [{"name": "x", "numberValue": null}]}"#).is_err()
+        );
+    }
+}

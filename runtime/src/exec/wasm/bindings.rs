@@ -1,0 +1,37 @@
+//! The one `bindgen!` site: host-side bindings of the `sluice:pipeline` WIT package in
+//! `wit/`, and the host's implementation of the `host` interface typed steps import.
+
+use super::state::StepState;
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "step-component",
+});
+
+pub use exports::sluice::pipeline::step::{Invocation, Outcome, StepError};
+pub use sluice::pipeline::types::{Artifact, Param, Value};
+
+impl sluice::pipeline::types::Host for StepState {}
+
+impl sluice::pipeline::host::Host for StepState {
+    fn log(&mut self, level: sluice::pipeline::host::Level, message: String) {
+        use sluice::pipeline::host::Level;
+        let level = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        let line = format!("[{level}] {message}\n");
+        self.host_log.write(line.as_bytes());
+    }
+
+    fn metric(&mut self, name: String, value: f64) {
+        self.sink.metric(name.clone(), value);
+        self.metrics.insert(name, value);
+    }
+
+    fn progress(&mut self, done: u64, total: u64) {
+        self.sink.progress(done, total);
+    }
+}

@@ -1,0 +1,623 @@
+//! Wasm executor: runs `implementation.wasm` components under wasmtime, sandboxed.
+//! The only module (with its children) that imports wasmtime. Loads each component once
+//! per executor (through the on-disk compile cache), keeps its `InstancePre`, and runs
+//! each attempt on a blocking thread in a fresh `Store` with a memory cap summed over all
+//! memories and a CPU-time deadline checked at every epoch tick. It writes artifacts only
+//! through the task folder the scheduler gave it; `exec::collect_outputs` stores them.
+
+mod bindings;
+mod cache;
+mod sandbox;
+mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+
+use self::bindings::{StepComponent, StepComponentPre, StepError};
+use self::sandbox::{GUEST_INPUTS, GUEST_OUTPUTS, Sandbox};
+use self::state::{MemoryCap, StepState, Stop};
+use super::capture::Capture;
+use super::{
+    Completion, Executor, Failure, FailureKind, Invocation, PrepareError, Prepared, Report,
+    TaskBindings,
+};
+use crate::events::Stream;
+use crate::spec::placeholder::expand;
+use crate::spec::types::parse_bool;
+use crate::spec::{Component, ParamType};
+use crate::store::path_segment;
+
+pub use cache::CacheStats;
+
+/// How often the epoch advances: the latency of cancellation and of the CPU-time check.
+const TICK: Duration = Duration::from_millis(10);
+/// How long a cancelled attempt may take to notice before it is abandoned.
+const GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug)]
+pub struct WasmConfig {
+    /// Root of the compiled-code cache (a `wasm/` folder is made inside).
+    pub cache_dir: PathBuf,
+    /// Memory cap when neither task nor component sets `resources.memory`.
+    pub default_memory: u64,
+    /// CPU time per attempt when neither task nor component sets `resources.cpu_time`.
+    pub default_cpu_time: Duration,
+    /// Bytes kept of the beginning and of the end of each output stream.
+    pub log_keep: usize,
+}
+
+impl WasmConfig {
+    pub fn new(cache_dir: PathBuf) -> WasmConfig {
+        WasmConfig {
+            cache_dir,
+            default_memory: 1 << 30,
+            default_cpu_time: Duration::from_secs(3600),
+            log_keep: super::capture::DEFAULT_KEEP,
+        }
+    }
+}
+
+pub struct WasmExecutor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<StepState>,
+    cache: cache::CompileCache,
+    config: WasmConfig,
+    /// Loaded components by `.wasm` path; each is loaded once even when asked for concurrently.
+    by_path: Mutex<HashMap<PathBuf, Arc<tokio::sync::OnceCell<Arc<Loaded>>>>>,
+    /// The same, by content digest, so two paths to one component share it.
+    by_digest: Mutex<HashMap<String, Arc<Loaded>>>,
+    _ticker: EpochTicker,
+}
+
+enum Pre {
+    Command(CommandPre<StepState>),
+    Step(StepComponentPre<StepState>),
+}
+
+struct Loaded {
+    digest: String,
+    pre: Pre,
+}
+
+impl Loaded {
+    fn prepared(&self) -> Prepared {
+        Prepared {
+            implementation: match self.pre {
+                Pre::Command(_) => "wasm command".into(),
+                Pre::Step(_) => "wasm step".into(),
+            },
+            executable_digest: Some(self.digest.clone()),
+        }
+    }
+}
+
+impl WasmExecutor {
+    pub fn new(config: WasmConfig) -> Result<WasmExecutor, PrepareError> {
+        let other = |e: wasmtime::Error| PrepareError::Other {
+            message: format!("cannot set up wasmtime: {e}"),
+        };
+        let mut wc = wasmtime::Config::new();
+        wc.wasm_component_model(true);
+        wc.epoch_interruption(true);
+        wc.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&wc).map_err(other)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(other)?;
+        StepComponent::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)
+            .map_err(other)?;
+        let cache = cache::CompileCache::new(&config.cache_dir, &engine);
+        Ok(WasmExecutor {
+            inner: Arc::new(Inner {
+                _ticker: EpochTicker::start(engine.clone()).map_err(|e| PrepareError::Other {
+                    message: format!("cannot start the epoch thread: {e}"),
+                })?,
+                engine,
+                linker,
+                cache,
+                config,
+                by_path: Mutex::new(HashMap::new()),
+                by_digest: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Components served from the compile cache and compiled, since this executor started.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    async fn loaded(&self, component: &Component) -> Result<Arc<Loaded>, PrepareError> {
+        let path = component.wasm_path().ok_or_else(|| PrepareError::NoWasm {
+            component: component.name(),
+        })?;
+        let cell = self
+            .inner
+            .by_path
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(path.clone())
+            .or_default()
+            .clone();
+        let inner = self.inner.clone();
+        cell.get_or_try_init(|| async move {
+            tokio::task::spawn_blocking(move || inner.load(&path))
+                .await
+                .map_err(|e| PrepareError::Other {
+                    message: format!("loading the component failed: {e}"),
+                })?
+        })
+        .await
+        .cloned()
+    }
+}
+
+impl Inner {
+    fn load(&self, path: &Path) -> Result<Arc<Loaded>, PrepareError> {
+        let bytes = std::fs::read(path).map_err(|source| PrepareError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let digest = crate::spec::sha256_hex(&bytes);
+        if let Some(loaded) = self.lock_digests().get(&digest) {
+            return Ok(loaded.clone());
+        }
+        let invalid = |e: wasmtime::Error| PrepareError::Invalid {
+            path: path.to_owned(),
+            message: error_text(&e),
+        };
+        if !is_component(&bytes) {
+            return Err(PrepareError::Invalid {
+                path: path.to_owned(),
+                message: "expected a WebAssembly component (a core module must first be made \
+                          a component, e.g. by building for wasm32-wasip2)"
+                    .into(),
+            });
+        }
+        let component = self
+            .cache
+            .load(&self.engine, &digest, &bytes)
+            .map_err(invalid)?;
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
+        let pre = if exports
+            .iter()
+            .any(|e| e.starts_with("sluice:pipeline/step@"))
+        {
+            Pre::Step(StepComponentPre::new(pre).map_err(invalid)?)
+        } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@")) {
+            Pre::Command(CommandPre::new(pre).map_err(invalid)?)
+        } else {
+            return Err(PrepareError::Invalid {
+                path: path.to_owned(),
+                message: format!(
+                    "exports neither wasi:cli/run (a command) nor sluice:pipeline/step (a typed step); it exports: {}",
+                    if exports.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        exports.join(", ")
+                    }
+                ),
+            });
+        };
+        let loaded = Arc::new(Loaded {
+            digest: digest.clone(),
+            pre,
+        });
+        self.lock_digests().insert(digest, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn lock_digests(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Loaded>>> {
+        self.by_digest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs one attempt to completion on the current (blocking) thread.
+    fn run(&self, loaded: &Loaded, inv: &Invocation, io: &Streams) -> Result<Completion, Failure> {
+        let wasm = inv
+            .component
+            .spec
+            .implementation
+            .wasm
+            .as_ref()
+            .ok_or_else(|| Failure::failed("the component has no wasm implementation"))?;
+        let input_path = |name: &str| format!("{GUEST_INPUTS}/{}/data", path_segment(name));
+        let output_path = |name: &str| format!("{GUEST_OUTPUTS}/{}/data", path_segment(name));
+        let bindings = TaskBindings {
+            inv,
+            input_path: &input_path,
+            output_path: &output_path,
+        };
+        let mut argv = vec![inv.component.name()];
+        argv.extend(expand(&wasm.args, &bindings).map_err(|e| Failure {
+            kind: FailureKind::InvalidInput,
+            message: e.to_string(),
+        })?);
+        let env: Vec<(String, String)> = wasm
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let wasi = sandbox::wasi_ctx(Sandbox {
+            dir: &inv.dir,
+            argv: &argv,
+            env: &env,
+            stdout: io.stdout.clone(),
+            stderr: io.stderr.clone(),
+        })
+        .map_err(Failure::failed)?;
+
+        let memory = inv
+            .resources
+            .memory
+            .map_or(self.config.default_memory, |m| m.0);
+        let cpu_time = inv
+            .resources
+            .cpu_time
+            .map_or(self.config.default_cpu_time, |d| d.0);
+        let mut store = Store::new(
+            &self.engine,
+            StepState {
+                wasi,
+                table: Default::default(),
+                limits: MemoryCap::new(memory),
+                sink: inv.sink.clone(),
+                metrics: BTreeMap::new(),
+                host_log: io.host.clone(),
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        let cancel = inv.cancel.clone();
+        let cpu_start = thread_cpu_time();
+        store.epoch_deadline_callback(move |_| {
+            if cancel.is_cancelled() {
+                return Err(wasmtime::Error::new(Stop::Cancelled));
+            }
+            if thread_cpu_time().saturating_sub(cpu_start) > cpu_time {
+                return Err(wasmtime::Error::new(Stop::CpuTime(cpu_time)));
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+
+        let result = match &loaded.pre {
+            Pre::Command(pre) => {
+                let command = pre.instantiate(&mut store).map_err(|e| failure(e, io))?;
+                match command.wasi_cli_run().call_run(&mut store) {
+                    Ok(Ok(())) => Ok(Completion::default()),
+                    Ok(Err(())) => Err(with_stderr(Failure::failed("exited with an error"), io)),
+                    Err(e) => match e.downcast_ref::<I32Exit>() {
+                        Some(I32Exit(0)) => Ok(Completion::default()),
+                        Some(I32Exit(code)) => Err(with_stderr(
+                            Failure::failed(format!("exited with code {code}")),
+                            io,
+                        )),
+                        None => Err(failure(e, io)),
+                    },
+                }
+            }
+            Pre::Step(pre) => {
+                let invocation = typed_invocation(inv, &input_path, &output_path)?;
+                let step = pre.instantiate(&mut store).map_err(|e| failure(e, io))?;
+                let result = step
+                    .sluice_pipeline_step()
+                    .call_run(&mut store, &invocation)
+                    .map_err(|e| failure(e, io))?;
+                match result {
+                    Ok(outcome) => {
+                        let mut metrics = std::mem::take(&mut store.data_mut().metrics);
+                        completion(inv, outcome, &mut metrics)
+                    }
+                    Err(StepError::InvalidInput(m)) => Err(Failure {
+                        kind: FailureKind::InvalidInput,
+                        message: format!("invalid input: {m}"),
+                    }),
+                    Err(StepError::Failed(m)) => Err(Failure::failed(m)),
+                }
+            }
+        };
+        let peak = store.data().limits.peak();
+        io.host.write(
+            format!(
+                "[sluice] peak memory {} of {} allowed; CPU time {:.3}s\n",
+                crate::spec::ByteSize(peak.max(1)),
+                crate::spec::ByteSize(memory),
+                thread_cpu_time().saturating_sub(cpu_start).as_secs_f64()
+            )
+            .as_bytes(),
+        );
+        result
+    }
+}
+
+impl Executor for WasmExecutor {
+    fn prepare<'a>(
+        &'a self,
+        component: &'a Component,
+    ) -> BoxFuture<'a, Result<Prepared, PrepareError>> {
+        Box::pin(async move { Ok(self.loaded(component).await?.prepared()) })
+    }
+
+    fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report> {
+        Box::pin(async move {
+            let loaded = match self.loaded(&inv.component).await {
+                Ok(l) => l,
+                Err(e) => {
+                    return Report {
+                        result: Err(Failure::failed(super::error_chain(&e))),
+                        logs: Vec::new(),
+                    };
+                }
+            };
+            let keep = self.inner.config.log_keep;
+            let streams = Streams {
+                stdout: Capture::with_limit(Stream::Stdout, inv.sink.clone(), keep),
+                stderr: Capture::with_limit(Stream::Stderr, inv.sink.clone(), keep),
+                host: Capture::with_limit(Stream::Host, inv.sink.clone(), keep),
+            };
+            let cancel = inv.cancel.clone();
+            let inner = self.inner.clone();
+            let thread_streams = streams.clone();
+            let mut handle =
+                tokio::task::spawn_blocking(move || inner.run(&loaded, &inv, &thread_streams));
+            let joined = tokio::select! {
+                joined = &mut handle => Some(joined),
+                _ = cancel.cancelled() => tokio::time::timeout(GRACE, &mut handle).await.ok(),
+            };
+            let result = match joined {
+                Some(Ok(result)) => result,
+                Some(Err(join)) => Err(Failure::failed(format!(
+                    "the wasm host thread failed: {join}"
+                ))),
+                // The guest is blocked in a host call (a long sleep, say) and has not
+                // reached an epoch check; its thread finishes on its own and is dropped.
+                None => Err(Failure {
+                    kind: FailureKind::Interrupted,
+                    message: format!(
+                        "interrupted (the component did not stop within {}s and was abandoned)",
+                        GRACE.as_secs()
+                    ),
+                }),
+            };
+            Report {
+                result,
+                logs: streams.finish(),
+            }
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Streams {
+    stdout: Capture,
+    stderr: Capture,
+    host: Capture,
+}
+
+impl Streams {
+    fn finish(&self) -> Vec<crate::store::LogRecord> {
+        [&self.stdout, &self.stderr, &self.host]
+            .into_iter()
+            .map(Capture::finish)
+            .filter(|log| !log.content.is_empty())
+            .collect()
+    }
+}
+
+/// Turns a trap or host error into the user's one line.
+fn failure(e: wasmtime::Error, io: &Streams) -> Failure {
+    if let Some(stop) = e.downcast_ref::<Stop>() {
+        return match stop {
+            Stop::Cancelled => Failure {
+                kind: FailureKind::Interrupted,
+                message: "interrupted".into(),
+            },
+            other => Failure::failed(other.to_string()),
+        };
+    }
+    let message = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("trapped: {trap}"),
+        None => error_text(&e),
+    };
+    with_stderr(Failure::failed(message), io)
+}
+
+/// Adds the last line the program wrote to stderr, which usually says why it failed.
+fn with_stderr(mut f: Failure, io: &Streams) -> Failure {
+    if let Some(line) = io.stderr.last_line() {
+        f.message = format!("{} (stderr: {line})", f.message);
+    }
+    f
+}
+
+fn error_text(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    parts.dedup();
+    parts.join(": ")
+}
+
+/// Whether bytes start like a component (preamble version 0x0d, layer 1) rather than a
+/// core module (version 1, layer 0).
+fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
+}
+
+/// Builds a typed step's invocation: parameter-typed inputs by value, other inputs and
+/// outputs by sandbox path.
+fn typed_invocation(
+    inv: &Invocation,
+    input_path: &dyn Fn(&str) -> String,
+    output_path: &dyn Fn(&str) -> String,
+) -> Result<bindings::Invocation, Failure> {
+    use bindings::{Artifact, Param};
+    let mut out = bindings::Invocation {
+        params: Vec::new(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+    };
+    for input in &inv.component.spec.inputs {
+        let Some(arg) = inv.inputs.get(&input.name) else {
+            continue;
+        };
+        let text = || -> Result<String, Failure> {
+            match &arg.value {
+                Some(v) => Ok(v.clone()),
+                None => std::fs::read_to_string(inv.dir.input_file(&input.name)).map_err(|e| {
+                    Failure::failed(format!(
+                        "input '{}' cannot be read as text: {e}",
+                        input.name
+                    ))
+                }),
+            }
+        };
+        match (input.param_type(), &input.type_) {
+            (Some(ty), _) => out.params.push(Param {
+                name: input.name.clone(),
+                value: typed_value(ty, &text()?).map_err(|m| Failure {
+                    kind: FailureKind::InvalidInput,
+                    message: format!("input '{}': {m}", input.name),
+                })?,
+            }),
+            (None, None) if arg.value.is_some() => out.params.push(Param {
+                name: input.name.clone(),
+                value: bindings::Value::Str(text()?),
+            }),
+            (None, ty) => out.inputs.push(Artifact {
+                name: input.name.clone(),
+                path: input_path(&input.name),
+                metadata: serde_json::json!({
+                    "type": ty.as_ref().map(ToString::to_string),
+                    "digest": arg.digest,
+                    "size": arg.size,
+                })
+                .to_string(),
+            }),
+        }
+    }
+    for output in &inv.component.spec.outputs {
+        if output.param_type().is_none() {
+            out.outputs.push(Artifact {
+                name: output.name.clone(),
+                path: output_path(&output.name),
+                metadata: serde_json::json!({
+                    "type": output.type_.as_ref().map(ToString::to_string),
+                })
+                .to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn typed_value(ty: ParamType, text: &str) -> Result<bindings::Value, String> {
+    use bindings::Value;
+    ty.check(text)?;
+    Ok(match ty {
+        ParamType::String => Value::Str(text.to_owned()),
+        ParamType::Integer => Value::Int(text.trim().parse().map_err(|_| "not an integer")?),
+        ParamType::Float => Value::Float(text.trim().parse().map_err(|_| "not a number")?),
+        ParamType::Boolean => Value::Boolean(parse_bool(text).ok_or("not a boolean")?),
+        ParamType::JsonObject | ParamType::JsonArray => Value::Json(text.to_owned()),
+    })
+}
+
+fn value_text(value: &bindings::Value) -> String {
+    use bindings::Value;
+    match value {
+        Value::Str(s) | Value::Json(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Boolean(b) => if *b { "True" } else { "False" }.to_owned(),
+    }
+}
+
+/// Checks a typed step's outcome against the declared outputs and merges its metrics
+/// over those reported through `host.metric`.
+fn completion(
+    inv: &Invocation,
+    outcome: bindings::Outcome,
+    metrics: &mut BTreeMap<String, f64>,
+) -> Result<Completion, Failure> {
+    let mut params = BTreeMap::new();
+    for p in outcome.params {
+        match inv.component.output(&p.name) {
+            Some(o) if o.param_type().is_some() => {
+                params.insert(p.name, value_text(&p.value));
+            }
+            Some(_) => {
+                return Err(Failure::failed(format!(
+                    "the step returned a value for '{}', which is an artifact output (write its file instead)",
+                    p.name
+                )));
+            }
+            None => {
+                return Err(Failure::failed(format!(
+                    "the step returned '{}', which is not a declared output",
+                    p.name
+                )));
+            }
+        }
+    }
+    for m in outcome.metrics {
+        metrics.insert(m.name, m.value);
+    }
+    Ok(Completion {
+        params,
+        metrics: std::mem::take(metrics),
+    })
+}
+
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Advances the engine's epoch every [`TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> std::io::Result<EpochTicker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

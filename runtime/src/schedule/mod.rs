@@ -1,0 +1,692 @@
+//! The scheduler: runs a plan's tasks in dependency order on tokio, at most
+//! `parallelism` at a time, with per-task retries (and backoff) and timeouts, and
+//! cancellation. A failed task marks everything downstream `skipped`, and unless
+//! `keep_going` no new task starts after a failure. It stages inputs and collects
+//! outputs through the store and records every step there; how a task actually runs is
+//! the [`Executor`]'s business, behind a trait.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Event, Observer, TaskSink};
+use crate::exec::{
+    Executor, FailureKind, InputArg, Invocation, Prepared, collect_outputs, error_chain,
+};
+use crate::plan::{ParamValue, Plan, Source, artifact_params};
+use crate::store::{
+    ArtifactRef, IoRecord, NewRun, NewTask, RunKind, RunState, Store, StoreError, TaskState,
+};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Most tasks running at once.
+    pub parallelism: usize,
+    /// Keep starting independent tasks after one fails.
+    pub keep_going: bool,
+    /// Keep each attempt's working folder, even after success.
+    pub keep_work: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            keep_going: false,
+            keep_work: false,
+        }
+    }
+}
+
+/// A run could not start. Nothing ran; the run may not have been recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("task '{task}': {message}")]
+    Prepare { task: String, message: String },
+    #[error("param '{param}': cannot import {}", path.display())]
+    Import {
+        param: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot record the run")]
+    Store(#[from] StoreError),
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub state: RunState,
+}
+
+pub struct Scheduler {
+    pub store: Arc<Store>,
+    pub executor: Arc<dyn Executor>,
+    pub observer: Arc<dyn Observer>,
+    pub options: Options,
+    /// Cancel to stop the run: running attempts are interrupted, nothing new starts.
+    pub cancel: CancellationToken,
+}
+
+/// What one task's attempts came to.
+enum TaskEnd {
+    Succeeded { outputs: BTreeMap<String, IoRecord> },
+    Failed,
+    Cancelled,
+}
+
+impl Scheduler {
+    /// Prepares every component, imports artifact parameters, records the run, and runs it.
+    pub async fn run(&self, plan: Arc<Plan>, kind: RunKind) -> Result<RunOutcome, ScheduleError> {
+        let prepared = self.prepare(&plan).await?;
+        let mut imported = HashMap::new();
+        for (param, path) in artifact_params(&plan) {
+            let artifact = self
+                .store
+                .import(path)
+                .map_err(|source| ScheduleError::Import {
+                    param: param.to_owned(),
+                    path: path.to_owned(),
+                    source,
+                })?;
+            imported.insert(param.to_owned(), artifact);
+        }
+
+        let params: BTreeMap<String, String> = plan
+            .params
+            .iter()
+            .filter_map(|(name, p)| {
+                let (value, _) = p.value.as_ref()?;
+                Some((
+                    name.clone(),
+                    match value {
+                        ParamValue::Value(v) => v.clone(),
+                        ParamValue::File(_) => imported[name].digest.clone(),
+                    },
+                ))
+            })
+            .collect();
+        let new_tasks: Vec<NewTask<'_>> = plan
+            .tasks
+            .iter()
+            .map(|t| NewTask {
+                name: &t.name,
+                component: t.component.name(),
+                component_file: &t.component.path,
+                component_digest: &t.component.digest,
+            })
+            .collect();
+        let run_id = self.store.begin_run(
+            &NewRun {
+                kind,
+                name: &plan.name,
+                source: &plan.source,
+                source_digest: &plan.source_digest,
+                params,
+            },
+            &new_tasks,
+        )?;
+        self.observer.event(&Event::RunStarted {
+            run_id: run_id.clone(),
+            name: plan.name.clone(),
+            tasks: plan.tasks.iter().map(|t| t.name.clone()).collect(),
+        });
+
+        let state = self.schedule(&run_id, &plan, &prepared, &imported).await;
+        let error = match state {
+            RunState::Failed => Some("one or more tasks failed"),
+            RunState::Cancelled => Some("cancelled"),
+            _ => None,
+        };
+        self.store.finish_run(&run_id, state, error)?;
+        self.observer.event(&Event::RunFinished {
+            run_id: run_id.clone(),
+            state,
+        });
+        Ok(RunOutcome { run_id, state })
+    }
+
+    /// Loads every distinct component once, before anything runs.
+    async fn prepare(&self, plan: &Plan) -> Result<Vec<Prepared>, ScheduleError> {
+        let mut by_component: HashMap<&str, Prepared> = HashMap::new();
+        let mut prepared = Vec::with_capacity(plan.tasks.len());
+        for task in &plan.tasks {
+            let key = task.component.path.to_str().unwrap_or_default();
+            let p = match by_component.get(key) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = self.executor.prepare(&task.component).await.map_err(|e| {
+                        ScheduleError::Prepare {
+                            task: task.name.clone(),
+                            message: error_chain(&e),
+                        }
+                    })?;
+                    by_component.insert(key, p.clone());
+                    p
+                }
+            };
+            prepared.push(p);
+        }
+        Ok(prepared)
+    }
+
+    async fn schedule(
+        &self,
+        run_id: &str,
+        plan: &Arc<Plan>,
+        prepared: &[Prepared],
+        imported: &HashMap<String, ArtifactRef>,
+    ) -> RunState {
+        let n = plan.tasks.len();
+        let downstream = plan.downstream();
+        let mut state = vec![TaskState::Pending; n];
+        let mut waiting: Vec<usize> = plan.tasks.iter().map(|t| t.upstream.len()).collect();
+        let mut ready: BTreeSet<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+        let mut outputs: Vec<Option<Arc<BTreeMap<String, IoRecord>>>> = vec![None; n];
+        let mut running: JoinSet<(usize, TaskEnd)> = JoinSet::new();
+        let mut spawned: HashMap<tokio::task::Id, usize> = HashMap::new();
+        let mut stopped_by: Option<String> = None;
+        let parallelism = self.options.parallelism.max(1);
+
+        loop {
+            while stopped_by.is_none() && !self.cancel.is_cancelled() && running.len() < parallelism
+            {
+                let Some(i) = ready.pop_first() else { break };
+                state[i] = TaskState::Running;
+                let upstream: HashMap<usize, Arc<BTreeMap<String, IoRecord>>> = plan.tasks[i]
+                    .upstream
+                    .iter()
+                    .filter_map(|&u| Some((u, outputs[u].clone()?)))
+                    .collect();
+                let attempt = TaskRun {
+                    store: self.store.clone(),
+                    executor: self.executor.clone(),
+                    observer: self.observer.clone(),
+                    cancel: self.cancel.clone(),
+                    keep_work: self.options.keep_work,
+                    run_id: run_id.to_owned(),
+                    plan: plan.clone(),
+                    index: i,
+                    prepared: prepared[i].clone(),
+                };
+                let inputs = resolve_inputs(&self.store, plan, i, &upstream, imported);
+                let handle = running.spawn(async move { (i, attempt.run(inputs).await) });
+                spawned.insert(handle.id(), i);
+            }
+            let Some(joined) = running.join_next_with_id().await else {
+                break;
+            };
+            let (i, end) = match joined {
+                Ok((_, done)) => done,
+                Err(e) => {
+                    // A panic in the task's own future is a host bug; the task fails, the
+                    // run goes on as for any failure.
+                    let i = spawned[&e.id()];
+                    let reason = format!("internal error: {e}");
+                    self.finish_unstarted(run_id, &plan.tasks[i].name, TaskState::Failed, &reason);
+                    (i, TaskEnd::Failed)
+                }
+            };
+            match end {
+                TaskEnd::Succeeded { outputs: outs } => {
+                    state[i] = TaskState::Succeeded;
+                    outputs[i] = Some(Arc::new(outs));
+                    for &d in &downstream[i] {
+                        waiting[d] -= 1;
+                        if waiting[d] == 0 && state[d] == TaskState::Pending {
+                            ready.insert(d);
+                        }
+                    }
+                }
+                TaskEnd::Failed => {
+                    state[i] = TaskState::Failed;
+                    let name = plan.tasks[i].name.clone();
+                    self.skip_downstream(run_id, plan, &downstream, i, &mut state, &mut ready);
+                    if !self.options.keep_going {
+                        stopped_by.get_or_insert(name);
+                    }
+                }
+                TaskEnd::Cancelled => {
+                    state[i] = TaskState::Cancelled;
+                }
+            }
+        }
+
+        // Whatever never started.
+        for i in 0..n {
+            if state[i] != TaskState::Pending {
+                continue;
+            }
+            let (new_state, reason) = if self.cancel.is_cancelled() {
+                (
+                    TaskState::Cancelled,
+                    "the run was cancelled before it started".to_owned(),
+                )
+            } else if let Some(failed) = &stopped_by {
+                (
+                    TaskState::Skipped,
+                    format!(
+                        "not started: the run stopped after '{failed}' failed (--keep-going runs independent tasks)"
+                    ),
+                )
+            } else {
+                (TaskState::Skipped, "not started".to_owned())
+            };
+            state[i] = new_state;
+            self.finish_unstarted(run_id, &plan.tasks[i].name, new_state, &reason);
+        }
+
+        if self.cancel.is_cancelled() {
+            RunState::Cancelled
+        } else if state.iter().all(|s| *s == TaskState::Succeeded) {
+            RunState::Succeeded
+        } else {
+            RunState::Failed
+        }
+    }
+
+    /// Marks every task downstream of `failed` as skipped.
+    fn skip_downstream(
+        &self,
+        run_id: &str,
+        plan: &Plan,
+        downstream: &[Vec<usize>],
+        failed: usize,
+        state: &mut [TaskState],
+        ready: &mut BTreeSet<usize>,
+    ) {
+        let mut stack = downstream[failed].clone();
+        while let Some(d) = stack.pop() {
+            if state[d] != TaskState::Pending {
+                continue;
+            }
+            state[d] = TaskState::Skipped;
+            ready.remove(&d);
+            let reason = format!(
+                "skipped: upstream task '{}' failed",
+                plan.tasks[failed].name
+            );
+            self.finish_unstarted(run_id, &plan.tasks[d].name, TaskState::Skipped, &reason);
+            stack.extend(&downstream[d]);
+        }
+    }
+
+    fn finish_unstarted(&self, run_id: &str, task: &str, state: TaskState, reason: &str) {
+        if let Err(e) =
+            self.store
+                .task_finished(run_id, task, state, Some(reason), &[], &BTreeMap::new())
+        {
+            self.observer.event(&Event::TaskLog {
+                task: task.to_owned(),
+                stream: crate::events::Stream::Host,
+                line: format!("cannot record the task: {}", error_chain(&e)),
+            });
+        }
+        self.observer.event(&Event::TaskFinished {
+            task: task.to_owned(),
+            state,
+            attempts: 0,
+            duration: None,
+            error: Some(reason.to_owned()),
+        });
+    }
+}
+
+/// Turns a task's bindings into stored artifacts: constants and parameter values are
+/// stored like files, so every input has a digest and can be staged the same way.
+fn resolve_inputs(
+    store: &Store,
+    plan: &Plan,
+    index: usize,
+    upstream: &HashMap<usize, Arc<BTreeMap<String, IoRecord>>>,
+    imported: &HashMap<String, ArtifactRef>,
+) -> Result<BTreeMap<String, InputArg>, String> {
+    let task = &plan.tasks[index];
+    let mut inputs = BTreeMap::new();
+    for (name, source) in &task.inputs {
+        let type_ = task.component.input(name).and_then(|i| i.type_.clone());
+        let arg = match source {
+            Source::Constant(v)
+            | Source::Default(v)
+            | Source::Param {
+                value: ParamValue::Value(v),
+                ..
+            } => {
+                let r = store
+                    .put_bytes(v.as_bytes())
+                    .map_err(|e| format!("input '{name}': {}", error_chain(&e)))?;
+                InputArg {
+                    digest: r.digest,
+                    size: r.size,
+                    value: Some(v.clone()),
+                    type_,
+                }
+            }
+            Source::Param {
+                name: param,
+                value: ParamValue::File(_),
+            } => {
+                let r = &imported[param];
+                InputArg {
+                    digest: r.digest.clone(),
+                    size: r.size,
+                    value: None,
+                    type_,
+                }
+            }
+            Source::Output { task: u, output } => {
+                let record = upstream
+                    .get(u)
+                    .and_then(|outs| outs.get(output))
+                    .ok_or_else(|| {
+                        format!(
+                            "input '{name}': output '{}.{output}' is missing",
+                            plan.tasks[*u].name
+                        )
+                    })?;
+                InputArg {
+                    digest: record.digest.clone(),
+                    size: record.size,
+                    value: None,
+                    type_,
+                }
+            }
+        };
+        inputs.insert(name.clone(), arg);
+    }
+    Ok(inputs)
+}
+
+/// One task's attempts, run on its own tokio task.
+struct TaskRun {
+    store: Arc<Store>,
+    executor: Arc<dyn Executor>,
+    observer: Arc<dyn Observer>,
+    cancel: CancellationToken,
+    keep_work: bool,
+    run_id: String,
+    plan: Arc<Plan>,
+    index: usize,
+    prepared: Prepared,
+}
+
+/// The outcome of one attempt, before retry decisions.
+enum Attempt {
+    Succeeded(BTreeMap<String, IoRecord>, BTreeMap<String, f64>),
+    Failed { message: String, retryable: bool },
+    Cancelled,
+}
+
+impl TaskRun {
+    async fn run(self, inputs: Result<BTreeMap<String, InputArg>, String>) -> TaskEnd {
+        let task = &self.plan.tasks[self.index];
+        let started = Instant::now();
+        let inputs = match inputs {
+            Ok(i) => i,
+            Err(message) => {
+                return self.end(
+                    TaskState::Failed,
+                    0,
+                    started,
+                    Some(message),
+                    BTreeMap::new(),
+                    BTreeMap::new(),
+                );
+            }
+        };
+        let input_records: Vec<IoRecord> = inputs
+            .iter()
+            .map(|(name, arg)| IoRecord {
+                name: name.clone(),
+                type_: arg.type_.as_ref().map(ToString::to_string),
+                digest: arg.digest.clone(),
+                size: arg.size,
+                value: arg.value.clone(),
+            })
+            .collect();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.attempt(attempt, &inputs, &input_records).await;
+            match outcome {
+                Attempt::Succeeded(outputs, metrics) => {
+                    return self.end(
+                        TaskState::Succeeded,
+                        attempt,
+                        started,
+                        None,
+                        outputs,
+                        metrics,
+                    );
+                }
+                Attempt::Cancelled => {
+                    return self.end(
+                        TaskState::Cancelled,
+                        attempt,
+                        started,
+                        Some("cancelled".into()),
+                        BTreeMap::new(),
+                        BTreeMap::new(),
+                    );
+                }
+                Attempt::Failed { message, retryable } => {
+                    if !retryable || attempt > task.retry.limit {
+                        let message = if attempt > 1 {
+                            format!("{message} (after {attempt} attempts)")
+                        } else {
+                            message
+                        };
+                        return self.end(
+                            TaskState::Failed,
+                            attempt,
+                            started,
+                            Some(message),
+                            BTreeMap::new(),
+                            BTreeMap::new(),
+                        );
+                    }
+                    let delay = task.retry.delay(attempt);
+                    self.observer.event(&Event::TaskRetrying {
+                        task: task.name.clone(),
+                        failed_attempt: attempt,
+                        error: message,
+                        delay,
+                    });
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.cancel.cancelled() => {
+                            return self.end(TaskState::Cancelled, attempt, started, Some("cancelled".into()), BTreeMap::new(), BTreeMap::new());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        attempt: u32,
+        inputs: &BTreeMap<String, InputArg>,
+        input_records: &[IoRecord],
+    ) -> Attempt {
+        let task = &self.plan.tasks[self.index];
+        let store = &self.store;
+        if let Err(e) = store.attempt_started(
+            &self.run_id,
+            &task.name,
+            attempt,
+            &self.prepared.implementation,
+            self.prepared.executable_digest.as_deref(),
+            input_records,
+        ) {
+            return Attempt::Failed {
+                message: format!("cannot record the attempt: {}", error_chain(&e)),
+                retryable: false,
+            };
+        }
+        self.observer.event(&Event::TaskStarted {
+            task: task.name.clone(),
+            attempt,
+            implementation: self.prepared.implementation.clone(),
+        });
+
+        let output_names: Vec<&str> = task
+            .component
+            .spec
+            .outputs
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect();
+        let staged = store
+            .task_dir(&self.run_id, &task.name, attempt, &output_names)
+            .and_then(|dir| {
+                for (name, arg) in inputs {
+                    store.stage_input(&dir, name, &arg.digest)?;
+                }
+                Ok(dir)
+            });
+        let dir = match staged {
+            Ok(dir) => dir,
+            Err(e) => {
+                let message = format!("cannot prepare the task folder: {}", error_chain(&e));
+                self.finish_attempt(attempt, TaskState::Failed, Some(&message), &[]);
+                return Attempt::Failed {
+                    message,
+                    retryable: false,
+                };
+            }
+        };
+
+        let token = self.cancel.child_token();
+        let invocation = Invocation {
+            run_id: self.run_id.clone(),
+            task: task.name.clone(),
+            attempt,
+            component: task.component.clone(),
+            inputs: inputs.clone(),
+            dir: dir.clone(),
+            resources: task.resources.clone(),
+            cancel: token.clone(),
+            sink: TaskSink::new(task.name.clone(), self.observer.clone()),
+        };
+        let mut execution = self.executor.execute(invocation);
+        let mut timed_out = None;
+        let mut report = match task.timeout {
+            None => execution.await,
+            Some(limit) => tokio::select! {
+                report = &mut execution => report,
+                _ = tokio::time::sleep(limit) => {
+                    timed_out = Some(limit);
+                    token.cancel();
+                    execution.await
+                }
+            },
+        };
+        for log in &mut report.logs {
+            log.attempt = attempt;
+        }
+
+        let outcome = match report.result {
+            Ok(mut completion) => {
+                match collect_outputs(store, &task.component, &dir, &mut completion) {
+                    Ok(records) => Attempt::Succeeded(
+                        records.into_iter().map(|r| (r.name.clone(), r)).collect(),
+                        completion.metrics,
+                    ),
+                    Err(f) => Attempt::Failed {
+                        message: f.message,
+                        retryable: true,
+                    },
+                }
+            }
+            Err(f) => match (timed_out, f.kind) {
+                (Some(limit), _) => Attempt::Failed {
+                    message: format!("timed out after {}", humantime::format_duration(limit)),
+                    retryable: true,
+                },
+                (None, FailureKind::Interrupted) if self.cancel.is_cancelled() => {
+                    Attempt::Cancelled
+                }
+                (None, FailureKind::InvalidInput) => Attempt::Failed {
+                    message: f.message,
+                    retryable: false,
+                },
+                (None, _) => Attempt::Failed {
+                    message: f.message,
+                    retryable: true,
+                },
+            },
+        };
+        let (state, error) = match &outcome {
+            Attempt::Succeeded(..) => (TaskState::Succeeded, None),
+            Attempt::Failed { message, .. } => (TaskState::Failed, Some(message.as_str())),
+            Attempt::Cancelled => (TaskState::Cancelled, Some("cancelled")),
+        };
+        self.finish_attempt(attempt, state, error, &report.logs);
+        // A failed attempt's folder stays for debugging; a successful one's outputs are in the store.
+        if state == TaskState::Succeeded && !self.keep_work {
+            let _ = store.remove_task_dir(&dir);
+        }
+        outcome
+    }
+
+    fn finish_attempt(
+        &self,
+        attempt: u32,
+        state: TaskState,
+        error: Option<&str>,
+        logs: &[crate::store::LogRecord],
+    ) {
+        let task = &self.plan.tasks[self.index];
+        let _ = self
+            .store
+            .attempt_finished(&self.run_id, &task.name, attempt, state, error, logs);
+    }
+
+    fn end(
+        &self,
+        state: TaskState,
+        attempts: u32,
+        started: Instant,
+        error: Option<String>,
+        outputs: BTreeMap<String, IoRecord>,
+        metrics: BTreeMap<String, f64>,
+    ) -> TaskEnd {
+        let task = &self.plan.tasks[self.index];
+        let records: Vec<IoRecord> = outputs.values().cloned().collect();
+        let (state, error) = match self.store.task_finished(
+            &self.run_id,
+            &task.name,
+            state,
+            error.as_deref(),
+            &records,
+            &metrics,
+        ) {
+            Ok(()) => (state, error),
+            Err(e) => (
+                TaskState::Failed,
+                Some(format!("cannot record the task: {}", error_chain(&e))),
+            ),
+        };
+        self.observer.event(&Event::TaskFinished {
+            task: task.name.clone(),
+            state,
+            attempts,
+            duration: Some(started.elapsed()),
+            error,
+        });
+        match state {
+            TaskState::Succeeded => TaskEnd::Succeeded { outputs },
+            TaskState::Cancelled => TaskEnd::Cancelled,
+            _ => TaskEnd::Failed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

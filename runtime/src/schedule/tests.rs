@@ -1,0 +1,380 @@
+//! Scheduler behaviour against a scripted executor: concurrency, failure propagation,
+//! retries, timeouts, cancellation and data passing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::*;
+use crate::events::Quiet;
+use crate::exec::{Completion, Failure, PrepareError, Report};
+use crate::spec::{Component, PipelineFile};
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Sleep, then write `out` with the task name (and any input's content appended).
+    Succeed(u64),
+    Fail,
+    Invalid,
+    /// Wait until cancelled.
+    Hang,
+    /// Succeed without writing the declared output.
+    Forget,
+}
+
+#[derive(Default)]
+struct Script {
+    steps: Mutex<HashMap<String, Vec<Step>>>,
+    spans: Mutex<Vec<(String, Instant, Instant)>>,
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+impl Script {
+    fn new(steps: &[(&str, &[Step])]) -> Arc<Script> {
+        Arc::new(Script {
+            steps: Mutex::new(
+                steps
+                    .iter()
+                    .map(|(t, s)| (t.to_string(), s.to_vec()))
+                    .collect(),
+            ),
+            ..Default::default()
+        })
+    }
+
+    fn span(&self, task: &str) -> (Instant, Instant) {
+        let spans = self.spans.lock().unwrap();
+        let s = spans.iter().find(|(t, ..)| t == task).expect("task ran");
+        (s.1, s.2)
+    }
+}
+
+struct Fake(Arc<Script>);
+
+impl Executor for Fake {
+    fn prepare<'a>(&'a self, _: &'a Component) -> BoxFuture<'a, Result<Prepared, PrepareError>> {
+        Box::pin(async {
+            Ok(Prepared {
+                implementation: "fake".into(),
+                executable_digest: None,
+            })
+        })
+    }
+
+    fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report> {
+        Box::pin(async move {
+            let n = {
+                let mut a = self.0.attempts.lock().unwrap();
+                let n = a.entry(inv.task.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            let step = {
+                let steps = self.0.steps.lock().unwrap();
+                let list = steps.get(&inv.task).cloned().unwrap_or_default();
+                list.get(n as usize - 1)
+                    .or(list.last())
+                    .cloned()
+                    .unwrap_or(Step::Succeed(0))
+            };
+            let start = Instant::now();
+            let result = match step {
+                Step::Succeed(ms) => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let mut content = inv.task.clone();
+                    if inv.inputs.contains_key("in") {
+                        content.push('<');
+                        content
+                            .push_str(&std::fs::read_to_string(inv.dir.input_file("in")).unwrap());
+                    }
+                    std::fs::write(inv.dir.output_file("out"), content).unwrap();
+                    Ok(Completion {
+                        metrics: [("n".to_owned(), n as f64)].into(),
+                        ..Default::default()
+                    })
+                }
+                Step::Forget => Ok(Completion::default()),
+                Step::Fail => Err(Failure::failed(format!("attempt {n} failed"))),
+                Step::Invalid => Err(Failure {
+                    kind: FailureKind::InvalidInput,
+                    message: "bad input".into(),
+                }),
+                Step::Hang => {
+                    inv.cancel.cancelled().await;
+                    Err(Failure {
+                        kind: FailureKind::Interrupted,
+                        message: "interrupted".into(),
+                    })
+                }
+            };
+            self.0
+                .spans
+                .lock()
+                .unwrap()
+                .push((inv.task.clone(), start, Instant::now()));
+            Report {
+                result,
+                logs: Vec::new(),
+            }
+        })
+    }
+}
+
+const COMPONENT: &str = r#"
+name: fake
+inputs:
+- {name: in, optional: true}
+outputs:
+- {name: out}
+implementation:
+  wasm: {component: fake.wasm}
+"#;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    plan: Arc<Plan>,
+}
+
+fn harness(tasks: &str) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.yaml"), COMPONENT).unwrap();
+    let path = dir.path().join("p.yaml");
+    std::fs::write(&path, format!("name: p\ntasks:\n{tasks}")).unwrap();
+    let file = PipelineFile::load(&path).unwrap();
+    let plan = Arc::new(Plan::build(&file, &[]).unwrap());
+    let store = Arc::new(Store::open(&dir.path().join("home")).unwrap());
+    Harness {
+        _dir: dir,
+        store,
+        plan,
+    }
+}
+
+impl Harness {
+    async fn run(&self, script: &Arc<Script>, options: Options) -> crate::store::RunRecord {
+        self.run_with(script, options, CancellationToken::new())
+            .await
+    }
+
+    async fn run_with(
+        &self,
+        script: &Arc<Script>,
+        options: Options,
+        cancel: CancellationToken,
+    ) -> crate::store::RunRecord {
+        let scheduler = Scheduler {
+            store: self.store.clone(),
+            executor: Arc::new(Fake(script.clone())),
+            observer: Arc::new(Quiet),
+            options,
+            cancel,
+        };
+        let outcome = scheduler
+            .run(self.plan.clone(), RunKind::Pipeline)
+            .await
+            .unwrap();
+        let record = self.store.run(&outcome.run_id).unwrap();
+        assert_eq!(record.state, outcome.state);
+        record
+    }
+}
+
+fn opts(parallelism: usize) -> Options {
+    Options {
+        parallelism,
+        ..Options::default()
+    }
+}
+
+fn task<'r>(r: &'r crate::store::RunRecord, name: &str) -> &'r crate::store::TaskRecord {
+    r.tasks.iter().find(|t| t.name == name).unwrap()
+}
+
+const DIAMOND: &str = "  a: {component: c.yaml}
+  b: {component: c.yaml, inputs: {in: {from: a.out}}}
+  c: {component: c.yaml, inputs: {in: {from: a.out}}}
+  d: {component: c.yaml, inputs: {in: {from: b.out}}, after: [c]}
+";
+
+#[tokio::test]
+async fn independent_branches_overlap_and_data_flows() {
+    let h = harness(DIAMOND);
+    let script = Script::new(&[("b", &[Step::Succeed(300)]), ("c", &[Step::Succeed(300)])]);
+    let r = h.run(&script, opts(2)).await;
+    assert_eq!(r.state, RunState::Succeeded);
+    let (b0, b1) = script.span("b");
+    let (c0, c1) = script.span("c");
+    assert!(b0 < c1 && c0 < b1, "b and c ran one after the other");
+    let (d0, _) = script.span("d");
+    assert!(d0 >= b1 && d0 >= c1, "d started before its upstream ended");
+    let out = &task(&r, "d").outputs[0];
+    assert_eq!(h.store.read(&out.digest).unwrap(), b"d<b<a");
+    assert_eq!(
+        task(&r, "d").inputs[0].digest,
+        task(&r, "b").outputs[0].digest
+    );
+    assert_eq!(task(&r, "a").metrics["n"], 1.0);
+}
+
+#[tokio::test]
+async fn parallelism_one_runs_one_at_a_time() {
+    let h = harness(DIAMOND);
+    let script = Script::new(&[("b", &[Step::Succeed(100)]), ("c", &[Step::Succeed(100)])]);
+    h.run(&script, opts(1)).await;
+    let (b0, b1) = script.span("b");
+    let (c0, c1) = script.span("c");
+    assert!(b1 <= c0 || c1 <= b0, "b and c overlapped");
+}
+
+const BRANCHES: &str = "  a: {component: c.yaml}
+  b: {component: c.yaml, inputs: {in: {from: a.out}}}
+  c: {component: c.yaml, inputs: {in: {from: b.out}}}
+  x: {component: c.yaml}
+";
+
+#[tokio::test]
+async fn a_failure_skips_downstream_and_stops_new_work() {
+    let h = harness(BRANCHES);
+    let script = Script::new(&[("a", &[Step::Fail])]);
+    let r = h.run(&script, opts(1)).await;
+    assert_eq!(r.state, RunState::Failed);
+    assert_eq!(task(&r, "a").state, TaskState::Failed);
+    assert_eq!(task(&r, "a").error.as_deref(), Some("attempt 1 failed"));
+    assert_eq!(task(&r, "b").state, TaskState::Skipped);
+    assert_eq!(
+        task(&r, "c").error.as_deref(),
+        Some("skipped: upstream task 'a' failed")
+    );
+    assert_eq!(task(&r, "c").state, TaskState::Skipped);
+    assert_eq!(
+        task(&r, "x").state,
+        TaskState::Skipped,
+        "x started after a failed"
+    );
+    assert!(
+        task(&r, "x")
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("the run stopped after 'a' failed")
+    );
+    assert_eq!(task(&r, "x").attempts, 0);
+}
+
+#[tokio::test]
+async fn keep_going_runs_independent_tasks() {
+    let h = harness(BRANCHES);
+    let script = Script::new(&[("a", &[Step::Fail])]);
+    let r = h
+        .run(
+            &script,
+            Options {
+                parallelism: 1,
+                keep_going: true,
+                keep_work: false,
+            },
+        )
+        .await;
+    assert_eq!(r.state, RunState::Failed);
+    assert_eq!(task(&r, "b").state, TaskState::Skipped);
+    assert_eq!(
+        task(&r, "b").error.as_deref(),
+        Some("skipped: upstream task 'a' failed")
+    );
+    assert_eq!(task(&r, "x").state, TaskState::Succeeded);
+}
+
+#[tokio::test]
+async fn retries_are_counted_and_recorded() {
+    let h = harness("  a: {component: c.yaml, retries: {limit: 2, backoff: 10ms}}\n");
+    let script = Script::new(&[("a", &[Step::Fail, Step::Fail, Step::Succeed(0)])]);
+    let r = h.run(&script, opts(1)).await;
+    let a = task(&r, "a");
+    assert_eq!(a.state, TaskState::Succeeded);
+    assert_eq!(a.attempts, 3);
+    let states: Vec<TaskState> = a.attempt_history.iter().map(|x| x.state).collect();
+    assert_eq!(
+        states,
+        [TaskState::Failed, TaskState::Failed, TaskState::Succeeded]
+    );
+    assert_eq!(
+        a.attempt_history[1].error.as_deref(),
+        Some("attempt 2 failed")
+    );
+
+    let h = harness("  a: {component: c.yaml, retries: {limit: 1, backoff: 10ms}}\n");
+    let script = Script::new(&[("a", &[Step::Fail])]);
+    let r = h.run(&script, opts(1)).await;
+    assert_eq!(task(&r, "a").attempts, 2);
+    assert_eq!(
+        task(&r, "a").error.as_deref(),
+        Some("attempt 2 failed (after 2 attempts)")
+    );
+}
+
+#[tokio::test]
+async fn invalid_input_is_not_retried() {
+    let h = harness("  a: {component: c.yaml, retries: {limit: 3, backoff: 10ms}}\n");
+    let script = Script::new(&[("a", &[Step::Invalid])]);
+    let r = h.run(&script, opts(1)).await;
+    assert_eq!(task(&r, "a").attempts, 1);
+    assert_eq!(task(&r, "a").error.as_deref(), Some("bad input"));
+}
+
+#[tokio::test]
+async fn a_timeout_interrupts_the_attempt_and_may_be_retried() {
+    let h =
+        harness("  a: {component: c.yaml, timeout: 100ms, retries: {limit: 1, backoff: 10ms}}\n");
+    let script = Script::new(&[("a", &[Step::Hang, Step::Succeed(0)])]);
+    let r = h.run(&script, opts(1)).await;
+    let a = task(&r, "a");
+    assert_eq!(a.state, TaskState::Succeeded);
+    assert_eq!(
+        a.attempt_history[0].error.as_deref(),
+        Some("timed out after 100ms")
+    );
+
+    let h = harness("  a: {component: c.yaml, timeout: 100ms}\n");
+    let script = Script::new(&[("a", &[Step::Hang])]);
+    let r = h.run(&script, opts(1)).await;
+    assert_eq!(task(&r, "a").state, TaskState::Failed);
+    assert_eq!(
+        task(&r, "a").error.as_deref(),
+        Some("timed out after 100ms")
+    );
+}
+
+#[tokio::test]
+async fn a_missing_output_fails_the_task() {
+    let h = harness("  a: {component: c.yaml}\n");
+    let script = Script::new(&[("a", &[Step::Forget])]);
+    let r = h.run(&script, opts(1)).await;
+    assert_eq!(
+        task(&r, "a").error.as_deref(),
+        Some("output 'out' was not written")
+    );
+}
+
+#[tokio::test]
+async fn cancelling_stops_running_work_and_records_the_run_as_cancelled() {
+    let h = harness(BRANCHES);
+    let script = Script::new(&[("a", &[Step::Hang])]);
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        trigger.cancel();
+    });
+    let r = h.run_with(&script, opts(2), cancel).await;
+    assert_eq!(r.state, RunState::Cancelled);
+    assert_eq!(task(&r, "a").state, TaskState::Cancelled);
+    assert_eq!(task(&r, "b").state, TaskState::Cancelled);
+    assert_eq!(
+        task(&r, "x").state,
+        TaskState::Succeeded,
+        "x ran beside a before the cancel"
+    );
+}
