@@ -258,8 +258,8 @@ impl Scheduler {
         }
 
         // Whatever never started.
-        for i in 0..n {
-            if state[i] != TaskState::Pending {
+        for (i, task_state) in state.iter_mut().enumerate() {
+            if *task_state != TaskState::Pending {
                 continue;
             }
             let (new_state, reason) = if self.cancel.is_cancelled() {
@@ -277,7 +277,7 @@ impl Scheduler {
             } else {
                 (TaskState::Skipped, "not started".to_owned())
             };
-            state[i] = new_state;
+            *task_state = new_state;
             self.finish_unstarted(run_id, &plan.tasks[i].name, new_state, &reason);
         }
 

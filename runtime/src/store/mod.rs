@@ -350,6 +350,15 @@ impl Store {
     }
 }
 
+/// Removes a folder tree whose files may be read-only.
+fn remove_tree(root: &Path) -> Result<(), StoreError> {
+    match fs::remove_dir_all(root) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("remove", root, e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,14 +369,5 @@ mod tests {
         assert_eq!(path_segment("../../etc"), "_.._.._etc");
         assert_eq!(path_segment(".."), "_..");
         assert_eq!(path_segment(""), "_");
-    }
-}
-
-/// Removes a folder tree whose files may be read-only.
-fn remove_tree(root: &Path) -> Result<(), StoreError> {
-    match fs::remove_dir_all(root) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StoreError::io("remove", root, e)),
     }
 }

@@ -48,11 +48,11 @@ impl CompileCache {
     pub fn load(&self, engine: &Engine, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
         let path = self.dir.join(format!("{hex}.cwasm"));
-        if path.is_file() {
-            if let Ok(component) = deserialize(engine, &path) {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(component);
-            }
+        if path.is_file()
+            && let Ok(component) = deserialize(engine, &path)
+        {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(component);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let component = Component::new(engine, bytes)?;
