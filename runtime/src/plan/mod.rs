@@ -101,6 +101,156 @@ impl Plan {
         Builder::new(file).build(args)
     }
 
+    /// The plan of running one component on its own: a single task whose inputs are the
+    /// `--input name=value` arguments (a file path for artifact-typed inputs).
+    pub fn for_component(
+        component: Arc<Component>,
+        args: &[(String, String)],
+    ) -> Result<Plan, Vec<PlanError>> {
+        let mut errors = Vec::new();
+        let error = |errors: &mut Vec<PlanError>, field: String, message: String| {
+            errors.push(PlanError {
+                file: component.path.clone(),
+                field,
+                message,
+            })
+        };
+        for (name, _) in args {
+            if component.input(name).is_none() {
+                let declared: Vec<&str> = component
+                    .spec
+                    .inputs
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect();
+                error(
+                    &mut errors,
+                    format!("--input {name}"),
+                    format!(
+                        "component '{}' has no input '{name}' (inputs: {})",
+                        component.name(),
+                        if declared.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            declared.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+        let mut params = IndexMap::new();
+        let mut inputs = IndexMap::new();
+        let mut missing = Vec::new();
+        for input in &component.spec.inputs {
+            let given = args
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == input.name)
+                .map(|(_, v)| v);
+            let artifact = input.type_.as_ref().is_some_and(TypeSpec::is_artifact);
+            match given {
+                Some(v) => {
+                    if let Some(ty) = input.param_type()
+                        && let Err(m) = ty.check(v)
+                    {
+                        error(&mut errors, format!("--input {}", input.name), m);
+                        continue;
+                    }
+                    let value = if artifact {
+                        ParamValue::File(PathBuf::from(v))
+                    } else {
+                        ParamValue::Value(v.clone())
+                    };
+                    params.insert(
+                        input.name.clone(),
+                        PlanParam {
+                            spec: ParamSpec {
+                                type_: input.type_.clone(),
+                                default: None,
+                                description: input.description.clone(),
+                                optional: input.optional,
+                            },
+                            value: Some((value.clone(), ValueOrigin::Given)),
+                        },
+                    );
+                    inputs.insert(
+                        input.name.clone(),
+                        Source::Param {
+                            name: input.name.clone(),
+                            value,
+                        },
+                    );
+                }
+                None => match &input.default {
+                    Some(d) => {
+                        inputs.insert(input.name.clone(), Source::Default(d.clone()));
+                    }
+                    None if input.optional => {}
+                    None => missing.push(match &input.type_ {
+                        Some(t) => format!("'{}' ({t})", input.name),
+                        None => format!("'{}'", input.name),
+                    }),
+                },
+            }
+        }
+        if !missing.is_empty() {
+            let noun = if missing.len() == 1 {
+                "input"
+            } else {
+                "inputs"
+            };
+            error(
+                &mut errors,
+                "--input".into(),
+                format!(
+                    "missing required {noun} {}; pass --input name=value",
+                    missing.join(", ")
+                ),
+            );
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut task_name: String = component
+            .name()
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        if !valid_task_name(&task_name) {
+            task_name = format!("c{task_name}");
+        }
+        let resources = component
+            .spec
+            .implementation
+            .wasm
+            .as_ref()
+            .map(|w| w.resources.clone())
+            .unwrap_or_default();
+        Ok(Plan {
+            name: component.name(),
+            description: component.spec.description.clone(),
+            source: component.path.clone(),
+            source_digest: component.digest.clone(),
+            params,
+            tasks: vec![PlannedTask {
+                name: task_name,
+                component,
+                inputs,
+                upstream: Vec::new(),
+                retry: RetrySpec::default(),
+                timeout: None,
+                resources,
+            }],
+        })
+    }
+
     pub fn task(&self, name: &str) -> Option<&PlannedTask> {
         self.tasks.iter().find(|t| t.name == name)
     }

@@ -268,3 +268,42 @@ fn accelerators_need_a_container_implementation() {
         ]
     );
 }
+
+#[test]
+fn a_component_alone() {
+    let f = Fixture::new();
+    let component = Arc::new(Component::load(&f.dir.path().join("consumer.yaml")).unwrap());
+    let plan = Plan::for_component(
+        component.clone(),
+        &[("data".into(), "x.csv".into()), ("n".into(), "4".into())],
+    )
+    .unwrap();
+    assert_eq!(plan.tasks.len(), 1);
+    assert_eq!(plan.tasks[0].name, "consumer");
+    assert_eq!(
+        plan.tasks[0].inputs["data"],
+        Source::Param {
+            name: "data".into(),
+            value: ParamValue::File("x.csv".into())
+        }
+    );
+    assert_eq!(artifact_params(&plan).count(), 1);
+
+    let prefix = format!("{}/", f.dir.path().display());
+    let errors: Vec<String> = Plan::for_component(
+        component,
+        &[("n".into(), "four".into()), ("m".into(), "1".into())],
+    )
+    .unwrap_err()
+    .iter()
+    .map(|e| e.to_string().replace(&prefix, ""))
+    .collect();
+    assert_eq!(
+        errors,
+        [
+            "consumer.yaml: --input m: component 'consumer' has no input 'm' (inputs: data, n)",
+            "consumer.yaml: --input n: expected an Integer, found 'four'",
+            "consumer.yaml: --input: missing required input 'data' (Dataset); pass --input name=value",
+        ]
+    );
+}
