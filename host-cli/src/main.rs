@@ -1,2 +1,83 @@
-//! The `sluice` binary.
-fn main() {}
+//! The `sluice` binary: parses the command line and hands each subcommand to its file in
+//! `commands/`. All behaviour lives in `sluice-runtime`; this crate only knows the
+//! terminal. Exit codes: 0 success, 1 the pipeline or a task failed, 2 bad input or
+//! usage, 130 cancelled with Ctrl-C.
+
+mod commands;
+mod progress;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Run ML pipelines of sandboxed WASI components",
+    propagate_version = true
+)]
+struct Cli {
+    /// Where Sluice keeps artifacts and run records [default: ~/.local/share/sluice]
+    #[arg(long, global = true, env = "SLUICE_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+
+    /// Where compiled components are cached [default: <home>/cache]
+    #[arg(long, global = true, env = "SLUICE_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline
+    Run(commands::run::Args),
+    /// Work with single components
+    #[command(subcommand)]
+    Component(commands::component::Command),
+    /// Check a pipeline or component file without running it
+    Validate(commands::validate::Args),
+    /// Show the tasks of a pipeline in the order they would run
+    Plan(commands::plan::Args),
+    /// List and inspect recorded runs
+    #[command(subcommand)]
+    Runs(commands::runs::Command),
+    /// Print the captured output of a task
+    Logs(commands::logs::Args),
+}
+
+/// Where the store and caches live, from `--home` and `--cache-dir`.
+pub struct Paths {
+    pub home: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Exit code for input the user must fix: a bad file, an unknown run, a usage error.
+pub const BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let paths = Paths {
+        home: cli.home,
+        cache_dir: cli.cache_dir,
+    };
+    let result = match cli.command {
+        Command::Run(args) => commands::run::run(&paths, args),
+        Command::Component(cmd) => commands::component::run(&paths, cmd),
+        Command::Validate(args) => commands::validate::run(args),
+        Command::Plan(args) => commands::plan::run(args),
+        Command::Runs(cmd) => commands::runs::run(&paths, cmd),
+        Command::Logs(args) => commands::logs::run(&paths, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(BAD_INPUT)
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Subcommands, one file each, and what they share: `name=value` arguments, opening the
+//! store, and running a plan with live progress, Ctrl-C handling and a summary.
+
+pub mod component;
+pub mod logs;
+pub mod plan;
+pub mod run;
+pub mod runs;
+pub mod validate;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use sluice_runtime::events::Observer;
+use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
+use sluice_runtime::plan::{Plan, PlanError};
+use sluice_runtime::schedule::{Options, Scheduler};
+use sluice_runtime::store::{RunKind, RunState, Store, default_home};
+use tokio_util::sync::CancellationToken;
+
+use crate::Paths;
+use crate::progress::{Plain, Progress, Silent};
+
+/// Parses `name=value`.
+pub fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected name=value, found '{s}'")),
+    }
+}
+
+pub fn open_store(paths: &Paths) -> Result<Store> {
+    let home = match &paths.home {
+        Some(h) => h.clone(),
+        None => default_home()?,
+    };
+    Store::open(&home).with_context(|| format!("cannot open the Sluice home {}", home.display()))
+}
+
+/// Prints plan errors, one per line, and returns the bad-input exit code.
+pub fn report_plan_errors(errors: &[PlanError]) -> ExitCode {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    ExitCode::from(crate::BAD_INPUT)
+}
+
+/// How a run shows its progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Display {
+    /// Live bars on a terminal, plain lines otherwise.
+    Auto,
+    /// Nothing while running; the final record as JSON on stdout.
+    Json,
+}
+
+/// Runs a plan and prints its summary; the exit code says how it went.
+pub fn execute(
+    paths: &Paths,
+    plan: Plan,
+    kind: RunKind,
+    options: Options,
+    display: Display,
+    verbose: bool,
+) -> Result<(ExitCode, Option<String>, Arc<Store>)> {
+    let store = Arc::new(open_store(paths)?);
+    let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let observer: Arc<dyn Observer> = match display {
+        Display::Json => Arc::new(Silent),
+        Display::Auto if std::io::stderr().is_terminal() => Arc::new(Progress::new(&plan)),
+        Display::Auto => Arc::new(Plain::new(verbose)),
+    };
+    let outcome = runtime.block_on(async {
+        let executor = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir))?);
+        let cancel = CancellationToken::new();
+        tokio::spawn(watch_ctrl_c(cancel.clone()));
+        let scheduler = Scheduler {
+            store: store.clone(),
+            executor,
+            observer: observer.clone(),
+            options,
+            cancel,
+        };
+        anyhow::Ok(scheduler.run(Arc::new(plan), kind).await?)
+    });
+    // Abandoned guest threads (stuck in a long host call after a cancel) must not hold
+    // the process open.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    let outcome = outcome?;
+    let record = store.run(&outcome.run_id)?;
+    match display {
+        Display::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+        Display::Auto => crate::report::summary(&record),
+    }
+    let code = match outcome.state {
+        RunState::Succeeded => ExitCode::SUCCESS,
+        RunState::Cancelled => ExitCode::from(130),
+        _ => ExitCode::from(1),
+    };
+    Ok((code, Some(outcome.run_id), store))
+}
+
+/// First Ctrl-C cancels the run; a second one exits at once.
+async fn watch_ctrl_c(cancel: CancellationToken) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!("cancelling: running tasks are being stopped (Ctrl-C again to quit at once)");
+    cancel.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(130);
+    }
+}

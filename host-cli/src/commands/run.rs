@@ -1,0 +1,79 @@
+//! `sluice run <pipeline>`: validate, plan and run a pipeline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use sluice_runtime::plan::Plan;
+use sluice_runtime::schedule::Options;
+use sluice_runtime::spec::{DocumentKind, PipelineFile, detect_kind};
+use sluice_runtime::store::RunKind;
+
+use super::{Display, execute, key_value, report_plan_errors};
+use crate::Paths;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The pipeline file
+    pipeline: PathBuf,
+    /// Set a pipeline parameter (repeatable); artifact parameters take a file path
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = key_value)]
+    params: Vec<(String, String)>,
+    /// Most tasks running at once [default: the number of cores]
+    #[arg(long, value_name = "N")]
+    parallelism: Option<usize>,
+    /// Keep starting independent tasks after one fails
+    #[arg(long)]
+    keep_going: bool,
+    /// Keep every attempt's working folder under <home>/runs
+    #[arg(long)]
+    keep_work: bool,
+    /// Print the run record as JSON instead of progress and a summary
+    #[arg(long)]
+    json: bool,
+    /// Show each task's output lines as they come (when not on a terminal)
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
+    match detect_kind(&args.pipeline)? {
+        DocumentKind::Pipeline => {}
+        DocumentKind::Component => anyhow::bail!(
+            "{} is a component; run it with `sluice component run`",
+            args.pipeline.display()
+        ),
+        DocumentKind::KfpIr => anyhow::bail!(
+            "{} is a pipeline compiled by the KFP SDK; this Sluice runs Sluice pipeline files",
+            args.pipeline.display()
+        ),
+    }
+    let file = PipelineFile::load(&args.pipeline)?;
+    let plan = match Plan::build(&file, &args.params) {
+        Ok(plan) => plan,
+        Err(errors) => return Ok(report_plan_errors(&errors)),
+    };
+    let mut options = Options {
+        keep_going: args.keep_going,
+        keep_work: args.keep_work,
+        ..Options::default()
+    };
+    if let Some(p) = args.parallelism {
+        anyhow::ensure!(p > 0, "--parallelism must be at least 1");
+        options.parallelism = p;
+    }
+    let display = if args.json {
+        Display::Json
+    } else {
+        Display::Auto
+    };
+    let (code, _, _) = execute(
+        paths,
+        plan,
+        RunKind::Pipeline,
+        options,
+        display,
+        args.verbose,
+    )?;
+    Ok(code)
+}

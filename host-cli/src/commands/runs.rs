@@ -1,0 +1,55 @@
+//! `sluice runs list` and `sluice runs show <run-id>`: the recorded runs.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::open_store;
+use crate::Paths;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// List recent runs, newest first
+    List {
+        /// How many runs to show
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run: its tasks, inputs, outputs and metrics
+    Show {
+        /// A run id or a unique prefix of one
+        run: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
+    let store = open_store(paths)?;
+    match command {
+        Command::List { limit, json } => {
+            let runs = store.list_runs(limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else if runs.is_empty() {
+                println!("no runs yet");
+            } else {
+                crate::report::run_list(&runs);
+            }
+        }
+        Command::Show { run, json } => {
+            let id = store.resolve_run(&run)?;
+            let record = store.run(&id)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&record)?);
+            } else {
+                crate::report::run_details(&record);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

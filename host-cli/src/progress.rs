@@ -1,0 +1,238 @@
+//! Showing a run while it happens: live per-task lines with indicatif on a terminal,
+//! plain timestamped lines otherwise, or nothing (for `--json`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sluice_runtime::events::{Event, Observer};
+use sluice_runtime::plan::Plan;
+use sluice_runtime::store::TaskState;
+
+/// Shows nothing.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn event(&self, _: &Event) {}
+}
+
+/// One line per happening, on stderr, for logs and pipes.
+pub struct Plain {
+    verbose: bool,
+    start: Instant,
+}
+
+impl Plain {
+    pub fn new(verbose: bool) -> Plain {
+        Plain {
+            verbose,
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Observer for Plain {
+    fn event(&self, event: &Event) {
+        let t = self.start.elapsed().as_secs_f64();
+        let line = match event {
+            Event::RunStarted {
+                run_id,
+                name,
+                tasks,
+            } => format!("run {run_id}: {name}, {} tasks", tasks.len()),
+            Event::TaskStarted {
+                task,
+                attempt,
+                implementation,
+            } => match attempt {
+                1 => format!("{task}: started ({implementation})"),
+                n => format!("{task}: attempt {n} started ({implementation})"),
+            },
+            Event::TaskRetrying {
+                task,
+                failed_attempt,
+                error,
+                delay,
+            } => format!(
+                "{task}: attempt {failed_attempt} failed: {error}; retrying in {}",
+                humanize(*delay)
+            ),
+            Event::TaskFinished {
+                task,
+                state,
+                duration,
+                error,
+                ..
+            } => finished_line(task, *state, *duration, error.as_deref()),
+            Event::TaskLog { task, line, .. } if self.verbose => format!("{task} | {line}"),
+            Event::TaskProgress { task, done, total } if self.verbose => {
+                format!("{task}: {done}/{total}")
+            }
+            _ => return,
+        };
+        eprintln!("[{t:>7.2}s] {line}");
+    }
+}
+
+fn finished_line(
+    task: &str,
+    state: TaskState,
+    duration: Option<Duration>,
+    error: Option<&str>,
+) -> String {
+    let took = duration
+        .map(|d| format!(" in {}", humanize(d)))
+        .unwrap_or_default();
+    match (state, error) {
+        (TaskState::Succeeded, _) => format!("{task}: succeeded{took}"),
+        (TaskState::Skipped, Some(e)) => format!("{task}: {e}"),
+        (_, Some(e)) => format!("{task}: {state}{took}: {e}"),
+        (_, None) => format!("{task}: {state}{took}"),
+    }
+}
+
+pub fn humanize(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1.0 {
+        format!("{:.0}ms", s * 1000.0)
+    } else if s < 60.0 {
+        format!("{s:.2}s")
+    } else {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+/// Live lines on a terminal: one per task, with a spinner, the last output line, and a
+/// bar when the task reports progress.
+pub struct Progress {
+    _multi: MultiProgress,
+    bars: HashMap<String, ProgressBar>,
+    width: usize,
+    state: Mutex<HashMap<String, (Instant, String)>>,
+}
+
+impl Progress {
+    pub fn new(plan: &Plan) -> Progress {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let width = plan.tasks.iter().map(|t| t.name.len()).max().unwrap_or(0);
+        let bars = plan
+            .tasks
+            .iter()
+            .map(|t| {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(style("{prefix} {msg:.dim}", width));
+                bar.set_prefix(t.name.clone());
+                bar.set_message("pending");
+                bar.tick();
+                (t.name.clone(), bar)
+            })
+            .collect();
+        Progress {
+            _multi: multi,
+            bars,
+            width,
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn style(template: &str, width: usize) -> ProgressStyle {
+    let template = template.replace("{prefix}", &format!("{{prefix:<{width}.bold}}"));
+    ProgressStyle::with_template(&template)
+        .expect("progress templates are valid")
+        .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ ")
+        .progress_chars("=> ")
+}
+
+impl Observer for Progress {
+    fn event(&self, event: &Event) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            Event::TaskStarted {
+                task,
+                attempt,
+                implementation,
+            } => {
+                let Some(bar) = self.bars.get(task) else {
+                    return;
+                };
+                let label = match attempt {
+                    1 => implementation.clone(),
+                    n => format!("{implementation}, attempt {n}"),
+                };
+                state.insert(task.clone(), (Instant::now(), label.clone()));
+                bar.set_style(style(
+                    "{prefix} {spinner:.cyan} {elapsed:>4} {wide_msg}",
+                    self.width,
+                ));
+                bar.set_message(label);
+                bar.enable_steady_tick(Duration::from_millis(100));
+            }
+            Event::TaskLog { task, line, .. } => {
+                if let (Some(bar), Some((_, label))) = (self.bars.get(task), state.get(task)) {
+                    bar.set_message(format!("{label} · {line}"));
+                }
+            }
+            Event::TaskProgress { task, done, total } => {
+                let Some(bar) = self.bars.get(task) else {
+                    return;
+                };
+                if *total > 0 {
+                    if bar.length() != Some(*total) {
+                        bar.set_style(style(
+                            "{prefix} {spinner:.cyan} {elapsed:>4} [{bar:20.cyan/blue}] {pos}/{len} {wide_msg}",
+                            self.width,
+                        ));
+                        bar.set_length(*total);
+                    }
+                    bar.set_position(*done);
+                }
+            }
+            Event::TaskRetrying {
+                task,
+                failed_attempt,
+                error,
+                delay,
+            } => {
+                if let Some(bar) = self.bars.get(task) {
+                    bar.set_message(format!(
+                        "attempt {failed_attempt} failed: {error}; retrying in {}",
+                        humanize(*delay)
+                    ));
+                }
+            }
+            Event::TaskFinished {
+                task,
+                state: task_state,
+                duration,
+                error,
+                ..
+            } => {
+                let Some(bar) = self.bars.get(task) else {
+                    return;
+                };
+                let took = duration
+                    .map(|d| format!(" in {}", humanize(d)))
+                    .unwrap_or_default();
+                let (template, message) = match task_state {
+                    TaskState::Succeeded => ("{prefix} {msg:.green}", format!("✔ succeeded{took}")),
+                    TaskState::Failed => (
+                        "{prefix} {msg:.red}",
+                        format!("✘ failed{took}: {}", error.as_deref().unwrap_or("")),
+                    ),
+                    TaskState::Cancelled => {
+                        ("{prefix} {msg:.yellow}", format!("✘ cancelled{took}"))
+                    }
+                    _ => (
+                        "{prefix} {msg:.dim}",
+                        format!("– {}", error.as_deref().unwrap_or("skipped")),
+                    ),
+                };
+                bar.set_style(style(template, self.width));
+                bar.finish_with_message(message);
+            }
+            Event::RunStarted { .. } | Event::TaskMetric { .. } | Event::RunFinished { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Tables for people: the summary after a run, `runs list` and `runs show`.
+
+use std::time::Duration;
+
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::{Cell, ContentArrangement, Table};
+use jiff::Timestamp;
+use sluice_runtime::store::{RunRecord, TaskRecord};
+
+use crate::progress::humanize;
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.iter().map(|h| Cell::new(h)));
+    t
+}
+
+fn span(start: Option<Timestamp>, end: Option<Timestamp>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) => {
+            let ms = (e.as_millisecond() - s.as_millisecond()).max(0) as u64;
+            humanize(Duration::from_millis(ms))
+        }
+        (Some(_), None) => "…".into(),
+        _ => "-".into(),
+    }
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
+fn local(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn task_rows(tasks: &[TaskRecord]) -> Table {
+    let mut t = table(&["task", "state", "attempts", "time", "ran as", "note"]);
+    for task in tasks {
+        t.add_row(vec![
+            task.name.clone(),
+            task.state.to_string(),
+            task.attempts.to_string(),
+            span(task.started_at, task.ended_at),
+            task.implementation.clone().unwrap_or_else(|| "-".into()),
+            task.error.clone().unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+fn metric_rows(tasks: &[TaskRecord]) -> Option<Table> {
+    let mut t = table(&["task", "metric", "value"]);
+    let mut any = false;
+    for task in tasks {
+        for (name, value) in &task.metrics {
+            any = true;
+            t.add_row(vec![task.name.clone(), name.clone(), format!("{value:.4}")]);
+        }
+    }
+    any.then_some(t)
+}
+
+/// After `sluice run`: every task, the metrics, and where to look next.
+pub fn summary(run: &RunRecord) {
+    println!("{}", task_rows(&run.tasks));
+    if let Some(metrics) = metric_rows(&run.tasks) {
+        println!("{metrics}");
+    }
+    println!(
+        "run {} {} in {}; details: sluice runs show {}",
+        run.id,
+        run.state,
+        span(Some(run.started_at), run.ended_at),
+        run.id
+    );
+    if let Some(failed) = run.tasks.iter().find(|t| t.state.to_string() == "failed") {
+        println!(
+            "logs of the failed task: sluice logs {} {}",
+            run.id, failed.name
+        );
+    }
+}
+
+pub fn run_list(runs: &[RunRecord]) {
+    let mut t = table(&["run", "name", "kind", "state", "started", "time"]);
+    for r in runs {
+        t.add_row(vec![
+            r.id.clone(),
+            r.name.clone(),
+            r.kind.to_string(),
+            r.state.to_string(),
+            local(r.started_at),
+            span(Some(r.started_at), r.ended_at),
+        ]);
+    }
+    println!("{t}");
+}
+
+pub fn run_details(run: &RunRecord) {
+    println!("run      {}", run.id);
+    println!("{:<8} {}", run.kind, run.name);
+    println!("source   {} ({})", run.source, short(&run.source_digest));
+    println!("state    {}", run.state);
+    println!("started  {}", local(run.started_at));
+    println!("time     {}", span(Some(run.started_at), run.ended_at));
+    if !run.params.is_empty() {
+        println!("params");
+        for (k, v) in &run.params {
+            println!("  {k} = {v}");
+        }
+    }
+    println!("{}", task_rows(&run.tasks));
+
+    let mut io = table(&["task", "", "name", "type", "digest", "size", "value"]);
+    let mut any = false;
+    for task in &run.tasks {
+        for (dir, list) in [("in", &task.inputs), ("out", &task.outputs)] {
+            for r in list.iter() {
+                any = true;
+                io.add_row(vec![
+                    task.name.clone(),
+                    dir.to_owned(),
+                    r.name.clone(),
+                    r.type_.clone().unwrap_or_default(),
+                    short(&r.digest).to_owned(),
+                    r.size.to_string(),
+                    r.value
+                        .as_deref()
+                        .map(|v| {
+                            let v = v.trim();
+                            if v.chars().count() > 40 {
+                                format!("{}…", v.chars().take(40).collect::<String>())
+                            } else {
+                                v.to_owned()
+                            }
+                        })
+                        .unwrap_or_default(),
+                ]);
+            }
+        }
+    }
+    if any {
+        println!("{io}");
+    }
+    if let Some(metrics) = metric_rows(&run.tasks) {
+        println!("{metrics}");
+    }
+}
