@@ -1,0 +1,6 @@
+//! Integration tests of the runtime against real wasm components: the sandbox, typed
+//! steps, the compile cache, and scheduling with the wasm executor.
+
+mod sandbox;
+mod steps;
+mod support;

@@ -1,0 +1,197 @@
+//! Each escape a guest might try is denied or stopped with a clear task error, while the
+//! host survives and a sibling task in the same run completes.
+
+use std::net::TcpListener;
+
+use sluice_runtime::store::{RunRecord, TaskState};
+
+use crate::support::{Env, task};
+
+/// Runs a probe with `args` beside a well-behaved sibling, and checks the sibling.
+async fn attempt(env: &Env, args: &str, component_extra: &str, task_extra: &str) -> RunRecord {
+    env.probe("attack", args, component_extra);
+    env.probe("sibling", "[echo, sibling done]", "");
+    let run = env
+        .run(&format!(
+            "name: sandbox\ntasks:\n  attack: {{component: attack.yaml{task_extra}}}\n  sibling: {{component: sibling.yaml}}\n"
+        ))
+        .await;
+    let sibling = task(&run, "sibling");
+    assert_eq!(sibling.state, TaskState::Succeeded, "{:?}", sibling.error);
+    assert!(env.logs(&run, "sibling").contains("sibling done"));
+    run
+}
+
+fn denied(env: &Env, run: &RunRecord) -> String {
+    let t = task(run, "attack");
+    assert_eq!(
+        t.state,
+        TaskState::Failed,
+        "the probe got through: {}",
+        env.logs(run, "attack")
+    );
+    let error = t.error.clone().unwrap();
+    assert!(
+        error.starts_with("exited with an error (stderr: denied: "),
+        "{error}"
+    );
+    error
+}
+
+#[tokio::test]
+async fn host_files_outside_the_preopens_are_invisible() {
+    let env = Env::new();
+    for path in [
+        "/etc/passwd",
+        "/inputs/../etc/passwd",
+        "../etc/passwd",
+        env.path("home/sluice.db").to_str().unwrap(),
+    ] {
+        let run = attempt(&env, &format!("[read, '{path}']"), "", "").await;
+        denied(&env, &run);
+    }
+    let run = attempt(&env, "[ls, /]", "", "").await;
+    denied(&env, &run);
+}
+
+#[tokio::test]
+async fn inputs_are_read_only() {
+    let env = Env::new();
+    let run = attempt(
+        &env,
+        "[write, {inputPath: data}, overwritten]",
+        "inputs:\n- {name: data}",
+        ", inputs: {data: original}",
+    )
+    .await;
+    let t = task(&run, "attack");
+    assert_eq!(t.state, TaskState::Failed);
+    let stored = env.store.read(&t.inputs[0].digest).unwrap();
+    assert_eq!(stored, b"original", "the stored input changed");
+}
+
+#[tokio::test]
+async fn symlinks_cannot_lead_out() {
+    let env = Env::new();
+    let secret = env.path("secret.txt");
+    std::fs::write(&secret, "host secret").unwrap();
+    for target in [
+        secret.to_str().unwrap(),
+        "../../../../../../../../etc/passwd",
+        "/etc/passwd",
+    ] {
+        let run = attempt(
+            &env,
+            &format!("[symlink-out, /outputs/out, '{target}']"),
+            "outputs:\n- {name: out}",
+            "",
+        )
+        .await;
+        denied(&env, &run);
+        assert!(!env.logs(&run, "attack").contains("host secret"));
+    }
+}
+
+#[tokio::test]
+async fn there_is_no_network() {
+    let env = Env::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let run = attempt(&env, &format!("[connect, '{addr}']"), "", "").await;
+    denied(&env, &run);
+    assert!(
+        listener.accept().is_err(),
+        "the guest reached the host's listener"
+    );
+    let run = attempt(&env, "[resolve, localhost]", "", "").await;
+    denied(&env, &run);
+}
+
+#[tokio::test]
+async fn the_host_environment_is_not_inherited() {
+    // SAFETY of the test: set before any guest runs; only this test reads it.
+    let env = Env::new();
+    let visible: Vec<_> = std::env::vars().map(|(k, _)| k).collect();
+    let name = visible
+        .iter()
+        .find(|k| k.as_str() == "PATH" || k.as_str() == "HOME")
+        .expect("the test process has PATH or HOME");
+    let run = attempt(&env, &format!("[env, {name}]"), "", "").await;
+    denied(&env, &run);
+
+    env.probe("declared", "[env, GREETING]", "");
+    std::fs::write(
+        env.path("declared.yaml"),
+        format!(
+            "name: declared\nimplementation:\n  wasm:\n    component: {}\n    args: [env, GREETING]\n    env: {{GREETING: hello}}\n",
+            sluice_test_artifacts::PROBE
+        ),
+    )
+    .unwrap();
+    let run = env
+        .run("name: p\ntasks:\n  t: {component: declared.yaml}\n")
+        .await;
+    assert_eq!(task(&run, "t").state, TaskState::Succeeded);
+    assert!(env.logs(&run, "t").contains("hello"));
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_the_cpu_deadline() {
+    let env = Env::new();
+    let run = attempt(&env, "[spin]", "", ", resources: {cpu_time: 300ms}").await;
+    let t = task(&run, "attack");
+    assert_eq!(t.state, TaskState::Failed);
+    assert_eq!(t.error.as_deref(), Some("CPU time limit of 300ms exceeded"));
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_the_timeout() {
+    let env = Env::new();
+    let run = attempt(&env, "[spin]", "", ", timeout: 300ms").await;
+    let t = task(&run, "attack");
+    assert_eq!(t.error.as_deref(), Some("timed out after 300ms"));
+    let (start, end) = (t.started_at.unwrap(), t.ended_at.unwrap());
+    let took = end.as_millisecond() - start.as_millisecond();
+    assert!(
+        took < 3000,
+        "the loop ran on for {took}ms after its timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_stopped_by_the_cap() {
+    let env = Env::new();
+    let run = attempt(&env, "[membomb]", "", ", resources: {memory: 64Mi}").await;
+    let error = task(&run, "attack").error.clone().unwrap();
+    assert!(
+        error.starts_with("memory limit of 64Mi exceeded (the component asked for "),
+        "{error}"
+    );
+    // A component that stays under its cap is unaffected.
+    let run = attempt(&env, "[alloc, '32']", "", ", resources: {memory: 64Mi}").await;
+    assert_eq!(task(&run, "attack").state, TaskState::Succeeded);
+}
+
+#[tokio::test]
+async fn a_trap_fails_only_its_task() {
+    let env = Env::new();
+    let run = attempt(&env, "[trap]", "", "").await;
+    let error = task(&run, "attack").error.clone().unwrap();
+    assert!(error.starts_with("trapped: "), "{error}");
+    assert!(
+        error.ends_with("(stderr: probe: deliberate trap)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn chatty_output_is_bounded() {
+    let env = Env::new();
+    let run = attempt(&env, "[flood, '5000000']", "", "").await;
+    assert_eq!(task(&run, "attack").state, TaskState::Succeeded);
+    let logs = env.store.logs(&run.id, "attack").unwrap();
+    let stdout = logs.iter().find(|l| l.stream == "stdout").unwrap();
+    assert!(stdout.omitted > 3_000_000, "{}", stdout.omitted);
+    assert!(stdout.content.len() < 1_100_000, "{}", stdout.content.len());
+}

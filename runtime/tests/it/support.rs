@@ -1,0 +1,124 @@
+//! A scratch Sluice home with a wasm executor, and helpers to write component and
+//! pipeline files around the sample components.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use sluice_runtime::events::{Event, Observer};
+use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
+use sluice_runtime::plan::Plan;
+use sluice_runtime::schedule::{Options, Scheduler};
+use sluice_runtime::spec::PipelineFile;
+use sluice_runtime::store::{RunKind, RunRecord, Store, TaskRecord};
+use tokio_util::sync::CancellationToken;
+
+/// Compiled components are shared by all tests, as a user's cache is shared by runs.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sluice-wasm-cache")
+}
+
+#[derive(Default)]
+pub struct Recorder(pub Mutex<Vec<Event>>);
+
+impl Observer for Recorder {
+    fn event(&self, e: &Event) {
+        self.0.lock().unwrap().push(e.clone());
+    }
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub store: Arc<Store>,
+    pub executor: Arc<WasmExecutor>,
+    pub events: Arc<Recorder>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("home")).unwrap());
+        let executor = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir())).unwrap());
+        Env {
+            dir,
+            store,
+            executor,
+            events: Arc::new(Recorder::default()),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `<name>.yaml`, a component around `wasm` with the given YAML body
+    /// (inputs, outputs, and the rest of `implementation.wasm`).
+    pub fn component(&self, name: &str, wasm: &str, body: &str) -> PathBuf {
+        let path = self.path(&format!("{name}.yaml"));
+        let body = body.replace("WASM", wasm);
+        std::fs::write(&path, format!("name: {name}\n{body}")).unwrap();
+        path
+    }
+
+    /// A probe component whose argv is `args` (a YAML list).
+    pub fn probe(&self, name: &str, args: &str, extra: &str) -> PathBuf {
+        self.component(
+            name,
+            sluice_test_artifacts::PROBE,
+            &format!("{extra}\nimplementation:\n  wasm:\n    component: WASM\n    args: {args}\n"),
+        )
+    }
+
+    pub fn plan(&self, pipeline: &str) -> Plan {
+        let path = self.path("pipeline.yaml");
+        std::fs::write(&path, pipeline).unwrap();
+        let file = PipelineFile::load(&path).unwrap();
+        Plan::build(&file, &[]).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    pub async fn run(&self, pipeline: &str) -> RunRecord {
+        self.run_with(
+            pipeline,
+            Options {
+                parallelism: 2,
+                keep_going: true,
+                keep_work: false,
+            },
+            CancellationToken::new(),
+        )
+        .await
+    }
+
+    pub async fn run_with(
+        &self,
+        pipeline: &str,
+        options: Options,
+        cancel: CancellationToken,
+    ) -> RunRecord {
+        let plan = Arc::new(self.plan(pipeline));
+        let scheduler = Scheduler {
+            store: self.store.clone(),
+            executor: self.executor.clone(),
+            observer: self.events.clone(),
+            options,
+            cancel,
+        };
+        let outcome = scheduler.run(plan, RunKind::Pipeline).await.unwrap();
+        self.store.run(&outcome.run_id).unwrap()
+    }
+
+    pub fn logs(&self, run: &RunRecord, task: &str) -> String {
+        self.store
+            .logs(&run.id, task)
+            .unwrap()
+            .into_iter()
+            .map(|l| format!("[{}] {}", l.stream, l.content))
+            .collect()
+    }
+}
+
+pub fn task<'r>(run: &'r RunRecord, name: &str) -> &'r TaskRecord {
+    run.tasks
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no task {name}"))
+}
