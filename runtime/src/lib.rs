@@ -8,3 +8,15 @@ pub mod plan;
 pub mod schedule;
 pub mod spec;
 pub mod store;
+
+/// An error and its sources on one line, joined by `: `.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}

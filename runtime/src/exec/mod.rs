@@ -13,6 +13,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use crate::error_chain;
 use crate::events::TaskSink;
 use crate::spec::placeholder::Bindings;
 use crate::spec::{Component, ResourceSpec, TypeSpec};
@@ -226,18 +227,6 @@ pub fn collect_outputs(
 
 fn store_failure(output: &str, e: StoreError) -> Failure {
     Failure::failed(format!("output '{output}': {}", error_chain(&e)))
-}
-
-/// An error and its sources on one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 /// Reads KFP v1 `mlpipeline-metrics` JSON: `{"metrics": [{"name", "numberValue", "format"}]}`.

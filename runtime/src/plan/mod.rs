@@ -329,7 +329,7 @@ impl<'a> Builder<'a> {
             let component = match &self.file.components[name] {
                 Ok(c) => c.clone(),
                 Err(err) => {
-                    self.error(format!("{at}.component"), err.to_string());
+                    self.error(format!("{at}.component"), crate::error_chain(err.as_ref()));
                     continue;
                 }
             };

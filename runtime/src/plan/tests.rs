@@ -177,7 +177,7 @@ tasks:
             "pipeline.yaml: tasks.d.after: unknown task 'zz' (tasks: a, b, c, d, e)",
             "pipeline.yaml: tasks.d.inputs.n: unknown parameter 'sead'",
             "pipeline.yaml: tasks.d.inputs: missing required input 'data' (Dataset)",
-            "pipeline.yaml: tasks.e.component: cannot read missing.yaml",
+            "pipeline.yaml: tasks.e.component: cannot read missing.yaml: No such file or directory (os error 2)",
         ]
     );
 }

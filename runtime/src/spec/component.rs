@@ -179,8 +179,8 @@ impl Component {
     /// The wasm file, resolved against the component file's folder.
     pub fn wasm_path(&self) -> Option<PathBuf> {
         let wasm = self.spec.implementation.wasm.as_ref()?;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        Some(dir.join(&wasm.component))
+        let dir = self.path.parent().unwrap_or(Path::new(""));
+        Some(super::join_clean(dir, &wasm.component))
     }
 
     pub fn input(&self, name: &str) -> Option<&InputSpec> {
@@ -391,7 +391,7 @@ implementation:
             "name: n\nimplementation:\n  wasm:\n    component: ../bin/n.wasm\n    resources: {memory: 64Mi}\n",
         )
         .unwrap();
-        assert_eq!(c.wasm_path().unwrap(), Path::new("c/../bin/n.wasm"));
+        assert_eq!(c.wasm_path().unwrap(), Path::new("bin/n.wasm"));
         let wasm = c.spec.implementation.wasm.as_ref().unwrap();
         assert_eq!(wasm.resources.memory.unwrap().0, 64 << 20);
     }

@@ -54,11 +54,9 @@ fn yaml_error(path: &Path, err: serde_yaml_ng::Error) -> SpecError {
     let full = err.to_string();
     match err.location() {
         Some(loc) => {
-            // serde_yaml_ng appends " at line L column C"; the location goes in front instead.
-            let message = match full.rfind(" at line ") {
-                Some(at) => full[..at].to_owned(),
-                None => full,
-            };
+            // serde_yaml_ng writes " at line L column C" into the message (once for the
+            // problem, again for its context); the location goes in front instead.
+            let message = strip_locations(&full);
             SpecError::Syntax {
                 path: path.to_owned(),
                 line: loc.line(),
@@ -72,6 +70,50 @@ fn yaml_error(path: &Path, err: serde_yaml_ng::Error) -> SpecError {
             message: full,
         },
     }
+}
+
+fn strip_locations(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(" at line ") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + " at line ".len()..];
+        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let n = digits(tail);
+        match tail[n..].strip_prefix(" column ") {
+            Some(col) if n > 0 => rest = &col[digits(col)..],
+            _ => {
+                out.push_str(" at line ");
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Joins `relative` to `base` and removes `.` and `..` segments without touching the
+/// file system, so paths in messages read as a person would write them.
+pub fn join_clean(base: &Path, relative: &str) -> PathBuf {
+    use std::path::Component as C;
+    let mut out = PathBuf::new();
+    for part in base.join(relative).components() {
+        match part {
+            C::CurDir => {}
+            C::ParentDir => match out.components().next_back() {
+                Some(C::Normal(_)) => {
+                    out.pop();
+                }
+                Some(C::RootDir) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
 
 /// `sha256:<hex>` of some bytes.
@@ -137,7 +179,7 @@ impl PipelineFile {
         let mut by_path: HashMap<PathBuf, Result<Arc<Component>, Arc<SpecError>>> = HashMap::new();
         let mut components = IndexMap::new();
         for (name, task) in &spec.tasks {
-            let file = base.join(&task.component);
+            let file = join_clean(base, &task.component);
             let loaded = by_path
                 .entry(file.clone())
                 .or_insert_with(|| Component::load(&file).map(Arc::new).map_err(Arc::new))
@@ -161,6 +203,31 @@ impl PipelineFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locations_are_taken_out_of_messages() {
+        assert_eq!(
+            strip_locations(
+                "did not find expected ',' at line 4 column 4, while parsing a flow mapping at line 3 column 6"
+            ),
+            "did not find expected ',', while parsing a flow mapping"
+        );
+        assert_eq!(
+            strip_locations("ends at line breaks"),
+            "ends at line breaks"
+        );
+    }
+
+    #[test]
+    fn paths_are_cleaned_lexically() {
+        assert_eq!(
+            join_clean(Path::new("a/b"), "../c/./d.yaml"),
+            Path::new("a/c/d.yaml")
+        );
+        assert_eq!(join_clean(Path::new("a"), "../../x"), Path::new("../x"));
+        assert_eq!(join_clean(Path::new("/a"), "../../x"), Path::new("/x"));
+        assert_eq!(join_clean(Path::new(""), "x.yaml"), Path::new("x.yaml"));
+    }
 
     #[test]
     fn syntax_errors_carry_line_and_column() {

@@ -32,7 +32,7 @@ fn denied(env: &Env, run: &RunRecord) -> String {
     );
     let error = t.error.clone().unwrap();
     assert!(
-        error.starts_with("exited with an error (stderr: denied: "),
+        error.starts_with("exited with code 1 (stderr: denied: "),
         "{error}"
     );
     error

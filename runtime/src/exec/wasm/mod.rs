@@ -301,7 +301,8 @@ impl Inner {
                 let command = pre.instantiate(&mut store).map_err(|e| failure(e, io))?;
                 match command.wasi_cli_run().call_run(&mut store) {
                     Ok(Ok(())) => Ok(Completion::default()),
-                    Ok(Err(())) => Err(with_stderr(Failure::failed("exited with an error"), io)),
+                    // WASI 0.2 carries only success or failure; failure is exit code 1.
+                    Ok(Err(())) => Err(with_stderr(Failure::failed("exited with code 1"), io)),
                     Err(e) => match e.downcast_ref::<I32Exit>() {
                         Some(I32Exit(0)) => Ok(Completion::default()),
                         Some(I32Exit(code)) => Err(with_stderr(

@@ -1,0 +1,185 @@
+//! The subcommands besides `run`: running one component alone, plans, run records,
+//! logs, and what bad input looks like.
+
+use crate::support::{Home, root};
+
+#[test]
+fn a_component_runs_on_its_own_and_writes_its_outputs() {
+    let home = Home::new();
+    let out = home.dir.path().join("out");
+    let out_arg = out.to_str().unwrap();
+    let ran = home.expect(
+        &[
+            "component",
+            "run",
+            "sample-components/normalize/component.yaml",
+            "--input",
+            "data=examples/breast-cancer/data/breast_cancer.csv",
+            "--input",
+            "exclude=diagnosis",
+            "--output-dir",
+            out_arg,
+        ],
+        0,
+    );
+    assert!(ran.stdout.contains("wrote "), "{}", ran.stdout);
+    let normalized = std::fs::read_to_string(out.join("normalized")).unwrap();
+    assert_eq!(normalized.lines().count(), 570, "header and 569 rows");
+    assert!(normalized.starts_with("mean_radius,"));
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fitted_stats")).unwrap()).unwrap();
+    assert!(stats.is_object());
+
+    let missing = home.expect(
+        &[
+            "component",
+            "run",
+            "sample-components/normalize/component.yaml",
+            "--output-dir",
+            out_arg,
+        ],
+        2,
+    );
+    assert_eq!(
+        missing.stderr.trim(),
+        "error: sample-components/normalize/component.yaml: --input: missing required inputs 'data' (Dataset), 'exclude' (String); pass --input name=value"
+    );
+}
+
+#[test]
+fn plans_render_as_text_dot_and_json() {
+    let home = Home::new();
+    let text = home.expect(&["plan", "examples/breast-cancer/pipeline.yaml"], 0);
+    assert!(
+        text.stdout.contains("stage 4\n  normalize-test"),
+        "{}",
+        text.stdout
+    );
+    let dot = home.expect(
+        &[
+            "plan",
+            "examples/breast-cancer/pipeline.yaml",
+            "--format",
+            "dot",
+        ],
+        0,
+    );
+    assert!(
+        dot.stdout.starts_with("digraph \"breast-cancer\" {"),
+        "{}",
+        dot.stdout
+    );
+    assert!(
+        dot.stdout.contains("[label=\"model -> model\"]"),
+        "{}",
+        dot.stdout
+    );
+    let json = home.expect(
+        &[
+            "plan",
+            "examples/breast-cancer/pipeline.yaml",
+            "--format",
+            "json",
+            "-p",
+            "seed=3",
+        ],
+        0,
+    );
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(plan["tasks"].as_array().unwrap().len(), 6);
+    assert_eq!(plan["params"][3]["value"], "3");
+    assert_eq!(plan["params"][3]["origin"], "given");
+}
+
+#[test]
+fn a_failed_run_exits_1_and_keeps_the_logs() {
+    let home = Home::new();
+    let ran = home.expect(
+        &[
+            "run",
+            "tests/cases/run-failure-skips-downstream/pipeline.yaml",
+        ],
+        1,
+    );
+    assert!(
+        ran.stdout.contains("logs of the failed task: sluice logs"),
+        "{}",
+        ran.stdout
+    );
+    let list = home.expect(&["runs", "list"], 0);
+    assert!(list.stdout.contains("failed"), "{}", list.stdout);
+    let runs: Vec<serde_json::Value> =
+        serde_json::from_str(&home.expect(&["runs", "list", "--json"], 0).stdout).unwrap();
+    let id = runs[0]["id"].as_str().unwrap();
+    let logs = home.expect(&["logs", id, "a"], 0);
+    assert!(
+        logs.stdout.contains("== stderr ==\nfailing with 1"),
+        "{}",
+        logs.stdout
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    let home = Home::new();
+    for (args, expected) in [
+        (
+            vec!["runs", "show", "1999"],
+            "error: no run matches '1999' (see `sluice runs list`)",
+        ),
+        (
+            vec!["run", "no/such/pipeline.yaml"],
+            "error: cannot read no/such/pipeline.yaml: No such file or directory (os error 2)",
+        ),
+        (
+            vec!["run", "sample-components/split/component.yaml"],
+            "error: sample-components/split/component.yaml is a component; run it with `sluice component run`",
+        ),
+        (
+            vec![
+                "run",
+                "examples/breast-cancer/pipeline.yaml",
+                "--param",
+                "data=/no/such.csv",
+            ],
+            "error: param 'data': cannot import /no/such.csv: cannot read /no/such.csv: No such file or directory (os error 2)",
+        ),
+        (
+            vec![
+                "run",
+                "examples/breast-cancer/pipeline.yaml",
+                "--param",
+                "seed",
+            ],
+            "error: invalid value 'seed' for '--param <NAME=VALUE>': expected name=value, found 'seed'",
+        ),
+    ] {
+        let ran = home.expect(&args, 2);
+        let first = ran.stderr.lines().next().unwrap_or_default();
+        assert_eq!(first, expected, "sluice {}", args.join(" "));
+    }
+}
+
+#[test]
+fn every_sample_component_validates() {
+    let home = Home::new();
+    let mut files = vec!["examples/breast-cancer/pipeline.yaml".to_owned()];
+    for entry in std::fs::read_dir(root().join("sample-components"))
+        .unwrap()
+        .flatten()
+    {
+        let c = entry.path().join("component.yaml");
+        if c.is_file() {
+            files.push(c.strip_prefix(root()).unwrap().display().to_string());
+        }
+    }
+    assert!(files.len() >= 6);
+    let args: Vec<&str> = std::iter::once("validate")
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let ran = home.expect(&args, 0);
+    assert_eq!(
+        ran.stdout.lines().filter(|l| l.contains(": ok (")).count(),
+        files.len()
+    );
+}

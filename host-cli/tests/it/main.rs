@@ -1,0 +1,7 @@
+//! End-to-end tests of the `sluice` binary: the example pipeline, the data-driven
+//! pipeline cases under `tests/cases/`, and the other subcommands.
+
+mod cases;
+mod commands;
+mod example;
+mod support;

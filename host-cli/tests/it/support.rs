@@ -1,0 +1,60 @@
+//! Running the `sluice` binary in a scratch home, from the repository's root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn root() -> &'static Path {
+    Path::new(sluice_test_artifacts::ROOT)
+}
+
+/// Compiled components are shared by every test, as a user's cache is shared by runs.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sluice-wasm-cache")
+}
+
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn sluice(&self, args: &[&str]) -> Ran {
+        let output: Output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .current_dir(root())
+            .env("SLUICE_HOME", self.dir.path().join("home"))
+            .env("SLUICE_CACHE_DIR", cache_dir())
+            .output()
+            .expect("sluice runs");
+        Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and expects `code`, showing the output when it is not.
+    pub fn expect(&self, args: &[&str], code: i32) -> Ran {
+        let ran = self.sluice(args);
+        assert_eq!(
+            ran.code,
+            code,
+            "sluice {}\n--- stdout\n{}\n--- stderr\n{}",
+            args.join(" "),
+            ran.stdout,
+            ran.stderr
+        );
+        ran
+    }
+}
