@@ -1,0 +1,190 @@
+//! `evaluate` typed step: scores a logistic regression model (input artifact `model`) on a
+//! test table (input artifact `test`, normalised like the training table, holding the
+//! model's label column). Writes output artifact `metrics` as KFP mlpipeline-metrics JSON
+//! (`accuracy`, `precision`, `recall`, `f1`, `roc-auc`, `log-loss`), returns the same values
+//! under the same names as outcome metrics, reports each through `host::metric`, and logs
+//! the confusion matrix. Parameter: `threshold` (float, default 0.5).
+//!
+//! This file only converts between the WIT types and `sluice_ml`, does the file IO and talks
+//! to the host; the scoring is `sluice_ml::logistic` and `sluice_ml::metrics`. Parameters,
+//! models and tables the step cannot use are `invalid-input`; failing to read or write a
+//! file is `failed`.
+
+/// Bindings for the `step-component` world of `wit/pipeline.wit`. The generated glue needs
+/// `unsafe` for the canonical ABI; no hand-written code in this crate does.
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({ path: "../../wit", world: "step-component" });
+
+    // Exported only in the wasm build: native linkers reject the component-model symbol
+    // names, and natively this crate exists only for its unit tests.
+    #[cfg(target_arch = "wasm32")]
+    use super::Evaluate;
+    #[cfg(target_arch = "wasm32")]
+    export!(Evaluate with_types_in self);
+}
+
+use std::fs;
+
+use bindings::exports::sluice::pipeline::step::Guest;
+use bindings::sluice::pipeline::host::{self, Level};
+use bindings::sluice::pipeline::types::{Invocation, Metric, Outcome, StepError, Value};
+use sluice_ml::csv::Csv;
+use sluice_ml::logistic::Model;
+use sluice_ml::{describe, kfp, step};
+
+struct Evaluate;
+
+const DEFAULT_THRESHOLD: f64 = 0.5;
+
+impl Guest for Evaluate {
+    fn run(inv: Invocation) -> Result<Outcome, StepError> {
+        let inv = convert(inv);
+        let job = plan(&inv).map_err(|err| StepError::InvalidInput(err.to_string()))?;
+        host::progress(0, 3);
+
+        let model_bytes = read(job.model)?;
+        let model = Model::from_json(&model_bytes).map_err(|err| {
+            StepError::InvalidInput(format!("in input 'model': {}", describe(&err)))
+        })?;
+        let test_bytes = read(job.test)?;
+        host::progress(1, 3);
+
+        let invalid_test = |err: &dyn std::error::Error| {
+            StepError::InvalidInput(format!("in input 'test': {}", describe(err)))
+        };
+        let csv = Csv::parse(&test_bytes).map_err(|err| invalid_test(&err))?;
+        let evaluation = model
+            .evaluate(&csv, job.threshold)
+            .map_err(|err| invalid_test(&err))?;
+        host::progress(2, 3);
+
+        let c = evaluation.confusion;
+        host::log(
+            Level::Info,
+            &format!(
+                "confusion matrix (positive class '{}', threshold {}, {} rows): \
+                 TP {}, FP {}, TN {}, FN {}",
+                model.positive,
+                evaluation.threshold,
+                evaluation.rows,
+                c.true_positives,
+                c.false_positives,
+                c.true_negatives,
+                c.false_negatives,
+            ),
+        );
+        let named = evaluation.named();
+        let json = kfp::metrics_json(&named)
+            .map_err(|err| StepError::Failed(format!("cannot express the metrics: {err}")))?;
+        fs::write(job.metrics, json)
+            .map_err(|err| StepError::Failed(format!("cannot write {}: {err}", job.metrics)))?;
+
+        let mut metrics = Vec::with_capacity(named.len());
+        for (name, value) in named {
+            host::metric(name, value);
+            metrics.push(Metric {
+                name: name.to_owned(),
+                value,
+            });
+        }
+        host::progress(3, 3);
+        Ok(Outcome {
+            params: Vec::new(),
+            metrics,
+        })
+    }
+}
+
+struct Job<'a> {
+    threshold: f64,
+    model: &'a str,
+    test: &'a str,
+    metrics: &'a str,
+}
+
+/// Reads the parameter and artifact paths, rejecting anything unexpected.
+fn plan(inv: &step::Invocation) -> Result<Job<'_>, step::InvocationError> {
+    inv.expect_params(&["threshold"])?;
+    Ok(Job {
+        threshold: inv
+            .fraction("threshold", true)?
+            .unwrap_or(DEFAULT_THRESHOLD),
+        model: inv.input("model")?,
+        test: inv.input("test")?,
+        metrics: inv.output("metrics")?,
+    })
+}
+
+fn read(path: &str) -> Result<Vec<u8>, StepError> {
+    fs::read(path).map_err(|err| StepError::Failed(format!("cannot read {path}: {err}")))
+}
+
+fn convert(inv: Invocation) -> step::Invocation {
+    step::Invocation {
+        params: inv
+            .params
+            .into_iter()
+            .map(|param| {
+                let value = match param.value {
+                    Value::Str(text) => step::Value::Str(text),
+                    Value::Int(number) => step::Value::Int(number),
+                    Value::Float(number) => step::Value::Float(number),
+                    Value::Boolean(flag) => step::Value::Bool(flag),
+                    Value::Json(text) => step::Value::Json(text),
+                };
+                (param.name, value)
+            })
+            .collect(),
+        inputs: inv.inputs.into_iter().map(|a| (a.name, a.path)).collect(),
+        outputs: inv.outputs.into_iter().map(|a| (a.name, a.path)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invocation(params: Vec<(&str, step::Value)>) -> step::Invocation {
+        step::Invocation {
+            params: params
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+            inputs: vec![
+                ("model".into(), "/inputs/model/data".into()),
+                ("test".into(), "/inputs/test/data".into()),
+            ],
+            outputs: vec![("metrics".into(), "/outputs/metrics/data".into())],
+        }
+    }
+
+    #[test]
+    fn threshold_defaults_to_one_half() {
+        let inv = invocation(vec![]);
+        let job = plan(&inv).unwrap();
+        assert_eq!(job.threshold, 0.5);
+        assert_eq!(job.model, "/inputs/model/data");
+        assert_eq!(job.metrics, "/outputs/metrics/data");
+        let inv = invocation(vec![("threshold", step::Value::Float(0.7))]);
+        let job = plan(&inv).unwrap();
+        assert_eq!(job.threshold, 0.7);
+    }
+
+    #[test]
+    fn bad_thresholds_and_missing_artifacts_are_named() {
+        let err = plan(&invocation(vec![("threshold", step::Value::Float(1.5))]))
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "parameter 'threshold' must be between 0 and 1, got 1.5"
+        );
+        let mut inv = invocation(vec![]);
+        inv.inputs.pop();
+        assert_eq!(
+            plan(&inv).err().unwrap().to_string(),
+            "input artifact 'test' was not given"
+        );
+    }
+}

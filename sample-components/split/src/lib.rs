@@ -1,0 +1,209 @@
+//! `split` typed step: splits input artifact `data` (a CSV table) into output artifacts
+//! `train` and `test`, deterministically for a given `seed`, optionally stratified by the
+//! column named in `stratify`. Parameters: `test_fraction` (float, default 0.25), `seed`
+//! (integer, required), `stratify` (string, optional; empty means none).
+//!
+//! This file only converts between the WIT types and `sluice_ml`, reads and writes the
+//! artifact files, and reports through the host interface; the split itself is
+//! `sluice_ml::split`. Parameters and table contents the step cannot use are
+//! `invalid-input`; failing to read or write a file is `failed`.
+
+/// Bindings for the `step-component` world of `wit/pipeline.wit`. The generated glue needs
+/// `unsafe` for the canonical ABI; no hand-written code in this crate does.
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({ path: "../../wit", world: "step-component" });
+
+    // Exported only in the wasm build: native linkers reject the component-model symbol
+    // names, and natively this crate exists only for its unit tests.
+    #[cfg(target_arch = "wasm32")]
+    use super::Split;
+    #[cfg(target_arch = "wasm32")]
+    export!(Split with_types_in self);
+}
+
+use std::fs;
+
+use bindings::exports::sluice::pipeline::step::Guest;
+use bindings::sluice::pipeline::host::{self, Level};
+use bindings::sluice::pipeline::types::{Invocation, Metric, Outcome, StepError, Value};
+use sluice_ml::split::{SplitConfig, split_csv};
+use sluice_ml::{describe, step};
+
+struct Split;
+
+const DEFAULT_TEST_FRACTION: f64 = 0.25;
+
+impl Guest for Split {
+    fn run(inv: Invocation) -> Result<Outcome, StepError> {
+        let inv = convert(inv);
+        let (config, paths) = plan(&inv).map_err(|err| StepError::InvalidInput(err.to_string()))?;
+        host::progress(0, 3);
+
+        let data = fs::read(paths.data)
+            .map_err(|err| StepError::Failed(format!("cannot read {}: {err}", paths.data)))?;
+        host::progress(1, 3);
+
+        let split = split_csv(&data, &config).map_err(|err| {
+            StepError::InvalidInput(format!("in input 'data': {}", describe(&err)))
+        })?;
+        let stratified = match &config.stratify {
+            Some(column) => format!(", stratified by '{column}'"),
+            None => String::new(),
+        };
+        host::log(
+            Level::Info,
+            &format!(
+                "{} rows: {} for training, {} for testing (seed {}{stratified})",
+                split.train_rows + split.test_rows,
+                split.train_rows,
+                split.test_rows,
+                config.seed as i64,
+            ),
+        );
+        host::progress(2, 3);
+
+        for (path, bytes) in [(paths.train, &split.train), (paths.test, &split.test)] {
+            fs::write(path, bytes)
+                .map_err(|err| StepError::Failed(format!("cannot write {path}: {err}")))?;
+        }
+        host::progress(3, 3);
+        Ok(Outcome {
+            params: Vec::new(),
+            metrics: vec![
+                Metric {
+                    name: "train_rows".to_owned(),
+                    value: split.train_rows as f64,
+                },
+                Metric {
+                    name: "test_rows".to_owned(),
+                    value: split.test_rows as f64,
+                },
+            ],
+        })
+    }
+}
+
+struct Paths<'a> {
+    data: &'a str,
+    train: &'a str,
+    test: &'a str,
+}
+
+/// Reads the parameters and artifact paths, rejecting anything unexpected.
+fn plan(inv: &step::Invocation) -> Result<(SplitConfig, Paths<'_>), step::InvocationError> {
+    inv.expect_params(&["test_fraction", "seed", "stratify"])?;
+    let config = SplitConfig {
+        test_fraction: inv
+            .fraction("test_fraction", false)?
+            .unwrap_or(DEFAULT_TEST_FRACTION),
+        // The seed's bits, so that negative seeds are as good as positive ones.
+        seed: step::Invocation::required("seed", inv.int("seed"))? as u64,
+        stratify: inv
+            .string("stratify")?
+            .filter(|column| !column.is_empty())
+            .map(str::to_owned),
+    };
+    let paths = Paths {
+        data: inv.input("data")?,
+        train: inv.output("train")?,
+        test: inv.output("test")?,
+    };
+    Ok((config, paths))
+}
+
+fn convert(inv: Invocation) -> step::Invocation {
+    step::Invocation {
+        params: inv
+            .params
+            .into_iter()
+            .map(|param| {
+                let value = match param.value {
+                    Value::Str(text) => step::Value::Str(text),
+                    Value::Int(number) => step::Value::Int(number),
+                    Value::Float(number) => step::Value::Float(number),
+                    Value::Boolean(flag) => step::Value::Bool(flag),
+                    Value::Json(text) => step::Value::Json(text),
+                };
+                (param.name, value)
+            })
+            .collect(),
+        inputs: inv.inputs.into_iter().map(|a| (a.name, a.path)).collect(),
+        outputs: inv.outputs.into_iter().map(|a| (a.name, a.path)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invocation(params: Vec<(&str, step::Value)>) -> step::Invocation {
+        step::Invocation {
+            params: params
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+            inputs: vec![("data".into(), "/inputs/data/data".into())],
+            outputs: vec![
+                ("train".into(), "/outputs/train/data".into()),
+                ("test".into(), "/outputs/test/data".into()),
+            ],
+        }
+    }
+
+    #[test]
+    fn defaults_the_fraction_and_reads_the_rest() {
+        let inv = invocation(vec![
+            ("seed", step::Value::Int(-1)),
+            ("stratify", step::Value::Str("diagnosis".into())),
+        ]);
+        let (config, paths) = plan(&inv).unwrap();
+        assert_eq!(config.test_fraction, 0.25);
+        assert_eq!(config.seed, u64::MAX);
+        assert_eq!(config.stratify.as_deref(), Some("diagnosis"));
+        assert_eq!(paths.data, "/inputs/data/data");
+        assert_eq!(paths.test, "/outputs/test/data");
+    }
+
+    #[test]
+    fn an_empty_stratify_column_means_none() {
+        let inv = invocation(vec![
+            ("seed", step::Value::Int(1)),
+            ("stratify", step::Value::Str(String::new())),
+        ]);
+        assert_eq!(plan(&inv).unwrap().0.stratify, None);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let err = plan(&invocation(vec![])).err().unwrap();
+        assert_eq!(err.to_string(), "parameter 'seed' is required");
+        let err = plan(&invocation(vec![
+            ("seed", step::Value::Int(1)),
+            ("test_fraction", step::Value::Str("0.2".into())),
+        ]))
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "parameter 'test_fraction' must be a float, got a string"
+        );
+        let err = plan(&invocation(vec![
+            ("seed", step::Value::Int(1)),
+            ("fraction", step::Value::Float(0.2)),
+        ]))
+        .err()
+        .unwrap();
+        assert!(err.to_string().starts_with("unknown parameter 'fraction'"));
+        let err = plan(&invocation(vec![
+            ("seed", step::Value::Int(1)),
+            ("test_fraction", step::Value::Float(1.0)),
+        ]))
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "parameter 'test_fraction' must be strictly between 0 and 1, got 1"
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! `validate` command component: checks a CSV table against a table schema, then copies the
+//! table unchanged to `--validated` and writes a JSON summary to `--report`. A table that
+//! does not match exits 1 with one line per problem on stderr (the first ten), the first
+//! being e.g. `row 17, column 'mean_radius': expected a number, found 'abc'`; nothing is
+//! written then. All checking lives in `sluice_ml::schema`; this file only does the IO.
+
+#![forbid(unsafe_code)]
+
+use std::fs;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use sluice_ml::cli::{Args, Command, Opt, UsageError};
+use sluice_ml::schema::{self, Schema};
+
+const COMMAND: Command = Command {
+    name: "validate",
+    about: "Checks a CSV table against a table schema and passes it on unchanged.",
+    options: &[
+        Opt {
+            name: "data",
+            value: "<csv>",
+            required: true,
+            help: "the table to check",
+        },
+        Opt {
+            name: "schema",
+            value: "<json>",
+            required: true,
+            help: "the table schema",
+        },
+        Opt {
+            name: "validated",
+            value: "<csv>",
+            required: true,
+            help: "where to copy the table once it is valid",
+        },
+        Opt {
+            name: "report",
+            value: "<json>",
+            required: true,
+            help: "where to write the summary (rows, columns, per-column statistics)",
+        },
+    ],
+};
+
+/// How many problems are printed before the count of the rest.
+const SHOWN_PROBLEMS: usize = 10;
+
+fn main() -> ExitCode {
+    let args = match COMMAND.parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(UsageError::Help) => {
+            print!("{}", COMMAND.usage());
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("validate: {err}\n\n{}", COMMAND.usage());
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(Outcome::Valid) => ExitCode::SUCCESS,
+        Ok(Outcome::Invalid(invalid)) => {
+            for problem in &invalid.problems {
+                eprintln!("{problem}");
+            }
+            if invalid.total > invalid.problems.len() {
+                eprintln!(
+                    "... and {} more problems",
+                    invalid.total - invalid.problems.len()
+                );
+            }
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("validate: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Outcome {
+    Valid,
+    Invalid(schema::Invalid),
+}
+
+fn run(args: &Args) -> anyhow::Result<Outcome> {
+    let data_path = args.value("data")?;
+    let schema_path = args.value("schema")?;
+    let data = fs::read(data_path).with_context(|| format!("cannot read {data_path}"))?;
+    let schema_bytes =
+        fs::read(schema_path).with_context(|| format!("cannot read {schema_path}"))?;
+    let schema = Schema::from_json(&schema_bytes)
+        .with_context(|| format!("cannot use the schema {schema_path}"))?;
+    let report = match schema::validate_table(&data, &schema, SHOWN_PROBLEMS) {
+        Ok(report) => report,
+        Err(invalid) => return Ok(Outcome::Invalid(invalid)),
+    };
+
+    let validated = args.value("validated")?;
+    fs::write(validated, &data).with_context(|| format!("cannot write {validated}"))?;
+    let report_path = args.value("report")?;
+    fs::write(report_path, report.to_json())
+        .with_context(|| format!("cannot write {report_path}"))?;
+    Ok(Outcome::Valid)
+}
