@@ -1,2 +1,384 @@
-//! Sluice benchmarks.
-fn main() {}
+//! Sluice benchmarks, run by hand (`cargo run --release -p sluice-bench`), printing figures
+//! and ratios against baselines measured in the same run:
+//!
+//! 1. per-task overhead of a no-op wasm step with a warm compile cache, over a 1,000-task
+//!    chain and a 1,000-task fan-out, as the median microseconds per task; baselines: the
+//!    wasm executor alone (no scheduler, no store) and a native process spawn;
+//! 2. the normalization step on a generated 1,000,000-row CSV: wasm (through the executor)
+//!    against the same source built natively; the ratio is native time / wasm time.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sluice_runtime::events::{Event, Observer, Quiet, TaskSink};
+use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
+use sluice_runtime::exec::{Executor, InputArg, Invocation};
+use sluice_runtime::plan::Plan;
+use sluice_runtime::schedule::{Options, Scheduler};
+use sluice_runtime::spec::{ByteSize, Component, PipelineFile, ResourceSpec};
+use sluice_runtime::store::{RunKind, RunState, Store};
+use tokio_util::sync::CancellationToken;
+
+const TASKS: usize = 1000;
+const ROWS: usize = 1_000_000;
+
+fn main() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let scratch = tempfile::tempdir()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("machine: {cores} cores; {TASKS} tasks per graph; {ROWS} rows for normalization\n");
+    runtime.block_on(overhead(scratch.path(), cores))?;
+    runtime.block_on(normalize(scratch.path()))?;
+    Ok(())
+}
+
+/// Records each task's own duration from its events.
+#[derive(Default)]
+struct Durations(Mutex<Vec<Duration>>);
+
+impl Observer for Durations {
+    fn event(&self, e: &Event) {
+        if let Event::TaskFinished {
+            duration: Some(d), ..
+        } = e
+        {
+            self.0.lock().unwrap().push(*d);
+        }
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn write_graph(dir: &Path, chain: bool) -> Result<PathBuf> {
+    let component = dir.join("noop.yaml");
+    std::fs::write(
+        &component,
+        format!(
+            "name: noop\nimplementation:\n  wasm:\n    component: {}\n    args: [noop]\n",
+            sluice_test_artifacts::PROBE
+        ),
+    )?;
+    let mut yaml = String::from("name: overhead\ntasks:\n");
+    for i in 0..TASKS {
+        if chain && i > 0 {
+            yaml.push_str(&format!(
+                "  t{i}: {{component: noop.yaml, after: [t{}]}}\n",
+                i - 1
+            ));
+        } else {
+            yaml.push_str(&format!("  t{i}: {{component: noop.yaml}}\n"));
+        }
+    }
+    let path = dir.join(if chain { "chain.yaml" } else { "fanout.yaml" });
+    std::fs::write(&path, yaml)?;
+    Ok(path)
+}
+
+async fn run_graph(
+    home: &Path,
+    cache: &Path,
+    pipeline: &Path,
+    parallelism: usize,
+) -> Result<(Duration, Duration)> {
+    let store = Arc::new(Store::open(home)?);
+    let executor = Arc::new(WasmExecutor::new(WasmConfig::new(cache.to_owned()))?);
+    let plan = Arc::new(
+        Plan::build(&PipelineFile::load(pipeline)?, &[]).map_err(|e| anyhow::anyhow!("{e:?}"))?,
+    );
+    let durations = Arc::new(Durations::default());
+    let scheduler = Scheduler {
+        store,
+        executor: executor.clone(),
+        observer: durations.clone(),
+        options: Options {
+            parallelism,
+            keep_going: false,
+            keep_work: false,
+        },
+        cancel: CancellationToken::new(),
+    };
+    let start = Instant::now();
+    let outcome = scheduler.run(plan, RunKind::Pipeline).await?;
+    let wall = start.elapsed();
+    if outcome.state != RunState::Succeeded {
+        bail!("the benchmark run {} did not succeed", outcome.run_id);
+    }
+    if executor.cache_stats().misses != 0 {
+        bail!("the compile cache was cold");
+    }
+    let per_task = median(std::mem::take(&mut *durations.0.lock().unwrap()));
+    Ok((per_task, wall / TASKS as u32))
+}
+
+/// The wasm executor alone: the same no-op invocation, no scheduler, no records.
+async fn executor_alone(home: &Path, cache: &Path, dir: &Path) -> Result<Duration> {
+    let store = Store::open(home)?;
+    let executor = WasmExecutor::new(WasmConfig::new(cache.to_owned()))?;
+    let component = Arc::new(Component::load(&dir.join("noop.yaml"))?);
+    executor.prepare(&component).await?;
+    let mut times = Vec::with_capacity(TASKS);
+    for i in 0..TASKS {
+        let task_dir = store.task_dir("bench", "noop", i as u32 + 1, &[])?;
+        let inv = Invocation {
+            run_id: "bench".into(),
+            task: "noop".into(),
+            attempt: i as u32 + 1,
+            component: component.clone(),
+            inputs: BTreeMap::<String, InputArg>::new(),
+            dir: task_dir.clone(),
+            resources: ResourceSpec::default(),
+            cancel: CancellationToken::new(),
+            sink: TaskSink::new("noop", Arc::new(Quiet)),
+        };
+        let start = Instant::now();
+        let report = executor.execute(inv).await;
+        times.push(start.elapsed());
+        if let Err(f) = report.result {
+            bail!("noop failed: {}", f.message);
+        }
+        store.remove_task_dir(&task_dir)?;
+    }
+    Ok(median(times))
+}
+
+fn process_spawn() -> Result<Duration> {
+    let mut times = Vec::with_capacity(TASKS);
+    for _ in 0..TASKS {
+        let start = Instant::now();
+        let status = Command::new("true").status()?;
+        times.push(start.elapsed());
+        if !status.success() {
+            bail!("`true` failed");
+        }
+    }
+    Ok(median(times))
+}
+
+async fn overhead(scratch: &Path, cores: usize) -> Result<()> {
+    let dir = scratch.join("overhead");
+    std::fs::create_dir_all(&dir)?;
+    let cache = scratch.join("cache");
+    let chain = write_graph(&dir, true)?;
+    let fanout = write_graph(&dir, false)?;
+
+    // Warm the compile cache, as every run after a component's first one is.
+    {
+        let executor = WasmExecutor::new(WasmConfig::new(cache.clone()))?;
+        executor
+            .prepare(&Component::load(&dir.join("noop.yaml"))?)
+            .await?;
+    }
+    let (chain_task, chain_wall) =
+        run_graph(&scratch.join("home-chain"), &cache, &chain, cores).await?;
+    let (fan_task, fan_wall) =
+        run_graph(&scratch.join("home-fanout"), &cache, &fanout, cores).await?;
+    let alone = executor_alone(&scratch.join("home-alone"), &cache, &dir).await?;
+    let spawn = process_spawn()?;
+
+    println!("per-task overhead, no-op wasm step, warm compile cache (target: <= 1000 us)");
+    println!("  {:<44} {:>10} {:>14}", "", "median us", "wall us/task");
+    println!(
+        "  {:<44} {:>10.0} {:>14.0}",
+        format!("chain of {TASKS}"),
+        micros(chain_task),
+        micros(chain_wall)
+    );
+    println!(
+        "  {:<44} {:>10.0} {:>14.0}",
+        format!("fan-out of {TASKS}, parallelism {cores}"),
+        micros(fan_task),
+        micros(fan_wall)
+    );
+    println!(
+        "  {:<44} {:>10.0}",
+        "baseline: wasm executor alone (no scheduler)",
+        micros(alone)
+    );
+    println!(
+        "  {:<44} {:>10.0}",
+        "baseline: spawn and wait for `true`",
+        micros(spawn)
+    );
+    println!(
+        "  chain task / executor alone: {:.2}x; chain task / process spawn: {:.2}x\n",
+        chain_task.as_secs_f64() / alone.as_secs_f64(),
+        chain_task.as_secs_f64() / spawn.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A CSV with 30 float columns and a label, from a fixed-seed generator.
+fn generate_csv(path: &Path) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let header: Vec<String> = (0..30).map(|i| format!("f{i}")).collect();
+    writeln!(out, "{},label", header.join(","))?;
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        // SplitMix64
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for _ in 0..ROWS {
+        for c in 0..30 {
+            let x = (next() >> 11) as f64 / (1u64 << 53) as f64;
+            write!(out, "{:.4},", x * (c as f64 + 1.0) * 10.0)?;
+        }
+        writeln!(out, "{}", if next() & 1 == 0 { "M" } else { "B" })?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn build_native_normalize() -> Result<PathBuf> {
+    let root = Path::new(sluice_test_artifacts::ROOT);
+    let components = root.join("sample-components");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "normalize",
+            "--manifest-path",
+        ])
+        .arg(components.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(components.join("target"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building the native normalize failed");
+    }
+    Ok(components.join("target/release/normalize"))
+}
+
+async fn normalize(scratch: &Path) -> Result<()> {
+    let csv = scratch.join("big.csv");
+    generate_csv(&csv)?;
+    let size = std::fs::metadata(&csv)?.len();
+    let native = build_native_normalize()?;
+
+    // Native: the same source, built for this machine, best of three.
+    let out = scratch.join("native-out");
+    std::fs::create_dir_all(&out)?;
+    let mut native_times = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let status = Command::new(&native)
+            .arg("--data")
+            .arg(&csv)
+            .args(["--exclude", "label", "--output"])
+            .arg(out.join("normalized.csv"))
+            .arg("--fitted-stats")
+            .arg(out.join("stats.json"))
+            .status()?;
+        native_times.push(start.elapsed());
+        if !status.success() {
+            bail!("native normalize failed");
+        }
+    }
+    let native_best = *native_times.iter().min().unwrap();
+
+    // Wasm: the executor runs the component on the same file (staged by hard link).
+    let store = Store::open(&scratch.join("home-normalize"))?;
+    let executor = WasmExecutor::new(WasmConfig::new(scratch.join("cache")))?;
+    let component = Arc::new(Component::load(
+        &Path::new(sluice_test_artifacts::ROOT).join("sample-components/normalize/component.yaml"),
+    )?);
+    executor.prepare(&component).await?;
+    let data = store.import(&csv)?;
+    let exclude = store.put_bytes(b"label")?;
+    let method = store.put_bytes(b"zscore")?;
+    let mut wasm_times = Vec::new();
+    for attempt in 1..=3u32 {
+        let dir = store.task_dir(
+            "bench",
+            "normalize",
+            attempt,
+            &["normalized", "fitted_stats"],
+        )?;
+        let mut inputs = BTreeMap::new();
+        for (name, r, value) in [
+            ("data", &data, None),
+            ("exclude", &exclude, Some("label")),
+            ("method", &method, Some("zscore")),
+        ] {
+            store.stage_input(&dir, name, &r.digest)?;
+            inputs.insert(
+                name.to_owned(),
+                InputArg {
+                    digest: r.digest.clone(),
+                    size: r.size,
+                    value: value.map(str::to_owned),
+                    type_: None,
+                },
+            );
+        }
+        let inv = Invocation {
+            run_id: "bench".into(),
+            task: "normalize".into(),
+            attempt,
+            component: component.clone(),
+            inputs,
+            dir: dir.clone(),
+            resources: ResourceSpec {
+                memory: Some(ByteSize(3 << 30)),
+                ..Default::default()
+            },
+            cancel: CancellationToken::new(),
+            sink: TaskSink::new("normalize", Arc::new(Quiet)),
+        };
+        let start = Instant::now();
+        let report = executor.execute(inv).await;
+        wasm_times.push(start.elapsed());
+        if let Err(f) = report.result {
+            bail!("wasm normalize failed: {}", f.message);
+        }
+        let wasm_out = std::fs::read(dir.output_file("normalized"))?;
+        let native_out = std::fs::read(out.join("normalized.csv"))?;
+        if wasm_out != native_out {
+            bail!("wasm and native normalize disagree");
+        }
+        store.remove_task_dir(&dir)?;
+    }
+    let wasm_best = *wasm_times.iter().min().unwrap();
+
+    let mb = size as f64 / 1e6;
+    println!(
+        "normalization of {ROWS} rows x 31 columns ({mb:.0} MB), best of 3 (target: wasm >= 0.5x native)"
+    );
+    println!(
+        "  native   {:>8.3} s  {:>7.1} MB/s",
+        native_best.as_secs_f64(),
+        mb / native_best.as_secs_f64()
+    );
+    println!(
+        "  wasm     {:>8.3} s  {:>7.1} MB/s",
+        wasm_best.as_secs_f64(),
+        mb / wasm_best.as_secs_f64()
+    );
+    println!(
+        "  wasm throughput / native throughput: {:.2}x (outputs byte-identical)",
+        native_best.as_secs_f64() / wasm_best.as_secs_f64()
+    );
+    Ok(())
+}
