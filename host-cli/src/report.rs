@@ -12,8 +12,11 @@ use crate::progress::humanize;
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.iter().map(Cell::new));
+    // Fit a real terminal; a pseudo-terminal that reports no useful width gets full rows.
+    if t.width().is_some_and(|w| w >= 60) {
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+    }
     t
 }
 

@@ -183,3 +183,74 @@ fn every_sample_component_validates() {
         files.len()
     );
 }
+
+#[test]
+fn ctrl_c_interrupts_running_wasm_and_records_the_run_as_cancelled() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let home = Home::new();
+    let pipeline = home.dir.path().join("spin.yaml");
+    let spin = root().join("tests/cases/components/spin.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name: spin\ntasks:\n  a: {{component: {}}}\n  b: {{component: {}, after: [a]}}\n",
+            spin.display(),
+            spin.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg(&pipeline)
+        .current_dir(root())
+        .env("SLUICE_HOME", home.dir.path().join("home"))
+        .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("a: started") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(seen.contains("a: started"), "{seen}");
+    let started = std::time::Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(
+        started.elapsed().as_secs() < 5,
+        "cancelling took {:?}",
+        started.elapsed()
+    );
+    assert!(rest.contains("a: cancelled"), "{rest}");
+
+    let runs: Vec<serde_json::Value> =
+        serde_json::from_str(&home.expect(&["runs", "list", "--json"], 0).stdout).unwrap();
+    assert_eq!(runs[0]["state"], "cancelled");
+    let run: serde_json::Value = serde_json::from_str(
+        &home
+            .expect(
+                &["runs", "show", runs[0]["id"].as_str().unwrap(), "--json"],
+                0,
+            )
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(run["tasks"][0]["state"], "cancelled");
+    assert_eq!(run["tasks"][1]["state"], "cancelled");
+}
