@@ -1,5 +1,5 @@
 //! Showing a run while it happens: live per-task lines with indicatif on a terminal,
-//! plain timestamped lines otherwise, or nothing (for `--json`).
+//! plain timestamped lines otherwise. (`--json` shows nothing: `events::Quiet`.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,13 +9,6 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_runtime::events::{Event, Observer};
 use sluice_runtime::plan::Plan;
 use sluice_runtime::store::TaskState;
-
-/// Shows nothing.
-pub struct Silent;
-
-impl Observer for Silent {
-    fn event(&self, _: &Event) {}
-}
 
 /// One line per happening, on stderr, for logs and pipes.
 pub struct Plain {

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use sluice_runtime::events::Observer;
+use sluice_runtime::events::{Observer, Quiet};
 use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
 use sluice_runtime::plan::{Plan, PlanError};
 use sluice_runtime::schedule::{Options, Scheduler};
@@ -21,7 +21,7 @@ use sluice_runtime::store::{RunKind, RunState, Store, default_home};
 use tokio_util::sync::CancellationToken;
 
 use crate::Paths;
-use crate::progress::{Plain, Progress, Silent};
+use crate::progress::{Plain, Progress};
 
 /// Parses `name=value`.
 pub fn key_value(s: &str) -> Result<(String, String), String> {
@@ -72,7 +72,7 @@ pub fn execute(
         .build()
         .context("cannot start the async runtime")?;
     let observer: Arc<dyn Observer> = match display {
-        Display::Json => Arc::new(Silent),
+        Display::Json => Arc::new(Quiet),
         Display::Auto if std::io::stderr().is_terminal() => Arc::new(Progress::new(&plan)),
         Display::Auto => Arc::new(Plain::new(verbose)),
     };

@@ -254,3 +254,70 @@ fn ctrl_c_interrupts_running_wasm_and_records_the_run_as_cancelled() {
     assert_eq!(run["tasks"][0]["state"], "cancelled");
     assert_eq!(run["tasks"][1]["state"], "cancelled");
 }
+
+#[test]
+fn plan_and_run_record_snapshots() {
+    let home = Home::new();
+    let plan = home.expect(&["plan", "examples/breast-cancer/pipeline.yaml"], 0);
+    insta::assert_snapshot!("plan_text", plan.stdout);
+
+    home.expect(
+        &[
+            "run",
+            "tests/cases/run-params/pipeline.yaml",
+            "-p",
+            "text=snap",
+        ],
+        0,
+    );
+    let runs: Vec<serde_json::Value> =
+        serde_json::from_str(&home.expect(&["runs", "list", "--json"], 0).stdout).unwrap();
+    let show = home.expect(&["runs", "show", runs[0]["id"].as_str().unwrap()], 0);
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"\d{8}-\d{6}-[0-9a-f]{4}", "[run]");
+    settings.add_filter(r"\b[0-9a-f]{12}\b", "[digest]");
+    settings.add_filter(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", "[time]");
+    settings.add_filter(r"\b\d+(\.\d+)?(ms|s)\b", "[duration]");
+    // Column widths follow the values above; keep the words, not the padding.
+    settings.add_filter(r"[─═]+", "─");
+    settings.add_filter(r" {2,}", " ");
+    settings.bind(|| insta::assert_snapshot!("runs_show", show.stdout));
+}
+
+#[test]
+fn bad_data_fails_validation_naming_row_and_column() {
+    let home = Home::new();
+    let good =
+        std::fs::read_to_string(root().join("examples/breast-cancer/data/breast_cancer.csv"))
+            .unwrap();
+    let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+    let mut fields: Vec<&str> = lines[17].split(',').collect();
+    fields[2] = "abc";
+    lines[17] = fields.join(",");
+    let bad = home.dir.path().join("bad.csv");
+    std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    let param = format!("data={}", bad.display());
+    let ran = home.expect(
+        &[
+            "run",
+            "examples/breast-cancer/pipeline.yaml",
+            "--param",
+            &param,
+        ],
+        1,
+    );
+    assert!(
+        ran.stderr.contains("validate: failed in ")
+            && ran
+                .stderr
+                .contains("row 18, column 'mean_perimeter': expected a number, found 'abc'"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("split: skipped: upstream task 'validate' failed"),
+        "{}",
+        ran.stderr
+    );
+}

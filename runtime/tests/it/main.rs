@@ -4,3 +4,4 @@
 mod sandbox;
 mod steps;
 mod support;
+mod tidy;

@@ -1,0 +1,103 @@
+//! Rules of the code base that review alone would let slip: every Rust file says what it
+//! owns, and the invariants of ARCHITECTURE.md hold.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn root() -> &'static Path {
+    Path::new(sluice_test_artifacts::ROOT)
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                rust_files(&path, out);
+            }
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn files_under(parts: &[&str]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for part in parts {
+        rust_files(&root().join(part), &mut files);
+    }
+    files
+}
+
+#[test]
+fn every_rust_file_opens_with_what_it_owns() {
+    let files = files_under(&["runtime", "host-cli", "tests", "bench", "sample-components"]);
+    assert!(files.len() > 40, "found only {}", files.len());
+    let lacking: Vec<_> = files
+        .iter()
+        .filter(|f| !fs::read_to_string(f).unwrap().starts_with("//! "))
+        .collect();
+    assert!(
+        lacking.is_empty(),
+        "no `//!` paragraph at the top of {lacking:?}"
+    );
+}
+
+fn offenders(files: &[PathBuf], allowed: &str, needle: &str) -> Vec<PathBuf> {
+    files
+        .iter()
+        .filter(|f| !f.starts_with(root().join(allowed)))
+        .filter(|f| fs::read_to_string(f).unwrap().contains(needle))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn only_the_wasm_executor_touches_wasmtime() {
+    let files = files_under(&["runtime/src", "host-cli/src"]);
+    for needle in ["wasmtime::", "wasmtime_wasi"] {
+        let found = offenders(&files, "runtime/src/exec/wasm", needle);
+        assert!(found.is_empty(), "`{needle}` outside exec::wasm: {found:?}");
+    }
+}
+
+#[test]
+fn planning_does_no_io() {
+    let files = files_under(&["runtime/src/plan"]);
+    for needle in ["std::fs", "fs::", "File::", "tokio::"] {
+        let found = offenders(&files, "runtime/src/plan/tests.rs", needle);
+        assert!(found.is_empty(), "`{needle}` in plan: {found:?}");
+    }
+}
+
+#[test]
+fn only_the_command_knows_the_terminal() {
+    let manifest = fs::read_to_string(root().join("runtime/Cargo.toml")).unwrap();
+    let dependencies = manifest.split("[dev-dependencies]").next().unwrap();
+    for crate_name in ["clap", "indicatif", "comfy-table", "anyhow", "console"] {
+        assert!(
+            !dependencies.contains(&format!("\n{crate_name}")),
+            "the runtime depends on {crate_name}"
+        );
+    }
+    let found = offenders(
+        &files_under(&["runtime/src"]),
+        "runtime/src/none",
+        "io::IsTerminal",
+    );
+    assert!(
+        found.is_empty(),
+        "terminal checks in the runtime: {found:?}"
+    );
+}
+
+#[test]
+fn one_bindgen_site() {
+    let files = files_under(&["runtime/src"]);
+    let sites: Vec<_> = files
+        .iter()
+        .filter(|f| fs::read_to_string(f).unwrap().contains("bindgen!("))
+        .collect();
+    assert_eq!(sites.len(), 1, "{sites:?}");
+}
