@@ -32,6 +32,7 @@ fn main() {
     cmd.args([
         "build",
         "--release",
+        "--locked",
         "--target",
         "wasm32-wasip2",
         "--workspace",

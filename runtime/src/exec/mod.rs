@@ -163,8 +163,8 @@ impl Bindings for TaskBindings<'_> {
 const RECORDED_VALUE_MAX: u64 = 4096;
 
 /// Moves every declared output of a finished attempt into the store. A parameter value a
-/// typed step returned is stored as the output's content; otherwise the file at
-/// `outputs/<name>/data` must exist. Outputs of type `Metrics` are read as KFP
+/// typed step returned is stored as the output's content; otherwise `outputs/<name>/data`
+/// must exist, as a file or (as KFP allows) a folder. Outputs of type `Metrics` are read as KFP
 /// `mlpipeline-metrics` JSON and their values added to the task's metrics.
 pub fn collect_outputs(
     store: &Store,
@@ -178,21 +178,13 @@ pub fn collect_outputs(
             store.put_bytes(value.as_bytes())
         } else {
             let path = dir.output_file(&output.name);
-            match std::fs::symlink_metadata(&path) {
-                Err(_) => {
-                    return Err(Failure::failed(format!(
-                        "output '{}' was not written",
-                        output.name
-                    )));
-                }
-                Ok(m) if m.is_dir() => {
-                    return Err(Failure::failed(format!(
-                        "output '{}' is a folder; Sluice stores each output as one file",
-                        output.name
-                    )));
-                }
-                Ok(_) => store.ingest(&path),
+            if std::fs::symlink_metadata(&path).is_err() {
+                return Err(Failure::failed(format!(
+                    "output '{}' was not written",
+                    output.name
+                )));
             }
+            store.ingest(&path)
         };
         let artifact = stored.map_err(|e| store_failure(&output.name, e))?;
         let small_text = || -> Option<String> {

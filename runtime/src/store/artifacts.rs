@@ -42,7 +42,7 @@ impl Artifacts {
     }
 
     pub(super) fn contains(&self, digest: &str) -> bool {
-        self.path(digest).is_ok_and(|p| p.is_file())
+        self.path(digest).is_ok_and(|p| p.exists())
     }
 
     /// Stores bytes.
@@ -92,45 +92,182 @@ impl Artifacts {
         Ok(ArtifactRef { digest, size })
     }
 
-    /// Moves a file a task wrote into the store. The file must be a regular file: a symlink
-    /// is refused, so a guest cannot make the host import something outside its sandbox.
+    /// Moves what a task wrote, a file or a folder, into the store. Symlinks and special
+    /// files are refused, so a guest cannot make the host import anything outside its
+    /// sandbox.
     pub(super) fn ingest(&self, path: &Path) -> Result<ArtifactRef, StoreError> {
         let meta = fs::symlink_metadata(path).map_err(|e| StoreError::io("read", path, e))?;
+        if meta.file_type().is_dir() {
+            return self.ingest_tree(path);
+        }
         if !meta.file_type().is_file() {
             return Err(StoreError::NotAFile(path.to_owned()));
         }
-        let mut file = File::open(path).map_err(|e| StoreError::io("read", path, e))?;
-        let mut hasher = Sha256::new();
-        let size = io::copy(&mut file, &mut HashWriter(&mut hasher))
-            .map_err(|e| StoreError::io("read", path, e))?;
-        file.sync_all()
-            .map_err(|e| StoreError::io("sync", path, e))?;
-        drop(file);
-        let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
-        let dest = self.path(&digest)?;
-        if dest.is_file() {
-            fs::remove_file(path).map_err(|e| StoreError::io("remove", path, e))?;
-        } else {
-            make_read_only(path)?;
-            create_parent(&dest)?;
-            fs::rename(path, &dest).map_err(|e| StoreError::io("move an artifact to", &dest, e))?;
-        }
+        let (hex, size) = hash_file(path)?;
+        let digest = format!("sha256:{hex}");
+        self.place(path, &digest)?;
         Ok(ArtifactRef { digest, size })
     }
 
-    /// Makes an artifact appear at `dest`: a hard link when possible (artifacts are
-    /// read-only, so sharing the inode is safe), else a copy.
+    /// A folder's digest is the sha256 of its manifest: one line per entry, in byte order
+    /// of the relative path, `d <path>` for a folder and `f <sha256> <size> <path>` for a
+    /// file, after the line `sluice-tree-v1`. Same files, same names: same digest.
+    fn ingest_tree(&self, root: &Path) -> Result<ArtifactRef, StoreError> {
+        let mut entries = Vec::new();
+        walk(root, "", &mut entries)?;
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut manifest = String::from("sluice-tree-v1\n");
+        let mut size = 0;
+        for (relative, entry) in &entries {
+            match entry {
+                Entry::Dir => manifest.push_str(&format!("d {relative}\n")),
+                Entry::File { hex, size: n } => {
+                    size += n;
+                    manifest.push_str(&format!("f {hex} {n} {relative}\n"));
+                }
+            }
+        }
+        let digest = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(manifest.as_bytes()))
+        );
+        for (relative, entry) in &entries {
+            if matches!(entry, Entry::File { .. }) {
+                make_read_only(&root.join(relative))?;
+            }
+        }
+        self.place(root, &digest)?;
+        Ok(ArtifactRef { digest, size })
+    }
+
+    /// Renames a complete, synced file or folder into place under its digest, or drops it
+    /// when the store already holds that digest.
+    fn place(&self, path: &Path, digest: &str) -> Result<(), StoreError> {
+        let dest = self.path(digest)?;
+        if dest.exists() {
+            let removed = if path.is_dir() {
+                fs::remove_dir_all(path)
+            } else {
+                fs::remove_file(path)
+            };
+            return removed.map_err(|e| StoreError::io("remove", path, e));
+        }
+        if path.is_file() {
+            make_read_only(path)?;
+        }
+        create_parent(&dest)?;
+        fs::rename(path, &dest).map_err(|e| StoreError::io("move an artifact to", &dest, e))
+    }
+
+    /// Makes an artifact appear at `dest`: hard links when possible (artifact files are
+    /// read-only, so sharing their inodes is safe), else copies. A folder artifact
+    /// appears as a folder of the same shape.
     pub(super) fn stage(&self, digest: &str, dest: &Path) -> Result<(), StoreError> {
         let src = self.path(digest)?;
+        if src.is_dir() {
+            return link_tree(&src, dest);
+        }
         if !src.is_file() {
             return Err(StoreError::MissingArtifact(digest.to_owned()));
         }
-        if fs::hard_link(&src, dest).is_err() {
-            fs::copy(&src, dest).map_err(|e| StoreError::io("copy an artifact to", dest, e))?;
-            make_read_only(dest)?;
-        }
-        Ok(())
+        link_file(&src, dest)
     }
+
+    /// Copies an artifact out to a user's path, writable.
+    pub(super) fn export(&self, digest: &str, dest: &Path) -> Result<(), StoreError> {
+        let src = self.path(digest)?;
+        if !src.exists() {
+            return Err(StoreError::MissingArtifact(digest.to_owned()));
+        }
+        copy_out(&src, dest)
+    }
+}
+
+enum Entry {
+    Dir,
+    File { hex: String, size: u64 },
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, Entry)>) -> Result<(), StoreError> {
+    let read = fs::read_dir(dir).map_err(|e| StoreError::io("read", dir, e))?;
+    for entry in read {
+        let entry = entry.map_err(|e| StoreError::io("read", dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name
+            .to_str()
+            .filter(|n| !n.contains('\n'))
+            .ok_or_else(|| StoreError::NotAFile(path.clone()))?;
+        let relative = if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let kind = fs::symlink_metadata(&path)
+            .map_err(|e| StoreError::io("read", &path, e))?
+            .file_type();
+        if kind.is_dir() {
+            walk(&path, &relative, out)?;
+            out.push((relative, Entry::Dir));
+        } else if kind.is_file() {
+            let (hex, size) = hash_file(&path)?;
+            out.push((relative, Entry::File { hex, size }));
+        } else {
+            return Err(StoreError::NotAFile(path));
+        }
+    }
+    Ok(())
+}
+
+/// Hashes a file and syncs it to disk, so it may be renamed into the store.
+fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
+    let mut file = File::open(path).map_err(|e| StoreError::io("read", path, e))?;
+    let mut hasher = Sha256::new();
+    let size = io::copy(&mut file, &mut HashWriter(&mut hasher))
+        .map_err(|e| StoreError::io("read", path, e))?;
+    file.sync_all()
+        .map_err(|e| StoreError::io("sync", path, e))?;
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+fn link_file(src: &Path, dest: &Path) -> Result<(), StoreError> {
+    if fs::hard_link(src, dest).is_err() {
+        fs::copy(src, dest).map_err(|e| StoreError::io("copy an artifact to", dest, e))?;
+        make_read_only(dest)?;
+    }
+    Ok(())
+}
+
+fn link_tree(src: &Path, dest: &Path) -> Result<(), StoreError> {
+    fs::create_dir_all(dest).map_err(|e| StoreError::io("create", dest, e))?;
+    for entry in fs::read_dir(src).map_err(|e| StoreError::io("read", src, e))? {
+        let entry = entry.map_err(|e| StoreError::io("read", src, e))?;
+        let target = dest.join(entry.file_name());
+        if entry.path().is_dir() {
+            link_tree(&entry.path(), &target)?;
+        } else {
+            link_file(&entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_out(src: &Path, dest: &Path) -> Result<(), StoreError> {
+    if src.is_dir() {
+        fs::create_dir_all(dest).map_err(|e| StoreError::io("create", dest, e))?;
+        for entry in fs::read_dir(src).map_err(|e| StoreError::io("read", src, e))? {
+            let entry = entry.map_err(|e| StoreError::io("read", src, e))?;
+            copy_out(&entry.path(), &dest.join(entry.file_name()))?;
+        }
+        return Ok(());
+    }
+    fs::copy(src, dest).map_err(|e| StoreError::io("write", dest, e))?;
+    let mut perms = fs::metadata(dest)
+        .map_err(|e| StoreError::io("read", dest, e))?
+        .permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    fs::set_permissions(dest, perms).map_err(|e| StoreError::io("write", dest, e))
 }
 
 fn create_parent(dest: &Path) -> Result<(), StoreError> {
@@ -207,6 +344,41 @@ mod tests {
         a.stage(&r.digest, &dest).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"data");
         assert!(fs::metadata(&dest).unwrap().permissions().readonly());
+    }
+
+    #[test]
+    fn folders_are_artifacts_too() {
+        let (d, a) = store();
+        let make = |name: &str| {
+            let root = d.path().join(name);
+            fs::create_dir_all(root.join("variables")).unwrap();
+            fs::create_dir_all(root.join("assets")).unwrap();
+            fs::write(root.join("saved_model.pb"), b"graph").unwrap();
+            fs::write(root.join("variables/data"), b"weights").unwrap();
+            root
+        };
+        let first = a.ingest(&make("one")).unwrap();
+        assert_eq!(first.size, 12);
+        let again = a.ingest(&make("two")).unwrap();
+        assert_eq!(first, again, "same tree, same digest");
+        assert!(!d.path().join("two").exists(), "a duplicate is dropped");
+
+        let staged = d.path().join("staged");
+        a.stage(&first.digest, &staged).unwrap();
+        assert_eq!(fs::read(staged.join("variables/data")).unwrap(), b"weights");
+        assert!(staged.join("assets").is_dir(), "empty folders are kept");
+
+        let other = make("three");
+        fs::write(other.join("variables/data"), b"other weights").unwrap();
+        assert_ne!(a.ingest(&other).unwrap().digest, first.digest);
+
+        let link = make("four");
+        std::os::unix::fs::symlink("/etc/passwd", link.join("variables/escape")).unwrap();
+        assert!(matches!(a.ingest(&link), Err(StoreError::NotAFile(_))));
+
+        let out = d.path().join("exported");
+        a.export(&first.digest, &out).unwrap();
+        fs::write(out.join("saved_model.pb"), b"edited").unwrap();
     }
 
     #[test]

@@ -186,7 +186,7 @@ impl Store {
         self.artifacts.import(path)
     }
 
-    /// Moves a file a task produced into the store (refusing anything but a regular file).
+    /// Moves a file or folder a task produced into the store (refusing symlinks).
     pub fn ingest(&self, path: &Path) -> Result<ArtifactRef, StoreError> {
         self.artifacts.ingest(path)
     }
@@ -207,16 +207,9 @@ impl Store {
         })
     }
 
-    /// Copies an artifact out of the store to a user's path.
+    /// Copies an artifact (a file or a folder) out of the store to a user's path.
     pub fn export(&self, digest: &str, dest: &Path) -> Result<(), StoreError> {
-        let src = self.artifacts.path(digest)?;
-        fs::copy(&src, dest).map_err(|e| StoreError::io("write", dest, e))?;
-        let mut perms = fs::metadata(dest)
-            .map_err(|e| StoreError::io("read", dest, e))?
-            .permissions();
-        #[allow(clippy::permissions_set_readonly_false)]
-        perms.set_readonly(false);
-        fs::set_permissions(dest, perms).map_err(|e| StoreError::io("write", dest, e))
+        self.artifacts.export(digest, dest)
     }
 
     // Task folders.

@@ -264,3 +264,29 @@ async fn cancelling_interrupts_a_running_component() {
     assert_eq!(task(&run, "s").state, TaskState::Cancelled);
     assert_eq!(task(&run, "t").state, TaskState::Cancelled);
 }
+
+#[tokio::test]
+async fn a_folder_output_flows_to_the_next_task() {
+    let env = Env::new();
+    env.probe(
+        "save",
+        "[tree, {outputPath: model}, weights, '0.5']",
+        "outputs:\n- {name: model, type: Model}",
+    );
+    env.probe(
+        "load",
+        "[read, {concat: [{inputPath: model}, /weights]}]",
+        "inputs:\n- {name: model, type: Model}",
+    );
+    let run = env
+        .run("name: p\ntasks:\n  save: {component: save.yaml}\n  load: {component: load.yaml, inputs: {model: {from: save.model}}}\n")
+        .await;
+    assert_eq!(
+        run.state,
+        RunState::Succeeded,
+        "{:?}",
+        task(&run, "load").error
+    );
+    assert_eq!(task(&run, "save").outputs[0].size, 3);
+    assert!(env.logs(&run, "load").contains("0.5"));
+}

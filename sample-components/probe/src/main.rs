@@ -8,6 +8,7 @@
 //! noop                      do nothing
 //! echo <words...>           print the words joined by spaces
 //! write <path> <text>       create a file holding the text (exit 1 on error)
+//! tree <dir> <name> <text>  create the folder <dir> holding the file <name> with the text
 //! copy <from> <to>          copy a file (exit 1 on error)
 //! read <path>               print a file
 //! ls <dir>                  print a directory's entries, one per line, sorted
@@ -50,6 +51,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["write", path, text] => or_fail(fs::write(path, text), || format!("cannot write {path}")),
+        ["tree", dir, name, text] => or_fail(
+            fs::create_dir_all(dir).and_then(|()| fs::write(Path::new(dir).join(name), text)),
+            || format!("cannot write {dir}/{name}"),
+        ),
         ["copy", from, to] => or_fail(fs::copy(from, to).map(drop), || {
             format!("cannot copy {from} to {to}")
         }),
