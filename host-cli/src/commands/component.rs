@@ -58,9 +58,6 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
         display,
         args.verbose,
     )?;
-    let Some(run_id) = run_id else {
-        return Ok(code);
-    };
     let record = store.run(&run_id)?;
     let task = &record.tasks[0];
     if task.state == TaskState::Succeeded {

@@ -64,7 +64,7 @@ pub fn execute(
     options: Options,
     display: Display,
     verbose: bool,
-) -> Result<(ExitCode, Option<String>, Arc<Store>)> {
+) -> Result<(ExitCode, String, Arc<Store>)> {
     let store = Arc::new(open_store(paths)?);
     let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -103,7 +103,7 @@ pub fn execute(
         RunState::Cancelled => ExitCode::from(130),
         _ => ExitCode::from(1),
     };
-    Ok((code, Some(outcome.run_id), store))
+    Ok((code, outcome.run_id, store))
 }
 
 /// First Ctrl-C cancels the run; a second one exits at once.
