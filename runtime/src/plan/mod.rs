@@ -15,7 +15,9 @@ use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::spec::types::compatible;
-use crate::spec::{Binding, Component, ParamSpec, PipelineFile, ResourceSpec, RetrySpec, TypeSpec};
+use crate::spec::{
+    Binding, Component, InputSpec, ParamSpec, PipelineFile, ResourceSpec, RetrySpec, TypeSpec,
+};
 
 pub use render::Format;
 
@@ -186,26 +188,15 @@ impl Plan {
                         inputs.insert(input.name.clone(), Source::Default(d.clone()));
                     }
                     None if input.optional => {}
-                    None => missing.push(match &input.type_ {
-                        Some(t) => format!("'{}' ({t})", input.name),
-                        None => format!("'{}'", input.name),
-                    }),
+                    None => missing.push(input),
                 },
             }
         }
         if !missing.is_empty() {
-            let noun = if missing.len() == 1 {
-                "input"
-            } else {
-                "inputs"
-            };
             error(
                 &mut errors,
                 "--input".into(),
-                format!(
-                    "missing required {noun} {}; pass --input name=value",
-                    missing.join(", ")
-                ),
+                format!("{}; pass --input name=value", missing_inputs(&missing)),
             );
         }
         if !errors.is_empty() {
@@ -637,25 +628,27 @@ impl<'a> Builder<'a> {
                     .iter()
                     .any(|e| e.field == format!("{at}.inputs.{}", input.name))
             {
-                missing.push(match &input.type_ {
-                    Some(t) => format!("'{}' ({t})", input.name),
-                    None => format!("'{}'", input.name),
-                });
+                missing.push(input);
             }
         }
         if !missing.is_empty() {
-            let noun = if missing.len() == 1 {
-                "input"
-            } else {
-                "inputs"
-            };
-            self.error(
-                format!("{at}.inputs"),
-                format!("missing required {noun} {}", missing.join(", ")),
-            );
+            self.error(format!("{at}.inputs"), missing_inputs(&missing));
         }
         inputs
     }
+}
+
+/// "missing required input 'data' (Dataset)", or inputs, for a list of required inputs.
+fn missing_inputs(missing: &[&InputSpec]) -> String {
+    let names: Vec<String> = missing
+        .iter()
+        .map(|input| match &input.type_ {
+            Some(t) => format!("'{}' ({t})", input.name),
+            None => format!("'{}'", input.name),
+        })
+        .collect();
+    let noun = if names.len() == 1 { "input" } else { "inputs" };
+    format!("missing required {noun} {}", names.join(", "))
 }
 
 fn valid_task_name(name: &str) -> bool {

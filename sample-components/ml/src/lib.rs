@@ -1,8 +1,8 @@
 //! The behaviour of every Sluice sample step: reading CSV tables, checking them against a
 //! schema, normalising, splitting, training a logistic regression and scoring it. Pure Rust
-//! with no IO beyond what callers hand in as byte buffers and writers, and nothing specific
-//! to wasm, so the same code is unit-tested natively, compiled into the WASI components and
-//! into the static native trainer.
+//! with no file IO (callers hand in byte buffers and writers; only `entry`, the command
+//! components' `main`, prints) and nothing specific to wasm, so the same code is unit-tested
+//! natively, compiled into the WASI components and into the static native trainer.
 //!
 //! Floating-point results are reproducible across targets: transcendental functions come
 //! from `libm` (never the platform's maths library), sums run in a fixed order, and floats
@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod csv;
+pub mod entry;
 pub mod kfp;
 pub mod logistic;
 pub mod metrics;

@@ -13,8 +13,9 @@ use std::fs::{self, File};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sluice_ml::cli::{Args, Command, Opt, UsageError};
+use sluice_ml::cli::{Args, Command, Opt};
 use sluice_ml::csv::Csv;
+use sluice_ml::entry;
 use sluice_ml::normalize::{self, FittedStats, Method};
 
 const COMMAND: Command = Command {
@@ -61,24 +62,7 @@ const COMMAND: Command = Command {
 };
 
 fn main() -> ExitCode {
-    let args = match COMMAND.parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(UsageError::Help) => {
-            print!("{}", COMMAND.usage());
-            return ExitCode::SUCCESS;
-        }
-        Err(err) => {
-            eprintln!("normalize: {err}\n\n{}", COMMAND.usage());
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("normalize: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    entry::main(&COMMAND, |args| run(args).map(|()| ExitCode::SUCCESS))
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {

@@ -10,7 +10,8 @@ use std::fs;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sluice_ml::cli::{Args, Command, Opt, UsageError};
+use sluice_ml::cli::{Args, Command, Opt};
+use sluice_ml::entry;
 use sluice_ml::schema::{self, Schema};
 
 const COMMAND: Command = Command {
@@ -48,36 +49,23 @@ const COMMAND: Command = Command {
 const SHOWN_PROBLEMS: usize = 10;
 
 fn main() -> ExitCode {
-    let args = match COMMAND.parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(UsageError::Help) => {
-            print!("{}", COMMAND.usage());
-            return ExitCode::SUCCESS;
-        }
-        Err(err) => {
-            eprintln!("validate: {err}\n\n{}", COMMAND.usage());
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(Outcome::Valid) => ExitCode::SUCCESS,
-        Ok(Outcome::Invalid(invalid)) => {
-            for problem in &invalid.problems {
-                eprintln!("{problem}");
+    entry::main(&COMMAND, |args| {
+        run(args).map(|outcome| match outcome {
+            Outcome::Valid => ExitCode::SUCCESS,
+            Outcome::Invalid(invalid) => {
+                for problem in &invalid.problems {
+                    eprintln!("{problem}");
+                }
+                if invalid.total > invalid.problems.len() {
+                    eprintln!(
+                        "... and {} more problems",
+                        invalid.total - invalid.problems.len()
+                    );
+                }
+                ExitCode::FAILURE
             }
-            if invalid.total > invalid.problems.len() {
-                eprintln!(
-                    "... and {} more problems",
-                    invalid.total - invalid.problems.len()
-                );
-            }
-            ExitCode::FAILURE
-        }
-        Err(err) => {
-            eprintln!("validate: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+        })
+    })
 }
 
 enum Outcome {
