@@ -119,24 +119,10 @@ impl Plan {
         };
         for (name, _) in args {
             if component.input(name).is_none() {
-                let declared: Vec<&str> = component
-                    .spec
-                    .inputs
-                    .iter()
-                    .map(|i| i.name.as_str())
-                    .collect();
                 error(
                     &mut errors,
                     format!("--input {name}"),
-                    format!(
-                        "component '{}' has no input '{name}' (inputs: {})",
-                        component.name(),
-                        if declared.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            declared.join(", ")
-                        }
-                    ),
+                    no_such_input(&component, name),
                 );
             }
         }
@@ -503,24 +489,7 @@ impl<'a> Builder<'a> {
         for (input_name, binding) in bindings {
             let field = format!("{at}.inputs.{input_name}");
             let Some(input) = component.input(input_name) else {
-                let declared: Vec<&str> = component
-                    .spec
-                    .inputs
-                    .iter()
-                    .map(|i| i.name.as_str())
-                    .collect();
-                self.error(
-                    field,
-                    format!(
-                        "component '{}' has no input '{input_name}' (inputs: {})",
-                        component.name(),
-                        if declared.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            declared.join(", ")
-                        }
-                    ),
-                );
+                self.error(field, no_such_input(component, input_name));
                 continue;
             };
             let source = match binding {
@@ -575,21 +544,12 @@ impl<'a> Builder<'a> {
                         continue; // reported against the producing task
                     };
                     let Some(out) = producer.output(output) else {
-                        let declared: Vec<&str> = producer
-                            .spec
-                            .outputs
-                            .iter()
-                            .map(|o| o.name.as_str())
-                            .collect();
+                        let declared = producer.spec.outputs.iter().map(|o| o.name.as_str());
                         self.error(
                             field,
                             format!(
                                 "task '{task}' has no output '{output}' (outputs: {})",
-                                if declared.is_empty() {
-                                    "none".to_owned()
-                                } else {
-                                    declared.join(", ")
-                                }
+                                listing(declared)
                             ),
                         );
                         continue;
@@ -635,6 +595,24 @@ impl<'a> Builder<'a> {
             self.error(format!("{at}.inputs"), missing_inputs(&missing));
         }
         inputs
+    }
+}
+
+fn no_such_input(component: &Component, name: &str) -> String {
+    let declared = component.spec.inputs.iter().map(|i| i.name.as_str());
+    format!(
+        "component '{}' has no input '{name}' (inputs: {})",
+        component.name(),
+        listing(declared)
+    )
+}
+
+fn listing<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
     }
 }
 
