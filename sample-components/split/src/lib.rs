@@ -8,27 +8,19 @@
 //! `sluice_ml::split`. Parameters and table contents the step cannot use are
 //! `invalid-input`; failing to read or write a file is `failed`.
 
-/// Bindings for the `step-component` world of `wit/pipeline.wit`. The generated glue needs
-/// `unsafe` for the canonical ABI; no hand-written code in this crate does.
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "step-component" });
-
-    // Exported only in the wasm build: native linkers reject the component-model symbol
-    // names, and natively this crate exists only for its unit tests.
-    #[cfg(target_arch = "wasm32")]
-    use super::Split;
-    #[cfg(target_arch = "wasm32")]
-    export!(Split with_types_in self);
-}
+// Exported only in the wasm build: native linkers reject the component-model symbol
+// names, and natively this crate exists only for its unit tests (hence no dead-code
+// warnings there).
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+#[cfg(target_arch = "wasm32")]
+sluice_step_guest::export!(Split with_types_in sluice_step_guest);
 
 use std::fs;
 
-use bindings::exports::sluice::pipeline::step::Guest;
-use bindings::sluice::pipeline::host::{self, Level};
-use bindings::sluice::pipeline::types::{Invocation, Metric, Outcome, StepError, Value};
 use sluice_ml::split::{SplitConfig, split_csv};
 use sluice_ml::{describe, step};
+use sluice_step_guest::host::{self, Level};
+use sluice_step_guest::{Guest, Invocation, Metric, Outcome, StepError, convert};
 
 struct Split;
 
@@ -110,27 +102,6 @@ fn plan(inv: &step::Invocation) -> Result<(SplitConfig, Paths<'_>), step::Invoca
         test: inv.output("test")?,
     };
     Ok((config, paths))
-}
-
-fn convert(inv: Invocation) -> step::Invocation {
-    step::Invocation {
-        params: inv
-            .params
-            .into_iter()
-            .map(|param| {
-                let value = match param.value {
-                    Value::Str(text) => step::Value::Str(text),
-                    Value::Int(number) => step::Value::Int(number),
-                    Value::Float(number) => step::Value::Float(number),
-                    Value::Boolean(flag) => step::Value::Bool(flag),
-                    Value::Json(text) => step::Value::Json(text),
-                };
-                (param.name, value)
-            })
-            .collect(),
-        inputs: inv.inputs.into_iter().map(|a| (a.name, a.path)).collect(),
-        outputs: inv.outputs.into_iter().map(|a| (a.name, a.path)).collect(),
-    }
 }
 
 #[cfg(test)]

@@ -12,29 +12,21 @@
 //! - `spin`: loops forever on the CPU;
 //! - anything else: `invalid-input` naming the mode.
 //!
-//! Depends on nothing but `std` and the bindings, so that what the host sees is exactly what
-//! is written here.
+//! Depends on nothing but `std` and the shared bindings (`sluice-step-guest`), so that what
+//! the host sees is exactly what is written here.
 
-/// Bindings for the `step-component` world of `wit/pipeline.wit`. The generated glue needs
-/// `unsafe` for the canonical ABI; no hand-written code in this crate does.
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "step-component" });
-
-    // Exported only in the wasm build: native linkers reject the component-model symbol
-    // names, and natively this crate exists only for its unit tests.
-    #[cfg(target_arch = "wasm32")]
-    use super::TypedProbe;
-    #[cfg(target_arch = "wasm32")]
-    export!(TypedProbe with_types_in self);
-}
+// Exported only in the wasm build: native linkers reject the component-model symbol
+// names, and natively this crate exists only for its unit tests (hence no dead-code
+// warnings there).
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+#[cfg(target_arch = "wasm32")]
+sluice_step_guest::export!(TypedProbe with_types_in sluice_step_guest);
 
 use std::fs;
 use std::hint::black_box;
 
-use bindings::exports::sluice::pipeline::step::Guest;
-use bindings::sluice::pipeline::host::{self, Level};
-use bindings::sluice::pipeline::types::{Artifact, Invocation, Metric, Outcome, StepError, Value};
+use sluice_step_guest::host::{self, Level};
+use sluice_step_guest::{Artifact, Guest, Invocation, Metric, Outcome, StepError, Value};
 
 struct TypedProbe;
 
