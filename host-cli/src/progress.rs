@@ -38,8 +38,9 @@ impl Observer for Plain {
                 task,
                 attempt,
                 implementation,
+                reason,
             } => match attempt {
-                1 => format!("{task}: started ({implementation})"),
+                1 => format!("{task}: started ({implementation}: {reason})"),
                 n => format!("{task}: attempt {n} started ({implementation})"),
             },
             Event::TaskRetrying {
@@ -146,6 +147,7 @@ impl Observer for Progress {
                 task,
                 attempt,
                 implementation,
+                ..
             } => {
                 let Some(bar) = self.bars.get(task) else {
                     return;

@@ -117,6 +117,11 @@ pub fn run_details(run: &RunRecord) {
         }
     }
     println!("{}", task_rows(&run.tasks));
+    for task in &run.tasks {
+        if let (Some(imp), Some(why)) = (&task.implementation, &task.implementation_reason) {
+            println!("{} ran as {imp}: {why}", task.name);
+        }
+    }
 
     let mut io = table(&["task", "", "name", "type", "digest", "size", "value"]);
     let mut any = false;

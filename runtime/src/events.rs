@@ -36,6 +36,8 @@ pub enum Event {
         task: String,
         attempt: u32,
         implementation: String,
+        /// Why this implementation runs the task.
+        reason: String,
     },
     TaskLog {
         task: String,

@@ -36,6 +36,8 @@ pub struct RunArgs {
     /// Show the component's output lines as they come (when not on a terminal)
     #[arg(long, short)]
     verbose: bool,
+    #[command(flatten)]
+    exec: super::ExecArgs,
 }
 
 pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
@@ -55,6 +57,7 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
         plan,
         RunKind::Component,
         Options::default(),
+        &args.exec,
         display,
         args.verbose,
     )?;

@@ -14,7 +14,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use sluice_runtime::events::{Observer, Quiet};
+use sluice_runtime::exec::docker::PullPolicy;
+use sluice_runtime::exec::runners::{ContainerRunner, Policy, Runners};
 use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
+use sluice_runtime::spec::Prefer;
 use sluice_runtime::plan::{Plan, PlanError};
 use sluice_runtime::schedule::{Options, Scheduler};
 use sluice_runtime::store::{RunKind, RunState, Store, default_home};
@@ -47,6 +50,64 @@ pub fn report_plan_errors(errors: &[PlanError]) -> ExitCode {
     ExitCode::from(crate::BAD_INPUT)
 }
 
+/// How tasks run: the flags `run` and `component run` share.
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    /// Prefer an implementation for every task (`container` or `wasm`), or for one
+    /// (`TASK=container`); repeatable
+    #[arg(long, value_name = "[TASK=]KIND", value_parser = prefer)]
+    prefer: Vec<(Option<String>, Prefer)>,
+    /// How container implementations run: in Docker, or as plain processes on this host
+    #[arg(long, value_enum, default_value_t = Runner::Docker)]
+    runner: Runner,
+    /// When to pull container images
+    #[arg(long, value_name = "POLICY", default_value = "if-not-present", value_parser = pull_policy)]
+    pull: PullPolicy,
+    /// Leave each task's container in place (stopped) for debugging
+    #[arg(long)]
+    keep_containers: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Runner {
+    Docker,
+    Process,
+}
+
+fn prefer(s: &str) -> Result<(Option<String>, Prefer), String> {
+    match s.split_once('=') {
+        Some((task, kind)) if !task.is_empty() => Ok((Some(task.to_owned()), kind.parse()?)),
+        _ => Ok((None, s.parse()?)),
+    }
+}
+
+fn pull_policy(s: &str) -> Result<PullPolicy, String> {
+    s.parse()
+}
+
+impl ExecArgs {
+    fn policy(&self) -> Policy {
+        let mut policy = Policy {
+            runner: match self.runner {
+                Runner::Docker => ContainerRunner::Docker,
+                Runner::Process => ContainerRunner::Process,
+            },
+            ..Policy::default()
+        };
+        policy.docker.pull = self.pull;
+        policy.docker.keep_containers = self.keep_containers;
+        for (task, kind) in &self.prefer {
+            match task {
+                Some(task) => {
+                    policy.prefer_tasks.insert(task.clone(), *kind);
+                }
+                None => policy.prefer = Some(*kind),
+            }
+        }
+        policy
+    }
+}
+
 /// How a run shows its progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Display {
@@ -62,6 +123,7 @@ pub fn execute(
     plan: Plan,
     kind: RunKind,
     options: Options,
+    exec: &ExecArgs,
     display: Display,
     verbose: bool,
 ) -> Result<(ExitCode, String, Arc<Store>)> {
@@ -77,7 +139,8 @@ pub fn execute(
         Display::Auto => Arc::new(Plain::new(verbose)),
     };
     let outcome = runtime.block_on(async {
-        let executor = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir))?);
+        let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir))?);
+        let executor = Arc::new(Runners::new(wasm, exec.policy()));
         let cancel = CancellationToken::new();
         tokio::spawn(watch_ctrl_c(cancel.clone()));
         let scheduler = Scheduler {

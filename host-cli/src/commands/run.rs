@@ -34,6 +34,8 @@ pub struct Args {
     /// Show each task's output lines as they come (when not on a terminal)
     #[arg(long, short)]
     verbose: bool,
+    #[command(flatten)]
+    exec: super::ExecArgs,
 }
 
 pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
@@ -72,6 +74,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         plan,
         RunKind::Pipeline,
         options,
+        &args.exec,
         display,
         args.verbose,
     )?;

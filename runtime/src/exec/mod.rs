@@ -4,6 +4,9 @@
 //! are collected into the store afterwards. Executors know nothing of the scheduler.
 
 pub mod capture;
+pub mod docker;
+pub mod process;
+pub mod runners;
 pub mod wasm;
 
 use std::borrow::Cow;
@@ -42,18 +45,44 @@ pub struct Invocation {
     pub inputs: BTreeMap<String, InputArg>,
     pub dir: TaskDir,
     pub resources: ResourceSpec,
+    /// What `prepare` decided for this task.
+    pub prepared: Prepared,
     /// Fires when the attempt must stop: the run was cancelled or the attempt timed out.
     pub cancel: CancellationToken,
     pub sink: TaskSink,
 }
 
-/// How an executor will run a component, decided before the run starts.
+/// Which of a component's implementations runs a task, and on what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `implementation.wasm`, under wasmtime.
+    Wasm,
+    /// `implementation.container`, in a Docker container.
+    Container,
+    /// `implementation.container`'s command run directly on the host (`--runner process`).
+    Process,
+}
+
+/// How a task will run, decided before the run starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prepared {
-    /// Shown to users and recorded, e.g. `wasm command` or `wasm step`.
+    pub kind: Kind,
+    /// Shown to users and recorded, e.g. `wasm command` or `container train:0.1.0`.
     pub implementation: String,
+    /// Why this implementation was chosen, e.g. `the task requests 1 nvidia.com/gpu`.
+    pub reason: String,
     /// Digest of the executable (the `.wasm` bytes, or an image id).
     pub executable_digest: Option<String>,
+}
+
+/// What `prepare` decides for: one task of a plan.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    pub task: &'a str,
+    pub component: &'a Component,
+    pub resources: &'a ResourceSpec,
+    /// What the pipeline prefers for the task, if anything.
+    pub prefer: Option<crate::spec::Prefer>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,11 +148,9 @@ pub enum PrepareError {
 
 /// Runs task attempts. Implementations must return promptly once `cancel` fires.
 pub trait Executor: Send + Sync {
-    /// Loads (and compiles, caches, checks) what `component` needs, before any task runs.
-    fn prepare<'a>(
-        &'a self,
-        component: &'a Component,
-    ) -> BoxFuture<'a, Result<Prepared, PrepareError>>;
+    /// Decides how a task will run and loads (compiles, pulls, checks) what it needs,
+    /// before any task runs.
+    fn prepare<'a>(&'a self, target: Target<'a>) -> BoxFuture<'a, Result<Prepared, PrepareError>>;
 
     /// Runs one attempt. Output files are left under `inv.dir.outputs()`.
     fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report>;

@@ -16,7 +16,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::spec::types::compatible;
 use crate::spec::{
-    Binding, Component, InputSpec, ParamSpec, PipelineFile, ResourceSpec, RetrySpec, TypeSpec,
+    Binding, Component, InputSpec, ParamSpec, PipelineFile, Prefer, ResourceSpec, RetrySpec,
+    TypeSpec,
 };
 
 pub use render::Format;
@@ -83,6 +84,8 @@ pub struct PlannedTask {
     pub timeout: Option<Duration>,
     /// The task's request over its component's.
     pub resources: ResourceSpec,
+    /// The implementation the pipeline prefers for this task, if it says.
+    pub prefer: Option<Prefer>,
 }
 
 #[derive(Clone, Debug)]
@@ -224,6 +227,7 @@ impl Plan {
                 retry: RetrySpec::default(),
                 timeout: None,
                 resources,
+                prefer: None,
             }],
         })
     }
@@ -347,6 +351,22 @@ impl<'a> Builder<'a> {
                     ),
                 );
             }
+            let imp = &component.spec.implementation;
+            let offered = match task.prefer {
+                Some(Prefer::Container) => imp.container.is_some(),
+                Some(Prefer::Wasm) => imp.wasm.is_some(),
+                None => true,
+            };
+            if !offered {
+                self.error(
+                    format!("{at}.prefer"),
+                    format!(
+                        "component '{}' has no {} implementation",
+                        component.name(),
+                        task.prefer.map(|p| p.to_string()).unwrap_or_default()
+                    ),
+                );
+            }
             tasks.push(PlannedTask {
                 name: name.clone(),
                 component,
@@ -355,6 +375,7 @@ impl<'a> Builder<'a> {
                 retry: task.retries,
                 timeout: task.timeout.map(|t| t.0),
                 resources,
+                prefer: task.prefer,
             });
         }
         if !self.errors.is_empty() {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, Observer, TaskSink};
 use crate::exec::{
-    Executor, FailureKind, InputArg, Invocation, Prepared, collect_outputs, error_chain,
+    Executor, FailureKind, InputArg, Invocation, Prepared, Target, collect_outputs, error_chain,
 };
 use crate::plan::{ParamValue, Plan, Source, artifact_params};
 use crate::store::{
@@ -151,25 +151,24 @@ impl Scheduler {
         Ok(RunOutcome { run_id, state })
     }
 
-    /// Loads every distinct component once, before anything runs.
+    /// Decides how every task runs and loads what it needs, before anything runs.
     async fn prepare(&self, plan: &Plan) -> Result<Vec<Prepared>, ScheduleError> {
-        let mut by_component: HashMap<&str, Prepared> = HashMap::new();
         let mut prepared = Vec::with_capacity(plan.tasks.len());
         for task in &plan.tasks {
-            let key = task.component.path.to_str().unwrap_or_default();
-            let p = match by_component.get(key) {
-                Some(p) => p.clone(),
-                None => {
-                    let p = self.executor.prepare(&task.component).await.map_err(|e| {
-                        ScheduleError::Prepare {
-                            task: task.name.clone(),
-                            message: error_chain(&e),
-                        }
-                    })?;
-                    by_component.insert(key, p.clone());
-                    p
-                }
+            let target = Target {
+                task: &task.name,
+                component: &task.component,
+                resources: &task.resources,
+                prefer: task.prefer,
             };
+            let p = self
+                .executor
+                .prepare(target)
+                .await
+                .map_err(|e| ScheduleError::Prepare {
+                    task: task.name.clone(),
+                    message: error_chain(&e),
+                })?;
             prepared.push(p);
         }
         Ok(prepared)
@@ -520,7 +519,7 @@ impl TaskRun {
             &self.run_id,
             &task.name,
             attempt,
-            &self.prepared.implementation,
+            (&self.prepared.implementation, &self.prepared.reason),
             self.prepared.executable_digest.as_deref(),
             input_records,
         ) {
@@ -533,6 +532,7 @@ impl TaskRun {
             task: task.name.clone(),
             attempt,
             implementation: self.prepared.implementation.clone(),
+            reason: self.prepared.reason.clone(),
         });
 
         let output_names: Vec<&str> = task
@@ -571,6 +571,7 @@ impl TaskRun {
             inputs: inputs.clone(),
             dir: dir.clone(),
             resources: task.resources.clone(),
+            prepared: self.prepared.clone(),
             cancel: token.clone(),
             sink: TaskSink::new(task.name.clone(), self.observer.clone()),
         };

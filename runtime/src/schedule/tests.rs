@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use super::*;
 use crate::events::Quiet;
 use crate::exec::{Completion, Failure, PrepareError, Report};
-use crate::spec::{Component, PipelineFile};
+use crate::spec::PipelineFile;
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -54,10 +54,12 @@ impl Script {
 struct Fake(Arc<Script>);
 
 impl Executor for Fake {
-    fn prepare<'a>(&'a self, _: &'a Component) -> BoxFuture<'a, Result<Prepared, PrepareError>> {
+    fn prepare<'a>(&'a self, _: Target<'a>) -> BoxFuture<'a, Result<Prepared, PrepareError>> {
         Box::pin(async {
             Ok(Prepared {
+                kind: crate::exec::Kind::Wasm,
                 implementation: "fake".into(),
+                reason: "scripted".into(),
                 executable_digest: None,
             })
         })

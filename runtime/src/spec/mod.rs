@@ -16,8 +16,8 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-pub use component::{Component, ComponentSpec, InputSpec, OutputSpec};
-pub use pipeline::{Binding, ParamSpec, PipelineSpec, RetrySpec, TaskSpec};
+pub use component::{Component, ComponentSpec, ContainerSpec, InputSpec, OutputSpec, WasmSpec};
+pub use pipeline::{Binding, ParamSpec, PipelineSpec, Prefer, RetrySpec, TaskSpec};
 pub use resources::{ByteSize, HumanDuration, ResourceSpec};
 pub use types::{ParamType, TypeSpec};
 

@@ -68,6 +68,37 @@ pub struct TaskSpec {
     pub timeout: Option<HumanDuration>,
     #[serde(default)]
     pub resources: ResourceSpec,
+    /// Which implementation to run when the component has both (default: wasm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefer: Option<Prefer>,
+}
+
+/// A choice between a component's implementations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prefer {
+    Wasm,
+    Container,
+}
+
+impl std::str::FromStr for Prefer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Prefer, String> {
+        match s {
+            "wasm" => Ok(Prefer::Wasm),
+            "container" => Ok(Prefer::Container),
+            other => Err(format!("expected wasm or container, found '{other}'")),
+        }
+    }
+}
+
+impl fmt::Display for Prefer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Prefer::Wasm => "wasm",
+            Prefer::Container => "container",
+        })
+    }
 }
 
 /// Where an input's value comes from.

@@ -276,7 +276,7 @@ impl Store {
         run: &str,
         task: &str,
         attempt: u32,
-        implementation: &str,
+        implementation: (&str, &str),
         executable_digest: Option<&str>,
         inputs: &[IoRecord],
     ) -> Result<(), StoreError> {

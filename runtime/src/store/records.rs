@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE runs (
@@ -35,6 +35,7 @@ CREATE TABLE tasks (
     component_file    TEXT NOT NULL,
     component_digest  TEXT NOT NULL,
     implementation    TEXT,
+    implementation_reason TEXT,
     executable_digest TEXT,
     state             TEXT NOT NULL,
     attempts          INTEGER NOT NULL DEFAULT 0,
@@ -150,6 +151,12 @@ impl TaskState {
     }
 }
 
+/// Each step from one schema version to the next, applied in order to older databases.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "ALTER TABLE tasks ADD COLUMN implementation_reason TEXT;",
+)];
+
 /// What starts a run record.
 #[derive(Clone, Debug)]
 pub struct NewRun<'a> {
@@ -209,6 +216,8 @@ pub struct TaskRecord {
     pub component_file: String,
     pub component_digest: String,
     pub implementation: Option<String>,
+    /// Why that implementation ran.
+    pub implementation_reason: Option<String>,
     pub executable_digest: Option<String>,
     pub state: TaskState,
     pub attempts: u32,
@@ -276,6 +285,17 @@ impl Records {
                 .map_err(db_err)?;
             }
             SCHEMA_VERSION => {}
+            older if older < SCHEMA_VERSION => {
+                let steps: String = MIGRATIONS
+                    .iter()
+                    .filter(|(from, _)| *from >= older)
+                    .map(|(_, sql)| *sql)
+                    .collect();
+                conn.execute_batch(&format!(
+                    "BEGIN; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(db_err)?;
+            }
             newer => {
                 return Err(StoreError::SchemaVersion {
                     path: path.to_owned(),
@@ -343,7 +363,7 @@ impl Records {
         run: &str,
         task: &str,
         attempt: u32,
-        implementation: &str,
+        implementation: (&str, &str),
         executable_digest: Option<&str>,
         inputs: &[IoRecord],
     ) -> Result<(), StoreError> {
@@ -351,9 +371,18 @@ impl Records {
         let now = ts(Timestamp::now());
         tx.execute(
             "UPDATE tasks SET state = 'running', attempts = ?3, implementation = ?4,
-                 executable_digest = ?5, started_at = COALESCE(started_at, ?6), error = NULL
+                 implementation_reason = ?5, executable_digest = ?6,
+                 started_at = COALESCE(started_at, ?7), error = NULL
              WHERE run_id = ?1 AND name = ?2",
-            params![run, task, attempt, implementation, executable_digest, now],
+            params![
+                run,
+                task,
+                attempt,
+                implementation.0,
+                implementation.1,
+                executable_digest,
+                now
+            ],
         )
         .map_err(db_err)?;
         tx.execute(
@@ -508,7 +537,7 @@ impl Records {
             .conn
             .prepare(
                 "SELECT name, component, component_file, component_digest, implementation, executable_digest,
-                        state, attempts, started_at, ended_at, error
+                        state, attempts, started_at, ended_at, error, implementation_reason
                  FROM tasks WHERE run_id = ?1 ORDER BY position",
             )
             .map_err(db_err)?;
@@ -520,6 +549,7 @@ impl Records {
                     component_file: r.get(2)?,
                     component_digest: r.get(3)?,
                     implementation: r.get(4)?,
+                    implementation_reason: r.get(11)?,
                     executable_digest: r.get(5)?,
                     state: TaskState::parse(&r.get::<_, String>(6)?).unwrap_or(TaskState::Failed),
                     attempts: r.get(7)?,
@@ -688,7 +718,7 @@ fn insert_io(
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let state = RunState::parse(&r.get::<_, String>(6)?).unwrap_or(RunState::Failed);
     let pid: u32 = r.get(10)?;
-    let state = if state == RunState::Running && !process_alive(pid) {
+    let state = if state == RunState::Running && !crate::process_alive(pid) {
         RunState::Interrupted
     } else {
         state
@@ -706,10 +736,6 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         ended_at: opt_ts(r.get(9)?),
         tasks: Vec::new(),
     })
-}
-
-fn process_alive(pid: u32) -> bool {
-    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn ts(t: Timestamp) -> String {
@@ -768,7 +794,7 @@ mod tests {
             &id,
             "t",
             1,
-            "wasm",
+            ("wasm", "default"),
             Some("sha256:33"),
             std::slice::from_ref(&input),
         )
@@ -787,7 +813,7 @@ mod tests {
             }],
         )
         .unwrap();
-        r.attempt_started(&id, "t", 2, "wasm", Some("sha256:33"), &[])
+        r.attempt_started(&id, "t", 2, ("wasm", "default"), Some("sha256:33"), &[])
             .unwrap();
         r.attempt_finished(&id, "t", 2, TaskState::Succeeded, None, &[])
             .unwrap();
@@ -819,6 +845,37 @@ mod tests {
             Err(StoreError::UnknownTask { .. })
         ));
         assert_eq!(r.list(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn older_databases_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        let v1 = SCHEMA.replace("    implementation_reason TEXT,\n", "");
+        assert_ne!(v1, SCHEMA);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!("{v1} PRAGMA user_version = 1;"))
+            .unwrap();
+        let mut r = Records::open(&path).unwrap();
+        let run = NewRun {
+            kind: RunKind::Pipeline,
+            name: "p",
+            source: Path::new("p.yaml"),
+            source_digest: "sha256:00",
+            params: BTreeMap::new(),
+        };
+        let task = NewTask {
+            name: "t",
+            component: "c".into(),
+            component_file: Path::new("c.yaml"),
+            component_digest: "sha256:11",
+        };
+        let id = r.begin_run(&run, &[task]).unwrap();
+        r.attempt_started(&id, "t", 1, ("container x", "asked for"), None, &[])
+            .unwrap();
+        let t = &r.run(&id).unwrap().tasks[0];
+        assert_eq!(t.implementation_reason.as_deref(), Some("asked for"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! with real wasm components.
 
 use sluice_runtime::events::Event;
-use sluice_runtime::exec::Executor;
+use sluice_runtime::exec::{Executor, Target};
 use sluice_runtime::schedule::Options;
 use sluice_runtime::spec::Component;
 use sluice_runtime::store::{RunState, TaskState};
@@ -189,9 +189,16 @@ async fn components_that_cannot_run_are_refused_before_the_run() {
     ] {
         let path = env.component("bad", wasm, "implementation:\n  wasm: {component: WASM}\n");
         let component = Component::load(&path).unwrap();
+        let resources = Default::default();
+        let target = Target {
+            task: "t",
+            component: &component,
+            resources: &resources,
+            prefer: None,
+        };
         let err = env
             .executor
-            .prepare(&component)
+            .prepare(target)
             .await
             .unwrap_err()
             .to_string();

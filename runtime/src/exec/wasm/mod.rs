@@ -27,8 +27,8 @@ use self::sandbox::{GUEST_INPUTS, GUEST_OUTPUTS, Sandbox};
 use self::state::{MemoryCap, StepState, Stop};
 use super::capture::Capture;
 use super::{
-    Completion, Executor, Failure, FailureKind, Invocation, PrepareError, Prepared, Report,
-    TaskBindings,
+    Completion, Executor, Failure, FailureKind, Invocation, Kind, PrepareError, Prepared, Report,
+    Target, TaskBindings,
 };
 use crate::events::Stream;
 use crate::spec::placeholder::expand;
@@ -95,10 +95,12 @@ struct Loaded {
 impl Loaded {
     fn prepared(&self) -> Prepared {
         Prepared {
+            kind: Kind::Wasm,
             implementation: match self.pre {
                 Pre::Command(_) => "wasm command".into(),
                 Pre::Step(_) => "wasm step".into(),
             },
+            reason: "wasm runs by default".into(),
             executable_digest: Some(self.digest.clone()),
         }
     }
@@ -348,11 +350,8 @@ impl Inner {
 }
 
 impl Executor for WasmExecutor {
-    fn prepare<'a>(
-        &'a self,
-        component: &'a Component,
-    ) -> BoxFuture<'a, Result<Prepared, PrepareError>> {
-        Box::pin(async move { Ok(self.loaded(component).await?.prepared()) })
+    fn prepare<'a>(&'a self, target: Target<'a>) -> BoxFuture<'a, Result<Prepared, PrepareError>> {
+        Box::pin(async move { Ok(self.loaded(target.component).await?.prepared()) })
     }
 
     fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report> {

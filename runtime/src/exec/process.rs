@@ -1,0 +1,184 @@
+//! Process executor (`--runner process`): runs a container implementation's command
+//! directly on the host, in the task's working folder, the way KFP's local
+//! SubprocessRunner does, for machines without Docker. It is chosen only when the user
+//! asks. There is no sandbox: the program sees the host, its environment (plus the
+//! component's `env`) and the network; Sluice enforces timeouts and cancellation (the
+//! whole process group is killed) and captures the output, nothing more. Inputs and
+//! outputs are the task folder's own paths.
+
+use std::process::Stdio;
+
+use futures::future::BoxFuture;
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use super::capture::Capture;
+use super::{
+    Completion, Executor, Failure, FailureKind, Invocation, Kind, PrepareError, Prepared, Report,
+    Target, TaskBindings,
+};
+use crate::events::Stream;
+use crate::spec::Component;
+use crate::spec::placeholder::expand;
+
+#[derive(Debug, Default)]
+pub struct ProcessExecutor {
+    /// Bytes kept of the beginning and of the end of each output stream.
+    pub log_keep: Option<usize>,
+}
+
+fn container_of(component: &Component) -> Result<&crate::spec::ContainerSpec, String> {
+    let spec = component
+        .spec
+        .implementation
+        .container
+        .as_ref()
+        .ok_or_else(|| {
+            format!(
+                "component '{}' has no container implementation",
+                component.name()
+            )
+        })?;
+    if !spec.file_outputs.is_empty() {
+        return Err(format!(
+            "component '{}' declares fileOutputs, paths inside its image, which the process runner cannot provide",
+            component.name()
+        ));
+    }
+    Ok(spec)
+}
+
+/// The program a component's command names: its first `command` element, or failing
+/// that its first `args` element, when it is a plain string.
+fn program(spec: &crate::spec::ContainerSpec) -> Option<&str> {
+    use crate::spec::placeholder::Arg;
+    match spec.command.first().or(spec.args.first()) {
+        Some(Arg::Literal(p)) => Some(p),
+        _ => None,
+    }
+}
+
+impl Executor for ProcessExecutor {
+    fn prepare<'a>(&'a self, target: Target<'a>) -> BoxFuture<'a, Result<Prepared, PrepareError>> {
+        Box::pin(async move {
+            let spec = container_of(target.component)
+                .map_err(|message| PrepareError::Other { message })?;
+            let program = program(spec).ok_or_else(|| PrepareError::Other {
+                message: format!(
+                    "component '{}' names no program to run: its command is empty (the process runner cannot use an image's entrypoint)",
+                    target.component.name()
+                ),
+            })?;
+            let path = which::which(program).map_err(|_| PrepareError::Other {
+                message: format!("cannot find the program '{program}' on this host's PATH"),
+            })?;
+            Ok(Prepared {
+                kind: Kind::Process,
+                implementation: format!("process {}", path.display()),
+                reason: String::new(),
+                executable_digest: None,
+            })
+        })
+    }
+
+    fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report> {
+        Box::pin(async move {
+            let keep = self.log_keep.unwrap_or(super::capture::DEFAULT_KEEP);
+            let stdout = Capture::with_limit(Stream::Stdout, inv.sink.clone(), keep);
+            let stderr = Capture::with_limit(Stream::Stderr, inv.sink.clone(), keep);
+            let result = run(&inv, &stdout, &stderr).await;
+            let logs = [&stdout, &stderr]
+                .into_iter()
+                .map(Capture::finish)
+                .filter(|l| !l.content.is_empty())
+                .collect();
+            Report { result, logs }
+        })
+    }
+}
+
+async fn run(inv: &Invocation, stdout: &Capture, stderr: &Capture) -> Result<Completion, Failure> {
+    let spec = container_of(&inv.component).map_err(Failure::failed)?;
+    let root = std::path::absolute(&inv.dir.root)
+        .map_err(|e| Failure::failed(format!("cannot resolve the task folder: {e}")))?;
+    let dir = crate::store::TaskDir { root: root.clone() };
+    // The bindings borrow closures that are not `Sync`; they must not live across awaits.
+    let argv = {
+        let input_path = |name: &str| dir.input_file(name).display().to_string();
+        let output_path = |name: &str| dir.output_file(name).display().to_string();
+        let bindings = TaskBindings {
+            inv,
+            input_path: &input_path,
+            output_path: &output_path,
+        };
+        let invalid = |e: crate::spec::placeholder::ExpandError| Failure {
+            kind: FailureKind::InvalidInput,
+            message: e.to_string(),
+        };
+        let mut argv = expand(&spec.command, &bindings).map_err(invalid)?;
+        argv.extend(expand(&spec.args, &bindings).map_err(invalid)?);
+        argv
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return Err(Failure::failed("the command line is empty"));
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(&root)
+        .envs(&spec.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Failure::failed(format!("cannot start {program}: {e}")))?;
+    let pid = child.id();
+    let pump = |mut from: Box<dyn tokio::io::AsyncRead + Unpin + Send>, to: Capture| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            to.write(&buf[..n]);
+        }
+    };
+    let out = pump(
+        Box::new(child.stdout.take().expect("piped")),
+        stdout.clone(),
+    );
+    let err = pump(
+        Box::new(child.stderr.take().expect("piped")),
+        stderr.clone(),
+    );
+    let status = tokio::select! {
+        (status, (), ()) = async { tokio::join!(child.wait(), out, err) } => status,
+        _ = inv.cancel.cancelled() => {
+            kill_group(pid);
+            let _ = child.wait().await;
+            return Err(Failure { kind: FailureKind::Interrupted, message: "interrupted".into() });
+        }
+    };
+    let status = status.map_err(|e| Failure::failed(format!("waiting for {program}: {e}")))?;
+    // Children the program left behind do not outlive the task.
+    kill_group(pid);
+    if status.success() {
+        return Ok(Completion::default());
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let mut message = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => "failed".to_owned(),
+    };
+    if let Some(line) = stderr.last_line() {
+        message = format!("{message} (stderr: {line})");
+    }
+    Err(Failure::failed(message))
+}
+
+fn kill_group(pid: Option<u32>) {
+    if let Some(pgid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+    }
+}
