@@ -4,8 +4,12 @@
 //! 1. per-task overhead of a no-op wasm step with a warm compile cache, over a 1,000-task
 //!    chain and a 1,000-task fan-out, as the median microseconds per task; baselines: the
 //!    wasm executor alone (no scheduler, no store) and a native process spawn;
-//! 2. the normalization step on a generated 1,000,000-row CSV: wasm (through the executor)
+//! 2. a no-op step as a Docker container against the same step as wasm, in the same
+//!    chain, in the same run (`containers`);
+//! 3. the normalization step on a generated 1,000,000-row CSV: wasm (through the executor)
 //!    against the same source built natively; the ratio is native time / wasm time.
+//!
+//! Give section names (`overhead`, `containers`, `normalize`) to run only those.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,10 +19,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sluice_runtime::events::{Event, Observer, Quiet, TaskSink};
+use sluice_runtime::exec::runners::{Policy, Runners};
 use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
-use sluice_runtime::exec::{Executor, InputArg, Invocation};
+use sluice_runtime::exec::{Executor, InputArg, Invocation, Target};
 use sluice_runtime::plan::Plan;
 use sluice_runtime::schedule::{Options, Scheduler};
+use sluice_runtime::spec::Prefer;
 use sluice_runtime::spec::{ByteSize, Component, PipelineFile, ResourceSpec};
 use sluice_runtime::store::{RunKind, RunState, Store};
 use tokio_util::sync::CancellationToken;
@@ -33,8 +39,17 @@ fn main() -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("machine: {cores} cores; {TASKS} tasks per graph; {ROWS} rows for normalization\n");
-    runtime.block_on(overhead(scratch.path(), cores))?;
-    runtime.block_on(normalize(scratch.path()))?;
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
+    if wanted("overhead") {
+        runtime.block_on(overhead(scratch.path(), cores))?;
+    }
+    if wanted("containers") {
+        runtime.block_on(containers(scratch.path()))?;
+    }
+    if wanted("normalize") {
+        runtime.block_on(normalize(scratch.path()))?;
+    }
     Ok(())
 }
 
@@ -50,6 +65,17 @@ impl Observer for Durations {
         {
             self.0.lock().unwrap().push(*d);
         }
+    }
+}
+
+/// What `prepare` needs to know of a component run alone.
+fn target(component: &Component) -> Target<'_> {
+    static NO_RESOURCES: std::sync::OnceLock<ResourceSpec> = std::sync::OnceLock::new();
+    Target {
+        task: "bench",
+        component,
+        resources: NO_RESOURCES.get_or_init(ResourceSpec::default),
+        prefer: None,
     }
 }
 
@@ -128,7 +154,7 @@ async fn executor_alone(home: &Path, cache: &Path, dir: &Path) -> Result<Duratio
     let store = Store::open(home)?;
     let executor = WasmExecutor::new(WasmConfig::new(cache.to_owned()))?;
     let component = Arc::new(Component::load(&dir.join("noop.yaml"))?);
-    executor.prepare(&component).await?;
+    let prepared = executor.prepare(target(&component)).await?;
     let mut times = Vec::with_capacity(TASKS);
     for i in 0..TASKS {
         let task_dir = store.task_dir("bench", "noop", i as u32 + 1, &[])?;
@@ -140,6 +166,7 @@ async fn executor_alone(home: &Path, cache: &Path, dir: &Path) -> Result<Duratio
             inputs: BTreeMap::<String, InputArg>::new(),
             dir: task_dir.clone(),
             resources: ResourceSpec::default(),
+            prepared: prepared.clone(),
             cancel: CancellationToken::new(),
             sink: TaskSink::new("noop", Arc::new(Quiet)),
         };
@@ -178,7 +205,7 @@ async fn overhead(scratch: &Path, cores: usize) -> Result<()> {
     {
         let executor = WasmExecutor::new(WasmConfig::new(cache.clone()))?;
         executor
-            .prepare(&Component::load(&dir.join("noop.yaml"))?)
+            .prepare(target(&Component::load(&dir.join("noop.yaml"))?))
             .await?;
     }
     let (chain_task, chain_wall) =
@@ -216,6 +243,84 @@ async fn overhead(scratch: &Path, cores: usize) -> Result<()> {
         "  chain task / executor alone: {:.2}x; chain task / process spawn: {:.2}x\n",
         chain_task.as_secs_f64() / alone.as_secs_f64(),
         chain_task.as_secs_f64() / spawn.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Tasks in the chain that runs once as containers and once as wasm.
+const CHAIN: usize = 30;
+
+/// The same no-op chain with every task as a container, then as wasm, in one run of
+/// the benchmark: per-task overhead of each and their ratio.
+async fn containers(scratch: &Path) -> Result<()> {
+    let dir = scratch.join("containers");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("noop.yaml"),
+        format!(
+            "name: noop\nimplementation:\n  wasm:\n    component: {}\n    args: [noop]\n  container:\n    image: sluice-samples/probe:0.1.0\n    command: [probe, noop]\n",
+            sluice_test_artifacts::PROBE
+        ),
+    )?;
+    let mut yaml = String::from("name: chain\ntasks:\n");
+    for i in 0..CHAIN {
+        let after = if i == 0 {
+            String::new()
+        } else {
+            format!(", after: [t{}]", i - 1)
+        };
+        yaml.push_str(&format!("  t{i}: {{component: noop.yaml{after}}}\n"));
+    }
+    let pipeline = dir.join("chain.yaml");
+    std::fs::write(&pipeline, yaml)?;
+    let cache = scratch.join("cache");
+    let mut per_task = Vec::new();
+    for prefer in [Prefer::Container, Prefer::Wasm] {
+        let store = Arc::new(Store::open(&scratch.join(format!("home-{prefer}")))?);
+        let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache.clone()))?);
+        let policy = Policy {
+            prefer: Some(prefer),
+            ..Policy::default()
+        };
+        let durations = Arc::new(Durations::default());
+        let scheduler = Scheduler {
+            store,
+            executor: Arc::new(Runners::new(wasm, policy)),
+            observer: durations.clone(),
+            options: Options {
+                parallelism: 1,
+                keep_going: false,
+                keep_work: false,
+            },
+            cancel: CancellationToken::new(),
+        };
+        let plan = Arc::new(
+            Plan::build(&PipelineFile::load(&pipeline)?, &[])
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        );
+        let outcome = scheduler.run(plan, RunKind::Pipeline).await?;
+        if outcome.state != RunState::Succeeded {
+            bail!(
+                "the {prefer} chain did not succeed (run {})",
+                outcome.run_id
+            );
+        }
+        per_task.push(median(std::mem::take(&mut *durations.0.lock().unwrap())));
+    }
+    println!(
+        "no-op step, chain of {CHAIN}, as a container vs as wasm (target: wasm at least 100x cheaper)"
+    );
+    println!(
+        "  container (Docker, sluice-samples/probe)  {:>10.0} us per task",
+        micros(per_task[0])
+    );
+    println!(
+        "  wasm                                      {:>10.0} us per task",
+        micros(per_task[1])
+    );
+    println!(
+        "  container / wasm: {:.0}x\n",
+        per_task[0].as_secs_f64() / per_task[1].as_secs_f64()
     );
     Ok(())
 }
@@ -304,7 +409,7 @@ async fn normalize(scratch: &Path) -> Result<()> {
     let component = Arc::new(Component::load(
         &Path::new(sluice_test_artifacts::ROOT).join("sample-components/normalize/component.yaml"),
     )?);
-    executor.prepare(&component).await?;
+    let prepared = executor.prepare(target(&component)).await?;
     let data = store.import(&csv)?;
     let exclude = store.put_bytes(b"label")?;
     let method = store.put_bytes(b"zscore")?;
@@ -344,6 +449,7 @@ async fn normalize(scratch: &Path) -> Result<()> {
                 memory: Some(ByteSize(3 << 30)),
                 ..Default::default()
             },
+            prepared: prepared.clone(),
             cancel: CancellationToken::new(),
             sink: TaskSink::new("normalize", Arc::new(Quiet)),
         };

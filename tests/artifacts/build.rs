@@ -1,6 +1,7 @@
-//! Builds the sample components (their own cargo workspace) for `wasm32-wasip2` and
-//! writes their paths into `$OUT_DIR/artifacts.rs`, so tests and benchmarks never
-//! hand-type a path into a target folder.
+//! Builds the sample components (their own cargo workspace) for `wasm32-wasip2`, and the
+//! trainer and the probe as static `x86_64-unknown-linux-musl` binaries, and writes their
+//! paths into `$OUT_DIR/artifacts.rs`, so tests and benchmarks never hand-type a path into
+//! a target folder.
 
 use std::env;
 use std::fs;
@@ -27,23 +28,69 @@ fn main() {
         }
     }
 
+    let wasm = cargo_build(&components, &target_dir, "wasm32-wasip2", &["--workspace"]);
+    // The same sources as static native binaries: the executables of the container images
+    // and of the process runner.
+    let native = cargo_build(
+        &components,
+        &target_dir,
+        "x86_64-unknown-linux-musl",
+        &["-p", "train", "-p", "probe"],
+    );
+
+    let mut consts = String::new();
+    for (stdout, suffix, wanted) in [(&wasm, "", ".wasm"), (&native, "_NATIVE", "")] {
+        for line in stdout.lines() {
+            let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if msg["reason"] != "compiler-artifact" {
+                continue;
+            }
+            let Some(file) = msg["executable"].as_str().or_else(|| {
+                msg["filenames"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|f| f.as_str())
+                    .find(|f| f.ends_with(wanted) && !wanted.is_empty())
+            }) else {
+                continue;
+            };
+            let stem = Path::new(file)
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .to_uppercase();
+            let name = format!("{stem}{suffix}");
+            if consts.contains(&format!("pub const {name}:")) {
+                continue;
+            }
+            consts.push_str(&format!(
+                "/// `{file}`\npub const {name}: &str = {file:?};\n"
+            ));
+        }
+    }
+    consts.push_str(&format!(
+        "/// The repository's root folder.\npub const ROOT: &str = {:?};\n",
+        root.display().to_string()
+    ));
+    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("artifacts.rs");
+    fs::write(out, consts).unwrap();
+}
+
+/// Builds the sample components for `target` and returns cargo's JSON messages.
+fn cargo_build(components: &Path, target_dir: &Path, target: &str, select: &[&str]) -> String {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--release",
-        "--locked",
-        "--target",
-        "wasm32-wasip2",
-        "--workspace",
-    ])
-    .arg("--manifest-path")
-    .arg(components.join("Cargo.toml"))
-    .arg("--target-dir")
-    .arg(&target_dir)
-    .arg("--message-format=json-render-diagnostics");
+    cmd.args(["build", "--release", "--locked", "--target", target])
+        .args(select)
+        .arg("--manifest-path")
+        .arg(components.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .arg("--message-format=json-render-diagnostics");
     // The outer build's settings (clippy's wrapper, flags for the host target, its
-    // target folder) must not leak into the guest build.
+    // target folder) must not leak into this one.
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",
         "RUSTFLAGS",
@@ -61,47 +108,12 @@ fn main() {
         .expect("cannot run cargo for the sample components");
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let hint =
-            if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
-                "\nhint: rustup target add wasm32-wasip2"
-            } else {
-                ""
-            };
-        panic!("building the sample components failed:\n{stderr}{hint}");
-    }
-
-    let mut consts = String::new();
-    let mut seen = Vec::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
+        let hint = if stderr.contains("target may not be installed") {
+            format!("\nhint: rustup target add {target}")
+        } else {
+            String::new()
         };
-        if msg["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let files = msg["filenames"].as_array().into_iter().flatten();
-        for file in files
-            .filter_map(|f| f.as_str())
-            .filter(|f| f.ends_with(".wasm"))
-        {
-            let stem = Path::new(&file)
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .to_uppercase();
-            if seen.contains(&stem) {
-                continue;
-            }
-            consts.push_str(&format!(
-                "/// `{file}`\npub const {stem}: &str = {file:?};\n"
-            ));
-            seen.push(stem);
-        }
+        panic!("building the sample components for {target} failed:\n{stderr}{hint}");
     }
-    consts.push_str(&format!(
-        "/// The repository's root folder.\npub const ROOT: &str = {:?};\n",
-        root.display().to_string()
-    ));
-    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("artifacts.rs");
-    fs::write(out, consts).unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }

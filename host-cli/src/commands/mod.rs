@@ -17,9 +17,9 @@ use sluice_runtime::events::{Observer, Quiet};
 use sluice_runtime::exec::docker::PullPolicy;
 use sluice_runtime::exec::runners::{ContainerRunner, Policy, Runners};
 use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
-use sluice_runtime::spec::Prefer;
 use sluice_runtime::plan::{Plan, PlanError};
 use sluice_runtime::schedule::{Options, Scheduler};
+use sluice_runtime::spec::Prefer;
 use sluice_runtime::store::{RunKind, RunState, Store, default_home};
 use tokio_util::sync::CancellationToken;
 

@@ -196,12 +196,7 @@ async fn components_that_cannot_run_are_refused_before_the_run() {
             resources: &resources,
             prefer: None,
         };
-        let err = env
-            .executor
-            .prepare(target)
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = env.executor.prepare(target).await.unwrap_err().to_string();
         assert!(err.contains(expected), "{err}");
     }
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use sluice_runtime::events::{Event, Observer};
+use sluice_runtime::exec::Executor;
+use sluice_runtime::exec::runners::{Policy, Runners};
 use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
 use sluice_runtime::plan::Plan;
 use sluice_runtime::schedule::{Options, Scheduler};
@@ -30,6 +32,8 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub store: Arc<Store>,
     pub executor: Arc<WasmExecutor>,
+    /// What runs the tasks: `executor` alone, or every runner under a policy.
+    pub runner: Arc<dyn Executor>,
     pub events: Arc<Recorder>,
 }
 
@@ -41,9 +45,17 @@ impl Env {
         Env {
             dir,
             store,
+            runner: executor.clone(),
             executor,
             events: Arc::new(Recorder::default()),
         }
+    }
+
+    /// An environment whose tasks run as the policy decides: wasm, Docker or processes.
+    pub fn with_policy(policy: Policy) -> Env {
+        let mut env = Env::new();
+        env.runner = Arc::new(Runners::new(env.executor.clone(), policy));
+        env
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -97,13 +109,29 @@ impl Env {
         let plan = Arc::new(self.plan(pipeline));
         let scheduler = Scheduler {
             store: self.store.clone(),
-            executor: self.executor.clone(),
+            executor: self.runner.clone(),
             observer: self.events.clone(),
             options,
             cancel,
         };
         let outcome = scheduler.run(plan, RunKind::Pipeline).await.unwrap();
         self.store.run(&outcome.run_id).unwrap()
+    }
+
+    /// Like `run`, for a run that must not start; returns why.
+    pub async fn refused(&self, pipeline: &str) -> String {
+        let plan = Arc::new(self.plan(pipeline));
+        let scheduler = Scheduler {
+            store: self.store.clone(),
+            executor: self.runner.clone(),
+            observer: self.events.clone(),
+            options: Options::default(),
+            cancel: CancellationToken::new(),
+        };
+        match scheduler.run(plan, RunKind::Pipeline).await {
+            Ok(outcome) => panic!("run {} started", outcome.run_id),
+            Err(e) => sluice_runtime::error_chain(&e),
+        }
     }
 
     pub fn logs(&self, run: &RunRecord, task: &str) -> String {
