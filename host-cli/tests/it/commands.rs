@@ -321,3 +321,93 @@ fn bad_data_fails_validation_naming_row_and_column() {
         ran.stderr
     );
 }
+
+#[test]
+fn an_unreachable_docker_engine_is_one_clear_line() {
+    let home = Home::new();
+    let ran = home.sluice_with(
+        &["run", "examples/breast-cancer/pipeline-container.yaml"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    let line = ran.stderr.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with("error: task 'train': cannot reach the Docker Engine at unix:///nonexistent/docker.sock (")
+            && line.ends_with("); is the Docker daemon running?"),
+        "{line}"
+    );
+    // A pipeline with no container step does not need the engine at all.
+    let ok = home.sluice_with(
+        &["run", "examples/breast-cancer/pipeline.yaml"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+}
+
+#[test]
+fn ctrl_c_stops_running_containers_and_removes_them() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let home = Home::new();
+    let pipeline = home.dir.path().join("spin.yaml");
+    let component = home.dir.path().join("spin-container.yaml");
+    std::fs::write(
+        &component,
+        "name: spin\nimplementation:\n  container: {image: 'sluice-samples/probe:0.1.0', command: [probe, spin]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name: spin\ntasks:\n  a: {{component: {}}}\n",
+            component.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg(&pipeline)
+        .current_dir(root())
+        .env("SLUICE_HOME", home.dir.path().join("home"))
+        .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("a: started") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(
+        seen.contains("a: started (container sluice-samples/probe:0.1.0"),
+        "{seen}"
+    );
+    let run_id = seen
+        .lines()
+        .find_map(|l| l.split("run ").nth(1)?.split(':').next())
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        crate::support::containers_of(&run_id).len(),
+        1,
+        "the container is not running"
+    );
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        crate::support::containers_of(&run_id).is_empty(),
+        "a container outlived the run"
+    );
+}

@@ -82,3 +82,33 @@ fn the_same_seed_gives_the_same_model() {
     let c = home.expect(&["run", PIPELINE, "--json", "--param", "seed=7"], 0);
     assert_ne!(model(&a), model(&c), "another seed splits differently");
 }
+
+#[test]
+fn the_container_variant_trains_the_same_model() {
+    let home = Home::new();
+    let model = |ran: &crate::support::Ran| -> (String, String) {
+        let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+        let train = run.tasks.iter().find(|t| t.name == "train").unwrap();
+        let model = train.outputs.iter().find(|o| o.name == "model").unwrap();
+        (model.digest.clone(), train.implementation.clone().unwrap())
+    };
+    let wasm = home.expect(&["run", PIPELINE, "--json"], 0);
+    let container = home.expect(
+        &[
+            "run",
+            "examples/breast-cancer/pipeline-container.yaml",
+            "--json",
+        ],
+        0,
+    );
+    let (wasm_model, wasm_ran) = model(&wasm);
+    let (container_model, container_ran) = model(&container);
+    assert_eq!(wasm_ran, "wasm command");
+    assert_eq!(container_ran, "container sluice-samples/train:0.1.0");
+    assert_eq!(
+        wasm_model, container_model,
+        "the container trained another model"
+    );
+    let run: RunRecord = serde_json::from_str(&container.stdout).unwrap();
+    assert!(crate::support::containers_of(&run.id).is_empty());
+}

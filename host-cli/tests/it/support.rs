@@ -30,8 +30,13 @@ impl Home {
     }
 
     pub fn sluice(&self, args: &[&str]) -> Ran {
+        self.sluice_with(args, &[])
+    }
+
+    pub fn sluice_with(&self, args: &[&str], env: &[(&str, &str)]) -> Ran {
         let output: Output = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(root())
             .env("SLUICE_HOME", self.dir.path().join("home"))
             .env("SLUICE_CACHE_DIR", cache_dir())
@@ -57,4 +62,22 @@ impl Home {
         );
         ran
     }
+}
+
+/// Names of the containers Docker still has for a run.
+pub fn containers_of(run: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+        .arg(format!("label=sluice.run={run}"))
+        .output()
+        .expect("the docker command runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
