@@ -63,6 +63,16 @@ fn only_the_wasm_executor_touches_wasmtime() {
 }
 
 #[test]
+fn only_the_docker_executor_talks_to_docker() {
+    let files = files_under(&["runtime/src", "host-cli/src"]);
+    let found = offenders(&files, "runtime/src/exec/docker.rs", "bollard");
+    assert!(
+        found.is_empty(),
+        "bollard used outside exec::docker: {found:?}"
+    );
+}
+
+#[test]
 fn planning_does_no_io() {
     let files = files_under(&["runtime/src/plan"]);
     for needle in ["std::fs", "fs::", "File::", "tokio::"] {
