@@ -84,6 +84,8 @@ impl Default for DockerConfig {
 pub const LABEL_RUN: &str = "sluice.run";
 pub const LABEL_TASK: &str = "sluice.task";
 pub const LABEL_PID: &str = "sluice.pid";
+/// On containers kept by `--keep-containers`, which the sweep leaves alone.
+pub const LABEL_KEEP: &str = "sluice.keep";
 
 pub struct DockerExecutor {
     docker: Docker,
@@ -127,7 +129,8 @@ impl DockerExecutor {
         &self.endpoint
     }
 
-    /// Removes containers whose Sluice process is gone (killed before it could clean up).
+    /// Removes containers whose Sluice process is gone (killed before it could clean up),
+    /// except those kept on purpose.
     async fn sweep_orphans(&self) {
         let options = ListContainersOptions {
             all: true,
@@ -141,11 +144,11 @@ impl DockerExecutor {
             return;
         };
         for c in containers {
-            let pid = c
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_PID))
-                .and_then(|p| p.parse::<u32>().ok());
+            let labels = c.labels.unwrap_or_default();
+            if labels.contains_key(LABEL_KEEP) {
+                continue;
+            }
+            let pid = labels.get(LABEL_PID).and_then(|p| p.parse::<u32>().ok());
             if let (Some(pid), Some(id)) = (pid, c.id)
                 && !crate::process_alive(pid)
             {
@@ -236,7 +239,12 @@ impl DockerExecutor {
             .image(&spec.image)
             .await
             .map_err(|e| Failure::failed(e.to_string()))?;
-        let body = container_body(inv, spec, &image)?;
+        let mut body = container_body(inv, spec, &image)?;
+        if self.config.keep_containers
+            && let Some(labels) = body.labels.as_mut()
+        {
+            labels.insert(LABEL_KEEP.to_owned(), "true".to_owned());
+        }
         open_outputs(&inv.dir.outputs())?;
 
         let name = container_name(&inv.run_id, &inv.task, inv.attempt);

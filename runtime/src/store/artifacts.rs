@@ -105,8 +105,19 @@ impl Artifacts {
         }
         let (hex, size) = hash_file(path)?;
         let digest = format!("sha256:{hex}");
-        self.place(path, &digest)?;
-        Ok(ArtifactRef { digest, size })
+        match self.place(path, &digest) {
+            Ok(()) => Ok(ArtifactRef { digest, size }),
+            // A file another user owns (a container's root, say) cannot be made read-only
+            // in place; the store keeps a copy of its own instead.
+            Err(StoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                let copied = self.import(path)?;
+                let _ = fs::remove_file(path);
+                Ok(copied)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A folder's digest is the sha256 of its manifest: one line per entry, in byte order
