@@ -110,7 +110,7 @@ impl Artifacts {
             // A file another user owns (a container's root, say) cannot be made read-only
             // in place; the store keeps a copy of its own instead.
             Err(StoreError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                if source.kind() == io::ErrorKind::PermissionDenied =>
             {
                 let copied = self.import(path)?;
                 let _ = fs::remove_file(path);
