@@ -18,7 +18,8 @@ use crate::exec::{
 };
 use crate::plan::{ParamValue, Plan, Source, artifact_params};
 use crate::store::{
-    ArtifactRef, IoRecord, NewRun, NewTask, RunKind, RunState, Store, StoreError, TaskState,
+    ArtifactRef, IoRecord, NewRun, NewTask, RunKind, RunState, Store, StoreError, TaskDir,
+    TaskState,
 };
 
 #[derive(Clone, Debug)]
@@ -137,7 +138,13 @@ impl Scheduler {
             tasks: plan.tasks.iter().map(|t| t.name.clone()).collect(),
         });
 
-        let state = self.schedule(&run_id, &plan, &prepared, &imported).await;
+        let cleaner = (!self.options.keep_work).then(|| Cleaner::start(self.store.clone()));
+        let state = self
+            .schedule(&run_id, &plan, &prepared, &imported, cleaner.as_ref())
+            .await;
+        if let Some(cleaner) = cleaner {
+            let _ = tokio::task::spawn_blocking(move || cleaner.finish()).await;
+        }
         let error = match state {
             RunState::Failed => Some("one or more tasks failed"),
             RunState::Cancelled => Some("cancelled"),
@@ -180,6 +187,7 @@ impl Scheduler {
         plan: &Arc<Plan>,
         prepared: &[Prepared],
         imported: &HashMap<String, ArtifactRef>,
+        cleaner: Option<&Cleaner>,
     ) -> RunState {
         let n = plan.tasks.len();
         let downstream = plan.downstream();
@@ -207,7 +215,7 @@ impl Scheduler {
                     executor: self.executor.clone(),
                     observer: self.observer.clone(),
                     cancel: self.cancel.clone(),
-                    keep_work: self.options.keep_work,
+                    cleaner: cleaner.map(Cleaner::handle),
                     run_id: run_id.to_owned(),
                     plan: plan.clone(),
                     index: i,
@@ -336,6 +344,36 @@ impl Scheduler {
     }
 }
 
+/// Removes finished attempts' folders on a thread of its own, off the tasks' path:
+/// removing folders can take long (file systems that discard blocks synchronously spend
+/// hundreds of microseconds per folder), and nothing waits for it but the run's end.
+struct Cleaner {
+    sender: std::sync::mpsc::Sender<TaskDir>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Cleaner {
+    fn start(store: Arc<Store>) -> Cleaner {
+        let (sender, receiver) = std::sync::mpsc::channel::<TaskDir>();
+        let thread = std::thread::spawn(move || {
+            for dir in receiver {
+                let _ = store.remove_task_dir(&dir);
+            }
+        });
+        Cleaner { sender, thread }
+    }
+
+    fn handle(&self) -> std::sync::mpsc::Sender<TaskDir> {
+        self.sender.clone()
+    }
+
+    /// Waits until every folder sent so far is gone.
+    fn finish(self) {
+        drop(self.sender);
+        let _ = self.thread.join();
+    }
+}
+
 /// Turns a task's bindings into stored artifacts: constants and parameter values are
 /// stored like files, so every input has a digest and can be staged the same way.
 fn resolve_inputs(
@@ -407,7 +445,8 @@ struct TaskRun {
     executor: Arc<dyn Executor>,
     observer: Arc<dyn Observer>,
     cancel: CancellationToken,
-    keep_work: bool,
+    /// Where finished attempts' folders go to be removed; `None` keeps them.
+    cleaner: Option<std::sync::mpsc::Sender<TaskDir>>,
     run_id: String,
     plan: Arc<Plan>,
     index: usize,
@@ -630,8 +669,10 @@ impl TaskRun {
         };
         self.finish_attempt(attempt, state, error, &report.logs);
         // A failed attempt's folder stays for debugging; a successful one's outputs are in the store.
-        if state == TaskState::Succeeded && !self.keep_work {
-            let _ = store.remove_task_dir(&dir);
+        if state == TaskState::Succeeded
+            && let Some(cleaner) = &self.cleaner
+        {
+            let _ = cleaner.send(dir);
         }
         outcome
     }

@@ -219,6 +219,10 @@ async fn independent_branches_overlap_and_data_flows() {
         task(&r, "b").outputs[0].digest
     );
     assert_eq!(task(&r, "a").metrics["n"], 1.0);
+    assert!(
+        !h.store.home().join("runs").join(&r.id).exists(),
+        "successful attempts' folders outlived the run"
+    );
 }
 
 #[tokio::test]
@@ -264,6 +268,11 @@ async fn a_failure_skips_downstream_and_stops_new_work() {
             .contains("the run stopped after 'a' failed")
     );
     assert_eq!(task(&r, "x").attempts, 0);
+    let kept = h.store.home().join("runs").join(&r.id).join("a").join("1");
+    assert!(
+        kept.join("outputs").is_dir(),
+        "a failed attempt's folder is kept for debugging"
+    );
 }
 
 #[tokio::test]

@@ -324,7 +324,7 @@ impl Records {
         {
             id = new_run_id(now);
         }
-        tx.execute(
+        exec(&tx,
             "INSERT INTO runs (id, kind, name, source, source_digest, params, state, pid, started_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8)",
             params![
@@ -340,7 +340,7 @@ impl Records {
         )
         .map_err(db_err)?;
         for (position, task) in tasks.iter().enumerate() {
-            tx.execute(
+            exec(&tx,
                 "INSERT INTO tasks (run_id, name, position, component, component_file, component_digest, state)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
                 params![
@@ -369,7 +369,8 @@ impl Records {
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(db_err)?;
         let now = ts(Timestamp::now());
-        tx.execute(
+        exec(
+            &tx,
             "UPDATE tasks SET state = 'running', attempts = ?3, implementation = ?4,
                  implementation_reason = ?5, executable_digest = ?6,
                  started_at = COALESCE(started_at, ?7), error = NULL
@@ -385,7 +386,7 @@ impl Records {
             ],
         )
         .map_err(db_err)?;
-        tx.execute(
+        exec(&tx,
             "INSERT INTO attempts (run_id, task, attempt, state, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
             params![run, task, attempt, now],
         )
@@ -406,7 +407,8 @@ impl Records {
         logs: &[LogRecord],
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(db_err)?;
-        tx.execute(
+        exec(
+            &tx,
             "UPDATE attempts SET state = ?4, ended_at = ?5, error = ?6
              WHERE run_id = ?1 AND task = ?2 AND attempt = ?3",
             params![
@@ -420,7 +422,8 @@ impl Records {
         )
         .map_err(db_err)?;
         for log in logs {
-            tx.execute(
+            exec(
+                &tx,
                 "INSERT OR REPLACE INTO logs (run_id, task, attempt, stream, content, omitted)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -449,7 +452,8 @@ impl Records {
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(db_err)?;
         let now = ts(Timestamp::now());
-        tx.execute(
+        exec(
+            &tx,
             "UPDATE tasks SET state = ?3, error = ?4,
                  ended_at = CASE WHEN started_at IS NULL THEN NULL ELSE ?5 END
              WHERE run_id = ?1 AND name = ?2",
@@ -458,7 +462,7 @@ impl Records {
         .map_err(db_err)?;
         insert_io(&tx, run, task, "output", outputs)?;
         for (name, value) in metrics {
-            tx.execute(
+            exec(&tx,
                 "INSERT OR REPLACE INTO metrics (run_id, task, name, value) VALUES (?1, ?2, ?3, ?4)",
                 params![run, task, name, value],
             )
@@ -688,6 +692,12 @@ impl Records {
     }
 }
 
+/// Runs a statement through the connection's cache of prepared statements: the same few
+/// run for every task, so they are parsed once.
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
 fn insert_io(
     tx: &rusqlite::Transaction<'_>,
     run: &str,
@@ -696,7 +706,8 @@ fn insert_io(
     records: &[IoRecord],
 ) -> Result<(), StoreError> {
     for io in records {
-        tx.execute(
+        exec(
+            &tx,
             "INSERT OR REPLACE INTO io (run_id, task, direction, name, type, digest, size, value)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
