@@ -707,7 +707,7 @@ fn insert_io(
 ) -> Result<(), StoreError> {
     for io in records {
         exec(
-            &tx,
+            tx,
             "INSERT OR REPLACE INTO io (run_id, task, direction, name, type, digest, size, value)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
