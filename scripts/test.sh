@@ -11,3 +11,11 @@ scripts/build-images.sh
 cargo test --workspace --locked "$@"
 env -u CARGO_TARGET_DIR cargo test --locked --workspace \
     --manifest-path sample-components/Cargo.toml --target-dir sample-components/target
+
+# No container may outlive the run that made it.
+left=$(docker ps --all --quiet --filter label=sluice.run)
+if [[ -n $left ]]; then
+    echo "error: containers outlived their runs:" >&2
+    docker ps --all --filter label=sluice.run >&2
+    exit 1
+fi

@@ -252,7 +252,7 @@ async fn a_gpu_request_fails_fast_on_a_host_without_gpus() {
     let env = Env::with_policy(policy);
     container(&env, "gpu", "[noop]", "");
     let run = env
-        .run("name: p\ntasks:\n  g: {component: gpu.yaml, resources: {accelerator: {type: nvidia.com/gpu, count: 2}}}\n")
+        .run("name: p\ntasks:\n  g: {component: gpu.yaml, resources: {accelerator: {type: nvidia.com/gpu, count: 2}, cpu: 500m, memory: 128Mi}}\n")
         .await;
     let error = task(&run, "g").error.clone().unwrap();
     assert!(
@@ -272,7 +272,7 @@ async fn a_gpu_request_fails_fast_on_a_host_without_gpus() {
         .args([
             "inspect",
             "--format",
-            "{{json .HostConfig.DeviceRequests}} {{.State.Status}}",
+            "{{json .HostConfig.DeviceRequests}} cpu={{.HostConfig.NanoCpus}} memory={{.HostConfig.Memory}} swap={{.HostConfig.MemorySwap}} {{.State.Status}}",
             &kept[0],
         ])
         .output()
@@ -284,6 +284,10 @@ async fn a_gpu_request_fails_fast_on_a_host_without_gpus() {
         .unwrap();
     assert!(shown.contains(r#""Driver":"nvidia","Count":2"#), "{shown}");
     assert!(shown.contains(r#"[["gpu"]]"#), "{shown}");
+    assert!(
+        shown.contains("cpu=500000000 memory=134217728 swap=134217728"),
+        "{shown}"
+    );
     assert!(shown.trim_end().ends_with("created"), "{shown}");
 }
 
