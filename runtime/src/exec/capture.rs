@@ -18,6 +18,42 @@ const LINES_PER_SECOND: u32 = 100;
 /// A line longer than this is forwarded in pieces.
 const MAX_LINE: usize = 8 * 1024;
 
+/// The stdout and stderr of one attempt.
+#[derive(Clone, Debug)]
+pub struct StdStreams {
+    pub stdout: Capture,
+    pub stderr: Capture,
+}
+
+impl StdStreams {
+    pub fn new(sink: &TaskSink, keep: usize) -> StdStreams {
+        StdStreams {
+            stdout: Capture::with_limit(Stream::Stdout, sink.clone(), keep),
+            stderr: Capture::with_limit(Stream::Stderr, sink.clone(), keep),
+        }
+    }
+
+    /// `message`, with the last line the program wrote to stderr, which usually says why
+    /// it failed.
+    pub fn explain(&self, message: impl Into<String>) -> String {
+        let message = message.into();
+        match self.stderr.last_line() {
+            Some(line) => format!("{message} (stderr: {line})"),
+            None => message,
+        }
+    }
+
+    /// What was kept of both streams and of `more`, leaving out empty ones.
+    pub fn finish(&self, more: &[&Capture]) -> Vec<LogRecord> {
+        [&self.stdout, &self.stderr]
+            .into_iter()
+            .chain(more.iter().copied())
+            .map(Capture::finish)
+            .filter(|log| !log.content.is_empty())
+            .collect()
+    }
+}
+
 #[derive(Clone)]
 pub struct Capture {
     state: Arc<Mutex<State>>,

@@ -21,16 +21,13 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use futures::future::BoxFuture;
 
-use super::capture::Capture;
+use super::capture::StdStreams;
 use super::{
-    Completion, Executor, Failure, FailureKind, Invocation, Kind, PrepareError, Prepared, Report,
-    Target, TaskBindings,
+    Completion, Executor, Failure, FailureKind, Invocation, Kind, Paths, PrepareError, Prepared,
+    Report, Target, expand_args,
 };
-use crate::events::Stream;
 use crate::spec::ContainerSpec;
-use crate::spec::placeholder::expand;
 use crate::spec::resources::Accelerator;
-use crate::store::path_segment;
 
 /// Where a container finds its inputs and outputs.
 pub const CONTAINER_INPUTS: &str = "/tmp/inputs";
@@ -227,7 +224,7 @@ impl DockerExecutor {
         }
     }
 
-    async fn run(&self, inv: &Invocation, io: &Streams) -> Result<Completion, Failure> {
+    async fn run(&self, inv: &Invocation, io: &StdStreams) -> Result<Completion, Failure> {
         let spec = inv
             .component
             .spec
@@ -271,7 +268,7 @@ impl DockerExecutor {
         name: &str,
         inv: &Invocation,
         spec: &ContainerSpec,
-        io: &Streams,
+        io: &StdStreams,
     ) -> Result<Completion, Failure> {
         if let Some(acc) = &inv.resources.accelerator
             && !self.has_gpu_runtime().await
@@ -349,11 +346,9 @@ impl DockerExecutor {
             )));
         }
         if code != 0 {
-            let mut message = format!("exited with code {code}");
-            if let Some(line) = io.stderr.last_line() {
-                message = format!("{message} (stderr: {line})");
-            }
-            return Err(Failure::failed(message));
+            return Err(Failure::failed(
+                io.explain(format!("exited with code {code}")),
+            ));
         }
         for (output, path) in &spec.file_outputs {
             self.copy_out(id, path, &inv.dir.output_file(output))
@@ -388,19 +383,12 @@ fn container_body(
     spec: &ContainerSpec,
     image: &str,
 ) -> Result<ContainerCreateBody, Failure> {
-    let input_path = |name: &str| format!("{CONTAINER_INPUTS}/{}/data", path_segment(name));
-    let output_path = |name: &str| format!("{CONTAINER_OUTPUTS}/{}/data", path_segment(name));
-    let bindings = TaskBindings {
-        inv,
-        input_path: &input_path,
-        output_path: &output_path,
+    let paths = Paths::Under {
+        inputs: CONTAINER_INPUTS,
+        outputs: CONTAINER_OUTPUTS,
     };
-    let invalid = |e: crate::spec::placeholder::ExpandError| Failure {
-        kind: FailureKind::InvalidInput,
-        message: e.to_string(),
-    };
-    let command = expand(&spec.command, &bindings).map_err(invalid)?;
-    let args = expand(&spec.args, &bindings).map_err(invalid)?;
+    let command = expand_args(inv, paths, &spec.command)?;
+    let args = expand_args(inv, paths, &spec.args)?;
     let device_requests = match &inv.resources.accelerator {
         Some(acc) => Some(device_requests(acc).map_err(Failure::failed)?),
         None => None,
@@ -540,12 +528,6 @@ fn unpack_single(archive: &[u8], dest: &Path) -> Result<(), String> {
     }
 }
 
-#[derive(Clone)]
-struct Streams {
-    stdout: Capture,
-    stderr: Capture,
-}
-
 impl Executor for DockerExecutor {
     fn prepare<'a>(&'a self, target: Target<'a>) -> BoxFuture<'a, Result<Prepared, PrepareError>> {
         Box::pin(async move {
@@ -576,18 +558,12 @@ impl Executor for DockerExecutor {
 
     fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report> {
         Box::pin(async move {
-            let keep = self.config.log_keep;
-            let io = Streams {
-                stdout: Capture::with_limit(Stream::Stdout, inv.sink.clone(), keep),
-                stderr: Capture::with_limit(Stream::Stderr, inv.sink.clone(), keep),
-            };
+            let io = StdStreams::new(&inv.sink, self.config.log_keep);
             let result = self.run(&inv, &io).await;
-            let logs = [&io.stdout, &io.stderr]
-                .into_iter()
-                .map(Capture::finish)
-                .filter(|l| !l.content.is_empty())
-                .collect();
-            Report { result, logs }
+            Report {
+                result,
+                logs: io.finish(&[]),
+            }
         })
     }
 }

@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use crate::error_chain;
 use crate::events::TaskSink;
-use crate::spec::placeholder::Bindings;
+use crate::spec::placeholder::{Arg, Bindings, expand};
 use crate::spec::{Component, ResourceSpec, TypeSpec};
-use crate::store::{IoRecord, LogRecord, Store, StoreError, TaskDir};
+use crate::store::{IoRecord, LogRecord, Store, StoreError, TaskDir, path_segment};
 
 /// An input of one task attempt. Every input is an artifact in the store (a constant is
 /// stored like any file) and is staged at `inputs/<name>/data` of the task folder.
@@ -156,12 +156,49 @@ pub trait Executor: Send + Sync {
     fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report>;
 }
 
+/// Where a program finds its task folder's inputs and outputs.
+#[derive(Clone, Copy, Debug)]
+pub enum Paths<'a> {
+    /// Under fixed roots inside a sandbox or a container: `<inputs>/<name>/data`.
+    Under { inputs: &'a str, outputs: &'a str },
+    /// At the task folder's own paths on the host.
+    Host(&'a TaskDir),
+}
+
+impl Paths<'_> {
+    pub fn input(&self, name: &str) -> String {
+        match self {
+            Paths::Under { inputs, .. } => format!("{inputs}/{}/data", path_segment(name)),
+            Paths::Host(dir) => dir.input_file(name).display().to_string(),
+        }
+    }
+
+    pub fn output(&self, name: &str) -> String {
+        match self {
+            Paths::Under { outputs, .. } => format!("{outputs}/{}/data", path_segment(name)),
+            Paths::Host(dir) => dir.output_file(name).display().to_string(),
+        }
+    }
+}
+
+/// Expands a `command` or `args` list for one attempt; a placeholder it cannot expand is
+/// the task's invalid input.
+pub fn expand_args(
+    inv: &Invocation,
+    paths: Paths<'_>,
+    args: &[Arg],
+) -> Result<Vec<String>, Failure> {
+    expand(args, &TaskBindings { inv, paths }).map_err(|e| Failure {
+        kind: FailureKind::InvalidInput,
+        message: e.to_string(),
+    })
+}
+
 /// How placeholders see a task: values of present inputs (an artifact's value is its
 /// text), and each input's and output's path as the program sees it.
-pub struct TaskBindings<'a> {
-    pub inv: &'a Invocation,
-    pub input_path: &'a dyn Fn(&str) -> String,
-    pub output_path: &'a dyn Fn(&str) -> String,
+struct TaskBindings<'a> {
+    inv: &'a Invocation,
+    paths: Paths<'a>,
 }
 
 impl Bindings for TaskBindings<'_> {
@@ -179,10 +216,10 @@ impl Bindings for TaskBindings<'_> {
         self.inv.inputs.contains_key(input)
     }
     fn input_path(&self, input: &str) -> String {
-        (self.input_path)(input)
+        self.paths.input(input)
     }
     fn output_path(&self, output: &str) -> String {
-        (self.output_path)(output)
+        self.paths.output(output)
     }
 }
 

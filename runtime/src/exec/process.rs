@@ -12,14 +12,12 @@ use futures::future::BoxFuture;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use super::capture::Capture;
+use super::capture::{Capture, StdStreams};
 use super::{
-    Completion, Executor, Failure, FailureKind, Invocation, Kind, PrepareError, Prepared, Report,
-    Target, TaskBindings,
+    Completion, Executor, Failure, FailureKind, Invocation, Kind, Paths, PrepareError, Prepared,
+    Report, Target, expand_args,
 };
-use crate::events::Stream;
 use crate::spec::Component;
-use crate::spec::placeholder::expand;
 
 #[derive(Debug, Default)]
 pub struct ProcessExecutor {
@@ -84,41 +82,23 @@ impl Executor for ProcessExecutor {
     fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report> {
         Box::pin(async move {
             let keep = self.log_keep.unwrap_or(super::capture::DEFAULT_KEEP);
-            let stdout = Capture::with_limit(Stream::Stdout, inv.sink.clone(), keep);
-            let stderr = Capture::with_limit(Stream::Stderr, inv.sink.clone(), keep);
-            let result = run(&inv, &stdout, &stderr).await;
-            let logs = [&stdout, &stderr]
-                .into_iter()
-                .map(Capture::finish)
-                .filter(|l| !l.content.is_empty())
-                .collect();
-            Report { result, logs }
+            let io = StdStreams::new(&inv.sink, keep);
+            let result = run(&inv, &io).await;
+            Report {
+                result,
+                logs: io.finish(&[]),
+            }
         })
     }
 }
 
-async fn run(inv: &Invocation, stdout: &Capture, stderr: &Capture) -> Result<Completion, Failure> {
+async fn run(inv: &Invocation, io: &StdStreams) -> Result<Completion, Failure> {
     let spec = container_of(&inv.component).map_err(Failure::failed)?;
     let root = std::path::absolute(&inv.dir.root)
         .map_err(|e| Failure::failed(format!("cannot resolve the task folder: {e}")))?;
     let dir = crate::store::TaskDir { root: root.clone() };
-    // The bindings borrow closures that are not `Sync`; they must not live across awaits.
-    let argv = {
-        let input_path = |name: &str| dir.input_file(name).display().to_string();
-        let output_path = |name: &str| dir.output_file(name).display().to_string();
-        let bindings = TaskBindings {
-            inv,
-            input_path: &input_path,
-            output_path: &output_path,
-        };
-        let invalid = |e: crate::spec::placeholder::ExpandError| Failure {
-            kind: FailureKind::InvalidInput,
-            message: e.to_string(),
-        };
-        let mut argv = expand(&spec.command, &bindings).map_err(invalid)?;
-        argv.extend(expand(&spec.args, &bindings).map_err(invalid)?);
-        argv
-    };
+    let mut argv = expand_args(inv, Paths::Host(&dir), &spec.command)?;
+    argv.extend(expand_args(inv, Paths::Host(&dir), &spec.args)?);
     let Some((program, args)) = argv.split_first() else {
         return Err(Failure::failed("the command line is empty"));
     };
@@ -145,11 +125,11 @@ async fn run(inv: &Invocation, stdout: &Capture, stderr: &Capture) -> Result<Com
     };
     let out = pump(
         Box::new(child.stdout.take().expect("piped")),
-        stdout.clone(),
+        io.stdout.clone(),
     );
     let err = pump(
         Box::new(child.stderr.take().expect("piped")),
-        stderr.clone(),
+        io.stderr.clone(),
     );
     let status = tokio::select! {
         (status, (), ()) = async { tokio::join!(child.wait(), out, err) } => status,
@@ -166,15 +146,12 @@ async fn run(inv: &Invocation, stdout: &Capture, stderr: &Capture) -> Result<Com
         return Ok(Completion::default());
     }
     use std::os::unix::process::ExitStatusExt;
-    let mut message = match (status.code(), status.signal()) {
+    let message = match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with code {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),
         _ => "failed".to_owned(),
     };
-    if let Some(line) = stderr.last_line() {
-        message = format!("{message} (stderr: {line})");
-    }
-    Err(Failure::failed(message))
+    Err(Failure::failed(io.explain(message)))
 }
 
 fn kill_group(pid: Option<u32>) {

@@ -286,7 +286,11 @@ async fn a_gpu_request_fails_fast_on_a_host_without_gpus() {
     let requests: serde_json::Value = serde_json::from_str(requests).unwrap();
     assert_eq!(requests[0]["Driver"], "nvidia", "{shown}");
     assert_eq!(requests[0]["Count"], 2, "{shown}");
-    assert_eq!(requests[0]["Capabilities"], serde_json::json!([["gpu"]]), "{shown}");
+    assert_eq!(
+        requests[0]["Capabilities"],
+        serde_json::json!([["gpu"]]),
+        "{shown}"
+    );
     let shown = rest;
     assert!(
         shown.contains("cpu=500000000 memory=134217728 swap=134217728"),

@@ -25,16 +25,14 @@ use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use self::bindings::{StepComponent, StepComponentPre, StepError};
 use self::sandbox::{GUEST_INPUTS, GUEST_OUTPUTS, Sandbox};
 use self::state::{MemoryCap, StepState, Stop};
-use super::capture::Capture;
+use super::capture::{Capture, StdStreams};
 use super::{
-    Completion, Executor, Failure, FailureKind, Invocation, Kind, PrepareError, Prepared, Report,
-    Target, TaskBindings,
+    Completion, Executor, Failure, FailureKind, Invocation, Kind, Paths, PrepareError, Prepared,
+    Report, Target, expand_args,
 };
 use crate::events::Stream;
-use crate::spec::placeholder::expand;
 use crate::spec::types::parse_bool;
 use crate::spec::{Component, ParamType};
-use crate::store::path_segment;
 
 pub use cache::CacheStats;
 
@@ -239,18 +237,12 @@ impl Inner {
             .wasm
             .as_ref()
             .ok_or_else(|| Failure::failed("the component has no wasm implementation"))?;
-        let input_path = |name: &str| format!("{GUEST_INPUTS}/{}/data", path_segment(name));
-        let output_path = |name: &str| format!("{GUEST_OUTPUTS}/{}/data", path_segment(name));
-        let bindings = TaskBindings {
-            inv,
-            input_path: &input_path,
-            output_path: &output_path,
+        let paths = Paths::Under {
+            inputs: GUEST_INPUTS,
+            outputs: GUEST_OUTPUTS,
         };
         let mut argv = vec![inv.component.name()];
-        argv.extend(expand(&wasm.args, &bindings).map_err(|e| Failure {
-            kind: FailureKind::InvalidInput,
-            message: e.to_string(),
-        })?);
+        argv.extend(expand_args(inv, paths, &wasm.args)?);
         let env: Vec<(String, String)> = wasm
             .env
             .iter()
@@ -260,8 +252,8 @@ impl Inner {
             dir: &inv.dir,
             argv: &argv,
             env: &env,
-            stdout: io.stdout.clone(),
-            stderr: io.stderr.clone(),
+            stdout: io.std.stdout.clone(),
+            stderr: io.std.stderr.clone(),
         })
         .map_err(Failure::failed)?;
 
@@ -316,7 +308,7 @@ impl Inner {
                 }
             }
             Pre::Step(pre) => {
-                let invocation = typed_invocation(inv, &input_path, &output_path)?;
+                let invocation = typed_invocation(inv, paths)?;
                 let step = pre.instantiate(&mut store).map_err(|e| failure(e, io))?;
                 let result = step
                     .sluice_pipeline_step()
@@ -367,8 +359,7 @@ impl Executor for WasmExecutor {
             };
             let keep = self.inner.config.log_keep;
             let streams = Streams {
-                stdout: Capture::with_limit(Stream::Stdout, inv.sink.clone(), keep),
-                stderr: Capture::with_limit(Stream::Stderr, inv.sink.clone(), keep),
+                std: StdStreams::new(&inv.sink, keep),
                 host: Capture::with_limit(Stream::Host, inv.sink.clone(), keep),
             };
             let cancel = inv.cancel.clone();
@@ -397,27 +388,17 @@ impl Executor for WasmExecutor {
             };
             Report {
                 result,
-                logs: streams.finish(),
+                logs: streams.std.finish(&[&streams.host]),
             }
         })
     }
 }
 
+/// A guest's stdout and stderr, and the lines it logs through `host.log`.
 #[derive(Clone)]
 struct Streams {
-    stdout: Capture,
-    stderr: Capture,
+    std: StdStreams,
     host: Capture,
-}
-
-impl Streams {
-    fn finish(&self) -> Vec<crate::store::LogRecord> {
-        [&self.stdout, &self.stderr, &self.host]
-            .into_iter()
-            .map(Capture::finish)
-            .filter(|log| !log.content.is_empty())
-            .collect()
-    }
 }
 
 /// Turns a trap or host error into the user's one line.
@@ -439,11 +420,11 @@ fn failure(e: wasmtime::Error, io: &Streams) -> Failure {
 }
 
 /// Adds the last line the program wrote to stderr, which usually says why it failed.
-fn with_stderr(mut f: Failure, io: &Streams) -> Failure {
-    if let Some(line) = io.stderr.last_line() {
-        f.message = format!("{} (stderr: {line})", f.message);
+fn with_stderr(f: Failure, io: &Streams) -> Failure {
+    Failure {
+        message: io.std.explain(f.message),
+        ..f
     }
-    f
 }
 
 fn error_text(e: &wasmtime::Error) -> String {
@@ -460,11 +441,7 @@ fn is_component(bytes: &[u8]) -> bool {
 
 /// Builds a typed step's invocation: parameter-typed inputs by value, other inputs and
 /// outputs by sandbox path.
-fn typed_invocation(
-    inv: &Invocation,
-    input_path: &dyn Fn(&str) -> String,
-    output_path: &dyn Fn(&str) -> String,
-) -> Result<bindings::Invocation, Failure> {
+fn typed_invocation(inv: &Invocation, paths: Paths<'_>) -> Result<bindings::Invocation, Failure> {
     use bindings::{Artifact, Param};
     let mut out = bindings::Invocation {
         params: Vec::new(),
@@ -500,7 +477,7 @@ fn typed_invocation(
             }),
             (None, ty) => out.inputs.push(Artifact {
                 name: input.name.clone(),
-                path: input_path(&input.name),
+                path: paths.input(&input.name),
                 metadata: serde_json::json!({
                     "type": ty.as_ref().map(ToString::to_string),
                     "digest": arg.digest,
@@ -514,7 +491,7 @@ fn typed_invocation(
         if output.param_type().is_none() {
             out.outputs.push(Artifact {
                 name: output.name.clone(),
-                path: output_path(&output.name),
+                path: paths.output(&output.name),
                 metadata: serde_json::json!({
                     "type": output.type_.as_ref().map(ToString::to_string),
                 })
