@@ -186,8 +186,7 @@ fn every_sample_component_validates() {
 
 #[test]
 fn ctrl_c_interrupts_running_wasm_and_records_the_run_as_cancelled() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
 
     let home = Home::new();
     let pipeline = home.dir.path().join("spin.yaml");
@@ -201,26 +200,7 @@ fn ctrl_c_interrupts_running_wasm_and_records_the_run_as_cancelled() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("run")
-        .arg(&pipeline)
-        .current_dir(root())
-        .env("SLUICE_HOME", home.dir.path().join("home"))
-        .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.contains("a: started") {
-            break;
-        }
-        line.clear();
-    }
+    let (mut child, mut stderr, seen) = home.start_run(&pipeline, "a: started");
     assert!(seen.contains("a: started"), "{seen}");
     let started = std::time::Instant::now();
     let kill = Command::new("kill")
@@ -346,8 +326,7 @@ fn an_unreachable_docker_engine_is_one_clear_line() {
 
 #[test]
 fn ctrl_c_stops_running_containers_and_removes_them() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
 
     let home = Home::new();
     let pipeline = home.dir.path().join("spin.yaml");
@@ -365,26 +344,7 @@ fn ctrl_c_stops_running_containers_and_removes_them() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("run")
-        .arg(&pipeline)
-        .current_dir(root())
-        .env("SLUICE_HOME", home.dir.path().join("home"))
-        .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.contains("a: started") {
-            break;
-        }
-        line.clear();
-    }
+    let (mut child, _stderr, seen) = home.start_run(&pipeline, "a: started");
     assert!(
         seen.contains("a: started (container sluice-samples/probe:0.1.0"),
         "{seen}"

@@ -49,6 +49,41 @@ impl Home {
         }
     }
 
+    /// Starts `sluice run <pipeline>` and reads its progress lines until one contains
+    /// `until`; returns the process, the rest of its stderr, and the lines read.
+    pub fn start_run(
+        &self,
+        pipeline: &Path,
+        until: &str,
+    ) -> (
+        std::process::Child,
+        std::io::BufReader<std::process::ChildStderr>,
+        String,
+    ) {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("run")
+            .arg(pipeline)
+            .current_dir(root())
+            .env("SLUICE_HOME", self.dir.path().join("home"))
+            .env("SLUICE_CACHE_DIR", cache_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sluice starts");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped"));
+        let mut seen = String::new();
+        let mut line = String::new();
+        while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+            seen.push_str(&line);
+            if line.contains(until) {
+                break;
+            }
+            line.clear();
+        }
+        (child, stderr, seen)
+    }
+
     /// Runs and expects `code`, showing the output when it is not.
     pub fn expect(&self, args: &[&str], code: i32) -> Ran {
         let ran = self.sluice(args);
