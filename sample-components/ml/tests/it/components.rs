@@ -185,7 +185,22 @@ fn component_files_point_at_their_wasm_and_declare_kfp_types() {
         }
         assert!(!text(&component.spec, "name", &context).is_empty());
         let implementation = &component.spec["implementation"];
-        assert_eq!(keys(implementation), ["wasm"], "{context}");
+        // The trainer alone also ships as a container image (see train/Dockerfile), with
+        // the same arguments.
+        if component.dir == "train" {
+            assert_eq!(keys(implementation), ["wasm", "container"], "{context}");
+            let container = &implementation["container"];
+            assert_eq!(
+                text(container, "image", &context),
+                "sluice-samples/train:0.1.0"
+            );
+            assert_eq!(
+                container["args"], implementation["wasm"]["args"],
+                "{context}"
+            );
+        } else {
+            assert_eq!(keys(implementation), ["wasm"], "{context}");
+        }
         let wasm = &implementation["wasm"];
         assert_eq!(
             text(wasm, "component", &context),
