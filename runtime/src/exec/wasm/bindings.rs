@@ -1,17 +1,20 @@
 //! The one `bindgen!` site: host-side bindings of the `sluice:pipeline` WIT package in
-//! `wit/`, and the host's implementation of the `host` interface typed steps import.
+//! `wit/` (its `host-runtime` world: the `step` and `predict` exports and the `host`
+//! import), and the host's implementation of the `host` interface typed steps import.
+//! Exports are reached per interface (`GuestIndices`), since a component exports only one.
 
 use super::state::StepState;
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "step-component",
+    world: "host-runtime",
 });
 
-pub use exports::sluice::pipeline::step::{Invocation, Outcome, StepError};
+pub use exports::sluice::pipeline::step::{self, Invocation, Outcome, StepError};
 pub use sluice::pipeline::types::{Artifact, Param, Value};
 
 impl sluice::pipeline::types::Host for StepState {}
+impl sluice::pipeline::tensors::Host for StepState {}
 
 impl sluice::pipeline::host::Host for StepState {
     fn log(&mut self, level: sluice::pipeline::host::Level, message: String) {

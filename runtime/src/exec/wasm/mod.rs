@@ -17,12 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
-use self::bindings::{StepComponent, StepComponentPre, StepError};
+use self::bindings::{HostRuntime, StepError, step};
 use self::sandbox::{GUEST_INPUTS, GUEST_OUTPUTS, Sandbox};
 use self::state::{MemoryCap, StepState, Stop};
 use super::capture::{Capture, StdStreams};
@@ -82,7 +82,7 @@ struct Inner {
 
 enum Pre {
     Command(CommandPre<StepState>),
-    Step(StepComponentPre<StepState>),
+    Step(InstancePre<StepState>, step::GuestIndices),
 }
 
 struct Loaded {
@@ -96,7 +96,7 @@ impl Loaded {
             kind: Kind::Wasm,
             implementation: match self.pre {
                 Pre::Command(_) => "wasm command".into(),
-                Pre::Step(_) => "wasm step".into(),
+                Pre::Step(..) => "wasm step".into(),
             },
             reason: "wasm runs by default".into(),
             executable_digest: Some(self.digest.clone()),
@@ -116,7 +116,7 @@ impl WasmExecutor {
         let engine = Engine::new(&wc).map_err(other)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(other)?;
-        StepComponent::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)
+        HostRuntime::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)
             .map_err(other)?;
         let cache = cache::CompileCache::new(&config.cache_dir, &engine);
         Ok(WasmExecutor {
@@ -200,7 +200,8 @@ impl Inner {
             .iter()
             .any(|e| e.starts_with("sluice:pipeline/step@"))
         {
-            Pre::Step(StepComponentPre::new(pre).map_err(invalid)?)
+            let indices = step::GuestIndices::new(&pre).map_err(invalid)?;
+            Pre::Step(pre, indices)
         } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@")) {
             Pre::Command(CommandPre::new(pre).map_err(invalid)?)
         } else {
@@ -307,11 +308,13 @@ impl Inner {
                     },
                 }
             }
-            Pre::Step(pre) => {
+            Pre::Step(pre, indices) => {
                 let invocation = typed_invocation(inv, paths)?;
-                let step = pre.instantiate(&mut store).map_err(|e| failure(e, io))?;
+                let instance = pre.instantiate(&mut store).map_err(|e| failure(e, io))?;
+                let step = indices
+                    .load(&mut store, &instance)
+                    .map_err(|e| failure(e, io))?;
                 let result = step
-                    .sluice_pipeline_step()
                     .call_run(&mut store, &invocation)
                     .map_err(|e| failure(e, io))?;
                 match result {
