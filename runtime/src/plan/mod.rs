@@ -97,6 +97,22 @@ pub struct Plan {
     pub params: IndexMap<String, PlanParam>,
     /// In topological order; ties follow the order of the pipeline file.
     pub tasks: Vec<PlannedTask>,
+    /// What to serve if the run succeeds.
+    pub deploy: Option<PlannedDeploy>,
+}
+
+/// A checked `deploy` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedDeploy {
+    pub model: String,
+    /// Index into [`Plan::tasks`] of the task whose output is served.
+    pub task: usize,
+    pub output: String,
+    /// The predictor `.wasm`, resolved against the pipeline file's folder.
+    pub predictor: PathBuf,
+    /// A CEL expression over the run's metrics; it compiled when planned.
+    pub gate: Option<String>,
+    pub labels: Vec<String>,
 }
 
 impl Plan {
@@ -229,6 +245,7 @@ impl Plan {
                 resources,
                 prefer: None,
             }],
+            deploy: None,
         })
     }
 
@@ -378,6 +395,7 @@ impl<'a> Builder<'a> {
                 prefer: task.prefer,
             });
         }
+        let deploy = spec.deploy.as_ref().and_then(|d| self.deploy(d, &index));
         if !self.errors.is_empty() {
             return Err(self.errors);
         }
@@ -424,6 +442,79 @@ impl<'a> Builder<'a> {
             source_digest: self.file.digest.clone(),
             params,
             tasks,
+            deploy: deploy.map(|d| PlannedDeploy {
+                task: position[d.task],
+                ..d
+            }),
+        })
+    }
+
+    fn deploy(
+        &mut self,
+        d: &crate::spec::DeploySpec,
+        index: &HashMap<&str, usize>,
+    ) -> Option<PlannedDeploy> {
+        let errors = self.errors.len();
+        if !valid_model_name(&d.model) {
+            self.error(
+                "deploy.model",
+                "a model name starts with a letter or digit and has only letters, digits, '.', '-' and '_'",
+            );
+        }
+        for label in &d.labels {
+            if !valid_label(label) {
+                self.error(
+                    "deploy.labels",
+                    format!("'{label}' is not a label: use lower-case letters, digits, '-' and '_', starting with a letter"),
+                );
+            }
+        }
+        if let Some(gate) = &d.gate
+            && let Err(m) = crate::deploy::gate::Gate::compile(gate)
+        {
+            self.error("deploy.gate", m);
+        }
+        let target = match d.artifact.split_once('.') {
+            Some((task, output)) => match index.get(task) {
+                Some(&i) => match &self.file.components[task] {
+                    Ok(c) if c.output(output).is_some() => Some((i, output.to_owned())),
+                    Ok(c) => {
+                        let declared = c.spec.outputs.iter().map(|o| o.name.as_str());
+                        self.error(
+                            "deploy.artifact",
+                            format!(
+                                "task '{task}' has no output '{output}' (outputs: {})",
+                                listing(declared)
+                            ),
+                        );
+                        None
+                    }
+                    Err(_) => None,
+                },
+                None => {
+                    self.error(
+                        "deploy.artifact",
+                        unknown_task(task, self.file.spec.tasks.keys()),
+                    );
+                    None
+                }
+            },
+            None => {
+                self.error(
+                    "deploy.artifact",
+                    format!("expected task.output, found '{}'", d.artifact),
+                );
+                None
+            }
+        };
+        let (task, output) = target?;
+        (self.errors.len() == errors).then(|| PlannedDeploy {
+            model: d.model.clone(),
+            task,
+            output,
+            predictor: crate::spec::join_clean(self.file.base_dir(), &d.predictor),
+            gate: d.gate.clone(),
+            labels: d.labels.clone(),
         })
     }
 
@@ -648,6 +739,22 @@ fn missing_inputs(missing: &[&InputSpec]) -> String {
         .collect();
     let noun = if names.len() == 1 { "input" } else { "inputs" };
     format!("missing required {noun} {}", names.join(", "))
+}
+
+/// Model names appear in URLs and folder names.
+pub fn valid_model_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.len() <= 128
+}
+
+/// Labels (`stable`, `canary`) appear in URLs and must not look like versions.
+pub fn valid_label(label: &str) -> bool {
+    let mut chars = label.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'))
+        && label.len() <= 64
 }
 
 fn valid_task_name(name: &str) -> bool {

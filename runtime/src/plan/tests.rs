@@ -307,3 +307,46 @@ fn a_component_alone() {
         ]
     );
 }
+
+#[test]
+fn deploy_sections_are_checked() {
+    let f = Fixture::new();
+    let plan = f
+        .plan(
+            "name: p\ntasks:\n  t: {component: consumer.yaml, inputs: {data: x}}\ndeploy:\n  model: cancer\n  artifact: t.model\n  predictor: bin/predictor.wasm\n  gate: accuracy >= 0.9\n  labels: [stable]\n",
+            &[],
+        )
+        .unwrap();
+    let d = plan.deploy.unwrap();
+    assert_eq!(
+        (d.model.as_str(), d.task, d.output.as_str()),
+        ("cancer", 0, "model")
+    );
+    assert_eq!(d.predictor, f.dir.path().join("bin/predictor.wasm"));
+    let errors = f
+        .plan(
+            "name: p\ntasks:\n  t: {component: consumer.yaml, inputs: {data: x}}\ndeploy:\n  model: 'bad name'\n  artifact: t.weights\n  predictor: p.wasm\n  gate: 'accuracy >='\n  labels: [Stable]\n",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("pipeline.yaml: deploy.model: a model name"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with("pipeline.yaml: deploy.labels: 'Stable' is not a label"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].starts_with("pipeline.yaml: deploy.gate: not a valid CEL expression"),
+        "{}",
+        errors[2]
+    );
+    assert_eq!(
+        errors[3],
+        "pipeline.yaml: deploy.artifact: task 't' has no output 'weights' (outputs: model)"
+    );
+}

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 pub use component::{Component, ComponentSpec, ContainerSpec, InputSpec, OutputSpec, WasmSpec};
-pub use pipeline::{Binding, ParamSpec, PipelineSpec, Prefer, RetrySpec, TaskSpec};
+pub use pipeline::{Binding, DeploySpec, ParamSpec, PipelineSpec, Prefer, RetrySpec, TaskSpec};
 pub use resources::{ByteSize, HumanDuration, ResourceSpec};
 pub use types::{ParamType, TypeSpec};
 

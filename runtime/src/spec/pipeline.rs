@@ -23,6 +23,28 @@ pub struct PipelineSpec {
     pub params: IndexMap<String, ParamSpec>,
     #[serde(deserialize_with = "unique_map")]
     pub tasks: IndexMap<String, TaskSpec>,
+    /// What to serve when every task succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeploySpec>,
+}
+
+/// The pipeline's last act: publish a task's output as a new version of a served model,
+/// when every task succeeded and the gate holds.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySpec {
+    /// The served model's name (`/v1/models/<model>`, `/v2/models/<model>`).
+    pub model: String,
+    /// The model artifact: a task's output, `task.output`.
+    pub artifact: String,
+    /// The predictor component (`.wasm`) that loads the artifact, relative to this file.
+    pub predictor: String,
+    /// A CEL expression over the run's metrics that must hold, e.g. `accuracy >= 0.93`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
+    /// Labels to point at the new version (besides making it the default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// A pipeline parameter. Parameter types (`String`, `Integer`, ...) carry values;
