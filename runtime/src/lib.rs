@@ -5,6 +5,7 @@
 pub mod deploy;
 pub mod events;
 pub mod exec;
+pub mod models;
 pub mod plan;
 pub mod schedule;
 pub mod spec;
