@@ -70,15 +70,36 @@ pub struct ColumnStats {
 }
 
 impl ColumnStats {
-    /// `(shift, scale)` such that the normalised value is `(x - shift) / scale`.
-    fn shift_and_scale(&self, method: Method) -> (f64, f64) {
+    /// How this column is normalised by `method`.
+    pub fn scaling(&self, method: Method) -> Scaling {
         match method {
-            Method::Zscore => (self.mean, if self.std > 0.0 { self.std } else { 1.0 }),
+            Method::Zscore => Scaling {
+                shift: self.mean,
+                scale: if self.std > 0.0 { self.std } else { 1.0 },
+            },
             Method::Minmax => {
                 let range = self.max - self.min;
-                (self.min, if range > 0.0 { range } else { 1.0 })
+                Scaling {
+                    shift: self.min,
+                    scale: if range > 0.0 { range } else { 1.0 },
+                }
             }
         }
+    }
+}
+
+/// How one column is normalised: `(x - shift) / scale`. [`apply`] normalises every value
+/// with [`Scaling::apply`], so anything else that calls it (a predictor normalising a
+/// request) gets the very same numbers as the normalised table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scaling {
+    pub shift: f64,
+    pub scale: f64,
+}
+
+impl Scaling {
+    pub fn apply(self, value: f64) -> f64 {
+        (value - self.shift) / self.scale
     }
 }
 
@@ -119,6 +140,14 @@ impl FittedStats {
     /// Pretty JSON with shortest round-trip floats.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("fitted statistics always serialise") + "\n"
+    }
+
+    /// How column `name` is normalised, when these statistics cover it.
+    pub fn scaling(&self, name: &str) -> Option<Scaling> {
+        self.columns
+            .iter()
+            .find(|column| column.name == name)
+            .map(|column| column.scaling(self.method))
     }
 
     /// Checks that these statistics were fitted with `method`, when one is asked for.
@@ -194,15 +223,13 @@ pub fn apply(
     out: &mut impl Write,
 ) -> Result<usize, NormalizeError> {
     let normalised = normalised_columns(csv, exclude)?;
-    let mut plan: Vec<Option<(f64, f64)>> = Vec::with_capacity(csv.width());
+    let mut plan: Vec<Option<Scaling>> = Vec::with_capacity(csv.width());
     for (name, &normalise) in csv.columns().iter().zip(&normalised) {
         plan.push(if normalise {
-            let column = stats
-                .columns
-                .iter()
-                .find(|column| column.name == *name)
+            let scaling = stats
+                .scaling(name)
                 .ok_or_else(|| NormalizeError::MissingStats((*name).to_owned()))?;
-            Some(column.shift_and_scale(stats.method))
+            Some(scaling)
         } else {
             None
         });
@@ -228,9 +255,9 @@ pub fn apply(
             }
             match step {
                 None => buffer.extend_from_slice(field.as_bytes()),
-                Some((shift, scale)) => {
+                Some(scaling) => {
                     let value = row.number(column)?;
-                    push_number(&mut buffer, (value - shift) / scale);
+                    push_number(&mut buffer, scaling.apply(value));
                 }
             }
         }
@@ -386,6 +413,36 @@ mod tests {
         assert_eq!(
             FittedStats::from_json(stats.to_json().as_bytes()).unwrap(),
             stats
+        );
+    }
+
+    #[test]
+    fn scaling_is_the_arithmetic_apply_uses() {
+        let stats = fit_table(TABLE, Method::Zscore);
+        let a = stats.scaling("a").unwrap();
+        assert_eq!(
+            a,
+            Scaling {
+                shift: 2.5,
+                scale: libm::sqrt(1.25)
+            }
+        );
+        let out = apply_table(TABLE, &stats);
+        // The third data row has a = 3.
+        let row = out.lines().nth(3).unwrap();
+        let written: f64 = row.split(',').next().unwrap().parse().unwrap();
+        assert_eq!(written.to_bits(), a.apply(3.0).to_bits());
+        // A constant column is only centred; excluded and unknown columns have none.
+        assert_eq!(stats.scaling("b").unwrap().apply(10.0), 0.0);
+        assert_eq!(stats.scaling("label"), None);
+        assert_eq!(stats.scaling("c"), None);
+        let minmax = fit_table(TABLE, Method::Minmax);
+        assert_eq!(
+            minmax.scaling("a").unwrap(),
+            Scaling {
+                shift: 1.0,
+                scale: 3.0
+            }
         );
     }
 
