@@ -1,5 +1,6 @@
 //! The behaviour of every Sluice sample step: reading CSV tables, checking them against a
-//! schema, normalising, splitting, training a logistic regression and scoring it. Pure Rust
+//! schema, normalising, splitting, training a logistic regression and scoring it, bundling
+//! the model with its normalisation, and predicting with that bundle. Pure Rust
 //! with no file IO (callers hand in byte buffers and writers; only `entry`, the command
 //! components' `main`, prints) and nothing specific to wasm, so the same code is unit-tested
 //! natively, compiled into the WASI components and into the static native trainer.
@@ -10,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod cli;
 pub mod csv;
 pub mod entry;
@@ -21,6 +23,7 @@ pub mod rng;
 pub mod schema;
 pub mod split;
 pub mod step;
+pub mod tensor;
 
 /// An error and its chain of sources on one line, `outer: inner: innermost`, the form
 /// Sluice shows a user.

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::csv::{CellError, Csv, CsvError};
+use crate::csv::{CellError, Csv, CsvError, push_number};
 use crate::metrics::{self, Evaluation, MetricsError};
 
 /// The value of `Model::kind` for models written by this module.
@@ -22,6 +22,8 @@ pub struct Dataset {
     pub features: Vec<String>,
     values: Vec<f64>,
     pub labels: Vec<bool>,
+    /// The label values of the negative rows, each once, in order of first appearance.
+    pub negatives: Vec<String>,
 }
 
 #[derive(Debug, Error)]
@@ -72,6 +74,7 @@ impl Dataset {
             .collect::<Result<Vec<usize>, DataError>>()?;
         let mut values = Vec::new();
         let mut labels = Vec::new();
+        let mut negatives: Vec<String> = Vec::new();
         let mut rows = csv.rows();
         while let Some(row) = rows.next_row() {
             let row = row?;
@@ -80,6 +83,9 @@ impl Dataset {
                 return Err(row.error(label_column, "the label is empty").into());
             }
             labels.push(class == positive);
+            if class != positive && !negatives.iter().any(|seen| seen == class) {
+                negatives.push(class.to_owned());
+            }
             for &column in &positions {
                 values.push(row.number(column)?);
             }
@@ -88,10 +94,11 @@ impl Dataset {
             features,
             values,
             labels,
+            negatives,
         })
     }
 
-    /// Builds a dataset from rows of feature values.
+    /// Builds a dataset from rows of feature values (with no negative label values).
     pub fn from_rows(features: Vec<String>, rows: &[Vec<f64>], labels: Vec<bool>) -> Self {
         assert_eq!(rows.len(), labels.len(), "one label per row");
         assert!(
@@ -102,6 +109,7 @@ impl Dataset {
             features,
             values: rows.concat(),
             labels,
+            negatives: Vec::new(),
         }
     }
 
@@ -191,16 +199,23 @@ pub enum ModelError {
 impl Model {
     pub fn from_json(bytes: &[u8]) -> Result<Self, ModelError> {
         let model: Model = serde_json::from_slice(bytes).map_err(ModelError::Json)?;
-        if model.kind != KIND {
-            return Err(ModelError::Kind(model.kind));
+        model.check()?;
+        Ok(model)
+    }
+
+    /// The checks [`Model::from_json`] makes beyond the JSON's shape: the kind, and one
+    /// weight per feature.
+    pub fn check(&self) -> Result<(), ModelError> {
+        if self.kind != KIND {
+            return Err(ModelError::Kind(self.kind.clone()));
         }
-        if model.weights.len() != model.features.len() {
+        if self.weights.len() != self.features.len() {
             return Err(ModelError::Shape {
-                weights: model.weights.len(),
-                features: model.features.len(),
+                weights: self.weights.len(),
+                features: self.features.len(),
             });
         }
-        Ok(model)
+        Ok(())
     }
 
     /// Pretty JSON with shortest round-trip floats; the same model gives the same bytes.
@@ -230,13 +245,102 @@ impl Model {
 
     /// Scores the model on a table holding its feature columns and its label column.
     pub fn evaluate(&self, csv: &Csv, threshold: f64) -> Result<Evaluation, EvaluateError> {
-        let data = Dataset::from_csv(csv, &self.label, &self.positive, Some(&self.features))?;
-        Ok(metrics::evaluate(
-            &self.probabilities(&data),
-            &data.labels,
-            threshold,
-        )?)
+        Ok(self.score(csv, threshold)?.evaluation)
     }
+
+    /// [`Model::evaluate`], keeping each row's probability and the table's negative label
+    /// values.
+    pub fn score(&self, csv: &Csv, threshold: f64) -> Result<Scored, EvaluateError> {
+        let data = Dataset::from_csv(csv, &self.label, &self.positive, Some(&self.features))?;
+        let probabilities = self.probabilities(&data);
+        let evaluation = metrics::evaluate(&probabilities, &data.labels, threshold)?;
+        Ok(Scored {
+            evaluation,
+            probabilities,
+            negatives: data.negatives,
+        })
+    }
+
+    /// The label predicted for `probability`: [`Model::positive`] from `threshold` on,
+    /// `negative` below it.
+    pub fn predicted<'a>(&'a self, probability: f64, threshold: f64, negative: &'a str) -> &'a str {
+        if probability >= threshold {
+            &self.positive
+        } else {
+            negative
+        }
+    }
+
+    /// A CSV table `probability,label` with one row per probability, in order: the
+    /// probability as the shortest text that reads back exactly, and the predicted label.
+    pub fn predictions_csv(
+        &self,
+        probabilities: &[f64],
+        threshold: f64,
+        negative: &str,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + probabilities.len() * 24);
+        out.extend_from_slice(b"probability,label\n");
+        for &probability in probabilities {
+            push_number(&mut out, probability);
+            out.push(b',');
+            out.extend_from_slice(self.predicted(probability, threshold, negative).as_bytes());
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// The label to predict below the threshold: `given` when there is one (not empty),
+    /// else the one label value of the negative rows seen (`Scored::negatives`).
+    pub fn negative_label(
+        &self,
+        given: Option<&str>,
+        seen: &[String],
+    ) -> Result<String, LabelError> {
+        match given.filter(|label| !label.is_empty()) {
+            Some(label) if label == self.positive => Err(LabelError::Positive(label.to_owned())),
+            Some(label) if label.contains([',', '"', '\n', '\r']) => {
+                Err(LabelError::NotCsv(label.to_owned()))
+            }
+            Some(label) => Ok(label.to_owned()),
+            None => match seen {
+                [one] => Ok(one.clone()),
+                [] => Err(LabelError::NoneSeen(self.positive.clone())),
+                several => Err(LabelError::Several(
+                    several
+                        .iter()
+                        .map(|label| format!("'{label}'"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )),
+            },
+        }
+    }
+}
+
+/// A model's scores on a table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub evaluation: Evaluation,
+    /// The probability of the positive class, one per row, in table order.
+    pub probabilities: Vec<f64>,
+    /// The label values of the negative rows, each once, in order of first appearance.
+    pub negatives: Vec<String>,
+}
+
+/// No single label to give negative predictions.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LabelError {
+    #[error("the negative label '{0}' is the positive label")]
+    Positive(String),
+    #[error(
+        "the negative label '{0}' cannot go into a CSV field (it holds a comma, quote or line break)"
+    )]
+    NotCsv(String),
+    #[error("no row is negative, so the negative label is unknown (every row is '{0}')")]
+    NoneSeen(String),
+    #[error("the negative rows hold several labels ({0}); name the one to predict")]
+    Several(String),
 }
 
 #[derive(Debug, Error)]
@@ -624,6 +728,10 @@ mod tests {
         assert_eq!(data.features, ["a", "b"]);
         assert_eq!(data.row(1), [3.0, 4.0]);
         assert_eq!(data.labels, [true, false]);
+        assert_eq!(data.negatives, ["B"]);
+        let csv_several = Csv::parse(b"a,label\n1,C\n2,M\n3,B\n4,C\n").unwrap();
+        let several = Dataset::from_csv(&csv_several, "label", "M", None).unwrap();
+        assert_eq!(several.negatives, ["C", "B"]);
         let chosen = ["b".to_owned(), "a".to_owned()];
         let data = Dataset::from_csv(&csv, "label", "M", Some(&chosen)).unwrap();
         assert_eq!(data.row(0), [2.0, 1.0]);
@@ -670,5 +778,70 @@ mod tests {
             "the model has 1 weights for 2 features"
         );
         assert_eq!(model.probability(&[0.0, 0.0]), sigmoid(model.bias));
+    }
+
+    #[test]
+    fn scoring_keeps_each_rows_probability_in_table_order() {
+        let model = train(&overlapping(), "y", "1", &TrainConfig::default()).unwrap();
+        let csv = Csv::parse(b"x0,x1,y\n-2,0,0\n2,0,1\n0.2,0,0\n").unwrap();
+        let scored = model.score(&csv, 0.5).unwrap();
+        let expected: Vec<f64> = [-2.0, 2.0, 0.2]
+            .iter()
+            .map(|x| model.probability(&[*x, 0.0]))
+            .collect();
+        assert_eq!(scored.probabilities, expected);
+        assert_eq!(scored.negatives, ["0"]);
+        assert_eq!(scored.evaluation, model.evaluate(&csv, 0.5).unwrap());
+    }
+
+    #[test]
+    fn predictions_are_shortest_probabilities_and_predicted_labels() {
+        let model = train(&overlapping(), "y", "M", &TrainConfig::default()).unwrap();
+        let csv = model.predictions_csv(&[0.75, 0.5, 0.1, 1.0 / 3.0], 0.5, "B");
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            "probability,label\n0.75,M\n0.5,M\n0.1,B\n0.3333333333333333,B\n"
+        );
+        let csv = model.predictions_csv(&[0.5], 0.6, "B");
+        assert_eq!(csv, b"probability,label\n0.5,B\n");
+        assert_eq!(model.predictions_csv(&[], 0.5, "B"), b"probability,label\n");
+    }
+
+    #[test]
+    fn the_negative_label_is_given_or_the_one_seen() {
+        let model = train(&overlapping(), "y", "M", &TrainConfig::default()).unwrap();
+        let seen = |labels: &[&str]| -> Vec<String> {
+            labels.iter().map(|label| (*label).to_owned()).collect()
+        };
+        assert_eq!(model.negative_label(None, &seen(&["B"])).unwrap(), "B");
+        assert_eq!(model.negative_label(Some(""), &seen(&["B"])).unwrap(), "B");
+        assert_eq!(
+            model
+                .negative_label(Some("benign"), &seen(&["B", "C"]))
+                .unwrap(),
+            "benign"
+        );
+        let err = |given: Option<&str>, labels: &[&str]| {
+            model
+                .negative_label(given, &seen(labels))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err(None, &["B", "C"]),
+            "the negative rows hold several labels ('B', 'C'); name the one to predict"
+        );
+        assert_eq!(
+            err(None, &[]),
+            "no row is negative, so the negative label is unknown (every row is 'M')"
+        );
+        assert_eq!(
+            err(Some("M"), &["B"]),
+            "the negative label 'M' is the positive label"
+        );
+        assert_eq!(
+            err(Some("B,C"), &["B"]),
+            "the negative label 'B,C' cannot go into a CSV field (it holds a comma, quote or line break)"
+        );
     }
 }
