@@ -18,7 +18,14 @@ const PARAMETER_TYPES: &[&str] = &[
     "JsonArray",
 ];
 const ARTIFACT_TYPES: &[&str] = &["Dataset", "Model", "Metrics", "Artifact"];
-const STEPS: &[&str] = &["evaluate", "normalize", "split", "train", "validate"];
+const STEPS: &[&str] = &[
+    "evaluate",
+    "normalize",
+    "package",
+    "split",
+    "train",
+    "validate",
+];
 
 struct Component {
     dir: String,
