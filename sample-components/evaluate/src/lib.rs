@@ -3,7 +3,10 @@
 //! model's label column). Writes output artifact `metrics` as KFP mlpipeline-metrics JSON
 //! (`accuracy`, `precision`, `recall`, `f1`, `roc-auc`, `log-loss`), returns the same values
 //! under the same names as outcome metrics, reports each through `host::metric`, and logs
-//! the confusion matrix. Parameter: `threshold` (float, default 0.5).
+//! the confusion matrix. Writes output artifact `predictions`, a CSV table
+//! `probability,label` with one row per test row. Parameters: `threshold` (float, default
+//! 0.5), `negative` (string, optional: the label predicted below the threshold, by default
+//! the one label of the test table's negative rows).
 //!
 //! This file only converts between the WIT types and `sluice_ml`, does the file IO and talks
 //! to the host; the scoring is `sluice_ml::logistic` and `sluice_ml::metrics`. Parameters,
@@ -46,9 +49,18 @@ impl Guest for Evaluate {
             StepError::InvalidInput(format!("in input 'test': {}", describe(err)))
         };
         let csv = Csv::parse(&test_bytes).map_err(|err| invalid_test(&err))?;
-        let evaluation = model
-            .evaluate(&csv, job.threshold)
+        let scored = model
+            .score(&csv, job.threshold)
             .map_err(|err| invalid_test(&err))?;
+        let negative = model
+            .negative_label(job.negative, &scored.negatives)
+            .map_err(|err| match job.negative {
+                Some(_) => StepError::InvalidInput(format!("parameter 'negative': {err}")),
+                None => StepError::InvalidInput(format!(
+                    "in input 'test': {err}; name the label to predict with parameter 'negative'"
+                )),
+            })?;
+        let evaluation = scored.evaluation;
         host::progress(2, 3);
 
         let c = evaluation.confusion;
@@ -69,8 +81,9 @@ impl Guest for Evaluate {
         let named = evaluation.named();
         let json = kfp::metrics_json(&named)
             .map_err(|err| StepError::Failed(format!("cannot express the metrics: {err}")))?;
-        fs::write(job.metrics, json)
-            .map_err(|err| StepError::Failed(format!("cannot write {}: {err}", job.metrics)))?;
+        write(job.metrics, json.as_bytes())?;
+        let predictions = model.predictions_csv(&scored.probabilities, job.threshold, &negative);
+        write(job.predictions, &predictions)?;
 
         let mut metrics = Vec::with_capacity(named.len());
         for (name, value) in named {
@@ -90,26 +103,35 @@ impl Guest for Evaluate {
 
 struct Job<'a> {
     threshold: f64,
+    /// `None` when not given or empty.
+    negative: Option<&'a str>,
     model: &'a str,
     test: &'a str,
     metrics: &'a str,
+    predictions: &'a str,
 }
 
 /// Reads the parameter and artifact paths, rejecting anything unexpected.
 fn plan(inv: &step::Invocation) -> Result<Job<'_>, step::InvocationError> {
-    inv.expect_params(&["threshold"])?;
+    inv.expect_params(&["threshold", "negative"])?;
     Ok(Job {
         threshold: inv
             .fraction("threshold", true)?
             .unwrap_or(DEFAULT_THRESHOLD),
+        negative: inv.string("negative")?.filter(|label| !label.is_empty()),
         model: inv.input("model")?,
         test: inv.input("test")?,
         metrics: inv.output("metrics")?,
+        predictions: inv.output("predictions")?,
     })
 }
 
 fn read(path: &str) -> Result<Vec<u8>, StepError> {
     fs::read(path).map_err(|err| StepError::Failed(format!("cannot read {path}: {err}")))
+}
+
+fn write(path: &str, bytes: &[u8]) -> Result<(), StepError> {
+    fs::write(path, bytes).map_err(|err| StepError::Failed(format!("cannot write {path}: {err}")))
 }
 
 #[cfg(test)]
@@ -126,7 +148,10 @@ mod tests {
                 ("model".into(), "/inputs/model/data".into()),
                 ("test".into(), "/inputs/test/data".into()),
             ],
-            outputs: vec![("metrics".into(), "/outputs/metrics/data".into())],
+            outputs: vec![
+                ("metrics".into(), "/outputs/metrics/data".into()),
+                ("predictions".into(), "/outputs/predictions/data".into()),
+            ],
         }
     }
 
@@ -137,9 +162,15 @@ mod tests {
         assert_eq!(job.threshold, 0.5);
         assert_eq!(job.model, "/inputs/model/data");
         assert_eq!(job.metrics, "/outputs/metrics/data");
+        assert_eq!(job.predictions, "/outputs/predictions/data");
+        assert_eq!(job.negative, None);
         let inv = invocation(vec![("threshold", step::Value::Float(0.7))]);
         let job = plan(&inv).unwrap();
         assert_eq!(job.threshold, 0.7);
+        let inv = invocation(vec![("negative", step::Value::Str("B".into()))]);
+        assert_eq!(plan(&inv).unwrap().negative, Some("B"));
+        let inv = invocation(vec![("negative", step::Value::Str(String::new()))]);
+        assert_eq!(plan(&inv).unwrap().negative, None);
     }
 
     #[test]
@@ -156,6 +187,12 @@ mod tests {
         assert_eq!(
             plan(&inv).err().unwrap().to_string(),
             "input artifact 'test' was not given"
+        );
+        let mut inv = invocation(vec![]);
+        inv.outputs.pop();
+        assert_eq!(
+            plan(&inv).err().unwrap().to_string(),
+            "output artifact 'predictions' was not given"
         );
     }
 }

@@ -339,7 +339,7 @@ pub enum LabelError {
     NotCsv(String),
     #[error("no row is negative, so the negative label is unknown (every row is '{0}')")]
     NoneSeen(String),
-    #[error("the negative rows hold several labels ({0}); name the one to predict")]
+    #[error("the negative rows hold several labels ({0})")]
     Several(String),
 }
 
@@ -829,7 +829,7 @@ mod tests {
         };
         assert_eq!(
             err(None, &["B", "C"]),
-            "the negative rows hold several labels ('B', 'C'); name the one to predict"
+            "the negative rows hold several labels ('B', 'C')"
         );
         assert_eq!(
             err(None, &[]),
