@@ -8,6 +8,7 @@ pub mod exec;
 pub mod models;
 pub mod plan;
 pub mod schedule;
+pub mod serve;
 pub mod spec;
 pub mod store;
 

@@ -10,6 +10,7 @@ wasmtime::component::bindgen!({
     world: "host-runtime",
 });
 
+pub use exports::sluice::pipeline::predict;
 pub use exports::sluice::pipeline::step::{self, Invocation, Outcome, StepError};
 pub use sluice::pipeline::types::{Artifact, Param, Value};
 

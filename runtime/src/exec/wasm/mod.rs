@@ -5,10 +5,10 @@
 //! memories and a CPU-time deadline checked at every epoch tick. It writes artifacts only
 //! through the task folder the scheduler gave it; `exec::collect_outputs` stores them.
 
-mod bindings;
-mod cache;
+pub(crate) mod bindings;
+pub(crate) mod cache;
 mod sandbox;
-mod state;
+pub(crate) mod state;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -37,7 +37,7 @@ use crate::spec::{Component, ParamType};
 pub use cache::CacheStats;
 
 /// How often the epoch advances: the latency of cancellation and of the CPU-time check.
-const TICK: Duration = Duration::from_millis(10);
+pub(crate) const TICK: Duration = Duration::from_millis(10);
 /// How long a cancelled attempt may take to notice before it is abandoned.
 const GRACE: Duration = Duration::from_secs(2);
 
@@ -430,7 +430,7 @@ fn with_stderr(f: Failure, io: &Streams) -> Failure {
     }
 }
 
-fn error_text(e: &wasmtime::Error) -> String {
+pub(crate) fn error_text(e: &wasmtime::Error) -> String {
     let mut parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
     parts.dedup();
     parts.join(": ")
@@ -438,7 +438,7 @@ fn error_text(e: &wasmtime::Error) -> String {
 
 /// Whether bytes start like a component (preamble version 0x0d, layer 1) rather than a
 /// core module (version 1, layer 0).
-fn is_component(bytes: &[u8]) -> bool {
+pub(crate) fn is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
 }
 
@@ -569,13 +569,13 @@ fn thread_cpu_time() -> Duration {
 }
 
 /// Advances the engine's epoch every [`TICK`] until dropped.
-struct EpochTicker {
+pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    fn start(engine: Engine) -> std::io::Result<EpochTicker> {
+    pub(crate) fn start(engine: Engine) -> std::io::Result<EpochTicker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()

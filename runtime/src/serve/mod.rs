@@ -1,0 +1,591 @@
+//! `sluice serve`: the models of a Sluice home over REST, in both protocols clients
+//! already speak — TF Serving's REST API (`/v1/models/...`, [`tfs`]) and the Open
+//! Inference Protocol v2 of KServe and Triton (`/v2/...`, [`oip`]) — plus Prometheus
+//! metrics and a small admin API that deploys, rolls back and unloads without a restart.
+//!
+//! Requests are routed by the [`registry`] to a version's pool of predictor instances
+//! ([`predictor`], the only module that touches wasmtime). [`tensor`] converts between
+//! the protocols' JSON and typed tensors. A running server leaves `serve/server.json` in
+//! its home so `sluice run` and `sluice models` there can tell it about new versions.
+
+pub mod metrics;
+mod oip;
+pub mod predictor;
+pub mod registry;
+pub mod tensor;
+mod tfs;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::models::Repository;
+
+use self::metrics::Metrics;
+use self::predictor::{PoolConfig, PredictorEngine, PredictorError};
+use self::registry::{Registry, RouteError, Selector, Served};
+use self::tensor::Tensor;
+
+/// How `sluice serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub bind: SocketAddr,
+    /// The bearer token the admin API wants; when `None`, one is made and written to
+    /// `<home>/serve/admin-token` (readable by its owner only).
+    pub admin_token: Option<String>,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    pub pool: PoolConfig,
+    /// An idle instance is dropped after this long unused.
+    pub idle_timeout: Duration,
+    /// A model version nobody asked for in this long scales to zero; `None`: never.
+    pub scale_to_zero: Option<Duration>,
+    /// Serve only these models (all of the repository when `None`).
+    pub models: Option<Vec<String>>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8501)),
+            admin_token: None,
+            body_limit: 16 << 20,
+            pool: PoolConfig::default(),
+            idle_timeout: Duration::from_secs(60),
+            scale_to_zero: Some(Duration::from_secs(15 * 60)),
+            models: None,
+        }
+    }
+}
+
+/// What a running server tells other Sluice commands of the same home.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub url: String,
+    pub pid: u32,
+}
+
+const SERVER_FILE: &str = "serve/server.json";
+const TOKEN_FILE: &str = "serve/admin-token";
+
+/// Shared by every handler.
+pub(crate) struct AppState {
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    admin_token: String,
+    body_limit: usize,
+}
+
+/// A server that has bound its address and loaded its models, ready to [`Server::run`].
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    config: ServeConfig,
+    info_file: PathBuf,
+}
+
+impl Server {
+    /// Loads (and warms) the default version of every model, then binds.
+    pub async fn start(
+        home: &Path,
+        cache_dir: &Path,
+        config: ServeConfig,
+    ) -> Result<Server, String> {
+        let engine = PredictorEngine::new(cache_dir, config.pool.clone())?;
+        let metrics = Arc::new(Metrics::new());
+        let registry = Arc::new(Registry::new(
+            Repository::open(home),
+            Arc::new(engine),
+            metrics.clone(),
+            config.models.clone(),
+        ));
+        registry.load_all().await?;
+        let admin_token = match &config.admin_token {
+            Some(token) if token.len() >= 16 => token.clone(),
+            Some(_) => return Err("the admin token must be at least 16 characters".into()),
+            None => write_token(home)?,
+        };
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+        let info_file = home.join(SERVER_FILE);
+        let info = ServerInfo {
+            url: format!("http://{}", connectable(addr)),
+            pid: std::process::id(),
+        };
+        let text = serde_json::to_vec_pretty(&info).map_err(|e| e.to_string())?;
+        write_atomically(&info_file, &text)?;
+        Ok(Server {
+            listener,
+            state: Arc::new(AppState {
+                registry,
+                metrics,
+                admin_token,
+                body_limit: config.body_limit,
+            }),
+            config,
+            info_file,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.state.registry
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.state.admin_token
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets the requests in
+    /// flight finish, and removes `serve/server.json`.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        let app = router(self.state.clone(), self.config.body_limit);
+        let registry = self.state.registry.clone();
+        let idle = self.config.idle_timeout;
+        let zero = self.config.scale_to_zero;
+        let shrinker = tokio::spawn(async move {
+            let period = idle
+                .min(zero.unwrap_or(idle))
+                .clamp(Duration::from_millis(100), Duration::from_secs(5));
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                registry.shrink(idle, zero).await;
+            }
+        });
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| format!("the server stopped: {e}"));
+        shrinker.abort();
+        // Another server may have taken over the file; remove only our own.
+        if read_info(&self.info_file).is_some_and(|i| i.pid == std::process::id()) {
+            let _ = std::fs::remove_file(&self.info_file);
+        }
+        served
+    }
+}
+
+/// The address clients should dial: a wildcard bind is reachable on loopback.
+fn connectable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(loopback, addr.port())
+    } else {
+        addr
+    }
+}
+
+fn write_token(home: &Path) -> Result<String, String> {
+    let path = home.join(TOKEN_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if existing.len() >= 16 {
+            return Ok(existing.to_owned());
+        }
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    write_atomically(&path, token.as_bytes())?;
+    Ok(token)
+}
+
+/// Writes a file by rename, readable by its owner only.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().expect("server files live in a folder");
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let write = || -> std::io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        tmp.write_all(bytes)?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn read_info(path: &Path) -> Option<ServerInfo> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Where to reach the server of a home, and its admin token: `SLUICE_SERVER_URL` and
+/// `SLUICE_ADMIN_TOKEN` when set, else the files a running server left in the home.
+/// `None` when no server runs there.
+pub fn find_server(home: &Path) -> Option<(String, String)> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let url = match env("SLUICE_SERVER_URL") {
+        Some(url) => url,
+        None => {
+            let info = read_info(&home.join(SERVER_FILE))?;
+            if !crate::process_alive(info.pid) {
+                return None;
+            }
+            info.url
+        }
+    };
+    let token = env("SLUICE_ADMIN_TOKEN").or_else(|| {
+        std::fs::read_to_string(home.join(TOKEN_FILE))
+            .ok()
+            .map(|t| t.trim().to_owned())
+    })?;
+    Some((url, token))
+}
+
+/// An admin request to a running server: `reload`, `rollback` or `unload` of a model.
+/// Returns the server's JSON answer.
+pub async fn admin_request(
+    url: &str,
+    token: &str,
+    model: &str,
+    action: &str,
+    body: Value,
+) -> Result<Value, String> {
+    let endpoint = format!(
+        "{}/admin/models/{model}/{action}",
+        url.trim_end_matches('/')
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .post(&endpoint)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot reach the server at {url}: {}",
+                crate::error_chain(&e)
+            )
+        })?;
+    let status = response.status();
+    let answer: Value = response
+        .json()
+        .await
+        .map_err(|e| format!("the server at {url} answered {status} with no JSON: {e}"))?;
+    if status.is_success() {
+        Ok(answer)
+    } else {
+        let message = answer["error"].as_str().unwrap_or("no message").to_owned();
+        Err(format!("the server at {url} answered {status}: {message}"))
+    }
+}
+
+fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+    Router::new()
+        .route("/v1/models/{*rest}", get(tfs::get).post(tfs::post))
+        .route("/v2", get(oip::server_metadata))
+        .route("/v2/health/live", get(oip::live))
+        .route("/v2/health/ready", get(oip::ready))
+        .route("/v2/models/{name}", get(oip::model_metadata))
+        .route("/v2/models/{name}/ready", get(oip::model_ready))
+        .route("/v2/models/{name}/infer", post(oip::infer))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(oip::version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(oip::version_ready),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(oip::version_infer),
+        )
+        .route("/metrics", get(metrics_text))
+        .route("/admin/models/{name}/{action}", post(admin))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// An error answer: `{"error": "..."}` with its status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> ApiError {
+        match e {
+            RouteError::NotFound(m) => ApiError::not_found(m),
+            RouteError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+        }
+    }
+}
+
+impl From<PredictorError> for ApiError {
+    fn from(e: PredictorError) -> ApiError {
+        match e {
+            PredictorError::Invalid(m) => ApiError::bad_request(m),
+            PredictorError::Failed(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
+            PredictorError::Busy(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+        }
+    }
+}
+
+/// The body, or the answer to give when it could not be read (too large, say).
+fn body(state: &AppState, read: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    read.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                format!(
+                    "the request body is larger than the limit of {} bytes",
+                    state.body_limit
+                ),
+            )
+        } else {
+            ApiError::new(
+                status,
+                format!("cannot read the request body: {}", rejection.body_text()),
+            )
+        }
+    })
+}
+
+/// A JSON object from the body, or a 400 saying where it stops being one.
+fn json_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+/// Routes a request, loads the version if it has to, checks the inputs against its
+/// signature and predicts. `parse` builds the inputs once the signature is known.
+async fn predict(
+    state: &AppState,
+    name: &str,
+    selector: &Selector,
+    parse: impl FnOnce(&Served) -> Result<Vec<Tensor>, ApiError>,
+) -> Result<(Arc<Served>, Vec<Tensor>), (Option<u64>, ApiError)> {
+    let served = state
+        .registry
+        .route(name, selector)
+        .map_err(|e| (None, e.into()))?;
+    let version = Some(served.meta.version);
+    let inputs = parse(&served).map_err(|e| (version, e))?;
+    check_inputs(&served, &inputs).map_err(|e| (version, e))?;
+    let pool = state
+        .registry
+        .pool_of(name, &served)
+        .await
+        .map_err(|e| (version, e.into()))?;
+    let outputs = pool
+        .predict(inputs)
+        .await
+        .map_err(|e| (version, e.into()))?;
+    Ok((served, outputs))
+}
+
+/// Every input the signature names, each of its type and shape, and nothing else.
+fn check_inputs(served: &Served, inputs: &[Tensor]) -> Result<(), ApiError> {
+    let signature = &served.meta.signature;
+    for input in inputs {
+        let spec = signature
+            .inputs
+            .iter()
+            .find(|s| s.name == input.name)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "the model has no input '{}'; it takes {}",
+                    input.name,
+                    names(signature.inputs.iter().map(|s| s.name.as_str()))
+                ))
+            })?;
+        input.check(spec).map_err(ApiError::bad_request)?;
+    }
+    for spec in &signature.inputs {
+        if !inputs.iter().any(|i| i.name == spec.name) {
+            return Err(ApiError::bad_request(format!(
+                "input '{}' is missing",
+                spec.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = names.map(|n| format!("'{n}'")).collect();
+    quoted.join(", ")
+}
+
+/// Records one inference request in the metrics.
+fn observe(
+    state: &AppState,
+    model: &str,
+    version: Option<u64>,
+    protocol: &str,
+    status: StatusCode,
+    started: Instant,
+) {
+    let version = version.map(|v| v.to_string()).unwrap_or_default();
+    state.metrics.request(
+        model,
+        &version,
+        protocol,
+        status.as_u16(),
+        started.elapsed(),
+    );
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let text = state.metrics.render(&state.registry.pool_sizes());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    to: Option<u64>,
+}
+
+/// `POST /admin/models/{name}/{reload|rollback|unload}` with `Authorization: Bearer`.
+async fn admin(
+    State(state): State<Arc<AppState>>,
+    UrlPath((name, action)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    read: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(presented) = presented else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the admin API needs `Authorization: Bearer <token>` (the token is in <home>/serve/admin-token)",
+        ));
+    };
+    if !constant_time_eq(presented.trim().as_bytes(), state.admin_token.as_bytes()) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the admin token is wrong",
+        ));
+    }
+    let bytes = body(&state, read)?;
+    let registry = &state.registry;
+    let conflict = |m: String| ApiError::new(StatusCode::CONFLICT, m);
+    match action.as_str() {
+        "reload" => {
+            let version = registry.reload(&name).await.map_err(conflict)?;
+            Ok(axum::Json(json!({ "model": name, "version": version })))
+        }
+        "rollback" => {
+            let request: RollbackBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+                RollbackBody::default()
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    ApiError::bad_request(format!("expected {{\"to\": <version>}} or nothing: {e}"))
+                })?
+            };
+            let (from, to) = registry
+                .rollback(&name, request.to)
+                .await
+                .map_err(conflict)?;
+            Ok(axum::Json(
+                json!({ "model": name, "from": from, "version": to }),
+            ))
+        }
+        "unload" => {
+            if registry.unload(&name) {
+                Ok(axum::Json(json!({ "model": name, "unloaded": true })))
+            } else {
+                Err(ApiError::not_found(format!("model '{name}' is not served")))
+            }
+        }
+        other => Err(ApiError::not_found(format!(
+            "no admin action '{other}'; use reload, rollback or unload"
+        ))),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}", uri.path()),
+    )
+}

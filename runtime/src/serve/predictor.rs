@@ -1,0 +1,435 @@
+//! Predictor instances: the only part of `serve` that touches wasmtime. One engine with
+//! the pooling allocator; per model version an `InstancePre` and a pool of instances,
+//! each of which has loaded the model once. The pool grows with concurrent requests up to
+//! a maximum, gives idle instances back after a while, and can empty entirely (scale to
+//! zero) to come back on the next request. Each call runs on a blocking thread under a
+//! memory cap and a deadline; an instance that traps is discarded, never reused.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::exec::wasm::bindings::predict::{GuestIndices, PredictError};
+use crate::exec::wasm::bindings::sluice::pipeline::tensors as wit;
+use crate::exec::wasm::bindings::{HostRuntime, sluice};
+use crate::exec::wasm::cache::CompileCache;
+use crate::exec::wasm::state::{MemoryCap, Stop};
+use crate::exec::wasm::{EpochTicker, TICK, error_text, is_component};
+use crate::models::{Signature, TensorSpec};
+
+use super::tensor::{Data, Datatype, Tensor};
+
+/// Limits of the predictor engine and of each pool.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// Most instances one model version may have at once.
+    pub max_instances: usize,
+    /// Most instances of all models together.
+    pub total_instances: u32,
+    /// Memory one instance may use (summed over its memories).
+    pub memory: u64,
+    /// How long one `predict` call may run.
+    pub deadline: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_instances: std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
+            total_instances: 64,
+            memory: 256 << 20,
+            deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PredictorError {
+    /// The client's request was wrong; answer 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// The predictor failed or the instance trapped; answer 500.
+    #[error("{0}")]
+    Failed(String),
+    /// Every instance is busy and the pool may not grow; answer 503.
+    #[error("{0}")]
+    Busy(String),
+}
+
+pub struct PredictorState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: MemoryCap,
+}
+
+impl WasiView for PredictorState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl sluice::pipeline::types::Host for PredictorState {}
+impl sluice::pipeline::tensors::Host for PredictorState {}
+
+impl sluice::pipeline::host::Host for PredictorState {
+    fn log(&mut self, _: sluice::pipeline::host::Level, _: String) {}
+    fn metric(&mut self, _: String, _: f64) {}
+    fn progress(&mut self, _: u64, _: u64) {}
+}
+
+/// The engine all predictors run in.
+pub struct PredictorEngine {
+    engine: Engine,
+    linker: Linker<PredictorState>,
+    cache: CompileCache,
+    config: PoolConfig,
+    _ticker: EpochTicker,
+}
+
+impl PredictorEngine {
+    pub fn new(cache_dir: &Path, config: PoolConfig) -> Result<PredictorEngine, String> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.total_instances)
+            .total_core_instances(config.total_instances * 8)
+            .total_memories(config.total_instances * 4)
+            .total_tables(config.total_instances * 8)
+            .max_memory_size(config.memory as usize);
+        let mut wc = Config::new();
+        wc.wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed)
+            .memory_reservation(config.memory)
+            .memory_guard_size(64 << 10)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wc).map_err(|e| format!("cannot set up wasmtime: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| {
+                HostRuntime::add_to_linker::<PredictorState, HasSelf<PredictorState>>(
+                    &mut linker,
+                    |s| s,
+                )
+            })
+            .map_err(|e| format!("cannot set up wasmtime: {e}"))?;
+        let ticker = EpochTicker::start(engine.clone())
+            .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+        Ok(PredictorEngine {
+            cache: CompileCache::new(cache_dir, &engine),
+            engine,
+            linker,
+            config,
+            _ticker: ticker,
+        })
+    }
+
+    /// Compiles (or takes from the cache) a predictor, makes one instance and loads the
+    /// model in it: the pool starts warm, and a model the predictor rejects is an error
+    /// here rather than on the first request.
+    pub fn load(
+        self: &Arc<Self>,
+        wasm: &[u8],
+        wasm_digest: &str,
+        model: Vec<u8>,
+    ) -> Result<Arc<Pool>, String> {
+        if !is_component(wasm) {
+            return Err("the predictor is not a WebAssembly component".into());
+        }
+        let component = self
+            .cache
+            .load(&self.engine, wasm_digest, wasm)
+            .map_err(|e| format!("the predictor does not compile: {}", error_text(&e)))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| format!("the predictor cannot be linked: {}", error_text(&e)))?;
+        let indices = GuestIndices::new(&pre).map_err(|e| {
+            format!(
+                "the component does not export sluice:pipeline/predict: {}",
+                error_text(&e)
+            )
+        })?;
+        let mut pool = Pool {
+            engine: self.clone(),
+            pre,
+            indices,
+            model: Arc::new(model),
+            signature: Signature::default(),
+            idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(self.config.max_instances),
+            live: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+        };
+        let (first, signature) = pool.instantiate()?;
+        pool.signature = signature;
+        pool.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((first, Instant::now()));
+        Ok(Arc::new(pool))
+    }
+}
+
+struct Instance {
+    store: Store<PredictorState>,
+    guest: crate::exec::wasm::bindings::predict::Guest,
+}
+
+/// The instances of one model version.
+pub struct Pool {
+    engine: Arc<PredictorEngine>,
+    pre: InstancePre<PredictorState>,
+    indices: GuestIndices,
+    model: Arc<Vec<u8>>,
+    signature: Signature,
+    idle: Mutex<Vec<(Instance, Instant)>>,
+    /// One per instance the pool may have: a request holds one while it runs, so the pool
+    /// never grows past its maximum and requests beyond it wait.
+    permits: tokio::sync::Semaphore,
+    /// Instances in existence, idle or busy.
+    live: AtomicUsize,
+    busy: AtomicUsize,
+    last_used: Mutex<Instant>,
+}
+
+/// A pool's size, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSize {
+    pub live: usize,
+    pub busy: usize,
+}
+
+impl Pool {
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    pub fn size(&self) -> PoolSize {
+        PoolSize {
+            live: self.live.load(Ordering::Relaxed),
+            busy: self.busy.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    fn new_store(&self) -> Store<PredictorState> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(true)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let mut store = Store::new(
+            &self.engine.engine,
+            PredictorState {
+                wasi: wasi.build(),
+                table: ResourceTable::new(),
+                limits: MemoryCap::new(self.engine.config.memory),
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        store
+    }
+
+    /// A new instance with the model loaded.
+    fn instantiate(&self) -> Result<(Instance, Signature), String> {
+        let mut store = self.new_store();
+        arm_deadline(&mut store, self.engine.config.deadline);
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| format!("the predictor cannot be instantiated: {}", error_text(&e)))?;
+        let guest = self
+            .indices
+            .load(&mut store, &instance)
+            .map_err(|e| error_text(&e))?;
+        let signature = guest
+            .call_load(&mut store, &self.model)
+            .map_err(|e| {
+                format!(
+                    "the predictor trapped loading the model: {}",
+                    error_text(&e)
+                )
+            })?
+            .map_err(|e| match e {
+                PredictError::InvalidInput(m) | PredictError::Failed(m) => {
+                    format!("the predictor cannot load the model: {m}")
+                }
+            })?;
+        self.live.fetch_add(1, Ordering::Relaxed);
+        Ok((Instance { store, guest }, signature_of(&signature)))
+    }
+
+    /// Runs one batch through an idle instance, or a new one while the pool may grow;
+    /// beyond its maximum, waits for an instance to come free.
+    pub async fn predict(
+        self: &Arc<Self>,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, PredictorError> {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        let wait = self.engine.config.deadline;
+        let _permit = match tokio::time::timeout(wait, self.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                return Err(PredictorError::Busy(format!(
+                    "all {} instances of the model stayed busy for {}s; try again",
+                    self.engine.config.max_instances,
+                    wait.as_secs()
+                )));
+            }
+        };
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let instance = match idle {
+            Some((instance, _)) => instance,
+            None => {
+                let pool = self.clone();
+                tokio::task::spawn_blocking(move || pool.instantiate())
+                    .await
+                    .map_err(|e| PredictorError::Failed(e.to_string()))?
+                    .map_err(PredictorError::Failed)?
+                    .0
+            }
+        };
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let pool = self.clone();
+        let joined = tokio::task::spawn_blocking(move || pool.run(instance, inputs)).await;
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+        let (instance, result) = joined.map_err(|e| PredictorError::Failed(e.to_string()))?;
+        match instance {
+            Some(instance) => self
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((instance, Instant::now())),
+            None => {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    /// Calls `predict`; gives the instance back unless it trapped.
+    fn run(
+        &self,
+        mut instance: Instance,
+        inputs: Vec<Tensor>,
+    ) -> (Option<Instance>, Result<Vec<Tensor>, PredictorError>) {
+        arm_deadline(&mut instance.store, self.engine.config.deadline);
+        let wit_inputs: Vec<wit::Tensor> = inputs.into_iter().map(to_wit).collect();
+        match instance
+            .guest
+            .call_predict(&mut instance.store, &wit_inputs)
+        {
+            Ok(Ok(outputs)) => (
+                Some(instance),
+                Ok(outputs.into_iter().map(from_wit).collect()),
+            ),
+            Ok(Err(PredictError::InvalidInput(m))) => {
+                (Some(instance), Err(PredictorError::Invalid(m)))
+            }
+            Ok(Err(PredictError::Failed(m))) => (
+                Some(instance),
+                Err(PredictorError::Failed(format!("the predictor failed: {m}"))),
+            ),
+            Err(e) => {
+                let message = match e.downcast_ref::<Stop>() {
+                    Some(stop) => stop.to_string(),
+                    None => error_text(&e),
+                };
+                (
+                    None,
+                    Err(PredictorError::Failed(format!(
+                        "the predictor trapped: {message}"
+                    ))),
+                )
+            }
+        }
+    }
+
+    /// Drops idle instances unused for `idle` or longer; all of them when `all`.
+    pub fn shrink(&self, idle: Duration, all: bool) -> usize {
+        let mut instances = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let before = instances.len();
+        instances.retain(|(_, since)| !all && since.elapsed() < idle);
+        let dropped = before - instances.len();
+        self.live.fetch_sub(dropped, Ordering::Relaxed);
+        dropped
+    }
+}
+
+/// Stops a call that runs past `deadline`, checked at every epoch tick.
+fn arm_deadline(store: &mut Store<PredictorState>, deadline: Duration) {
+    let ticks = (deadline.as_millis() / TICK.as_millis()).max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_callback(move |_| Err(wasmtime::Error::new(Stop::CpuTime(deadline))));
+}
+
+fn datatype_of(d: wit::Datatype) -> Datatype {
+    match d {
+        wit::Datatype::Fp64 => Datatype::Fp64,
+        wit::Datatype::Fp32 => Datatype::Fp32,
+        wit::Datatype::Int64 => Datatype::Int64,
+        wit::Datatype::Int32 => Datatype::Int32,
+        wit::Datatype::Boolean => Datatype::Bool,
+        wit::Datatype::Bytes => Datatype::Bytes,
+    }
+}
+
+fn signature_of(s: &wit::Signature) -> Signature {
+    let specs = |list: &[wit::TensorSpec]| {
+        list.iter()
+            .map(|t| TensorSpec {
+                name: t.name.clone(),
+                datatype: datatype_of(t.datatype).name().to_owned(),
+                shape: t.shape.clone(),
+            })
+            .collect()
+    };
+    Signature {
+        inputs: specs(&s.inputs),
+        outputs: specs(&s.outputs),
+    }
+}
+
+fn to_wit(t: Tensor) -> wit::Tensor {
+    wit::Tensor {
+        name: t.name,
+        shape: t.shape,
+        data: match t.data {
+            Data::Fp64(v) => wit::TensorData::Fp64(v),
+            Data::Fp32(v) => wit::TensorData::Fp32(v),
+            Data::Int64(v) => wit::TensorData::Int64(v),
+            Data::Int32(v) => wit::TensorData::Int32(v),
+            Data::Bool(v) => wit::TensorData::Boolean(v),
+            Data::Bytes(v) => wit::TensorData::Bytes(v),
+        },
+    }
+}
+
+fn from_wit(t: wit::Tensor) -> Tensor {
+    Tensor {
+        name: t.name,
+        shape: t.shape,
+        data: match t.data {
+            wit::TensorData::Fp64(v) => Data::Fp64(v),
+            wit::TensorData::Fp32(v) => Data::Fp32(v),
+            wit::TensorData::Int64(v) => Data::Int64(v),
+            wit::TensorData::Int32(v) => Data::Int32(v),
+            wit::TensorData::Boolean(v) => Data::Bool(v),
+            wit::TensorData::Bytes(v) => Data::Bytes(v),
+        },
+    }
+}

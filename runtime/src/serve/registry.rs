@@ -1,0 +1,325 @@
+//! What the server serves: for each model, its repository state (default version,
+//! labels, canary share) and a pool per version in use. A request names a model and
+//! maybe a version or label; the registry picks the version and hands out its pool,
+//! loading it on first use (and again after it scaled to zero). A reload reads the
+//! repository again and loads and warms the new default version before it takes traffic,
+//! so a new version goes live without a failed request; the old one keeps serving
+//! requests pinned to it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::models::{ModelError, ModelState, Repository, VersionMeta};
+use crate::spec::sha256_hex;
+
+use super::metrics::Metrics;
+use super::predictor::{Pool, PredictorEngine};
+
+/// Which version a request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    Default,
+    Version(u64),
+    Label(String),
+}
+
+/// Why a request cannot be routed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("{0}")]
+    NotFound(String),
+    /// The version exists but cannot be served (its predictor fails to load, say).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A version the server knows of.
+pub struct Served {
+    pub meta: VersionMeta,
+    /// `None` while scaled to zero (or before first use).
+    pool: tokio::sync::Mutex<Option<Arc<Pool>>>,
+    /// The pool, readable without waiting on a load in progress.
+    ready: RwLock<Option<Arc<Pool>>>,
+}
+
+impl Served {
+    pub fn pool(&self) -> Option<Arc<Pool>> {
+        self.ready.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+struct Model {
+    state: ModelState,
+    /// Every version on disk, by number.
+    versions: BTreeMap<u64, Arc<Served>>,
+    /// The version unpinned requests get.
+    default: u64,
+}
+
+pub struct Registry {
+    repo: Repository,
+    engine: Arc<PredictorEngine>,
+    metrics: Arc<Metrics>,
+    models: RwLock<BTreeMap<String, Arc<Model>>>,
+    /// Only these models, when set.
+    only: Option<Vec<String>>,
+    counter: AtomicU64,
+}
+
+impl Registry {
+    pub fn new(
+        repo: Repository,
+        engine: Arc<PredictorEngine>,
+        metrics: Arc<Metrics>,
+        only: Option<Vec<String>>,
+    ) -> Registry {
+        Registry {
+            repo,
+            engine,
+            metrics,
+            models: RwLock::new(BTreeMap::new()),
+            only,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.models
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn model(&self, name: &str) -> Option<Arc<Model>> {
+        self.models
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Reads every model of the repository and loads each default version.
+    pub async fn load_all(&self) -> Result<(), String> {
+        let names = self.repo.names().map_err(|e| crate::error_chain(&e))?;
+        for name in names {
+            if self.only.as_ref().is_some_and(|o| !o.contains(&name)) {
+                continue;
+            }
+            self.reload(&name).await?;
+        }
+        if let Some(only) = &self.only {
+            for name in only {
+                if self.model(name).is_none() {
+                    return Err(format!(
+                        "no model named '{name}' in {}",
+                        self.repo.root().display()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the repository's state for one model: its versions, labels and default.
+    /// The new default version is loaded and warmed before it takes traffic.
+    pub async fn reload(&self, name: &str) -> Result<u64, String> {
+        let state = self.repo.state(name).map_err(|e| crate::error_chain(&e))?;
+        let on_disk = self
+            .repo
+            .versions(name)
+            .map_err(|e| crate::error_chain(&e))?;
+        let default = self
+            .repo
+            .default_version(name)
+            .map_err(|e| crate::error_chain(&e))?;
+        let previous = self.model(name);
+        let versions: BTreeMap<u64, Arc<Served>> = on_disk
+            .into_iter()
+            .map(|v| {
+                let number = v.meta.version;
+                let known = previous
+                    .as_ref()
+                    .and_then(|m| m.versions.get(&number))
+                    .cloned();
+                let served = known.unwrap_or_else(|| {
+                    Arc::new(Served {
+                        meta: v.meta,
+                        pool: tokio::sync::Mutex::new(None),
+                        ready: RwLock::new(None),
+                    })
+                });
+                (number, served)
+            })
+            .collect();
+        let target = versions
+            .get(&default)
+            .cloned()
+            .ok_or_else(|| format!("model '{name}' has no version {default}"))?;
+        // Warm the version that is about to take traffic; on failure nothing changes.
+        self.pool_of(name, &target)
+            .await
+            .map_err(|e| e.to_string())?;
+        let model = Arc::new(Model {
+            state,
+            versions,
+            default,
+        });
+        self.models
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), model);
+        Ok(default)
+    }
+
+    /// Stops serving a model until it is reloaded.
+    pub fn unload(&self, name: &str) -> bool {
+        self.models
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .is_some()
+    }
+
+    /// Makes an earlier version the default in the repository and serves it.
+    pub async fn rollback(&self, name: &str, to: Option<u64>) -> Result<(u64, u64), String> {
+        if self.model(name).is_none() {
+            return Err(ModelError::UnknownModel(name.to_owned()).to_string());
+        }
+        let (from, to) = self
+            .repo
+            .rollback(name, to)
+            .map_err(|e| crate::error_chain(&e))?;
+        self.reload(name).await?;
+        Ok((from, to))
+    }
+
+    /// The versions of a model and which one serves by default.
+    pub fn describe(&self, name: &str) -> Option<(Vec<Arc<Served>>, u64, ModelState)> {
+        let model = self.model(name)?;
+        Some((
+            model.versions.values().cloned().collect(),
+            model.default,
+            model.state.clone(),
+        ))
+    }
+
+    /// The version a request is for.
+    pub fn route(&self, name: &str, selector: &Selector) -> Result<Arc<Served>, RouteError> {
+        let model = self
+            .model(name)
+            .ok_or_else(|| RouteError::NotFound(format!("model '{name}' is not served")))?;
+        let version = match selector {
+            Selector::Version(v) => *v,
+            Selector::Label(label) => *model.state.labels.get(label).ok_or_else(|| {
+                RouteError::NotFound(format!("model '{name}' has no label '{label}'"))
+            })?,
+            Selector::Default => {
+                let canary = model.state.labels.get("canary").copied();
+                match canary {
+                    Some(v) if model.state.canary_share > 0.0 && v != model.default => {
+                        // Every request in a thousand, in turn: the share is exact over
+                        // any thousand consecutive requests.
+                        let n = self.counter.fetch_add(1, Ordering::Relaxed) % 1000;
+                        if (n as f64) < model.state.canary_share * 1000.0 {
+                            v
+                        } else {
+                            model.default
+                        }
+                    }
+                    _ => model.default,
+                }
+            }
+        };
+        model
+            .versions
+            .get(&version)
+            .cloned()
+            .ok_or_else(|| RouteError::NotFound(format!("model '{name}' has no version {version}")))
+    }
+
+    /// The version's pool, loading it (from the repository) when it has none.
+    pub async fn pool_of(&self, name: &str, served: &Served) -> Result<Arc<Pool>, RouteError> {
+        if let Some(pool) = served.pool() {
+            return Ok(pool);
+        }
+        let mut slot = served.pool.lock().await;
+        if let Some(pool) = slot.as_ref() {
+            return Ok(pool.clone());
+        }
+        let version = served.meta.version;
+        let unavailable = |m: String| {
+            RouteError::Unavailable(format!(
+                "model '{name}' version {version} cannot be served: {m}"
+            ))
+        };
+        let found = self
+            .repo
+            .version(name, version)
+            .map_err(|e| unavailable(crate::error_chain(&e)))?;
+        let started = Instant::now();
+        let engine = self.engine.clone();
+        let pool = tokio::task::spawn_blocking(move || -> Result<Arc<Pool>, String> {
+            let wasm = std::fs::read(found.predictor_path()).map_err(|e| e.to_string())?;
+            let model = std::fs::read(found.model_path())
+                .map_err(|e| format!("cannot read {}: {e}", found.model_path().display()))?;
+            let digest = sha256_hex(&wasm);
+            engine.load(&wasm, &digest, model)
+        })
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+        .map_err(unavailable)?;
+        self.metrics.loaded(name, version, started.elapsed());
+        *slot = Some(pool.clone());
+        *served.ready.write().unwrap_or_else(|p| p.into_inner()) = Some(pool.clone());
+        Ok(pool)
+    }
+
+    /// Gives idle instances back and empties pools of models nobody asked for in a while.
+    pub async fn shrink(&self, idle: Duration, scale_to_zero: Option<Duration>) {
+        let models: Vec<Arc<Model>> = self
+            .models
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for model in models {
+            for served in model.versions.values() {
+                let Some(pool) = served.pool() else { continue };
+                let unused = scale_to_zero.is_some_and(|after| pool.idle_for() >= after);
+                if unused && pool.size().busy == 0 {
+                    let mut slot = served.pool.lock().await;
+                    pool.shrink(idle, true);
+                    *slot = None;
+                    *served.ready.write().unwrap_or_else(|p| p.into_inner()) = None;
+                } else {
+                    pool.shrink(idle, false);
+                }
+            }
+        }
+    }
+
+    /// Sizes of every loaded pool, by model and version, for metrics.
+    pub fn pool_sizes(&self) -> Vec<(String, u64, usize, usize)> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (name, model) in models.iter() {
+            for (version, served) in &model.versions {
+                let (live, busy) = served.pool().map_or((0, 0), |p| {
+                    let s = p.size();
+                    (s.live, s.busy)
+                });
+                out.push((name.clone(), *version, live, busy));
+            }
+        }
+        out
+    }
+}
