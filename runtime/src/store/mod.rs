@@ -21,8 +21,8 @@ use std::sync::Mutex;
 
 pub use artifacts::ArtifactRef;
 pub use records::{
-    AttemptRecord, IoRecord, LogRecord, NewRun, NewTask, RunKind, RunRecord, RunState, TaskRecord,
-    TaskState,
+    AttemptRecord, DeployRecord, DeployState, IoRecord, LogRecord, NewRun, NewTask, RunKind,
+    RunRecord, RunState, TaskRecord, TaskState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -323,6 +323,10 @@ impl Store {
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         self.records().finish_run(run, state, error)
+    }
+
+    pub fn set_deploy(&self, run: &str, deploy: &DeployRecord) -> Result<(), StoreError> {
+        self.records().set_deploy(run, deploy)
     }
 
     pub fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {

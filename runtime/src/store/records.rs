@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE runs (
@@ -25,7 +25,8 @@ CREATE TABLE runs (
     error          TEXT,
     pid            INTEGER NOT NULL,
     started_at     TEXT NOT NULL,
-    ended_at       TEXT
+    ended_at       TEXT,
+    deploy         TEXT
 );
 CREATE TABLE tasks (
     run_id            TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -152,10 +153,13 @@ impl TaskState {
 }
 
 /// Each step from one schema version to the next, applied in order to older databases.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "ALTER TABLE tasks ADD COLUMN implementation_reason TEXT;",
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "ALTER TABLE tasks ADD COLUMN implementation_reason TEXT;",
+    ),
+    (2, "ALTER TABLE runs ADD COLUMN deploy TEXT;"),
+];
 
 /// What starts a run record.
 #[derive(Clone, Debug)]
@@ -242,8 +246,34 @@ pub struct RunRecord {
     pub error: Option<String>,
     pub started_at: Timestamp,
     pub ended_at: Option<Timestamp>,
+    /// What became of the pipeline's `deploy` section, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeployRecord>,
     /// Empty in listings; filled by [`Records::run`].
     pub tasks: Vec<TaskRecord>,
+}
+
+/// The outcome of a run's deploy section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    pub model: String,
+    pub state: DeployState,
+    /// The version published, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Why nothing was deployed, or what became of the new version.
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeployState {
+    /// Published (and, when a server runs, serving).
+    Deployed,
+    /// Not attempted: the run failed or the gate did not hold.
+    Skipped,
+    /// Attempted and failed: the predictor rejected the model, say.
+    Failed,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -486,12 +516,27 @@ impl Records {
         Ok(())
     }
 
+    pub(super) fn set_deploy(
+        &mut self,
+        run: &str,
+        deploy: &DeployRecord,
+    ) -> Result<(), StoreError> {
+        let text = serde_json::to_string(deploy).expect("a deploy record is plain data");
+        self.conn
+            .execute(
+                "UPDATE runs SET deploy = ?2 WHERE id = ?1",
+                params![run, text],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     /// The most recent runs first.
     pub(super) fn list(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid
+                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy
                  FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1",
             )
             .map_err(db_err)?;
@@ -528,7 +573,7 @@ impl Records {
         let mut run = self
             .conn
             .query_row(
-                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid
+                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy
                  FROM runs WHERE id = ?1",
                 [id],
                 run_from_row,
@@ -745,6 +790,9 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         error: r.get(7)?,
         started_at: opt_ts(r.get(8)?).unwrap_or_default(),
         ended_at: opt_ts(r.get(9)?),
+        deploy: r
+            .get::<_, Option<String>>(11)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
         tasks: Vec::new(),
     })
 }
@@ -862,7 +910,12 @@ mod tests {
     fn older_databases_are_migrated() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.db");
-        let v1 = SCHEMA.replace("    implementation_reason TEXT,\n", "");
+        let v1 = SCHEMA
+            .replace("    implementation_reason TEXT,\n", "")
+            .replace(
+                "    ended_at       TEXT,\n    deploy         TEXT\n",
+                "    ended_at       TEXT\n",
+            );
         assert_ne!(v1, SCHEMA);
         Connection::open(&path)
             .unwrap()
