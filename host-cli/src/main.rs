@@ -48,6 +48,11 @@ enum Command {
     Runs(commands::runs::Command),
     /// Print the captured output of a task
     Logs(commands::logs::Args),
+    /// Serve the home's models over REST (TF Serving and Open Inference Protocol v2)
+    Serve(commands::serve::Args),
+    /// List, inspect, label and roll back served models
+    #[command(subcommand)]
+    Models(commands::models::Command),
 }
 
 /// Where the store and caches live, from `--home` and `--cache-dir`.
@@ -72,6 +77,8 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(args),
         Command::Runs(cmd) => commands::runs::run(&paths, cmd),
         Command::Logs(args) => commands::logs::run(&paths, args),
+        Command::Serve(args) => commands::serve::run(&paths, args),
+        Command::Models(cmd) => commands::models::run(&paths, cmd),
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,8 @@ use std::time::Duration;
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{Cell, ContentArrangement, Table};
 use jiff::Timestamp;
-use sluice_runtime::store::{RunRecord, TaskRecord};
+use sluice_runtime::models::{ModelState, Version};
+use sluice_runtime::store::{DeployRecord, DeployState, RunRecord, TaskRecord};
 
 use crate::progress::humanize;
 
@@ -86,6 +87,23 @@ pub fn summary(run: &RunRecord) {
             run.id, failed.name
         );
     }
+    if let Some(deploy) = &run.deploy {
+        println!("{}", deploy_line(deploy));
+    }
+}
+
+fn deploy_line(deploy: &DeployRecord) -> String {
+    match deploy.state {
+        DeployState::Deployed => format!("deploy: {}", deploy.message),
+        DeployState::Skipped => format!(
+            "nothing deployed as model '{}': {}",
+            deploy.model, deploy.message
+        ),
+        DeployState::Failed => format!(
+            "deploy of model '{}' failed: {}",
+            deploy.model, deploy.message
+        ),
+    }
 }
 
 pub fn run_list(runs: &[RunRecord]) {
@@ -156,5 +174,84 @@ pub fn run_details(run: &RunRecord) {
     }
     if let Some(metrics) = metric_rows(&run.tasks) {
         println!("{metrics}");
+    }
+    if let Some(deploy) = &run.deploy {
+        println!("{}", deploy_line(deploy));
+    }
+}
+
+/// `sluice models list`.
+pub fn model_list(models: &[(String, Vec<Version>, ModelState, u64)]) {
+    let mut t = table(&["model", "serves", "versions", "labels", "published"]);
+    for (name, versions, state, default) in models {
+        let latest = versions.iter().map(|v| v.meta.created_at).max();
+        t.add_row(vec![
+            name.clone(),
+            default.to_string(),
+            versions.len().to_string(),
+            labels(state),
+            latest.map(local).unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+}
+
+fn labels(state: &ModelState) -> String {
+    let mut parts: Vec<String> = state
+        .labels
+        .iter()
+        .map(|(l, v)| format!("{l}={v}"))
+        .collect();
+    if state.labels.contains_key("canary") && state.canary_share > 0.0 {
+        parts.push(format!("canary share {}%", state.canary_share * 100.0));
+    }
+    parts.join(", ")
+}
+
+/// `sluice models show <name>`.
+pub fn model_details(name: &str, versions: &[Version], state: &ModelState, default: u64) {
+    println!("model    {name}");
+    println!("serves   version {default}");
+    if !state.labels.is_empty() {
+        println!("labels   {}", labels(state));
+    }
+    let mut t = table(&[
+        "version",
+        "published",
+        "model",
+        "predictor",
+        "run",
+        "metrics",
+    ]);
+    for v in versions.iter().rev() {
+        let metrics: Vec<String> = v
+            .meta
+            .metrics
+            .values()
+            .flat_map(|m| m.iter().map(|(k, x)| format!("{k} {x:.4}")))
+            .collect();
+        t.add_row(vec![
+            format!(
+                "{}{}",
+                v.meta.version,
+                if v.meta.version == default { " *" } else { "" }
+            ),
+            local(v.meta.created_at),
+            short(&v.meta.model_digest).to_owned(),
+            short(&v.meta.predictor_digest).to_owned(),
+            v.meta.run.clone().unwrap_or_default(),
+            metrics.join(", "),
+        ]);
+    }
+    println!("{t}");
+    if let Some(latest) = versions.iter().find(|v| v.meta.version == default) {
+        let spec = |list: &[sluice_runtime::models::TensorSpec]| {
+            list.iter()
+                .map(|s| format!("{} {} {:?}", s.name, s.datatype, s.shape))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("inputs   {}", spec(&latest.meta.signature.inputs));
+        println!("outputs  {}", spec(&latest.meta.signature.outputs));
     }
 }

@@ -3,9 +3,11 @@
 
 pub mod component;
 pub mod logs;
+pub mod models;
 pub mod plan;
 pub mod run;
 pub mod runs;
+pub mod serve;
 pub mod validate;
 
 use std::io::IsTerminal;
@@ -20,7 +22,7 @@ use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
 use sluice_runtime::plan::{Plan, PlanError};
 use sluice_runtime::schedule::{Options, Scheduler};
 use sluice_runtime::spec::Prefer;
-use sluice_runtime::store::{RunKind, RunState, Store, default_home};
+use sluice_runtime::store::{DeployState, RunKind, RunState, Store, default_home};
 use tokio_util::sync::CancellationToken;
 
 use crate::Paths;
@@ -138,8 +140,9 @@ pub fn execute(
         Display::Auto if std::io::stderr().is_terminal() => Arc::new(Progress::new(&plan)),
         Display::Auto => Arc::new(Plain::new(verbose)),
     };
+    let plan = Arc::new(plan);
     let outcome = runtime.block_on(async {
-        let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir))?);
+        let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir.clone()))?);
         let executor = Arc::new(Runners::new(wasm, exec.policy()));
         let cancel = CancellationToken::new();
         tokio::spawn(watch_ctrl_c(cancel.clone()));
@@ -150,18 +153,29 @@ pub fn execute(
             options,
             cancel,
         };
-        anyhow::Ok(scheduler.run(Arc::new(plan), kind).await?)
+        let outcome = scheduler.run(plan.clone(), kind).await?;
+        // The pipeline's last act, once its record is final.
+        let deploy = match plan.deploy {
+            Some(_) => {
+                let record = store.run(&outcome.run_id)?;
+                sluice_runtime::deploy::deploy(&store, &plan, &record, &cache_dir).await
+            }
+            None => None,
+        };
+        anyhow::Ok((outcome, deploy))
     });
     // Abandoned guest threads (stuck in a long host call after a cancel) must not hold
     // the process open.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-    let outcome = outcome?;
+    let (outcome, deploy) = outcome?;
     let record = store.run(&outcome.run_id)?;
     match display {
         Display::Json => println!("{}", serde_json::to_string_pretty(&record)?),
         Display::Auto => crate::report::summary(&record),
     }
+    let deploy_failed = deploy.is_some_and(|d| d.state == DeployState::Failed);
     let code = match outcome.state {
+        RunState::Succeeded if deploy_failed => ExitCode::from(1),
         RunState::Succeeded => ExitCode::SUCCESS,
         RunState::Cancelled => ExitCode::from(130),
         _ => ExitCode::from(1),

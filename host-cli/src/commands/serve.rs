@@ -1,0 +1,126 @@
+//! `sluice serve`: serve the home's models over REST until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sluice_runtime::serve::predictor::PoolConfig;
+use sluice_runtime::serve::{ServeConfig, Server};
+
+use super::open_store;
+use crate::Paths;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on; use 0.0.0.0:PORT to accept other machines
+    #[arg(long, default_value = "127.0.0.1:8501", value_name = "ADDR:PORT")]
+    bind: SocketAddr,
+    /// Serve only this model (repeatable) [default: every model of the home]
+    #[arg(long = "model", value_name = "NAME")]
+    models: Vec<String>,
+    /// Bearer token of the admin API [default: made once, kept in <home>/serve/admin-token]
+    #[arg(
+        long,
+        env = "SLUICE_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    admin_token: Option<String>,
+    /// Most predictor instances per model version
+    #[arg(long, value_name = "N")]
+    max_instances: Option<usize>,
+    /// Memory each predictor instance may use, in MiB
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    instance_memory: u64,
+    /// Longest a single prediction may run
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    deadline: Duration,
+    /// Drop an instance unused for this long
+    #[arg(long, default_value = "60s", value_parser = duration, value_name = "DURATION")]
+    idle_timeout: Duration,
+    /// Unload a model version nobody asked for in this long (`never` to keep it)
+    #[arg(long, default_value = "15m", value_parser = optional_duration, value_name = "DURATION")]
+    scale_to_zero: Option<Duration>,
+    /// Largest request body, in KiB
+    #[arg(long, default_value_t = 16 * 1024, value_name = "KIB")]
+    body_limit: usize,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("expected a duration such as 30s or 5m: {e}"))
+}
+
+fn optional_duration(s: &str) -> Result<Option<Duration>, String> {
+    if s == "never" {
+        Ok(None)
+    } else {
+        duration(s).map(Some)
+    }
+}
+
+pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
+    let store = open_store(paths)?;
+    let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
+    let mut pool = PoolConfig {
+        memory: args.instance_memory << 20,
+        deadline: args.deadline,
+        ..PoolConfig::default()
+    };
+    if let Some(n) = args.max_instances {
+        anyhow::ensure!(n > 0, "--max-instances must be at least 1");
+        pool.max_instances = n;
+    }
+    let config = ServeConfig {
+        bind: args.bind,
+        admin_token: args.admin_token,
+        body_limit: args.body_limit << 10,
+        pool,
+        idle_timeout: args.idle_timeout,
+        scale_to_zero: args.scale_to_zero,
+        models: (!args.models.is_empty()).then_some(args.models),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let home = store.home().to_owned();
+    drop(store);
+    runtime.block_on(async {
+        let server = Server::start(&home, &cache_dir, config)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let url = format!("http://{}", server.local_addr());
+        let names = server.registry().names();
+        if names.is_empty() {
+            println!("no models yet; a pipeline with a deploy section publishes one");
+        }
+        for name in &names {
+            if let Some((versions, default, _)) = server.registry().describe(name) {
+                println!(
+                    "{name}: version {default} of {} (TF Serving: {url}/v1/models/{name}:predict, OIP: {url}/v2/models/{name}/infer)",
+                    versions.len()
+                );
+            }
+        }
+        println!("serving on {url} (metrics at {url}/metrics); Ctrl-C stops");
+        server.run(shutdown_signal()).await.map_err(anyhow::Error::msg)
+    })?;
+    println!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+    eprintln!("stopping: finishing the requests in flight");
+}
