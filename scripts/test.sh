@@ -2,12 +2,24 @@
 # Runs every test: the workspace's unit and integration tests (which build the sample
 # components for wasm32-wasip2 first, and run container steps in the local Docker Engine)
 # and the sample components' own unit tests. A Docker Engine that cannot be reached fails
-# the run.
+# the run, as does a Python without the stock serving clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 scripts/build-images.sh
+
+# Stock clients of the serving protocols (Triton's Python client, requests), in a
+# virtualenv outside the clone.
+venv=${XDG_CACHE_HOME:-$HOME/.cache}/sluice/test-venv
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    sudo=$([[ $(id -u) == 0 ]] || echo sudo)
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq python3-venv
+fi
+[[ -x $venv/bin/python ]] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+export SLUICE_TEST_PYTHON=$venv/bin/python
+
 cargo test --workspace --locked "$@"
 env -u CARGO_TARGET_DIR cargo test --locked --workspace \
     --manifest-path sample-components/Cargo.toml --target-dir sample-components/target

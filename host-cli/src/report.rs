@@ -215,36 +215,23 @@ pub fn model_details(name: &str, versions: &[Version], state: &ModelState, defau
     if !state.labels.is_empty() {
         println!("labels   {}", labels(state));
     }
-    let mut t = table(&[
-        "version",
-        "published",
-        "model",
-        "predictor",
-        "run",
-        "metrics",
-    ]);
+    let mut t = table(&["version", "published", "model", "predictor", "run"]);
     for v in versions.iter().rev() {
-        let metrics: Vec<String> = v
-            .meta
-            .metrics
-            .values()
-            .flat_map(|m| m.iter().map(|(k, x)| format!("{k} {x:.4}")))
-            .collect();
+        let marker = if v.meta.version == default { " *" } else { "" };
         t.add_row(vec![
-            format!(
-                "{}{}",
-                v.meta.version,
-                if v.meta.version == default { " *" } else { "" }
-            ),
+            format!("{}{marker}", v.meta.version),
             local(v.meta.created_at),
             short(&v.meta.model_digest).to_owned(),
             short(&v.meta.predictor_digest).to_owned(),
             v.meta.run.clone().unwrap_or_default(),
-            metrics.join(", "),
         ]);
     }
     println!("{t}");
     if let Some(latest) = versions.iter().find(|v| v.meta.version == default) {
+        for (task, metrics) in &latest.meta.metrics {
+            let values: Vec<String> = metrics.iter().map(|(k, x)| format!("{k} {x:.4}")).collect();
+            println!("{task:<8} {}", values.join(", "));
+        }
         let spec = |list: &[sluice_runtime::models::TensorSpec]| {
             list.iter()
                 .map(|s| format!("{} {} {:?}", s.name, s.datatype, s.shape))

@@ -37,10 +37,10 @@ pub enum Command {
         name: String,
         label: String,
         /// The version the label names; omit with --remove
-        #[arg(required_unless_present = "remove")]
-        version: Option<u64>,
+        #[arg(value_name = "VERSION", required_unless_present = "remove")]
+        number: Option<u64>,
         /// Remove the label
-        #[arg(long, conflicts_with = "version")]
+        #[arg(long, conflicts_with = "number")]
         remove: bool,
         /// For `canary`: the share (0 to 1) of unpinned requests it takes
         #[arg(long, value_name = "SHARE")]
@@ -120,11 +120,11 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
         Command::Label {
             name,
             label,
-            version,
+            number,
             remove,
             share,
         } => {
-            let version = if remove { None } else { version };
+            let version = if remove { None } else { number };
             repo.set_label(&name, &label, version, share)?;
             match version {
                 Some(v) => println!("model '{name}': label '{label}' names version {v}"),

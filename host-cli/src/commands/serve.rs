@@ -41,7 +41,7 @@ pub struct Args {
     idle_timeout: Duration,
     /// Unload a model version nobody asked for in this long (`never` to keep it)
     #[arg(long, default_value = "15m", value_parser = optional_duration, value_name = "DURATION")]
-    scale_to_zero: Option<Duration>,
+    scale_to_zero: Unless,
     /// Largest request body, in KiB
     #[arg(long, default_value_t = 16 * 1024, value_name = "KIB")]
     body_limit: usize,
@@ -51,11 +51,15 @@ fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("expected a duration such as 30s or 5m: {e}"))
 }
 
-fn optional_duration(s: &str) -> Result<Option<Duration>, String> {
+/// A duration, or `never`.
+#[derive(Clone, Copy)]
+struct Unless(Option<Duration>);
+
+fn optional_duration(s: &str) -> Result<Unless, String> {
     if s == "never" {
-        Ok(None)
+        Ok(Unless(None))
     } else {
-        duration(s).map(Some)
+        duration(s).map(|d| Unless(Some(d)))
     }
 }
 
@@ -77,7 +81,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         body_limit: args.body_limit << 10,
         pool,
         idle_timeout: args.idle_timeout,
-        scale_to_zero: args.scale_to_zero,
+        scale_to_zero: args.scale_to_zero.0,
         models: (!args.models.is_empty()).then_some(args.models),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

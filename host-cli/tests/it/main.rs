@@ -1,7 +1,8 @@
 //! End-to-end tests of the `sluice` binary: the example pipeline, the data-driven
-//! pipeline cases under `tests/cases/`, and the other subcommands.
+//! pipeline cases under `tests/cases/`, deploying and serving, and the other subcommands.
 
 mod cases;
 mod commands;
 mod example;
+mod serve;
 mod support;

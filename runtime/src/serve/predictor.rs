@@ -359,12 +359,21 @@ impl Pool {
         }
     }
 
-    /// Drops idle instances unused for `idle` or longer; all of them when `all`.
+    /// Drops idle instances unused for `idle` or longer, oldest first, keeping one warm
+    /// instance; drops every idle instance when `all` (scaling to zero).
     pub fn shrink(&self, idle: Duration, all: bool) -> usize {
         let mut instances = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let before = instances.len();
-        instances.retain(|(_, since)| !all && since.elapsed() < idle);
-        let dropped = before - instances.len();
+        let live = self.live.load(Ordering::Relaxed);
+        let floor = usize::from(!all);
+        let mut dropped = 0;
+        // Oldest first: instances go back on the end as they come free.
+        instances.retain(|(_, since)| {
+            let keep = (!all && since.elapsed() < idle) || live.saturating_sub(dropped) <= floor;
+            if !keep {
+                dropped += 1;
+            }
+            keep
+        });
         self.live.fetch_sub(dropped, Ordering::Relaxed);
         dropped
     }

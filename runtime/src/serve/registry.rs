@@ -225,10 +225,12 @@ impl Registry {
                 let canary = model.state.labels.get("canary").copied();
                 match canary {
                     Some(v) if model.state.canary_share > 0.0 && v != model.default => {
-                        // Every request in a thousand, in turn: the share is exact over
-                        // any thousand consecutive requests.
-                        let n = self.counter.fetch_add(1, Ordering::Relaxed) % 1000;
-                        if (n as f64) < model.state.canary_share * 1000.0 {
+                        // Request n goes to the canary when n * share crosses an integer:
+                        // evenly interleaved, and exactly the share over any run of
+                        // requests whose length times the share is whole.
+                        let share = model.state.canary_share;
+                        let n = self.counter.fetch_add(1, Ordering::Relaxed) as f64;
+                        if ((n + 1.0) * share).floor() > (n * share).floor() {
                             v
                         } else {
                             model.default

@@ -54,11 +54,26 @@ fn offenders(files: &[PathBuf], allowed: &str, needle: &str) -> Vec<PathBuf> {
 }
 
 #[test]
-fn only_the_wasm_executor_touches_wasmtime() {
-    let files = files_under(&["runtime/src", "host-cli/src"]);
+fn only_the_wasm_executor_and_the_predictor_pools_touch_wasmtime() {
+    let files: Vec<PathBuf> = files_under(&["runtime/src", "host-cli/src"])
+        .into_iter()
+        .filter(|f| !f.starts_with(root().join("runtime/src/serve/predictor.rs")))
+        .collect();
     for needle in ["wasmtime::", "wasmtime_wasi"] {
         let found = offenders(&files, "runtime/src/exec/wasm", needle);
-        assert!(found.is_empty(), "`{needle}` outside exec::wasm: {found:?}");
+        assert!(
+            found.is_empty(),
+            "`{needle}` outside exec::wasm and serve::predictor: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn the_server_knows_no_wasmtime_and_the_protocols_no_pools() {
+    // The HTTP side speaks tensors; only `predictor` turns them into calls.
+    for file in ["runtime/src/serve/tfs.rs", "runtime/src/serve/oip.rs", "runtime/src/serve/tensor.rs"] {
+        let text = fs::read_to_string(root().join(file)).unwrap();
+        assert!(!text.contains("wasmtime") && !text.contains("Pool"), "{file}");
     }
 }
 
