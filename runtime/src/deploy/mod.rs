@@ -129,7 +129,7 @@ async fn decide(
             predictor.display()
         ))
     })?;
-    let wasm_digest = format!("sha256:{}", sha256_hex(&wasm));
+    let wasm_digest = sha256_hex(&wasm);
     let model = std::fs::read(&model_path)
         .map_err(|e| failed(format!("cannot read {}: {e}", model_path.display())))?;
 
