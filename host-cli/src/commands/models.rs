@@ -143,7 +143,7 @@ fn tell_server(home: &std::path::Path, name: &str) -> Result<()> {
             &url,
             &token,
             name,
-            "reload",
+            "deploy",
             serde_json::json!({}),
         ))?
         .map_err(anyhow::Error::msg)?;

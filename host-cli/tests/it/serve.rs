@@ -790,7 +790,7 @@ fn bad_requests_get_a_4xx_and_a_message() {
     assert_eq!(admin("wrong-token-wrong-token", "reload").status(), 401);
     assert_eq!(admin(&server.token, "explode").status(), 404);
     assert_eq!(admin(&server.token, "rollback").status(), 409);
-    assert_eq!(admin(&server.token, "reload").status(), 200);
+    assert_eq!(admin(&server.token, "deploy").status(), 200);
     assert_eq!(admin(&server.token, "unload").status(), 200);
     let response = http
         .get(format!("{}/v2/models/breast-cancer", server.url))

@@ -157,6 +157,20 @@ async fn decide(
     })?;
 
     let repo = Repository::open(store.home());
+    // Deploying what already serves changes nothing: no new version, no reload.
+    if let Ok(current) = repo.default_version(&section.model)
+        && let Ok(serving) = repo.version(&section.model, current)
+        && serving.meta.model_digest == output.digest
+        && serving.meta.predictor_digest == wasm_digest
+    {
+        return Ok((
+            current,
+            format!(
+                "model '{}' version {current} already serves this model with this predictor; nothing new to publish",
+                section.model
+            ),
+        ));
+    }
     let version = repo
         .publish(&Publication {
             name: &section.model,

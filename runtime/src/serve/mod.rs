@@ -266,7 +266,7 @@ pub fn find_server(home: &Path) -> Option<(String, String)> {
     Some((url, token))
 }
 
-/// An admin request to a running server: `reload`, `rollback` or `unload` of a model.
+/// An admin request to a running server: `deploy`, `rollback` or `unload` of a model.
 /// Returns the server's JSON answer.
 pub async fn admin_request(
     url: &str,
@@ -515,7 +515,8 @@ struct RollbackBody {
     to: Option<u64>,
 }
 
-/// `POST /admin/models/{name}/{reload|rollback|unload}` with `Authorization: Bearer`.
+/// `POST /admin/models/{name}/{deploy|rollback|unload}` with `Authorization: Bearer`
+/// (`reload` is another name for `deploy`).
 async fn admin(
     State(state): State<Arc<AppState>>,
     UrlPath((name, action)): UrlPath<(String, String)>,
@@ -542,7 +543,9 @@ async fn admin(
     let registry = &state.registry;
     let conflict = |m: String| ApiError::new(StatusCode::CONFLICT, m);
     match action.as_str() {
-        "reload" => {
+        // Serve the repository's current state of the model: its default version (loaded
+        // and warmed before it takes traffic), labels and canary share.
+        "deploy" | "reload" => {
             let version = registry.reload(&name).await.map_err(conflict)?;
             Ok(axum::Json(json!({ "model": name, "version": version })))
         }
@@ -570,7 +573,7 @@ async fn admin(
             }
         }
         other => Err(ApiError::not_found(format!(
-            "no admin action '{other}'; use reload, rollback or unload"
+            "no admin action '{other}'; use deploy, rollback or unload"
         ))),
     }
 }

@@ -71,9 +71,16 @@ fn only_the_wasm_executor_and_the_predictor_pools_touch_wasmtime() {
 #[test]
 fn the_server_knows_no_wasmtime_and_the_protocols_no_pools() {
     // The HTTP side speaks tensors; only `predictor` turns them into calls.
-    for file in ["runtime/src/serve/tfs.rs", "runtime/src/serve/oip.rs", "runtime/src/serve/tensor.rs"] {
+    for file in [
+        "runtime/src/serve/tfs.rs",
+        "runtime/src/serve/oip.rs",
+        "runtime/src/serve/tensor.rs",
+    ] {
         let text = fs::read_to_string(root().join(file)).unwrap();
-        assert!(!text.contains("wasmtime") && !text.contains("Pool"), "{file}");
+        assert!(
+            !text.contains("wasmtime") && !text.contains("Pool"),
+            "{file}"
+        );
     }
 }
 
