@@ -86,7 +86,10 @@ fn plans_render_as_text_dot_and_json() {
         0,
     );
     let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(plan["tasks"].as_array().unwrap().len(), 6);
+    assert_eq!(plan["tasks"].as_array().unwrap().len(), 7);
+    assert_eq!(plan["deploy"]["model"], "breast-cancer");
+    assert_eq!(plan["deploy"]["task"], "package");
+    assert_eq!(plan["deploy"]["gate"], "accuracy >= 0.93");
     assert_eq!(plan["params"][3]["value"], "3");
     assert_eq!(plan["params"][3]["origin"], "given");
 }

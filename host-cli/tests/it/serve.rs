@@ -555,41 +555,77 @@ fn a_new_version_goes_live_under_load_then_rolls_back() {
 }
 
 #[test]
-fn an_idle_model_scales_to_zero_and_comes_back() {
+fn the_pool_grows_with_demand_shrinks_when_idle_and_scales_to_zero() {
     let home = Home::new();
     home.expect(&["run", PIPELINE], 0);
     let run = last_run(&home);
     let (rows, expected) = test_rows_and_predictions(&home, &run);
-    let server = Server::start(&home, &["--scale-to-zero", "1s", "--idle-timeout", "500ms"]);
+    let server = Server::start(
+        &home,
+        &[
+            "--max-instances",
+            "3",
+            "--idle-timeout",
+            "500ms",
+            "--scale-to-zero",
+            "2s",
+        ],
+    );
     let http = client();
-    let pool = |http: &Client| -> (String, String) {
+    let metric = |http: &Client, name: &str| -> Option<u64> {
         let text = http
             .get(format!("{}/metrics", server.url))
             .send()
             .unwrap()
             .text()
             .unwrap();
-        let line = |name: &str| {
-            text.lines()
-                .find(|l| l.starts_with(name))
-                .map(|l| l.rsplit(' ').next().unwrap().to_owned())
-                .unwrap_or_default()
-        };
-        (
-            line(r#"sluice_pool_instances{model="breast-cancer",version="1"}"#),
-            line(r#"sluice_model_loads_total{model="breast-cancer",version="1"}"#),
-        )
+        let series = format!(r#"{name}{{model="breast-cancer",version="1"}} "#);
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map(|v| v.parse().unwrap())
     };
-    assert_eq!(pool(&http), ("1".to_owned(), "1".to_owned()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while pool(&http).0 != "0" {
-        assert!(
-            Instant::now() < deadline,
-            "never scaled to zero: {:?}",
-            pool(&http)
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    let instances = |http: &Client| metric(http, "sluice_pool_instances");
+    let loads = |http: &Client| metric(http, "sluice_model_loads_total");
+    // Loaded and warmed at start: one instance.
+    assert_eq!((instances(&http), loads(&http)), (Some(1), Some(1)));
+
+    // Eight concurrent requests of 4,000 rows each: the pool grows, but never past 3.
+    let batch: Vec<Vec<f64>> = rows.iter().cycle().take(4000).cloned().collect();
+    let batch = Arc::new(batch);
+    let burst: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, batch) = (server.url.clone(), batch.clone());
+            std::thread::spawn(move || {
+                infer(&client(), &url, "/v2/models/breast-cancer/infer", &batch).0
+            })
+        })
+        .collect();
+    for request in burst {
+        assert_eq!(request.join().unwrap(), 200);
     }
+    let grown = instances(&http).unwrap();
+    assert!(
+        (2..=3).contains(&grown),
+        "{grown} instances after a burst of 8 with at most 3"
+    );
+
+    // Idle instances go, down to one warm instance; then the unused version unloads.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = vec![grown];
+    while instances(&http) != Some(0) {
+        assert!(Instant::now() < deadline, "never scaled to zero: {seen:?}");
+        let now = instances(&http).unwrap();
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        seen.contains(&1),
+        "no warm instance was kept before scaling to zero: {seen:?}"
+    );
+
+    // The next request loads it again.
     let (status, answer) = infer(&http, &server.url, "/v2/models/breast-cancer/infer", &rows);
     assert_eq!(status, 200);
     assert_same(
@@ -597,7 +633,7 @@ fn an_idle_model_scales_to_zero_and_comes_back() {
         &expected,
         "after scaling to zero",
     );
-    assert_eq!(pool(&http), ("1".to_owned(), "2".to_owned()));
+    assert_eq!((instances(&http), loads(&http)), (Some(1), Some(2)));
 }
 
 #[test]

@@ -140,6 +140,23 @@ fn text(plan: &Plan) -> String {
             }
         }
     }
+    if let Some(d) = &plan.deploy {
+        let _ = writeln!(
+            out,
+            "deploy model {} <- {}.{}, if every task succeeds{}",
+            d.model,
+            plan.tasks[d.task].name,
+            d.output,
+            d.gate
+                .as_ref()
+                .map(|g| format!(" and `{g}` holds"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(out, "      predictor {}", d.predictor.display());
+        if !d.labels.is_empty() {
+            let _ = writeln!(out, "      labels {}", d.labels.join(", "));
+        }
+    }
     out
 }
 
@@ -192,6 +209,18 @@ struct JsonPlan<'a> {
     source_digest: &'a str,
     params: Vec<JsonParam<'a>>,
     tasks: Vec<JsonTask<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deploy: Option<JsonDeploy<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonDeploy<'a> {
+    model: &'a str,
+    task: &'a str,
+    output: &'a str,
+    predictor: String,
+    gate: Option<&'a str>,
+    labels: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -294,5 +323,13 @@ fn json(plan: &Plan) -> JsonPlan<'_> {
                 resources: &t.resources,
             })
             .collect(),
+        deploy: plan.deploy.as_ref().map(|d| JsonDeploy {
+            model: &d.model,
+            task: &plan.tasks[d.task].name,
+            output: &d.output,
+            predictor: d.predictor.display().to_string(),
+            gate: d.gate.as_deref(),
+            labels: &d.labels,
+        }),
     }
 }
