@@ -468,7 +468,7 @@ fn decode(name: &str, datatype: Datatype, bytes: &[u8]) -> Result<Data, String> 
         bytes: &[u8],
         f: fn([u8; N]) -> T,
     ) -> Result<Vec<T>, String> {
-        if bytes.len() % N != 0 {
+        if !bytes.len().is_multiple_of(N) {
             return Err(format!(
                 "input '{name}': {} bytes of binary data is not a whole number of {N}-byte elements",
                 bytes.len()
