@@ -53,6 +53,15 @@ enum Command {
     /// List, inspect, label and roll back served models
     #[command(subcommand)]
     Models(commands::models::Command),
+    /// Push a wasm component to an OCI registry
+    Push(commands::registry::PushArgs),
+    /// Pull a wasm component from an OCI registry into the cache
+    Pull(commands::registry::PullArgs),
+    /// Show a registry component's manifest, digest and imports and exports
+    Inspect(commands::registry::InspectArgs),
+    /// List or prune the cache of pulled components
+    #[command(subcommand)]
+    Cache(commands::registry::CacheCommand),
 }
 
 /// Where the store and caches live, from `--home` and `--cache-dir`.
@@ -79,6 +88,10 @@ fn main() -> ExitCode {
         Command::Logs(args) => commands::logs::run(&paths, args),
         Command::Serve(args) => commands::serve::run(&paths, args),
         Command::Models(cmd) => commands::models::run(&paths, cmd),
+        Command::Push(args) => commands::registry::push(&paths, args),
+        Command::Pull(args) => commands::registry::pull(&paths, args),
+        Command::Inspect(args) => commands::registry::inspect(&paths, args),
+        Command::Cache(cmd) => commands::registry::cache(&paths, cmd),
     };
     match result {
         Ok(code) => code,

@@ -242,3 +242,17 @@ pub fn model_details(name: &str, versions: &[Version], state: &ModelState, defau
         println!("outputs  {}", spec(&latest.meta.signature.outputs));
     }
 }
+
+/// `sluice cache list`.
+pub fn cache_list(entries: &[(sluice_runtime::oci::cache::Entry, Vec<String>)]) {
+    let mut t = table(&["digest", "component", "size", "tags"]);
+    for (entry, tags) in entries {
+        t.add_row(vec![
+            short(&entry.manifest_digest).to_owned(),
+            short(&entry.wasm_digest).to_owned(),
+            entry.size.to_string(),
+            tags.join(", "),
+        ]);
+    }
+    println!("{t}");
+}

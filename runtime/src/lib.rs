@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod events;
 pub mod exec;
 pub mod models;
+pub mod oci;
 pub mod plan;
 pub mod schedule;
 pub mod serve;

@@ -5,6 +5,7 @@ pub mod component;
 pub mod logs;
 pub mod models;
 pub mod plan;
+pub mod registry;
 pub mod run;
 pub mod runs;
 pub mod serve;
@@ -68,6 +69,61 @@ pub struct ExecArgs {
     /// Leave each task's container in place (stopped) for debugging
     #[arg(long)]
     keep_containers: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How registries are reached: the flags every command that pulls or pushes shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RegistryArgs {
+    /// Never touch the network: take registry components from the cache, or fail
+    #[arg(long)]
+    pub offline: bool,
+    /// Speak plain HTTP to this registry (host:port); repeatable
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST:PORT",
+        env = "SLUICE_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure: Vec<String>,
+    /// Registry user name [default: from the Docker config file]
+    #[arg(long, env = "SLUICE_REGISTRY_USERNAME", value_name = "USER")]
+    pub username: Option<String>,
+    /// Registry password
+    #[arg(
+        long,
+        env = "SLUICE_REGISTRY_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub password: Option<String>,
+}
+
+impl RegistryArgs {
+    /// No network at all: for commands that only read the cache.
+    pub fn offline() -> RegistryArgs {
+        RegistryArgs {
+            offline: true,
+            insecure: Vec::new(),
+            username: None,
+            password: None,
+        }
+    }
+
+    pub fn registries(&self, cache_dir: &std::path::Path) -> sluice_runtime::oci::Registries {
+        let mut credentials = sluice_runtime::oci::auth::Explicit::from_env();
+        credentials.username = self.username.clone();
+        credentials.password = self.password.clone();
+        sluice_runtime::oci::Registries::new(
+            cache_dir,
+            sluice_runtime::oci::RegistryOptions {
+                insecure: self.insecure.clone(),
+                credentials,
+                offline: self.offline,
+            },
+        )
+    }
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -142,7 +198,19 @@ pub fn execute(
     };
     let plan = Arc::new(plan);
     let outcome = runtime.block_on(async {
-        let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir.clone()))?);
+        let mut wasm_config = WasmConfig::new(cache_dir.clone());
+        let references: Vec<&str> = plan
+            .tasks
+            .iter()
+            .filter_map(|t| t.component.wasm_reference())
+            .collect();
+        if !references.is_empty() {
+            let registries = exec.registry.registries(&cache_dir);
+            wasm_config.pulled = sluice_runtime::oci::pull_for_run(&registries, references)
+                .await
+                .map_err(anyhow::Error::msg)?;
+        }
+        let wasm = Arc::new(WasmExecutor::new(wasm_config)?);
         let executor = Arc::new(Runners::new(wasm, exec.policy()));
         let cancel = CancellationToken::new();
         tokio::spawn(watch_ctrl_c(cancel.clone()));

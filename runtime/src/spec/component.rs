@@ -176,11 +176,21 @@ impl Component {
         }
     }
 
-    /// The wasm file, resolved against the component file's folder.
+    /// The wasm file, resolved against the component file's folder; `None` when the
+    /// implementation is in a registry.
     pub fn wasm_path(&self) -> Option<PathBuf> {
         let wasm = self.spec.implementation.wasm.as_ref()?;
+        if crate::oci::is_reference(&wasm.component) {
+            return None;
+        }
         let dir = self.path.parent().unwrap_or(Path::new(""));
         Some(super::join_clean(dir, &wasm.component))
+    }
+
+    /// The `oci://` reference of the wasm implementation, when it is in a registry.
+    pub fn wasm_reference(&self) -> Option<&str> {
+        let wasm = self.spec.implementation.wasm.as_ref()?;
+        crate::oci::is_reference(&wasm.component).then_some(wasm.component.as_str())
     }
 
     pub fn input(&self, name: &str) -> Option<&InputSpec> {
@@ -230,7 +240,11 @@ impl ComponentSpec {
             return Err(("implementation".into(), message.into()));
         }
         if let Some(wasm) = &imp.wasm {
-            if wasm.component.trim().is_empty() {
+            if crate::oci::is_reference(&wasm.component) {
+                if let Err(e) = crate::oci::OciRef::parse(&wasm.component) {
+                    return Err(("implementation.wasm.component".into(), e));
+                }
+            } else if wasm.component.trim().is_empty() {
                 return Err((
                     "implementation.wasm.component".into(),
                     "expected the path of a .wasm component".into(),

@@ -51,6 +51,9 @@ pub struct WasmConfig {
     pub default_cpu_time: Duration,
     /// Bytes kept of the beginning and of the end of each output stream.
     pub log_keep: usize,
+    /// Components pulled from registries before the run, by the reference a component
+    /// file names: where the cache keeps each, and the reference pinned to its digest.
+    pub pulled: HashMap<String, (PathBuf, String)>,
 }
 
 impl WasmConfig {
@@ -60,6 +63,7 @@ impl WasmConfig {
             default_memory: 1 << 30,
             default_cpu_time: Duration::from_secs(3600),
             log_keep: super::capture::DEFAULT_KEEP,
+            pulled: HashMap::new(),
         }
     }
 }
@@ -139,10 +143,23 @@ impl WasmExecutor {
         self.inner.cache.stats()
     }
 
-    async fn loaded(&self, component: &Component) -> Result<Arc<Loaded>, PrepareError> {
-        let path = component.wasm_path().ok_or_else(|| PrepareError::NoWasm {
+    /// The file of a component's wasm implementation: its own path, or where a pull put it.
+    fn wasm_file(&self, component: &Component) -> Result<PathBuf, PrepareError> {
+        if let Some(reference) = component.wasm_reference() {
+            return match self.inner.config.pulled.get(reference) {
+                Some((path, _)) => Ok(path.clone()),
+                None => Err(PrepareError::Other {
+                    message: format!("{reference} was not pulled before the run"),
+                }),
+            };
+        }
+        component.wasm_path().ok_or_else(|| PrepareError::NoWasm {
             component: component.name(),
-        })?;
+        })
+    }
+
+    async fn loaded(&self, component: &Component) -> Result<Arc<Loaded>, PrepareError> {
+        let path = self.wasm_file(component)?;
         let cell = self
             .inner
             .by_path
@@ -346,7 +363,17 @@ impl Inner {
 
 impl Executor for WasmExecutor {
     fn prepare<'a>(&'a self, target: Target<'a>) -> BoxFuture<'a, Result<Prepared, PrepareError>> {
-        Box::pin(async move { Ok(self.loaded(target.component).await?.prepared()) })
+        Box::pin(async move {
+            let mut prepared = self.loaded(target.component).await?.prepared();
+            if let Some((_, pinned)) = target
+                .component
+                .wasm_reference()
+                .and_then(|r| self.inner.config.pulled.get(r))
+            {
+                prepared.implementation = format!("{} {pinned}", prepared.implementation);
+            }
+            Ok(prepared)
+        })
     }
 
     fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report> {

@@ -1,0 +1,177 @@
+//! `sluice push`, `sluice pull`, `sluice inspect` and `sluice cache`: wasm components in
+//! OCI registries and the local cache of pulled ones.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use sluice_runtime::oci::{OciRef, Registries};
+
+use super::{RegistryArgs, open_store};
+use crate::Paths;
+
+#[derive(clap::Args)]
+pub struct PushArgs {
+    /// The component (.wasm)
+    file: PathBuf,
+    /// Where to push it: oci://registry/repository:tag
+    reference: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(clap::Args)]
+pub struct PullArgs {
+    /// oci://registry/repository:tag or oci://registry/repository@sha256:...
+    reference: String,
+    /// Also copy the component to this file
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// oci://registry/repository:tag or oci://registry/repository@sha256:...
+    reference: String,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(clap::Subcommand)]
+pub enum CacheCommand {
+    /// List the cached components and the tags that name them
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every cached component (they are pulled again when needed)
+    Prune,
+}
+
+fn setup(paths: &Paths, args: &RegistryArgs) -> Result<(Registries, tokio::runtime::Runtime)> {
+    let store = open_store(paths)?;
+    let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok((args.registries(&cache_dir), runtime))
+}
+
+pub fn push(paths: &Paths, args: PushArgs) -> Result<ExitCode> {
+    let reference = OciRef::parse(&args.reference).map_err(anyhow::Error::msg)?;
+    let wasm = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let title = args.file.file_name().map_or("component.wasm".into(), |n| {
+        n.to_string_lossy().into_owned()
+    });
+    let (registries, runtime) = setup(paths, &args.registry)?;
+    let digest = runtime
+        .block_on(registries.push(&wasm, &title, &reference))
+        .map_err(anyhow::Error::msg)?;
+    println!("pushed {} as {reference}", args.file.display());
+    println!("{}", reference.at(&digest));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn pull(paths: &Paths, args: PullArgs) -> Result<ExitCode> {
+    let reference = OciRef::parse(&args.reference).map_err(anyhow::Error::msg)?;
+    let (registries, runtime) = setup(paths, &args.registry)?;
+    let pulled = runtime
+        .block_on(registries.pull(&reference))
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "{} {} (component {})",
+        if pulled.cached { "cached" } else { "pulled" },
+        pulled.pinned,
+        pulled.wasm_digest
+    );
+    if let Some(out) = args.output {
+        std::fs::copy(&pulled.path, &out)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        println!("wrote {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn inspect(paths: &Paths, args: InspectArgs) -> Result<ExitCode> {
+    let reference = OciRef::parse(&args.reference).map_err(anyhow::Error::msg)?;
+    let (registries, runtime) = setup(paths, &args.registry)?;
+    let (digest, manifest, config) = runtime
+        .block_on(registries.inspect(&reference))
+        .map_err(anyhow::Error::msg)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "reference": reference.to_string(),
+                "digest": digest,
+                "manifest": manifest,
+                "config": config,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("reference  {reference}");
+    println!("digest     {digest}");
+    println!("pinned     {}", reference.at(&digest));
+    for (key, value) in manifest.annotations.iter().flatten() {
+        println!("annotation {key} = {value}");
+    }
+    for layer in &manifest.layers {
+        println!(
+            "layer      {} {} ({} bytes)",
+            layer.media_type, layer.digest, layer.size
+        );
+    }
+    println!("platform   {}/{}", config.architecture, config.os);
+    if let Some(component) = &config.component {
+        println!("world");
+        for import in &component.imports {
+            println!("  import {import};");
+        }
+        for export in &component.exports {
+            println!("  export {export};");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cache(paths: &Paths, command: CacheCommand) -> Result<ExitCode> {
+    let (registries, _) = setup(paths, &RegistryArgs::offline())?;
+    let cache = registries.cache();
+    match command {
+        CacheCommand::List { json } => {
+            let entries = cache.list();
+            if json {
+                let list: Vec<_> = entries
+                    .iter()
+                    .map(|(e, tags)| {
+                        serde_json::json!({
+                            "digest": e.manifest_digest,
+                            "component": e.wasm_digest,
+                            "size": e.size,
+                            "tags": tags,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if entries.is_empty() {
+                println!("the component cache ({}) is empty", cache.root().display());
+            } else {
+                crate::report::cache_list(&entries);
+            }
+        }
+        CacheCommand::Prune => {
+            let (count, bytes) = cache.prune().map_err(anyhow::Error::msg)?;
+            println!("removed {count} cached components ({bytes} bytes)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
