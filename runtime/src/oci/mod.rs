@@ -517,7 +517,15 @@ fn describe(reference: &OciRef, e: &OciDistributionError) -> String {
         Some(404) => format!("{reference} does not exist in {registry} (404 Not Found)"),
         _ if matches!(e, OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout()) =>
         {
-            format!("cannot reach the registry {registry} for {reference}: {text}")
+            // rustls meeting a plain-HTTP server reads a "corrupt message".
+            let hint = if text.contains("corrupt message") {
+                format!(
+                    " (it does not speak HTTPS; if it is a plain-HTTP registry, name it with --insecure-registry {registry})"
+                )
+            } else {
+                String::new()
+            };
+            format!("cannot reach the registry {registry} for {reference}: {text}{hint}")
         }
         _ => format!("{reference}: {text}"),
     }
