@@ -2,7 +2,8 @@
 # Runs every test: the workspace's unit and integration tests (which build the sample
 # components for wasm32-wasip2 first, and run container steps in the local Docker Engine)
 # and the sample components' own unit tests. A Docker Engine that cannot be reached fails
-# the run, as does a Python without the stock serving clients.
+# the run, as does a Python without the stock serving clients; the local OCI registries
+# the registry tests push to are started here (scripts/registries.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,10 @@ fi
 [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 export SLUICE_TEST_PYTHON=$venv/bin/python
+
+# Two local OCI registries (anonymous, and basic auth) on 127.0.0.1, for the registry tests.
+eval "$(scripts/registries.sh start)"
+trap 'scripts/registries.sh stop' EXIT
 
 cargo test --workspace --locked "$@"
 env -u CARGO_TARGET_DIR cargo test --locked --workspace \

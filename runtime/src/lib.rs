@@ -25,6 +25,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Makes rustls' `ring` provider the process's TLS crypto; every HTTP client (registry
+/// pulls, admin requests) needs one. Idempotent.
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Whether a process of this machine is still running.
 pub(crate) fn process_alive(pid: u32) -> bool {
     pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()

@@ -4,5 +4,6 @@
 mod cases;
 mod commands;
 mod example;
+mod registry;
 mod serve;
 mod support;

@@ -109,6 +109,7 @@ fn uuid_ish() -> u128 {
 }
 
 fn client() -> Client {
+    sluice_runtime::init_tls();
     Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

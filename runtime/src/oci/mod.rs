@@ -158,8 +158,7 @@ pub struct Registries {
 
 impl Registries {
     pub fn new(cache_dir: &Path, options: RegistryOptions) -> Registries {
-        // rustls needs a process-wide crypto provider; a second install is a no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::init_tls();
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(options.insecure.clone()),
             connect_timeout: Some(Duration::from_secs(10)),

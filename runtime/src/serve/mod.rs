@@ -275,6 +275,7 @@ pub async fn admin_request(
     action: &str,
     body: Value,
 ) -> Result<Value, String> {
+    crate::init_tls();
     let endpoint = format!(
         "{}/admin/models/{model}/{action}",
         url.trim_end_matches('/')

@@ -1,0 +1,380 @@
+//! Wasm components in real OCI registries (Debian's CNCF distribution registry, started
+//! by `scripts/registries.sh` on 127.0.0.1): push, pull by tag and by digest, the
+//! artifact layout as other tools see it, the example pipeline run from the registry,
+//! offline from the cache and not at all from an empty one, and basic auth.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sluice_runtime::store::RunRecord;
+
+use crate::support::{Home, root};
+
+fn registry(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} names a local test registry; scripts/test.sh starts them (scripts/registries.sh)"
+        )
+    })
+}
+
+/// A repository no other test (or earlier run) uses.
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("test-{nanos}/{name}")
+}
+
+fn wasm(name: &str) -> PathBuf {
+    root().join(format!(
+        "sample-components/target/wasm32-wasip2/release/{name}.wasm"
+    ))
+}
+
+#[test]
+fn push_pull_by_tag_and_digest_and_inspect() {
+    let home = Home::new();
+    let host = registry("SLUICE_TEST_REGISTRY");
+    let reference = format!("oci://{host}/{}:0.1.0", unique("validate"));
+    let insecure = ["--insecure-registry", host.as_str()];
+    let file = wasm("validate");
+    let pushed = home.expect(
+        &[&["push", file.to_str().unwrap(), &reference], &insecure[..]].concat(),
+        0,
+    );
+    let pinned = pushed.stdout.lines().last().unwrap().to_owned();
+    assert!(pinned.contains("@sha256:"), "{}", pushed.stdout);
+
+    let pulled = home.expect(&[&["pull", &reference], &insecure[..]].concat(), 0);
+    assert!(
+        pulled.stdout.starts_with(&format!("pulled {pinned}")),
+        "{}",
+        pulled.stdout
+    );
+    let again = home.expect(&[&["pull", &reference], &insecure[..]].concat(), 0);
+    assert!(
+        again.stdout.starts_with(&format!("cached {pinned}")),
+        "{}",
+        again.stdout
+    );
+    let out = home.dir.path().join("copy.wasm");
+    home.expect(
+        &[
+            &["pull", &pinned, "-o", out.to_str().unwrap()],
+            &insecure[..],
+        ]
+        .concat(),
+        0,
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
+
+    let inspected = home.expect(
+        &[&["inspect", &reference, "--json"], &insecure[..]].concat(),
+        0,
+    );
+    let v: Value = serde_json::from_str(&inspected.stdout).unwrap();
+    assert_eq!(format!("{}", v["reference"].as_str().unwrap()), reference);
+    assert_eq!(
+        v["manifest"]["config"]["mediaType"],
+        "application/vnd.wasm.config.v0+json"
+    );
+    let layers = v["manifest"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    assert_eq!(layers[0]["mediaType"], "application/wasm");
+    assert_eq!(v["config"]["architecture"], "wasm");
+    assert_eq!(v["config"]["os"], "wasip2");
+    assert_eq!(v["config"]["layerDigests"][0], layers[0]["digest"]);
+    let exports = v["config"]["component"]["exports"].as_array().unwrap();
+    assert!(
+        exports
+            .iter()
+            .any(|e| e.as_str().unwrap().starts_with("wasi:cli/run@")),
+        "{exports:?}"
+    );
+    assert!(v["manifest"]["annotations"]["org.opencontainers.image.created"].is_string());
+
+    // What any other OCI client sees: the manifest straight from the distribution API.
+    let repo_tag = reference.trim_start_matches(&format!("oci://{host}/"));
+    let (repo, tag) = repo_tag.rsplit_once(':').unwrap();
+    sluice_runtime::init_tls();
+    let raw: Value = reqwest::blocking::Client::new()
+        .get(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        raw["config"]["mediaType"],
+        "application/vnd.wasm.config.v0+json"
+    );
+
+    let listed = home.expect(&["cache", "list", "--json"], 0);
+    assert!(
+        listed.stdout.contains(&format!("{host}/{repo}:{tag}")),
+        "{}",
+        listed.stdout
+    );
+
+    // Errors, one line each.
+    let missing = home.expect(
+        &[
+            &["pull", &format!("oci://{host}/{}:1", unique("nothing"))],
+            &insecure[..],
+        ]
+        .concat(),
+        2,
+    );
+    assert!(
+        missing.stderr.contains("(404 Not Found)"),
+        "{}",
+        missing.stderr
+    );
+    let https = home.expect(&["pull", &format!("oci://{host}/{}:1", unique("x"))], 2);
+    assert!(
+        https.stderr.contains("name it with --insecure-registry"),
+        "{}",
+        https.stderr
+    );
+    let bad = home.expect(&["pull", "oci://validate:1"], 2);
+    assert!(
+        bad.stderr
+            .contains("expected oci://registry/repository:tag"),
+        "{}",
+        bad.stderr
+    );
+    let not_wasm = home.dir.path().join("not.wasm");
+    std::fs::write(&not_wasm, b"hello").unwrap();
+    let refused = home.expect(
+        &[
+            &["push", not_wasm.to_str().unwrap(), &reference],
+            &insecure[..],
+        ]
+        .concat(),
+        2,
+    );
+    assert!(
+        refused.stderr.contains("is not a WebAssembly component"),
+        "{}",
+        refused.stderr
+    );
+}
+
+/// The example pipeline with every wasm step taken from the registry: each component
+/// file copied beside the pipeline with `implementation.wasm.component` an `oci://` tag.
+fn registry_pipeline(home: &Home, host: &str) -> PathBuf {
+    let dir = home.dir.path().join("from-registry");
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = root().join("examples/breast-cancer");
+    let mut pipeline = std::fs::read_to_string(example.join("pipeline.yaml"))
+        .unwrap()
+        .replace(
+            "default: data/",
+            &format!("default: {}/data/", example.display()),
+        )
+        .replace("../../", &format!("{}/", root().display()));
+    let prefix = unique("sluice");
+    for name in [
+        "validate",
+        "split",
+        "normalize",
+        "train",
+        "evaluate",
+        "package",
+    ] {
+        let reference = format!("oci://{host}/{prefix}/{name}:0.1.0");
+        home.expect(
+            &[
+                "push",
+                wasm(name).to_str().unwrap(),
+                &reference,
+                "--insecure-registry",
+                host,
+            ],
+            0,
+        );
+        let source = root().join(format!("sample-components/{name}/component.yaml"));
+        let yaml = std::fs::read_to_string(&source).unwrap().replace(
+            &format!("component: ../target/wasm32-wasip2/release/{name}.wasm"),
+            &format!("component: {reference}"),
+        );
+        assert!(yaml.contains(&reference), "{name}");
+        let copy = dir.join(format!("{name}.yaml"));
+        std::fs::write(&copy, yaml).unwrap();
+        pipeline = pipeline.replace(
+            &format!(
+                "{}/sample-components/{name}/component.yaml",
+                root().display()
+            ),
+            copy.to_str().unwrap(),
+        );
+    }
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(&path, pipeline).unwrap();
+    path
+}
+
+fn last_run(home: &Home, cache: &Path) -> RunRecord {
+    let cache = cache.to_str().unwrap();
+    let list = home.expect(
+        &["--cache-dir", cache, "runs", "list", "--json", "-n", "1"],
+        0,
+    );
+    let runs: Vec<RunRecord> = serde_json::from_str(&list.stdout).unwrap();
+    let shown = home.expect(&["runs", "show", &runs[0].id, "--json"], 0);
+    serde_json::from_str(&shown.stdout).unwrap()
+}
+
+#[test]
+fn the_example_runs_from_the_registry_then_offline_from_the_cache() {
+    let home = Home::new();
+    let host = registry("SLUICE_TEST_REGISTRY");
+    let pipeline = registry_pipeline(&home, &host);
+    let pipeline = pipeline.to_str().unwrap();
+    // A cache of its own: the shared one may hold these components already.
+    let cache = home.dir.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    home.expect(
+        &[
+            "--cache-dir",
+            cache_arg,
+            "run",
+            pipeline,
+            "--insecure-registry",
+            &host,
+        ],
+        0,
+    );
+    let run = last_run(&home, &cache);
+    let validate = run.tasks.iter().find(|t| t.name == "validate").unwrap();
+    let implementation = validate.implementation.as_deref().unwrap();
+    assert!(
+        implementation.starts_with(&format!("wasm command oci://{host}/"))
+            && implementation.contains("/validate@sha256:"),
+        "{implementation}"
+    );
+    let accuracy = run
+        .tasks
+        .iter()
+        .find(|t| t.name == "evaluate")
+        .unwrap()
+        .metrics["accuracy"];
+    assert!(accuracy >= 0.93);
+
+    // Offline: the same bytes from the cache, no registry asked (the flag forbids it).
+    home.expect(&["--cache-dir", cache_arg, "run", pipeline, "--offline"], 0);
+    let offline = last_run(&home, &cache);
+    for (a, b) in run.tasks.iter().zip(&offline.tasks) {
+        assert_eq!(a.executable_digest, b.executable_digest, "{}", a.name);
+        assert_eq!(a.implementation, b.implementation, "{}", a.name);
+    }
+
+    // An empty cache offline fails before anything runs, naming the reference.
+    let empty = home.dir.path().join("empty-cache");
+    let failed = home.expect(
+        &[
+            "--cache-dir",
+            empty.to_str().unwrap(),
+            "run",
+            pipeline,
+            "--offline",
+        ],
+        2,
+    );
+    assert!(
+        failed
+            .stderr
+            .contains("is not in the cache, and --offline forbids pulling it"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        failed.stderr.contains(&format!("oci://{host}/")),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        !empty.join("oci/manifests").exists()
+            || std::fs::read_dir(empty.join("oci/manifests/sha256"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
+
+#[test]
+fn basic_auth_registries_need_the_credentials() {
+    let home = Home::new();
+    let host = registry("SLUICE_TEST_AUTH_REGISTRY");
+    let user = registry("SLUICE_TEST_REGISTRY_USER");
+    let password = registry("SLUICE_TEST_REGISTRY_PASSWORD");
+    let reference = format!("oci://{host}/{}:1", unique("split"));
+    let file = wasm("split");
+    let file = file.to_str().unwrap();
+    let denied = home.expect(&["push", file, &reference, "--insecure-registry", &host], 2);
+    assert!(
+        denied.stderr.contains("(401 Unauthorized)"),
+        "{}",
+        denied.stderr
+    );
+    home.expect(
+        &[
+            "push",
+            file,
+            &reference,
+            "--insecure-registry",
+            &host,
+            "--username",
+            &user,
+            "--password",
+            &password,
+        ],
+        0,
+    );
+    let wrong = home.expect(
+        &[
+            "pull",
+            &reference,
+            "--insecure-registry",
+            &host,
+            "--username",
+            &user,
+            "--password",
+            "wrong",
+        ],
+        2,
+    );
+    assert!(
+        wrong.stderr.contains("refused the credentials"),
+        "{}",
+        wrong.stderr
+    );
+    assert!(
+        !wrong.stderr.contains("wrong"),
+        "the password leaked: {}",
+        wrong.stderr
+    );
+
+    // Credentials from a Docker config file, as `docker login` leaves them.
+    use base64::Engine as _;
+    let docker = home.dir.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let pulled = home.sluice_with(
+        &["pull", &reference, "--insecure-registry", &host],
+        &[("DOCKER_CONFIG", docker.to_str().unwrap())],
+    );
+    assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+    assert!(pulled.stdout.starts_with("pulled "), "{}", pulled.stdout);
+}
