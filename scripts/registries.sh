@@ -73,6 +73,8 @@ start)
     echo "export SLUICE_TEST_AUTH_REGISTRY=127.0.0.1:$auth_port"
     echo "export SLUICE_TEST_REGISTRY_USER=$user"
     echo "export SLUICE_TEST_REGISTRY_PASSWORD=$password"
+    # The anonymous registry's storage, which a test alters to serve tampered bytes.
+    echo "export SLUICE_TEST_REGISTRY_DATA=$state/open/data"
     ;;
 stop)
     for name in open auth; do

@@ -378,3 +378,58 @@ fn basic_auth_registries_need_the_credentials() {
     assert_eq!(pulled.code, 0, "{}", pulled.stderr);
     assert!(pulled.stdout.starts_with("pulled "), "{}", pulled.stdout);
 }
+
+#[test]
+fn a_tampered_blob_is_refused_and_the_cache_stays_clean() {
+    let home = Home::new();
+    let host = registry("SLUICE_TEST_REGISTRY");
+    let data = PathBuf::from(registry("SLUICE_TEST_REGISTRY_DATA"));
+    let reference = format!("oci://{host}/{}:1", unique("validate"));
+    let file = wasm("validate");
+    home.expect(
+        &[
+            "push",
+            file.to_str().unwrap(),
+            &reference,
+            "--insecure-registry",
+            &host,
+        ],
+        0,
+    );
+    // Alter one byte of the stored layer, as a compromised registry or mirror would.
+    let bytes = std::fs::read(&file).unwrap();
+    let digest = sluice_runtime::oci::sha256(&bytes);
+    let hex = &digest["sha256:".len()..];
+    let blob = data.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    let mut stored = std::fs::read(&blob).unwrap();
+    assert_eq!(stored, bytes);
+    let middle = stored.len() / 2;
+    stored[middle] ^= 0xff;
+    std::fs::write(&blob, &stored).unwrap();
+
+    let cache = home.dir.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    let refused = home.expect(
+        &[
+            "--cache-dir",
+            cache_arg,
+            "pull",
+            &reference,
+            "--insecure-registry",
+            &host,
+        ],
+        2,
+    );
+    assert!(refused.stderr.contains(&digest), "{}", refused.stderr);
+    assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
+    let listed = home.expect(&["--cache-dir", cache_arg, "cache", "list", "--json"], 0);
+    assert_eq!(listed.stdout.trim(), "[]");
+    let leftovers: Vec<_> = std::fs::read_dir(cache.join("oci/manifests/sha256"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::fs::write(&blob, &bytes).unwrap();
+}
