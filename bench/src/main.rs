@@ -7,9 +7,13 @@
 //! 2. a no-op step as a Docker container against the same step as wasm, in the same
 //!    chain, in the same run (`containers`);
 //! 3. the normalization step on a generated 1,000,000-row CSV: wasm (through the executor)
-//!    against the same source built natively; the ratio is native time / wasm time.
+//!    against the same source built natively; the ratio is native time / wasm time;
+//! 4. the example pipeline with its wasm steps in a local OCI registry: the first run
+//!    (pull, verify, compile, run) against a second run from the caches (tags resolved
+//!    against the registry) and an offline one (`registry`; starts the local registries
+//!    with `scripts/registries.sh`).
 //!
-//! Give section names (`overhead`, `containers`, `normalize`) to run only those.
+//! Give section names (`overhead`, `containers`, `normalize`, `registry`) to run only those.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +54,144 @@ fn main() -> Result<()> {
     if wanted("normalize") {
         runtime.block_on(normalize(scratch.path()))?;
     }
+    if wanted("registry") {
+        runtime.block_on(registry(scratch.path()))?;
+    }
+    Ok(())
+}
+
+/// The example pipeline from a local registry: a cold first run, a warm second one, and
+/// one offline.
+async fn registry(scratch: &Path) -> Result<()> {
+    use sluice_runtime::oci::{OciRef, Registries, RegistryOptions};
+    let root = Path::new(sluice_test_artifacts::ROOT);
+    let started = Command::new(root.join("scripts/registries.sh"))
+        .arg("start")
+        .output()
+        .context("cannot run scripts/registries.sh")?;
+    if !started.status.success() {
+        bail!(
+            "the local registries did not start: {}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+    }
+    let host = String::from_utf8_lossy(&started.stdout)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("export SLUICE_TEST_REGISTRY=")
+                .map(str::to_owned)
+        })
+        .context("scripts/registries.sh named no registry")?;
+    let dir = scratch.join("registry");
+    std::fs::create_dir_all(&dir)?;
+    let options = |offline| RegistryOptions {
+        insecure: vec![host.clone()],
+        offline,
+        ..RegistryOptions::default()
+    };
+    let pusher = Registries::new(&dir.join("push-cache"), options(false));
+    let prefix = format!("bench-{}", std::process::id());
+    let example = root.join("examples/breast-cancer");
+    let mut pipeline = std::fs::read_to_string(example.join("pipeline.yaml"))?
+        .replace(
+            "default: data/",
+            &format!("default: {}/data/", example.display()),
+        )
+        .replace("../../", &format!("{}/", root.display()));
+    let mut bytes = 0;
+    for name in [
+        "validate",
+        "split",
+        "normalize",
+        "train",
+        "evaluate",
+        "package",
+    ] {
+        let wasm = std::fs::read(root.join(format!(
+            "sample-components/target/wasm32-wasip2/release/{name}.wasm"
+        )))?;
+        bytes += wasm.len();
+        let reference = format!("oci://{host}/{prefix}/{name}:0.1.0");
+        pusher
+            .push(
+                &wasm,
+                &format!("{name}.wasm"),
+                &OciRef::parse(&reference).map_err(anyhow::Error::msg)?,
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let yaml =
+            std::fs::read_to_string(root.join(format!("sample-components/{name}/component.yaml")))?
+                .replace(
+                    &format!("component: ../target/wasm32-wasip2/release/{name}.wasm"),
+                    &format!("component: {reference}"),
+                );
+        let copy = dir.join(format!("{name}.yaml"));
+        std::fs::write(&copy, yaml)?;
+        pipeline = pipeline.replace(
+            &format!("{}/sample-components/{name}/component.yaml", root.display()),
+            copy.to_str().context("a UTF-8 path")?,
+        );
+    }
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(&path, pipeline)?;
+
+    let cache = dir.join("cache");
+    let mut times = Vec::new();
+    for (label, offline) in [
+        ("first run: pull, verify, compile, run", false),
+        ("second run: from the caches", false),
+        ("offline run: from the caches", true),
+    ] {
+        let started = Instant::now();
+        let plan = Arc::new(
+            Plan::build(&PipelineFile::load(&path)?, &[]).map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        );
+        let registries = Registries::new(&cache, options(offline));
+        let references = plan
+            .tasks
+            .iter()
+            .filter_map(|t| t.component.wasm_reference());
+        let mut config = WasmConfig::new(cache.clone());
+        config.pulled = sluice_runtime::oci::pull_for_run(&registries, references)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let pulled = started.elapsed();
+        let scheduler = Scheduler {
+            store: Arc::new(Store::open(&dir.join(format!("home-{}", times.len())))?),
+            executor: Arc::new(Runners::new(
+                Arc::new(WasmExecutor::new(config)?),
+                Policy::default(),
+            )),
+            observer: Arc::new(Quiet),
+            options: Options::default(),
+            cancel: CancellationToken::new(),
+        };
+        let outcome = scheduler.run(plan, RunKind::Pipeline).await?;
+        if outcome.state != RunState::Succeeded {
+            bail!(
+                "the registry-backed run did not succeed (run {})",
+                outcome.run_id
+            );
+        }
+        times.push((label, pulled, started.elapsed()));
+    }
+    println!(
+        "the example pipeline, its 6 wasm components ({} KiB) in a local registry over loopback",
+        bytes / 1024
+    );
+    for (label, pulled, total) in &times {
+        println!(
+            "  {label:<40} {:>8.1} ms  (of which resolving/pulling {:.1} ms)",
+            total.as_secs_f64() * 1e3,
+            pulled.as_secs_f64() * 1e3
+        );
+    }
+    println!(
+        "  first / second: {:.1}x; first / offline: {:.1}x\n",
+        times[0].2.as_secs_f64() / times[1].2.as_secs_f64(),
+        times[0].2.as_secs_f64() / times[2].2.as_secs_f64()
+    );
     Ok(())
 }
 
