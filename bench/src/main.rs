@@ -117,6 +117,7 @@ async fn registry(scratch: &Path) -> Result<()> {
                 &wasm,
                 &format!("{name}.wasm"),
                 &OciRef::parse(&reference).map_err(anyhow::Error::msg)?,
+                None,
             )
             .await
             .map_err(anyhow::Error::msg)?;

@@ -6,13 +6,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use sluice_runtime::oci::{OciRef, Registries};
+use sluice_runtime::spec::Component;
 
 use super::{RegistryArgs, open_store};
 use crate::Paths;
 
 #[derive(clap::Args)]
 pub struct PushArgs {
-    /// The component (.wasm)
+    /// The component: a .wasm file, or a component.yaml (pushed with its wasm
+    /// implementation, so that a pipeline task can name the reference alone)
     file: PathBuf,
     /// Where to push it: oci://registry/repository:tag
     reference: String,
@@ -66,14 +68,34 @@ fn setup(paths: &Paths, args: &RegistryArgs) -> Result<(Registries, tokio::runti
 
 pub fn push(paths: &Paths, args: PushArgs) -> Result<ExitCode> {
     let reference = OciRef::parse(&args.reference).map_err(anyhow::Error::msg)?;
-    let wasm = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let title = args.file.file_name().map_or("component.wasm".into(), |n| {
+    // A component file travels with its wasm implementation, so that a pipeline task
+    // can name the reference alone.
+    let is_yaml = args
+        .file
+        .extension()
+        .is_some_and(|e| e == "yaml" || e == "yml");
+    let (wasm_file, description) = if is_yaml {
+        let component = Component::load(&args.file)?;
+        let wasm = component.wasm_path().with_context(|| {
+            format!(
+                "{}: implementation.wasm.component must be a local .wasm file to push",
+                args.file.display()
+            )
+        })?;
+        let text = std::fs::read_to_string(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?;
+        (wasm, Some(text))
+    } else {
+        (args.file.clone(), None)
+    };
+    let wasm = std::fs::read(&wasm_file)
+        .with_context(|| format!("cannot read {}", wasm_file.display()))?;
+    let title = wasm_file.file_name().map_or("component.wasm".into(), |n| {
         n.to_string_lossy().into_owned()
     });
     let (registries, runtime) = setup(paths, &args.registry)?;
     let digest = runtime
-        .block_on(registries.push(&wasm, &title, &reference))
+        .block_on(registries.push(&wasm, &title, &reference, description.as_deref()))
         .map_err(anyhow::Error::msg)?;
     println!("pushed {} as {reference}", args.file.display());
     println!("{}", reference.at(&digest));
@@ -174,4 +196,23 @@ pub fn cache(paths: &Paths, command: CacheCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The component files of tasks that name a registry component, pulled (or taken from the
+/// cache), by reference.
+pub fn component_files(
+    paths: &Paths,
+    args: &RegistryArgs,
+    references: &[String],
+) -> Result<std::collections::HashMap<String, PathBuf>> {
+    let (registries, runtime) = setup(paths, args)?;
+    let mut files = std::collections::HashMap::new();
+    for text in references {
+        let reference = OciRef::parse(text).map_err(anyhow::Error::msg)?;
+        let file = runtime
+            .block_on(registries.component_file(&reference))
+            .map_err(anyhow::Error::msg)?;
+        files.insert(text.clone(), file);
+    }
+    Ok(files)
 }

@@ -50,7 +50,18 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
             args.pipeline.display()
         ),
     }
-    let file = PipelineFile::load(&args.pipeline)?;
+    let mut file = PipelineFile::load(&args.pipeline)?;
+    let references: Vec<String> = file
+        .spec
+        .tasks
+        .values()
+        .filter(|t| sluice_runtime::oci::is_reference(&t.component))
+        .map(|t| t.component.clone())
+        .collect();
+    if !references.is_empty() {
+        let pulled = super::registry::component_files(paths, &args.exec.registry, &references)?;
+        file = PipelineFile::load_with(&args.pipeline, &pulled)?;
+    }
     let plan = match Plan::build(&file, &args.params) {
         Ok(plan) => plan,
         Err(errors) => return Ok(report_plan_errors(&errors)),

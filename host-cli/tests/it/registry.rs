@@ -384,8 +384,10 @@ fn a_tampered_blob_is_refused_and_the_cache_stays_clean() {
     let home = Home::new();
     let host = registry("SLUICE_TEST_REGISTRY");
     let data = PathBuf::from(registry("SLUICE_TEST_REGISTRY_DATA"));
-    let reference = format!("oci://{host}/{}:1", unique("validate"));
-    let file = wasm("validate");
+    // A component no other test pushes: the registry stores each blob once for all
+    // repositories, and the others must not see the damage.
+    let reference = format!("oci://{host}/{}:1", unique("probe"));
+    let file = wasm("probe");
     home.expect(
         &[
             "push",
@@ -432,4 +434,97 @@ fn a_tampered_blob_is_refused_and_the_cache_stays_clean() {
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     std::fs::write(&blob, &bytes).unwrap();
+}
+
+#[test]
+fn a_task_names_a_registry_component_directly() {
+    let home = Home::new();
+    let host = registry("SLUICE_TEST_REGISTRY");
+    let reference = format!("oci://{host}/{}:1", unique("validate"));
+    let component = root().join("sample-components/validate/component.yaml");
+    home.expect(
+        &[
+            "push",
+            component.to_str().unwrap(),
+            &reference,
+            "--insecure-registry",
+            &host,
+        ],
+        0,
+    );
+    let example = root().join("examples/breast-cancer");
+    let pipeline = std::fs::read_to_string(example.join("pipeline.yaml"))
+        .unwrap()
+        .replace(
+            "default: data/",
+            &format!("default: {}/data/", example.display()),
+        )
+        .replace(
+            "../../sample-components/validate/component.yaml",
+            &reference,
+        )
+        .replace("../../", &format!("{}/", root().display()));
+    assert!(pipeline.contains(&format!("component: {reference}")));
+    let path = home.dir.path().join("pipeline.yaml");
+    std::fs::write(&path, pipeline).unwrap();
+    let cache = home.dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let path = path.to_str().unwrap();
+    home.expect(
+        &[
+            "--cache-dir",
+            cache,
+            "run",
+            path,
+            "--insecure-registry",
+            &host,
+        ],
+        0,
+    );
+    home.expect(&["--cache-dir", cache, "run", path, "--offline"], 0);
+    let run = last_run(&home, Path::new(cache));
+    let validate = run.tasks.iter().find(|t| t.name == "validate").unwrap();
+    assert!(
+        validate
+            .implementation
+            .as_deref()
+            .unwrap()
+            .contains(&format!("oci://{host}/")),
+        "{:?}",
+        validate.implementation
+    );
+
+    // A plain .wasm carries no component file to run from.
+    let bare = format!("oci://{host}/{}:1", unique("bare"));
+    let file = wasm("validate");
+    home.expect(
+        &[
+            "push",
+            file.to_str().unwrap(),
+            &bare,
+            "--insecure-registry",
+            &host,
+        ],
+        0,
+    );
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace(&reference, &bare);
+    std::fs::write(path, text).unwrap();
+    let refused = home.expect(
+        &[
+            "--cache-dir",
+            cache,
+            "run",
+            path,
+            "--insecure-registry",
+            &host,
+        ],
+        2,
+    );
+    assert!(
+        refused.stderr.contains("carries no component file"),
+        "{}",
+        refused.stderr
+    );
 }

@@ -30,6 +30,9 @@ pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/wasm";
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const SCHEME: &str = "oci://";
+/// The manifest annotation holding the component file (`component.yaml`) pushed with a
+/// component, so a pipeline task can name the registry reference alone.
+pub const COMPONENT_ANNOTATION: &str = "dev.sluice.component.yaml";
 
 /// Whether a component path names a registry reference rather than a file.
 pub fn is_reference(text: &str) -> bool {
@@ -287,6 +290,7 @@ impl Registries {
         wasm: &[u8],
         title: &str,
         reference: &OciRef,
+        description: Option<&str>,
     ) -> Result<String, String> {
         if self.options.offline {
             return Err("--offline forbids pushing".into());
@@ -324,6 +328,9 @@ impl Registries {
             "org.opencontainers.image.version".to_owned(),
             reference.tag().unwrap_or("").to_owned(),
         );
+        if let Some(yaml) = description {
+            annotations.insert(COMPONENT_ANNOTATION.to_owned(), yaml.to_owned());
+        }
         annotations.retain(|_, v| !v.is_empty());
         let manifest = OciImageManifest {
             schema_version: 2,
@@ -388,6 +395,49 @@ impl Registries {
         let config = serde_json::from_slice(&entry.config()?)
             .map_err(|e| format!("the config of {reference} is not a wasm config: {e}"))?;
         Ok((pulled.manifest_digest, manifest, config))
+    }
+}
+
+impl Registries {
+    /// The component file pushed with a registry component, as a file in the cache whose
+    /// wasm implementation is the reference pinned to its digest: what a task naming
+    /// `oci://...` as its component loads.
+    pub async fn component_file(&self, reference: &OciRef) -> Result<PathBuf, String> {
+        let pulled = self.pull(reference).await?;
+        let entry = self
+            .cache
+            .entry(&pulled.manifest_digest)
+            .ok_or_else(|| format!("{reference} vanished from the cache"))?;
+        let path = entry.path.with_file_name("component.yaml");
+        if path.is_file() {
+            return Ok(path);
+        }
+        let manifest: OciImageManifest = serde_json::from_slice(&entry.manifest()?)
+            .map_err(|e| format!("the cached manifest of {reference} is damaged: {e}"))?;
+        let yaml = manifest
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(COMPONENT_ANNOTATION))
+            .ok_or_else(|| {
+                format!(
+                    "{reference} carries no component file; push it with `sluice push component.yaml {reference}`, or name it in a component file's implementation.wasm.component"
+                )
+            })?;
+        let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml)
+            .map_err(|e| format!("the component file carried by {reference} is not YAML: {e}"))?;
+        let wasm = doc
+            .get_mut("implementation")
+            .and_then(|i| i.get_mut("wasm"))
+            .ok_or_else(|| {
+                format!("the component file carried by {reference} has no implementation.wasm")
+            })?;
+        wasm["component"] = serde_yaml_ng::Value::String(pulled.pinned.to_string());
+        let text = serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())?;
+        let tmp = path.with_extension("yaml.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
     }
 }
 
@@ -489,7 +539,17 @@ fn transient(e: &OciDistributionError) -> bool {
 
 fn describe(reference: &OciRef, e: &OciDistributionError) -> String {
     let registry = reference.registry();
-    let text = crate::error_chain(e);
+    // oci-client's errors often repeat their source in their own text.
+    let mut parts: Vec<String> = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        let part = err.to_string();
+        if !parts.iter().any(|p| p.contains(&part)) {
+            parts.push(part);
+        }
+        source = err.source();
+    }
+    let text = parts.join(": ");
     let status = match e {
         OciDistributionError::ServerError { code, .. } => Some(*code),
         OciDistributionError::RequestError(r) => r.status().map(|s| s.as_u16()),

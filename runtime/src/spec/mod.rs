@@ -173,13 +173,40 @@ impl PipelineFile {
     /// A component that fails to load is kept as an error for `plan` to report
     /// against its task, so one run of `validate` shows every problem.
     pub fn load(path: &Path) -> Result<PipelineFile, SpecError> {
+        PipelineFile::load_with(path, &HashMap::new())
+    }
+
+    /// Like [`PipelineFile::load`], with the component files of tasks that name a
+    /// registry component (`oci://...`), as pulled beforehand.
+    pub fn load_with(
+        path: &Path,
+        pulled: &HashMap<String, PathBuf>,
+    ) -> Result<PipelineFile, SpecError> {
         let text = read(path)?;
         let spec: PipelineSpec = from_yaml(path, &text)?;
         let base = path.parent().unwrap_or(Path::new(""));
         let mut by_path: HashMap<PathBuf, Result<Arc<Component>, Arc<SpecError>>> = HashMap::new();
         let mut components = IndexMap::new();
         for (name, task) in &spec.tasks {
-            let file = join_clean(base, &task.component);
+            let file = if crate::oci::is_reference(&task.component) {
+                match pulled.get(&task.component) {
+                    Some(file) => file.clone(),
+                    None => {
+                        let error = SpecError::Invalid {
+                            path: path.to_owned(),
+                            field: format!("tasks.{name}.component"),
+                            message: format!(
+                                "{} is in a registry; `sluice run` pulls it",
+                                task.component
+                            ),
+                        };
+                        components.insert(name.clone(), Err(Arc::new(error)));
+                        continue;
+                    }
+                }
+            } else {
+                join_clean(base, &task.component)
+            };
             let loaded = by_path
                 .entry(file.clone())
                 .or_insert_with(|| Component::load(&file).map(Arc::new).map_err(Arc::new))
