@@ -154,13 +154,21 @@ pub fn inspect(paths: &Paths, args: InspectArgs) -> Result<ExitCode> {
     }
     println!("platform   {}/{}", config.architecture, config.os);
     if let Some(component) = &config.component {
-        println!("world");
+        // The component's world, in WIT: what it imports and exports.
+        let name = reference
+            .repository()
+            .rsplit('/')
+            .next()
+            .unwrap_or("component")
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        println!("world {name} {{");
         for import in &component.imports {
             println!("  import {import};");
         }
         for export in &component.exports {
             println!("  export {export};");
         }
+        println!("}}");
     }
     Ok(ExitCode::SUCCESS)
 }
