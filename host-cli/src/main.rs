@@ -62,6 +62,8 @@ enum Command {
     /// List or prune the cache of pulled components
     #[command(subcommand)]
     Cache(commands::registry::CacheCommand),
+    /// Write a pipeline, its files and its registry components into one archive
+    Bundle(commands::bundle::Args),
 }
 
 /// Where the store and caches live, from `--home` and `--cache-dir`.
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => commands::registry::pull(&paths, args),
         Command::Inspect(args) => commands::registry::inspect(&paths, args),
         Command::Cache(cmd) => commands::registry::cache(&paths, cmd),
+        Command::Bundle(args) => commands::bundle::run(&paths, args),
     };
     match result {
         Ok(code) => code,

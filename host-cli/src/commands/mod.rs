@@ -1,6 +1,7 @@
 //! Subcommands, one file each, and what they share: `name=value` arguments, opening the
 //! store, and running a plan with live progress, Ctrl-C handling and a summary.
 
+pub mod bundle;
 pub mod component;
 pub mod logs;
 pub mod models;

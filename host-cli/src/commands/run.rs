@@ -38,7 +38,27 @@ pub struct Args {
     exec: super::ExecArgs,
 }
 
-pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
+/// The `oci://` references tasks name as their component.
+pub fn task_references(file: &PipelineFile) -> Vec<String> {
+    file.spec
+        .tasks
+        .values()
+        .filter(|t| sluice_runtime::oci::is_reference(&t.component))
+        .map(|t| t.component.clone())
+        .collect()
+}
+
+pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
+    // A bundle: its components go to the cache, its files under the home; then its
+    // pipeline runs like any other.
+    if sluice_runtime::oci::bundle::is_bundle(&args.pipeline) {
+        let store = super::open_store(paths)?;
+        let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
+        let registries = args.exec.registry.registries(&cache_dir);
+        args.pipeline =
+            sluice_runtime::oci::bundle::open(&args.pipeline, store.home(), &registries)
+                .map_err(anyhow::Error::msg)?;
+    }
     match detect_kind(&args.pipeline)? {
         DocumentKind::Pipeline => {}
         DocumentKind::Component => anyhow::bail!(
@@ -51,13 +71,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         ),
     }
     let mut file = PipelineFile::load(&args.pipeline)?;
-    let references: Vec<String> = file
-        .spec
-        .tasks
-        .values()
-        .filter(|t| sluice_runtime::oci::is_reference(&t.component))
-        .map(|t| t.component.clone())
-        .collect();
+    let references = task_references(&file);
     if !references.is_empty() {
         let pulled = super::registry::component_files(paths, &args.exec.registry, &references)?;
         file = PipelineFile::load_with(&args.pipeline, &pulled)?;

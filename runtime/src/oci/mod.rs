@@ -10,6 +10,7 @@
 //! digest and remembers which digest each tag had, so `--offline` runs need no registry.
 
 pub mod auth;
+pub mod bundle;
 pub mod cache;
 
 use std::collections::BTreeMap;
@@ -461,7 +462,7 @@ pub async fn pull_for_run<'a>(
 }
 
 /// The one `application/wasm` layer of a wasm artifact manifest.
-fn wasm_layer<'m>(
+pub(crate) fn wasm_layer<'m>(
     reference: &OciRef,
     manifest: &'m OciImageManifest,
 ) -> Result<&'m OciDescriptor, String> {

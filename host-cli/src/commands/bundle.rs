@@ -1,0 +1,60 @@
+//! `sluice bundle <pipeline> -o <file>`: one OCI image-layout archive with the pipeline,
+//! its files and every registry component it names, for a site with no registry.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use sluice_runtime::plan::Plan;
+use sluice_runtime::spec::PipelineFile;
+
+use super::{RegistryArgs, open_store, report_plan_errors};
+use crate::Paths;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The pipeline file
+    pipeline: PathBuf,
+    /// The archive to write
+    #[arg(long, short, value_name = "FILE")]
+    output: PathBuf,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
+    let mut file = PipelineFile::load(&args.pipeline)?;
+    let references = super::run::task_references(&file);
+    if !references.is_empty() {
+        let pulled = super::registry::component_files(paths, &args.registry, &references)?;
+        file = PipelineFile::load_with(&args.pipeline, &pulled)?;
+    }
+    let plan = match Plan::build(&file, &[]) {
+        Ok(plan) => plan,
+        Err(errors) => return Ok(report_plan_errors(&errors)),
+    };
+    let store = open_store(paths)?;
+    let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
+    let registries = args.registry.registries(&cache_dir);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let written = runtime
+        .block_on(sluice_runtime::oci::bundle::write(
+            &plan,
+            &references,
+            &registries,
+            &args.output,
+        ))
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "wrote {} ({} bytes): {} files and {} registry components; run it with `sluice run {}`",
+        args.output.display(),
+        written.bytes,
+        written.files,
+        written.components,
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
