@@ -18,6 +18,10 @@ pub struct Args {
     /// The archive to write
     #[arg(long, short, value_name = "FILE")]
     output: PathBuf,
+    /// Also bundle the container images of container implementations, exported from
+    /// the Docker Engine
+    #[arg(long)]
+    with_images: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -40,20 +44,40 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Container images, exported from the engine, when asked for.
+    let mut names: Vec<String> = Vec::new();
+    let mut archive = None;
+    if args.with_images {
+        names = plan
+            .tasks
+            .iter()
+            .filter_map(|t| t.component.spec.implementation.container.as_ref())
+            .map(|c| c.image.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        archive = Some(
+            runtime
+                .block_on(sluice_runtime::exec::docker::save_images(&names))
+                .map_err(anyhow::Error::msg)?,
+        );
+    }
     let written = runtime
         .block_on(sluice_runtime::oci::bundle::write(
             &plan,
             &references,
             &registries,
+            archive.map(|a| (names.as_slice(), a)),
             &args.output,
         ))
         .map_err(anyhow::Error::msg)?;
     println!(
-        "wrote {} ({} bytes): {} files and {} registry components; run it with `sluice run {}`",
+        "wrote {} ({} bytes): {} files, {} registry components and {} container images; run it with `sluice run {}`",
         args.output.display(),
         written.bytes,
         written.files,
         written.components,
+        names.len(),
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -55,9 +55,21 @@ pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
         let store = super::open_store(paths)?;
         let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
         let registries = args.exec.registry.registries(&cache_dir);
-        args.pipeline =
-            sluice_runtime::oci::bundle::open(&args.pipeline, store.home(), &registries)
+        let opened = sluice_runtime::oci::bundle::open(&args.pipeline, store.home(), &registries)
+            .map_err(anyhow::Error::msg)?;
+        if let Some((names, archive)) = opened.images {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime
+                .block_on(sluice_runtime::exec::docker::load_images(archive))
                 .map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "loaded container images from the bundle: {}",
+                names.join(", ")
+            );
+        }
+        args.pipeline = opened.pipeline;
     }
     match detect_kind(&args.pipeline)? {
         DocumentKind::Pipeline => {}

@@ -230,3 +230,89 @@ fn a_registry_backed_pipeline_runs_from_its_bundle_without_the_registry() {
             >= 0.93
     );
 }
+
+#[test]
+fn container_images_travel_with_images() {
+    let home = Home::new();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    // An image tag of this test's own, removed from the engine before the bundle runs.
+    let image = format!("sluice-samples/train:bundle-{nanos}");
+    let docker = |args: &[&str]| {
+        let status = std::process::Command::new("docker")
+            .args(args)
+            .status()
+            .expect("docker runs");
+        assert!(status.success(), "docker {args:?}");
+    };
+    docker(&["tag", "sluice-samples/train:0.1.0", &image]);
+    let dir = home.dir.path().join("project");
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = root().join("examples/breast-cancer");
+    let train = std::fs::read_to_string(root().join("sample-components/train/component.yaml"))
+        .unwrap()
+        .replace(
+            "image: sluice-samples/train:0.1.0",
+            &format!("image: {image}"),
+        )
+        .replace(
+            "../target/",
+            &format!("{}/sample-components/target/", root().display()),
+        );
+    assert!(train.contains(&image));
+    std::fs::write(dir.join("train.yaml"), train).unwrap();
+    let pipeline = std::fs::read_to_string(example.join("pipeline-container.yaml"))
+        .unwrap()
+        .replace("../../sample-components/train/component.yaml", "train.yaml")
+        .replace(
+            "default: data/",
+            &format!("default: {}/data/", example.display()),
+        )
+        .replace("../../", &format!("{}/", root().display()));
+    std::fs::write(dir.join("pipeline.yaml"), pipeline).unwrap();
+    let bundle = home.dir.path().join("with-images.tar");
+    let wrote = home.expect(
+        &[
+            "bundle",
+            dir.join("pipeline.yaml").to_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+            "--with-images",
+        ],
+        0,
+    );
+    assert!(
+        wrote.stdout.contains("1 container images"),
+        "{}",
+        wrote.stdout
+    );
+    docker(&["rmi", &image]);
+
+    let fresh = Home::new();
+    let cache = fresh.dir.path().join("empty-cache");
+    let ran = fresh.expect(
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "run",
+            bundle.to_str().unwrap(),
+            "--offline",
+        ],
+        0,
+    );
+    assert!(
+        ran.stderr
+            .contains(&format!("loaded container images from the bundle: {image}")),
+        "{}",
+        ran.stderr
+    );
+    let run = last_run(&fresh);
+    let train = run.tasks.iter().find(|t| t.name == "train").unwrap();
+    assert_eq!(
+        train.implementation.as_deref(),
+        Some(format!("container {image}").as_str())
+    );
+    docker(&["rmi", &image]);
+}

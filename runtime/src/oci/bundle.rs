@@ -30,6 +30,10 @@ use super::{MANIFEST_MEDIA_TYPE, OciRef, Registries, sha256};
 use crate::plan::{ParamValue, Plan};
 
 const PIPELINE_ARTIFACT: &str = "application/vnd.sluice.pipeline.v1";
+const IMAGES_ARTIFACT: &str = "application/vnd.sluice.container-images.v1";
+/// The engine's export format (`docker save`), one layer holding every image.
+const IMAGES_MEDIA_TYPE: &str = "application/vnd.docker.image.archive.v1+tar";
+const IMAGES: &str = "dev.sluice.images";
 const FILE_MEDIA_TYPE: &str = "application/vnd.sluice.file.v1";
 const PIPELINE_PATH: &str = "dev.sluice.pipeline.path";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -62,6 +66,7 @@ pub async fn write(
     plan: &Plan,
     task_references: &[String],
     registries: &Registries,
+    images: Option<(&[String], Vec<u8>)>,
     out: &Path,
 ) -> Result<Written, String> {
     // Local files the run reads.
@@ -150,6 +155,40 @@ pub async fn write(
     let empty_config = b"{}".to_vec();
     let config_digest = sha256(&empty_config);
     blobs.insert(config_digest.clone(), empty_config);
+    let empty = || OciDescriptor {
+        media_type: "application/vnd.oci.empty.v1+json".to_owned(),
+        digest: config_digest.clone(),
+        size: 2,
+        ..OciDescriptor::default()
+    };
+    if let Some((names, archive)) = images {
+        let digest = sha256(&archive);
+        let manifest = OciImageManifest {
+            schema_version: 2,
+            media_type: Some(MANIFEST_MEDIA_TYPE.to_owned()),
+            artifact_type: Some(IMAGES_ARTIFACT.to_owned()),
+            config: empty(),
+            layers: vec![OciDescriptor {
+                media_type: IMAGES_MEDIA_TYPE.to_owned(),
+                digest: digest.clone(),
+                size: archive.len() as i64,
+                ..OciDescriptor::default()
+            }],
+            subject: None,
+            annotations: Some(BTreeMap::from([(IMAGES.to_owned(), names.join(","))])),
+        };
+        blobs.insert(digest, archive);
+        let bytes = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+        let manifest_digest = sha256(&bytes);
+        index.push(json!({
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "artifactType": IMAGES_ARTIFACT,
+            "digest": manifest_digest,
+            "size": bytes.len(),
+            "annotations": { REF_NAME: "container-images" },
+        }));
+        blobs.insert(manifest_digest, bytes);
+    }
     let pipeline_path = std::path::absolute(&plan.source)
         .map_err(|e| e.to_string())?
         .strip_prefix(&root)
@@ -160,12 +199,7 @@ pub async fn write(
         schema_version: 2,
         media_type: Some(MANIFEST_MEDIA_TYPE.to_owned()),
         artifact_type: Some(PIPELINE_ARTIFACT.to_owned()),
-        config: OciDescriptor {
-            media_type: "application/vnd.oci.empty.v1+json".to_owned(),
-            digest: config_digest,
-            size: 2,
-            ..OciDescriptor::default()
-        },
+        config: empty(),
         layers,
         subject: None,
         annotations: Some(BTreeMap::from([
@@ -212,6 +246,12 @@ pub async fn write(
         })();
         written.map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
     let bytes = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     tmp.persist(out)
         .map_err(|e| format!("cannot write {}: {}", out.display(), e.error))?;
@@ -236,9 +276,18 @@ fn append(
     tar.append_data(&mut header, name, bytes)
 }
 
+/// An opened bundle.
+#[derive(Debug)]
+pub struct Opened {
+    /// The unpacked pipeline file.
+    pub pipeline: PathBuf,
+    /// Container images to load into the engine (`docker save` format), and their names.
+    pub images: Option<(Vec<String>, Vec<u8>)>,
+}
+
 /// Opens a bundle: checks every blob, imports its registry components into the cache and
-/// unpacks its files under `home/bundles/<digest>`. Returns the pipeline file to run.
-pub fn open(path: &Path, home: &Path, registries: &Registries) -> Result<PathBuf, String> {
+/// unpacks its files under `home/bundles/<digest>`.
+pub fn open(path: &Path, home: &Path, registries: &Registries) -> Result<Opened, String> {
     let bad = |m: String| format!("{} is not a usable bundle: {m}", path.display());
     let archive_bytes =
         std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -292,6 +341,7 @@ pub fn open(path: &Path, home: &Path, registries: &Registries) -> Result<PathBuf
         .and_then(|b| serde_json::from_slice(b).ok())
         .ok_or_else(|| bad("no index.json".into()))?;
     let mut pipeline: Option<(OciImageManifest, String)> = None;
+    let mut images = None;
     for item in index["manifests"]
         .as_array()
         .ok_or_else(|| bad("index.json lists no manifests".into()))?
@@ -303,6 +353,20 @@ pub fn open(path: &Path, home: &Path, registries: &Registries) -> Result<PathBuf
         let manifest: OciImageManifest = serde_json::from_slice(manifest_bytes)
             .map_err(|e| bad(format!("manifest {digest}: {e}")))?;
         let name = item["annotations"][REF_NAME].as_str().unwrap_or_default();
+        if manifest.artifact_type.as_deref() == Some(IMAGES_ARTIFACT) {
+            let names = manifest
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(IMAGES))
+                .map(|n| n.split(',').map(str::to_owned).collect())
+                .unwrap_or_default();
+            let layer = manifest
+                .layers
+                .first()
+                .ok_or_else(|| bad("the images manifest has no layer".into()))?;
+            images = Some((names, blob(&layer.digest)?.clone()));
+            continue;
+        }
         if manifest.artifact_type.as_deref() == Some(PIPELINE_ARTIFACT) {
             let main = manifest
                 .annotations
@@ -358,7 +422,10 @@ pub fn open(path: &Path, home: &Path, registries: &Registries) -> Result<PathBuf
     }
     let relative = safe_relative(&main)
         .ok_or_else(|| bad(format!("pipeline path '{main}' leaves the bundle")))?;
-    Ok(target.join(relative))
+    Ok(Opened {
+        pipeline: target.join(relative),
+        images,
+    })
 }
 
 /// A relative path with no `..`, no root: it stays inside the folder it is joined to.
