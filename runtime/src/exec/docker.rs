@@ -568,6 +568,44 @@ impl Executor for DockerExecutor {
     }
 }
 
+async fn engine() -> Result<Docker, String> {
+    let endpoint = endpoint();
+    let unreachable =
+        |e: bollard::errors::Error| format!("cannot reach the Docker Engine at {endpoint} ({e})");
+    let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+    docker.negotiate_version().await.map_err(unreachable)
+}
+
+/// Container images as the engine exports them (`docker save`): one tar archive.
+pub async fn save_images(names: &[String]) -> Result<Vec<u8>, String> {
+    let docker = engine().await?;
+    for name in names {
+        docker.inspect_image(name).await.map_err(|e| {
+            format!("image {name} is not in the Docker Engine, so it cannot be bundled: {e}")
+        })?;
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut stream = docker.export_images(&refs);
+    let mut archive = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        archive.extend_from_slice(&chunk.map_err(|e| format!("exporting images failed: {e}"))?);
+    }
+    Ok(archive)
+}
+
+/// Loads images from a `docker save` archive into the engine (`docker load`).
+pub async fn load_images(archive: Vec<u8>) -> Result<(), String> {
+    let docker = engine().await?;
+    let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
+        .quiet(true)
+        .build();
+    let mut stream = docker.import_image(options, bollard::body_full(archive.into()), None);
+    while let Some(item) = stream.next().await {
+        item.map_err(|e| format!("loading images failed: {e}"))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,42 +663,4 @@ mod tests {
         assert!(err.contains("unsafe path"), "{err}");
         assert!(!dir.path().join("x.t").exists());
     }
-}
-
-async fn engine() -> Result<Docker, String> {
-    let endpoint = endpoint();
-    let unreachable =
-        |e: bollard::errors::Error| format!("cannot reach the Docker Engine at {endpoint} ({e})");
-    let docker = Docker::connect_with_defaults().map_err(unreachable)?;
-    docker.negotiate_version().await.map_err(unreachable)
-}
-
-/// Container images as the engine exports them (`docker save`): one tar archive.
-pub async fn save_images(names: &[String]) -> Result<Vec<u8>, String> {
-    let docker = engine().await?;
-    for name in names {
-        docker.inspect_image(name).await.map_err(|e| {
-            format!("image {name} is not in the Docker Engine, so it cannot be bundled: {e}")
-        })?;
-    }
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut stream = docker.export_images(&refs);
-    let mut archive = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        archive.extend_from_slice(&chunk.map_err(|e| format!("exporting images failed: {e}"))?);
-    }
-    Ok(archive)
-}
-
-/// Loads images from a `docker save` archive into the engine (`docker load`).
-pub async fn load_images(archive: Vec<u8>) -> Result<(), String> {
-    let docker = engine().await?;
-    let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
-        .quiet(true)
-        .build();
-    let mut stream = docker.import_image(options, bollard::body_full(archive.into()), None);
-    while let Some(item) = stream.next().await {
-        item.map_err(|e| format!("loading images failed: {e}"))?;
-    }
-    Ok(())
 }
