@@ -154,9 +154,10 @@ async fn registry(scratch: &Path) -> Result<()> {
             .iter()
             .filter_map(|t| t.component.wasm_reference());
         let mut config = WasmConfig::new(cache.clone());
-        config.pulled = sluice_runtime::oci::pull_for_run(&registries, references)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        config.pulled =
+            sluice_runtime::oci::pull_for_run(&registries, references, &Default::default())
+                .await
+                .map_err(anyhow::Error::msg)?;
         let pulled = started.elapsed();
         let scheduler = Scheduler {
             store: Arc::new(Store::open(&dir.join(format!("home-{}", times.len())))?),

@@ -72,6 +72,9 @@ pub struct ExecArgs {
     keep_containers: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Registry references to replace with pinned ones (set by `sluice runs rerun`).
+    #[arg(skip)]
+    pub pins: std::collections::HashMap<String, String>,
 }
 
 /// How registries are reached: the flags every command that pulls or pushes shares.
@@ -207,9 +210,10 @@ pub fn execute(
             .collect();
         if !references.is_empty() {
             let registries = exec.registry.registries(&cache_dir);
-            wasm_config.pulled = sluice_runtime::oci::pull_for_run(&registries, references)
-                .await
-                .map_err(anyhow::Error::msg)?;
+            wasm_config.pulled =
+                sluice_runtime::oci::pull_for_run(&registries, references, &exec.pins)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
         }
         let wasm = Arc::new(WasmExecutor::new(wasm_config)?);
         let executor = Arc::new(Runners::new(wasm, exec.policy()));

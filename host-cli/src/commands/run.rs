@@ -117,3 +117,98 @@ pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
     )?;
     Ok(code)
 }
+
+#[derive(clap::Args)]
+pub struct RerunArgs {
+    /// A run id or a unique prefix of one
+    run: String,
+    /// Print the run record as JSON instead of progress and a summary
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    exec: super::ExecArgs,
+}
+
+/// `sluice runs rerun <run>`: the recorded run's pipeline again, with its parameter
+/// values, its artifact parameters' exact bytes (from the store), and each registry
+/// component at the digest the run resolved it to.
+pub fn rerun(paths: &Paths, mut args: RerunArgs) -> Result<ExitCode> {
+    let store = super::open_store(paths)?;
+    let id = store.resolve_run(&args.run)?;
+    let record = store.run(&id)?;
+    anyhow::ensure!(
+        record.kind == RunKind::Pipeline,
+        "run {id} ran a single component; run it again with `sluice component run`"
+    );
+    let source = PathBuf::from(&record.source);
+    let file = PipelineFile::load(&source)?;
+    if file.digest != record.source_digest {
+        eprintln!(
+            "warning: {} changed since run {id}; running its current content",
+            source.display()
+        );
+    }
+    // Artifact parameters went into the store by digest: give the same bytes again.
+    let inputs = store.home().join("rerun").join(&id);
+    let mut params = Vec::new();
+    for (name, value) in &record.params {
+        let is_artifact = file.spec.params.get(name).is_some_and(|p| p.is_artifact());
+        if is_artifact && store.contains(value) {
+            std::fs::create_dir_all(&inputs)?;
+            let dest = inputs.join(sluice_runtime::store::path_segment(name));
+            if !dest.exists() {
+                store.export(value, &dest)?;
+            }
+            params.push((name.clone(), dest.display().to_string()));
+        } else {
+            params.push((name.clone(), value.clone()));
+        }
+    }
+    // The digest each task's registry component had.
+    let pinned: std::collections::HashMap<&str, &str> = record
+        .tasks
+        .iter()
+        .filter_map(|t| {
+            let implementation = t.implementation.as_deref()?;
+            let token = implementation
+                .split_whitespace()
+                .find(|w| w.starts_with("oci://") && w.contains("@sha256:"))?;
+            Some((t.name.as_str(), token))
+        })
+        .collect();
+    let mut file = file;
+    let references = task_references(&file);
+    if !references.is_empty() {
+        let pulled = super::registry::component_files(paths, &args.exec.registry, &references)?;
+        file = PipelineFile::load_with(&source, &pulled)?;
+    }
+    let plan = match Plan::build(&file, &params) {
+        Ok(plan) => plan,
+        Err(errors) => return Ok(report_plan_errors(&errors)),
+    };
+    for task in &plan.tasks {
+        if let (Some(reference), Some(pin)) = (
+            task.component.wasm_reference(),
+            pinned.get(task.name.as_str()),
+        ) {
+            args.exec
+                .pins
+                .insert(reference.to_owned(), (*pin).to_owned());
+        }
+    }
+    let display = if args.json {
+        Display::Json
+    } else {
+        Display::Auto
+    };
+    let (code, _, _) = execute(
+        paths,
+        plan,
+        RunKind::Pipeline,
+        Options::default(),
+        &args.exec,
+        display,
+        false,
+    )?;
+    Ok(code)
+}

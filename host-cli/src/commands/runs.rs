@@ -18,6 +18,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a recorded pipeline run again: the same parameters, artifact bytes and
+    /// registry component digests
+    Rerun(super::run::RerunArgs),
     /// Show one run: its tasks, inputs, outputs and metrics
     Show {
         /// A run id or a unique prefix of one
@@ -31,6 +34,10 @@ pub enum Command {
 pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
     let store = open_store(paths)?;
     match command {
+        Command::Rerun(args) => {
+            drop(store);
+            return super::run::rerun(paths, args);
+        }
         Command::List { limit, json } => {
             let runs = store.list_runs(limit)?;
             if json {

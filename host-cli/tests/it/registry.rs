@@ -306,6 +306,75 @@ fn the_example_runs_from_the_registry_then_offline_from_the_cache() {
                 .next()
                 .is_none()
     );
+
+    // The tag moves (the same component pushed again: a new manifest); a re-run of the
+    // first run still takes the digest that run recorded, a new run the new one.
+    let tagged = validate
+        .implementation
+        .as_deref()
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_owned();
+    let (repository, first_digest) = tagged.split_once('@').unwrap();
+    let moved = format!("{repository}:0.1.0");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    home.expect(
+        &[
+            "push",
+            wasm("validate").to_str().unwrap(),
+            &moved,
+            "--insecure-registry",
+            &host,
+        ],
+        0,
+    );
+    home.expect(
+        &[
+            "--cache-dir",
+            cache_arg,
+            "runs",
+            "rerun",
+            &run.id,
+            "--insecure-registry",
+            &host,
+        ],
+        0,
+    );
+    let rerun = last_run(&home, &cache);
+    let implementation = |r: &RunRecord| {
+        r.tasks
+            .iter()
+            .find(|t| t.name == "validate")
+            .unwrap()
+            .implementation
+            .clone()
+            .unwrap()
+    };
+    assert!(
+        implementation(&rerun).ends_with(&format!("@{first_digest}")),
+        "{}",
+        implementation(&rerun)
+    );
+    assert_eq!(rerun.params, run.params);
+    home.expect(
+        &[
+            "--cache-dir",
+            cache_arg,
+            "run",
+            pipeline,
+            "--insecure-registry",
+            &host,
+        ],
+        0,
+    );
+    let fresh = last_run(&home, &cache);
+    assert!(
+        !implementation(&fresh).ends_with(&format!("@{first_digest}")),
+        "{}",
+        implementation(&fresh)
+    );
 }
 
 #[test]

@@ -443,18 +443,21 @@ impl Registries {
 }
 
 /// Pulls every registry component a run needs, once per reference, before it starts:
-/// the run then uses exactly these bytes, and its record names them by digest. Returns,
-/// by the reference as written, the cached file and the reference pinned to its digest.
+/// the run then uses exactly these bytes, and its record names them by digest. `pins`
+/// replaces references with pinned ones (a re-run's). Returns, by the reference as
+/// written, the cached file and the reference pinned to its digest.
 pub async fn pull_for_run<'a>(
     registries: &Registries,
     references: impl IntoIterator<Item = &'a str>,
+    pins: &std::collections::HashMap<String, String>,
 ) -> Result<std::collections::HashMap<String, (PathBuf, String)>, String> {
     let mut pulled = std::collections::HashMap::new();
     for text in references {
         if pulled.contains_key(text) {
             continue;
         }
-        let reference = OciRef::parse(text)?;
+        // A re-run takes the digest its recorded run resolved the reference to.
+        let reference = OciRef::parse(pins.get(text).map_or(text, String::as_str))?;
         let p = registries.pull(&reference).await?;
         pulled.insert(text.to_owned(), (p.path, p.pinned.to_string()));
     }
