@@ -502,6 +502,49 @@ fn a_tampered_blob_is_refused_and_the_cache_stays_clean() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    // A run naming the tampered component fails before any task starts.
+    let component = home.dir.path().join("validate.yaml");
+    let yaml = std::fs::read_to_string(root().join("sample-components/validate/component.yaml"))
+        .unwrap()
+        .replace(
+            "component: ../target/wasm32-wasip2/release/validate.wasm",
+            &format!("component: {reference}"),
+        );
+    std::fs::write(&component, yaml).unwrap();
+    let example = root().join("examples/breast-cancer");
+    let pipeline = std::fs::read_to_string(example.join("pipeline.yaml"))
+        .unwrap()
+        .replace(
+            "../../sample-components/validate/component.yaml",
+            component.to_str().unwrap(),
+        )
+        .replace(
+            "default: data/",
+            &format!("default: {}/data/", example.display()),
+        )
+        .replace("../../", &format!("{}/", root().display()));
+    let path = home.dir.path().join("pipeline.yaml");
+    std::fs::write(&path, pipeline).unwrap();
+    let failed = home.expect(
+        &[
+            "--cache-dir",
+            cache_arg,
+            "run",
+            path.to_str().unwrap(),
+            "--insecure-registry",
+            &host,
+        ],
+        2,
+    );
+    assert!(failed.stderr.contains(&digest), "{}", failed.stderr);
+    assert!(
+        home.expect(&["--cache-dir", cache_arg, "runs", "list", "--json"], 0)
+            .stdout
+            .trim()
+            == "[]"
+    );
+    let listed = home.expect(&["--cache-dir", cache_arg, "cache", "list", "--json"], 0);
+    assert_eq!(listed.stdout.trim(), "[]");
     std::fs::write(&blob, &bytes).unwrap();
 }
 
