@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use sluice_runtime::plan::Plan;
-use sluice_runtime::spec::PipelineFile;
 
 use super::{RegistryArgs, open_store, report_plan_errors};
 use crate::Paths;
@@ -27,12 +26,7 @@ pub struct Args {
 }
 
 pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
-    let mut file = PipelineFile::load(&args.pipeline)?;
-    let references = super::run::task_references(&file);
-    if !references.is_empty() {
-        let pulled = super::registry::component_files(paths, &args.registry, &references)?;
-        file = PipelineFile::load_with(&args.pipeline, &pulled)?;
-    }
+    let (file, references) = super::run::load_pipeline(paths, &args.registry, &args.pipeline)?;
     let plan = match Plan::build(&file, &[]) {
         Ok(plan) => plan,
         Err(errors) => return Ok(report_plan_errors(&errors)),

@@ -38,14 +38,27 @@ pub struct Args {
     exec: super::ExecArgs,
 }
 
-/// The `oci://` references tasks name as their component.
-pub fn task_references(file: &PipelineFile) -> Vec<String> {
-    file.spec
+/// Loads a pipeline; the component files of tasks that name a registry component
+/// (`oci://...`) are pulled (or taken from the cache) first. Returns the file and those
+/// references.
+pub fn load_pipeline(
+    paths: &Paths,
+    registry: &super::RegistryArgs,
+    path: &std::path::Path,
+) -> Result<(PipelineFile, Vec<String>)> {
+    let file = PipelineFile::load(path)?;
+    let references: Vec<String> = file
+        .spec
         .tasks
         .values()
         .filter(|t| sluice_runtime::oci::is_reference(&t.component))
         .map(|t| t.component.clone())
-        .collect()
+        .collect();
+    if references.is_empty() {
+        return Ok((file, references));
+    }
+    let pulled = super::registry::component_files(paths, registry, &references)?;
+    Ok((PipelineFile::load_with(path, &pulled)?, references))
 }
 
 pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
@@ -82,12 +95,7 @@ pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
             args.pipeline.display()
         ),
     }
-    let mut file = PipelineFile::load(&args.pipeline)?;
-    let references = task_references(&file);
-    if !references.is_empty() {
-        let pulled = super::registry::component_files(paths, &args.exec.registry, &references)?;
-        file = PipelineFile::load_with(&args.pipeline, &pulled)?;
-    }
+    let (file, _) = load_pipeline(paths, &args.exec.registry, &args.pipeline)?;
     let plan = match Plan::build(&file, &args.params) {
         Ok(plan) => plan,
         Err(errors) => return Ok(report_plan_errors(&errors)),
@@ -141,7 +149,7 @@ pub fn rerun(paths: &Paths, mut args: RerunArgs) -> Result<ExitCode> {
         "run {id} ran a single component; run it again with `sluice component run`"
     );
     let source = PathBuf::from(&record.source);
-    let file = PipelineFile::load(&source)?;
+    let (file, _) = load_pipeline(paths, &args.exec.registry, &source)?;
     if file.digest != record.source_digest {
         eprintln!(
             "warning: {} changed since run {id}; running its current content",
@@ -176,12 +184,6 @@ pub fn rerun(paths: &Paths, mut args: RerunArgs) -> Result<ExitCode> {
             Some((t.name.as_str(), token))
         })
         .collect();
-    let mut file = file;
-    let references = task_references(&file);
-    if !references.is_empty() {
-        let pulled = super::registry::component_files(paths, &args.exec.registry, &references)?;
-        file = PipelineFile::load_with(&source, &pulled)?;
-    }
     let plan = match Plan::build(&file, &params) {
         Ok(plan) => plan,
         Err(errors) => return Ok(report_plan_errors(&errors)),
