@@ -5,6 +5,7 @@
 pub mod deploy;
 pub mod events;
 pub mod exec;
+pub mod kfp;
 pub mod models;
 pub mod oci;
 pub mod plan;

@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod component;
+pub mod kfp;
 pub mod logs;
 pub mod models;
 pub mod plan;
@@ -148,7 +149,7 @@ fn pull_policy(s: &str) -> Result<PullPolicy, String> {
 }
 
 impl ExecArgs {
-    fn policy(&self) -> Policy {
+    pub(crate) fn policy(&self) -> Policy {
         let mut policy = Policy {
             runner: match self.runner {
                 Runner::Docker => ContainerRunner::Docker,
@@ -257,7 +258,7 @@ pub fn execute(
 }
 
 /// First Ctrl-C cancels the run; a second one exits at once.
-async fn watch_ctrl_c(cancel: CancellationToken) {
+pub(crate) async fn watch_ctrl_c(cancel: CancellationToken) {
     if tokio::signal::ctrl_c().await.is_err() {
         return;
     }

@@ -14,28 +14,34 @@ use crate::Paths;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The pipeline file
-    pipeline: PathBuf,
+    /// The pipeline file: a Sluice pipeline, or a pipeline compiled by the KFP SDK
+    pub(crate) pipeline: PathBuf,
     /// Set a pipeline parameter (repeatable); artifact parameters take a file path
     #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = key_value)]
-    params: Vec<(String, String)>,
+    pub(crate) params: Vec<(String, String)>,
     /// Most tasks running at once [default: the number of cores]
     #[arg(long, value_name = "N")]
-    parallelism: Option<usize>,
+    pub(crate) parallelism: Option<usize>,
     /// Keep starting independent tasks after one fails
     #[arg(long)]
-    keep_going: bool,
+    pub(crate) keep_going: bool,
     /// Keep every attempt's working folder under <home>/runs
     #[arg(long)]
-    keep_work: bool,
+    pub(crate) keep_work: bool,
     /// Print the run record as JSON instead of progress and a summary
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// Show each task's output lines as they come (when not on a terminal)
     #[arg(long, short)]
-    verbose: bool,
+    pub(crate) verbose: bool,
+    /// KFP pipelines: run every task, even those whose outputs are cached
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+    /// KFP pipelines: run image TO wherever a task names image FROM (repeatable)
+    #[arg(long, value_name = "FROM=TO", value_parser = key_value)]
+    pub(crate) image_map: Vec<(String, String)>,
     #[command(flatten)]
-    exec: super::ExecArgs,
+    pub(crate) exec: super::ExecArgs,
 }
 
 /// Loads a pipeline; the component files of tasks that name a registry component
@@ -90,10 +96,7 @@ pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
             "{} is a component; run it with `sluice component run`",
             args.pipeline.display()
         ),
-        DocumentKind::KfpIr => anyhow::bail!(
-            "{} is a pipeline compiled by the KFP SDK; this Sluice runs Sluice pipeline files",
-            args.pipeline.display()
-        ),
+        DocumentKind::KfpIr => return super::kfp::run(paths, &args),
     }
     let (file, _) = load_pipeline(paths, &args.exec.registry, &args.pipeline)?;
     let plan = match Plan::build(&file, &args.params) {

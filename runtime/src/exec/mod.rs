@@ -50,6 +50,8 @@ pub struct Invocation {
     /// Fires when the attempt must stop: the run was cancelled or the attempt timed out.
     pub cancel: CancellationToken,
     pub sink: TaskSink,
+    /// For a task of a KFP pipeline (IR): its executor input and placeholders.
+    pub kfp: Option<Arc<crate::kfp::TaskContext>>,
 }
 
 /// Which of a component's implementations runs a task, and on what.
@@ -117,6 +119,8 @@ pub struct Completion {
     /// Values for parameter outputs, returned directly by typed steps.
     pub params: BTreeMap<String, String>,
     pub metrics: BTreeMap<String, f64>,
+    /// Metadata of artifact outputs, as a KFP step's executor output gave it.
+    pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
 /// The result of one attempt and the logs it produced either way.
@@ -179,6 +183,14 @@ impl Paths<'_> {
             Paths::Host(dir) => dir.output_file(name).display().to_string(),
         }
     }
+
+    /// A file directly in the outputs folder, beside the outputs' own folders.
+    pub fn output_root_file(&self, file: &str) -> String {
+        match self {
+            Paths::Under { outputs, .. } => format!("{outputs}/{file}"),
+            Paths::Host(dir) => dir.outputs().join(file).display().to_string(),
+        }
+    }
 }
 
 /// Expands a `command` or `args` list for one attempt; a placeholder it cannot expand is
@@ -188,6 +200,21 @@ pub fn expand_args(
     paths: Paths<'_>,
     args: &[Arg],
 ) -> Result<Vec<String>, Failure> {
+    let invalid = |message: String| Failure {
+        kind: FailureKind::InvalidInput,
+        message,
+    };
+    if let Some(kfp) = &inv.kfp {
+        // A KFP IR command line: plain strings holding `{{$...}}` placeholders.
+        let items: Vec<String> = args
+            .iter()
+            .map(|a| match a {
+                Arg::Literal(s) => Ok(s.clone()),
+                other => Err(invalid(format!("unexpected placeholder {other:?}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        return crate::kfp::placeholders::resolve(kfp, paths, &items).map_err(invalid);
+    }
     expand(args, &TaskBindings { inv, paths }).map_err(|e| Failure {
         kind: FailureKind::InvalidInput,
         message: e.to_string(),
@@ -276,6 +303,7 @@ pub fn collect_outputs(
             digest: artifact.digest,
             size: artifact.size,
             value,
+            metadata: completion.metadata.get(&output.name).cloned(),
         });
     }
     Ok(records)

@@ -86,6 +86,8 @@ pub struct PlannedTask {
     pub resources: ResourceSpec,
     /// The implementation the pipeline prefers for this task, if it says.
     pub prefer: Option<Prefer>,
+    /// For a task of a KFP pipeline (IR): what its placeholders and executor input need.
+    pub kfp: Option<Arc<crate::kfp::TaskContext>>,
 }
 
 #[derive(Clone, Debug)]
@@ -244,6 +246,7 @@ impl Plan {
                 timeout: None,
                 resources,
                 prefer: None,
+                kfp: None,
             }],
             deploy: None,
         })
@@ -393,6 +396,7 @@ impl<'a> Builder<'a> {
                 timeout: task.timeout.map(|t| t.0),
                 resources,
                 prefer: task.prefer,
+                kfp: None,
             });
         }
         let deploy = spec.deploy.as_ref().and_then(|d| self.deploy(d, &index));

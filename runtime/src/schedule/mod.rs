@@ -16,7 +16,7 @@ use crate::events::{Event, Observer, TaskSink};
 use crate::exec::{
     Executor, FailureKind, InputArg, Invocation, Prepared, Target, collect_outputs, error_chain,
 };
-use crate::plan::{ParamValue, Plan, Source, artifact_params};
+use crate::plan::{ParamValue, Plan, PlannedTask, Source, artifact_params};
 use crate::store::{
     ArtifactRef, IoRecord, NewRun, NewTask, RunKind, RunState, Store, StoreError, TaskDir,
     TaskState,
@@ -75,9 +75,9 @@ pub struct Scheduler {
 }
 
 /// What one task's attempts came to.
-enum TaskEnd {
+pub(crate) enum TaskEnd {
     Succeeded { outputs: BTreeMap<String, IoRecord> },
-    Failed,
+    Failed { error: String },
     Cancelled,
 }
 
@@ -217,8 +217,7 @@ impl Scheduler {
                     cancel: self.cancel.clone(),
                     cleaner: cleaner.map(Cleaner::handle),
                     run_id: run_id.to_owned(),
-                    plan: plan.clone(),
-                    index: i,
+                    task: Arc::new(plan.tasks[i].clone()),
                     prepared: prepared[i].clone(),
                 };
                 let inputs = resolve_inputs(&self.store, plan, i, &upstream, imported);
@@ -236,7 +235,7 @@ impl Scheduler {
                     let i = spawned[&e.id()];
                     let reason = format!("internal error: {e}");
                     self.finish_unstarted(run_id, &plan.tasks[i].name, TaskState::Failed, &reason);
-                    (i, TaskEnd::Failed)
+                    (i, TaskEnd::Failed { error: reason })
                 }
             };
             match end {
@@ -250,7 +249,7 @@ impl Scheduler {
                         }
                     }
                 }
-                TaskEnd::Failed => {
+                TaskEnd::Failed { .. } => {
                     state[i] = TaskState::Failed;
                     let name = plan.tasks[i].name.clone();
                     self.skip_downstream(run_id, plan, &downstream, i, &mut state, &mut ready);
@@ -347,13 +346,13 @@ impl Scheduler {
 /// Removes finished attempts' folders on a thread of its own, off the tasks' path:
 /// removing folders can take long (file systems that discard blocks synchronously spend
 /// hundreds of microseconds per folder), and nothing waits for it but the run's end.
-struct Cleaner {
+pub(crate) struct Cleaner {
     sender: std::sync::mpsc::Sender<TaskDir>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Cleaner {
-    fn start(store: Arc<Store>) -> Cleaner {
+    pub(crate) fn start(store: Arc<Store>) -> Cleaner {
         let (sender, receiver) = std::sync::mpsc::channel::<TaskDir>();
         let thread = std::thread::spawn(move || {
             for dir in receiver {
@@ -363,12 +362,12 @@ impl Cleaner {
         Cleaner { sender, thread }
     }
 
-    fn handle(&self) -> std::sync::mpsc::Sender<TaskDir> {
+    pub(crate) fn handle(&self) -> std::sync::mpsc::Sender<TaskDir> {
         self.sender.clone()
     }
 
     /// Waits until every folder sent so far is gone.
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         drop(self.sender);
         let _ = self.thread.join();
     }
@@ -440,17 +439,16 @@ fn resolve_inputs(
 }
 
 /// One task's attempts, run on its own tokio task.
-struct TaskRun {
-    store: Arc<Store>,
-    executor: Arc<dyn Executor>,
-    observer: Arc<dyn Observer>,
-    cancel: CancellationToken,
+pub(crate) struct TaskRun {
+    pub(crate) store: Arc<Store>,
+    pub(crate) executor: Arc<dyn Executor>,
+    pub(crate) observer: Arc<dyn Observer>,
+    pub(crate) cancel: CancellationToken,
     /// Where finished attempts' folders go to be removed; `None` keeps them.
-    cleaner: Option<std::sync::mpsc::Sender<TaskDir>>,
-    run_id: String,
-    plan: Arc<Plan>,
-    index: usize,
-    prepared: Prepared,
+    pub(crate) cleaner: Option<std::sync::mpsc::Sender<TaskDir>>,
+    pub(crate) run_id: String,
+    pub(crate) task: Arc<PlannedTask>,
+    pub(crate) prepared: Prepared,
 }
 
 /// The outcome of one attempt, before retry decisions.
@@ -461,8 +459,8 @@ enum Attempt {
 }
 
 impl TaskRun {
-    async fn run(self, inputs: Result<BTreeMap<String, InputArg>, String>) -> TaskEnd {
-        let task = &self.plan.tasks[self.index];
+    pub(crate) async fn run(self, inputs: Result<BTreeMap<String, InputArg>, String>) -> TaskEnd {
+        let task = &*self.task;
         let started = Instant::now();
         let inputs = match inputs {
             Ok(i) => i,
@@ -485,6 +483,7 @@ impl TaskRun {
                 digest: arg.digest.clone(),
                 size: arg.size,
                 value: arg.value.clone(),
+                metadata: None,
             })
             .collect();
         let mut attempt = 0;
@@ -552,7 +551,7 @@ impl TaskRun {
         inputs: &BTreeMap<String, InputArg>,
         input_records: &[IoRecord],
     ) -> Attempt {
-        let task = &self.plan.tasks[self.index];
+        let task = &*self.task;
         let store = &self.store;
         if let Err(e) = store.attempt_started(
             &self.run_id,
@@ -613,6 +612,7 @@ impl TaskRun {
             prepared: self.prepared.clone(),
             cancel: token.clone(),
             sink: TaskSink::new(task.name.clone(), self.observer.clone()),
+            kfp: task.kfp.clone(),
         };
         let mut execution = self.executor.execute(invocation);
         let mut timed_out = None;
@@ -633,7 +633,13 @@ impl TaskRun {
 
         let outcome = match report.result {
             Ok(mut completion) => {
-                match collect_outputs(store, &task.component, &dir, &mut completion) {
+                let finished = match &task.kfp {
+                    Some(kfp) => crate::kfp::placeholders::finish(kfp, &dir, &mut completion),
+                    None => Ok(()),
+                };
+                match finished
+                    .and_then(|()| collect_outputs(store, &task.component, &dir, &mut completion))
+                {
                     Ok(records) => Attempt::Succeeded(
                         records.into_iter().map(|r| (r.name.clone(), r)).collect(),
                         completion.metrics,
@@ -684,7 +690,7 @@ impl TaskRun {
         error: Option<&str>,
         logs: &[crate::store::LogRecord],
     ) {
-        let task = &self.plan.tasks[self.index];
+        let task = &*self.task;
         let _ = self
             .store
             .attempt_finished(&self.run_id, &task.name, attempt, state, error, logs);
@@ -699,7 +705,7 @@ impl TaskRun {
         outputs: BTreeMap<String, IoRecord>,
         metrics: BTreeMap<String, f64>,
     ) -> TaskEnd {
-        let task = &self.plan.tasks[self.index];
+        let task = &*self.task;
         let records: Vec<IoRecord> = outputs.values().cloned().collect();
         let (state, error) = match self.store.task_finished(
             &self.run_id,
@@ -720,12 +726,14 @@ impl TaskRun {
             state,
             attempts,
             duration: Some(started.elapsed()),
-            error,
+            error: error.clone(),
         });
         match state {
             TaskState::Succeeded => TaskEnd::Succeeded { outputs },
             TaskState::Cancelled => TaskEnd::Cancelled,
-            _ => TaskEnd::Failed,
+            _ => TaskEnd::Failed {
+                error: error.unwrap_or_default(),
+            },
         }
     }
 }

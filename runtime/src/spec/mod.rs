@@ -50,7 +50,7 @@ pub(crate) fn from_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
     serde_yaml_ng::from_str(text).map_err(|err| yaml_error(path, err))
 }
 
-fn yaml_error(path: &Path, err: serde_yaml_ng::Error) -> SpecError {
+pub(crate) fn yaml_error(path: &Path, err: serde_yaml_ng::Error) -> SpecError {
     let full = err.to_string();
     match err.location() {
         Some(loc) => {
@@ -132,7 +132,15 @@ pub enum DocumentKind {
 
 pub fn detect_kind(path: &Path) -> Result<DocumentKind, SpecError> {
     let text = read(path)?;
-    let value: serde_yaml_ng::Value = from_yaml(path, &text)?;
+    // A compiled KFP pipeline may carry a second document (platform settings).
+    let first = serde_yaml_ng::Deserializer::from_str(&text).next();
+    let value: serde_yaml_ng::Value = match first {
+        Some(doc) => {
+            use serde::Deserialize;
+            serde_yaml_ng::Value::deserialize(doc).map_err(|e| yaml_error(path, e))?
+        }
+        None => serde_yaml_ng::Value::Null,
+    };
     let has = |key: &str| value.get(key).is_some();
     if has("implementation") {
         Ok(DocumentKind::Component)

@@ -21,8 +21,8 @@ use std::sync::Mutex;
 
 pub use artifacts::ArtifactRef;
 pub use records::{
-    AttemptRecord, DeployRecord, DeployState, IoRecord, LogRecord, NewRun, NewTask, RunKind,
-    RunRecord, RunState, TaskRecord, TaskState,
+    AttemptRecord, CachedTask, DeployRecord, DeployState, IoRecord, LogRecord, NewRun, NewTask,
+    RunKind, RunRecord, RunState, TaskRecord, TaskState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -314,6 +314,31 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.records()
             .task_finished(run, task, state, error, outputs, metrics)
+    }
+
+    pub fn add_task(&self, run: &str, task: &NewTask<'_>) -> Result<(), StoreError> {
+        self.records().add_task(run, task)
+    }
+
+    pub fn set_cache_key(&self, run: &str, task: &str, key: &str) -> Result<(), StoreError> {
+        self.records().set_cache_key(run, task, key)
+    }
+
+    /// The latest succeeded task recorded under a cache key whose output artifacts are
+    /// all still in the store.
+    pub fn find_cached(&self, key: &str) -> Result<Option<CachedTask>, StoreError> {
+        let found = self.records().find_cached(key)?;
+        Ok(found.filter(|c| c.outputs.iter().all(|o| self.contains(&o.digest))))
+    }
+
+    pub fn task_reused(
+        &self,
+        run: &str,
+        task: &str,
+        inputs: &[IoRecord],
+        cached: &CachedTask,
+    ) -> Result<(), StoreError> {
+        self.records().task_reused(run, task, inputs, cached)
     }
 
     pub fn finish_run(

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE runs (
@@ -43,6 +43,8 @@ CREATE TABLE tasks (
     started_at        TEXT,
     ended_at          TEXT,
     error             TEXT,
+    cache_key         TEXT,
+    cached_from       TEXT,
     PRIMARY KEY (run_id, name)
 );
 CREATE TABLE attempts (
@@ -65,6 +67,7 @@ CREATE TABLE io (
     digest     TEXT NOT NULL,
     size       INTEGER NOT NULL,
     value      TEXT,
+    metadata   TEXT,
     PRIMARY KEY (run_id, task, direction, name),
     FOREIGN KEY (run_id, task) REFERENCES tasks(run_id, name) ON DELETE CASCADE
 );
@@ -87,6 +90,7 @@ CREATE TABLE logs (
     FOREIGN KEY (run_id, task) REFERENCES tasks(run_id, name) ON DELETE CASCADE
 );
 CREATE INDEX runs_started ON runs(started_at);
+CREATE INDEX tasks_cache ON tasks(cache_key) WHERE cache_key IS NOT NULL;
 "#;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +163,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE tasks ADD COLUMN implementation_reason TEXT;",
     ),
     (2, "ALTER TABLE runs ADD COLUMN deploy TEXT;"),
+    (
+        3,
+        "ALTER TABLE tasks ADD COLUMN cache_key TEXT;
+         ALTER TABLE tasks ADD COLUMN cached_from TEXT;
+         ALTER TABLE io ADD COLUMN metadata TEXT;
+         CREATE INDEX tasks_cache ON tasks(cache_key) WHERE cache_key IS NOT NULL;",
+    ),
 ];
 
 /// What starts a run record.
@@ -191,6 +202,15 @@ pub struct NewTask<'a> {
     pub component_digest: &'a str,
 }
 
+/// A succeeded task whose outputs another task with the same cache key may reuse.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedTask {
+    pub run: String,
+    pub task: String,
+    pub outputs: Vec<IoRecord>,
+    pub metrics: BTreeMap<String, f64>,
+}
+
 /// One input or output of a task as recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IoRecord {
@@ -202,6 +222,9 @@ pub struct IoRecord {
     /// The text of a parameter value (inputs given by value, parameter-typed outputs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// An artifact's metadata, as a KFP step reported it in its executor output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -228,6 +251,9 @@ pub struct TaskRecord {
     pub started_at: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
     pub error: Option<String>,
+    /// `run/task` whose outputs this task reused instead of running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
     pub inputs: Vec<IoRecord>,
     pub outputs: Vec<IoRecord>,
     pub metrics: BTreeMap<String, f64>,
@@ -501,6 +527,127 @@ impl Records {
         tx.commit().map_err(db_err)
     }
 
+    /// Adds a task to a running run, after the tasks it already has: for pipelines whose
+    /// tasks are known only as they run (loops over values computed by the run).
+    pub(super) fn add_task(&mut self, run: &str, task: &NewTask<'_>) -> Result<(), StoreError> {
+        exec(
+            &self.conn,
+            "INSERT INTO tasks (run_id, name, position, component, component_file, component_digest, state)
+             VALUES (?1, ?2, (SELECT COALESCE(MAX(position), -1) + 1 FROM tasks WHERE run_id = ?1),
+                     ?3, ?4, ?5, 'pending')",
+            params![
+                run,
+                task.name,
+                task.component,
+                task.component_file.display().to_string(),
+                task.component_digest,
+            ],
+        )
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub(super) fn set_cache_key(
+        &mut self,
+        run: &str,
+        task: &str,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        exec(
+            &self.conn,
+            "UPDATE tasks SET cache_key = ?3 WHERE run_id = ?1 AND name = ?2",
+            params![run, task, key],
+        )
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// The most recent succeeded task, of any run, recorded under `key`, with its outputs
+    /// and metrics; a task that itself reused another's outputs counts too.
+    pub(super) fn find_cached(&self, key: &str) -> Result<Option<CachedTask>, StoreError> {
+        let found: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT run_id, name FROM tasks WHERE cache_key = ?1 AND state = 'succeeded'
+                 ORDER BY ended_at DESC LIMIT 1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db_err)?;
+        let Some((run, task)) = found else {
+            return Ok(None);
+        };
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name, type, digest, size, value, metadata FROM io
+                 WHERE run_id = ?1 AND task = ?2 AND direction = 'output' ORDER BY rowid",
+            )
+            .map_err(db_err)?;
+        let outputs = stmt
+            .query_map([&run, &task], |r| {
+                Ok(IoRecord {
+                    name: r.get(0)?,
+                    type_: r.get(1)?,
+                    digest: r.get(2)?,
+                    size: r.get::<_, i64>(3)? as u64,
+                    value: r.get(4)?,
+                    metadata: r
+                        .get::<_, Option<String>>(5)?
+                        .and_then(|text| serde_json::from_str(&text).ok()),
+                })
+            })
+            .map_err(db_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, value FROM metrics WHERE run_id = ?1 AND task = ?2")
+            .map_err(db_err)?;
+        let metrics = stmt
+            .query_map([&run, &task], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?
+            .collect::<Result<BTreeMap<String, f64>, _>>()
+            .map_err(db_err)?;
+        Ok(Some(CachedTask {
+            run,
+            task,
+            outputs,
+            metrics,
+        }))
+    }
+
+    /// Records a task as succeeded with the outputs of the cached task it reused.
+    pub(super) fn task_reused(
+        &mut self,
+        run: &str,
+        task: &str,
+        inputs: &[IoRecord],
+        cached: &CachedTask,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let now = ts(Timestamp::now());
+        exec(
+            &tx,
+            "UPDATE tasks SET state = 'succeeded', started_at = ?3, ended_at = ?3, cached_from = ?4,
+                 implementation = 'cache'
+             WHERE run_id = ?1 AND name = ?2",
+            params![run, task, now, format!("{}/{}", cached.run, cached.task)],
+        )
+        .map_err(db_err)?;
+        insert_io(&tx, run, task, "input", inputs)?;
+        insert_io(&tx, run, task, "output", &cached.outputs)?;
+        for (name, value) in &cached.metrics {
+            exec(&tx,
+                "INSERT OR REPLACE INTO metrics (run_id, task, name, value) VALUES (?1, ?2, ?3, ?4)",
+                params![run, task, name, value],
+            )
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
     pub(super) fn finish_run(
         &mut self,
         run: &str,
@@ -586,7 +733,7 @@ impl Records {
             .conn
             .prepare(
                 "SELECT name, component, component_file, component_digest, implementation, executable_digest,
-                        state, attempts, started_at, ended_at, error, implementation_reason
+                        state, attempts, started_at, ended_at, error, implementation_reason, cached_from
                  FROM tasks WHERE run_id = ?1 ORDER BY position",
             )
             .map_err(db_err)?;
@@ -605,6 +752,7 @@ impl Records {
                     started_at: opt_ts(r.get(8)?),
                     ended_at: opt_ts(r.get(9)?),
                     error: r.get(10)?,
+                    cached_from: r.get(12)?,
                     inputs: Vec::new(),
                     outputs: Vec::new(),
                     metrics: BTreeMap::new(),
@@ -619,7 +767,7 @@ impl Records {
         let mut io = self
             .conn
             .prepare(
-                "SELECT task, direction, name, type, digest, size, value FROM io WHERE run_id = ?1
+                "SELECT task, direction, name, type, digest, size, value, metadata FROM io WHERE run_id = ?1
                  ORDER BY rowid",
             )
             .map_err(db_err)?;
@@ -634,6 +782,9 @@ impl Records {
                         digest: r.get(4)?,
                         size: r.get::<_, i64>(5)? as u64,
                         value: r.get(6)?,
+                        metadata: r
+                            .get::<_, Option<String>>(7)?
+                            .and_then(|text| serde_json::from_str(&text).ok()),
                     },
                 ))
             })
@@ -753,8 +904,8 @@ fn insert_io(
     for io in records {
         exec(
             tx,
-            "INSERT OR REPLACE INTO io (run_id, task, direction, name, type, digest, size, value)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR REPLACE INTO io (run_id, task, direction, name, type, digest, size, value, metadata)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 run,
                 task,
@@ -763,7 +914,8 @@ fn insert_io(
                 io.type_,
                 io.digest,
                 io.size as i64,
-                io.value
+                io.value,
+                io.metadata.as_ref().map(|m| m.to_string())
             ],
         )
         .map_err(db_err)?;
@@ -848,6 +1000,7 @@ mod tests {
             digest: "sha256:22".into(),
             size: 1,
             value: Some("3".into()),
+            metadata: None,
         };
         r.attempt_started(
             &id,
@@ -912,6 +1065,12 @@ mod tests {
         let path = dir.path().join("sluice.db");
         let v1 = SCHEMA
             .replace("    implementation_reason TEXT,\n", "")
+            .replace("    cache_key         TEXT,\n    cached_from       TEXT,\n", "")
+            .replace("    metadata   TEXT,\n", "")
+            .replace(
+                "CREATE INDEX tasks_cache ON tasks(cache_key) WHERE cache_key IS NOT NULL;\n",
+                "",
+            )
             .replace(
                 "    ended_at       TEXT,\n    deploy         TEXT\n",
                 "    ended_at       TEXT\n",
@@ -973,5 +1132,76 @@ mod tests {
         let id = new_run_id("2026-11-28T14:15:02Z".parse().unwrap());
         assert!(id.starts_with("20261128-141502-"), "{id}");
         assert_eq!(id.len(), 20);
+    }
+
+    #[test]
+    fn tasks_added_later_and_cached_outputs() {
+        let (_d, mut r) = records();
+        let run = |name| NewRun {
+            kind: RunKind::Pipeline,
+            name,
+            source: Path::new("p.yaml"),
+            source_digest: "sha256:00",
+            params: BTreeMap::new(),
+        };
+        let task = |name| NewTask {
+            name,
+            component: "c".into(),
+            component_file: Path::new("p.yaml"),
+            component_digest: "sha256:11",
+        };
+        let first = r.begin_run(&run("p"), &[]).unwrap();
+        r.add_task(&first, &task("square.0")).unwrap();
+        r.add_task(&first, &task("square.1")).unwrap();
+        assert!(r.find_cached("k").unwrap().is_none());
+        r.set_cache_key(&first, "square.1", "k").unwrap();
+        // Only a succeeded task is reused.
+        assert!(r.find_cached("k").unwrap().is_none());
+        let output = IoRecord {
+            name: "out".into(),
+            type_: Some("system.Dataset".into()),
+            digest: "sha256:44".into(),
+            size: 2,
+            value: None,
+            metadata: Some(serde_json::json!({"rows": 3})),
+        };
+        let metrics = BTreeMap::from([("acc".to_owned(), 0.5)]);
+        r.task_finished(
+            &first,
+            "square.1",
+            TaskState::Succeeded,
+            None,
+            std::slice::from_ref(&output),
+            &metrics,
+        )
+        .unwrap();
+        let cached = r.find_cached("k").unwrap().unwrap();
+        assert_eq!(
+            (cached.run.as_str(), cached.task.as_str()),
+            (first.as_str(), "square.1")
+        );
+        assert_eq!(cached.outputs, vec![output.clone()]);
+        assert_eq!(cached.metrics, metrics);
+
+        let second = r.begin_run(&run("p"), &[]).unwrap();
+        r.add_task(&second, &task("square.1")).unwrap();
+        r.task_reused(&second, "square.1", &[], &cached).unwrap();
+        let record = r.run(&second).unwrap();
+        let t = &record.tasks[0];
+        assert_eq!(t.state, TaskState::Succeeded);
+        assert_eq!(
+            t.cached_from.as_deref(),
+            Some(format!("{first}/square.1").as_str())
+        );
+        assert_eq!(t.outputs, vec![output]);
+        assert_eq!(t.metrics, metrics);
+        let names: Vec<String> = r
+            .run(&first)
+            .unwrap()
+            .tasks
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["square.0", "square.1"]);
     }
 }

@@ -585,6 +585,7 @@ fn completion(
         metrics.insert(m.name, m.value);
     }
     Ok(Completion {
+        metadata: Default::default(),
         params,
         metrics: std::mem::take(metrics),
     })

@@ -1,0 +1,89 @@
+//! `sluice run` of a pipeline compiled by the KFP SDK (the IR YAML).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use sluice_runtime::events::{Observer, Quiet};
+use sluice_runtime::exec::runners::Runners;
+use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
+use sluice_runtime::kfp::{Driver, IrFile, KfpPipeline, Options, bind_params, not_applicable};
+use sluice_runtime::store::RunState;
+use tokio_util::sync::CancellationToken;
+
+use super::{Display, open_store, watch_ctrl_c};
+use crate::Paths;
+use crate::progress::Plain;
+
+pub fn run(paths: &Paths, args: &super::run::Args) -> Result<ExitCode> {
+    let file = IrFile::load(&args.pipeline)?;
+    let params = match bind_params(&file, &args.params) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return Ok(ExitCode::from(crate::BAD_INPUT));
+        }
+    };
+    for line in not_applicable(&file) {
+        eprintln!("note: {line}");
+    }
+    let store = Arc::new(open_store(paths)?);
+    let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let display = if args.json {
+        Display::Json
+    } else {
+        Display::Auto
+    };
+    // Tasks become known as the run goes (loops), so progress is shown as lines.
+    let observer: Arc<dyn Observer> = match display {
+        Display::Json => Arc::new(Quiet),
+        Display::Auto => Arc::new(Plain::new(args.verbose)),
+    };
+    let mut options = Options {
+        keep_going: args.keep_going,
+        keep_work: args.keep_work,
+        no_cache: args.no_cache,
+        ..Options::default()
+    };
+    if let Some(p) = args.parallelism {
+        anyhow::ensure!(p > 0, "--parallelism must be at least 1");
+        options.parallelism = p;
+    }
+    let outcome = runtime.block_on(async {
+        let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir))?);
+        let executor = Arc::new(Runners::new(wasm, args.exec.policy()));
+        let pipeline = KfpPipeline::prepare(file, executor.as_ref(), &args.image_map).await?;
+        let cancel = CancellationToken::new();
+        tokio::spawn(watch_ctrl_c(cancel.clone()));
+        let driver = Driver {
+            store: store.clone(),
+            executor,
+            observer,
+            options,
+            cancel,
+        };
+        anyhow::Ok(
+            driver
+                .run(Arc::new(pipeline), params.values, params.artifacts)
+                .await?,
+        )
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    let outcome = outcome?;
+    let record = store.run(&outcome.run_id)?;
+    match display {
+        Display::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+        Display::Auto => crate::report::summary(&record),
+    }
+    Ok(match outcome.state {
+        RunState::Succeeded => ExitCode::SUCCESS,
+        RunState::Cancelled => ExitCode::from(130),
+        _ => ExitCode::from(1),
+    })
+}

@@ -1,0 +1,1194 @@
+//! Runs a KFP pipeline IR the way KFP's backend drives it: a DAG at a time, each task
+//! once its upstream tasks ended, with conditions decided from the values that reached
+//! the task, loops expanded into one DAG run per item (at most `parallelismLimit` at
+//! once) whose outputs are collected into lists, exit handlers and
+//! `ALL_UPSTREAM_TASKS_COMPLETED` tasks run whatever became of their upstream, and
+//! `taskFinalStatus` inputs telling them. Executor tasks go through the same task runner
+//! as Sluice pipelines (staging, executors, retries, records), with a cache in front.
+//!
+//! Tasks are recorded as they become known: an executor task under its KFP task name,
+//! with `.<index>` per enclosing loop (`square.0`, `square.1`); tasks a false condition
+//! or a failure kept from running are recorded as skipped, with the reason.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::{Value as Json, json};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::expr::{Condition, Selector};
+use super::ir::{self, ArtifactType, ComponentSpec, DagSpec, IrFile, ParameterType, TaskSpec};
+use super::placeholders::{InputArtifact, TaskContext};
+use super::values;
+use super::{KfpPipeline, PreparedComponent};
+use crate::error_chain;
+use crate::events::{Event, Observer};
+use crate::exec::{Executor, InputArg};
+use crate::plan::PlannedTask;
+use crate::schedule::{Cleaner, RunOutcome, ScheduleError, TaskEnd, TaskRun};
+use crate::spec::{HumanDuration, RetrySpec, TypeSpec};
+use crate::store::{IoRecord, NewRun, NewTask, RunKind, RunState, Store, TaskDir, TaskState};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Most executor tasks running at once.
+    pub parallelism: usize,
+    /// Keep starting independent tasks after one fails.
+    pub keep_going: bool,
+    /// Keep each attempt's working folder, even after success.
+    pub keep_work: bool,
+    /// Never reuse cached outputs (tasks still record their cache keys).
+    pub no_cache: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            keep_going: false,
+            keep_work: false,
+            no_cache: false,
+        }
+    }
+}
+
+pub struct Driver {
+    pub store: Arc<Store>,
+    pub executor: Arc<dyn Executor>,
+    pub observer: Arc<dyn Observer>,
+    pub options: Options,
+    pub cancel: CancellationToken,
+}
+
+/// An artifact passed between tasks.
+#[derive(Clone, Debug)]
+struct Artifact {
+    name: String,
+    type_: ArtifactType,
+    digest: String,
+    size: u64,
+    metadata: Json,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Outputs {
+    params: BTreeMap<String, Json>,
+    artifacts: BTreeMap<String, Vec<Artifact>>,
+}
+
+/// How a task (or a DAG) ended.
+#[derive(Clone, Debug)]
+enum End {
+    Succeeded(Outputs),
+    Failed(String),
+    /// Not run because an upstream task failed or the run stopped.
+    Skipped(String),
+    /// Its condition was false.
+    NotTriggered,
+    Cancelled,
+}
+
+impl End {
+    fn is_bad(&self) -> bool {
+        matches!(self, End::Failed(_) | End::Skipped(_) | End::Cancelled)
+    }
+
+    /// `PipelineTaskFinalStatus`, as an exit task receives it.
+    fn final_status(&self, run_name: &str, task: &str) -> Json {
+        let (state, error) = match self {
+            End::Succeeded(_) => ("SUCCEEDED", None),
+            End::Failed(m) => ("FAILED", Some(m.as_str())),
+            End::Skipped(m) => ("SKIPPED", Some(m.as_str())),
+            End::NotTriggered => ("SKIPPED", None),
+            End::Cancelled => ("CANCELLED", Some("cancelled")),
+        };
+        let mut status = json!({
+            "state": state,
+            "pipelineJobResourceName": run_name,
+            "pipelineTaskName": task,
+        });
+        if let Some(message) = error {
+            status["error"] = json!({"code": 2, "message": message});
+        }
+        status
+    }
+}
+
+/// Where a task sits: the DAG tasks enclosing it and its loop indices.
+#[derive(Clone, Debug, Default)]
+struct Place {
+    path: Vec<String>,
+    indices: Vec<usize>,
+}
+
+impl Place {
+    fn enter(&self, task: &str) -> Place {
+        let mut p = self.clone();
+        p.path.push(task.to_owned());
+        p
+    }
+    fn iteration(&self, index: usize) -> Place {
+        let mut p = self.clone();
+        p.indices.push(index);
+        p
+    }
+    fn suffix(&self) -> String {
+        self.indices.iter().map(|i| format!(".{i}")).collect()
+    }
+}
+
+/// Inputs that reached a task.
+#[derive(Clone, Debug, Default)]
+struct Scope {
+    params: BTreeMap<String, Json>,
+    artifacts: BTreeMap<String, Vec<Artifact>>,
+}
+
+struct Run {
+    store: Arc<Store>,
+    executor: Arc<dyn Executor>,
+    observer: Arc<dyn Observer>,
+    options: Options,
+    cancel: CancellationToken,
+    pipeline: Arc<KfpPipeline>,
+    run_id: String,
+    slots: Semaphore,
+    names: Mutex<HashSet<String>>,
+    stopped_by: Mutex<Option<String>>,
+    cleaner: Option<std::sync::mpsc::Sender<TaskDir>>,
+}
+
+impl Driver {
+    /// Records the run and drives it to its end. `params` are the pipeline's checked
+    /// parameter values; `artifacts` its artifact inputs, files to import.
+    pub async fn run(
+        &self,
+        pipeline: Arc<KfpPipeline>,
+        params: BTreeMap<String, Json>,
+        artifacts: BTreeMap<String, PathBuf>,
+    ) -> Result<RunOutcome, ScheduleError> {
+        let file = &pipeline.file;
+        let mut scope = Scope {
+            params: params.clone(),
+            artifacts: BTreeMap::new(),
+        };
+        let mut recorded: BTreeMap<String, String> = params
+            .iter()
+            .map(|(k, v)| (k.clone(), values::render(v)))
+            .collect();
+        for (name, path) in &artifacts {
+            let stored = self
+                .store
+                .import(path)
+                .map_err(|source| ScheduleError::Import {
+                    param: name.clone(),
+                    path: path.clone(),
+                    source,
+                })?;
+            let type_ = file.spec.root.input_definitions.artifacts[name]
+                .artifact_type
+                .clone();
+            recorded.insert(name.clone(), stored.digest.clone());
+            scope.artifacts.insert(
+                name.clone(),
+                vec![Artifact {
+                    name: name.clone(),
+                    type_,
+                    digest: stored.digest,
+                    size: stored.size,
+                    metadata: json!({}),
+                }],
+            );
+        }
+        let run_id = self.store.begin_run(
+            &NewRun {
+                kind: RunKind::Pipeline,
+                name: file.name(),
+                source: &file.path,
+                source_digest: &file.digest,
+                params: recorded,
+            },
+            &[],
+        )?;
+        self.observer.event(&Event::RunStarted {
+            run_id: run_id.clone(),
+            name: file.name().to_owned(),
+            tasks: Vec::new(),
+        });
+        let cleaner = (!self.options.keep_work).then(|| Cleaner::start(self.store.clone()));
+        let run = Arc::new(Run {
+            store: self.store.clone(),
+            executor: self.executor.clone(),
+            observer: self.observer.clone(),
+            options: self.options.clone(),
+            cancel: self.cancel.clone(),
+            pipeline: pipeline.clone(),
+            run_id: run_id.clone(),
+            slots: Semaphore::new(self.options.parallelism.max(1)),
+            names: Mutex::new(HashSet::new()),
+            stopped_by: Mutex::new(None),
+            cleaner: cleaner.as_ref().map(Cleaner::handle),
+        });
+        let end = run.clone().dag(None, scope, Place::default()).await;
+        drop(run);
+        if let Some(cleaner) = cleaner {
+            let _ = tokio::task::spawn_blocking(move || cleaner.finish()).await;
+        }
+        let (state, error) = if self.cancel.is_cancelled() {
+            (RunState::Cancelled, Some("cancelled".to_owned()))
+        } else {
+            match end {
+                End::Succeeded(_) | End::NotTriggered => (RunState::Succeeded, None),
+                End::Cancelled => (RunState::Cancelled, Some("cancelled".to_owned())),
+                End::Failed(_) | End::Skipped(_) => (
+                    RunState::Failed,
+                    Some("one or more tasks failed".to_owned()),
+                ),
+            }
+        };
+        self.store.finish_run(&run_id, state, error.as_deref())?;
+        self.observer.event(&Event::RunFinished {
+            run_id: run_id.clone(),
+            state,
+        });
+        Ok(RunOutcome { run_id, state })
+    }
+}
+
+impl Run {
+    fn file(&self) -> &IrFile {
+        &self.pipeline.file
+    }
+
+    fn component(&self, name: Option<&str>) -> &ComponentSpec {
+        match name {
+            None => &self.file().spec.root,
+            Some(n) => &self.file().spec.components[n],
+        }
+    }
+
+    /// Runs one DAG component with the inputs that reached it; its outputs are those its
+    /// `dag.outputs` select.
+    fn dag(
+        self: Arc<Self>,
+        component: Option<String>,
+        scope: Scope,
+        place: Place,
+    ) -> BoxFuture<'static, End> {
+        Box::pin(async move {
+            let spec = self.component(component.as_deref());
+            let dag = spec.dag.as_ref().expect("checked when loaded");
+            let mut ends: BTreeMap<String, End> = BTreeMap::new();
+            let mut started: BTreeSet<String> = BTreeSet::new();
+            let mut running = FuturesUnordered::new();
+            loop {
+                for (name, task) in &dag.tasks {
+                    if started.contains(name) {
+                        continue;
+                    }
+                    let upstream = ir::upstream(task);
+                    if !upstream.iter().all(|u| ends.contains_key(*u)) {
+                        continue;
+                    }
+                    started.insert(name.clone());
+                    if let Some(end) = self.gate(task, &upstream, &ends) {
+                        if let End::Skipped(reason) = &end {
+                            self.record_skipped(task, reason, &place.enter(name));
+                        }
+                        ends.insert(name.clone(), end);
+                        continue;
+                    }
+                    let inputs = self.inputs(task, &scope, &ends);
+                    let run = self.clone();
+                    let (name, place) = (name.clone(), place.clone());
+                    let component = component.clone();
+                    running.push(async move {
+                        let end = run.task(component, name.clone(), inputs, place).await;
+                        (name, end)
+                    });
+                }
+                match running.next().await {
+                    Some((name, end)) => {
+                        ends.insert(name, end);
+                    }
+                    None => break,
+                }
+            }
+            if let Some(bad) = dag.tasks.keys().find_map(|n| match &ends[n] {
+                End::Failed(m) => Some(End::Failed(format!("task '{n}': {m}"))),
+                _ => None,
+            }) {
+                return bad;
+            }
+            if ends.values().any(|e| matches!(e, End::Cancelled)) {
+                return End::Cancelled;
+            }
+            if let Some((_, End::Skipped(m))) = ends.iter().find(|(_, e)| e.is_bad()) {
+                return End::Failed(m.clone());
+            }
+            End::Succeeded(dag_outputs(dag, &ends))
+        })
+    }
+
+    /// Decides a task that must not start: upstream failed, the run stopped or was
+    /// cancelled. `None` when it may start.
+    fn gate(
+        &self,
+        task: &TaskSpec,
+        upstream: &BTreeSet<&str>,
+        ends: &BTreeMap<String, End>,
+    ) -> Option<End> {
+        if self.cancel.is_cancelled() {
+            return Some(End::Cancelled);
+        }
+        if task.trigger_policy.runs_after_any_end() {
+            return None;
+        }
+        if let Some(failed) = upstream.iter().find(|u| ends[**u].is_bad()) {
+            return Some(End::Skipped(format!(
+                "skipped: upstream task '{failed}' failed"
+            )));
+        }
+        let stopped = self
+            .stopped_by
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        stopped.map(|failed| {
+            End::Skipped(format!(
+                "not started: the run stopped after '{failed}' failed (--keep-going runs independent tasks)"
+            ))
+        })
+    }
+
+    /// The values a task's inputs take, from the DAG's inputs, constants, upstream
+    /// outputs and final statuses.
+    fn inputs(
+        &self,
+        task: &TaskSpec,
+        scope: &Scope,
+        ends: &BTreeMap<String, End>,
+    ) -> Result<Scope, String> {
+        let mut out = Scope::default();
+        for (name, input) in &task.inputs.parameters {
+            let value = if let Some(from) = &input.component_input_parameter {
+                scope.params.get(from).cloned()
+            } else if let Some(o) = &input.task_output_parameter {
+                match &ends[&o.producer_task] {
+                    End::Succeeded(outs) => outs.params.get(&o.output_parameter_key).cloned(),
+                    _ => None,
+                }
+            } else if let Some(v) = &input.runtime_value {
+                Some(v.constant.clone())
+            } else if let Some(s) = &input.task_final_status {
+                let producer = &s.producer_task;
+                Some(ends[producer].final_status(self.file().name(), producer))
+            } else {
+                None
+            };
+            let value = match (value, &input.parameter_expression_selector) {
+                (Some(v), Some(selector)) => Some(
+                    Selector::compile(selector)
+                        .and_then(|s| s.select(&v))
+                        .map_err(|m| format!("input '{name}': {m}"))?,
+                ),
+                (v, _) => v,
+            };
+            if let Some(v) = value {
+                out.params.insert(name.clone(), v);
+            }
+        }
+        for (name, input) in &task.inputs.artifacts {
+            let value = if let Some(from) = &input.component_input_artifact {
+                scope.artifacts.get(from).cloned()
+            } else if let Some(o) = &input.task_output_artifact {
+                match &ends[&o.producer_task] {
+                    End::Succeeded(outs) => outs.artifacts.get(&o.output_artifact_key).cloned(),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            if let Some(v) = value {
+                out.artifacts.insert(name.clone(), v);
+            }
+        }
+        super::placeholders::resolve_parameter_references(&mut out.params);
+        Ok(out)
+    }
+
+    /// Runs one task of a DAG: its condition, then its component (a nested DAG, a loop,
+    /// a container or an importer).
+    fn task(
+        self: Arc<Self>,
+        dag_component: Option<String>,
+        name: String,
+        inputs: Result<Scope, String>,
+        place: Place,
+    ) -> BoxFuture<'static, End> {
+        Box::pin(async move {
+            let parent = self.component(dag_component.as_deref());
+            let task = &parent.dag.as_ref().expect("a DAG").tasks[&name];
+            let inner = place.enter(&name);
+            let inputs = match inputs {
+                Ok(i) => i,
+                Err(message) => {
+                    self.record_failed(task, &message, &inner);
+                    return End::Failed(message);
+                }
+            };
+            if let Some(source) = task
+                .trigger_policy
+                .condition
+                .as_deref()
+                .filter(|c| !c.is_empty())
+            {
+                let verdict = Condition::compile(source).and_then(|c| c.holds(&inputs.params));
+                match verdict {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.record_skipped(
+                            task,
+                            &format!("not run: condition `{source}` is false"),
+                            &inner,
+                        );
+                        return End::NotTriggered;
+                    }
+                    Err(message) => {
+                        self.record_failed(task, &message, &inner);
+                        return End::Failed(message);
+                    }
+                }
+            }
+            let child_name = task.component_ref.name.clone();
+            let child = self.component(Some(&child_name));
+            if child.dag.is_some() {
+                if task.parameter_iterator.is_some() || task.artifact_iterator.is_some() {
+                    return self.clone().iterate(task.clone(), inputs, inner).await;
+                }
+                return self.clone().dag(Some(child_name), inputs, inner).await;
+            }
+            self.clone()
+                .executor_task(task.clone(), inputs, place)
+                .await
+        })
+    }
+
+    /// A `ParallelFor`: one run of the loop's DAG per item, outputs collected into lists.
+    async fn iterate(self: Arc<Self>, task: TaskSpec, inputs: Scope, place: Place) -> End {
+        enum Item {
+            Param(Json),
+            Artifact(Artifact),
+        }
+        let (items, item_input): (Vec<Item>, String) = if let Some(it) = &task.parameter_iterator {
+            let list = match (&it.items.raw, &it.items.input_parameter) {
+                (Some(raw), _) => serde_json::from_str::<Json>(raw)
+                    .map_err(|e| format!("the loop's items are not JSON: {e}")),
+                (None, Some(param)) => match inputs.params.get(param) {
+                    Some(Json::String(text)) => serde_json::from_str::<Json>(text).map_err(|_| {
+                        format!("the loop's items ('{param}') are not a list: {text}")
+                    }),
+                    Some(v) => Ok(v.clone()),
+                    None => Err(format!("the loop's items ('{param}') have no value")),
+                },
+                (None, None) => Err("the loop names no items".to_owned()),
+            };
+            let list = match list {
+                Ok(Json::Array(items)) => items,
+                Ok(other) => {
+                    return End::Failed(format!("the loop's items are not a list: {other}"));
+                }
+                Err(m) => return End::Failed(m),
+            };
+            (
+                list.into_iter().map(Item::Param).collect(),
+                it.item_input.clone(),
+            )
+        } else {
+            let it = task.artifact_iterator.as_ref().expect("a loop");
+            let list = inputs
+                .artifacts
+                .get(&it.items.input_artifact)
+                .cloned()
+                .unwrap_or_default();
+            (
+                list.into_iter().map(Item::Artifact).collect(),
+                it.item_input.clone(),
+            )
+        };
+        let limit = match task.iterator_policy.parallelism_limit {
+            0 => items.len().max(1),
+            n => n as usize,
+        };
+        let permits = Arc::new(Semaphore::new(limit));
+        let body = task.component_ref.name.clone();
+        let running = FuturesUnordered::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let mut scope = inputs.clone();
+            match item {
+                Item::Param(v) => {
+                    scope.params.insert(item_input.clone(), v);
+                }
+                Item::Artifact(a) => {
+                    scope.artifacts.insert(item_input.clone(), vec![a]);
+                }
+            }
+            let (run, permits, body, place) = (
+                self.clone(),
+                permits.clone(),
+                body.clone(),
+                place.iteration(i),
+            );
+            running.push(async move {
+                let _permit = permits.acquire_owned().await;
+                (i, run.dag(Some(body), scope, place).await)
+            });
+        }
+        let mut ends: Vec<(usize, End)> = running.collect().await;
+        ends.sort_by_key(|(i, _)| *i);
+        if let Some((i, End::Failed(m))) = ends.iter().find(|(_, e)| matches!(e, End::Failed(_))) {
+            return End::Failed(format!("iteration {i}: {m}"));
+        }
+        if ends.iter().any(|(_, e)| matches!(e, End::Cancelled)) {
+            return End::Cancelled;
+        }
+        // Fan-in: each output a list over the iterations, in order.
+        let spec = self.component(Some(&body));
+        let mut outputs = Outputs::default();
+        for name in spec.output_definitions.parameters.keys() {
+            let values: Vec<Json> = ends
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    End::Succeeded(o) => o.params.get(name).cloned(),
+                    _ => None,
+                })
+                .collect();
+            outputs.params.insert(name.clone(), Json::Array(values));
+        }
+        for name in spec.output_definitions.artifacts.keys() {
+            let list: Vec<Artifact> = ends
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    End::Succeeded(o) => o.artifacts.get(name).cloned(),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            outputs.artifacts.insert(name.clone(), list);
+        }
+        End::Succeeded(outputs)
+    }
+
+    /// Claims the record name of an executor task: its KFP name with its loop indices,
+    /// or, should a nested pipeline reuse a name, with the enclosing DAG tasks in front.
+    fn claim(&self, task: &str, place: &Place) -> String {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        let plain = format!("{task}{}", place.suffix());
+        if names.insert(plain.clone()) {
+            return plain;
+        }
+        let mut full = place.path.clone();
+        full.push(task.to_owned());
+        let mut name = format!("{}{}", full.join("."), place.suffix());
+        let mut n = 2;
+        while !names.insert(name.clone()) {
+            name = format!("{}{}-{n}", full.join("."), place.suffix());
+            n += 1;
+        }
+        name
+    }
+
+    fn add_record(&self, name: &str, component: &str) {
+        let digest = self
+            .pipeline
+            .components
+            .get(component)
+            .map(|c| c.component.digest.clone())
+            .unwrap_or_default();
+        let added = self.store.add_task(
+            &self.run_id,
+            &NewTask {
+                name,
+                component: component.trim_start_matches("comp-").to_owned(),
+                component_file: &self.file().path,
+                component_digest: &digest,
+            },
+        );
+        if let Err(e) = added {
+            self.host_line(
+                name,
+                &format!("cannot record the task: {}", error_chain(&e)),
+            );
+        }
+    }
+
+    fn host_line(&self, task: &str, line: &str) {
+        self.observer.event(&Event::TaskLog {
+            task: task.to_owned(),
+            stream: crate::events::Stream::Host,
+            line: line.to_owned(),
+        });
+    }
+
+    /// Records every executor task under `task` (itself, or those of its DAG) as ended
+    /// without running.
+    fn record_ended(&self, task: &TaskSpec, state: TaskState, reason: &str, place: &Place) {
+        let component = &task.component_ref.name;
+        let spec = self.component(Some(component));
+        match &spec.dag {
+            Some(dag) => {
+                for (name, inner) in &dag.tasks {
+                    self.record_ended(inner, state, reason, &place.enter(name));
+                }
+            }
+            None => {
+                let task_name = place.path.last().cloned().unwrap_or_default();
+                let parent = Place {
+                    path: place.path[..place.path.len().saturating_sub(1)].to_vec(),
+                    indices: place.indices.clone(),
+                };
+                let name = self.claim(&task_name, &parent);
+                self.add_record(&name, component);
+                let _ = self.store.task_finished(
+                    &self.run_id,
+                    &name,
+                    state,
+                    Some(reason),
+                    &[],
+                    &BTreeMap::new(),
+                );
+                self.observer.event(&Event::TaskFinished {
+                    task: name,
+                    state,
+                    attempts: 0,
+                    duration: None,
+                    error: Some(reason.to_owned()),
+                });
+            }
+        }
+    }
+
+    fn record_skipped(&self, task: &TaskSpec, reason: &str, place: &Place) {
+        self.record_ended(task, TaskState::Skipped, reason, place);
+    }
+
+    fn record_failed(&self, task: &TaskSpec, reason: &str, place: &Place) {
+        if self.component(Some(&task.component_ref.name)).dag.is_none() {
+            self.record_ended(task, TaskState::Failed, reason, place);
+        }
+        self.stop(&task.task_info.name);
+    }
+
+    fn stop(&self, task: &str) {
+        if !self.options.keep_going {
+            self.stopped_by
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| task.to_owned());
+        }
+    }
+
+    /// Runs a task whose component has an executor: an importer, or a container through
+    /// the task runner, unless the cache has its outputs.
+    async fn executor_task(self: Arc<Self>, task: TaskSpec, inputs: Scope, place: Place) -> End {
+        let component_name = task.component_ref.name.clone();
+        let key_name = place_task_name(&task);
+        let record = self.claim(&key_name, &place);
+        self.add_record(&record, &component_name);
+        let prepared = &self.pipeline.components[&component_name];
+        let spec = self.component(Some(&component_name));
+        let end = match self.bind(spec, inputs) {
+            Err(message) => Err(message),
+            Ok(scope) => match &prepared.importer {
+                Some(importer) => self.import(&record, importer, &scope),
+                None => Ok(self
+                    .clone()
+                    .container(&task, &record, prepared, scope)
+                    .await),
+            },
+        };
+        match end {
+            Ok(end) => {
+                if matches!(end, End::Failed(_)) {
+                    self.stop(&record);
+                }
+                end
+            }
+            Err(message) => {
+                let _ = self.store.task_finished(
+                    &self.run_id,
+                    &record,
+                    TaskState::Failed,
+                    Some(&message),
+                    &[],
+                    &BTreeMap::new(),
+                );
+                self.observer.event(&Event::TaskFinished {
+                    task: record.clone(),
+                    state: TaskState::Failed,
+                    attempts: 0,
+                    duration: None,
+                    error: Some(message.clone()),
+                });
+                self.stop(&record);
+                End::Failed(message)
+            }
+        }
+    }
+
+    /// Applies the component's defaults and types to the inputs that reached a task.
+    fn bind(&self, spec: &ComponentSpec, mut scope: Scope) -> Result<Scope, String> {
+        for (name, p) in &spec.input_definitions.parameters {
+            match scope.params.get(name) {
+                Some(v) if !v.is_null() => {
+                    let coerced = match (p.parameter_type, v) {
+                        // A value that came through a file or a loop item as text.
+                        (t, Json::String(s)) if t != ParameterType::String => values::parse(t, s),
+                        (t, v) => values::coerce(t, v),
+                    }
+                    .map_err(|m| format!("input '{name}': {m}"))?;
+                    scope.params.insert(name.clone(), coerced);
+                }
+                _ => match &p.default_value {
+                    Some(d) => {
+                        let d = values::coerce(p.parameter_type, d)
+                            .map_err(|m| format!("input '{name}': default: {m}"))?;
+                        scope.params.insert(name.clone(), d);
+                    }
+                    None if p.is_optional => {
+                        scope.params.remove(name);
+                    }
+                    None => return Err(format!("input '{name}' has no value")),
+                },
+            }
+        }
+        for (name, a) in &spec.input_definitions.artifacts {
+            if !scope.artifacts.contains_key(name) && !a.is_optional {
+                return Err(format!("input artifact '{name}' has no value"));
+            }
+        }
+        Ok(scope)
+    }
+
+    fn import(
+        &self,
+        record: &str,
+        importer: &ir::ImporterSpec,
+        scope: &Scope,
+    ) -> Result<End, String> {
+        let uri = match (
+            &importer.artifact_uri.constant,
+            &importer.artifact_uri.runtime_parameter,
+        ) {
+            (Some(c), _) => values::render(c),
+            (None, Some(p)) => scope
+                .params
+                .get(p)
+                .map(values::render)
+                .ok_or_else(|| format!("the importer's URI parameter '{p}' has no value"))?,
+            (None, None) => return Err("the importer names no artifactUri".into()),
+        };
+        let path = local_path(&uri)?;
+        self.observer.event(&Event::TaskStarted {
+            task: record.to_owned(),
+            attempt: 1,
+            implementation: "importer".into(),
+            reason: format!("imports {uri}"),
+        });
+        let stored = self
+            .store
+            .import(&path)
+            .map_err(|e| format!("cannot import {uri}: {}", error_chain(&e)))?;
+        let metadata = importer.metadata.clone().unwrap_or_else(|| json!({}));
+        let artifact = Artifact {
+            name: "artifact".into(),
+            type_: importer.type_schema.clone(),
+            digest: stored.digest.clone(),
+            size: stored.size,
+            metadata: metadata.clone(),
+        };
+        let io = IoRecord {
+            name: "artifact".into(),
+            type_: Some(importer.type_schema.title().to_owned()),
+            digest: stored.digest,
+            size: stored.size,
+            value: None,
+            metadata: Some(metadata),
+        };
+        self.store
+            .task_finished(
+                &self.run_id,
+                record,
+                TaskState::Succeeded,
+                None,
+                &[io],
+                &BTreeMap::new(),
+            )
+            .map_err(|e| format!("cannot record the task: {}", error_chain(&e)))?;
+        self.observer.event(&Event::TaskFinished {
+            task: record.to_owned(),
+            state: TaskState::Succeeded,
+            attempts: 1,
+            duration: None,
+            error: None,
+        });
+        Ok(End::Succeeded(Outputs {
+            params: BTreeMap::new(),
+            artifacts: BTreeMap::from([("artifact".to_owned(), vec![artifact])]),
+        }))
+    }
+
+    async fn container(
+        self: Arc<Self>,
+        task: &TaskSpec,
+        record: &str,
+        prepared: &PreparedComponent,
+        scope: Scope,
+    ) -> End {
+        let spec = self.component(Some(&task.component_ref.name));
+        let (inputs, context) = match self.stage(record, spec, &scope) {
+            Ok(x) => x,
+            Err(message) => return self.fail_unstarted(record, message),
+        };
+        let key = cache_key(prepared, &inputs);
+        let _ = self.store.set_cache_key(&self.run_id, record, &key);
+        if task.caching_options.enable_cache && !self.options.no_cache {
+            match self.store.find_cached(&key) {
+                Ok(Some(cached)) => {
+                    let records = input_records(&inputs);
+                    if let Err(e) = self
+                        .store
+                        .task_reused(&self.run_id, record, &records, &cached)
+                    {
+                        return self.fail_unstarted(
+                            record,
+                            format!("cannot record the task: {}", error_chain(&e)),
+                        );
+                    }
+                    self.host_line(
+                        record,
+                        &format!(
+                            "cached: reusing the outputs of task '{}' of run {}",
+                            cached.task, cached.run
+                        ),
+                    );
+                    self.observer.event(&Event::TaskFinished {
+                        task: record.to_owned(),
+                        state: TaskState::Succeeded,
+                        attempts: 0,
+                        duration: None,
+                        error: None,
+                    });
+                    return End::Succeeded(self.outputs(spec, &cached.outputs));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.host_line(record, &format!("cache lookup failed: {}", error_chain(&e)))
+                }
+            }
+        }
+        let Ok(_slot) = self.slots.acquire().await else {
+            return End::Cancelled;
+        };
+        if self.cancel.is_cancelled() {
+            return End::Cancelled;
+        }
+        let planned = PlannedTask {
+            name: record.to_owned(),
+            component: prepared.component.clone(),
+            inputs: Default::default(),
+            upstream: Vec::new(),
+            retry: retry_spec(task),
+            timeout: None,
+            resources: prepared.resources.clone(),
+            prefer: None,
+            kfp: Some(Arc::new(context)),
+        };
+        let runner = TaskRun {
+            store: self.store.clone(),
+            executor: self.executor.clone(),
+            observer: self.observer.clone(),
+            cancel: self.cancel.clone(),
+            cleaner: self.cleaner.clone(),
+            run_id: self.run_id.clone(),
+            task: Arc::new(planned),
+            prepared: prepared.prepared.clone(),
+        };
+        match runner.run(Ok(inputs)).await {
+            TaskEnd::Succeeded { outputs } => {
+                let records: Vec<IoRecord> = outputs.into_values().collect();
+                End::Succeeded(self.outputs(spec, &records))
+            }
+            TaskEnd::Failed { error } => End::Failed(error),
+            TaskEnd::Cancelled => End::Cancelled,
+        }
+    }
+
+    fn fail_unstarted(&self, record: &str, message: String) -> End {
+        let _ = self.store.task_finished(
+            &self.run_id,
+            record,
+            TaskState::Failed,
+            Some(&message),
+            &[],
+            &BTreeMap::new(),
+        );
+        self.observer.event(&Event::TaskFinished {
+            task: record.to_owned(),
+            state: TaskState::Failed,
+            attempts: 0,
+            duration: None,
+            error: Some(message.clone()),
+        });
+        End::Failed(message)
+    }
+
+    /// Stores parameter values, and lays out the task's inputs and context.
+    fn stage(
+        &self,
+        record: &str,
+        spec: &ComponentSpec,
+        scope: &Scope,
+    ) -> Result<(BTreeMap<String, InputArg>, TaskContext), String> {
+        let mut inputs = BTreeMap::new();
+        for (name, value) in &scope.params {
+            let text = values::render(value);
+            let stored = self
+                .store
+                .put_bytes(text.as_bytes())
+                .map_err(|e| format!("input '{name}': {}", error_chain(&e)))?;
+            let type_ = spec
+                .input_definitions
+                .parameters
+                .get(name)
+                .map(|p| TypeSpec::named(v1_type(p.parameter_type)));
+            inputs.insert(
+                name.clone(),
+                InputArg {
+                    digest: stored.digest,
+                    size: stored.size,
+                    value: Some(text),
+                    type_,
+                },
+            );
+        }
+        let mut artifacts = BTreeMap::new();
+        for (name, list) in &scope.artifacts {
+            let is_list = spec
+                .input_definitions
+                .artifacts
+                .get(name)
+                .is_some_and(|a| a.is_artifact_list);
+            let mut given = Vec::new();
+            for (i, a) in list.iter().enumerate() {
+                let key = if is_list {
+                    format!("{name}[{i}]")
+                } else {
+                    name.clone()
+                };
+                inputs.insert(
+                    key.clone(),
+                    InputArg {
+                        digest: a.digest.clone(),
+                        size: a.size,
+                        value: None,
+                        type_: Some(TypeSpec::named(a.type_.title())),
+                    },
+                );
+                given.push(InputArtifact {
+                    key,
+                    name: a.name.clone(),
+                    type_: a.type_.clone(),
+                    metadata: a.metadata.clone(),
+                });
+                if !is_list {
+                    break;
+                }
+            }
+            artifacts.insert(name.clone(), given);
+        }
+        let context = TaskContext {
+            params: scope.params.clone(),
+            artifacts,
+            output_params: spec.output_definitions.parameters.keys().cloned().collect(),
+            output_artifacts: spec
+                .output_definitions
+                .artifacts
+                .iter()
+                .map(|(n, a)| (n.clone(), a.artifact_type.clone()))
+                .collect(),
+            pipeline_name: self.file().name().to_owned(),
+            run_id: self.run_id.clone(),
+            task_name: record.to_owned(),
+            task_id: format!("{}-{record}", self.run_id),
+        };
+        Ok((inputs, context))
+    }
+
+    /// A task's recorded outputs as values for downstream tasks.
+    fn outputs(&self, spec: &ComponentSpec, records: &[IoRecord]) -> Outputs {
+        let mut out = Outputs::default();
+        for r in records {
+            if let Some(p) = spec.output_definitions.parameters.get(&r.name) {
+                let text = match &r.value {
+                    Some(v) => v.clone(),
+                    None => self
+                        .store
+                        .read(&r.digest)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default(),
+                };
+                let value = values::parse(p.parameter_type, &text).unwrap_or(Json::String(text));
+                out.params.insert(r.name.clone(), value);
+            } else if let Some(a) = spec.output_definitions.artifacts.get(&r.name) {
+                out.artifacts.insert(
+                    r.name.clone(),
+                    vec![Artifact {
+                        name: r.name.clone(),
+                        type_: a.artifact_type.clone(),
+                        digest: r.digest.clone(),
+                        size: r.size,
+                        metadata: r.metadata.clone().unwrap_or_else(|| json!({})),
+                    }],
+                );
+            }
+        }
+        out
+    }
+}
+
+fn place_task_name(task: &TaskSpec) -> String {
+    task.task_info.name.clone()
+}
+
+/// The outputs a DAG exposes: each selected from one of its tasks (for `OneOf`, the
+/// first branch that ran).
+fn dag_outputs(dag: &DagSpec, ends: &BTreeMap<String, End>) -> Outputs {
+    let produced = |task: &str| match ends.get(task) {
+        Some(End::Succeeded(o)) => Some(o),
+        _ => None,
+    };
+    let mut out = Outputs::default();
+    for (name, spec) in &dag.outputs.parameters {
+        let selectors: Vec<&ir::ParameterSelector> = spec
+            .value_from_parameter
+            .iter()
+            .chain(
+                spec.value_from_oneof
+                    .iter()
+                    .flat_map(|o| &o.parameter_selectors),
+            )
+            .collect();
+        if let Some(v) = selectors.iter().find_map(|s| {
+            produced(&s.producer_subtask)?
+                .params
+                .get(&s.output_parameter_key)
+                .cloned()
+        }) {
+            out.params.insert(name.clone(), v);
+        }
+    }
+    for (name, spec) in &dag.outputs.artifacts {
+        let list: Vec<Artifact> = spec
+            .artifact_selectors
+            .iter()
+            .filter_map(|s| {
+                produced(&s.producer_subtask)?
+                    .artifacts
+                    .get(&s.output_artifact_key)
+                    .cloned()
+            })
+            .flatten()
+            .collect();
+        if !list.is_empty() {
+            out.artifacts.insert(name.clone(), list);
+        }
+    }
+    out
+}
+
+/// The KFP v1 type name a parameter type is recorded under.
+pub(super) fn v1_type(ty: ParameterType) -> &'static str {
+    match ty {
+        ParameterType::String => "String",
+        ParameterType::NumberInteger => "Integer",
+        ParameterType::NumberDouble => "Float",
+        ParameterType::Boolean => "Boolean",
+        ParameterType::List => "JsonArray",
+        ParameterType::Struct | ParameterType::TaskFinalStatus | ParameterType::TaskConfig => {
+            "JsonObject"
+        }
+    }
+}
+
+fn retry_spec(task: &TaskSpec) -> RetrySpec {
+    let Some(policy) = &task.retry_policy else {
+        return RetrySpec {
+            limit: 0,
+            ..RetrySpec::default()
+        };
+    };
+    let base = RetrySpec::default();
+    let duration = |d: &Option<String>, fallback: HumanDuration| {
+        d.as_deref()
+            .and_then(|d| ir::parse_duration(d).ok())
+            .map(HumanDuration)
+            .unwrap_or(fallback)
+    };
+    RetrySpec {
+        limit: policy.max_retry_count,
+        backoff: duration(
+            &policy.backoff_duration,
+            HumanDuration(std::time::Duration::ZERO),
+        ),
+        factor: policy.backoff_factor.unwrap_or(base.factor),
+        max_backoff: duration(&policy.backoff_max_duration, base.max_backoff),
+    }
+}
+
+/// The cache key of a container task: its component and executor, the image it runs,
+/// and every input's value or digest.
+fn cache_key(prepared: &PreparedComponent, inputs: &BTreeMap<String, InputArg>) -> String {
+    let inputs: BTreeMap<&str, &str> = inputs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.digest.as_str()))
+        .collect();
+    let material = json!({
+        "component": prepared.component.digest,
+        "image": prepared.prepared.executable_digest,
+        "implementation": prepared.prepared.implementation,
+        "inputs": inputs,
+    });
+    crate::spec::sha256_hex(material.to_string().as_bytes())
+}
+
+fn input_records(inputs: &BTreeMap<String, InputArg>) -> Vec<IoRecord> {
+    inputs
+        .iter()
+        .map(|(name, arg)| IoRecord {
+            name: name.clone(),
+            type_: arg.type_.as_ref().map(ToString::to_string),
+            digest: arg.digest.clone(),
+            size: arg.size,
+            value: arg.value.clone(),
+            metadata: None,
+        })
+        .collect()
+}
+
+/// A local file named by an importer URI: a path or a `file://` URI.
+fn local_path(uri: &str) -> Result<PathBuf, String> {
+    if let Some(path) = uri.strip_prefix("file://") {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some((scheme, _)) = uri.split_once("://") {
+        return Err(format!(
+            "cannot import '{uri}': a {scheme}:// URI needs remote storage; Sluice imports local paths and file:// URIs"
+        ));
+    }
+    Ok(PathBuf::from(uri))
+}

@@ -1,0 +1,495 @@
+//! Kubeflow Pipelines v2: pipelines the KFP SDK compiled (the IR, `PipelineSpec` 2.1),
+//! run as they are. `ir` reads and checks the file; `values` and `expr` give parameter
+//! values and CEL their KFP meaning; `placeholders` builds what a step sees (executor
+//! input, command line) and reads what it leaves (executor output); `driver` walks the
+//! DAGs. Container executors run through Sluice's executors (Docker, or host processes
+//! with `--runner process`); nothing here touches Docker or wasmtime.
+
+pub mod driver;
+pub mod expr;
+pub mod ir;
+pub mod placeholders;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde_json::Value as Json;
+
+pub use driver::{Driver, Options};
+pub use ir::IrFile;
+pub use placeholders::TaskContext;
+
+use crate::exec::{Executor, Kind, Prepared, Target};
+use crate::schedule::ScheduleError;
+use crate::spec::component::Implementation;
+use crate::spec::placeholder::Arg;
+use crate::spec::resources::{Accelerator, Cpu};
+use crate::spec::{
+    ByteSize, Component, ComponentSpec, InputSpec, OutputSpec, ResourceSpec, TypeSpec,
+};
+
+/// One problem with the run's `--param` values, on one line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: root.inputDefinitions.{field}: {message}", file.display())]
+pub struct ParamError {
+    pub file: PathBuf,
+    pub field: String,
+    pub message: String,
+}
+
+/// The pipeline's parameter values for one run: `--param` values parsed as the IR's
+/// types, defaults for the rest; artifact inputs as files to import.
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    pub values: BTreeMap<String, Json>,
+    pub artifacts: BTreeMap<String, PathBuf>,
+}
+
+pub fn bind_params(file: &IrFile, args: &[(String, String)]) -> Result<Params, Vec<ParamError>> {
+    let root = &file.spec.root.input_definitions;
+    let mut errors = Vec::new();
+    let error = |errors: &mut Vec<ParamError>, field: String, message: String| {
+        errors.push(ParamError {
+            file: file.path.clone(),
+            field,
+            message,
+        })
+    };
+    for (name, _) in args {
+        if !root.parameters.contains_key(name) && !root.artifacts.contains_key(name) {
+            let declared: Vec<&str> = root
+                .parameters
+                .keys()
+                .chain(root.artifacts.keys())
+                .map(String::as_str)
+                .collect();
+            error(
+                &mut errors,
+                format!("parameters.{name}"),
+                format!(
+                    "no such pipeline parameter (parameters: {})",
+                    if declared.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        declared.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+    let given = |name: &str| args.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v);
+    let mut params = Params::default();
+    for (name, spec) in &root.parameters {
+        let field = format!("parameters.{name}");
+        let value = match (given(name), &spec.default_value) {
+            (Some(text), _) => values::parse(spec.parameter_type, text),
+            (None, Some(default)) => values::coerce(spec.parameter_type, default),
+            (None, None) if spec.is_optional => continue,
+            (None, None) => Err(format!(
+                "required ({}); pass --param {name}=VALUE",
+                spec.parameter_type.as_str()
+            )),
+        };
+        match value {
+            Ok(v) => {
+                params.values.insert(name.clone(), v);
+            }
+            Err(m) => error(&mut errors, field, m),
+        }
+    }
+    for (name, spec) in &root.artifacts {
+        match given(name) {
+            Some(path) => {
+                params.artifacts.insert(name.clone(), PathBuf::from(path));
+            }
+            None if spec.is_optional => {}
+            None => error(
+                &mut errors,
+                format!("artifacts.{name}"),
+                format!(
+                    "required ({}); pass --param {name}=PATH",
+                    spec.artifact_type.title()
+                ),
+            ),
+        }
+    }
+    if errors.is_empty() {
+        Ok(params)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Settings of the file that have no meaning on a single machine (Kubernetes secrets,
+/// volumes, node selectors, ...), one line each.
+pub fn not_applicable(file: &IrFile) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (platform, spec) in &file.platform.platforms {
+        for (executor, settings) in &spec.deployment_spec.executors {
+            for (setting, value) in settings {
+                let detail = summarize(value);
+                lines.push(format!(
+                    "{executor}: {platform} setting '{setting}'{detail} does not apply to a local run; ignored"
+                ));
+            }
+        }
+        for key in spec.other.keys() {
+            lines.push(format!(
+                "{platform} setting '{key}' does not apply to a local run; ignored"
+            ));
+        }
+    }
+    for (label, executor) in &file.spec.deployment_spec.executors {
+        let Some(resources) = executor
+            .container
+            .as_ref()
+            .and_then(|c| c.resources.as_ref())
+        else {
+            continue;
+        };
+        let requests = [
+            (
+                "cpu request",
+                resources
+                    .resource_cpu_request
+                    .clone()
+                    .or(resources.cpu_request.map(|c| c.to_string())),
+            ),
+            (
+                "memory request",
+                resources
+                    .resource_memory_request
+                    .clone()
+                    .or(resources.memory_request.map(|m| format!("{m}G"))),
+            ),
+        ];
+        for (what, value) in requests {
+            if let Some(value) = value {
+                lines.push(format!(
+                    "{label}: {what} {value} is a scheduling hint for a cluster; locally only limits apply"
+                ));
+            }
+        }
+    }
+    lines
+}
+
+fn summarize(value: &Json) -> String {
+    let names: Vec<String> = match value {
+        Json::Array(items) => items
+            .iter()
+            .filter_map(|i| {
+                [
+                    "secretName",
+                    "pvcName",
+                    "configMapName",
+                    "constant",
+                    "name",
+                    "key",
+                ]
+                .iter()
+                .find_map(|k| i.get(*k).and_then(Json::as_str).map(str::to_owned))
+                .or_else(|| {
+                    i.get("pvcNameParameter")
+                        .map(|_| "(a parameter)".to_owned())
+                })
+            })
+            .collect(),
+        Json::Object(map) => map
+            .get("labels")
+            .and_then(Json::as_object)
+            .map(|l| {
+                l.iter()
+                    .map(|(k, v)| format!("{k}={}", values::render(v)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", names.join(", "))
+    }
+}
+
+/// A component of the pipeline made ready to run.
+#[derive(Clone, Debug)]
+pub struct PreparedComponent {
+    /// The container executor as a component Sluice's executors can run.
+    pub component: Arc<Component>,
+    pub prepared: Prepared,
+    pub resources: ResourceSpec,
+    pub importer: Option<ir::ImporterSpec>,
+}
+
+/// A checked IR file whose executors are prepared: images present, programs found.
+#[derive(Debug)]
+pub struct KfpPipeline {
+    pub file: IrFile,
+    /// By component name (`comp-...`), for components with an executor.
+    pub components: BTreeMap<String, PreparedComponent>,
+}
+
+impl KfpPipeline {
+    /// Prepares every executor before anything runs, so that a missing image or program
+    /// fails the run at once, saying why. `image_map` substitutes images (`FROM`, `TO`).
+    pub async fn prepare(
+        file: IrFile,
+        executor: &dyn Executor,
+        image_map: &[(String, String)],
+    ) -> Result<KfpPipeline, ScheduleError> {
+        let mut components = BTreeMap::new();
+        // The host's kfp, checked once per version a component pins.
+        let mut host_kfp: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+        for (name, spec) in &file.spec.components {
+            let Some(label) = &spec.executor_label else {
+                continue;
+            };
+            let exec = &file.spec.deployment_spec.executors[label];
+            let fail = |message: String| ScheduleError::Prepare {
+                task: name.trim_start_matches("comp-").to_owned(),
+                message,
+            };
+            if let Some(importer) = &exec.importer {
+                let component = synthesize(&file, name, spec, None)?;
+                components.insert(
+                    name.clone(),
+                    PreparedComponent {
+                        component: Arc::new(component),
+                        prepared: Prepared {
+                            kind: Kind::Process,
+                            implementation: "importer".into(),
+                            reason: String::new(),
+                            executable_digest: None,
+                        },
+                        resources: ResourceSpec::default(),
+                        importer: Some(importer.clone()),
+                    },
+                );
+                continue;
+            }
+            let container = exec.container.as_ref().expect("checked when loaded");
+            let image = image_map
+                .iter()
+                .find(|(from, _)| *from == container.image)
+                .map_or(container.image.clone(), |(_, to)| to.clone());
+            let component = synthesize(&file, name, spec, Some((container, &image)))?;
+            let resources = resources(container.resources.as_ref()).map_err(|m| {
+                fail(format!(
+                    "deploymentSpec.executors.{label}.container.resources: {m}"
+                ))
+            })?;
+            let lightweight = is_lightweight(container);
+            let prepared = executor
+                .prepare(Target {
+                    task: name.trim_start_matches("comp-"),
+                    component: &component,
+                    resources: &resources,
+                    prefer: None,
+                })
+                .await
+                .map_err(|e| {
+                    let mut message = crate::error_chain(&e);
+                    if lightweight {
+                        message.push_str(&format!(
+                            "; a lightweight Python component runs in its image ({image}): load that image into the Docker Engine, map it to a local one with --image-map {image}=IMAGE, or run it with --runner process on a host python3 that has kfp installed"
+                        ));
+                    }
+                    fail(message)
+                })?;
+            if prepared.kind == Kind::Process && lightweight {
+                let pinned = pinned_kfp(container);
+                host_kfp
+                    .entry(pinned.clone())
+                    .or_insert_with(|| check_host_kfp(&pinned))
+                    .clone()
+                    .map_err(fail)?;
+            }
+            components.insert(
+                name.clone(),
+                PreparedComponent {
+                    component: Arc::new(component),
+                    prepared,
+                    resources,
+                    importer: None,
+                },
+            );
+        }
+        Ok(KfpPipeline { file, components })
+    }
+}
+
+/// Whether an executor is a lightweight Python component (`@dsl.component`).
+fn is_lightweight(container: &ir::ContainerSpec) -> bool {
+    container
+        .command
+        .iter()
+        .chain(&container.args)
+        .any(|a| a.contains("kfp.dsl.executor_main"))
+}
+
+/// The `kfp==X` requirement a lightweight component's command installs.
+fn pinned_kfp(container: &ir::ContainerSpec) -> String {
+    container
+        .command
+        .iter()
+        .find_map(|c| {
+            let at = c.find("'kfp==")?;
+            let rest = &c[at + 1..];
+            Some(rest[..rest.find('\'')?].to_owned())
+        })
+        .unwrap_or_else(|| "kfp".into())
+}
+
+/// A lightweight component run by the host's `python3` needs the `kfp` package there
+/// (its command installs it with pip otherwise, which needs the network).
+fn check_host_kfp(pinned: &str) -> Result<(), String> {
+    let python = which::which("python3")
+        .map_err(|_| format!("a lightweight Python component needs python3 on this host's PATH, with {pinned} installed"))?;
+    let wanted = pinned.strip_prefix("kfp==").unwrap_or("");
+    let output = std::process::Command::new(&python)
+        .args(["-c", "import kfp, sys; sys.stdout.write(kfp.__version__)"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "a lightweight Python component needs the kfp package: {} cannot import it; install {pinned} there, or put a virtualenv that has it first on PATH",
+            python.display()
+        ));
+    }
+    let found = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !wanted.is_empty() && found != wanted {
+        return Err(format!(
+            "the pipeline was compiled with {pinned}, but {} has kfp {found}; its command would try to install {pinned} from the network: install that version",
+            python.display()
+        ));
+    }
+    Ok(())
+}
+
+/// An executor component as a KFP v1 component: its inputs and outputs, and its
+/// container with the IR's command and arguments (placeholders resolved per attempt).
+fn synthesize(
+    file: &IrFile,
+    name: &str,
+    spec: &ir::ComponentSpec,
+    container: Option<(&ir::ContainerSpec, &str)>,
+) -> Result<Component, ScheduleError> {
+    let mut inputs = Vec::new();
+    for (n, p) in &spec.input_definitions.parameters {
+        inputs.push(InputSpec {
+            name: n.clone(),
+            type_: Some(TypeSpec::named(driver::v1_type(p.parameter_type))),
+            description: p.description.clone(),
+            default: None,
+            optional: true,
+        });
+    }
+    for (n, a) in &spec.input_definitions.artifacts {
+        inputs.push(InputSpec {
+            name: n.clone(),
+            type_: Some(TypeSpec::named(a.artifact_type.title())),
+            description: None,
+            default: None,
+            optional: true,
+        });
+    }
+    let mut outputs = Vec::new();
+    for (n, p) in &spec.output_definitions.parameters {
+        outputs.push(OutputSpec {
+            name: n.clone(),
+            type_: Some(TypeSpec::named(driver::v1_type(p.parameter_type))),
+            description: None,
+        });
+    }
+    for (n, a) in &spec.output_definitions.artifacts {
+        outputs.push(OutputSpec {
+            name: n.clone(),
+            type_: Some(TypeSpec::named(a.artifact_type.title())),
+            description: None,
+        });
+    }
+    let container = container.map(|(c, image)| crate::spec::ContainerSpec {
+        image: image.to_owned(),
+        command: c.command.iter().cloned().map(Arg::Literal).collect(),
+        args: c.args.iter().cloned().map(Arg::Literal).collect(),
+        env: c
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect::<IndexMap<_, _>>(),
+        file_outputs: IndexMap::new(),
+    });
+    let label = spec.executor_label.as_deref().unwrap_or_default();
+    let executor = file.spec.deployment_spec.executors.get(label);
+    let material = serde_json::json!({
+        "inputs": inputs.iter().map(|i| (&i.name, &i.type_)).collect::<Vec<_>>(),
+        "outputs": outputs.iter().map(|o| (&o.name, &o.type_)).collect::<Vec<_>>(),
+        "container": executor.and_then(|e| e.container.as_ref()).map(|c| (&c.image, &c.command, &c.args, c.env.iter().map(|e| (&e.name, &e.value)).collect::<Vec<_>>())),
+    });
+    Ok(Component {
+        spec: ComponentSpec {
+            name: Some(name.trim_start_matches("comp-").to_owned()),
+            description: None,
+            metadata: None,
+            inputs,
+            outputs,
+            implementation: Implementation {
+                wasm: None,
+                container,
+                graph: None,
+            },
+        },
+        path: file.path.clone(),
+        digest: crate::spec::sha256_hex(material.to_string().as_bytes()),
+    })
+}
+
+/// CPU, memory and accelerator limits of a container executor.
+fn resources(spec: Option<&ir::Resources>) -> Result<ResourceSpec, String> {
+    let Some(r) = spec else {
+        return Ok(ResourceSpec::default());
+    };
+    let memory = match (&r.resource_memory_limit, r.memory_limit) {
+        (Some(text), _) => Some(ByteSize::parse(text)?),
+        (None, Some(gb)) => Some(ByteSize((gb * 1e9) as u64)),
+        (None, None) => None,
+    };
+    let cpu = match (&r.resource_cpu_limit, r.cpu_limit) {
+        (Some(text), _) => Some(Cpu::parse(text)?),
+        (None, Some(cores)) => Some(Cpu::parse(&cores.to_string())?),
+        (None, None) => None,
+    };
+    let accelerator = match &r.accelerator {
+        Some(a) => {
+            let kind = a.resource_type.clone().or_else(|| a.type_.clone());
+            let count = a
+                .resource_count
+                .clone()
+                .or_else(|| a.count.as_ref().map(values::render));
+            match kind {
+                Some(kind) if !kind.is_empty() => {
+                    let count = match count {
+                        Some(c) => c.parse::<u32>().map_err(|_| {
+                            format!("accelerator count '{c}' is not a whole number")
+                        })?,
+                        None => 1,
+                    };
+                    Some(Accelerator { kind, count })
+                }
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    Ok(ResourceSpec {
+        memory,
+        cpu,
+        cpu_time: None,
+        accelerator,
+    })
+}
