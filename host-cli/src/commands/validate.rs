@@ -91,9 +91,19 @@ fn check(file: &std::path::Path, params: &[(String, String)]) -> Result<String, 
                 plan.tasks.len()
             ))
         }
-        DocumentKind::KfpIr => Err(vec![format!(
-            "{}: a pipeline compiled by the KFP SDK; this Sluice validates Sluice pipeline files",
-            file.display()
-        )]),
+        DocumentKind::KfpIr => {
+            let ir = sluice_runtime::kfp::IrFile::load(file).map_err(|e| one(&e))?;
+            sluice_runtime::kfp::bind_params(&ir, params)
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+            let spec = &ir.spec;
+            let dags = spec.components.values().filter(|c| c.dag.is_some()).count();
+            Ok(format!(
+                "KFP pipeline '{}', {} components ({} DAGs), {} executors",
+                ir.name(),
+                spec.components.len(),
+                dags,
+                spec.deployment_spec.executors.len()
+            ))
+        }
     }
 }

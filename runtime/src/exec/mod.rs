@@ -248,6 +248,10 @@ impl Bindings for TaskBindings<'_> {
     fn output_path(&self, output: &str) -> String {
         self.paths.output(output)
     }
+    fn executor_input(&self) -> String {
+        let context = crate::kfp::placeholders::context_for_v1(self.inv);
+        crate::kfp::placeholders::executor_input(&context, self.paths).to_string()
+    }
 }
 
 /// Largest parameter output whose text is copied into the run record.

@@ -296,6 +296,100 @@ pub fn parse_executor_output(bytes: &[u8]) -> Result<ExecutorOutput, String> {
     Ok(out)
 }
 
+/// The context of a KFP v1 component task whose command line holds `executorInput`:
+/// its parameter inputs as typed values, its other inputs and outputs as artifacts.
+pub fn context_for_v1(inv: &crate::exec::Invocation) -> TaskContext {
+    use crate::spec::ParamType;
+    let mut params = BTreeMap::new();
+    let mut artifacts = BTreeMap::new();
+    for (name, arg) in &inv.inputs {
+        let param = arg
+            .type_
+            .as_ref()
+            .and_then(crate::spec::TypeSpec::param_type);
+        let text = || match &arg.value {
+            Some(v) => v.clone(),
+            None => std::fs::read_to_string(inv.dir.input_file(name)).unwrap_or_default(),
+        };
+        match (&arg.type_, param) {
+            // An untyped input is a string parameter, as KFP reads v1 components.
+            (None, _) => {
+                params.insert(name.clone(), Json::String(text()));
+            }
+            (Some(_), Some(ty)) => {
+                let text = text();
+                let value = match ty {
+                    ParamType::String => Some(Json::String(text.clone())),
+                    ParamType::Integer => text.trim().parse::<i64>().map(Json::from).ok(),
+                    ParamType::Float => text
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(|f| serde_json::Number::from_f64(f).map(Json::Number)),
+                    ParamType::Boolean => crate::spec::types::parse_bool(&text).map(Json::Bool),
+                    ParamType::JsonObject | ParamType::JsonArray => {
+                        serde_json::from_str(&text).ok()
+                    }
+                };
+                params.insert(name.clone(), value.unwrap_or(Json::String(text)));
+            }
+            (Some(_), None) => {
+                let type_ = artifact_type(arg.type_.as_ref());
+                artifacts.insert(
+                    name.clone(),
+                    vec![InputArtifact {
+                        key: name.clone(),
+                        name: name.clone(),
+                        type_,
+                        metadata: json!({}),
+                    }],
+                );
+            }
+        }
+    }
+    let outputs = &inv.component.spec.outputs;
+    TaskContext {
+        params,
+        artifacts,
+        output_params: outputs
+            .iter()
+            .filter(|o| o.param_type().is_some())
+            .map(|o| o.name.clone())
+            .collect(),
+        output_artifacts: outputs
+            .iter()
+            .filter(|o| o.param_type().is_none())
+            .map(|o| (o.name.clone(), artifact_type(o.type_.as_ref())))
+            .collect(),
+        pipeline_name: inv.component.name(),
+        run_id: inv.run_id.clone(),
+        task_name: inv.task.clone(),
+        task_id: format!("{}-{}", inv.run_id, inv.task),
+    }
+}
+
+/// The KFP v2 artifact type of a v1 type name: `Dataset` is `system.Dataset`.
+fn artifact_type(type_: Option<&crate::spec::TypeSpec>) -> ArtifactType {
+    let title = match type_.map(|t| t.name.as_str()) {
+        Some(name) if name.contains('.') => name.to_owned(),
+        Some(
+            name @ ("Dataset"
+            | "Model"
+            | "Metrics"
+            | "ClassificationMetrics"
+            | "SlicedClassificationMetrics"
+            | "HTML"
+            | "Markdown"
+            | "Artifact"),
+        ) => format!("system.{name}"),
+        _ => "system.Artifact".to_owned(),
+    };
+    ArtifactType {
+        schema_title: Some(title),
+        schema_version: Some("0.0.1".into()),
+    }
+}
+
 /// Artifact types whose content is their metadata: KFP steps log metrics into the
 /// executor output and never write the file.
 const METADATA_ONLY: &[&str] = &[

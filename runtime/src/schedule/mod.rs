@@ -614,6 +614,9 @@ impl TaskRun {
             sink: TaskSink::new(task.name.clone(), self.observer.clone()),
             kfp: task.kfp.clone(),
         };
+        // A KFP v2 step written as a v1 component reports through an executor output too.
+        let v1_context = (task.kfp.is_none() && task.component.uses_executor_input())
+            .then(|| Arc::new(crate::kfp::placeholders::context_for_v1(&invocation)));
         let mut execution = self.executor.execute(invocation);
         let mut timed_out = None;
         let mut report = match task.timeout {
@@ -633,7 +636,7 @@ impl TaskRun {
 
         let outcome = match report.result {
             Ok(mut completion) => {
-                let finished = match &task.kfp {
+                let finished = match task.kfp.as_ref().or(v1_context.as_ref()) {
                     Some(kfp) => crate::kfp::placeholders::finish(kfp, &dir, &mut completion),
                     None => Ok(()),
                 };

@@ -176,6 +176,28 @@ impl Component {
         }
     }
 
+    /// Whether a command line passes the KFP `executorInput`: such a component is a KFP v2
+    /// step, which may report outputs in an executor output file.
+    pub fn uses_executor_input(&self) -> bool {
+        fn has(args: &[Arg]) -> bool {
+            args.iter().any(|a| match a {
+                Arg::ExecutorInput => true,
+                Arg::Concat(items) => has(items),
+                Arg::If {
+                    cond,
+                    then,
+                    otherwise,
+                } => has(std::slice::from_ref(cond)) || has(then) || has(otherwise),
+                _ => false,
+            })
+        }
+        let imp = &self.spec.implementation;
+        imp.container
+            .as_ref()
+            .is_some_and(|c| has(&c.command) || has(&c.args))
+            || imp.wasm.as_ref().is_some_and(|w| has(&w.args))
+    }
+
     /// The wasm file, resolved against the component file's folder; `None` when the
     /// implementation is in a registry.
     pub fn wasm_path(&self) -> Option<PathBuf> {

@@ -1,5 +1,6 @@
 //! KFP v1's command-line placeholder language (`inputValue`, `inputPath`, `outputPath`,
-//! `inputUri`, `outputUri`, `concat`, `if`/`cond`/`then`/`else`, `isPresent`): how it is
+//! `inputUri`, `outputUri`, `concat`, `if`/`cond`/`then`/`else`, `isPresent`,
+//! `executorInput`): how it is
 //! read from YAML and how it expands into an argument vector. Expansion follows KFP's
 //! `_resolve_command_line_and_paths`: an absent optional input drops its placeholder, a
 //! `concat` skips absent parts, an `if` splices its chosen list into the surrounding one,
@@ -31,6 +32,8 @@ pub enum Arg {
         otherwise: Vec<Arg>,
     },
     IsPresent(String),
+    /// The KFP v2 `ExecutorInput` JSON of the task.
+    ExecutorInput,
 }
 
 /// Which side of a component a placeholder names.
@@ -44,7 +47,7 @@ impl Arg {
     /// Calls `f` for every input or output this argument names, recursively.
     pub fn visit_references<'a>(&'a self, f: &mut impl FnMut(Port, &'a str, &'static str)) {
         match self {
-            Arg::Literal(_) => {}
+            Arg::Literal(_) | Arg::ExecutorInput => {}
             Arg::InputValue(n) => f(Port::Input, n, "inputValue"),
             Arg::InputPath(n) => f(Port::Input, n, "inputPath"),
             Arg::InputUri(n) => f(Port::Input, n, "inputUri"),
@@ -74,6 +77,8 @@ pub trait Bindings {
     fn is_present(&self, input: &str) -> bool;
     fn input_path(&self, input: &str) -> String;
     fn output_path(&self, output: &str) -> String;
+    /// The task's KFP `ExecutorInput` as JSON text.
+    fn executor_input(&self) -> String;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,6 +152,7 @@ fn expand_one(arg: &Arg, bindings: &dyn Bindings) -> Result<Expanded, ExpandErro
             Expanded::Many(list)
         }
         Arg::IsPresent(_) => return Err(ExpandError::BareIsPresent),
+        Arg::ExecutorInput => Expanded::One(bindings.executor_input()),
     })
 }
 
@@ -178,6 +184,7 @@ const PLACEHOLDERS: &[&str] = &[
     "concat",
     "if",
     "isPresent",
+    "executorInput",
 ];
 
 struct ArgVisitor;
@@ -219,6 +226,11 @@ impl<'de> Visitor<'de> for ArgVisitor {
             "outputPath" => Arg::OutputPath(map.next_value()?),
             "outputUri" => Arg::OutputUri(map.next_value()?),
             "isPresent" => Arg::IsPresent(map.next_value()?),
+            "executorInput" => {
+                // Written `{executorInput: null}` or `{executorInput: {}}`.
+                let _: de::IgnoredAny = map.next_value()?;
+                Arg::ExecutorInput
+            }
             "concat" => Arg::Concat(map.next_value()?),
             "if" => {
                 let body: IfBody = map.next_value()?;
@@ -309,6 +321,9 @@ mod tests {
         }
         fn output_path(&self, output: &str) -> String {
             format!("/outputs/{output}/data")
+        }
+        fn executor_input(&self) -> String {
+            "{}".into()
         }
     }
 

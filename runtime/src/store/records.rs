@@ -1065,7 +1065,10 @@ mod tests {
         let path = dir.path().join("sluice.db");
         let v1 = SCHEMA
             .replace("    implementation_reason TEXT,\n", "")
-            .replace("    cache_key         TEXT,\n    cached_from       TEXT,\n", "")
+            .replace(
+                "    cache_key         TEXT,\n    cached_from       TEXT,\n",
+                "",
+            )
             .replace("    metadata   TEXT,\n", "")
             .replace(
                 "CREATE INDEX tasks_cache ON tasks(cache_key) WHERE cache_key IS NOT NULL;\n",
