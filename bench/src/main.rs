@@ -313,6 +313,7 @@ async fn executor_alone(home: &Path, cache: &Path, dir: &Path) -> Result<Duratio
             prepared: prepared.clone(),
             cancel: CancellationToken::new(),
             sink: TaskSink::new("noop", Arc::new(Quiet)),
+            kfp: None,
         };
         let start = Instant::now();
         let report = executor.execute(inv).await;
@@ -596,6 +597,7 @@ async fn normalize(scratch: &Path) -> Result<()> {
             prepared: prepared.clone(),
             cancel: CancellationToken::new(),
             sink: TaskSink::new("normalize", Arc::new(Quiet)),
+            kfp: None,
         };
         let start = Instant::now();
         let report = executor.execute(inv).await;

@@ -43,7 +43,15 @@ pub struct RunArgs {
 pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
     let Command::Run(args) = command;
     let component = Arc::new(Component::load(&args.component)?);
-    let plan = match Plan::for_component(component, &args.inputs) {
+    let graph_tasks = match component.graph() {
+        Some(_) => Some(sluice_runtime::spec::graph::load_tasks(&component)?),
+        None => None,
+    };
+    let planned = match &graph_tasks {
+        Some(tasks) => Plan::for_graph(component.clone(), tasks, &args.inputs),
+        None => Plan::for_component(component.clone(), &args.inputs),
+    };
+    let plan = match planned {
         Ok(plan) => plan,
         Err(errors) => return Ok(report_plan_errors(&errors)),
     };
@@ -62,15 +70,51 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
         args.verbose,
     )?;
     let record = store.run(&run_id)?;
-    let task = &record.tasks[0];
-    if task.state == TaskState::Succeeded {
-        std::fs::create_dir_all(&args.output_dir)
-            .with_context(|| format!("cannot create {}", args.output_dir.display()))?;
-        for output in &task.outputs {
-            let dest = args.output_dir.join(path_segment(&output.name));
-            store.export(&output.digest, &dest)?;
-            if !args.json {
-                println!("wrote {}", dest.display());
+    if !record.tasks.iter().all(|t| t.state == TaskState::Succeeded) {
+        return Ok(code);
+    }
+    std::fs::create_dir_all(&args.output_dir)
+        .with_context(|| format!("cannot create {}", args.output_dir.display()))?;
+    let wrote = |dest: &std::path::Path| {
+        if !args.json {
+            println!("wrote {}", dest.display());
+        }
+    };
+    match component.graph() {
+        // A graph's outputs are those its `outputValues` take from its tasks.
+        Some(graph) => {
+            use sluice_runtime::spec::graph::GraphArgument;
+            for (name, value) in &graph.output_values {
+                let dest = args.output_dir.join(path_segment(name));
+                match value {
+                    GraphArgument::TaskOutput {
+                        task_id,
+                        output_name,
+                    } => {
+                        let output = record
+                            .tasks
+                            .iter()
+                            .find(|t| &t.name == task_id)
+                            .and_then(|t| t.outputs.iter().find(|o| &o.name == output_name))
+                            .with_context(|| {
+                                format!("task '{task_id}' recorded no output '{output_name}'")
+                            })?;
+                        store.export(&output.digest, &dest)?;
+                    }
+                    GraphArgument::Constant(text) => std::fs::write(&dest, text)?,
+                    GraphArgument::GraphInput { input_name } => {
+                        let given = args.inputs.iter().rev().find(|(n, _)| n == input_name);
+                        std::fs::write(&dest, given.map_or("", |(_, v)| v.as_str()))?
+                    }
+                }
+                wrote(&dest);
+            }
+        }
+        None => {
+            for output in &record.tasks[0].outputs {
+                let dest = args.output_dir.join(path_segment(&output.name));
+                store.export(&output.digest, &dest)?;
+                wrote(&dest);
             }
         }
     }

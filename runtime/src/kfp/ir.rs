@@ -273,19 +273,11 @@ pub struct TaskOutputArtifact {
     pub output_artifact_key: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CachingOptions {
     #[serde(default)]
     pub enable_cache: bool,
-}
-
-impl Default for CachingOptions {
-    fn default() -> Self {
-        CachingOptions {
-            enable_cache: false,
-        }
-    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -130,85 +130,7 @@ impl Plan {
         component: Arc<Component>,
         args: &[(String, String)],
     ) -> Result<Plan, Vec<PlanError>> {
-        let mut errors = Vec::new();
-        let error = |errors: &mut Vec<PlanError>, field: String, message: String| {
-            errors.push(PlanError {
-                file: component.path.clone(),
-                field,
-                message,
-            })
-        };
-        for (name, _) in args {
-            if component.input(name).is_none() {
-                error(
-                    &mut errors,
-                    format!("--input {name}"),
-                    no_such_input(&component, name),
-                );
-            }
-        }
-        let mut params = IndexMap::new();
-        let mut inputs = IndexMap::new();
-        let mut missing = Vec::new();
-        for input in &component.spec.inputs {
-            let given = args
-                .iter()
-                .rev()
-                .find(|(n, _)| *n == input.name)
-                .map(|(_, v)| v);
-            let artifact = input.type_.as_ref().is_some_and(TypeSpec::is_artifact);
-            match given {
-                Some(v) => {
-                    if let Some(ty) = input.param_type()
-                        && let Err(m) = ty.check(v)
-                    {
-                        error(&mut errors, format!("--input {}", input.name), m);
-                        continue;
-                    }
-                    let value = if artifact {
-                        ParamValue::File(PathBuf::from(v))
-                    } else {
-                        ParamValue::Value(v.clone())
-                    };
-                    params.insert(
-                        input.name.clone(),
-                        PlanParam {
-                            spec: ParamSpec {
-                                type_: input.type_.clone(),
-                                default: None,
-                                description: input.description.clone(),
-                                optional: input.optional,
-                            },
-                            value: Some((value.clone(), ValueOrigin::Given)),
-                        },
-                    );
-                    inputs.insert(
-                        input.name.clone(),
-                        Source::Param {
-                            name: input.name.clone(),
-                            value,
-                        },
-                    );
-                }
-                None => match &input.default {
-                    Some(d) => {
-                        inputs.insert(input.name.clone(), Source::Default(d.clone()));
-                    }
-                    None if input.optional => {}
-                    None => missing.push(input),
-                },
-            }
-        }
-        if !missing.is_empty() {
-            error(
-                &mut errors,
-                "--input".into(),
-                format!("{}; pass --input name=value", missing_inputs(&missing)),
-            );
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+        let (params, inputs) = component_inputs(&component, args)?;
         let mut task_name: String = component
             .name()
             .to_ascii_lowercase()
@@ -252,6 +174,164 @@ impl Plan {
         })
     }
 
+    /// The plan of running a KFP v1 graph component on its own: one task per graph task,
+    /// given the components [`crate::spec::graph::load_tasks`] loaded for them.
+    pub fn for_graph(
+        graph_component: Arc<Component>,
+        components: &IndexMap<String, Arc<Component>>,
+        args: &[(String, String)],
+    ) -> Result<Plan, Vec<PlanError>> {
+        use crate::spec::graph::GraphArgument;
+        let (params, graph_inputs) = component_inputs(&graph_component, args)?;
+        let graph = graph_component
+            .graph()
+            .expect("for_graph is given a graph component");
+        let mut errors = Vec::new();
+        let index: HashMap<&str, usize> = graph
+            .tasks
+            .keys()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        let mut tasks = Vec::new();
+        let mut edges: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); graph.tasks.len()];
+        for (i, (id, task)) in graph.tasks.iter().enumerate() {
+            let at = format!("implementation.graph.tasks.{id}");
+            let component = components[id].clone();
+            let mut inputs = IndexMap::new();
+            for (name, arg) in &task.arguments {
+                if component.input(name).is_none() {
+                    errors.push(PlanError {
+                        file: graph_component.path.clone(),
+                        field: format!("{at}.arguments.{name}"),
+                        message: no_such_input(&component, name),
+                    });
+                    continue;
+                }
+                let source = match arg {
+                    GraphArgument::Constant(v) => Some(Source::Constant(v.clone())),
+                    GraphArgument::GraphInput { input_name } => {
+                        graph_inputs.get(input_name).cloned()
+                    }
+                    GraphArgument::TaskOutput {
+                        task_id,
+                        output_name,
+                    } => {
+                        let upstream = index[task_id.as_str()];
+                        if components[task_id].output(output_name).is_none() {
+                            errors.push(PlanError {
+                                file: graph_component.path.clone(),
+                                field: format!("{at}.arguments.{name}"),
+                                message: format!("task '{task_id}' has no output '{output_name}'"),
+                            });
+                        }
+                        edges[i].insert(upstream);
+                        Some(Source::Output {
+                            task: upstream,
+                            output: output_name.clone(),
+                        })
+                    }
+                };
+                if let Some(source) = source {
+                    inputs.insert(name.clone(), source);
+                }
+            }
+            for input in &component.spec.inputs {
+                if inputs.contains_key(&input.name) {
+                    continue;
+                }
+                match &input.default {
+                    Some(d) => {
+                        inputs.insert(input.name.clone(), Source::Default(d.clone()));
+                    }
+                    None if input.optional => {}
+                    None => errors.push(PlanError {
+                        file: graph_component.path.clone(),
+                        field: format!("{at}.arguments"),
+                        message: format!("input '{}' has no value", input.name),
+                    }),
+                }
+            }
+            if task.is_enabled.is_some() {
+                errors.push(PlanError {
+                    file: graph_component.path.clone(),
+                    field: format!("{at}.isEnabled"),
+                    message: "conditional graph tasks are not supported; compile the pipeline with the KFP v2 SDK, whose conditions Sluice runs".into(),
+                });
+            }
+            let retries = task
+                .execution_options
+                .as_ref()
+                .and_then(|o| o.retry_strategy.as_ref())
+                .map_or(0, |r| r.max_retries);
+            let resources = component
+                .spec
+                .implementation
+                .wasm
+                .as_ref()
+                .map(|w| w.resources.clone())
+                .unwrap_or_default();
+            tasks.push(PlannedTask {
+                name: id.clone(),
+                component,
+                inputs,
+                upstream: Vec::new(),
+                retry: RetrySpec {
+                    limit: retries,
+                    ..RetrySpec::default()
+                },
+                timeout: None,
+                resources,
+                prefer: None,
+                kfp: None,
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let order = topological_order(&edges).map_err(|cycle| {
+            vec![PlanError {
+                file: graph_component.path.clone(),
+                field: "implementation.graph.tasks".into(),
+                message: format!(
+                    "tasks form a cycle through '{}'",
+                    graph
+                        .tasks
+                        .get_index(cycle[0])
+                        .map_or("", |(id, _)| id.as_str())
+                ),
+            }]
+        })?;
+        let mut position = vec![0; order.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            position[i] = pos;
+        }
+        let mut slots: Vec<Option<PlannedTask>> = tasks.into_iter().map(Some).collect();
+        let tasks = order
+            .iter()
+            .map(|&i| {
+                let mut task = slots[i].take().expect("each task is placed once");
+                for source in task.inputs.values_mut() {
+                    if let Source::Output { task, .. } = source {
+                        *task = position[*task];
+                    }
+                }
+                task.upstream = edges[i].iter().map(|&d| position[d]).collect();
+                task.upstream.sort_unstable();
+                task
+            })
+            .collect();
+        Ok(Plan {
+            name: graph_component.name(),
+            description: graph_component.spec.description.clone(),
+            source: graph_component.path.clone(),
+            source_digest: graph_component.digest.clone(),
+            params,
+            tasks,
+            deploy: None,
+        })
+    }
+
     pub fn task(&self, name: &str) -> Option<&PlannedTask> {
         self.tasks.iter().find(|t| t.name == name)
     }
@@ -284,6 +364,96 @@ impl Plan {
     pub fn render(&self, format: Format) -> String {
         render::render(self, format)
     }
+}
+
+type ComponentInputs = (IndexMap<String, PlanParam>, IndexMap<String, Source>);
+
+/// The `--input` values of a component run on its own: the run's parameters, and the
+/// source of each of the component's inputs that has a value.
+fn component_inputs(
+    component: &Component,
+    args: &[(String, String)],
+) -> Result<ComponentInputs, Vec<PlanError>> {
+    let mut errors = Vec::new();
+    let error = |errors: &mut Vec<PlanError>, field: String, message: String| {
+        errors.push(PlanError {
+            file: component.path.clone(),
+            field,
+            message,
+        })
+    };
+    for (name, _) in args {
+        if component.input(name).is_none() {
+            error(
+                &mut errors,
+                format!("--input {name}"),
+                no_such_input(component, name),
+            );
+        }
+    }
+    let mut params = IndexMap::new();
+    let mut inputs = IndexMap::new();
+    let mut missing = Vec::new();
+    for input in &component.spec.inputs {
+        let given = args
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == input.name)
+            .map(|(_, v)| v);
+        let artifact = input.type_.as_ref().is_some_and(TypeSpec::is_artifact);
+        match given {
+            Some(v) => {
+                if let Some(ty) = input.param_type()
+                    && let Err(m) = ty.check(v)
+                {
+                    error(&mut errors, format!("--input {}", input.name), m);
+                    continue;
+                }
+                let value = if artifact {
+                    ParamValue::File(PathBuf::from(v))
+                } else {
+                    ParamValue::Value(v.clone())
+                };
+                params.insert(
+                    input.name.clone(),
+                    PlanParam {
+                        spec: ParamSpec {
+                            type_: input.type_.clone(),
+                            default: None,
+                            description: input.description.clone(),
+                            optional: input.optional,
+                        },
+                        value: Some((value.clone(), ValueOrigin::Given)),
+                    },
+                );
+                inputs.insert(
+                    input.name.clone(),
+                    Source::Param {
+                        name: input.name.clone(),
+                        value,
+                    },
+                );
+            }
+            None => match &input.default {
+                Some(d) => {
+                    inputs.insert(input.name.clone(), Source::Default(d.clone()));
+                }
+                None if input.optional => {}
+                None => missing.push(input),
+            },
+        }
+    }
+    if !missing.is_empty() {
+        error(
+            &mut errors,
+            "--input".into(),
+            format!("{}; pass --input name=value", missing_inputs(&missing)),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok((params, inputs))
 }
 
 struct Builder<'a> {
@@ -334,6 +504,16 @@ impl<'a> Builder<'a> {
                     continue;
                 }
             };
+            if component.graph().is_some() {
+                self.error(
+                    format!("{at}.component"),
+                    format!(
+                        "'{}' is a graph component: run it on its own with `sluice component run`, or name its tasks' components in the pipeline",
+                        component.name()
+                    ),
+                );
+                continue;
+            }
             for dep in &task.after {
                 match index.get(dep.as_str()) {
                     Some(&d) if d == i => {

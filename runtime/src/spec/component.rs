@@ -83,8 +83,9 @@ impl OutputSpec {
     }
 }
 
-/// How to run a component. KFP defines `container` (and `graph`, which Sluice does not
-/// run); Sluice adds `wasm`. A component may carry both `wasm` and `container`.
+/// How to run a component. KFP defines `container` and `graph` (a component made of
+/// other components' tasks); Sluice adds `wasm`. A component may carry both `wasm` and
+/// `container`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Implementation {
@@ -93,7 +94,7 @@ pub struct Implementation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub graph: Option<serde_json::Value>,
+    pub graph: Option<super::graph::GraphSpec>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -176,6 +177,11 @@ impl Component {
         }
     }
 
+    /// The graph of a KFP v1 graph component.
+    pub fn graph(&self) -> Option<&super::graph::GraphSpec> {
+        self.spec.implementation.graph.as_ref()
+    }
+
     /// Whether a command line passes the KFP `executorInput`: such a component is a KFP v2
     /// step, which may report outputs in an executor output file.
     pub fn uses_executor_input(&self) -> bool {
@@ -228,7 +234,7 @@ impl ComponentSpec {
     /// Checks what YAML structure alone cannot: unique names, placeholders naming declared
     /// ports, defaults of the declared type, a runnable implementation.
     /// Errors are `(field, message)`.
-    fn check(&self) -> Result<(), (String, String)> {
+    pub(crate) fn check(&self) -> Result<(), (String, String)> {
         let mut seen = std::collections::HashSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
             if !seen.insert(input.name.as_str()) {
@@ -253,13 +259,13 @@ impl ComponentSpec {
         }
 
         let imp = &self.implementation;
-        if imp.wasm.is_none() && imp.container.is_none() {
-            let message = if imp.graph.is_some() {
-                "graph implementations are not supported; give a `wasm` or `container` implementation"
-            } else {
-                "expected a `wasm` or `container` implementation"
-            };
-            return Err(("implementation".into(), message.into()));
+        if let Some(graph) = &imp.graph {
+            graph.check(self)?;
+        } else if imp.wasm.is_none() && imp.container.is_none() {
+            return Err((
+                "implementation".into(),
+                "expected a `wasm`, `container` or `graph` implementation".into(),
+            ));
         }
         if let Some(wasm) = &imp.wasm {
             if crate::oci::is_reference(&wasm.component) {
@@ -413,10 +419,39 @@ implementation:
     }
 
     #[test]
-    fn graph_components_are_refused_clearly() {
-        let err = parse("name: g\nimplementation:\n  graph: {tasks: {}}\n").unwrap_err();
+    fn graph_components_are_checked() {
+        let graph = |tasks: &str| {
+            parse(&format!(
+                "name: g\ninputs: [{{name: x}}]\noutputs: [{{name: y}}]\nimplementation:\n  graph:\n{tasks}"
+            ))
+        };
+        let ok = graph(
+            "    tasks:\n      a: {componentRef: {url: a.yaml}, arguments: {n: {graphInput: {inputName: x}}, k: 3}}\n      b: {componentRef: {name: B}, arguments: {n: {taskOutput: {taskId: a, outputName: out}}}}\n    outputValues: {y: {taskOutput: {taskId: b, outputName: out}}}\n",
+        )
+        .unwrap();
+        let g = ok.graph().unwrap();
+        assert_eq!(g.tasks.len(), 2);
+        assert_eq!(
+            g.tasks["a"].arguments["k"],
+            crate::spec::graph::GraphArgument::Constant("3".into())
+        );
+        let err = graph("    tasks: {}\n").unwrap_err();
+        assert!(err.contains("a graph has at least one task"), "{err}");
+        let err = graph("    tasks:\n      a: {componentRef: {name: A}, arguments: {n: {graphInput: {inputName: z}}}}\n").unwrap_err();
+        assert_eq!(
+            err,
+            "c/component.yaml: implementation.graph.tasks.a.arguments.n: graphInput 'z' is not a declared input"
+        );
+        let err = graph("    tasks:\n      a: {componentRef: {name: A}, arguments: {n: {taskOutput: {taskId: a, outputName: o}}}}\n").unwrap_err();
+        assert!(err.contains("tasks form a cycle: a -> a"), "{err}");
+        let err = graph("    tasks:\n      a: {componentRef: {}}\n").unwrap_err();
         assert!(
-            err.contains("graph implementations are not supported"),
+            err.contains("expected one of spec, url, name or digest"),
+            "{err}"
+        );
+        let err = graph("    tasks:\n      a: {componentRef: {name: A}}\n    outputValues: {q: {taskOutput: {taskId: a, outputName: o}}}\n").unwrap_err();
+        assert!(
+            err.contains("outputValues.q: 'q' is not a declared output"),
             "{err}"
         );
     }
