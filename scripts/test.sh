@@ -2,8 +2,8 @@
 # Runs every test: the workspace's unit and integration tests (which build the sample
 # components for wasm32-wasip2 first, and run container steps in the local Docker Engine)
 # and the sample components' own unit tests. A Docker Engine that cannot be reached fails
-# the run, as does a Python without the stock serving clients; the local OCI registries
-# the registry tests push to are started here (scripts/registries.sh).
+# the run, as does a Python without the stock serving clients or the KFP SDK; the local
+# OCI registries the registry tests push to are started here (scripts/registries.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,13 @@ fi
 [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 export SLUICE_TEST_PYTHON=$venv/bin/python
+
+# The KFP SDK, which compiles the KFP test pipelines (tests/kfp) and runs their
+# lightweight Python steps under `--runner process`; a virtualenv of its own.
+kfp_venv=${XDG_CACHE_HOME:-$HOME/.cache}/sluice/kfp-venv
+[[ -x $kfp_venv/bin/python ]] || python3 -m venv "$kfp_venv"
+"$kfp_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/kfp/requirements.txt
+export SLUICE_TEST_KFP_PYTHON=$kfp_venv/bin/python
 
 # Two local OCI registries (anonymous, and basic auth) on 127.0.0.1, for the registry tests.
 eval "$(scripts/registries.sh start)"

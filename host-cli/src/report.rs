@@ -50,7 +50,11 @@ fn task_rows(tasks: &[TaskRecord]) -> Table {
             task.attempts.to_string(),
             span(task.started_at, task.ended_at),
             task.implementation.clone().unwrap_or_else(|| "-".into()),
-            task.error.clone().unwrap_or_default(),
+            match (&task.error, &task.cached_from) {
+                (Some(error), _) => error.clone(),
+                (None, Some(from)) => format!("outputs reused from {from}"),
+                (None, None) => String::new(),
+            },
         ]);
     }
     t

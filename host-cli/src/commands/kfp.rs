@@ -59,6 +59,9 @@ pub fn run(paths: &Paths, args: &super::run::Args) -> Result<ExitCode> {
         let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir))?);
         let executor = Arc::new(Runners::new(wasm, args.exec.policy()));
         let pipeline = KfpPipeline::prepare(file, executor.as_ref(), &args.image_map).await?;
+        for note in &pipeline.notes {
+            eprintln!("note: {note}");
+        }
         let cancel = CancellationToken::new();
         tokio::spawn(watch_ctrl_c(cancel.clone()));
         let driver = Driver {

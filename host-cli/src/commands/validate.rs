@@ -93,12 +93,27 @@ fn check(file: &std::path::Path, params: &[(String, String)]) -> Result<String, 
         }
         DocumentKind::KfpIr => {
             let ir = sluice_runtime::kfp::IrFile::load(file).map_err(|e| one(&e))?;
-            sluice_runtime::kfp::bind_params(&ir, params)
-                .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+            // Values given are checked; required ones not given are only listed.
+            let mut needs = Vec::new();
+            if let Err(errors) = sluice_runtime::kfp::bind_params(&ir, params) {
+                let (missing, bad): (Vec<_>, Vec<_>) = errors.into_iter().partition(|e| e.missing);
+                if !bad.is_empty() {
+                    return Err(bad.iter().map(ToString::to_string).collect());
+                }
+                needs = missing
+                    .iter()
+                    .map(|e| e.field.rsplit('.').next().unwrap_or_default().to_owned())
+                    .collect();
+            }
             let spec = &ir.spec;
             let dags = spec.components.values().filter(|c| c.dag.is_some()).count();
+            let needs = if needs.is_empty() {
+                String::new()
+            } else {
+                format!("; a run needs --param {}", needs.join(", "))
+            };
             Ok(format!(
-                "KFP pipeline '{}', {} components ({} DAGs), {} executors",
+                "KFP pipeline '{}', {} components ({} DAGs), {} executors{needs}",
                 ir.name(),
                 spec.components.len(),
                 dags,

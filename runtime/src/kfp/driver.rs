@@ -97,24 +97,25 @@ impl End {
         matches!(self, End::Failed(_) | End::Skipped(_) | End::Cancelled)
     }
 
-    /// `PipelineTaskFinalStatus`, as an exit task receives it.
-    fn final_status(&self, run_name: &str, task: &str) -> Json {
+    /// `PipelineTaskFinalStatus`, as an exit task receives it. The states are those KFP's
+    /// backend reports (its executions' states): `COMPLETE`, `FAILED`, `CANCELED`. A failure
+    /// comes with its message.
+    fn final_status(&self, resource_name: &str, task: &str) -> Json {
         let (state, error) = match self {
-            End::Succeeded(_) => ("SUCCEEDED", None),
-            End::Failed(m) => ("FAILED", Some(m.as_str())),
-            End::Skipped(m) => ("SKIPPED", Some(m.as_str())),
-            End::NotTriggered => ("SKIPPED", None),
-            End::Cancelled => ("CANCELLED", Some("cancelled")),
+            End::Succeeded(_) | End::NotTriggered => ("COMPLETE", None),
+            End::Failed(m) | End::Skipped(m) => ("FAILED", Some(m.as_str())),
+            End::Cancelled => ("CANCELED", Some("cancelled")),
         };
-        let mut status = json!({
+        let error = match error {
+            Some(message) => json!({"code": 2, "message": message}),
+            None => json!({}),
+        };
+        json!({
             "state": state,
-            "pipelineJobResourceName": run_name,
+            "pipelineJobResourceName": resource_name,
             "pipelineTaskName": task,
-        });
-        if let Some(message) = error {
-            status["error"] = json!({"code": 2, "message": message});
-        }
-        status
+            "error": error,
+        })
     }
 }
 
@@ -156,6 +157,8 @@ struct Run {
     cancel: CancellationToken,
     pipeline: Arc<KfpPipeline>,
     run_id: String,
+    /// When the run started, RFC 3339 in UTC.
+    created: String,
     slots: Semaphore,
     names: Mutex<HashSet<String>>,
     stopped_by: Mutex<Option<String>>,
@@ -228,6 +231,9 @@ impl Driver {
             cancel: self.cancel.clone(),
             pipeline: pipeline.clone(),
             run_id: run_id.clone(),
+            created: jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
             slots: Semaphore::new(self.options.parallelism.max(1)),
             names: Mutex::new(HashSet::new()),
             stopped_by: Mutex::new(None),
@@ -262,6 +268,28 @@ impl Driver {
 impl Run {
     fn file(&self) -> &IrFile {
         &self.pipeline.file
+    }
+
+    fn resource_name(&self) -> String {
+        format!("{}-{}", self.file().name(), self.run_id)
+    }
+
+    fn context(&self, task_name: &str) -> TaskContext {
+        TaskContext {
+            params: BTreeMap::new(),
+            artifacts: BTreeMap::new(),
+            output_params: Vec::new(),
+            output_artifacts: BTreeMap::new(),
+            pipeline_name: self.file().name().to_owned(),
+            run_id: self.run_id.clone(),
+            task_name: task_name.to_owned(),
+            task_id: format!("{}-{task_name}", self.run_id),
+            created: self.created.clone(),
+        }
+    }
+
+    fn run_placeholder(&self, text: &str, task: &TaskSpec) -> Option<String> {
+        self.context(&task.task_info.name).run_placeholder(text)
     }
 
     fn component(&self, name: Option<&str>) -> &ComponentSpec {
@@ -383,10 +411,15 @@ impl Run {
                     _ => None,
                 }
             } else if let Some(v) = &input.runtime_value {
-                Some(v.constant.clone())
+                // A run placeholder given as a value is resolved here, as KFP's driver does.
+                let run_value = v
+                    .constant
+                    .as_str()
+                    .and_then(|text| self.run_placeholder(text, task));
+                Some(run_value.map_or_else(|| v.constant.clone(), Json::String))
             } else if let Some(s) = &input.task_final_status {
                 let producer = &s.producer_task;
-                Some(ends[producer].final_status(self.file().name(), producer))
+                Some(ends[producer].final_status(&self.resource_name(), producer))
             } else {
                 None
             };
@@ -473,7 +506,7 @@ impl Run {
                 return self.clone().dag(Some(child_name), inputs, inner).await;
             }
             self.clone()
-                .executor_task(task.clone(), inputs, place)
+                .executor_task(&name, task.clone(), inputs, place)
                 .await
         })
     }
@@ -646,7 +679,8 @@ impl Run {
                 }
             }
             None => {
-                let task_name = place.path.last().cloned().unwrap_or_default();
+                let key = place.path.last().cloned().unwrap_or_default();
+                let task_name = display_name(task, &key);
                 let parent = Place {
                     path: place.path[..place.path.len().saturating_sub(1)].to_vec(),
                     indices: place.indices.clone(),
@@ -694,10 +728,15 @@ impl Run {
 
     /// Runs a task whose component has an executor: an importer, or a container through
     /// the task runner, unless the cache has its outputs.
-    async fn executor_task(self: Arc<Self>, task: TaskSpec, inputs: Scope, place: Place) -> End {
+    async fn executor_task(
+        self: Arc<Self>,
+        key: &str,
+        task: TaskSpec,
+        inputs: Scope,
+        place: Place,
+    ) -> End {
         let component_name = task.component_ref.name.clone();
-        let key_name = place_task_name(&task);
-        let record = self.claim(&key_name, &place);
+        let record = self.claim(&display_name(&task, key), &place);
         self.add_record(&record, &component_name);
         let prepared = &self.pipeline.components[&component_name];
         let spec = self.component(Some(&component_name));
@@ -803,6 +842,16 @@ impl Run {
             .store
             .import(&path)
             .map_err(|e| format!("cannot import {uri}: {}", error_chain(&e)))?;
+        self.store
+            .attempt_started(
+                &self.run_id,
+                record,
+                1,
+                ("importer", &format!("imports {uri}")),
+                None,
+                &[],
+            )
+            .map_err(|e| format!("cannot record the task: {}", error_chain(&e)))?;
         let metadata = importer.metadata.clone().unwrap_or_else(|| json!({}));
         let artifact = Artifact {
             name: "artifact".into(),
@@ -1021,10 +1070,7 @@ impl Run {
                 .iter()
                 .map(|(n, a)| (n.clone(), a.artifact_type.clone()))
                 .collect(),
-            pipeline_name: self.file().name().to_owned(),
-            run_id: self.run_id.clone(),
-            task_name: record.to_owned(),
-            task_id: format!("{}-{record}", self.run_id),
+            ..self.context(record)
         };
         Ok((inputs, context))
     }
@@ -1061,8 +1107,12 @@ impl Run {
     }
 }
 
-fn place_task_name(task: &TaskSpec) -> String {
-    task.task_info.name.clone()
+/// The name a task is recorded under: its display name (`taskInfo.name`), or its key.
+fn display_name(task: &TaskSpec, key: &str) -> String {
+    match task.task_info.name.as_str() {
+        "" => key.to_owned(),
+        name => name.to_owned(),
+    }
 }
 
 /// The outputs a DAG exposes: each selected from one of its tasks (for `OneOf`, the

@@ -537,6 +537,13 @@ impl IrFile {
                 ));
             }
         }
+        if spec.pipeline_info.name.trim().is_empty() {
+            return Err(invalid(
+                &self.path,
+                "pipelineInfo.name",
+                "empty: a compiled pipeline has a name",
+            ));
+        }
         if spec.root.dag.is_none() {
             return Err(invalid(
                 &self.path,

@@ -38,6 +38,8 @@ pub struct ParamError {
     pub file: PathBuf,
     pub field: String,
     pub message: String,
+    /// A required parameter without a value (rather than a bad value).
+    pub missing: bool,
 }
 
 /// The pipeline's parameter values for one run: `--param` values parsed as the IR's
@@ -52,10 +54,12 @@ pub fn bind_params(file: &IrFile, args: &[(String, String)]) -> Result<Params, V
     let root = &file.spec.root.input_definitions;
     let mut errors = Vec::new();
     let error = |errors: &mut Vec<ParamError>, field: String, message: String| {
+        let missing = message.starts_with("required");
         errors.push(ParamError {
             file: file.path.clone(),
             field,
             message,
+            missing,
         })
     };
     for (name, _) in args {
@@ -232,6 +236,8 @@ pub struct KfpPipeline {
     pub file: IrFile,
     /// By component name (`comp-...`), for components with an executor.
     pub components: BTreeMap<String, PreparedComponent>,
+    /// What the user should know before the run (one line each).
+    pub notes: Vec<String>,
 }
 
 impl KfpPipeline {
@@ -244,7 +250,8 @@ impl KfpPipeline {
     ) -> Result<KfpPipeline, ScheduleError> {
         let mut components = BTreeMap::new();
         // The host's kfp, checked once per version a component pins.
-        let mut host_kfp: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+        let mut host_kfp: BTreeMap<String, Result<Option<String>, String>> = BTreeMap::new();
+        let mut notes = Vec::new();
         for (name, spec) in &file.spec.components {
             let Some(label) = &spec.executor_label else {
                 continue;
@@ -303,11 +310,14 @@ impl KfpPipeline {
                 })?;
             if prepared.kind == Kind::Process && lightweight {
                 let pinned = pinned_kfp(container);
-                host_kfp
-                    .entry(pinned.clone())
-                    .or_insert_with(|| check_host_kfp(&pinned))
-                    .clone()
-                    .map_err(fail)?;
+                if !host_kfp.contains_key(&pinned) {
+                    let checked = check_host_kfp(&pinned);
+                    if let Ok(Some(note)) = &checked {
+                        notes.push(note.clone());
+                    }
+                    host_kfp.insert(pinned.clone(), checked);
+                }
+                host_kfp[&pinned].clone().map_err(fail)?;
             }
             components.insert(
                 name.clone(),
@@ -319,7 +329,11 @@ impl KfpPipeline {
                 },
             );
         }
-        Ok(KfpPipeline { file, components })
+        Ok(KfpPipeline {
+            file,
+            components,
+            notes,
+        })
     }
 }
 
@@ -347,7 +361,7 @@ fn pinned_kfp(container: &ir::ContainerSpec) -> String {
 
 /// A lightweight component run by the host's `python3` needs the `kfp` package there
 /// (its command installs it with pip otherwise, which needs the network).
-fn check_host_kfp(pinned: &str) -> Result<(), String> {
+fn check_host_kfp(pinned: &str) -> Result<Option<String>, String> {
     let python = which::which("python3")
         .map_err(|_| format!("a lightweight Python component needs python3 on this host's PATH, with {pinned} installed"))?;
     let wanted = pinned.strip_prefix("kfp==").unwrap_or("");
@@ -363,12 +377,12 @@ fn check_host_kfp(pinned: &str) -> Result<(), String> {
     }
     let found = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     if !wanted.is_empty() && found != wanted {
-        return Err(format!(
-            "the pipeline was compiled with {pinned}, but {} has kfp {found}; its command would try to install {pinned} from the network: install that version",
+        return Ok(Some(format!(
+            "the pipeline was compiled with {pinned}, and {} has kfp {found}: its lightweight steps will pip-install {pinned} first, which needs the network (install that version to run offline)",
             python.display()
-        ));
+        )));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// An executor component as a KFP v1 component: its inputs and outputs, and its

@@ -13,8 +13,12 @@ use super::ir::ArtifactType;
 use super::values::render;
 use crate::exec::Paths;
 
-/// The name of the executor output file in a task's outputs folder.
-pub const EXECUTOR_OUTPUT: &str = "executor_output.json";
+/// Where a step's executor output goes, in a folder of the task's outputs folder that no
+/// output's folder can be named (output folders never start with a dot). KFP's Python
+/// executor takes this folder as the task's root: artifacts a step creates itself
+/// (`dsl.get_uri()`) go there too.
+pub const TASK_ROOT: &str = ".kfp";
+pub const EXECUTOR_OUTPUT: &str = ".kfp/executor_output.json";
 
 /// Everything about one KFP task that its command line and executor input need, beyond
 /// what every executor already gets.
@@ -32,7 +36,45 @@ pub struct TaskContext {
     pub run_id: String,
     pub task_name: String,
     pub task_id: String,
+    /// When the run started, RFC 3339 in UTC.
+    pub created: String,
 }
+
+impl TaskContext {
+    /// The run's resource name, as KFP's backend names runs: the pipeline's name and the
+    /// run's id.
+    pub fn resource_name(&self) -> String {
+        format!("{}-{}", self.pipeline_name, self.run_id)
+    }
+
+    /// The value of a run placeholder (`{{$.pipeline_job_name}}`, ...), if `text` is one.
+    pub fn run_placeholder(&self, text: &str) -> Option<String> {
+        Some(match text {
+            "{{$.pipeline_job_name}}" => self.pipeline_name.clone(),
+            "{{$.pipeline_job_resource_name}}" => self.resource_name(),
+            "{{$.pipeline_job_uuid}}" => self.run_id.clone(),
+            "{{$.pipeline_task_name}}" => self.task_name.clone(),
+            "{{$.pipeline_task_uuid}}" => self.task_id.clone(),
+            "{{$.pipeline_job_create_time_utc}}" | "{{$.pipeline_job_schedule_time_utc}}" => {
+                self.created.clone()
+            }
+            "{{$.pipeline_root}}" => String::new(),
+            _ => return None,
+        })
+    }
+}
+
+/// Run placeholders a command line or a parameter value may hold.
+const RUN_PLACEHOLDERS: &[&str] = &[
+    "{{$.pipeline_job_name}}",
+    "{{$.pipeline_job_resource_name}}",
+    "{{$.pipeline_job_uuid}}",
+    "{{$.pipeline_task_name}}",
+    "{{$.pipeline_task_uuid}}",
+    "{{$.pipeline_job_create_time_utc}}",
+    "{{$.pipeline_job_schedule_time_utc}}",
+    "{{$.pipeline_root}}",
+];
 
 /// One artifact given to a task.
 #[derive(Clone, Debug)]
@@ -172,16 +214,23 @@ fn substitute(element: &str, ctx: &TaskContext, input: &Json) -> Result<String, 
             "{{$.outputMetadataUri}}",
             render(&input["outputs"]["outputFile"]),
         ),
-        ("{{$.pipeline_job_name}}", ctx.pipeline_name.clone()),
-        ("{{$.pipeline_job_uuid}}", ctx.run_id.clone()),
-        ("{{$.pipeline_task_name}}", ctx.task_name.clone()),
-        ("{{$.pipeline_task_uuid}}", ctx.task_id.clone()),
-        ("{{$.pipeline_root}}", String::new()),
     ];
     for (placeholder, value) in &constants {
         if text.contains(placeholder) {
             text = text.replace(placeholder, value);
         }
+    }
+    for placeholder in RUN_PLACEHOLDERS {
+        if text.contains(placeholder) {
+            let value = ctx.run_placeholder(placeholder).unwrap_or_default();
+            text = text.replace(placeholder, &value);
+        }
+    }
+    if text.contains("{{$.workspace_path}}") {
+        return Err(
+            "{{$.workspace_path}} names a KFP workspace (a volume the run's tasks share), which Sluice does not provide"
+                .into(),
+        );
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
@@ -261,6 +310,8 @@ pub fn resolve_parameter_references(params: &mut BTreeMap<String, Json>) {
 pub struct ExecutorOutput {
     pub params: BTreeMap<String, String>,
     pub metadata: BTreeMap<String, Json>,
+    /// Artifacts the step placed elsewhere than where it was asked to (their `uri`).
+    pub uris: BTreeMap<String, String>,
 }
 
 pub fn parse_executor_output(bytes: &[u8]) -> Result<ExecutorOutput, String> {
@@ -286,10 +337,14 @@ pub fn parse_executor_output(bytes: &[u8]) -> Result<ExecutorOutput, String> {
     }
     if let Some(artifacts) = value.get("artifacts").and_then(Json::as_object) {
         for (name, list) in artifacts {
-            if let Some(metadata) = list["artifacts"][0].get("metadata")
+            let artifact = &list["artifacts"][0];
+            if let Some(metadata) = artifact.get("metadata")
                 && metadata.as_object().is_some_and(|m| !m.is_empty())
             {
                 out.metadata.insert(name.clone(), metadata.clone());
+            }
+            if let Some(uri) = artifact.get("uri").and_then(Json::as_str) {
+                out.uris.insert(name.clone(), uri.to_owned());
             }
         }
     }
@@ -365,6 +420,7 @@ pub fn context_for_v1(inv: &crate::exec::Invocation) -> TaskContext {
         run_id: inv.run_id.clone(),
         task_name: inv.task.clone(),
         task_id: format!("{}-{}", inv.run_id, inv.task),
+        created: String::new(),
     }
 }
 
@@ -390,6 +446,51 @@ fn artifact_type(type_: Option<&crate::spec::TypeSpec>) -> ArtifactType {
     }
 }
 
+/// Moves an artifact a step wrote at a `uri` of its own (inside its outputs folder) to
+/// where Sluice collects it. The `uri` is as the step saw it: a host path, or a path
+/// under the container's outputs folder.
+fn relocate(
+    dir: &crate::store::TaskDir,
+    name: &str,
+    uri: &str,
+) -> Result<(), crate::exec::Failure> {
+    let outputs = std::path::absolute(dir.outputs()).unwrap_or_else(|_| dir.outputs());
+    let container_root = crate::exec::docker::CONTAINER_OUTPUTS;
+    let host = if let Ok(rest) = std::path::Path::new(uri).strip_prefix(&outputs) {
+        outputs.join(rest)
+    } else if let Some(rest) = uri
+        .strip_prefix(container_root)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        outputs.join(rest)
+    } else {
+        // Remote storage, or outside the task's folder: nothing Sluice can collect.
+        return Ok(());
+    };
+    let expected =
+        std::path::absolute(dir.output_file(name)).unwrap_or_else(|_| dir.output_file(name));
+    if host == expected
+        || std::fs::symlink_metadata(&expected).is_ok()
+        || !host.starts_with(&outputs)
+    {
+        return Ok(());
+    }
+    if host
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(crate::exec::Failure::failed(format!(
+            "output '{name}': its uri {uri} leaves the task's folder"
+        )));
+    }
+    if std::fs::symlink_metadata(&host).is_ok() {
+        std::fs::rename(&host, &expected).map_err(|e| {
+            crate::exec::Failure::failed(format!("output '{name}': cannot take {uri}: {e}"))
+        })?;
+    }
+    Ok(())
+}
+
 /// Artifact types whose content is their metadata: KFP steps log metrics into the
 /// executor output and never write the file.
 const METADATA_ONLY: &[&str] = &[
@@ -409,6 +510,11 @@ pub fn finish(
     let path = dir.outputs().join(EXECUTOR_OUTPUT);
     if let Ok(bytes) = std::fs::read(&path) {
         let output = parse_executor_output(&bytes).map_err(crate::exec::Failure::failed)?;
+        for (name, uri) in &output.uris {
+            if ctx.output_artifacts.contains_key(name) {
+                relocate(dir, name, uri)?;
+            }
+        }
         for (name, value) in output.params {
             if ctx.output_params.contains(&name) {
                 completion.params.entry(name).or_insert(value);
@@ -470,6 +576,7 @@ mod tests {
             run_id: "r1".into(),
             task_name: "t".into(),
             task_id: "7".into(),
+            created: "2026-11-28T00:00:00Z".into(),
         }
     }
 
@@ -510,7 +617,7 @@ mod tests {
                 r#"{"rows":3}"#,
                 "/tmp/outputs/result/data",
                 "/tmp/outputs/model/data",
-                "/tmp/outputs/executor_output.json",
+                "/tmp/outputs/.kfp/executor_output.json",
                 "p/t",
                 "a-hi-b",
                 "--msg",
@@ -536,7 +643,7 @@ mod tests {
         );
         assert_eq!(
             input["outputs"]["outputFile"],
-            json!("/w/outputs/executor_output.json")
+            json!("/w/outputs/.kfp/executor_output.json")
         );
     }
 

@@ -45,16 +45,37 @@ pub fn coerce(ty: ParameterType, value: &Json) -> Result<Json, String> {
             _ => return Err(wrong()),
         },
         ParameterType::List => match value {
-            Json::Array(_) => value.clone(),
+            Json::Array(_) => whole_numbers(value),
             _ => return Err(wrong()),
         },
         ParameterType::Struct | ParameterType::TaskFinalStatus | ParameterType::TaskConfig => {
             match value {
-                Json::Object(_) => value.clone(),
+                Json::Object(_) => whole_numbers(value),
                 _ => return Err(wrong()),
             }
         }
     })
+}
+
+/// Numbers inside lists and structs as KFP's backend hands them to steps: protobuf
+/// `Value`s hold doubles, and its JSON writes a whole one without a fraction (`4`, not
+/// `4.0`), so a step reads back the integer the pipeline author wrote.
+fn whole_numbers(value: &Json) -> Json {
+    match value {
+        Json::Number(n) => match n.as_f64() {
+            Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                Json::from(f as i64)
+            }
+            _ => value.clone(),
+        },
+        Json::Array(items) => Json::Array(items.iter().map(whole_numbers).collect()),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), whole_numbers(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Parses text (a `--param` value, or what a step wrote to an output parameter file) as
@@ -123,6 +144,14 @@ mod tests {
             json!(2.0)
         );
         assert_eq!(parse(ParameterType::List, "[1, 2]").unwrap(), json!([1, 2]));
+        assert_eq!(
+            coerce(
+                ParameterType::Struct,
+                &json!({"n": 4.0, "f": 0.5, "l": [1.0]})
+            )
+            .unwrap(),
+            json!({"n": 4, "f": 0.5, "l": [1]})
+        );
         assert_eq!(parse(ParameterType::String, " a ").unwrap(), json!(" a "));
         assert_eq!(parse(ParameterType::Boolean, "True").unwrap(), json!(true));
         let e = parse(ParameterType::NumberInteger, "x").unwrap_err();

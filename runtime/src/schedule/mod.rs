@@ -588,6 +588,15 @@ impl TaskRun {
                 }
                 Ok(dir)
             });
+        // A KFP step's task root, for its executor output.
+        let kfp_step = task.kfp.is_some() || task.component.uses_executor_input();
+        let staged = staged.and_then(|dir| {
+            if kfp_step {
+                let root = dir.outputs().join(crate::kfp::placeholders::TASK_ROOT);
+                std::fs::create_dir_all(&root).map_err(|e| StoreError::io("create", &root, e))?;
+            }
+            Ok(dir)
+        });
         let dir = match staged {
             Ok(dir) => dir,
             Err(e) => {

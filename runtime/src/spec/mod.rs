@@ -153,8 +153,7 @@ pub fn detect_kind(path: &Path) -> Result<DocumentKind, SpecError> {
         Err(SpecError::Invalid {
             path: path.to_owned(),
             field: "(document)".into(),
-            message: "expected a pipeline (with `tasks`) or a component (with `implementation`)"
-                .into(),
+            message: "expected a pipeline (with `tasks`), a component (with `implementation`) or a pipeline compiled by the KFP SDK (with `pipelineInfo`)".into(),
         })
     }
 }

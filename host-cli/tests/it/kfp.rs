@@ -1,0 +1,626 @@
+//! Pipelines written with the KFP SDK (`tests/kfp/pipelines/*.py`), compiled by the real
+//! KFP compiler, run unchanged by `sluice run`. Lightweight Python steps run under
+//! `--runner process` on the test virtualenv's Python (which has kfp); container
+//! components run in Docker from the locally built probe image.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::support::{Home, Ran, root};
+
+fn python() -> PathBuf {
+    PathBuf::from(std::env::var("SLUICE_TEST_KFP_PYTHON").expect(
+        "SLUICE_TEST_KFP_PYTHON names a Python with the KFP SDK (tests/kfp/requirements.txt); scripts/test.sh sets one up",
+    ))
+}
+
+/// The compiled IR of `tests/kfp/pipelines/<name>.py`, compiled once per test run.
+fn compiled(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kfp-compiled");
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = std::process::Command::new(python())
+            .arg(root().join("tests/kfp/compile.py"))
+            .arg(&dir)
+            .output()
+            .expect("the KFP compiler runs");
+        assert!(
+            out.status.success(),
+            "compiling the KFP test pipelines failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    });
+    let path = dir.join(format!("{name}.yaml"));
+    assert!(path.is_file(), "{} was not compiled", path.display());
+    path
+}
+
+/// `PATH` with the KFP virtualenv first, so lightweight steps find its `python3`.
+fn kfp_path() -> String {
+    let bin = python().parent().unwrap().to_owned();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+struct KfpRun {
+    ran: Ran,
+    record: Value,
+}
+
+impl KfpRun {
+    fn task(&self, name: &str) -> &Value {
+        self.record["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no task '{name}' in the record:\n{}", self.tasks()))
+    }
+
+    fn state(&self, task: &str) -> &str {
+        self.task(task)["state"].as_str().unwrap()
+    }
+
+    /// The recorded text of a parameter output.
+    fn output(&self, task: &str, output: &str) -> String {
+        let t = self.task(task);
+        let o = t["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == output)
+            .unwrap_or_else(|| panic!("task '{task}' has no output '{output}': {t}"));
+        o["value"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn output_record(&self, task: &str, output: &str) -> &Value {
+        self.task(task)["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == output)
+            .unwrap_or_else(|| panic!("task '{task}' has no output '{output}'"))
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.record["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn tasks(&self) -> String {
+        self.record["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} {}",
+                    t["name"].as_str().unwrap_or(""),
+                    t["state"].as_str().unwrap_or(""),
+                    t["error"].as_str().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Runs a compiled pipeline with `--json` and expects `code`.
+fn run(home: &Home, pipeline: &Path, args: &[&str], code: i32) -> KfpRun {
+    let mut all = vec!["run", pipeline.to_str().unwrap(), "--json"];
+    all.extend_from_slice(args);
+    let path = kfp_path();
+    let ran = home.sluice_with(&all, &[("PATH", &path)]);
+    assert_eq!(
+        ran.code,
+        code,
+        "sluice {}\n--- stdout\n{}\n--- stderr\n{}",
+        all.join(" "),
+        ran.stdout,
+        ran.stderr
+    );
+    let record: Value = serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("not a run record ({e}):\n{}", ran.stdout));
+    KfpRun { ran, record }
+}
+
+fn lightweight(home: &Home, name: &str, args: &[&str], code: i32) -> KfpRun {
+    let mut all = vec!["--runner", "process"];
+    all.extend_from_slice(args);
+    run(home, &compiled(name), &all, code)
+}
+
+#[test]
+fn parameters_outputs_artifacts_and_placeholders() {
+    let home = Home::new();
+    let r = lightweight(&home, "params_outputs", &[], 0);
+    assert_eq!(r.output("add", "Output"), "3.5");
+    assert_eq!(r.output("split-name", "first"), "ada");
+    assert_eq!(r.output("split-name", "parts"), "2");
+    assert_eq!(r.output("shout", "loud"), "ADA-LOVELACE!");
+    assert_eq!(
+        r.output_record("make-data", "rows")["metadata"],
+        serde_json::json!({"rows": 3, "source": "letters"})
+    );
+    assert_eq!(
+        r.output("describe", "Output"),
+        "3 lines: a,b,c; rows=3; source=letters"
+    );
+    assert_eq!(r.output("greet", "Output"), "3.5-x");
+    assert_eq!(
+        r.output("identify", "Output"),
+        "job=params-outputs task=identify"
+    );
+    assert_eq!(
+        r.output("settings", "summary"),
+        "flag=True retries=4 values=[1, 2] count=2"
+    );
+    assert_eq!(
+        r.output("settings", "config"),
+        r#"{"count":2,"retries":4,"total":6}"#
+    );
+    assert_eq!(r.output("settings", "negated"), "false");
+    assert_eq!(r.task("score")["metrics"]["accuracy"], 0.9);
+
+    let r = lightweight(
+        &home,
+        "params_outputs",
+        &[
+            "-p",
+            "a=2.25",
+            "-p",
+            "who=grace-brewster-hopper",
+            "-p",
+            "flag=false",
+            "-p",
+            "values=[5]",
+            "-p",
+            "count=3",
+            "-p",
+            r#"options={"retries": 1}"#,
+        ],
+        0,
+    );
+    assert_eq!(r.output("add", "Output"), "4.25");
+    assert_eq!(r.output("split-name", "parts"), "3");
+    assert_eq!(r.output("greet", "Output"), "4.25-x");
+    assert_eq!(
+        r.output("settings", "summary"),
+        "flag=False retries=1 values=[5] count=3"
+    );
+    assert_eq!(r.output("settings", "negated"), "true");
+}
+
+#[test]
+fn conditions_choose_branches_as_kfp_does() {
+    let home = Home::new();
+    // Parameters; tasks that ran, with their outputs; tasks a condition kept from running.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case<'_>] = &[
+        (
+            &[],
+            &[
+                ("flip", "heads"),
+                ("heads", "H"),
+                ("heads-big", "big"),
+                ("many", "many"),
+                ("cheap", "cheap"),
+                ("join", "got H"),
+            ],
+            &["tails", "other"],
+        ),
+        (
+            &["-p", "word=tails", "-p", "n=1", "-p", "rate=0.75"],
+            &[("flip", "tails"), ("tails", "T"), ("join", "got T")],
+            &["heads", "heads-big", "other", "many", "cheap"],
+        ),
+        (
+            &["-p", "word=edge", "-p", "n=5"],
+            &[
+                ("other", "E"),
+                ("many", "many"),
+                ("cheap", "cheap"),
+                ("join", "got E"),
+            ],
+            &["heads", "heads-big", "tails"],
+        ),
+        (
+            &["-p", "n=2", "-p", "rate=0.5"],
+            &[("heads", "H"), ("join", "got H")],
+            &["heads-big", "tails", "other", "many", "cheap"],
+        ),
+    ];
+    for (args, ran, skipped) in cases {
+        let r = lightweight(&home, "conditions", args, 0);
+        for (task, value) in *ran {
+            assert_eq!(r.state(task), "succeeded", "{args:?}: {task}");
+            assert_eq!(r.output(task, "Output"), *value, "{args:?}: {task}");
+        }
+        for task in *skipped {
+            assert_eq!(r.state(task), "skipped", "{args:?}: {task}");
+            let why = r.task(task)["error"].as_str().unwrap();
+            assert!(
+                why.contains("condition") && why.contains("is false"),
+                "{why}"
+            );
+        }
+    }
+}
+
+#[test]
+fn loops_fan_out_and_collect() {
+    let home = Home::new();
+    let r = lightweight(&home, "loops", &[], 0);
+    for (task, value) in [
+        ("double.0", "2"),
+        ("double.1", "4"),
+        ("double.2", "6"),
+        ("sum-values", "12"),
+        ("add-quarter.0", "2.75"),
+        ("add-quarter.1", "4.75"),
+        ("upper.0", "X"),
+        ("upper.1", "Y"),
+        ("make-list", "[0,1,2,3]"),
+        ("sum-files", "14"),
+        ("pair.0.0", "1-10"),
+        ("pair.0.1", "1-20"),
+        ("pair.1.0", "2-10"),
+        ("pair.1.1", "2-20"),
+    ] {
+        assert_eq!(r.output(task, "Output"), value, "{task}");
+    }
+    let files: Vec<&Value> = (0..4)
+        .map(|i| &r.output_record(&format!("square.{i}"), "out")["digest"])
+        .collect();
+    assert_eq!(files.len(), 4);
+    // The collected list reached sum-files as four artifacts, in order.
+    let inputs: Vec<&str> = r.task("sum-files")["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(inputs, ["files[0]", "files[1]", "files[2]", "files[3]"]);
+    for (i, digest) in files.iter().enumerate() {
+        let input = &r.task("sum-files")["inputs"][i];
+        assert_eq!(&input["digest"], *digest);
+    }
+
+    let r = lightweight(&home, "loops", &["-p", r#"names=["a", "b", "c"]"#], 0);
+    assert_eq!(r.output("upper.2", "Output"), "C");
+    let r = lightweight(&home, "loops", &["-p", "names=[]"], 0);
+    assert!(
+        !r.names().iter().any(|n| n.starts_with("upper")),
+        "{}",
+        r.tasks()
+    );
+}
+
+#[test]
+fn exit_handlers_and_final_status() {
+    let home = Home::new();
+    let r = lightweight(&home, "exit_handler", &[], 0);
+    assert_eq!(r.output("then-work", "Output"), "done!");
+    assert_eq!(r.output("cleanup", "Output"), "cleaned done");
+    assert_eq!(r.output("report", "state"), "COMPLETE");
+    assert_eq!(r.output("report", "has_error"), "false");
+
+    let r = lightweight(&home, "exit_handler", &["-p", "fail=true"], 1);
+    assert_eq!(r.record["state"], "failed");
+    assert_eq!(r.state("work"), "failed");
+    assert!(
+        r.task("work")["error"]
+            .as_str()
+            .unwrap()
+            .contains("asked to fail")
+    );
+    assert_eq!(r.state("then-work"), "skipped");
+    assert_eq!(r.output("cleanup", "Output"), "cleaned nothing");
+    assert_eq!(r.output("report", "state"), "FAILED");
+    assert_eq!(r.output("report", "has_error"), "true");
+}
+
+#[test]
+fn retries_follow_the_retry_policy() {
+    let home = Home::new();
+    let counter = tempfile::tempdir().unwrap();
+    let dir = format!("counter_dir={}", counter.path().display());
+    let r = lightweight(&home, "retries", &["-p", &dir], 0);
+    assert_eq!(r.task("flaky")["attempts"], 3);
+    assert_eq!(r.output("flaky", "Output"), "3");
+    let mut files: Vec<String> = std::fs::read_dir(counter.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["attempt-1", "attempt-2", "attempt-3"]);
+    assert_eq!(r.state("always-fails"), "skipped");
+
+    let empty = tempfile::tempdir().unwrap();
+    let dir = format!("counter_dir={}", empty.path().display());
+    let r = lightweight(&home, "retries", &["-p", &dir, "-p", "always=true"], 1);
+    assert_eq!(r.state("always-fails"), "failed");
+    assert_eq!(r.task("always-fails")["attempts"], 2);
+    assert!(
+        r.task("always-fails")["error"]
+            .as_str()
+            .unwrap()
+            .contains("always fails")
+    );
+    assert_eq!(r.state("flaky"), "skipped");
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn the_cache_reuses_outputs_where_caching_is_on() {
+    let home = Home::new();
+    let logs = tempfile::tempdir().unwrap();
+    let dir = format!("log_dir={}", logs.path().display());
+    let lines = || {
+        std::fs::read_to_string(logs.path().join("touch.log"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let first = lightweight(&home, "caching", &["-p", &dir], 0);
+    assert_eq!(lines(), 2);
+    assert!(first.task("touch")["cached_from"].is_null());
+
+    let second = lightweight(&home, "caching", &["-p", &dir], 0);
+    assert_eq!(lines(), 3, "only touch-2, whose caching is off, ran again");
+    // Both tasks of the first run ran the same component on the same inputs: either
+    // one's outputs serve.
+    let from = second.task("touch")["cached_from"].as_str().unwrap();
+    let first_id = first.record["id"].as_str().unwrap();
+    assert!(from.starts_with(&format!("{first_id}/touch")), "{from}");
+    assert_eq!(second.output("touch", "Output"), "same");
+    assert_eq!(second.task("touch")["attempts"], 0);
+
+    lightweight(&home, "caching", &["-p", &dir, "--no-cache"], 0);
+    assert_eq!(lines(), 5);
+}
+
+#[test]
+fn container_components_run_in_docker() {
+    let home = Home::new();
+    let source = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(source.path(), "payload").unwrap();
+    let param = format!("source={}", source.path().display());
+    let r = run(&home, &compiled("containers"), &["-p", &param], 0);
+    assert_eq!(r.output("message", "out"), "msg=hello!");
+    assert_eq!(r.output("read-back", "text"), "payload");
+    assert_eq!(r.output("optional", "out"), "with:yes");
+    assert_eq!(r.output("optional-2", "out"), "without");
+    let copied = &r.output_record("copy", "dst")["digest"];
+    let imported = &r.output_record("importer", "artifact")["digest"];
+    assert_eq!(copied, imported);
+    for task in ["message", "copy", "read-back"] {
+        let ran_as = r.task(task)["implementation"].as_str().unwrap();
+        assert!(
+            ran_as.starts_with("container sluice-samples/probe"),
+            "{ran_as}"
+        );
+    }
+    assert!(crate::support::containers_of(r.record["id"].as_str().unwrap()).is_empty());
+}
+
+#[test]
+fn pipelines_used_as_components() {
+    let home = Home::new();
+    let r = lightweight(&home, "nested", &["-p", "x=10"], 0);
+    assert_eq!(r.output("double", "Output"), "20");
+    assert_eq!(r.output("inc", "Output"), "21");
+    assert_eq!(r.output("show", "Output"), "inner gave 21");
+}
+
+#[test]
+fn kubernetes_settings_are_reported_not_applied() {
+    let home = Home::new();
+    let r = lightweight(&home, "kubernetes", &[], 0);
+    assert_eq!(r.output("hello", "Output"), "hello");
+    for setting in ["secretAsEnv", "pvcMount", "nodeSelector", "imagePullSecret"] {
+        let lines: Vec<&str> = r
+            .ran
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("note: ") && l.contains(&format!("'{setting}'")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{setting}:\n{}", r.ran.stderr);
+        assert!(
+            lines[0].contains("does not apply to a local run"),
+            "{}",
+            lines[0]
+        );
+    }
+}
+
+#[test]
+fn steps_that_cannot_run_here_say_why() {
+    let home = Home::new();
+    let pipeline = compiled("exit_handler");
+    let path = kfp_path();
+    // In Docker, a lightweight step needs its Python image, which is not here.
+    let ran = home.sluice_with(&["run", pipeline.to_str().unwrap()], &[("PATH", &path)]);
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    let line = ran
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap();
+    assert!(line.contains("python:3.11"), "{line}");
+    assert!(line.contains("--runner process"), "{line}");
+    assert!(line.contains("--image-map"), "{line}");
+
+    // On the host, it needs a python3 that has kfp.
+    let fake = tempfile::tempdir().unwrap();
+    let python3 = fake.path().join("python3");
+    std::fs::write(&python3, "#!/bin/sh\nexit 1\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&python3, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        fake.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let ran = home.sluice_with(
+        &["run", pipeline.to_str().unwrap(), "--runner", "process"],
+        &[("PATH", &path)],
+    );
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("cannot import it"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("kfp==2.17.3"), "{}", ran.stderr);
+}
+
+#[test]
+fn bad_parameters_and_broken_files_get_one_line_each() {
+    let home = Home::new();
+    let pipeline = compiled("conditions");
+    let p = pipeline.to_str().unwrap();
+    let ran = home.expect(&["run", p, "-p", "n=three", "-p", "colour=red"], 2);
+    let errors: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 2, "{}", ran.stderr);
+    assert!(errors.iter().any(|l| l.ends_with(
+        "root.inputDefinitions.parameters.n: expected a NUMBER_INTEGER value, found 'three'"
+    )));
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("parameters.colour: no such pipeline parameter"))
+    );
+
+    let broken = home.dir.path().join("broken.yaml");
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &broken,
+        text.replacen("producerTask: flip", "producerTask: flop", 1),
+    )
+    .unwrap();
+    let ran = home.expect(&["run", broken.to_str().unwrap()], 2);
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("no task 'flop' in the same DAG"),
+        "{}",
+        ran.stderr
+    );
+    let ran = home.expect(&["validate", broken.to_str().unwrap()], 2);
+    assert!(ran.stderr.contains("no task 'flop'"), "{}", ran.stderr);
+
+    let old = home.dir.path().join("old.yaml");
+    std::fs::write(
+        &old,
+        text.replace("schemaVersion: 2.1.0", "schemaVersion: 2.0.0"),
+    )
+    .unwrap();
+    let ran = home.expect(&["validate", old.to_str().unwrap()], 2);
+    assert!(
+        ran.stderr
+            .contains("schemaVersion: '2.0.0' is not supported"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn validate_accepts_every_compiled_test_pipeline() {
+    let home = Home::new();
+    for name in [
+        "caching",
+        "conditions",
+        "containers",
+        "exit_handler",
+        "kubernetes",
+        "loops",
+        "nested",
+        "params_outputs",
+        "retries",
+    ] {
+        let ran = home.expect(&["validate", compiled(name).to_str().unwrap()], 0);
+        assert!(ran.stdout.contains("ok (KFP pipeline"), "{}", ran.stdout);
+    }
+    let ran = home.expect(&["validate", compiled("retries").to_str().unwrap()], 0);
+    assert!(
+        ran.stdout.contains("a run needs --param counter_dir"),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn v1_graph_components_run_on_their_own() {
+    let home = Home::new();
+    let out = home.dir.path().join("out");
+    let ran = home.expect(
+        &[
+            "component",
+            "run",
+            "tests/kfp/components/graph.yaml",
+            "-i",
+            "text=hello graph",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert!(ran.stdout.contains("wrote"), "{}", ran.stdout);
+    assert_eq!(
+        std::fs::read_to_string(out.join("result")).unwrap(),
+        "hello graph"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("label")).unwrap(),
+        "copied"
+    );
+}
+
+#[test]
+fn v1_components_get_the_executor_input() {
+    let home = Home::new();
+    let data = home.dir.path().join("data.txt");
+    std::fs::write(&data, "rows").unwrap();
+    let out = home.dir.path().join("out");
+    home.expect(
+        &[
+            "component",
+            "run",
+            "tests/kfp/components/executor-input.yaml",
+            "-i",
+            "n=3",
+            "-i",
+            r#"tags=["a", "b"]"#,
+            "-i",
+            &format!("data={}", data.display()),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    let seen: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("seen")).unwrap()).unwrap();
+    let values = &seen["inputs"]["parameterValues"];
+    assert_eq!(values["n"], 3);
+    assert_eq!(values["ratio"], 0.5);
+    assert_eq!(values["tags"], serde_json::json!(["a", "b"]));
+    let data = &seen["inputs"]["artifacts"]["data"]["artifacts"][0];
+    assert_eq!(data["uri"], "/tmp/inputs/data/data");
+    assert_eq!(data["type"]["schemaTitle"], "system.Dataset");
+    assert_eq!(
+        seen["outputs"]["parameters"]["seen"]["outputFile"],
+        "/tmp/outputs/seen/data"
+    );
+}
