@@ -416,6 +416,82 @@ fn container_components_run_in_docker() {
     assert!(crate::support::containers_of(r.record["id"].as_str().unwrap()).is_empty());
 }
 
+/// What Docker was asked for: the image id, the memory limit and the CPU limit of the
+/// (kept) container of a task.
+fn container_config(run: &str, task: &str) -> String {
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .expect("the docker command runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let id = docker(&[
+        "ps",
+        "-a",
+        "-q",
+        "--filter",
+        &format!("label=sluice.run={run}"),
+        "--filter",
+        &format!("label=sluice.task={task}"),
+    ]);
+    assert!(!id.is_empty(), "no container kept for task '{task}'");
+    docker(&[
+        "inspect",
+        "--format",
+        "{{.Config.Image}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+        &id,
+    ])
+}
+
+#[test]
+fn resources_and_image_maps_reach_docker() {
+    let home = Home::new();
+    let mapped = "sluice-samples/probe:kfp-mapped";
+    let tag = std::process::Command::new("docker")
+        .args(["tag", "sluice-samples/probe:0.1.0", mapped])
+        .status()
+        .unwrap();
+    assert!(tag.success());
+    let source = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(source.path(), "payload").unwrap();
+    let param = format!("source={}", source.path().display());
+    let map = format!("sluice-samples/probe:0.1.0={mapped}");
+    let r = run(
+        &home,
+        &compiled("containers"),
+        &["-p", &param, "--image-map", &map, "--keep-containers"],
+        0,
+    );
+    let id = r.record["id"].as_str().unwrap().to_owned();
+    // copy: .set_cpu_limit('1').set_memory_limit('256M'); message: no limits.
+    let copy = container_config(&id, "copy");
+    let message = container_config(&id, "message");
+    let kept = crate::support::containers_of(&id);
+    let _ = std::process::Command::new("docker")
+        .arg("rm")
+        .arg("-f")
+        .args(&kept)
+        .output();
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", mapped])
+        .output();
+    // Containers are created from the image's id.
+    assert!(copy.ends_with(" 256000000 1000000000"), "{copy}");
+    assert!(message.ends_with(" 0 0"), "{message}");
+    assert!(
+        r.task("copy")["implementation"]
+            .as_str()
+            .unwrap()
+            .contains(mapped)
+    );
+}
+
 #[test]
 fn pipelines_used_as_components() {
     let home = Home::new();

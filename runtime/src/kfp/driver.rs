@@ -742,9 +742,10 @@ impl Run {
         let spec = self.component(Some(&component_name));
         let end = match self.bind(spec, inputs) {
             Err(message) => Err(message),
-            Ok(scope) => match &prepared.importer {
-                Some(importer) => self.import(&record, importer, &scope),
-                None => Ok(self
+            Ok(scope) => match (&prepared.importer, &prepared.kubernetes_only) {
+                (Some(importer), _) => self.import(&record, importer, &scope),
+                (None, Some(operation)) => self.kubernetes_only(&record, operation, spec, &scope),
+                (None, None) => Ok(self
                     .clone()
                     .container(&task, &record, prepared, scope)
                     .await),
@@ -813,6 +814,66 @@ impl Run {
         Ok(scope)
     }
 
+    /// A volume operation of kfp-kubernetes: there is no cluster to create a volume in, so
+    /// the task succeeds doing nothing, and a created volume's `name` is the one asked for.
+    fn kubernetes_only(
+        &self,
+        record: &str,
+        operation: &str,
+        spec: &ComponentSpec,
+        scope: &Scope,
+    ) -> Result<End, String> {
+        let note = format!(
+            "the Kubernetes operation '{operation}' does not apply to a local run; nothing done"
+        );
+        self.host_line(record, &note);
+        let mut outputs = Outputs::default();
+        let mut records = Vec::new();
+        if spec.output_definitions.parameters.contains_key("name") {
+            let name = match (
+                scope.params.get("pvc_name"),
+                scope.params.get("pvc_name_suffix"),
+            ) {
+                (Some(n), _) => values::render(n),
+                (None, Some(suffix)) => {
+                    format!("{}{}", self.resource_name(), values::render(suffix))
+                }
+                (None, None) => self.resource_name(),
+            };
+            let stored = self
+                .store
+                .put_bytes(name.as_bytes())
+                .map_err(|e| format!("output 'name': {}", error_chain(&e)))?;
+            records.push(IoRecord {
+                name: "name".into(),
+                type_: Some("String".into()),
+                digest: stored.digest,
+                size: stored.size,
+                value: Some(name.clone()),
+                metadata: None,
+            });
+            outputs.params.insert("name".into(), Json::String(name));
+        }
+        self.store
+            .task_finished(
+                &self.run_id,
+                record,
+                TaskState::Succeeded,
+                Some(&note),
+                &records,
+                &BTreeMap::new(),
+            )
+            .map_err(|e| format!("cannot record the task: {}", error_chain(&e)))?;
+        self.observer.event(&Event::TaskFinished {
+            task: record.to_owned(),
+            state: TaskState::Succeeded,
+            attempts: 0,
+            duration: None,
+            error: None,
+        });
+        Ok(End::Succeeded(outputs))
+    }
+
     fn import(
         &self,
         record: &str,
@@ -868,6 +929,9 @@ impl Run {
             value: None,
             metadata: Some(metadata),
         };
+        let _ =
+            self.store
+                .attempt_finished(&self.run_id, record, 1, TaskState::Succeeded, None, &[]);
         self.store
             .task_finished(
                 &self.run_id,

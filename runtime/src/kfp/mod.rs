@@ -228,6 +228,9 @@ pub struct PreparedComponent {
     pub prepared: Prepared,
     pub resources: ResourceSpec,
     pub importer: Option<ir::ImporterSpec>,
+    /// A Kubernetes operation KFP's backend performs itself (`argostub/createpvc`,
+    /// `argostub/deletepvc` from kfp-kubernetes): nothing to do locally.
+    pub kubernetes_only: Option<String>,
 }
 
 /// A checked IR file whose executors are prepared: images present, programs found.
@@ -275,11 +278,31 @@ impl KfpPipeline {
                         },
                         resources: ResourceSpec::default(),
                         importer: Some(importer.clone()),
+                        kubernetes_only: None,
                     },
                 );
                 continue;
             }
             let container = exec.container.as_ref().expect("checked when loaded");
+            if let Some(operation) = container.image.strip_prefix("argostub/") {
+                let component = synthesize(&file, name, spec, None)?;
+                components.insert(
+                    name.clone(),
+                    PreparedComponent {
+                        component: Arc::new(component),
+                        prepared: Prepared {
+                            kind: Kind::Process,
+                            implementation: format!("kubernetes {operation}"),
+                            reason: String::new(),
+                            executable_digest: None,
+                        },
+                        resources: ResourceSpec::default(),
+                        importer: None,
+                        kubernetes_only: Some(operation.to_owned()),
+                    },
+                );
+                continue;
+            }
             let image = image_map
                 .iter()
                 .find(|(from, _)| *from == container.image)
@@ -326,6 +349,7 @@ impl KfpPipeline {
                     prepared,
                     resources,
                     importer: None,
+                    kubernetes_only: None,
                 },
             );
         }
@@ -506,4 +530,35 @@ fn resources(spec: Option<&ir::Resources>) -> Result<ResourceSpec, String> {
         cpu_time: None,
         accelerator,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resources_of(yaml: &str) -> Result<ResourceSpec, String> {
+        let r: ir::Resources = serde_yaml_ng::from_str(yaml).unwrap();
+        resources(Some(&r))
+    }
+
+    #[test]
+    fn container_resources_map_to_limits() {
+        // The quantity strings win over the older numbers (cores; GB).
+        let r = resources_of(
+            "{cpuLimit: 2.0, memoryLimit: 1.0, resourceCpuLimit: '500m', resourceMemoryLimit: 256Mi}",
+        )
+        .unwrap();
+        assert_eq!(r.memory.unwrap().0, 256 << 20);
+        assert_eq!(r.cpu.unwrap(), Cpu::parse("0.5").unwrap());
+        let r = resources_of("{cpuLimit: 2.0, memoryLimit: 1.5}").unwrap();
+        assert_eq!(r.memory.unwrap().0, 1_500_000_000);
+        assert_eq!(r.cpu.unwrap(), Cpu::parse("2").unwrap());
+        let r = resources_of("{accelerator: {resourceType: nvidia.com/gpu, resourceCount: '2'}}")
+            .unwrap();
+        let a = r.accelerator.unwrap();
+        assert_eq!((a.kind.as_str(), a.count), ("nvidia.com/gpu", 2));
+        let r = resources_of("{accelerator: {type: TPU_V3, count: 8}}").unwrap();
+        assert_eq!(r.accelerator.unwrap().count, 8);
+        assert!(resources_of("{resourceMemoryLimit: lots}").is_err());
+    }
 }
