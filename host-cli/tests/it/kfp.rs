@@ -309,6 +309,21 @@ fn loops_fan_out_and_collect() {
 }
 
 #[test]
+fn loops_over_artifacts() {
+    let home = Home::new();
+    let r = lightweight(&home, "artifact_loop", &[], 0);
+    for i in 0..3 {
+        let made = &r.output_record(&format!("make.{i}"), "out")["digest"];
+        let read = &r.task(&format!("read.{i}"))["inputs"][0];
+        assert_eq!(&read["digest"], made, "read.{i} reads make.{i}'s dataset");
+        assert_eq!(
+            r.output(&format!("read.{i}"), "Output"),
+            (i + 1).to_string()
+        );
+    }
+}
+
+#[test]
 fn exit_handlers_and_final_status() {
     let home = Home::new();
     let r = lightweight(&home, "exit_handler", &[], 0);
@@ -413,7 +428,32 @@ fn container_components_run_in_docker() {
             "{ran_as}"
         );
     }
-    assert!(crate::support::containers_of(r.record["id"].as_str().unwrap()).is_empty());
+    let id = r.record["id"].as_str().unwrap();
+    assert!(crate::support::containers_of(id).is_empty());
+    // set_env_variable reached the container.
+    let logs = home.expect(&["logs", id, "show-env"], 0);
+    assert!(
+        logs.stdout.contains("hi from the pipeline"),
+        "{}",
+        logs.stdout
+    );
+}
+
+#[test]
+fn pipeline_artifact_inputs_are_imported() {
+    let home = Home::new();
+    let data = home.dir.path().join("letters.txt");
+    std::fs::write(&data, "a\nb\nc\n").unwrap();
+    let param = format!("data={}", data.display());
+    let r = lightweight(&home, "artifact_input", &["-p", &param], 0);
+    assert_eq!(r.output("count-lines", "Output"), "3");
+    let ran = home.expect(&["run", compiled("artifact_input").to_str().unwrap()], 2);
+    assert!(
+        ran.stderr
+            .contains("root.inputDefinitions.artifacts.data: required (system.Dataset); pass --param data=PATH"),
+        "{}",
+        ran.stderr
+    );
 }
 
 /// What Docker was asked for: the image id, the memory limit and the CPU limit of the
@@ -520,6 +560,13 @@ fn kubernetes_settings_are_reported_not_applied() {
             lines[0]
         );
     }
+    assert!(
+        r.ran.stderr.lines().any(|l| l.starts_with("note: ")
+            && l.contains("cpu request 500m")
+            && l.contains("locally only limits apply")),
+        "{}",
+        r.ran.stderr
+    );
 }
 
 #[test]
@@ -616,6 +663,8 @@ fn bad_parameters_and_broken_files_get_one_line_each() {
 fn validate_accepts_every_compiled_test_pipeline() {
     let home = Home::new();
     for name in [
+        "artifact_input",
+        "artifact_loop",
         "caching",
         "conditions",
         "containers",
@@ -661,6 +710,28 @@ fn v1_graph_components_run_on_their_own() {
     assert_eq!(
         std::fs::read_to_string(out.join("label")).unwrap(),
         "copied"
+    );
+}
+
+#[test]
+fn v1_file_outputs_are_copied_out_of_the_container() {
+    let home = Home::new();
+    let out = home.dir.path().join("out");
+    home.expect(
+        &[
+            "component",
+            "run",
+            "tests/kfp/components/file-outputs.yaml",
+            "-i",
+            "text=from inside",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("result")).unwrap(),
+        "from inside"
     );
 }
 

@@ -17,6 +17,8 @@ Tasks (every one succeeds, and so does the run):
   optional    extra='yes' given: a dsl.IfPresentPlaceholder takes its then branch,
               out = with:yes
   optional-2  extra not given: the else branch, out = without
+  show-env    probe env GREETING, with .set_env_variable('GREETING', 'hi from the
+              pipeline'): prints that text (see `sluice logs <run> show-env`)
 """
 from typing import Optional
 
@@ -58,6 +60,11 @@ def optional(out: dsl.OutputPath(str), extra: Optional[str] = None):
     )
 
 
+@dsl.container_component
+def show_env():
+    return dsl.ContainerSpec(image=IMAGE, command=['probe', 'env', 'GREETING'])
+
+
 @dsl.pipeline(name='containers')
 def pipeline(source: str):
     message(text='hello')
@@ -66,3 +73,4 @@ def pipeline(source: str):
     read_back(src=copied.outputs['dst'])
     optional(extra='yes')
     optional()
+    show_env().set_env_variable('GREETING', 'hi from the pipeline')

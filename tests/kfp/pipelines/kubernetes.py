@@ -9,6 +9,7 @@ Task hello (returns hello) has:
 None of these means anything on one machine: a local run reports each of the four as
 not applicable (one note each, naming the setting), does not apply it, and otherwise
 runs normally: the run succeeds, hello.Output = hello.
+Its CPU request (.set_cpu_request('500m')) is reported the same way.
 """
 from kfp import dsl, kubernetes
 
@@ -29,3 +30,5 @@ def pipeline():
     kubernetes.add_node_selector(
         task, label_key='cloud.google.com/gke-accelerator', label_value='nvidia-tesla-t4')
     kubernetes.set_image_pull_secrets(task, secret_names=['registry-key'])
+    # A request schedules a pod on a cluster; only limits mean something locally.
+    task.set_cpu_request('500m')
