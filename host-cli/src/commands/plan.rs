@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use sluice_runtime::plan::{Format, Plan};
-use sluice_runtime::spec::PipelineFile;
+use sluice_runtime::spec::{DocumentKind, PipelineFile, detect_kind};
 
 use super::{key_value, report_plan_errors};
 
@@ -29,6 +29,9 @@ enum PlanFormat {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    if detect_kind(&args.pipeline)? == DocumentKind::KfpIr {
+        return kfp(&args);
+    }
     let file = PipelineFile::load(&args.pipeline)?;
     let plan = match Plan::build(&file, &args.params) {
         Ok(plan) => plan,
@@ -40,5 +43,25 @@ pub fn run(args: Args) -> Result<ExitCode> {
         PlanFormat::Json => Format::Json,
     };
     print!("{}", plan.render(format));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A compiled KFP pipeline: its outline (loops and branches are decided as it runs).
+fn kfp(args: &Args) -> Result<ExitCode> {
+    anyhow::ensure!(
+        matches!(args.format, PlanFormat::Text),
+        "a pipeline compiled by the KFP SDK is shown as text only: its loops and branches are decided as it runs"
+    );
+    let file = sluice_runtime::kfp::IrFile::load(&args.pipeline)?;
+    // Bad values are errors; required parameters nobody gave show as such.
+    let (params, errors) = sluice_runtime::kfp::bind_what_can_be(&file, &args.params);
+    let bad: Vec<_> = errors.iter().filter(|e| !e.missing).collect();
+    if !bad.is_empty() {
+        for e in bad {
+            eprintln!("error: {e}");
+        }
+        return Ok(ExitCode::from(crate::BAD_INPUT));
+    }
+    print!("{}", sluice_runtime::kfp::outline::outline(&file, &params));
     Ok(ExitCode::SUCCESS)
 }

@@ -152,6 +152,9 @@ pub fn rerun(paths: &Paths, mut args: RerunArgs) -> Result<ExitCode> {
         "run {id} ran a single component; run it again with `sluice component run`"
     );
     let source = PathBuf::from(&record.source);
+    if detect_kind(&source)? == DocumentKind::KfpIr {
+        return rerun_kfp(paths, &store, &record, source, args);
+    }
     let (file, _) = load_pipeline(paths, &args.exec.registry, &source)?;
     if file.digest != record.source_digest {
         eprintln!(
@@ -216,4 +219,51 @@ pub fn rerun(paths: &Paths, mut args: RerunArgs) -> Result<ExitCode> {
         false,
     )?;
     Ok(code)
+}
+
+/// A recorded run of a compiled KFP pipeline, again: the same parameter values, and the
+/// same bytes for its artifact inputs.
+fn rerun_kfp(
+    paths: &Paths,
+    store: &sluice_runtime::store::Store,
+    record: &sluice_runtime::store::RunRecord,
+    source: PathBuf,
+    args: RerunArgs,
+) -> Result<ExitCode> {
+    let file = sluice_runtime::kfp::IrFile::load(&source)?;
+    if file.digest != record.source_digest {
+        eprintln!(
+            "warning: {} changed since run {}; running its current content",
+            source.display(),
+            record.id
+        );
+    }
+    let artifacts = &file.spec.root.input_definitions.artifacts;
+    let inputs = store.home().join("rerun").join(&record.id);
+    let mut params = Vec::new();
+    for (name, value) in &record.params {
+        if artifacts.contains_key(name) && store.contains(value) {
+            std::fs::create_dir_all(&inputs)?;
+            let dest = inputs.join(sluice_runtime::store::path_segment(name));
+            if !dest.exists() {
+                store.export(value, &dest)?;
+            }
+            params.push((name.clone(), dest.display().to_string()));
+        } else {
+            params.push((name.clone(), value.clone()));
+        }
+    }
+    let run_args = Args {
+        pipeline: source,
+        params,
+        parallelism: None,
+        keep_going: false,
+        keep_work: false,
+        json: args.json,
+        verbose: false,
+        no_cache: false,
+        image_map: Vec::new(),
+        exec: args.exec,
+    };
+    super::kfp::run(paths, &run_args)
 }

@@ -687,6 +687,38 @@ fn validate_accepts_every_compiled_test_pipeline() {
 }
 
 #[test]
+fn plan_outlines_and_rerun_repeats_a_compiled_pipeline() {
+    let home = Home::new();
+    let ran = home.expect(&["plan", compiled("loops").to_str().unwrap()], 0);
+    let out = &ran.stdout;
+    assert!(out.contains("names: LIST = [\"x\",\"y\"]"), "{out}");
+    assert!(out.contains("for each item of [1, 2, 3]"), "{out}");
+    assert!(
+        out.contains("for each item of 'pipelinechannel--make-list-Output'; at most 2 at once; after make-list"),
+        "{out}"
+    );
+    let ran = home.expect(&["plan", compiled("exit_handler").to_str().unwrap()], 0);
+    assert!(
+        ran.stdout
+            .contains("report: container python:3.11; after exit-handler-1; runs however they end"),
+        "{}",
+        ran.stdout
+    );
+
+    let first = lightweight(&home, "exit_handler", &["-p", "fail=true"], 1);
+    let id = first.record["id"].as_str().unwrap();
+    let path = kfp_path();
+    let ran = home.sluice_with(
+        &["runs", "rerun", id, "--json", "--runner", "process"],
+        &[("PATH", &path)],
+    );
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    let again: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(again["params"]["fail"], "true");
+    assert_ne!(again["id"], first.record["id"]);
+}
+
+#[test]
 fn v1_graph_components_run_on_their_own() {
     let home = Home::new();
     let out = home.dir.path().join("out");

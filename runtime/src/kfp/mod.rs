@@ -8,6 +8,7 @@
 pub mod driver;
 pub mod expr;
 pub mod ir;
+pub mod outline;
 pub mod placeholders;
 pub mod values;
 
@@ -51,6 +52,16 @@ pub struct Params {
 }
 
 pub fn bind_params(file: &IrFile, args: &[(String, String)]) -> Result<Params, Vec<ParamError>> {
+    let (params, errors) = bind_what_can_be(file, args);
+    if errors.is_empty() {
+        Ok(params)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The values that could be bound, and the problems with the rest.
+pub fn bind_what_can_be(file: &IrFile, args: &[(String, String)]) -> (Params, Vec<ParamError>) {
     let root = &file.spec.root.input_definitions;
     let mut errors = Vec::new();
     let error = |errors: &mut Vec<ParamError>, field: String, message: String| {
@@ -120,11 +131,7 @@ pub fn bind_params(file: &IrFile, args: &[(String, String)]) -> Result<Params, V
             ),
         }
     }
-    if errors.is_empty() {
-        Ok(params)
-    } else {
-        Err(errors)
-    }
+    (params, errors)
 }
 
 /// Settings of the file that have no meaning on a single machine (Kubernetes secrets,
