@@ -262,7 +262,8 @@ fn conditions_choose_branches_as_kfp_does() {
 #[test]
 fn loops_fan_out_and_collect() {
     let home = Home::new();
-    let r = lightweight(&home, "loops", &[], 0);
+    // Room for every task at once, so only the loop's own limit holds square back.
+    let r = lightweight(&home, "loops", &["--parallelism", "8"], 0);
     for (task, value) in [
         ("double.0", "2"),
         ("double.1", "4"),
@@ -296,6 +297,22 @@ fn loops_fan_out_and_collect() {
     for (i, digest) in files.iter().enumerate() {
         let input = &r.task("sum-files")["inputs"][i];
         assert_eq!(&input["digest"], *digest);
+    }
+
+    // parallelism=2: at no time were more than two squares running.
+    let at = |v: &Value| v.as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    let spans: Vec<(jiff::Timestamp, jiff::Timestamp)> = (0..4)
+        .map(|i| {
+            let t = r.task(&format!("square.{i}"));
+            (at(&t["started_at"]), at(&t["ended_at"]))
+        })
+        .collect();
+    for (start, _) in &spans {
+        let running = spans
+            .iter()
+            .filter(|(s, e)| s <= start && start < e)
+            .count();
+        assert!(running <= 2, "{running} squares ran at once: {spans:?}");
     }
 
     let r = lightweight(&home, "loops", &["-p", r#"names=["a", "b", "c"]"#], 0);

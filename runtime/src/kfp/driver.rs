@@ -1004,10 +1004,27 @@ impl Run {
                 }
             }
         }
-        let Ok(_slot) = self.slots.acquire().await else {
-            return End::Cancelled;
+        let slot = tokio::select! {
+            slot = self.slots.acquire() => slot.ok(),
+            () = self.cancel.cancelled() => None,
         };
-        if self.cancel.is_cancelled() {
+        if slot.is_none() || self.cancel.is_cancelled() {
+            let reason = "the run was cancelled before it started";
+            let _ = self.store.task_finished(
+                &self.run_id,
+                record,
+                TaskState::Cancelled,
+                Some(reason),
+                &[],
+                &BTreeMap::new(),
+            );
+            self.observer.event(&Event::TaskFinished {
+                task: record.to_owned(),
+                state: TaskState::Cancelled,
+                attempts: 0,
+                duration: None,
+                error: Some(reason.to_owned()),
+            });
             return End::Cancelled;
         }
         let planned = PlannedTask {
