@@ -99,9 +99,16 @@ impl<'de> Deserialize<'de> for GraphArgument {
             TaskOutput(TaskOutput),
         }
         #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Wrapped {
+            constant: serde_yaml_ng::Value,
+        }
+        #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
             Reference(Reference),
+            // `{constant: ...}`, as some graph writers spell a constant.
+            Wrapped(Wrapped),
             Constant(serde_yaml_ng::Value),
         }
         match Raw::deserialize(d)? {
@@ -112,13 +119,15 @@ impl<'de> Deserialize<'de> for GraphArgument {
                 task_id: t.task_id,
                 output_name: t.output_name,
             }),
-            Raw::Constant(v) => super::types::render_constant(&v)
+            Raw::Wrapped(Wrapped { constant: v }) | Raw::Constant(v) => {
+                super::types::render_constant(&v)
                 .map(GraphArgument::Constant)
-                .ok_or_else(|| {
-                    serde::de::Error::custom(
-                        "expected a constant, {graphInput: {inputName}} or {taskOutput: {taskId, outputName}}",
-                    )
-                }),
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(
+                            "expected a constant, {graphInput: {inputName}} or {taskOutput: {taskId, outputName}}",
+                        )
+                    })
+            }
         }
     }
 }
@@ -291,5 +300,71 @@ fn invalid(path: &Path, field: &str, message: &str) -> SpecError {
         path: path.to_owned(),
         field: field.to_owned(),
         message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// KFP's own graph component test (`kfp.components` structures): task ids with
+    /// spaces, untyped inputs, numbers as constants.
+    const KFP_GRAPH: &str = "\
+inputs:
+- {name: graph in 1}
+- {name: graph in 2}
+outputs:
+- {name: graph out 1}
+- {name: graph out 2}
+implementation:
+  graph:
+    tasks:
+      task 1:
+        componentRef: {name: Comp 1}
+        arguments:
+            in1 1: 11
+      task 2:
+        componentRef: {name: Comp 2}
+        arguments:
+            in2 1: 21
+            in2 2: {taskOutput: {taskId: task 1, outputName: out1 1}}
+      task 3:
+        componentRef: {name: Comp 3}
+        arguments:
+            in3 1: {taskOutput: {taskId: task 2, outputName: out2 1}}
+            in3 2: {graphInput: {inputName: graph in 1}}
+    outputValues:
+      graph out 1: {taskOutput: {taskId: task 3, outputName: out3 1}}
+      graph out 2: {taskOutput: {taskId: task 1, outputName: out1 2}}
+";
+
+    #[test]
+    fn kfps_graph_components_parse() {
+        let c = Component::parse(Path::new("g.yaml"), KFP_GRAPH).unwrap();
+        let g = c.graph().unwrap();
+        assert_eq!(
+            g.tasks["task 1"].arguments["in1 1"],
+            GraphArgument::Constant("11".into())
+        );
+        assert_eq!(
+            g.upstream(&g.tasks["task 3"])
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["task 2"]
+        );
+        let cyclic = KFP_GRAPH.replace(
+            "in1 1: 11",
+            "in1 1: {taskOutput: {taskId: task 3, outputName: x}}",
+        );
+        let err = Component::parse(Path::new("g.yaml"), &cyclic)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tasks form a cycle"), "{err}");
+        let wrapped = KFP_GRAPH.replace("in1 1: 11", "in1 1: {constant: '11'}");
+        let c = Component::parse(Path::new("g.yaml"), &wrapped).unwrap();
+        assert_eq!(
+            c.graph().unwrap().tasks["task 1"].arguments["in1 1"],
+            GraphArgument::Constant("11".into())
+        );
     }
 }

@@ -149,6 +149,16 @@ pub fn detect_kind(path: &Path) -> Result<DocumentKind, SpecError> {
         Ok(DocumentKind::Pipeline)
     } else if has("pipelineInfo") || has("deploymentSpec") {
         Ok(DocumentKind::KfpIr)
+    } else if value
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .is_some_and(|v| v.starts_with("argoproj.io/"))
+    {
+        Err(SpecError::Invalid {
+            path: path.to_owned(),
+            field: "apiVersion".into(),
+            message: "an Argo Workflow, as KFP v1's compiler wrote pipelines: Sluice runs pipelines compiled by the KFP v2 SDK (recompile with kfp 2.x) and KFP v1 component files".into(),
+        })
     } else {
         Err(SpecError::Invalid {
             path: path.to_owned(),
