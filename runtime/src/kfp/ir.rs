@@ -551,20 +551,52 @@ impl IrFile {
                 "missing: the root component must be a DAG",
             ));
         }
-        let mut visiting = BTreeSet::new();
-        self.check_component("root", &spec.root, &mut visiting)?;
+        self.check_component("root", &spec.root)?;
         for (name, component) in &spec.components {
-            self.check_component(&format!("components.{name}"), component, &mut visiting)?;
+            self.check_component(&format!("components.{name}"), component)?;
+        }
+        // A DAG component must not contain itself, however deep.
+        let mut done = BTreeSet::new();
+        for name in spec.components.keys() {
+            if let Some(cycle) = self.nesting_cycle(name, &mut Vec::new(), &mut done) {
+                return Err(invalid(
+                    &self.path,
+                    &format!("components.{}", cycle[0]),
+                    &format!("components contain themselves: {}", cycle.join(" -> ")),
+                ));
+            }
         }
         Ok(())
     }
 
-    fn check_component(
+    fn nesting_cycle(
         &self,
-        at: &str,
-        component: &ComponentSpec,
-        visiting: &mut BTreeSet<String>,
-    ) -> Result<(), SpecError> {
+        name: &str,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if done.contains(name) {
+            return None;
+        }
+        if let Some(at) = stack.iter().position(|s| s == name) {
+            let mut cycle = stack[at..].to_vec();
+            cycle.push(name.to_owned());
+            return Some(cycle);
+        }
+        stack.push(name.to_owned());
+        if let Some(dag) = self.component(name).and_then(|c| c.dag.as_ref()) {
+            for task in dag.tasks.values() {
+                if let Some(cycle) = self.nesting_cycle(&task.component_ref.name, stack, done) {
+                    return Some(cycle);
+                }
+            }
+        }
+        stack.pop();
+        done.insert(name.to_owned());
+        None
+    }
+
+    fn check_component(&self, at: &str, component: &ComponentSpec) -> Result<(), SpecError> {
         let err = |field: String, message: String| invalid(&self.path, &field, &message);
         match (&component.dag, &component.executor_label) {
             (Some(dag), _) => {
@@ -639,10 +671,6 @@ impl IrFile {
                         format!("{at}.dag.tasks"),
                         format!("tasks form a cycle: {}", cycle.join(" -> ")),
                     ));
-                }
-                // Nested DAG components must not contain themselves.
-                if !visiting.insert(at.to_owned()) {
-                    return Ok(());
                 }
                 Ok(())
             }
@@ -760,5 +788,74 @@ fn invalid(path: &Path, field: &str, message: &str) -> SpecError {
         path: path.to_owned(),
         field: field.to_owned(),
         message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: &str = "\
+pipelineInfo: {name: p}
+schemaVersion: 2.1.0
+root:
+  dag:
+    tasks:
+      a: {taskInfo: {name: a}, componentRef: {name: comp-group}}
+components:
+  comp-group:
+    dag:
+      tasks:
+        b: {taskInfo: {name: b}, componentRef: {name: comp-echo}}
+  comp-echo: {executorLabel: exec-echo}
+deploymentSpec:
+  executors:
+    exec-echo: {container: {image: alpine, command: [echo]}}
+";
+
+    fn parse(text: &str) -> Result<IrFile, String> {
+        IrFile::parse(Path::new("p.yaml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn references_are_checked_when_loaded() {
+        parse(SMALL).unwrap();
+        let err = parse(&SMALL.replace("comp-echo}}\n  comp-echo", "comp-group}}\n  comp-echo"))
+            .unwrap_err();
+        assert!(
+            err.contains("components contain themselves: comp-group -> comp-group"),
+            "{err}"
+        );
+        let err =
+            parse(&SMALL.replace("exec-echo: {container", "exec-other: {container")).unwrap_err();
+        assert!(err.contains("no executor 'exec-echo'"), "{err}");
+        let err = parse(&SMALL.replace("{name: comp-echo}", "{name: comp-nope}")).unwrap_err();
+        assert!(err.contains("no component 'comp-nope'"), "{err}");
+        let err = parse(&SMALL.replace("pipelineInfo: {name: p}", "pipelineInfo: {name: ''}"))
+            .unwrap_err();
+        assert!(err.contains("pipelineInfo.name: empty"), "{err}");
+        let err = parse(&SMALL.replace(
+            "{container: {image: alpine, command: [echo]}}",
+            "{customJob: {}}",
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("a 'customJob' executor cannot run here"),
+            "{err}"
+        );
+        let err = parse("pipelineInfo: {name: p}\nroot: {dag: {tasks: {}}}\n").unwrap_err();
+        assert!(err.contains("schemaVersion: missing"), "{err}");
+        let err = parse(&SMALL.replace("    tasks:\n      a:", "    tasks:\n      a: {taskInfo: {name: a}, dependentTasks: [a], componentRef: {name: comp-echo}}\n      c:")).unwrap_err();
+        assert!(err.contains("tasks form a cycle: a -> a"), "{err}");
+    }
+
+    #[test]
+    fn a_platform_document_may_follow() {
+        let text = format!(
+            "{SMALL}---\nplatforms:\n  kubernetes:\n    deploymentSpec:\n      executors:\n        exec-echo:\n          secretAsEnv: [{{secretName: s}}]\n"
+        );
+        let file = parse(&text).unwrap();
+        let k8s = &file.platform.platforms["kubernetes"];
+        assert!(k8s.deployment_spec.executors["exec-echo"].contains_key("secretAsEnv"));
     }
 }
