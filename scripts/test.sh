@@ -27,6 +27,13 @@ kfp_venv=${XDG_CACHE_HOME:-$HOME/.cache}/sluice/kfp-venv
 [[ -x $kfp_venv/bin/python ]] || python3 -m venv "$kfp_venv"
 "$kfp_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/kfp/requirements.txt
 export SLUICE_TEST_KFP_PYTHON=$kfp_venv/bin/python
+# The same Python and packages as an image built FROM scratch, so the tests also run
+# lightweight KFP components in Docker (no python image can be pulled here).
+image_context=$(mktemp -d)
+"$kfp_venv/bin/python" tests/kfp/python_image.py "$image_context/image" >/dev/null
+docker build --quiet --tag sluice-test/kfp-python:3.11 "$image_context/image" >/dev/null 2>&1 ||
+    docker build --tag sluice-test/kfp-python:3.11 "$image_context/image"
+rm -rf "$image_context"
 
 # Two local OCI registries (anonymous, and basic auth) on 127.0.0.1, for the registry tests.
 eval "$(scripts/registries.sh start)"

@@ -550,6 +550,28 @@ fn resources_and_image_maps_reach_docker() {
 }
 
 #[test]
+fn lightweight_components_run_in_docker_from_a_local_image() {
+    // scripts/test.sh builds this image from the test virtualenv, FROM scratch.
+    let image = "sluice-test/kfp-python:3.11";
+    let map = format!("python:3.11={image}");
+    let home = Home::new();
+    let r = run(
+        &home,
+        &compiled("exit_handler"),
+        &["--image-map", &map, "-p", "fail=true"],
+        1,
+    );
+    assert_eq!(r.state("work"), "failed");
+    assert_eq!(r.output("cleanup", "Output"), "cleaned nothing");
+    assert_eq!(r.output("report", "state"), "FAILED");
+    for task in ["work", "cleanup", "report"] {
+        let ran_as = r.task(task)["implementation"].as_str().unwrap();
+        assert_eq!(ran_as, format!("container {image}"), "{task}");
+    }
+    assert!(crate::support::containers_of(r.record["id"].as_str().unwrap()).is_empty());
+}
+
+#[test]
 fn pipelines_used_as_components() {
     let home = Home::new();
     let r = lightweight(&home, "nested", &["-p", "x=10"], 0);
