@@ -759,23 +759,8 @@ impl Run {
                 end
             }
             Err(message) => {
-                let _ = self.store.task_finished(
-                    &self.run_id,
-                    &record,
-                    TaskState::Failed,
-                    Some(&message),
-                    &[],
-                    &BTreeMap::new(),
-                );
-                self.observer.event(&Event::TaskFinished {
-                    task: record.clone(),
-                    state: TaskState::Failed,
-                    attempts: 0,
-                    duration: None,
-                    error: Some(message.clone()),
-                });
                 self.stop(&record);
-                End::Failed(message)
+                self.fail_unstarted(&record, message)
             }
         }
     }
@@ -1010,21 +995,7 @@ impl Run {
         };
         if slot.is_none() || self.cancel.is_cancelled() {
             let reason = "the run was cancelled before it started";
-            let _ = self.store.task_finished(
-                &self.run_id,
-                record,
-                TaskState::Cancelled,
-                Some(reason),
-                &[],
-                &BTreeMap::new(),
-            );
-            self.observer.event(&Event::TaskFinished {
-                task: record.to_owned(),
-                state: TaskState::Cancelled,
-                attempts: 0,
-                duration: None,
-                error: Some(reason.to_owned()),
-            });
+            self.end_unstarted(record, TaskState::Cancelled, reason);
             return End::Cancelled;
         }
         let planned = PlannedTask {
@@ -1059,22 +1030,27 @@ impl Run {
     }
 
     fn fail_unstarted(&self, record: &str, message: String) -> End {
+        self.end_unstarted(record, TaskState::Failed, &message);
+        End::Failed(message)
+    }
+
+    /// Records an executor task that ended without an attempt, and tells the observer.
+    fn end_unstarted(&self, record: &str, state: TaskState, reason: &str) {
         let _ = self.store.task_finished(
             &self.run_id,
             record,
-            TaskState::Failed,
-            Some(&message),
+            state,
+            Some(reason),
             &[],
             &BTreeMap::new(),
         );
         self.observer.event(&Event::TaskFinished {
             task: record.to_owned(),
-            state: TaskState::Failed,
+            state,
             attempts: 0,
             duration: None,
-            error: Some(message.clone()),
+            error: Some(reason.to_owned()),
         });
-        End::Failed(message)
     }
 
     /// Stores parameter values, and lays out the task's inputs and context.
