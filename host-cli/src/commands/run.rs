@@ -162,22 +162,9 @@ pub fn rerun(paths: &Paths, mut args: RerunArgs) -> Result<ExitCode> {
             source.display()
         );
     }
-    // Artifact parameters went into the store by digest: give the same bytes again.
-    let inputs = store.home().join("rerun").join(&id);
-    let mut params = Vec::new();
-    for (name, value) in &record.params {
-        let is_artifact = file.spec.params.get(name).is_some_and(|p| p.is_artifact());
-        if is_artifact && store.contains(value) {
-            std::fs::create_dir_all(&inputs)?;
-            let dest = inputs.join(sluice_runtime::store::path_segment(name));
-            if !dest.exists() {
-                store.export(value, &dest)?;
-            }
-            params.push((name.clone(), dest.display().to_string()));
-        } else {
-            params.push((name.clone(), value.clone()));
-        }
-    }
+    let params = recorded_params(&store, &record, |name| {
+        file.spec.params.get(name).is_some_and(|p| p.is_artifact())
+    })?;
     // The digest each task's registry component had.
     let pinned: std::collections::HashMap<&str, &str> = record
         .tasks
@@ -239,20 +226,7 @@ fn rerun_kfp(
         );
     }
     let artifacts = &file.spec.root.input_definitions.artifacts;
-    let inputs = store.home().join("rerun").join(&record.id);
-    let mut params = Vec::new();
-    for (name, value) in &record.params {
-        if artifacts.contains_key(name) && store.contains(value) {
-            std::fs::create_dir_all(&inputs)?;
-            let dest = inputs.join(sluice_runtime::store::path_segment(name));
-            if !dest.exists() {
-                store.export(value, &dest)?;
-            }
-            params.push((name.clone(), dest.display().to_string()));
-        } else {
-            params.push((name.clone(), value.clone()));
-        }
-    }
+    let params = recorded_params(store, record, |name| artifacts.contains_key(name))?;
     let run_args = Args {
         pipeline: source,
         params,
@@ -266,4 +240,28 @@ fn rerun_kfp(
         exec: args.exec,
     };
     super::kfp::run(paths, &run_args)
+}
+
+/// A recorded run's parameter values, as `--param`s: artifact parameters went into the
+/// store by digest, so their exact bytes are exported again and given by path.
+fn recorded_params(
+    store: &sluice_runtime::store::Store,
+    record: &sluice_runtime::store::RunRecord,
+    is_artifact: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, String)>> {
+    let inputs = store.home().join("rerun").join(&record.id);
+    let mut params = Vec::new();
+    for (name, value) in &record.params {
+        if is_artifact(name) && store.contains(value) {
+            std::fs::create_dir_all(&inputs)?;
+            let dest = inputs.join(sluice_runtime::store::path_segment(name));
+            if !dest.exists() {
+                store.export(value, &dest)?;
+            }
+            params.push((name.clone(), dest.display().to_string()));
+        } else {
+            params.push((name.clone(), value.clone()));
+        }
+    }
+    Ok(params)
 }

@@ -302,25 +302,7 @@ impl Plan {
                 ),
             }]
         })?;
-        let mut position = vec![0; order.len()];
-        for (pos, &i) in order.iter().enumerate() {
-            position[i] = pos;
-        }
-        let mut slots: Vec<Option<PlannedTask>> = tasks.into_iter().map(Some).collect();
-        let tasks = order
-            .iter()
-            .map(|&i| {
-                let mut task = slots[i].take().expect("each task is placed once");
-                for source in task.inputs.values_mut() {
-                    if let Source::Output { task, .. } = source {
-                        *task = position[*task];
-                    }
-                }
-                task.upstream = edges[i].iter().map(|&d| position[d]).collect();
-                task.upstream.sort_unstable();
-                task
-            })
-            .collect();
+        let tasks = in_order(tasks, &edges, &order);
         Ok(Plan {
             name: graph_component.name(),
             description: graph_component.spec.description.clone(),
@@ -364,6 +346,34 @@ impl Plan {
     pub fn render(&self, format: Format) -> String {
         render::render(self, format)
     }
+}
+
+/// Renumbers tasks into topological `order`: each output source and upstream index is
+/// rewritten to the tasks' new positions.
+fn in_order(
+    tasks: Vec<PlannedTask>,
+    edges: &[BTreeSet<usize>],
+    order: &[usize],
+) -> Vec<PlannedTask> {
+    let mut position = vec![0; order.len()];
+    for (pos, &i) in order.iter().enumerate() {
+        position[i] = pos;
+    }
+    let mut slots: Vec<Option<PlannedTask>> = tasks.into_iter().map(Some).collect();
+    order
+        .iter()
+        .map(|&i| {
+            let mut task = slots[i].take().expect("each task is placed once");
+            for source in task.inputs.values_mut() {
+                if let Source::Output { task, .. } = source {
+                    *task = position[*task];
+                }
+            }
+            task.upstream = edges[i].iter().map(|&d| position[d]).collect();
+            task.upstream.sort_unstable();
+            task
+        })
+        .collect()
 }
 
 type ComponentInputs = (IndexMap<String, PlanParam>, IndexMap<String, Source>);
@@ -598,26 +608,7 @@ impl<'a> Builder<'a> {
                 return Err(self.errors);
             }
         };
-        // Renumber tasks into topological order.
-        let mut position = vec![0; order.len()];
-        for (pos, &i) in order.iter().enumerate() {
-            position[i] = pos;
-        }
-        let mut slots: Vec<Option<PlannedTask>> = tasks.into_iter().map(Some).collect();
-        let tasks = order
-            .iter()
-            .map(|&i| {
-                let mut task = slots[i].take().expect("each task is placed once");
-                for source in task.inputs.values_mut() {
-                    if let Source::Output { task, .. } = source {
-                        *task = position[*task];
-                    }
-                }
-                task.upstream = edges[i].iter().map(|&d| position[d]).collect();
-                task.upstream.sort_unstable();
-                task
-            })
-            .collect();
+        let tasks = in_order(tasks, &edges, &order);
 
         Ok(Plan {
             name: spec.name.clone(),
@@ -627,7 +618,10 @@ impl<'a> Builder<'a> {
             params,
             tasks,
             deploy: deploy.map(|d| PlannedDeploy {
-                task: position[d.task],
+                task: order
+                    .iter()
+                    .position(|&i| i == d.task)
+                    .expect("the deploy task is planned"),
                 ..d
             }),
         })
