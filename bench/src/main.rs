@@ -277,6 +277,7 @@ async fn run_graph(
             parallelism,
             keep_going: false,
             keep_work: false,
+            fuse: true,
         },
         cancel: CancellationToken::new(),
     };
@@ -314,6 +315,7 @@ async fn executor_alone(home: &Path, cache: &Path, dir: &Path) -> Result<Duratio
             cancel: CancellationToken::new(),
             sink: TaskSink::new("noop", Arc::new(Quiet)),
             kfp: None,
+            transform: None,
         };
         let start = Instant::now();
         let report = executor.execute(inv).await;
@@ -436,6 +438,7 @@ async fn containers(scratch: &Path) -> Result<()> {
                 parallelism: 1,
                 keep_going: false,
                 keep_work: false,
+                fuse: true,
             },
             cancel: CancellationToken::new(),
         };
@@ -580,6 +583,7 @@ async fn normalize(scratch: &Path) -> Result<()> {
                     size: r.size,
                     value: value.map(str::to_owned),
                     type_: None,
+                    table: None,
                 },
             );
         }
@@ -598,6 +602,7 @@ async fn normalize(scratch: &Path) -> Result<()> {
             cancel: CancellationToken::new(),
             sink: TaskSink::new("normalize", Arc::new(Quiet)),
             kfp: None,
+            transform: None,
         };
         let start = Instant::now();
         let report = executor.execute(inv).await;

@@ -84,8 +84,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => commands::run::run(&paths, args),
         Command::Component(cmd) => commands::component::run(&paths, cmd),
-        Command::Validate(args) => commands::validate::run(args),
-        Command::Plan(args) => commands::plan::run(args),
+        Command::Validate(args) => commands::validate::run(&paths, args),
+        Command::Plan(args) => commands::plan::run(&paths, args),
         Command::Runs(cmd) => commands::runs::run(&paths, cmd),
         Command::Logs(args) => commands::logs::run(&paths, args),
         Command::Serve(args) => commands::serve::run(&paths, args),

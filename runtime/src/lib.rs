@@ -13,6 +13,7 @@ pub mod schedule;
 pub mod serve;
 pub mod spec;
 pub mod store;
+pub mod table;
 
 /// An error and its sources on one line, joined by `: `.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -22,6 +22,7 @@ use sluice_runtime::events::{Observer, Quiet};
 use sluice_runtime::exec::docker::PullPolicy;
 use sluice_runtime::exec::runners::{ContainerRunner, Policy, Runners};
 use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
+use sluice_runtime::exec::{Kind, Prepared, Target};
 use sluice_runtime::plan::{Plan, PlanError};
 use sluice_runtime::schedule::{Options, Scheduler};
 use sluice_runtime::spec::Prefer;
@@ -255,6 +256,42 @@ pub fn execute(
         _ => ExitCode::from(1),
     };
     Ok((code, outcome.run_id, store))
+}
+
+/// How each task of a plan would run, read without running anything: wasm components are
+/// loaded (through the compile cache) to read their interfaces; Docker is not contacted.
+/// A component that cannot be loaded is described as such, with the reason.
+pub fn describe_tasks(paths: &Paths, plan: &Plan) -> Result<Vec<Prepared>> {
+    let store = open_store(paths)?;
+    let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir))?);
+        let runners = Runners::new(wasm, Policy::default());
+        let mut described = Vec::with_capacity(plan.tasks.len());
+        for task in &plan.tasks {
+            let target = Target {
+                task: &task.name,
+                component: &task.component,
+                resources: &task.resources,
+                prefer: task.prefer,
+            };
+            described.push(match runners.describe(target).await {
+                Ok(prepared) => prepared,
+                Err(e) => Prepared {
+                    kind: Kind::Wasm,
+                    implementation: "wasm".into(),
+                    reason: format!("cannot be loaded: {}", sluice_runtime::error_chain(&e)),
+                    executable_digest: None,
+                    transform: None,
+                },
+            });
+        }
+        anyhow::Ok(described)
+    })
 }
 
 /// First Ctrl-C cancels the run; a second one exits at once.

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use sluice_runtime::plan::fuse::Fusion;
 use sluice_runtime::plan::{Format, Plan};
 use sluice_runtime::spec::{DocumentKind, PipelineFile, detect_kind};
 
 use super::{key_value, report_plan_errors};
+use crate::Paths;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -19,6 +21,9 @@ pub struct Args {
     params: Vec<(String, String)>,
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
+    /// Show the plan as `sluice run --no-fuse` would run it: no fused chains
+    #[arg(long)]
+    no_fuse: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -28,7 +33,7 @@ enum PlanFormat {
     Json,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
     if detect_kind(&args.pipeline)? == DocumentKind::KfpIr {
         return kfp(&args);
     }
@@ -43,6 +48,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         PlanFormat::Json => Format::Json,
     };
     print!("{}", plan.render(format));
+    if matches!(args.format, PlanFormat::Text) {
+        // Which tasks run as fused chains needs each component's interfaces.
+        let described = super::describe_tasks(paths, &plan)?;
+        match Fusion::decide(&plan, &described, !args.no_fuse) {
+            Ok(fusion) => print!("\n{}", fusion.render(&plan)),
+            Err(mismatches) => {
+                for m in mismatches {
+                    eprintln!("error: {}: {m}", args.pipeline.display());
+                }
+                return Ok(ExitCode::from(crate::BAD_INPUT));
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -34,6 +34,10 @@ pub struct Args {
     /// Show each task's output lines as they come (when not on a terminal)
     #[arg(long, short)]
     pub(crate) verbose: bool,
+    /// Run every task on its own, passing tables through files, even where consecutive
+    /// transform tasks could run as a fused chain
+    #[arg(long)]
+    pub(crate) no_fuse: bool,
     /// KFP pipelines: run every task, even those whose outputs are cached
     #[arg(long)]
     pub(crate) no_cache: bool,
@@ -106,6 +110,7 @@ pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
     let mut options = Options {
         keep_going: args.keep_going,
         keep_work: args.keep_work,
+        fuse: !args.no_fuse,
         ..Options::default()
     };
     if let Some(p) = args.parallelism {
@@ -236,6 +241,7 @@ fn rerun_kfp(
         json: args.json,
         verbose: false,
         no_cache: false,
+        no_fuse: false,
         image_map: Vec::new(),
         exec: args.exec,
     };

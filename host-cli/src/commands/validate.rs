@@ -5,10 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use sluice_runtime::exec::Kind;
 use sluice_runtime::plan::Plan;
+use sluice_runtime::plan::fuse::Fusion;
 use sluice_runtime::spec::{Component, DocumentKind, PipelineFile, detect_kind};
 
 use super::key_value;
+use crate::Paths;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,10 +23,10 @@ pub struct Args {
     params: Vec<(String, String)>,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
     let mut failed = false;
     for file in &args.files {
-        match check(file, &args.params) {
+        match check(paths, file, &args.params) {
             Ok(summary) => println!("{}: ok ({summary})", file.display()),
             Err(lines) => {
                 failed = true;
@@ -40,7 +43,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
-fn check(file: &std::path::Path, params: &[(String, String)]) -> Result<String, Vec<String>> {
+fn check(
+    paths: &Paths,
+    file: &std::path::Path,
+    params: &[(String, String)],
+) -> Result<String, Vec<String>> {
     let one = |e: &dyn std::fmt::Display| vec![e.to_string()];
     match detect_kind(file).map_err(|e| one(&e))? {
         DocumentKind::Component => {
@@ -85,6 +92,7 @@ fn check(file: &std::path::Path, params: &[(String, String)]) -> Result<String, 
             if !missing.is_empty() {
                 return Err(missing);
             }
+            wiring(paths, file, &plan)?;
             Ok(format!(
                 "pipeline '{}', {} tasks",
                 plan.name,
@@ -120,5 +128,46 @@ fn check(file: &std::path::Path, params: &[(String, String)]) -> Result<String, 
                 spec.deployment_spec.executors.len()
             ))
         }
+    }
+}
+
+/// Reads each wasm component's interfaces from its binary: a component that declares a
+/// transform must export one, and transforms wired table to table must agree.
+fn wiring(paths: &Paths, file: &std::path::Path, plan: &Plan) -> Result<(), Vec<String>> {
+    let described = super::describe_tasks(paths, plan).map_err(|e| vec![format!("{e:#}")])?;
+    let mut errors = Vec::new();
+    for (task, prepared) in plan.tasks.iter().zip(&described) {
+        let declared = task
+            .component
+            .spec
+            .implementation
+            .wasm
+            .as_ref()
+            .is_some_and(|w| w.transform.is_some());
+        let loaded = prepared.kind == Kind::Wasm && prepared.executable_digest.is_some();
+        if declared && loaded && prepared.transform.as_ref().is_none_or(|t| !t.callable) {
+            errors.push(format!(
+                "{}: tasks.{}.component: {} declares implementation.wasm.transform, but its component {}",
+                file.display(),
+                task.name,
+                task.component.path.display(),
+                match &prepared.transform {
+                    Some(t) => format!("exports {} with a type this Sluice cannot call: transform: {}", t.interface, t.signature),
+                    None => format!("exports no {}", sluice_runtime::exec::wasm::TRANSFORM_INTERFACE),
+                }
+            ));
+        }
+    }
+    if let Err(mismatches) = Fusion::decide(plan, &described, true) {
+        errors.extend(
+            mismatches
+                .iter()
+                .map(|m| format!("{}: {m}", file.display())),
+        );
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }

@@ -552,6 +552,7 @@ impl Executor for DockerExecutor {
                 implementation: format!("container {}", spec.image),
                 reason: String::new(),
                 executable_digest: Some(id),
+                transform: None,
             })
         })
     }

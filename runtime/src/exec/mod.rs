@@ -10,7 +10,7 @@ pub mod runners;
 pub mod wasm;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -21,6 +21,7 @@ use crate::events::TaskSink;
 use crate::spec::placeholder::{Arg, Bindings, expand};
 use crate::spec::{Component, ResourceSpec, TypeSpec};
 use crate::store::{IoRecord, LogRecord, Store, StoreError, TaskDir, path_segment};
+use crate::table::SharedTable;
 
 /// An input of one task attempt. Every input is an artifact in the store (a constant is
 /// stored like any file) and is staged at `inputs/<name>/data` of the task folder.
@@ -32,6 +33,29 @@ pub struct InputArg {
     pub value: Option<String>,
     /// The type the component declares for this input.
     pub type_: Option<TypeSpec>,
+    /// The table itself, when the upstream task of a fused chain handed it over in memory;
+    /// nothing is staged for the input then.
+    pub table: Option<SharedTable>,
+}
+
+/// A task run through its component's `sluice:pipeline/transform` export, as a member of a
+/// fused chain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransformCall {
+    /// Artifact inputs and outputs that cross the interface as tables; other artifacts
+    /// cross as bytes.
+    pub tables: BTreeSet<String>,
+    /// Table outputs handed back in memory, for the next tasks of the chain, instead of
+    /// being written as CSV files.
+    pub in_memory: BTreeSet<String>,
+}
+
+/// A table output handed back in memory, with the digest it is recorded under.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldTable {
+    pub table: SharedTable,
+    pub digest: String,
+    pub size: u64,
 }
 
 /// Everything an executor needs to run one attempt.
@@ -52,6 +76,8 @@ pub struct Invocation {
     pub sink: TaskSink,
     /// For a task of a KFP pipeline (IR): its executor input and placeholders.
     pub kfp: Option<Arc<crate::kfp::TaskContext>>,
+    /// Present when the task runs through its component's transform export.
+    pub transform: Option<Arc<TransformCall>>,
 }
 
 /// Which of a component's implementations runs a task, and on what.
@@ -75,6 +101,20 @@ pub struct Prepared {
     pub reason: String,
     /// Digest of the executable (the `.wasm` bytes, or an image id).
     pub executable_digest: Option<String>,
+    /// For a wasm component that exports `sluice:pipeline/transform`: the interface it
+    /// exports and the type of its `transform` function, as read from the binary.
+    pub transform: Option<TransformExport>,
+}
+
+/// The transform export of a component, as read from its binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransformExport {
+    /// e.g. `sluice:pipeline/transform@0.1.0`.
+    pub interface: String,
+    /// The function's type in WIT syntax, expanded down to primitive types.
+    pub signature: String,
+    /// Whether this host can call it (its type is the one Sluice was built with).
+    pub callable: bool,
 }
 
 /// What `prepare` decides for: one task of a plan.
@@ -121,6 +161,8 @@ pub struct Completion {
     pub metrics: BTreeMap<String, f64>,
     /// Metadata of artifact outputs, as a KFP step's executor output gave it.
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// Table outputs handed back in memory (see [`TransformCall::in_memory`]).
+    pub tables: BTreeMap<String, HeldTable>,
 }
 
 /// The result of one attempt and the logs it produced either way.
@@ -269,6 +311,22 @@ pub fn collect_outputs(
 ) -> Result<Vec<IoRecord>, Failure> {
     let mut records = Vec::new();
     for output in &component.spec.outputs {
+        if let Some(held) = completion.tables.get(&output.name) {
+            // Handed to the next task of a fused chain; recorded, never stored.
+            records.push(IoRecord {
+                name: output.name.clone(),
+                type_: output.type_.as_ref().map(ToString::to_string),
+                digest: held.digest.clone(),
+                size: held.size,
+                value: None,
+                metadata: Some(serde_json::json!({
+                    "in_memory": true,
+                    "rows": held.table.rows,
+                    "columns": held.table.columns.len(),
+                })),
+            });
+            continue;
+        }
         let stored = if let Some(value) = completion.params.get(&output.name) {
             store.put_bytes(value.as_bytes())
         } else {

@@ -75,6 +75,7 @@ impl Executor for ProcessExecutor {
                 implementation: format!("process {}", path.display()),
                 reason: String::new(),
                 executable_digest: None,
+                transform: None,
             })
         })
     }

@@ -169,6 +169,47 @@ impl Runners {
     }
 }
 
+impl Runners {
+    /// How a task would run, deciding as `prepare` does and loading wasm components (to
+    /// read their interfaces), but without contacting Docker or pulling anything.
+    pub async fn describe(&self, target: Target<'_>) -> Result<Prepared, PrepareError> {
+        let container = |reason: String| {
+            let image = target
+                .component
+                .spec
+                .implementation
+                .container
+                .as_ref()
+                .map_or("", |c| c.image.as_str());
+            let kind = match self.policy.runner {
+                ContainerRunner::Docker => Kind::Container,
+                ContainerRunner::Process => Kind::Process,
+            };
+            Prepared {
+                kind,
+                implementation: format!("container {image}"),
+                reason,
+                executable_digest: None,
+                transform: None,
+            }
+        };
+        match want(&target, &self.policy).map_err(|message| PrepareError::Other { message })? {
+            Want::Container { reason } => Ok(container(reason)),
+            Want::Wasm { reason, required } => match self.wasm.prepare(target).await {
+                Ok(mut prepared) => {
+                    prepared.reason = reason;
+                    Ok(prepared)
+                }
+                Err(e) if !required => Ok(container(format!(
+                    "the wasm implementation cannot be loaded: {}",
+                    error_chain(&e)
+                ))),
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
+
 impl Executor for Runners {
     fn prepare<'a>(&'a self, target: Target<'a>) -> BoxFuture<'a, Result<Prepared, PrepareError>> {
         Box::pin(async move {

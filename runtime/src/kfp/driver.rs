@@ -1008,6 +1008,7 @@ impl Run {
             resources: prepared.resources.clone(),
             prefer: None,
             kfp: Some(Arc::new(context)),
+            keep: Vec::new(),
         };
         let runner = TaskRun {
             store: self.store.clone(),
@@ -1018,9 +1019,10 @@ impl Run {
             run_id: self.run_id.clone(),
             task: Arc::new(planned),
             prepared: prepared.prepared.clone(),
+            transform: None,
         };
         match runner.run(Ok(inputs)).await {
-            TaskEnd::Succeeded { outputs } => {
+            TaskEnd::Succeeded { outputs, .. } => {
                 let records: Vec<IoRecord> = outputs.into_values().collect();
                 End::Succeeded(self.outputs(spec, &records))
             }
@@ -1079,6 +1081,7 @@ impl Run {
                     size: stored.size,
                     value: Some(text),
                     type_,
+                    table: None,
                 },
             );
         }
@@ -1103,6 +1106,7 @@ impl Run {
                         size: a.size,
                         value: None,
                         type_: Some(TypeSpec::named(a.type_.title())),
+                        table: None,
                     },
                 );
                 given.push(InputArtifact {

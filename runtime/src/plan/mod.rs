@@ -3,6 +3,7 @@
 //! output; checks names, types, required inputs and cycles; orders tasks topologically.
 //! Does no IO: everything it needs was read by `spec`.
 
+pub mod fuse;
 mod render;
 
 use std::cmp::Reverse;
@@ -88,6 +89,8 @@ pub struct PlannedTask {
     pub prefer: Option<Prefer>,
     /// For a task of a KFP pipeline (IR): what its placeholders and executor input need.
     pub kfp: Option<Arc<crate::kfp::TaskContext>>,
+    /// Outputs stored even when the task runs in a fused chain.
+    pub keep: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -169,6 +172,7 @@ impl Plan {
                 resources,
                 prefer: None,
                 kfp: None,
+                keep: Vec::new(),
             }],
             deploy: None,
         })
@@ -284,6 +288,7 @@ impl Plan {
                 resources,
                 prefer: None,
                 kfp: None,
+                keep: Vec::new(),
             });
         }
         if !errors.is_empty() {
@@ -561,6 +566,14 @@ impl<'a> Builder<'a> {
                     ),
                 );
             }
+            for (k, output) in task.keep.iter().enumerate() {
+                if component.output(output).is_none() {
+                    self.error(
+                        format!("{at}.keep[{k}]"),
+                        format!("component '{}' has no output '{output}'", component.name()),
+                    );
+                }
+            }
             let imp = &component.spec.implementation;
             let offered = match task.prefer {
                 Some(Prefer::Container) => imp.container.is_some(),
@@ -587,6 +600,7 @@ impl<'a> Builder<'a> {
                 resources,
                 prefer: task.prefer,
                 kfp: None,
+                keep: task.keep.clone(),
             });
         }
         let deploy = spec.deploy.as_ref().and_then(|d| self.deploy(d, &index));

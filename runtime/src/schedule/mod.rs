@@ -14,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, Observer, TaskSink};
 use crate::exec::{
-    Executor, FailureKind, InputArg, Invocation, Prepared, Target, collect_outputs, error_chain,
+    Executor, FailureKind, HeldTable, InputArg, Invocation, Prepared, Target, TransformCall,
+    collect_outputs, error_chain,
 };
+use crate::plan::fuse::{Fusion, Mismatch};
 use crate::plan::{ParamValue, Plan, PlannedTask, Source, artifact_params};
 use crate::store::{
     ArtifactRef, IoRecord, NewRun, NewTask, RunKind, RunState, Store, StoreError, TaskDir,
@@ -30,6 +32,8 @@ pub struct Options {
     pub keep_going: bool,
     /// Keep each attempt's working folder, even after success.
     pub keep_work: bool,
+    /// Run consecutive transform tasks as fused chains, passing tables in memory.
+    pub fuse: bool,
 }
 
 impl Default for Options {
@@ -38,6 +42,7 @@ impl Default for Options {
             parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
             keep_going: false,
             keep_work: false,
+            fuse: true,
         }
     }
 }
@@ -56,6 +61,9 @@ pub enum ScheduleError {
     },
     #[error("cannot record the run")]
     Store(#[from] StoreError),
+    /// Transform tasks wired table to table whose interfaces disagree; one line each.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Wiring(Vec<Mismatch>),
 }
 
 /// How a run ended.
@@ -76,15 +84,37 @@ pub struct Scheduler {
 
 /// What one task's attempts came to.
 pub(crate) enum TaskEnd {
-    Succeeded { outputs: BTreeMap<String, IoRecord> },
-    Failed { error: String },
+    Succeeded {
+        outputs: BTreeMap<String, IoRecord>,
+        /// Table outputs handed on in memory to the next tasks of a fused chain.
+        tables: BTreeMap<String, HeldTable>,
+    },
+    Failed {
+        error: String,
+    },
     Cancelled,
 }
 
 impl Scheduler {
     /// Prepares every component, imports artifact parameters, records the run, and runs it.
     pub async fn run(&self, plan: Arc<Plan>, kind: RunKind) -> Result<RunOutcome, ScheduleError> {
-        let prepared = self.prepare(&plan).await?;
+        let mut prepared = self.prepare(&plan).await?;
+        let fusion =
+            Fusion::decide(&plan, &prepared, self.options.fuse).map_err(ScheduleError::Wiring)?;
+        for (c, chain) in fusion.chains.iter().enumerate() {
+            for &i in chain {
+                let p = &mut prepared[i];
+                p.implementation = match p.implementation.split_once(' ') {
+                    // "wasm command oci://...@sha256:..." keeps what follows the form.
+                    Some((_, rest)) => match rest.split_once(' ') {
+                        Some((_, pinned)) => format!("wasm transform {pinned}"),
+                        None => "wasm transform".into(),
+                    },
+                    None => "wasm transform".into(),
+                };
+                p.reason = format!("fused chain {}: {}", c + 1, p.reason);
+            }
+        }
         let mut imported = HashMap::new();
         for (param, path) in artifact_params(&plan) {
             let artifact = self
@@ -140,7 +170,14 @@ impl Scheduler {
 
         let cleaner = (!self.options.keep_work).then(|| Cleaner::start(self.store.clone()));
         let state = self
-            .schedule(&run_id, &plan, &prepared, &imported, cleaner.as_ref())
+            .schedule(
+                &run_id,
+                &plan,
+                &prepared,
+                &fusion,
+                &imported,
+                cleaner.as_ref(),
+            )
             .await;
         if let Some(cleaner) = cleaner {
             let _ = tokio::task::spawn_blocking(move || cleaner.finish()).await;
@@ -186,6 +223,7 @@ impl Scheduler {
         run_id: &str,
         plan: &Arc<Plan>,
         prepared: &[Prepared],
+        fusion: &Fusion,
         imported: &HashMap<String, ArtifactRef>,
         cleaner: Option<&Cleaner>,
     ) -> RunState {
@@ -195,6 +233,8 @@ impl Scheduler {
         let mut waiting: Vec<usize> = plan.tasks.iter().map(|t| t.upstream.len()).collect();
         let mut ready: BTreeSet<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
         let mut outputs: Vec<Option<Arc<BTreeMap<String, IoRecord>>>> = vec![None; n];
+        // Tables on their way through a fused chain, until their last reader has started.
+        let mut held: HashMap<(usize, String), (HeldTable, usize)> = HashMap::new();
         let mut running: JoinSet<(usize, TaskEnd)> = JoinSet::new();
         let mut spawned: HashMap<tokio::task::Id, usize> = HashMap::new();
         let mut stopped_by: Option<String> = None;
@@ -219,8 +259,30 @@ impl Scheduler {
                     run_id: run_id.to_owned(),
                     task: Arc::new(plan.tasks[i].clone()),
                     prepared: prepared[i].clone(),
+                    transform: fusion.calls[i].clone(),
                 };
-                let inputs = resolve_inputs(&self.store, plan, i, &upstream, imported);
+                let inputs =
+                    resolve_inputs(&self.store, plan, i, &upstream, imported).map(|mut inputs| {
+                        for (name, arg) in &mut inputs {
+                            if !fusion.input_in_memory(i, name) {
+                                continue;
+                            }
+                            let Some(Source::Output { task: u, output }) =
+                                plan.tasks[i].inputs.get(name)
+                            else {
+                                continue;
+                            };
+                            let key = (*u, output.clone());
+                            if let Some((table, readers)) = held.get_mut(&key) {
+                                arg.table = Some(table.table.clone());
+                                *readers -= 1;
+                                if *readers == 0 {
+                                    held.remove(&key);
+                                }
+                            }
+                        }
+                        inputs
+                    });
                 let handle = running.spawn(async move { (i, attempt.run(inputs).await) });
                 spawned.insert(handle.id(), i);
             }
@@ -239,9 +301,20 @@ impl Scheduler {
                 }
             };
             match end {
-                TaskEnd::Succeeded { outputs: outs } => {
+                TaskEnd::Succeeded {
+                    outputs: outs,
+                    tables,
+                } => {
                     state[i] = TaskState::Succeeded;
                     outputs[i] = Some(Arc::new(outs));
+                    for (output, table) in tables {
+                        let readers = fusion
+                            .in_memory
+                            .iter()
+                            .filter(|(a, o, _, _)| *a == i && *o == output)
+                            .count();
+                        held.insert((i, output), (table, readers));
+                    }
                     for &d in &downstream[i] {
                         waiting[d] -= 1;
                         if waiting[d] == 0 && state[d] == TaskState::Pending {
@@ -401,6 +474,7 @@ fn resolve_inputs(
                     size: r.size,
                     value: Some(v.clone()),
                     type_,
+                    table: None,
                 }
             }
             Source::Param {
@@ -413,6 +487,7 @@ fn resolve_inputs(
                     size: r.size,
                     value: None,
                     type_,
+                    table: None,
                 }
             }
             Source::Output { task: u, output } => {
@@ -430,6 +505,7 @@ fn resolve_inputs(
                     size: record.size,
                     value: None,
                     type_,
+                    table: None,
                 }
             }
         };
@@ -449,12 +525,21 @@ pub(crate) struct TaskRun {
     pub(crate) run_id: String,
     pub(crate) task: Arc<PlannedTask>,
     pub(crate) prepared: Prepared,
+    /// For a task in a fused chain: its call through the transform export.
+    pub(crate) transform: Option<Arc<TransformCall>>,
 }
 
 /// The outcome of one attempt, before retry decisions.
 enum Attempt {
-    Succeeded(BTreeMap<String, IoRecord>, BTreeMap<String, f64>),
-    Failed { message: String, retryable: bool },
+    Succeeded(
+        BTreeMap<String, IoRecord>,
+        BTreeMap<String, f64>,
+        BTreeMap<String, HeldTable>,
+    ),
+    Failed {
+        message: String,
+        retryable: bool,
+    },
     Cancelled,
 }
 
@@ -491,8 +576,8 @@ impl TaskRun {
             attempt += 1;
             let outcome = self.attempt(attempt, &inputs, &input_records).await;
             match outcome {
-                Attempt::Succeeded(outputs, metrics) => {
-                    return self.end(
+                Attempt::Succeeded(outputs, metrics, tables) => {
+                    let end = self.end(
                         TaskState::Succeeded,
                         attempt,
                         started,
@@ -500,6 +585,12 @@ impl TaskRun {
                         outputs,
                         metrics,
                     );
+                    return match end {
+                        TaskEnd::Succeeded { outputs, .. } => {
+                            TaskEnd::Succeeded { outputs, tables }
+                        }
+                        other => other,
+                    };
                 }
                 Attempt::Cancelled => {
                     return self.end(
@@ -584,7 +675,10 @@ impl TaskRun {
             .task_dir(&self.run_id, &task.name, attempt, &output_names)
             .and_then(|dir| {
                 for (name, arg) in inputs {
-                    store.stage_input(&dir, name, &arg.digest)?;
+                    // A table handed over in memory is never staged.
+                    if arg.table.is_none() {
+                        store.stage_input(&dir, name, &arg.digest)?;
+                    }
                 }
                 Ok(dir)
             });
@@ -622,6 +716,7 @@ impl TaskRun {
             cancel: token.clone(),
             sink: TaskSink::new(task.name.clone(), self.observer.clone()),
             kfp: task.kfp.clone(),
+            transform: self.transform.clone(),
         };
         // A KFP v2 step written as a v1 component reports through an executor output too.
         let v1_context = (task.kfp.is_none() && task.component.uses_executor_input())
@@ -655,6 +750,7 @@ impl TaskRun {
                     Ok(records) => Attempt::Succeeded(
                         records.into_iter().map(|r| (r.name.clone(), r)).collect(),
                         completion.metrics,
+                        completion.tables,
                     ),
                     Err(f) => Attempt::Failed {
                         message: f.message,
@@ -741,7 +837,10 @@ impl TaskRun {
             error: error.clone(),
         });
         match state {
-            TaskState::Succeeded => TaskEnd::Succeeded { outputs },
+            TaskState::Succeeded => TaskEnd::Succeeded {
+                outputs,
+                tables: BTreeMap::new(),
+            },
             TaskState::Cancelled => TaskEnd::Cancelled,
             _ => TaskEnd::Failed {
                 error: error.unwrap_or_default(),

@@ -61,6 +61,7 @@ impl Executor for Fake {
                 implementation: "fake".into(),
                 reason: "scripted".into(),
                 executable_digest: None,
+                transform: None,
             })
         })
     }
@@ -286,6 +287,7 @@ async fn keep_going_runs_independent_tasks() {
                 parallelism: 1,
                 keep_going: true,
                 keep_work: false,
+                fuse: true,
             },
         )
         .await;

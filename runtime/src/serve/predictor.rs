@@ -78,6 +78,7 @@ impl WasiView for PredictorState {
 
 impl sluice::pipeline::types::Host for PredictorState {}
 impl sluice::pipeline::tensors::Host for PredictorState {}
+impl sluice::pipeline::tables::Host for PredictorState {}
 
 impl sluice::pipeline::host::Host for PredictorState {
     fn log(&mut self, _: sluice::pipeline::host::Level, _: String) {}

@@ -126,6 +126,20 @@ pub struct WasmSpec {
     pub env: IndexMap<String, String>,
     #[serde(default)]
     pub resources: ResourceSpec,
+    /// Present when the component also exports `sluice:pipeline/transform`: consecutive
+    /// transform tasks then run as one fused chain, passing tables in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<TransformSpec>,
+}
+
+/// How a transform component's artifacts cross the `transform` interface.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSpec {
+    /// Artifact inputs and outputs passed as tables (CSV files outside a chain); every
+    /// other artifact is passed as its bytes.
+    #[serde(default)]
+    pub tables: Vec<String>,
 }
 
 /// A component file loaded from disk.
@@ -279,6 +293,20 @@ impl ComponentSpec {
                 ));
             }
             self.check_args("implementation.wasm.args", &wasm.args)?;
+            if let Some(transform) = &wasm.transform {
+                for (i, name) in transform.tables.iter().enumerate() {
+                    let input = self.inputs.iter().find(|p| &p.name == name);
+                    let output = self.outputs.iter().find(|p| &p.name == name);
+                    let artifact = input.is_some_and(|p| p.param_type().is_none())
+                        || output.is_some_and(|p| p.param_type().is_none());
+                    if !artifact {
+                        return Err((
+                            format!("implementation.wasm.transform.tables[{i}]"),
+                            format!("'{name}' is not a declared artifact input or output"),
+                        ));
+                    }
+                }
+            }
         }
         if let Some(container) = &imp.container {
             self.check_args("implementation.container.command", &container.command)?;

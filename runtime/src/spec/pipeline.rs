@@ -93,6 +93,10 @@ pub struct TaskSpec {
     /// Which implementation to run when the component has both (default: wasm).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefer: Option<Prefer>,
+    /// Outputs to store even when the task runs inside a fused chain, which otherwise
+    /// hands them to the next task in memory only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep: Vec<String>,
 }
 
 /// A choice between a component's implementations.

@@ -94,6 +94,7 @@ impl Env {
                 parallelism: 2,
                 keep_going: true,
                 keep_work: false,
+                fuse: true,
             },
             CancellationToken::new(),
         )

@@ -23,6 +23,7 @@ pub mod rng;
 pub mod schema;
 pub mod split;
 pub mod step;
+pub mod table;
 pub mod tensor;
 
 /// An error and its chain of sources on one line, `outer: inner: innermost`, the form

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::csv::{CellError, Csv, CsvError, push_number};
+use crate::table::{Column, ColumnData, Table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -164,16 +165,16 @@ impl FittedStats {
 
 /// Which columns of `csv` are normalised, as 0-based positions.
 fn normalised_columns(csv: &Csv, exclude: &[&str]) -> Result<Vec<bool>, NormalizeError> {
+    normalised_names(csv.columns(), exclude)
+}
+
+fn normalised_names(names: &[&str], exclude: &[&str]) -> Result<Vec<bool>, NormalizeError> {
     for name in exclude {
-        if csv.position(name).is_none() {
+        if !names.contains(name) {
             return Err(NormalizeError::UnknownExcluded((*name).to_owned()));
         }
     }
-    let normalised: Vec<bool> = csv
-        .columns()
-        .iter()
-        .map(|name| !exclude.contains(name))
-        .collect();
+    let normalised: Vec<bool> = names.iter().map(|name| !exclude.contains(name)).collect();
     if !normalised.contains(&true) {
         return Err(NormalizeError::NothingToNormalize);
     }
@@ -270,6 +271,88 @@ pub fn apply(
     }
     out.write_all(&buffer).map_err(NormalizeError::Write)?;
     Ok(count)
+}
+
+/// Fits statistics on a table held by column: the same statistics [`fit`] gives for the
+/// table's CSV text.
+pub fn fit_table(
+    table: &Table,
+    exclude: &[&str],
+    method: Method,
+) -> Result<FittedStats, NormalizeError> {
+    let normalised = normalised_names(&table.names(), exclude)?;
+    if table.rows == 0 {
+        return Err(NormalizeError::NoRows);
+    }
+    let mut columns = Vec::new();
+    for (column, _) in table.columns.iter().zip(&normalised).filter(|(_, n)| **n) {
+        let mut running = Running::default();
+        for &value in column.numbers()?.iter() {
+            running.add(value);
+        }
+        columns.push(running.finish(&column.name));
+    }
+    Ok(FittedStats {
+        method,
+        rows: table.rows,
+        excluded: exclude.iter().map(|name| (*name).to_owned()).collect(),
+        columns,
+    })
+}
+
+/// Normalises a table held by column: the table [`apply`] writes for its CSV text. The
+/// excluded columns are moved over unchanged.
+pub fn apply_table(
+    table: Table,
+    stats: &FittedStats,
+    exclude: &[&str],
+) -> Result<Table, NormalizeError> {
+    let normalised = normalised_names(&table.names(), exclude)?;
+    let mut plan: Vec<Option<Scaling>> = Vec::with_capacity(table.columns.len());
+    for (column, &normalise) in table.columns.iter().zip(&normalised) {
+        plan.push(if normalise {
+            let scaling = stats
+                .scaling(&column.name)
+                .ok_or_else(|| NormalizeError::MissingStats(column.name.clone()))?;
+            Some(scaling)
+        } else {
+            None
+        });
+    }
+    for column in &stats.columns {
+        let position = table.position(&column.name);
+        if !position.is_some_and(|position| normalised[position]) {
+            return Err(NormalizeError::ExtraStats(column.name.clone()));
+        }
+    }
+    let mut columns = Vec::with_capacity(table.columns.len());
+    for (column, step) in table.columns.into_iter().zip(plan) {
+        let Some(scaling) = step else {
+            columns.push(column);
+            continue;
+        };
+        let values = match column.data {
+            ColumnData::Float64(mut values) => {
+                for value in &mut values {
+                    *value = scaling.apply(*value);
+                }
+                values
+            }
+            _ => column
+                .numbers()?
+                .iter()
+                .map(|&value| scaling.apply(value))
+                .collect(),
+        };
+        columns.push(Column {
+            name: column.name,
+            data: ColumnData::Float64(values),
+        });
+    }
+    Ok(Table {
+        rows: table.rows,
+        columns,
+    })
 }
 
 /// Welford's running mean and sum of squared deviations, plus the extremes.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::csv::{CellError, Csv, CsvError, parse_number, quote_field};
+use crate::table::{ColumnData, Table};
 
 /// A table schema: one entry per column the table must have, in any order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,22 +267,75 @@ pub fn validate_table(
 }
 
 /// The schema entry of each header column, in file order.
+/// Checks a table held by column against a schema, as [`validate`] checks the table's
+/// CSV text: the same report, and the same problems in the same order (row by row).
+pub fn validate_columns(
+    table: &Table,
+    schema: &Schema,
+    max_problems: usize,
+) -> Result<Report, Invalid> {
+    let max_problems = max_problems.max(1);
+    let names = table.names();
+    let columns = match_names(&names, schema).map_err(|problem| Invalid {
+        problems: vec![problem],
+        total: 1,
+    })?;
+    let mut stats: Vec<Accumulator> = columns.iter().map(|c| Accumulator::new(c)).collect();
+    let mut problems = Vec::new();
+    let mut total = 0;
+    for row in 0..table.rows {
+        for (index, column) in columns.iter().enumerate() {
+            let data = &table.columns[index].data;
+            let checked = match (data, column.kind) {
+                (ColumnData::Float64(values), ColumnType::Number) => {
+                    stats[index].add_float(column, values[row])
+                }
+                _ => stats[index].add(column, &data.text(row)),
+            };
+            if let Err(problem) = checked {
+                total += 1;
+                if problems.len() < max_problems {
+                    problems.push(Problem::Cell(CellError {
+                        row: row + 2,
+                        column: names[index].to_owned(),
+                        problem,
+                    }));
+                }
+            }
+        }
+    }
+    if total > 0 {
+        return Err(Invalid { problems, total });
+    }
+    Ok(Report {
+        rows: table.rows,
+        columns: columns.len(),
+        column_stats: stats
+            .into_iter()
+            .zip(columns)
+            .map(|(stats, column)| stats.finish(column))
+            .collect(),
+    })
+}
+
 fn match_header<'s>(csv: &Csv, schema: &'s Schema) -> Result<Vec<&'s ColumnSchema>, Problem> {
+    match_names(csv.columns(), schema)
+}
+
+fn match_names<'s>(names: &[&str], schema: &'s Schema) -> Result<Vec<&'s ColumnSchema>, Problem> {
     let missing: Vec<&str> = schema
         .columns
         .iter()
-        .filter(|column| csv.position(&column.name).is_none())
+        .filter(|column| !names.contains(&column.name.as_str()))
         .map(|column| column.name.as_str())
         .collect();
-    let unexpected: Vec<&str> = csv
-        .columns()
+    let unexpected: Vec<&str> = names
         .iter()
         .copied()
         .filter(|name| !schema.columns.iter().any(|column| column.name == *name))
         .collect();
     if missing.is_empty() && unexpected.is_empty() {
-        return Ok(csv
-            .columns()
+        return Ok(names
             .iter()
             .map(|name| {
                 schema
@@ -378,6 +432,21 @@ impl Accumulator {
                 Ok(())
             }
         }
+    }
+
+    /// A number held as one, checked and summarised exactly as its CSV text would be; the
+    /// text is made only for an error message.
+    fn add_float(&mut self, column: &ColumnSchema, value: f64) -> Result<(), String> {
+        let in_range =
+            column.min.is_none_or(|min| value >= min) && column.max.is_none_or(|max| value <= max);
+        if !in_range {
+            return self.add_number(column, zmij::Buffer::new().format_finite(value), value);
+        }
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        Ok(())
     }
 
     fn add_number(&mut self, column: &ColumnSchema, field: &str, value: f64) -> Result<(), String> {

@@ -12,6 +12,7 @@ use thiserror::Error;
 
 use crate::csv::{Csv, CsvError};
 use crate::rng::SplitMix64;
+use crate::table::Table;
 
 /// How to split.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +99,25 @@ pub fn split_csv(bytes: &[u8], config: &SplitConfig) -> Result<Split, SplitError
         train_rows: lines.len() - test_rows,
         test_rows,
     })
+}
+
+/// Splits a table held by column, choosing the same rows as [`split_csv`] does on the
+/// table's CSV text. Returns the training and test tables.
+pub fn split_table(table: &Table, config: &SplitConfig) -> Result<(Table, Table), SplitError> {
+    let in_test = match &config.stratify {
+        Some(name) => {
+            let column = table
+                .position(name)
+                .ok_or_else(|| SplitError::UnknownColumn(name.clone()))?;
+            let data = &table.columns[column].data;
+            let classes: Vec<_> = (0..table.rows).map(|row| data.text(row)).collect();
+            let classes: Vec<&str> = classes.iter().map(|class| class.as_ref()).collect();
+            assign(&classes, config)?
+        }
+        None => assign(&vec![""; table.rows], config)?,
+    };
+    let (test, train): (Vec<usize>, Vec<usize>) = (0..table.rows).partition(|&row| in_test[row]);
+    Ok((table.select(&train), table.select(&test)))
 }
 
 /// Chooses the test rows given each row's class; `true` marks a test row.

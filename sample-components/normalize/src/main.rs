@@ -7,7 +7,12 @@
 //! is read with one `fs::read` and the output is written in 1 MiB chunks. All the
 //! arithmetic lives in `sluice_ml::normalize`; this file only does the IO.
 
-#![forbid(unsafe_code)]
+//!
+//! The same normalisation is exported as a transform (`sluice:pipeline/transform`), which
+//! takes the table by value and returns the normalised one by value.
+
+#[cfg(target_arch = "wasm32")]
+sluice_transform_guest::export!(Normalize with_types_in sluice_transform_guest);
 
 use std::fs::{self, File};
 use std::process::ExitCode;
@@ -15,8 +20,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use sluice_ml::cli::{Args, Command, Opt};
 use sluice_ml::csv::Csv;
+use sluice_ml::describe;
 use sluice_ml::entry;
 use sluice_ml::normalize::{self, FittedStats, Method};
+use sluice_transform_guest::{Request, Response, StepError, WitRequest, bytes_port, table_port};
 
 const COMMAND: Command = Command {
     name: "normalize",
@@ -98,4 +105,44 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let fitted = args.value("fitted-stats")?;
     fs::write(fitted, stats.to_json()).with_context(|| format!("cannot write {fitted}"))?;
     Ok(())
+}
+
+struct Normalize;
+
+impl sluice_transform_guest::Guest for Normalize {
+    fn transform(request: WitRequest) -> Result<Response, StepError> {
+        let invalid = |err: &dyn std::error::Error| StepError::InvalidInput(describe(err));
+        let mut request = Request::from(request);
+        let method: Option<Method> = request
+            .text("method")
+            .map(|m| m.parse())
+            .transpose()
+            .map_err(|e| invalid(&e))?;
+        let exclude_text = request.text("exclude").unwrap_or_default();
+        let exclude: Vec<&str> = exclude_text.split(',').filter(|n| !n.is_empty()).collect();
+        let table = request.table("data")?;
+        let stats = match request.bytes("stats")? {
+            Some(bytes) => {
+                let stats = FittedStats::from_json(&bytes).map_err(|e| {
+                    StepError::InvalidInput(format!("in input 'stats': {}", describe(&e)))
+                })?;
+                stats.expect_method(method).map_err(|e| invalid(&e))?;
+                stats
+            }
+            None => normalize::fit_table(&table, &exclude, method.unwrap_or(Method::Zscore))
+                .map_err(|e| {
+                    StepError::InvalidInput(format!("in input 'data': {}", describe(&e)))
+                })?,
+        };
+        let normalized = normalize::apply_table(table, &stats, &exclude)
+            .map_err(|e| StepError::InvalidInput(format!("in input 'data': {}", describe(&e))))?;
+        Ok(Response {
+            outputs: vec![
+                table_port("normalized", normalized),
+                bytes_port("fitted_stats", stats.to_json()),
+            ],
+            params: Vec::new(),
+            metrics: Vec::new(),
+        })
+    }
 }

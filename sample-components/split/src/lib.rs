@@ -14,10 +14,12 @@
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 #[cfg(target_arch = "wasm32")]
 sluice_step_guest::export!(Split with_types_in sluice_step_guest);
+#[cfg(target_arch = "wasm32")]
+sluice_transform_guest::export!(Split with_types_in sluice_transform_guest);
 
 use std::fs;
 
-use sluice_ml::split::{SplitConfig, split_csv};
+use sluice_ml::split::{SplitConfig, split_csv, split_table};
 use sluice_ml::{describe, step};
 use sluice_step_guest::host::{self, Level};
 use sluice_step_guest::{Guest, Invocation, Metric, Outcome, StepError, convert};
@@ -82,10 +84,63 @@ struct Paths<'a> {
     test: &'a str,
 }
 
+/// The transform: the same split of a table held by column, returned by value.
+impl sluice_transform_guest::Guest for Split {
+    fn transform(
+        request: sluice_transform_guest::WitRequest,
+    ) -> Result<sluice_transform_guest::Response, sluice_transform_guest::StepError> {
+        use sluice_transform_guest::{Request, StepError, Value, metric, table_port};
+        let mut request = Request::from(request);
+        let params = step::Invocation {
+            params: request
+                .params
+                .iter()
+                .map(|param| {
+                    let value = match &param.value {
+                        Value::Str(text) => step::Value::Str(text.clone()),
+                        Value::Int(number) => step::Value::Int(*number),
+                        Value::Float(number) => step::Value::Float(*number),
+                        Value::Boolean(flag) => step::Value::Bool(*flag),
+                        Value::Json(text) => step::Value::Json(text.clone()),
+                    };
+                    (param.name.clone(), value)
+                })
+                .collect(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        let config = config(&params).map_err(|err| StepError::InvalidInput(err.to_string()))?;
+        let table = request.table("data")?;
+        let (train, test) = split_table(&table, &config).map_err(|err| {
+            StepError::InvalidInput(format!("in input 'data': {}", describe(&err)))
+        })?;
+        let metrics = vec![
+            metric("train_rows", train.rows as f64),
+            metric("test_rows", test.rows as f64),
+        ];
+        Ok(sluice_transform_guest::Response {
+            outputs: vec![table_port("train", train), table_port("test", test)],
+            params: Vec::new(),
+            metrics,
+        })
+    }
+}
+
 /// Reads the parameters and artifact paths, rejecting anything unexpected.
 fn plan(inv: &step::Invocation) -> Result<(SplitConfig, Paths<'_>), step::InvocationError> {
+    let config = config(inv)?;
+    let paths = Paths {
+        data: inv.input("data")?,
+        train: inv.output("train")?,
+        test: inv.output("test")?,
+    };
+    Ok((config, paths))
+}
+
+/// Reads the parameters, rejecting anything unexpected.
+fn config(inv: &step::Invocation) -> Result<SplitConfig, step::InvocationError> {
     inv.expect_params(&["test_fraction", "seed", "stratify"])?;
-    let config = SplitConfig {
+    Ok(SplitConfig {
         test_fraction: inv
             .fraction("test_fraction", false)?
             .unwrap_or(DEFAULT_TEST_FRACTION),
@@ -95,13 +150,7 @@ fn plan(inv: &step::Invocation) -> Result<(SplitConfig, Paths<'_>), step::Invoca
             .string("stratify")?
             .filter(|column| !column.is_empty())
             .map(str::to_owned),
-    };
-    let paths = Paths {
-        data: inv.input("data")?,
-        train: inv.output("train")?,
-        test: inv.output("test")?,
-    };
-    Ok((config, paths))
+    })
 }
 
 #[cfg(test)]

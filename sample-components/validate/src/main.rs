@@ -4,15 +4,23 @@
 //! being e.g. `row 17, column 'mean_radius': expected a number, found 'abc'`; nothing is
 //! written then. All checking lives in `sluice_ml::schema`; this file only does the IO.
 
-#![forbid(unsafe_code)]
+//!
+//! The same check is exported as a transform (`sluice:pipeline/transform`), which takes the
+//! table by value and hands it on by value when Sluice runs it in a fused chain.
+
+#[cfg(target_arch = "wasm32")]
+sluice_transform_guest::export!(Validate with_types_in sluice_transform_guest);
 
 use std::fs;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use sluice_ml::cli::{Args, Command, Opt};
+use sluice_ml::describe;
 use sluice_ml::entry;
 use sluice_ml::schema::{self, Schema};
+use sluice_transform_guest::host::{self, Level};
+use sluice_transform_guest::{Request, Response, StepError, WitRequest, bytes_port, table_port};
 
 const COMMAND: Command = Command {
     name: "validate",
@@ -92,4 +100,35 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     fs::write(report_path, report.to_json())
         .with_context(|| format!("cannot write {report_path}"))?;
     Ok(Outcome::Valid)
+}
+
+struct Validate;
+
+impl sluice_transform_guest::Guest for Validate {
+    fn transform(request: WitRequest) -> Result<Response, StepError> {
+        let mut request = Request::from(request);
+        let table = request.table("data")?;
+        let schema_bytes = request
+            .bytes("schema")?
+            .ok_or_else(|| StepError::InvalidInput("input 'schema' is missing".to_owned()))?;
+        let schema = Schema::from_json(&schema_bytes).map_err(|err| {
+            StepError::InvalidInput(format!("cannot use the schema: {}", describe(&err)))
+        })?;
+        match schema::validate_columns(&table, &schema, SHOWN_PROBLEMS) {
+            Ok(report) => Ok(Response {
+                outputs: vec![
+                    table_port("validated", table),
+                    bytes_port("report", report.to_json()),
+                ],
+                params: Vec::new(),
+                metrics: Vec::new(),
+            }),
+            Err(invalid) => {
+                for problem in &invalid.problems {
+                    host::log(Level::Error, &problem.to_string());
+                }
+                Err(StepError::InvalidInput(invalid.to_string()))
+            }
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! The one `bindgen!` site: host-side bindings of the `sluice:pipeline` WIT package in
-//! `wit/` (its `host-runtime` world: the `step` and `predict` exports and the `host`
+//! `wit/` (its `host-runtime` world: the `step`, `transform` and `predict` exports and the `host`
 //! import), and the host's implementation of the `host` interface typed steps import.
 //! Exports are reached per interface (`GuestIndices`), since a component exports only one.
 
@@ -12,10 +12,13 @@ wasmtime::component::bindgen!({
 
 pub use exports::sluice::pipeline::predict;
 pub use exports::sluice::pipeline::step::{self, Invocation, Outcome, StepError};
+pub use exports::sluice::pipeline::transform;
+pub use sluice::pipeline::tables;
 pub use sluice::pipeline::types::{Artifact, Param, Value};
 
 impl sluice::pipeline::types::Host for StepState {}
 impl sluice::pipeline::tensors::Host for StepState {}
+impl tables::Host for StepState {}
 
 impl sluice::pipeline::host::Host for StepState {
     fn log(&mut self, level: sluice::pipeline::host::Level, message: String) {

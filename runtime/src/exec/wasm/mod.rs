@@ -7,8 +7,10 @@
 
 pub(crate) mod bindings;
 pub(crate) mod cache;
+mod interfaces;
 mod sandbox;
 pub(crate) mod state;
+mod transform_call;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -22,19 +24,22 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
-use self::bindings::{HostRuntime, StepError, step};
+use self::bindings::{HostRuntime, StepError, step, transform};
 use self::sandbox::{GUEST_INPUTS, GUEST_OUTPUTS, Sandbox};
 use self::state::{MemoryCap, StepState, Stop};
+use self::transform_call::transform_call;
 use super::capture::{Capture, StdStreams};
 use super::{
     Completion, Executor, Failure, FailureKind, Invocation, Kind, Paths, PrepareError, Prepared,
-    Report, Target, expand_args,
+    Report, Target, TransformExport, expand_args,
 };
 use crate::events::Stream;
 use crate::spec::types::parse_bool;
 use crate::spec::{Component, ParamType};
 
 pub use cache::CacheStats;
+/// The interface a transform component exports, without its version.
+pub use interfaces::TRANSFORM as TRANSFORM_INTERFACE;
 
 /// How often the epoch advances: the latency of cancellation and of the CPU-time check.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
@@ -91,7 +96,12 @@ enum Pre {
 
 struct Loaded {
     digest: String,
-    pre: Pre,
+    /// The command or typed step form; `None` for a component that is only a transform.
+    pre: Option<Pre>,
+    /// The transform export, when the component has one this host can call.
+    transform: Option<(InstancePre<StepState>, transform::GuestIndices)>,
+    /// The transform export as the binary declares it, callable or not.
+    transform_export: Option<TransformExport>,
 }
 
 impl Loaded {
@@ -99,11 +109,13 @@ impl Loaded {
         Prepared {
             kind: Kind::Wasm,
             implementation: match self.pre {
-                Pre::Command(_) => "wasm command".into(),
-                Pre::Step(..) => "wasm step".into(),
+                Some(Pre::Command(_)) => "wasm command".into(),
+                Some(Pre::Step(..)) => "wasm step".into(),
+                None => "wasm transform".into(),
             },
             reason: "wasm runs by default".into(),
             executable_digest: Some(self.digest.clone()),
+            transform: self.transform_export.clone(),
         }
     }
 }
@@ -213,19 +225,31 @@ impl Inner {
             .map(|(name, _)| name.to_owned())
             .collect();
         let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
-        let pre = if exports
+        // A transform export of another version or shape is described (so that wiring
+        // can be checked against it) but never called.
+        let mut transform_export = interfaces::transform_export(&self.engine, &component);
+        let transform = match &mut transform_export {
+            Some(export) => transform::GuestIndices::new(&pre).ok().map(|indices| {
+                export.callable = true;
+                (pre.clone(), indices)
+            }),
+            None => None,
+        };
+        let form = if exports
             .iter()
             .any(|e| e.starts_with("sluice:pipeline/step@"))
         {
             let indices = step::GuestIndices::new(&pre).map_err(invalid)?;
-            Pre::Step(pre, indices)
+            Some(Pre::Step(pre, indices))
         } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@")) {
-            Pre::Command(CommandPre::new(pre).map_err(invalid)?)
+            Some(Pre::Command(CommandPre::new(pre).map_err(invalid)?))
+        } else if transform_export.is_some() {
+            None
         } else {
             return Err(PrepareError::Invalid {
                 path: path.to_owned(),
                 message: format!(
-                    "exports neither wasi:cli/run (a command) nor sluice:pipeline/step (a typed step); it exports: {}",
+                    "exports none of wasi:cli/run (a command), sluice:pipeline/step (a typed step) or sluice:pipeline/transform; it exports: {}",
                     if exports.is_empty() {
                         "nothing".to_owned()
                     } else {
@@ -236,7 +260,9 @@ impl Inner {
         };
         let loaded = Arc::new(Loaded {
             digest: digest.clone(),
-            pre,
+            pre: form,
+            transform,
+            transform_export,
         });
         self.lock_digests().insert(digest, loaded.clone());
         Ok(loaded)
@@ -308,8 +334,17 @@ impl Inner {
             Ok(UpdateDeadline::Continue(1))
         });
 
-        let result = match &loaded.pre {
-            Pre::Command(pre) => {
+        let result = match (&loaded.pre, &inv.transform) {
+            (_, Some(call)) => match &loaded.transform {
+                Some((pre, indices)) => transform_call(&mut store, pre, indices, inv, call, io),
+                None => Err(Failure::failed(
+                    "the component exports no sluice:pipeline/transform@0.1.0 this host can call",
+                )),
+            },
+            (None, None) => Err(Failure::failed(
+                "the component is only a transform, and runs only inside a fused chain or with its inputs as files",
+            )),
+            (Some(Pre::Command(pre)), None) => {
                 let command = pre.instantiate(&mut store).map_err(|e| failure(e, io))?;
                 match command.wasi_cli_run().call_run(&mut store) {
                     Ok(Ok(())) => Ok(Completion::default()),
@@ -325,7 +360,7 @@ impl Inner {
                     },
                 }
             }
-            Pre::Step(pre, indices) => {
+            (Some(Pre::Step(pre, indices)), None) => {
                 let invocation = typed_invocation(inv, paths)?;
                 let instance = pre.instantiate(&mut store).map_err(|e| failure(e, io))?;
                 let step = indices
@@ -588,6 +623,7 @@ fn completion(
         metadata: Default::default(),
         params,
         metrics: std::mem::take(metrics),
+        tables: BTreeMap::new(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! on the shipped data, the `component.yaml` files against the crates they describe, and
 //! the workspace's source conventions. Reads files of the repository; writes nothing.
 
+mod columns;
 mod components;
 mod flow;
 mod tidy;
