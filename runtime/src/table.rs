@@ -15,7 +15,89 @@ pub enum ColumnData {
     Float64(Vec<f64>),
     Int64(Vec<i64>),
     Boolean(Vec<bool>),
-    Text(Vec<String>),
+    Text(TextColumn),
+}
+
+/// Text values stored end to end, as the `tables` interface (and Arrow) lays them out:
+/// value `i` is `data[offsets[i]..offsets[i + 1]]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TextColumn {
+    data: String,
+    offsets: Vec<u32>,
+}
+
+impl TextColumn {
+    /// Checks that the offsets start at 0, ascend, end at the data's length and fall on
+    /// character boundaries.
+    pub fn new(data: String, offsets: Vec<u32>) -> Result<TextColumn, String> {
+        let fits = offsets.first() == Some(&0)
+            && offsets.last().map(|&o| o as usize) == Some(data.len())
+            && offsets.windows(2).all(|w| w[0] <= w[1])
+            && offsets.iter().all(|&o| data.is_char_boundary(o as usize));
+        if !fits {
+            return Err("text offsets do not fit the text".into());
+        }
+        Ok(TextColumn { data, offsets })
+    }
+
+    pub fn from_values<S: AsRef<str>>(values: &[S]) -> TextColumn {
+        let mut column = TextColumn::default_empty();
+        for v in values {
+            column.push(v.as_ref());
+        }
+        column
+    }
+
+    fn with_capacity(bytes: usize, values: usize) -> TextColumn {
+        let mut offsets = Vec::with_capacity(values + 1);
+        offsets.push(0);
+        TextColumn {
+            data: String::with_capacity(bytes),
+            offsets,
+        }
+    }
+
+    fn default_empty() -> TextColumn {
+        TextColumn {
+            data: String::new(),
+            offsets: vec![0],
+        }
+    }
+
+    fn push(&mut self, value: &str) {
+        self.data.push_str(value);
+        self.offsets.push(self.data.len() as u32);
+    }
+
+    /// Adds another column's values after this one's.
+    fn append(&mut self, other: TextColumn) {
+        let base = self.data.len() as u32;
+        self.data.push_str(&other.data);
+        self.offsets
+            .extend(other.offsets[1..].iter().map(|&o| o.wrapping_add(base)));
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> &str {
+        &self.data[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.offsets
+            .windows(2)
+            .map(|w| &self.data[w[0] as usize..w[1] as usize])
+    }
+
+    pub fn into_parts(self) -> (String, Vec<u32>) {
+        (self.data, self.offsets)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -46,75 +128,137 @@ impl ColumnData {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
 
-/// How a column is being read: as integers or as floats while every field is one written
-/// canonically (so that writing it back gives the same text), else as text.
-enum Reading {
-    Start,
-    Integers(Vec<i64>),
-    Floats(Vec<f64>),
-    Text(Vec<String>),
-}
-
-impl Reading {
-    fn push(&mut self, field: &str, format: &mut zmij::Buffer) {
-        match self {
-            Reading::Start => {
-                *self = if let Some(i) = canonical_integer(field) {
-                    Reading::Integers(vec![i])
-                } else if let Some(x) = canonical_float(field, format) {
-                    Reading::Floats(vec![x])
-                } else {
-                    Reading::Text(vec![field.to_owned()])
-                }
-            }
-            Reading::Integers(values) => match canonical_integer(field) {
-                Some(value) => values.push(value),
-                None => {
-                    let mut texts: Vec<String> = values.iter().map(i64::to_string).collect();
-                    texts.push(field.to_owned());
-                    *self = Reading::Text(texts);
-                }
-            },
-            Reading::Floats(values) => match canonical_float(field, format) {
-                Some(value) => values.push(value),
-                None => {
-                    let mut texts: Vec<String> = values
-                        .iter()
-                        .map(|v| format.format_finite(*v).to_owned())
-                        .collect();
-                    texts.push(field.to_owned());
-                    *self = Reading::Text(texts);
-                }
-            },
-            Reading::Text(texts) => texts.push(field.to_owned()),
+    /// A column read from CSV text: integers or floats when every field is one written
+    /// canonically (so that writing it back gives the same text), else the text itself.
+    fn typed(text: TextColumn) -> ColumnData {
+        if text.is_empty() {
+            return ColumnData::Text(text);
         }
-    }
-
-    fn finish(self) -> ColumnData {
-        match self {
-            Reading::Start => ColumnData::Text(Vec::new()),
-            Reading::Integers(v) => ColumnData::Int64(v),
-            Reading::Floats(v) => ColumnData::Float64(v),
-            Reading::Text(v) => ColumnData::Text(v),
+        if let Some(v) = text
+            .iter()
+            .map(canonical_integer)
+            .collect::<Option<Vec<i64>>>()
+        {
+            return ColumnData::Int64(v);
         }
+        let mut format = zmij::Buffer::new();
+        if let Some(v) = text
+            .iter()
+            .map(|f| canonical_float(f, &mut format))
+            .collect::<Option<Vec<f64>>>()
+        {
+            return ColumnData::Float64(v);
+        }
+        ColumnData::Text(text)
     }
 }
 
 /// A field that is an integer written the way Rust writes it (`-12`, never `+12` or `012`).
 fn canonical_integer(field: &str) -> Option<i64> {
+    let first = *field.as_bytes().first()?;
+    if !(first == b'-' || first.is_ascii_digit()) {
+        return None;
+    }
     let value: i64 = field.parse().ok()?;
-    let plain = !field.starts_with('+')
-        && (field.len() == 1 || !field.trim_start_matches('-').starts_with('0'));
+    let digits = field.strip_prefix('-').unwrap_or(field);
+    let plain = digits.len() == 1 || !digits.starts_with('0');
     (plain && field != "-0").then_some(value)
 }
 
 /// A field that is a finite float written as its shortest round-trip form (`1.5`, `2.0`,
 /// `1e-7`).
 fn canonical_float(field: &str, format: &mut zmij::Buffer) -> Option<f64> {
+    let first = *field.as_bytes().first()?;
+    if !(first == b'-' || first.is_ascii_digit()) {
+        return None;
+    }
     let value: f64 = field.parse().ok()?;
-    (value.is_finite() && format.format_finite(value) == field).then_some(value)
+    if !value.is_finite() {
+        return None;
+    }
+    (fixed_and_shortest(field) || format.format_finite(value) == field).then_some(value)
+}
+
+/// Whether a decimal in fixed notation is, without formatting its value, already the
+/// shortest round-trip form: `-?(0|[1-9][0-9]*)\.[0-9]+` with no trailing zero in the
+/// fraction (but `.0`), at most 15 significant digits (so no shorter decimal reads back as
+/// the same float), and a magnitude from 1e-5 up to 1e16, where that form is written in
+/// fixed notation rather than with an exponent. Anything else is checked by formatting.
+fn fixed_and_shortest(field: &str) -> bool {
+    let digits = field.strip_prefix('-').unwrap_or(field);
+    let Some((whole, fraction)) = digits.split_once('.') else {
+        return false;
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(whole) || !all_digits(fraction) {
+        return false;
+    }
+    if whole.len() > 1 && whole.starts_with('0') || whole.len() > 16 {
+        return false;
+    }
+    if fraction != "0" && fraction.ends_with('0') {
+        return false;
+    }
+    if whole == "0" {
+        if fraction == "0" {
+            return true;
+        }
+        // 0.00001 is the smallest written without an exponent.
+        let zeros = fraction.len() - fraction.trim_start_matches('0').len();
+        if zeros > 4 {
+            return false;
+        }
+    }
+    let joined = whole.trim_start_matches('0').len() + fraction.len();
+    let significant = if fraction == "0" {
+        whole.trim_end_matches('0').len()
+    } else {
+        joined
+            - (fraction.len() - fraction.trim_start_matches('0').len()).min(if whole == "0" {
+                fraction.len()
+            } else {
+                0
+            })
+    };
+    significant <= 15
+}
+
+/// How many threads convert and format columns and rows.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs `f` on every item, spread over up to `workers()` threads, keeping the order.
+fn in_parallel<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = workers().min(items.len()).max(1);
+    if threads == 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let mut buckets: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        buckets[i % threads].push((i, item));
+    }
+    let f = &f;
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = buckets
+            .into_iter()
+            .map(|bucket| {
+                scope.spawn(move || {
+                    bucket
+                        .into_iter()
+                        .map(|(i, item)| (i, f(item)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 impl Table {
@@ -145,38 +289,63 @@ impl Table {
                 ));
             }
         }
-        let mut columns: Vec<Reading> = header.iter().map(|_| Reading::Start).collect();
-        let mut format = zmij::Buffer::new();
-        let mut record = csv::StringRecord::new();
+        // First every field as text, end to end per column (in blocks of lines read on
+        // every core, when no field is quoted and so every line end ends a row); then each
+        // column typed, the columns spread over the cores.
+        let body = &bytes[reader.position().byte() as usize..];
+        let width = header.len();
+        let mut texts: Vec<TextColumn> = (0..width).map(|_| TextColumn::default_empty()).collect();
         let mut rows = 0;
-        while reader.read_record(&mut record).map_err(|e| csv_error(&e))? {
-            for (column, field) in columns.iter_mut().zip(record.iter()) {
-                column.push(field, &mut format);
+        let blocks = line_blocks(body);
+
+        for block in in_parallel(blocks, |(line, text)| read_block(text, width, line)) {
+            let (block_rows, block_texts) = block?;
+            if rows == 0 {
+                texts = block_texts;
+            } else {
+                for (column, part) in texts.iter_mut().zip(block_texts) {
+                    column.append(part);
+                }
             }
-            rows += 1;
+            rows += block_rows;
+            if texts.iter().any(|t| t.data.len() > u32::MAX as usize) {
+                return Err("a column holds more than 4 GiB of text".into());
+            }
         }
+        let data = in_parallel(texts, ColumnData::typed);
         Ok(Table {
             rows,
             columns: header
                 .into_iter()
-                .zip(columns)
-                .map(|(name, reading)| Column {
-                    name,
-                    data: reading.finish(),
-                })
+                .zip(data)
+                .map(|(name, data)| Column { name, data })
                 .collect(),
         })
     }
 
     /// Writes the table as CSV: a header row, `\n` line ends, numbers in their shortest
-    /// round-trip form, and fields quoted only where they must be.
+    /// round-trip form, and fields quoted only where they must be. Rows are formatted in
+    /// blocks spread over the cores.
     pub fn to_csv(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.rows as usize * self.columns.len() * 8 + 64);
+        let mut out = Vec::new();
         let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
         push_row(&mut out, names.iter().copied());
+        let rows = self.rows as usize;
+        let block = rows.div_ceil(workers().max(1)).max(1);
+        let blocks: Vec<(usize, usize)> = (0..rows)
+            .step_by(block)
+            .map(|start| (start, (start + block).min(rows)))
+            .collect();
+        for part in in_parallel(blocks, |(start, end)| self.format_rows(start, end)) {
+            out.extend_from_slice(&part);
+        }
+        out
+    }
+
+    fn format_rows(&self, start: usize, end: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity((end - start) * self.columns.len() * 8);
         let mut format = zmij::Buffer::new();
-        let mut integer = itoa_buffer();
-        for row in 0..self.rows as usize {
+        for row in start..end {
             for (i, column) in self.columns.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
@@ -185,16 +354,11 @@ impl Table {
                     ColumnData::Float64(v) => {
                         out.extend_from_slice(format.format_finite(v[row]).as_bytes())
                     }
-                    ColumnData::Int64(v) => {
-                        integer.clear();
-                        use std::fmt::Write;
-                        let _ = write!(integer, "{}", v[row]);
-                        out.extend_from_slice(integer.as_bytes());
-                    }
+                    ColumnData::Int64(v) => out.extend_from_slice(v[row].to_string().as_bytes()),
                     ColumnData::Boolean(v) => {
                         out.extend_from_slice(if v[row] { b"true" } else { b"false" })
                     }
-                    ColumnData::Text(v) => push_field(&mut out, &v[row]),
+                    ColumnData::Text(v) => push_field(&mut out, v.get(row)),
                 }
             }
             out.push(b'\n');
@@ -223,71 +387,188 @@ impl Table {
         Ok(())
     }
 
-    /// The `sha256:` digest of the table's content (names, types and values, in a fixed
-    /// binary layout), and that layout's size in bytes. Equal tables have equal digests;
-    /// it is not the digest of the table's CSV text.
+    /// The `sha256:` digest of the table's content, and the size in bytes of the values it
+    /// covers: a hash over the row count and, per column, its name, type and the sha256 of
+    /// its values in a fixed binary layout (columns hashed on every core). Equal tables
+    /// have equal digests; it is not the digest of the table's CSV text.
     pub fn digest(&self) -> (String, u64) {
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut feed = |bytes: &[u8]| {
-            hasher.update(bytes);
-            size += bytes.len() as u64;
-        };
-        feed(b"sluice-table-1\0");
-        feed(&self.rows.to_le_bytes());
-        feed(&(self.columns.len() as u64).to_le_bytes());
-        let mut chunk: Vec<u8> = Vec::with_capacity(1 << 16);
-        for column in &self.columns {
-            feed(&(column.name.len() as u64).to_le_bytes());
-            feed(column.name.as_bytes());
+        let columns: Vec<&Column> = self.columns.iter().collect();
+        let hashed = in_parallel(columns, |column| {
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            let mut feed = |bytes: &[u8]| {
+                hasher.update(bytes);
+                size += bytes.len() as u64;
+            };
             let tag: u8 = match &column.data {
-                ColumnData::Float64(_) => 1,
-                ColumnData::Int64(_) => 2,
-                ColumnData::Boolean(_) => 3,
-                ColumnData::Text(_) => 4,
-            };
-            feed(&[tag]);
-            let mut flush = |chunk: &mut Vec<u8>, force: bool| {
-                if force || chunk.len() >= (1 << 16) - 16 {
-                    feed(chunk);
-                    chunk.clear();
-                }
-            };
-            match &column.data {
                 ColumnData::Float64(v) => {
-                    for x in v {
-                        chunk.extend_from_slice(&x.to_bits().to_le_bytes());
-                        flush(&mut chunk, false);
+                    for chunk in v.chunks(4096) {
+                        let bytes: Vec<u8> = chunk
+                            .iter()
+                            .flat_map(|x| x.to_bits().to_le_bytes())
+                            .collect();
+                        feed(&bytes);
                     }
+                    1
                 }
                 ColumnData::Int64(v) => {
-                    for x in v {
-                        chunk.extend_from_slice(&x.to_le_bytes());
-                        flush(&mut chunk, false);
+                    for chunk in v.chunks(4096) {
+                        let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        feed(&bytes);
                     }
+                    2
                 }
                 ColumnData::Boolean(v) => {
-                    for x in v {
-                        chunk.push(u8::from(*x));
-                        flush(&mut chunk, false);
-                    }
+                    let bytes: Vec<u8> = v.iter().map(|&b| u8::from(b)).collect();
+                    feed(&bytes);
+                    3
                 }
                 ColumnData::Text(v) => {
-                    for x in v {
-                        chunk.extend_from_slice(&(x.len() as u64).to_le_bytes());
-                        chunk.extend_from_slice(x.as_bytes());
-                        flush(&mut chunk, false);
+                    for chunk in v.offsets.chunks(4096) {
+                        let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        feed(&bytes);
                     }
+                    feed(v.data.as_bytes());
+                    4
                 }
-            }
-            flush(&mut chunk, true);
+            };
+            (tag, hasher.finalize(), size)
+        });
+        let mut hasher = Sha256::new();
+        hasher.update(b"sluice-table-1\0");
+        hasher.update(self.rows.to_le_bytes());
+        hasher.update((self.columns.len() as u64).to_le_bytes());
+        let mut size = 0;
+        for (column, (tag, hash, bytes)) in self.columns.iter().zip(hashed) {
+            hasher.update((column.name.len() as u64).to_le_bytes());
+            hasher.update(column.name.as_bytes());
+            hasher.update([tag]);
+            hasher.update(hash);
+            size += bytes;
         }
         (format!("sha256:{}", hex::encode(hasher.finalize())), size)
     }
 }
 
-fn itoa_buffer() -> String {
-    String::with_capacity(24)
+/// The body of a CSV file cut into blocks of whole lines, one per core, each with the
+/// number (as an editor shows it) of its first line; one block when a quote could hide a
+/// line end inside a field.
+fn line_blocks(body: &[u8]) -> Vec<(u64, &[u8])> {
+    const SMALL: usize = 1 << 20;
+    let parts = workers();
+    if parts == 1 || body.len() < SMALL || body.contains(&b'"') {
+        return vec![(2, body)];
+    }
+    let mut blocks = Vec::with_capacity(parts);
+    let (mut start, mut line) = (0, 2u64);
+    for i in 1..=parts {
+        let end = if i == parts {
+            body.len()
+        } else {
+            let guess = (body.len() * i / parts).max(start);
+            match body[guess..].iter().position(|&b| b == b'\n') {
+                Some(at) => guess + at + 1,
+                None => body.len(),
+            }
+        };
+        if end > start {
+            blocks.push((line, &body[start..end]));
+            line += body[start..end].iter().filter(|&&b| b == b'\n').count() as u64;
+            start = end;
+        }
+    }
+    blocks
+}
+
+/// Reads a block of rows into one text column per header column. A block without quotes
+/// is split at commas and line ends directly; one with quotes goes through the `csv` crate.
+fn read_block(
+    block: &[u8],
+    width: usize,
+    first_line: u64,
+) -> Result<(u64, Vec<TextColumn>), String> {
+    if !block.contains(&b'"') {
+        return split_block(block, width, first_line);
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(block);
+    let mut texts: Vec<TextColumn> = (0..width).map(|_| TextColumn::default_empty()).collect();
+    let mut record = csv::StringRecord::new();
+    let mut rows = 0;
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                return Err(match e.kind() {
+                    csv::ErrorKind::Utf8 { pos, .. } => format!(
+                        "row {}: the text is not valid UTF-8",
+                        first_line + pos.as_ref().map_or(0, |p| p.line()) - 1
+                    ),
+                    _ => e.to_string(),
+                });
+            }
+        }
+        if record.len() != width {
+            let line = first_line + record.position().map_or(0, |p| p.line()) - 1;
+            return Err(format!(
+                "row {line}: {} fields, the header has {width}",
+                record.len()
+            ));
+        }
+        for (column, field) in texts.iter_mut().zip(record.iter()) {
+            column.push(field);
+        }
+        rows += 1;
+    }
+    Ok((rows, texts))
+}
+
+/// Reads an unquoted block: every line end ends a row, every comma a field.
+fn split_block(
+    block: &[u8],
+    width: usize,
+    first_line: u64,
+) -> Result<(u64, Vec<TextColumn>), String> {
+    let text = std::str::from_utf8(block).map_err(|e| {
+        let line = first_line
+            + block[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+        format!("row {line}: the text is not valid UTF-8")
+    })?;
+    // Room for the block, guessed from its first line, so the columns grow at most once.
+    let line_length = text.find('\n').map_or(text.len(), |n| n + 1).max(1);
+    let guess_rows = text.len() / line_length + 16;
+    let mut texts: Vec<TextColumn> = (0..width)
+        .map(|_| TextColumn::with_capacity(text.len() / width + 64, guess_rows))
+        .collect();
+    let mut rows = 0;
+    for (i, line) in text.split_terminator('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            // Blank lines are no rows, as the `csv` crate reads them.
+            continue;
+        }
+        let mut found = 0;
+        for field in line.split(',') {
+            if let Some(column) = texts.get_mut(found) {
+                column.push(field);
+            }
+            found += 1;
+        }
+        if found != width {
+            return Err(format!(
+                "row {}: {found} fields, the header has {width}",
+                first_line + i as u64
+            ));
+        }
+        rows += 1;
+    }
+    Ok((rows, texts))
 }
 
 fn push_row<'a>(out: &mut Vec<u8>, fields: impl Iterator<Item = &'a str>) {
@@ -349,19 +630,31 @@ mod tests {
         assert_eq!(table.rows, 2);
         assert_eq!(table.columns[0].data, ColumnData::Float64(vec![1.5, -3.0]));
         assert!(matches!(table.columns[1].data, ColumnData::Text(_)));
+        assert_eq!(
+            table.columns[1].data,
+            ColumnData::Text(TextColumn::from_values(&["M", "x,y"]))
+        );
         assert_eq!(table.columns[2].data, ColumnData::Float64(vec![2.0, 1e-7]));
         // "0.10" is not the shortest form of 0.1, so the column stays text.
         assert_eq!(
             table.columns[3].data,
-            ColumnData::Text(vec!["0.10".into(), "7".into()])
+            ColumnData::Text(TextColumn::from_values(&["0.10", "7"]))
         );
         assert_eq!(table.columns[4].data, ColumnData::Int64(vec![7, -12]));
         let mixed = Table::from_csv(b"x\n1\n2.5\n007\n").unwrap();
         assert_eq!(
             mixed.columns[0].data,
-            ColumnData::Text(vec!["1".into(), "2.5".into(), "007".into()])
+            ColumnData::Text(TextColumn::from_values(&["1", "2.5", "007"]))
         );
         assert_eq!(String::from_utf8(table.to_csv()).unwrap(), text);
+    }
+
+    #[test]
+    fn text_offsets_are_checked() {
+        assert!(TextColumn::new("héllo".into(), vec![0, 2, 6]).is_err());
+        assert!(TextColumn::new("ab".into(), vec![0, 2, 1]).is_err());
+        let t = TextColumn::new("héllo".into(), vec![0, 3, 6]).unwrap();
+        assert_eq!(t.iter().collect::<Vec<_>>(), ["hé", "llo"]);
     }
 
     #[test]
@@ -388,5 +681,72 @@ mod tests {
         d.rows = 3;
         assert!(d.check().is_err());
         assert!(a.check().is_ok());
+    }
+}
+#[cfg(test)]
+mod shortest {
+    use super::fixed_and_shortest;
+
+    /// Every field the shortcut accepts formats back to itself.
+    #[test]
+    fn the_shortcut_agrees_with_formatting() {
+        let mut format = zmij::Buffer::new();
+        let mut state: u64 = 7;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            let whole_digits = (next() % 18) as usize;
+            let fraction_digits = 1 + (next() % 18) as usize;
+            let digit = |n: u64| char::from(b'0' + (n % 10) as u8);
+            let mut text = String::new();
+            if next() % 4 == 0 {
+                text.push('-');
+            }
+            if whole_digits == 0 {
+                text.push('0');
+            }
+            for _ in 0..whole_digits {
+                text.push(digit(next()));
+            }
+            text.push('.');
+            let zeros = (next() % 8) as usize;
+            for i in 0..fraction_digits {
+                text.push(if i < zeros { '0' } else { digit(next()) });
+            }
+            if fixed_and_shortest(&text) {
+                accepted += 1;
+                let value: f64 = text.parse().unwrap();
+                assert_eq!(format.format_finite(value), text);
+            }
+        }
+        assert!(accepted > 10_000, "{accepted}");
+        for edge in [
+            "0.0",
+            "-0.0",
+            "0.00001",
+            "1.0",
+            "100000000000000.0",
+            "123.5",
+        ] {
+            assert!(fixed_and_shortest(edge), "{edge}");
+        }
+        for edge in [
+            "0.000001",
+            "1.50",
+            "01.5",
+            "1e5",
+            "1",
+            ".5",
+            "1.",
+            "0.30000000000000004",
+        ] {
+            assert!(!fixed_and_shortest(edge), "{edge}");
+        }
     }
 }

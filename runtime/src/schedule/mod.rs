@@ -547,7 +547,7 @@ impl TaskRun {
     pub(crate) async fn run(self, inputs: Result<BTreeMap<String, InputArg>, String>) -> TaskEnd {
         let task = &*self.task;
         let started = Instant::now();
-        let inputs = match inputs {
+        let mut inputs = match inputs {
             Ok(i) => i,
             Err(message) => {
                 return self.end(
@@ -574,7 +574,14 @@ impl TaskRun {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = self.attempt(attempt, &inputs, &input_records).await;
+            // The last attempt there can be takes the inputs, so that a table handed over
+            // in memory has one owner and reaches the guest without a copy.
+            let given = if attempt > task.retry.limit {
+                std::mem::take(&mut inputs)
+            } else {
+                inputs.clone()
+            };
+            let outcome = self.attempt(attempt, given, &input_records).await;
             match outcome {
                 Attempt::Succeeded(outputs, metrics, tables) => {
                     let end = self.end(
@@ -639,7 +646,7 @@ impl TaskRun {
     async fn attempt(
         &self,
         attempt: u32,
-        inputs: &BTreeMap<String, InputArg>,
+        inputs: BTreeMap<String, InputArg>,
         input_records: &[IoRecord],
     ) -> Attempt {
         let task = &*self.task;
@@ -674,7 +681,7 @@ impl TaskRun {
         let staged = store
             .task_dir(&self.run_id, &task.name, attempt, &output_names)
             .and_then(|dir| {
-                for (name, arg) in inputs {
+                for (name, arg) in &inputs {
                     // A table handed over in memory is never staged.
                     if arg.table.is_none() {
                         store.stage_input(&dir, name, &arg.digest)?;
@@ -709,7 +716,7 @@ impl TaskRun {
             task: task.name.clone(),
             attempt,
             component: task.component.clone(),
-            inputs: inputs.clone(),
+            inputs,
             dir: dir.clone(),
             resources: task.resources.clone(),
             prepared: self.prepared.clone(),

@@ -15,7 +15,7 @@ pub enum ColumnData {
     Float64(Vec<f64>),
     Int64(Vec<i64>),
     Boolean(Vec<bool>),
-    Text(Vec<String>),
+    Text(TextColumn),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +68,7 @@ impl ColumnData {
             }
             ColumnData::Int64(v) => Cow::Owned(v[row].to_string()),
             ColumnData::Boolean(v) => Cow::Borrowed(if v[row] { "true" } else { "false" }),
-            ColumnData::Text(v) => Cow::Borrowed(&v[row]),
+            ColumnData::Text(v) => Cow::Borrowed(v.get(row)),
         }
     }
 
@@ -81,7 +81,7 @@ impl ColumnData {
             ColumnData::Float64(v) => ColumnData::Float64(pick(v, rows)),
             ColumnData::Int64(v) => ColumnData::Int64(pick(v, rows)),
             ColumnData::Boolean(v) => ColumnData::Boolean(pick(v, rows)),
-            ColumnData::Text(v) => ColumnData::Text(pick(v, rows)),
+            ColumnData::Text(v) => ColumnData::Text(v.select(rows)),
         }
     }
 }
@@ -106,6 +106,71 @@ impl Column {
                 .collect::<Result<Vec<f64>, _>>()
                 .map(Cow::Owned),
         }
+    }
+}
+
+/// Text values stored end to end, the form text columns cross the component boundary in:
+/// value `i` is `data[offsets[i]..offsets[i + 1]]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TextColumn {
+    data: String,
+    offsets: Vec<u32>,
+}
+
+impl TextColumn {
+    /// `None` when the offsets do not start at 0, ascend, end at the data's length and fall
+    /// on character boundaries.
+    pub fn new(data: String, offsets: Vec<u32>) -> Option<TextColumn> {
+        let fits = offsets.first() == Some(&0)
+            && offsets.last().map(|&o| o as usize) == Some(data.len())
+            && offsets.windows(2).all(|w| w[0] <= w[1])
+            && offsets.iter().all(|&o| data.is_char_boundary(o as usize));
+        fits.then_some(TextColumn { data, offsets })
+    }
+
+    pub fn from_values<S: AsRef<str>>(values: &[S]) -> TextColumn {
+        let mut data = String::new();
+        let mut offsets = Vec::with_capacity(values.len() + 1);
+        offsets.push(0);
+        for value in values {
+            data.push_str(value.as_ref());
+            offsets.push(data.len() as u32);
+        }
+        TextColumn { data, offsets }
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> &str {
+        &self.data[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.offsets
+            .windows(2)
+            .map(|w| &self.data[w[0] as usize..w[1] as usize])
+    }
+
+    /// The values at `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> TextColumn {
+        let mut data = String::with_capacity(self.data.len());
+        let mut offsets = Vec::with_capacity(rows.len() + 1);
+        offsets.push(0);
+        for &row in rows {
+            data.push_str(self.get(row));
+            offsets.push(data.len() as u32);
+        }
+        TextColumn { data, offsets }
+    }
+
+    pub fn into_parts(self) -> (String, Vec<u32>) {
+        (self.data, self.offsets)
     }
 }
 
@@ -168,7 +233,7 @@ mod tests {
                 },
                 Column {
                     name: "label".into(),
-                    data: ColumnData::Text(vec!["M".into(), "".into()]),
+                    data: ColumnData::Text(TextColumn::from_values(&["M", ""])),
                 },
             ],
         }

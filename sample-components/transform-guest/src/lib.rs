@@ -25,7 +25,7 @@ pub use bindings::sluice::pipeline::tables;
 pub use bindings::sluice::pipeline::types::{Metric, Param, StepError, Value};
 pub use bindings::*;
 
-use sluice_ml::table::{Column, ColumnData, Table};
+use sluice_ml::table::{Column, ColumnData, Table, TextColumn};
 
 /// A transform's request with its parts taken out by name.
 pub struct Request {
@@ -53,7 +53,8 @@ impl Request {
     pub fn table(&mut self, name: &str) -> Result<Table, StepError> {
         match self.take(name) {
             Some(Data::Table(table)) => {
-                let table = from_wit(table);
+                let table = from_wit(table)
+                    .map_err(|err| StepError::InvalidInput(format!("input '{name}': {err}")))?;
                 table
                     .check()
                     .map_err(|err| StepError::InvalidInput(format!("input '{name}': {err}")))?;
@@ -120,24 +121,29 @@ pub fn metric(name: &str, value: f64) -> Metric {
     }
 }
 
-fn from_wit(table: tables::Table) -> Table {
+fn from_wit(table: tables::Table) -> Result<Table, String> {
     use tables::ColumnData as Wit;
-    Table {
-        rows: table.rows as usize,
-        columns: table
-            .columns
-            .into_iter()
-            .map(|column| Column {
-                name: column.name,
-                data: match column.data {
-                    Wit::Float64(v) => ColumnData::Float64(v),
-                    Wit::Int64(v) => ColumnData::Int64(v),
-                    Wit::Boolean(v) => ColumnData::Boolean(v),
-                    Wit::Text(v) => ColumnData::Text(v),
-                },
-            })
-            .collect(),
+    let mut columns = Vec::with_capacity(table.columns.len());
+    for column in table.columns {
+        let data = match column.data {
+            Wit::Float64(v) => ColumnData::Float64(v),
+            Wit::Int64(v) => ColumnData::Int64(v),
+            Wit::Boolean(v) => ColumnData::Boolean(v),
+            Wit::Text(text) => {
+                ColumnData::Text(TextColumn::new(text.data, text.offsets).ok_or_else(|| {
+                    format!("column '{}': text offsets do not fit its data", column.name)
+                })?)
+            }
+        };
+        columns.push(Column {
+            name: column.name,
+            data,
+        });
     }
+    Ok(Table {
+        rows: table.rows as usize,
+        columns,
+    })
 }
 
 fn to_wit(table: Table) -> tables::Table {
@@ -153,7 +159,10 @@ fn to_wit(table: Table) -> tables::Table {
                     ColumnData::Float64(v) => Wit::Float64(v),
                     ColumnData::Int64(v) => Wit::Int64(v),
                     ColumnData::Boolean(v) => Wit::Boolean(v),
-                    ColumnData::Text(v) => Wit::Text(v),
+                    ColumnData::Text(v) => {
+                        let (data, offsets) = v.into_parts();
+                        Wit::Text(tables::TextColumn { data, offsets })
+                    }
                 },
             })
             .collect(),

@@ -273,7 +273,12 @@ impl Inner {
     }
 
     /// Runs one attempt to completion on the current (blocking) thread.
-    fn run(&self, loaded: &Loaded, inv: &Invocation, io: &Streams) -> Result<Completion, Failure> {
+    fn run(
+        &self,
+        loaded: &Loaded,
+        mut inv: Invocation,
+        io: &Streams,
+    ) -> Result<Completion, Failure> {
         let wasm = inv
             .component
             .spec
@@ -286,7 +291,7 @@ impl Inner {
             outputs: GUEST_OUTPUTS,
         };
         let mut argv = vec![inv.component.name()];
-        argv.extend(expand_args(inv, paths, &wasm.args)?);
+        argv.extend(expand_args(&inv, paths, &wasm.args)?);
         let env: Vec<(String, String)> = wasm
             .env
             .iter()
@@ -334,9 +339,11 @@ impl Inner {
             Ok(UpdateDeadline::Continue(1))
         });
 
-        let result = match (&loaded.pre, &inv.transform) {
+        let result = match (&loaded.pre, inv.transform.clone()) {
             (_, Some(call)) => match &loaded.transform {
-                Some((pre, indices)) => transform_call(&mut store, pre, indices, inv, call, io),
+                Some((pre, indices)) => {
+                    transform_call(&mut store, pre, indices, &mut inv, &call, io)
+                }
                 None => Err(Failure::failed(
                     "the component exports no sluice:pipeline/transform@0.1.0 this host can call",
                 )),
@@ -361,7 +368,7 @@ impl Inner {
                 }
             }
             (Some(Pre::Step(pre, indices)), None) => {
-                let invocation = typed_invocation(inv, paths)?;
+                let invocation = typed_invocation(&inv, paths)?;
                 let instance = pre.instantiate(&mut store).map_err(|e| failure(e, io))?;
                 let step = indices
                     .load(&mut store, &instance)
@@ -372,7 +379,7 @@ impl Inner {
                 match result {
                     Ok(outcome) => {
                         let mut metrics = std::mem::take(&mut store.data_mut().metrics);
-                        completion(inv, outcome, &mut metrics)
+                        completion(&inv, outcome, &mut metrics)
                     }
                     Err(StepError::InvalidInput(m)) => Err(Failure {
                         kind: FailureKind::InvalidInput,
@@ -431,7 +438,7 @@ impl Executor for WasmExecutor {
             let inner = self.inner.clone();
             let thread_streams = streams.clone();
             let mut handle =
-                tokio::task::spawn_blocking(move || inner.run(&loaded, &inv, &thread_streams));
+                tokio::task::spawn_blocking(move || inner.run(&loaded, inv, &thread_streams));
             let joined = tokio::select! {
                 joined = &mut handle => Some(joined),
                 _ = cancel.cancelled() => tokio::time::timeout(GRACE, &mut handle).await.ok(),

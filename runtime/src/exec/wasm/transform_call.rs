@@ -14,13 +14,13 @@ use super::sandbox::{GUEST_INPUTS, GUEST_OUTPUTS};
 use super::state::StepState;
 use super::{Streams, completion, failure, typed_invocation};
 use crate::exec::{Completion, Failure, FailureKind, HeldTable, Invocation, Paths, TransformCall};
-use crate::table::{Column, ColumnData, Table};
+use crate::table::{Column, ColumnData, Table, TextColumn};
 
 pub(super) fn transform_call(
     store: &mut Store<StepState>,
     pre: &InstancePre<StepState>,
     indices: &transform::GuestIndices,
-    inv: &Invocation,
+    inv: &mut Invocation,
     call: &TransformCall,
     io: &Streams,
 ) -> Result<Completion, Failure> {
@@ -56,9 +56,8 @@ pub(super) fn transform_call(
         let is_table = call.tables.contains(&name);
         match (port.data, is_table) {
             (transform::Data::Table(table), true) => {
-                let table = from_wit(table);
-                table
-                    .check()
+                let table = from_wit(table)
+                    .and_then(|t| t.check().map(|()| t))
                     .map_err(|m| Failure::failed(format!("output '{name}': {m}")))?;
                 if call.in_memory.contains(&name) {
                     let (digest, size) = table.digest();
@@ -111,7 +110,7 @@ pub(super) fn transform_call(
 }
 
 /// Parameters as a typed step gets them; artifact inputs as tables or bytes.
-fn request(inv: &Invocation, call: &TransformCall) -> Result<transform::Request, Failure> {
+fn request(inv: &mut Invocation, call: &TransformCall) -> Result<transform::Request, Failure> {
     let typed = typed_invocation(
         inv,
         Paths::Under {
@@ -122,10 +121,13 @@ fn request(inv: &Invocation, call: &TransformCall) -> Result<transform::Request,
     let mut inputs = Vec::with_capacity(typed.inputs.len());
     for artifact in typed.inputs {
         let name = artifact.name;
-        let arg = &inv.inputs[&name];
+        let handed = inv.inputs.get_mut(&name).and_then(|arg| arg.table.take());
         let data = if call.tables.contains(&name) {
-            let table = match &arg.table {
-                Some(table) => Table::clone(table),
+            let table = match handed {
+                // Shared only when another attempt may need it again.
+                Some(table) => {
+                    Arc::try_unwrap(table).unwrap_or_else(|shared| Table::clone(&shared))
+                }
                 None => {
                     let bytes = read(inv, &name)?;
                     Table::from_csv(&bytes).map_err(|m| Failure {
@@ -168,40 +170,42 @@ fn write(inv: &Invocation, name: &str, bytes: &[u8]) -> Result<(), Failure> {
 
 fn to_wit(table: Table) -> tables::Table {
     use tables::ColumnData as Wit;
+    let mut columns = Vec::with_capacity(table.columns.len());
+    for c in table.columns {
+        let data = match c.data {
+            ColumnData::Float64(v) => Wit::Float64(v),
+            ColumnData::Int64(v) => Wit::Int64(v),
+            ColumnData::Boolean(v) => Wit::Boolean(v),
+            ColumnData::Text(v) => {
+                let (data, offsets) = v.into_parts();
+                Wit::Text(tables::TextColumn { data, offsets })
+            }
+        };
+        columns.push(tables::Column { name: c.name, data });
+    }
     tables::Table {
         rows: table.rows,
-        columns: table
-            .columns
-            .into_iter()
-            .map(|c| tables::Column {
-                name: c.name,
-                data: match c.data {
-                    ColumnData::Float64(v) => Wit::Float64(v),
-                    ColumnData::Int64(v) => Wit::Int64(v),
-                    ColumnData::Boolean(v) => Wit::Boolean(v),
-                    ColumnData::Text(v) => Wit::Text(v),
-                },
-            })
-            .collect(),
+        columns,
     }
 }
 
-fn from_wit(table: tables::Table) -> Table {
+fn from_wit(table: tables::Table) -> Result<Table, String> {
     use tables::ColumnData as Wit;
-    Table {
-        rows: table.rows,
-        columns: table
-            .columns
-            .into_iter()
-            .map(|c| Column {
-                name: c.name,
-                data: match c.data {
-                    Wit::Float64(v) => ColumnData::Float64(v),
-                    Wit::Int64(v) => ColumnData::Int64(v),
-                    Wit::Boolean(v) => ColumnData::Boolean(v),
-                    Wit::Text(v) => ColumnData::Text(v),
-                },
-            })
-            .collect(),
+    let mut columns = Vec::with_capacity(table.columns.len());
+    for c in table.columns {
+        let data = match c.data {
+            Wit::Float64(v) => ColumnData::Float64(v),
+            Wit::Int64(v) => ColumnData::Int64(v),
+            Wit::Boolean(v) => ColumnData::Boolean(v),
+            Wit::Text(text) => ColumnData::Text(
+                TextColumn::new(text.data, text.offsets)
+                    .map_err(|m| format!("column '{}': {m}", c.name))?,
+            ),
+        };
+        columns.push(Column { name: c.name, data });
     }
+    Ok(Table {
+        rows: table.rows,
+        columns,
+    })
 }

@@ -9,7 +9,7 @@ use sluice_ml::csv::Csv;
 use sluice_ml::normalize::{self, Method};
 use sluice_ml::schema::{self, Schema};
 use sluice_ml::split::{SplitConfig, split_csv, split_table};
-use sluice_ml::table::{Column, ColumnData, Table};
+use sluice_ml::table::{Column, ColumnData, Table, TextColumn};
 
 use crate::repository;
 
@@ -42,7 +42,7 @@ fn table(bytes: &[u8], numbers: bool) -> Table {
                 name: (*name).to_owned(),
                 data: match canonical {
                     Some(values) if numbers => ColumnData::Float64(values),
-                    _ => ColumnData::Text(texts),
+                    _ => ColumnData::Text(TextColumn::from_values(&texts)),
                 },
             }
         })
