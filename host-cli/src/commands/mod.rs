@@ -24,7 +24,7 @@ use sluice_runtime::exec::runners::{ContainerRunner, Policy, Runners};
 use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
 use sluice_runtime::exec::{Kind, Prepared, Target};
 use sluice_runtime::plan::{Plan, PlanError};
-use sluice_runtime::schedule::{Options, Scheduler};
+use sluice_runtime::schedule::{Options, ScheduleError, Scheduler};
 use sluice_runtime::spec::Prefer;
 use sluice_runtime::store::{DeployState, RunKind, RunState, Store, default_home};
 use tokio_util::sync::CancellationToken;
@@ -228,7 +228,18 @@ pub fn execute(
             options,
             cancel,
         };
-        let outcome = scheduler.run(plan.clone(), kind).await?;
+        let outcome = match scheduler.run(plan.clone(), kind).await {
+            Ok(outcome) => outcome,
+            // Each wiring problem is its own line, naming the pipeline file.
+            Err(ScheduleError::Wiring(mismatches)) => {
+                let lines: Vec<String> = mismatches
+                    .iter()
+                    .map(|m| format!("{}: {m}", plan.source.display()))
+                    .collect();
+                anyhow::bail!("{}", lines.join("\nerror: "));
+            }
+            Err(e) => return Err(e.into()),
+        };
         // The pipeline's last act, once its record is final.
         let deploy = match plan.deploy {
             Some(_) => {

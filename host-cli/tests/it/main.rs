@@ -5,6 +5,7 @@ mod bundle;
 mod cases;
 mod commands;
 mod example;
+mod fused;
 mod kfp;
 mod registry;
 mod serve;

@@ -48,6 +48,8 @@ pub struct TransformCall {
     /// Table outputs handed back in memory, for the next tasks of the chain, instead of
     /// being written as CSV files.
     pub in_memory: BTreeSet<String>,
+    /// Outputs handed back in memory that are written as CSV files too (to be stored).
+    pub also_written: BTreeSet<String>,
 }
 
 /// A table output handed back in memory, with the digest it is recorded under.
@@ -311,7 +313,10 @@ pub fn collect_outputs(
 ) -> Result<Vec<IoRecord>, Failure> {
     let mut records = Vec::new();
     for output in &component.spec.outputs {
-        if let Some(held) = completion.tables.get(&output.name) {
+        let written = dir.output_file(&output.name).exists();
+        if let Some(held) = completion.tables.get(&output.name)
+            && !written
+        {
             // Handed to the next task of a fused chain; recorded, never stored.
             records.push(IoRecord {
                 name: output.name.clone(),

@@ -5,10 +5,11 @@
 //!
 //! A wiring `a.out -> b.in` is fused when both tasks run as wasm through a transform export
 //! this host can call, and `out` and `in` are table ports of their components
-//! (`implementation.wasm.transform.tables`). An output stays in memory (is never stored)
-//! when every task reading it reads it through a fused wiring, no task asks to `keep` it
-//! and no deploy serves it; its tasks form a chain. Where two transforms are wired table to
-//! table, their exported interfaces must agree, fused or not: that is checked first.
+//! (`implementation.wasm.transform.tables`). An output is handed on in memory (and not
+//! stored) when every task reading it reads it through a fused wiring; its tasks form a
+//! chain. An output the pipeline asks to `keep`, or a deploy serves, is stored as well.
+//! Where two transforms are wired table to table, their exported interfaces must agree,
+//! fused or not: that is checked first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -61,6 +62,26 @@ impl fmt::Display for Mismatch {
     }
 }
 
+/// Where two type texts first differ: a few words of each, from the start of the field or
+/// case that differs.
+fn first_difference(a: &str, b: &str) -> (String, String) {
+    let at = a
+        .bytes()
+        .zip(b.bytes())
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
+    // Back to the start of the field or case: after the last `{`, `(`, `<` or `,`.
+    let start = a[..at].rfind(['{', '(', '<', ',']).map_or(0, |i| i + 1);
+    let excerpt = |s: &str| {
+        let rest = s[start..].trim_start();
+        match rest.char_indices().nth(48) {
+            Some((end, _)) => format!("{}...", &rest[..end]),
+            None => rest.to_owned(),
+        }
+    };
+    (excerpt(a), excerpt(b))
+}
+
 impl Fusion {
     /// Decides the chains of `plan`, given how each task will run; `enabled: false`
     /// (`--no-fuse`) keeps every task apart but still checks the wiring.
@@ -91,21 +112,22 @@ impl Fusion {
                     continue;
                 }
                 if pa.interface != pb.interface || pa.signature != pb.signature {
-                    let describe =
-                        |e: &crate::exec::TransformExport, other: &crate::exec::TransformExport| {
-                            if e.interface != other.interface {
-                                e.interface.clone()
-                            } else {
-                                format!("{} with transform: {}", e.interface, e.signature)
-                            }
-                        };
+                    let (produces, consumes) = if pa.interface != pb.interface {
+                        (pa.interface.clone(), pb.interface.clone())
+                    } else {
+                        let (x, y) = first_difference(&pa.signature, &pb.signature);
+                        (
+                            format!("{} with `{x}`", pa.interface),
+                            format!("{} with `{y}`", pb.interface),
+                        )
+                    };
                     mismatches.push(Mismatch {
                         producer: plan.tasks[*a].name.clone(),
                         output: output.clone(),
                         consumer: task.name.clone(),
                         input: input.clone(),
-                        produces: describe(pa, pb),
-                        consumes: describe(pb, pa),
+                        produces,
+                        consumes,
                     });
                 }
             }
@@ -171,6 +193,7 @@ impl Fusion {
             ..Fusion::default()
         };
         let mut held: Vec<BTreeSet<String>> = vec![BTreeSet::new(); n];
+        let mut written: Vec<BTreeSet<String>> = vec![BTreeSet::new(); n];
         let mut parent: Vec<usize> = (0..n).collect();
         fn root(parent: &mut [usize], mut i: usize) -> usize {
             while parent[i] != i {
@@ -199,18 +222,7 @@ impl Fusion {
                     None
                 }
             });
-            let reason = refused
-                .or_else(|| {
-                    plan.tasks[a]
-                        .keep
-                        .iter()
-                        .any(|k| k == output)
-                        .then(|| "the pipeline keeps it".to_owned())
-                })
-                .or_else(|| {
-                    (served == Some((a, output))).then(|| "the deploy serves it".to_owned())
-                });
-            if let Some(reason) = reason {
+            if let Some(reason) = refused {
                 if readers
                     .iter()
                     .any(|&(b, input)| can(b) && is_table(b, input))
@@ -220,6 +232,20 @@ impl Fusion {
                 continue;
             }
             held[a].insert(output.to_owned());
+            // Handed on in memory, and stored too when asked for by name.
+            let asked = if plan.tasks[a].keep.iter().any(|k| k == output) {
+                Some("the pipeline keeps it")
+            } else if served == Some((a, output)) {
+                Some("the deploy serves it")
+            } else {
+                None
+            };
+            if let Some(reason) = asked {
+                written[a].insert(output.to_owned());
+                fusion
+                    .stored
+                    .push((a, output.to_owned(), reason.to_owned()));
+            }
             for &(b, input) in readers {
                 fusion
                     .in_memory
@@ -249,6 +275,7 @@ impl Fusion {
             fusion.calls[i] = Some(Arc::new(TransformCall {
                 tables: tables(i).unwrap_or_default().iter().cloned().collect(),
                 in_memory: std::mem::take(&mut held[i]),
+                also_written: std::mem::take(&mut written[i]),
             }));
         }
         Ok(fusion)

@@ -11,7 +11,27 @@ use crate::exec::TransformExport;
 /// The interface every transform exports, without its version.
 pub const TRANSFORM: &str = "sluice:pipeline/transform";
 
-/// The component's transform export, if it has one; `callable` is left `false`.
+/// The transform export this host calls: `wit/pipeline.wit`'s, spelled out by [`wit`].
+/// (Wasmtime checks an export's type only when it is first called; comparing the
+/// binary's type with this one tells beforehand.)
+pub(crate) const CALLABLE: (&str, &str) = (
+    "sluice:pipeline/transform@0.1.0",
+    concat!(
+        "func(request: record { params: list<record { name: string, value: variant { str(string), ",
+        "int(s64), float(f64), boolean(bool), json(string) } }>, inputs: list<record { name: string, ",
+        "data: variant { table(record { rows: u64, columns: list<record { name: string, data: ",
+        "variant { float64(list<f64>), int64(list<s64>), boolean(list<bool>), text(record { data: ",
+        "string, offsets: list<u32> }) } }> }), bytes(list<u8>) } }> }) -> result<record { outputs: ",
+        "list<record { name: string, data: variant { table(record { rows: u64, columns: list<record ",
+        "{ name: string, data: variant { float64(list<f64>), int64(list<s64>), boolean(list<bool>), ",
+        "text(record { data: string, offsets: list<u32> }) } }> }), bytes(list<u8>) } }>, params: ",
+        "list<record { name: string, value: variant { str(string), int(s64), float(f64), ",
+        "boolean(bool), json(string) } }>, metrics: list<record { name: string, value: f64 }> }, ",
+        "variant { invalid-input(string), failed(string) }>"
+    ),
+);
+
+/// The component's transform export, if it has one, and whether this host can call it.
 pub(crate) fn transform_export(
     engine: &Engine,
     component: &wasmtime::component::Component,
@@ -48,9 +68,9 @@ pub(crate) fn transform_export(
         _ => "(not an instance)".into(),
     };
     Some(TransformExport {
+        callable: (name, signature.as_str()) == CALLABLE,
         interface: name.to_owned(),
         signature,
-        callable: false,
     })
 }
 
@@ -106,5 +126,29 @@ pub(crate) fn wit(ty: &Type) -> String {
         Type::Future(_) => "future".into(),
         Type::Stream(_) => "stream".into(),
         Type::ErrorContext => "error-context".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn export_of(path: &str) -> TransformExport {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).unwrap();
+        let component = wasmtime::component::Component::from_file(&engine, path).unwrap();
+        transform_export(&engine, &component).unwrap()
+    }
+
+    #[test]
+    fn sluice_calls_its_own_transforms_and_no_others() {
+        let own = export_of(sluice_test_artifacts::VALIDATE);
+        assert_eq!((own.interface.as_str(), own.signature.as_str()), CALLABLE);
+        assert!(own.callable);
+        let other = export_of(sluice_test_artifacts::TABLE_PROBE);
+        assert_eq!(other.interface, CALLABLE.0);
+        assert!(other.signature.contains("rows: u32"), "{}", other.signature);
+        assert!(!other.callable);
     }
 }

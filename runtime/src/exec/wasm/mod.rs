@@ -227,13 +227,13 @@ impl Inner {
         let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         // A transform export of another version or shape is described (so that wiring
         // can be checked against it) but never called.
-        let mut transform_export = interfaces::transform_export(&self.engine, &component);
-        let transform = match &mut transform_export {
-            Some(export) => transform::GuestIndices::new(&pre).ok().map(|indices| {
-                export.callable = true;
-                (pre.clone(), indices)
-            }),
-            None => None,
+        let transform_export = interfaces::transform_export(&self.engine, &component);
+        let transform = match &transform_export {
+            Some(export) if export.callable => Some((
+                pre.clone(),
+                transform::GuestIndices::new(&pre).map_err(invalid)?,
+            )),
+            _ => None,
         };
         let form = if exports
             .iter()

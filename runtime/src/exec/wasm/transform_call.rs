@@ -60,6 +60,9 @@ pub(super) fn transform_call(
                     .and_then(|t| t.check().map(|()| t))
                     .map_err(|m| Failure::failed(format!("output '{name}': {m}")))?;
                 if call.in_memory.contains(&name) {
+                    if call.also_written.contains(&name) {
+                        write(inv, &name, &table.to_csv())?;
+                    }
                     let (digest, size) = table.digest();
                     held.insert(
                         name.clone(),
