@@ -43,6 +43,8 @@ enum Command {
     Validate(commands::validate::Args),
     /// Show the tasks of a pipeline in the order they would run
     Plan(commands::plan::Args),
+    /// Make one component of several by plugging exports into imports
+    Compose(commands::compose::Args),
     /// List and inspect recorded runs
     #[command(subcommand)]
     Runs(commands::runs::Command),
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Command::Component(cmd) => commands::component::run(&paths, cmd),
         Command::Validate(args) => commands::validate::run(&paths, args),
         Command::Plan(args) => commands::plan::run(&paths, args),
+        Command::Compose(args) => commands::compose::run(args),
         Command::Runs(cmd) => commands::runs::run(&paths, cmd),
         Command::Logs(args) => commands::logs::run(&paths, args),
         Command::Serve(args) => commands::serve::run(&paths, args),

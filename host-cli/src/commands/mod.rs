@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod component;
+pub mod compose;
 pub mod kfp;
 pub mod logs;
 pub mod models;

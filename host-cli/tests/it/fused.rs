@@ -304,3 +304,138 @@ tasks:
     let runs: Vec<RunRecord> = serde_json::from_str(&runs.stdout).unwrap();
     assert!(runs.is_empty(), "nothing ran");
 }
+
+#[test]
+fn composed_and_uncomposed_forms_agree() {
+    let home = Home::new();
+    let dir = home.dir.path();
+    let composed = dir.join("validate-normalize.wasm");
+    let made = home.expect(
+        &[
+            "compose",
+            sluice_test_artifacts::NORMALIZE_STAGE,
+            "--plug",
+            sluice_test_artifacts::VALIDATE,
+            "-o",
+            composed.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert!(
+        made.stdout
+            .contains("plugged sluice:pipeline/transform@0.1.0 <- "),
+        "{}",
+        made.stdout
+    );
+    let component = write(
+        dir,
+        "validate-normalize.yaml",
+        &format!(
+            "name: Validate then normalize
+inputs:
+  - {{name: data, type: Dataset}}
+  - {{name: schema, type: Artifact}}
+  - {{name: exclude, type: String}}
+outputs:
+  - {{name: report, type: Artifact}}
+  - {{name: normalized, type: Dataset}}
+  - {{name: fitted_stats, type: Artifact}}
+implementation:
+  wasm:
+    component: {}
+    transform:
+      tables: [data, normalized]
+",
+            composed.display()
+        ),
+    );
+    let params = format!(
+        "params:
+  data: {{type: Dataset, default: {}}}
+  schema: {{type: Artifact, default: {}}}
+",
+        data("breast_cancer.csv"),
+        data("schema.json")
+    );
+    let one = write(
+        dir,
+        "one.yaml",
+        &format!(
+            "name: composed
+{params}tasks:
+  prepare:
+    component: {}
+    inputs: {{data: {{param: data}}, schema: {{param: schema}}, exclude: diagnosis}}
+",
+            component.display()
+        ),
+    );
+    let two = write(
+        dir,
+        "two.yaml",
+        &format!(
+            "name: uncomposed
+{params}tasks:
+  validate:
+    component: {}
+    inputs: {{data: {{param: data}}, schema: {{param: schema}}}}
+  normalize:
+    component: {}
+    inputs: {{data: {{from: validate.validated}}, exclude: diagnosis}}
+",
+            self::component("validate"),
+            self::component("normalize"),
+        ),
+    );
+    let one = outputs(&record(
+        &home.expect(&["run", one.to_str().unwrap(), "--json"], 0),
+    ));
+    let two = outputs(&record(
+        &home.expect(&["run", two.to_str().unwrap(), "--json"], 0),
+    ));
+    let digest = |outs: &BTreeMap<(String, String), (String, bool)>, task: &str, output: &str| {
+        outs[&(task.to_owned(), output.to_owned())].0.clone()
+    };
+    for (composed, task, output) in [
+        ("normalized", "normalize", "normalized"),
+        ("fitted_stats", "normalize", "fitted_stats"),
+        ("report", "validate", "report"),
+    ] {
+        assert_eq!(
+            digest(&one, "prepare", composed),
+            digest(&two, task, output),
+            "{composed}"
+        );
+    }
+}
+
+#[test]
+fn compose_names_both_ends_of_an_export_that_does_not_fit() {
+    let home = Home::new();
+    let out = home.dir.path().join("bad.wasm");
+    let ran = home.expect(
+        &[
+            "compose",
+            sluice_test_artifacts::NORMALIZE_STAGE,
+            "--plug",
+            sluice_test_artifacts::TABLE_PROBE,
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        2,
+    );
+    let line = ran.stderr.lines().next().unwrap_or_default();
+    assert!(
+        line.contains("normalize_stage.wasm imports `sluice:pipeline/transform@0.1.0`"),
+        "{line}"
+    );
+    assert!(
+        line.contains("table_probe.wasm exports `sluice:pipeline/transform@0.1.0`"),
+        "{line}"
+    );
+    assert!(
+        line.contains("record field `rows`: expected u64, found u32"),
+        "{line}"
+    );
+    assert!(!out.exists());
+}

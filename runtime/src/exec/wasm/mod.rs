@@ -339,7 +339,21 @@ impl Inner {
             Ok(UpdateDeadline::Continue(1))
         });
 
-        let result = match (&loaded.pre, inv.transform.clone()) {
+        // A transform-only component outside a chain is called the same way, its tables
+        // read from and written to files.
+        let call = inv.transform.clone().or_else(|| {
+            loaded.pre.is_none().then(|| {
+                Arc::new(super::TransformCall {
+                    tables: wasm
+                        .transform
+                        .iter()
+                        .flat_map(|t| t.tables.iter().cloned())
+                        .collect(),
+                    ..Default::default()
+                })
+            })
+        });
+        let result = match (&loaded.pre, call) {
             (_, Some(call)) => match &loaded.transform {
                 Some((pre, indices)) => {
                     transform_call(&mut store, pre, indices, &mut inv, &call, io)
@@ -349,7 +363,7 @@ impl Inner {
                 )),
             },
             (None, None) => Err(Failure::failed(
-                "the component is only a transform, and runs only inside a fused chain or with its inputs as files",
+                "the component has neither a command, a step nor a transform form",
             )),
             (Some(Pre::Command(pre)), None) => {
                 let command = pre.instantiate(&mut store).map_err(|e| failure(e, io))?;
