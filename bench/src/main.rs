@@ -489,15 +489,7 @@ fn generate_csv(path: &Path) -> Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let header: Vec<String> = (0..30).map(|i| format!("f{i}")).collect();
     writeln!(out, "{},label", header.join(","))?;
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        // SplitMix64
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut next = split_mix64();
     for _ in 0..ROWS {
         for c in 0..30 {
             let x = (next() >> 11) as f64 / (1u64 << 53) as f64;
@@ -507,6 +499,19 @@ fn generate_csv(path: &Path) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// A fixed stream of pseudo-random numbers (SplitMix64), so generated tables are the same
+/// in every run.
+fn split_mix64() -> impl FnMut() -> u64 {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
 }
 
 fn build_native_normalize() -> Result<PathBuf> {
@@ -660,14 +665,7 @@ fn generate_table(path: &Path) -> Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let header: Vec<String> = (0..FEATURES).map(|i| format!("f{i}")).collect();
     writeln!(out, "{},label", header.join(","))?;
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut next = split_mix64();
     for _ in 0..ROWS {
         for c in 0..FEATURES {
             // Four decimals, at least 1: Rust's `{:?}` is then the shortest form.

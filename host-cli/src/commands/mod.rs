@@ -274,6 +274,11 @@ pub fn execute(
 /// loaded (through the compile cache) to read their interfaces; Docker is not contacted.
 /// A component that cannot be loaded is described as such, with the reason.
 pub fn describe_tasks(paths: &Paths, plan: &Plan) -> Result<Vec<Prepared>> {
+    describe(paths, plan.tasks.iter().map(|t| t.target()).collect())
+}
+
+/// How each target would run; see [`describe_tasks`].
+pub fn describe(paths: &Paths, targets: Vec<Target<'_>>) -> Result<Vec<Prepared>> {
     let store = open_store(paths)?;
     let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -283,14 +288,8 @@ pub fn describe_tasks(paths: &Paths, plan: &Plan) -> Result<Vec<Prepared>> {
     runtime.block_on(async {
         let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir))?);
         let runners = Runners::new(wasm, Policy::default());
-        let mut described = Vec::with_capacity(plan.tasks.len());
-        for task in &plan.tasks {
-            let target = Target {
-                task: &task.name,
-                component: &task.component,
-                resources: &task.resources,
-                prefer: task.prefer,
-            };
+        let mut described = Vec::with_capacity(targets.len());
+        for target in targets {
             described.push(match runners.describe(target).await {
                 Ok(prepared) => prepared,
                 Err(e) => Prepared {

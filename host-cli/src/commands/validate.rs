@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use sluice_runtime::exec::Kind;
+use sluice_runtime::exec::{Kind, Prepared};
 use sluice_runtime::plan::Plan;
 use sluice_runtime::plan::fuse::Fusion;
 use sluice_runtime::spec::{Component, DocumentKind, PipelineFile, detect_kind};
@@ -60,6 +60,22 @@ fn check(
                     file.display(),
                     wasm.display()
                 )]);
+            }
+            if c.wasm_path().is_some() {
+                let resources = sluice_runtime::spec::ResourceSpec::default();
+                let target = sluice_runtime::exec::Target {
+                    task: "component",
+                    component: &c,
+                    resources: &resources,
+                    prefer: None,
+                };
+                let described = super::describe(paths, vec![target]).map_err(|e| one(&e))?;
+                if let Some(problem) = transform_problem(&c, &described[0]) {
+                    return Err(vec![format!(
+                        "{}: implementation.wasm.transform: {problem}",
+                        file.display()
+                    )]);
+                }
             }
             Ok(format!(
                 "component '{}', {} inputs, {} outputs",
@@ -137,24 +153,12 @@ fn wiring(paths: &Paths, file: &std::path::Path, plan: &Plan) -> Result<(), Vec<
     let described = super::describe_tasks(paths, plan).map_err(|e| vec![format!("{e:#}")])?;
     let mut errors = Vec::new();
     for (task, prepared) in plan.tasks.iter().zip(&described) {
-        let declared = task
-            .component
-            .spec
-            .implementation
-            .wasm
-            .as_ref()
-            .is_some_and(|w| w.transform.is_some());
-        let loaded = prepared.kind == Kind::Wasm && prepared.executable_digest.is_some();
-        if declared && loaded && prepared.transform.as_ref().is_none_or(|t| !t.callable) {
+        if let Some(problem) = transform_problem(&task.component, prepared) {
             errors.push(format!(
-                "{}: tasks.{}.component: {} declares implementation.wasm.transform, but its component {}",
+                "{}: tasks.{}.component: {}: implementation.wasm.transform: {problem}",
                 file.display(),
                 task.name,
                 task.component.path.display(),
-                match &prepared.transform {
-                    Some(t) => format!("exports {} with a type this Sluice cannot call: transform: {}", t.interface, t.signature),
-                    None => format!("exports no {}", sluice_runtime::exec::wasm::TRANSFORM_INTERFACE),
-                }
             ));
         }
     }
@@ -169,5 +173,31 @@ fn wiring(paths: &Paths, file: &std::path::Path, plan: &Plan) -> Result<(), Vec<
         Ok(())
     } else {
         Err(errors)
+    }
+}
+
+/// Why a component that declares a transform cannot be called as one: its binary exports
+/// none, or one of a type this Sluice does not call.
+fn transform_problem(component: &Component, prepared: &Prepared) -> Option<String> {
+    let declared = component
+        .spec
+        .implementation
+        .wasm
+        .as_ref()
+        .is_some_and(|w| w.transform.is_some());
+    let loaded = prepared.kind == Kind::Wasm && prepared.executable_digest.is_some();
+    if !declared || !loaded {
+        return None;
+    }
+    match &prepared.transform {
+        Some(t) if t.callable => None,
+        Some(t) => Some(format!(
+            "declared, but the component exports {} with a type this Sluice cannot call: transform: {}",
+            t.interface, t.signature
+        )),
+        None => Some(format!(
+            "declared, but the component exports no {}",
+            sluice_runtime::exec::wasm::TRANSFORM_INTERFACE
+        )),
     }
 }

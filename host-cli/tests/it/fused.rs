@@ -119,6 +119,19 @@ fn data(file: &str) -> String {
         .to_string()
 }
 
+/// The `params` section every test pipeline here starts with: the example's table and
+/// schema.
+fn params() -> String {
+    format!(
+        "params:
+  data: {{type: Dataset, default: {}}}
+  schema: {{type: Artifact, default: {}}}
+",
+        data("breast_cancer.csv"),
+        data("schema.json")
+    )
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -133,10 +146,7 @@ fn a_failing_transform_fails_its_task_and_skips_the_rest_of_the_chain() {
         "chain.yaml",
         &format!(
             "name: broken-chain
-params:
-  data: {{type: Dataset, default: {data}}}
-  schema: {{type: Artifact, default: {schema}}}
-tasks:
+{params}tasks:
   validate:
     component: {validate}
     inputs: {{data: {{param: data}}, schema: {{param: schema}}}}
@@ -151,8 +161,7 @@ tasks:
             validate = component("validate"),
             split = component("split"),
             normalize = component("normalize"),
-            data = data("breast_cancer.csv"),
-            schema = data("schema.json"),
+            params = params(),
         ),
     );
     let plan = home.expect(&["plan", pipeline.to_str().unwrap()], 0).stdout;
@@ -194,10 +203,7 @@ fn kept_outputs_are_stored_even_inside_a_chain() {
         "keep.yaml",
         &format!(
             "name: keep
-params:
-  data: {{type: Dataset, default: {data}}}
-  schema: {{type: Artifact, default: {schema}}}
-tasks:
+{params}tasks:
   validate:
     component: {validate}
     inputs: {{data: {{param: data}}, schema: {{param: schema}}}}
@@ -208,8 +214,7 @@ tasks:
 ",
             validate = component("validate"),
             split = component("split"),
-            data = data("breast_cancer.csv"),
-            schema = data("schema.json"),
+            params = params(),
         ),
     );
     let plan = home.expect(&["plan", pipeline.to_str().unwrap()], 0).stdout;
@@ -261,10 +266,7 @@ implementation:
         "mismatch.yaml",
         &format!(
             "name: mismatch
-params:
-  data: {{type: Dataset, default: {data}}}
-  schema: {{type: Artifact, default: {schema}}}
-tasks:
+{params}tasks:
   validate:
     component: {validate}
     inputs: {{data: {{param: data}}, schema: {{param: schema}}}}
@@ -274,8 +276,7 @@ tasks:
 ",
             validate = component("validate"),
             probe = probe.display(),
-            data = data("breast_cancer.csv"),
-            schema = data("schema.json"),
+            params = params(),
         ),
     );
     let path = pipeline.to_str().unwrap();
@@ -293,10 +294,21 @@ tasks:
     assert!(
         checked
             .stderr
-            .contains("declares implementation.wasm.transform, but its component exports sluice:pipeline/transform@0.1.0 with a type this Sluice cannot call"),
+            .contains("implementation.wasm.transform: declared, but the component exports sluice:pipeline/transform@0.1.0 with a type this Sluice cannot call"),
         "{}",
         checked.stderr
     );
+
+    // So does the component file checked alone.
+    let alone = home.expect(&["validate", probe.to_str().unwrap()], 2);
+    assert!(
+        alone
+            .stderr
+            .contains("probe.yaml: implementation.wasm.transform: declared, but"),
+        "{}",
+        alone.stderr
+    );
+    home.expect(&["validate", &component("normalize")], 0);
 
     let ran = home.expect(&["run", path], 2);
     assert!(ran.stderr.contains(expected), "{}", ran.stderr);
@@ -349,14 +361,7 @@ implementation:
             composed.display()
         ),
     );
-    let params = format!(
-        "params:
-  data: {{type: Dataset, default: {}}}
-  schema: {{type: Artifact, default: {}}}
-",
-        data("breast_cancer.csv"),
-        data("schema.json")
-    );
+    let params = params();
     let one = write(
         dir,
         "one.yaml",

@@ -93,6 +93,18 @@ pub struct PlannedTask {
     pub keep: Vec<String>,
 }
 
+impl PlannedTask {
+    /// What an executor's `prepare` decides for this task.
+    pub fn target(&self) -> crate::exec::Target<'_> {
+        crate::exec::Target {
+            task: &self.name,
+            component: &self.component,
+            resources: &self.resources,
+            prefer: self.prefer,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub name: String,

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, Observer, TaskSink};
 use crate::exec::{
-    Executor, FailureKind, HeldTable, InputArg, Invocation, Prepared, Target, TransformCall,
+    Executor, FailureKind, HeldTable, InputArg, Invocation, Prepared, TransformCall,
     collect_outputs, error_chain,
 };
 use crate::plan::fuse::{Fusion, Mismatch};
@@ -199,12 +199,7 @@ impl Scheduler {
     async fn prepare(&self, plan: &Plan) -> Result<Vec<Prepared>, ScheduleError> {
         let mut prepared = Vec::with_capacity(plan.tasks.len());
         for task in &plan.tasks {
-            let target = Target {
-                task: &task.name,
-                component: &task.component,
-                resources: &task.resources,
-                prefer: task.prefer,
-            };
+            let target = task.target();
             let p = self
                 .executor
                 .prepare(target)

@@ -223,24 +223,7 @@ pub fn apply(
     exclude: &[&str],
     out: &mut impl Write,
 ) -> Result<usize, NormalizeError> {
-    let normalised = normalised_columns(csv, exclude)?;
-    let mut plan: Vec<Option<Scaling>> = Vec::with_capacity(csv.width());
-    for (name, &normalise) in csv.columns().iter().zip(&normalised) {
-        plan.push(if normalise {
-            let scaling = stats
-                .scaling(name)
-                .ok_or_else(|| NormalizeError::MissingStats((*name).to_owned()))?;
-            Some(scaling)
-        } else {
-            None
-        });
-    }
-    for column in &stats.columns {
-        let position = csv.position(&column.name);
-        if !position.is_some_and(|position| normalised[position]) {
-            return Err(NormalizeError::ExtraStats(column.name.clone()));
-        }
-    }
+    let plan = scaling_plan(csv.columns(), stats, exclude)?;
 
     // Room for the chunk and the row that crosses its end.
     let mut buffer = Vec::with_capacity(OUTPUT_CHUNK + OUTPUT_CHUNK / 4);
@@ -307,24 +290,7 @@ pub fn apply_table(
     stats: &FittedStats,
     exclude: &[&str],
 ) -> Result<Table, NormalizeError> {
-    let normalised = normalised_names(&table.names(), exclude)?;
-    let mut plan: Vec<Option<Scaling>> = Vec::with_capacity(table.columns.len());
-    for (column, &normalise) in table.columns.iter().zip(&normalised) {
-        plan.push(if normalise {
-            let scaling = stats
-                .scaling(&column.name)
-                .ok_or_else(|| NormalizeError::MissingStats(column.name.clone()))?;
-            Some(scaling)
-        } else {
-            None
-        });
-    }
-    for column in &stats.columns {
-        let position = table.position(&column.name);
-        if !position.is_some_and(|position| normalised[position]) {
-            return Err(NormalizeError::ExtraStats(column.name.clone()));
-        }
-    }
+    let plan = scaling_plan(&table.names(), stats, exclude)?;
     let mut columns = Vec::with_capacity(table.columns.len());
     for (column, step) in table.columns.into_iter().zip(plan) {
         let Some(scaling) = step else {
@@ -353,6 +319,34 @@ pub fn apply_table(
         rows: table.rows,
         columns,
     })
+}
+
+/// Per column, the scaling that normalises it, or `None` for an excluded column; the
+/// statistics must cover exactly the normalised columns.
+fn scaling_plan(
+    names: &[&str],
+    stats: &FittedStats,
+    exclude: &[&str],
+) -> Result<Vec<Option<Scaling>>, NormalizeError> {
+    let normalised = normalised_names(names, exclude)?;
+    let mut plan = Vec::with_capacity(names.len());
+    for (name, &normalise) in names.iter().zip(&normalised) {
+        plan.push(if normalise {
+            let scaling = stats
+                .scaling(name)
+                .ok_or_else(|| NormalizeError::MissingStats((*name).to_owned()))?;
+            Some(scaling)
+        } else {
+            None
+        });
+    }
+    for column in &stats.columns {
+        let position = names.iter().position(|name| *name == column.name);
+        if !position.is_some_and(|position| normalised[position]) {
+            return Err(NormalizeError::ExtraStats(column.name.clone()));
+        }
+    }
+    Ok(plan)
 }
 
 /// Welford's running mean and sum of squared deviations, plus the extremes.

@@ -236,18 +236,7 @@ pub fn validate(csv: &Csv, schema: &Schema, max_problems: usize) -> Result<Repor
             }
         }
     }
-    if total > 0 {
-        return Err(Invalid { problems, total });
-    }
-    Ok(Report {
-        rows: rows_read,
-        columns: columns.len(),
-        column_stats: stats
-            .into_iter()
-            .zip(columns)
-            .map(|(stats, column)| stats.finish(column))
-            .collect(),
-    })
+    finish(rows_read, &columns, stats, problems, total)
 }
 
 /// Reads the table in `bytes` and validates it like [`validate`]; a table that cannot be
@@ -304,11 +293,22 @@ pub fn validate_columns(
             }
         }
     }
+    finish(table.rows, &columns, stats, problems, total)
+}
+
+/// The report, or the problems found.
+fn finish(
+    rows: usize,
+    columns: &[&ColumnSchema],
+    stats: Vec<Accumulator>,
+    problems: Vec<Problem>,
+    total: usize,
+) -> Result<Report, Invalid> {
     if total > 0 {
         return Err(Invalid { problems, total });
     }
     Ok(Report {
-        rows: table.rows,
+        rows,
         columns: columns.len(),
         column_stats: stats
             .into_iter()
