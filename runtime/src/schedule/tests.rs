@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 
 use super::*;
 use crate::events::Quiet;
-use crate::exec::{Completion, Failure, PrepareError, Report};
+use crate::exec::{Completion, Failure, PrepareError, Report, Target};
 use crate::spec::PipelineFile;
 
 #[derive(Clone, Debug)]
