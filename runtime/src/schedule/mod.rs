@@ -104,12 +104,13 @@ impl Scheduler {
         for (c, chain) in fusion.chains.iter().enumerate() {
             for &i in chain {
                 let p = &mut prepared[i];
-                p.implementation = match p.implementation.split_once(' ') {
-                    // "wasm command oci://...@sha256:..." keeps what follows the form.
-                    Some((_, rest)) => match rest.split_once(' ') {
-                        Some((_, pinned)) => format!("wasm transform {pinned}"),
-                        None => "wasm transform".into(),
-                    },
+                // A registry component keeps the pinned reference it was run at.
+                p.implementation = match p
+                    .implementation
+                    .split_whitespace()
+                    .find(|w| w.starts_with("oci://"))
+                {
+                    Some(pinned) => format!("wasm transform {pinned}"),
                     None => "wasm transform".into(),
                 };
                 p.reason = format!("fused chain {}: {}", c + 1, p.reason);
