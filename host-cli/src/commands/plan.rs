@@ -47,19 +47,28 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         PlanFormat::Dot => Format::Dot,
         PlanFormat::Json => Format::Json,
     };
-    print!("{}", plan.render(format));
-    if matches!(args.format, PlanFormat::Text) {
-        // Which tasks run as fused chains needs each component's interfaces.
-        let described = super::describe_tasks(paths, &plan)?;
-        match Fusion::decide(&plan, &described, !args.no_fuse) {
-            Ok(fusion) => print!("\n{}", fusion.render(&plan)),
-            Err(mismatches) => {
-                for m in mismatches {
-                    eprintln!("error: {}: {m}", args.pipeline.display());
-                }
-                return Ok(ExitCode::from(crate::BAD_INPUT));
+    if matches!(args.format, PlanFormat::Dot) {
+        print!("{}", plan.render(format));
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Which tasks run as fused chains needs each component's interfaces.
+    let described = super::describe_tasks(paths, &plan)?;
+    let fusion = match Fusion::decide(&plan, &described, !args.no_fuse) {
+        Ok(fusion) => fusion,
+        Err(mismatches) => {
+            for m in mismatches {
+                eprintln!("error: {}: {m}", args.pipeline.display());
             }
+            return Ok(ExitCode::from(crate::BAD_INPUT));
         }
+    };
+    match args.format {
+        PlanFormat::Json => {
+            let mut json: serde_json::Value = serde_json::from_str(&plan.render(format))?;
+            json["fusion"] = fusion.to_json(&plan);
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        _ => print!("{}\n{}", plan.render(format), fusion.render(&plan)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -92,6 +92,14 @@ fn plans_render_as_text_dot_and_json() {
     assert_eq!(plan["deploy"]["gate"], "accuracy >= 0.93");
     assert_eq!(plan["params"][3]["value"], "3");
     assert_eq!(plan["params"][3]["origin"], "given");
+    assert_eq!(
+        plan["fusion"]["chains"][0],
+        serde_json::json!(["validate", "split", "normalize", "normalize-test"])
+    );
+    assert_eq!(
+        plan["fusion"]["not_fused"]["train"],
+        "component 'Train logistic regression' declares no implementation.wasm.transform"
+    );
 }
 
 #[test]

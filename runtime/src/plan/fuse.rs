@@ -288,6 +288,25 @@ impl Fusion {
             .any(|(_, _, b, i)| *b == task && i == input)
     }
 
+    /// The fusion decisions as JSON, for `sluice plan --format json`.
+    pub fn to_json(&self, plan: &Plan) -> serde_json::Value {
+        let name = |i: usize| plan.tasks[i].name.clone();
+        serde_json::json!({
+            "chains": self.chains.iter().map(|c| c.iter().map(|&i| name(i)).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            "in_memory": self.in_memory.iter().map(|(a, o, b, i)| serde_json::json!({
+                "from": format!("{}.{o}", name(*a)),
+                "to": format!("{}.{i}", name(*b)),
+            })).collect::<Vec<_>>(),
+            "stored": self.stored.iter().map(|(a, o, reason)| serde_json::json!({
+                "output": format!("{}.{o}", name(*a)),
+                "reason": reason,
+            })).collect::<Vec<_>>(),
+            "not_fused": self.not_fused.iter().enumerate().filter_map(|(i, r)| {
+                Some((name(i), serde_json::Value::String(r.clone()?)))
+            }).collect::<serde_json::Map<_, _>>(),
+        })
+    }
+
     /// The fusion section of `sluice plan`.
     pub fn render(&self, plan: &Plan) -> String {
         let name = |i: usize| plan.tasks[i].name.as_str();
