@@ -255,7 +255,7 @@ fn the_example_runs_from_the_registry_then_offline_from_the_cache() {
     let validate = run.tasks.iter().find(|t| t.name == "validate").unwrap();
     let implementation = validate.implementation.as_deref().unwrap();
     assert!(
-        implementation.starts_with(&format!("wasm command oci://{host}/"))
+        implementation.starts_with(&format!("wasm transform oci://{host}/"))
             && implementation.contains("/validate@sha256:"),
         "{implementation}"
     );
