@@ -151,6 +151,12 @@ pub fn run_details(run: &RunRecord) {
         for (dir, list) in [("in", &task.inputs), ("out", &task.outputs)] {
             for r in list.iter() {
                 any = true;
+                // A table a fused chain handed on has a digest but no stored bytes.
+                let in_memory = r
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.get("in_memory"))
+                    .is_some_and(|v| v == true);
                 io.add_row(vec![
                     task.name.clone(),
                     dir.to_owned(),
@@ -160,6 +166,7 @@ pub fn run_details(run: &RunRecord) {
                     r.size.to_string(),
                     r.value
                         .as_deref()
+                        .or(in_memory.then_some("(handed on in memory, not stored)"))
                         .map(|v| {
                             let v = v.trim();
                             if v.chars().count() > 40 {
