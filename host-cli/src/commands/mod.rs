@@ -281,11 +281,7 @@ pub fn describe_tasks(paths: &Paths, plan: &Plan) -> Result<Vec<Prepared>> {
 pub fn describe(paths: &Paths, targets: Vec<Target<'_>>) -> Result<Vec<Prepared>> {
     let store = open_store(paths)?;
     let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    current_thread_runtime()?.block_on(async {
         let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir))?);
         let runners = Runners::new(wasm, Policy::default());
         let mut described = Vec::with_capacity(targets.len());
@@ -303,6 +299,14 @@ pub fn describe(paths: &Paths, targets: Vec<Target<'_>>) -> Result<Vec<Prepared>
         }
         anyhow::Ok(described)
     })
+}
+
+/// An async runtime on this thread, for commands that wait on one thing at a time.
+pub(crate) fn current_thread_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// First Ctrl-C cancels the run; a second one exits at once.

@@ -59,11 +59,10 @@ pub enum CacheCommand {
 fn setup(paths: &Paths, args: &RegistryArgs) -> Result<(Registries, tokio::runtime::Runtime)> {
     let store = open_store(paths)?;
     let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    Ok((args.registries(&cache_dir), runtime))
+    Ok((
+        args.registries(&cache_dir),
+        super::current_thread_runtime()?,
+    ))
 }
 
 pub fn push(paths: &Paths, args: PushArgs) -> Result<ExitCode> {

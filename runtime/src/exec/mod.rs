@@ -313,9 +313,9 @@ pub fn collect_outputs(
 ) -> Result<Vec<IoRecord>, Failure> {
     let mut records = Vec::new();
     for output in &component.spec.outputs {
-        let written = dir.output_file(&output.name).exists();
+        // Held and not also written: handed on in memory only.
         if let Some(held) = completion.tables.get(&output.name)
-            && !written
+            && !dir.output_file(&output.name).exists()
         {
             // Handed to the next task of a fused chain; recorded, never stored.
             records.push(IoRecord {

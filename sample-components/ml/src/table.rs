@@ -219,6 +219,70 @@ impl Table {
     }
 }
 
+/// Writes `from_wit` and `to_wit`, the conversions between [`Table`] and the `table` of a
+/// component's own generated bindings of the `tables` interface (each component's
+/// `wit_bindgen::generate!` makes its own types), given the path of that bindings module:
+/// `sluice_ml::wit_table_conversions!(bindings::sluice::pipeline::tables);`.
+/// `from_wit` checks the table's shape and its text offsets.
+#[macro_export]
+macro_rules! wit_table_conversions {
+    ($($tables:ident)::+) => {
+        fn from_wit(
+            table: $($tables)::+::Table,
+        ) -> Result<$crate::table::Table, String> {
+            use $($tables)::+::ColumnData as Wit;
+            use $crate::table::{Column, ColumnData, Table, TextColumn};
+            let mut columns = Vec::with_capacity(table.columns.len());
+            for column in table.columns {
+                let data = match column.data {
+                    Wit::Float64(v) => ColumnData::Float64(v),
+                    Wit::Int64(v) => ColumnData::Int64(v),
+                    Wit::Boolean(v) => ColumnData::Boolean(v),
+                    Wit::Text(text) => ColumnData::Text(
+                        TextColumn::new(text.data, text.offsets).ok_or_else(|| {
+                            format!("column '{}': text offsets do not fit its data", column.name)
+                        })?,
+                    ),
+                };
+                columns.push(Column {
+                    name: column.name,
+                    data,
+                });
+            }
+            let table = Table {
+                rows: table.rows as usize,
+                columns,
+            };
+            table.check().map_err(|err| err.to_string())?;
+            Ok(table)
+        }
+
+        fn to_wit(table: $crate::table::Table) -> $($tables)::+::Table {
+            use $($tables)::+::ColumnData as Wit;
+            use $crate::table::ColumnData;
+            $($tables)::+::Table {
+                rows: table.rows as u64,
+                columns: table
+                    .columns
+                    .into_iter()
+                    .map(|column| $($tables)::+::Column {
+                        name: column.name,
+                        data: match column.data {
+                            ColumnData::Float64(v) => Wit::Float64(v),
+                            ColumnData::Int64(v) => Wit::Int64(v),
+                            ColumnData::Boolean(v) => Wit::Boolean(v),
+                            ColumnData::Text(v) => {
+                                let (data, offsets) = v.into_parts();
+                                Wit::Text($($tables)::+::TextColumn { data, offsets })
+                            }
+                        },
+                    })
+                    .collect(),
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,12 +23,10 @@ mod bindings {
 }
 
 use bindings::exports::sluice::pipeline::transform as export;
-use bindings::sluice::pipeline::tables;
 use bindings::sluice::pipeline::transform as before;
 use bindings::sluice::pipeline::types::{StepError, Value};
 use sluice_ml::describe;
 use sluice_ml::normalize::{self, Method};
-use sluice_ml::table::{Column, ColumnData, Table, TextColumn};
 
 struct NormalizeStage;
 
@@ -109,49 +107,4 @@ impl export::Guest for NormalizeStage {
     }
 }
 
-fn from_wit(table: tables::Table) -> Result<Table, String> {
-    let mut columns = Vec::with_capacity(table.columns.len());
-    for column in table.columns {
-        let data = match column.data {
-            tables::ColumnData::Float64(v) => ColumnData::Float64(v),
-            tables::ColumnData::Int64(v) => ColumnData::Int64(v),
-            tables::ColumnData::Boolean(v) => ColumnData::Boolean(v),
-            tables::ColumnData::Text(t) => ColumnData::Text(
-                TextColumn::new(t.data, t.offsets)
-                    .ok_or_else(|| format!("column '{}': text offsets do not fit", column.name))?,
-            ),
-        };
-        columns.push(Column {
-            name: column.name,
-            data,
-        });
-    }
-    let table = Table {
-        rows: table.rows as usize,
-        columns,
-    };
-    table.check().map_err(|e| e.to_string())?;
-    Ok(table)
-}
-
-fn to_wit(table: Table) -> tables::Table {
-    tables::Table {
-        rows: table.rows as u64,
-        columns: table
-            .columns
-            .into_iter()
-            .map(|column| tables::Column {
-                name: column.name,
-                data: match column.data {
-                    ColumnData::Float64(v) => tables::ColumnData::Float64(v),
-                    ColumnData::Int64(v) => tables::ColumnData::Int64(v),
-                    ColumnData::Boolean(v) => tables::ColumnData::Boolean(v),
-                    ColumnData::Text(v) => {
-                        let (data, offsets) = v.into_parts();
-                        tables::ColumnData::Text(tables::TextColumn { data, offsets })
-                    }
-                },
-            })
-            .collect(),
-    }
-}
+sluice_ml::wit_table_conversions!(bindings::sluice::pipeline::tables);

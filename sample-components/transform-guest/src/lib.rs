@@ -25,7 +25,7 @@ pub use bindings::sluice::pipeline::tables;
 pub use bindings::sluice::pipeline::types::{Metric, Param, StepError, Value};
 pub use bindings::*;
 
-use sluice_ml::table::{Column, ColumnData, Table, TextColumn};
+use sluice_ml::table::Table;
 
 /// A transform's request with its parts taken out by name.
 pub struct Request {
@@ -52,14 +52,8 @@ impl Request {
     /// columns do not all have one value per row.
     pub fn table(&mut self, name: &str) -> Result<Table, StepError> {
         match self.take(name) {
-            Some(Data::Table(table)) => {
-                let table = from_wit(table)
-                    .map_err(|err| StepError::InvalidInput(format!("input '{name}': {err}")))?;
-                table
-                    .check()
-                    .map_err(|err| StepError::InvalidInput(format!("input '{name}': {err}")))?;
-                Ok(table)
-            }
+            Some(Data::Table(table)) => from_wit(table)
+                .map_err(|err| StepError::InvalidInput(format!("input '{name}': {err}"))),
             Some(Data::Bytes(_)) => Err(StepError::InvalidInput(format!(
                 "input '{name}' must be a table, not bytes"
             ))),
@@ -121,50 +115,4 @@ pub fn metric(name: &str, value: f64) -> Metric {
     }
 }
 
-fn from_wit(table: tables::Table) -> Result<Table, String> {
-    use tables::ColumnData as Wit;
-    let mut columns = Vec::with_capacity(table.columns.len());
-    for column in table.columns {
-        let data = match column.data {
-            Wit::Float64(v) => ColumnData::Float64(v),
-            Wit::Int64(v) => ColumnData::Int64(v),
-            Wit::Boolean(v) => ColumnData::Boolean(v),
-            Wit::Text(text) => {
-                ColumnData::Text(TextColumn::new(text.data, text.offsets).ok_or_else(|| {
-                    format!("column '{}': text offsets do not fit its data", column.name)
-                })?)
-            }
-        };
-        columns.push(Column {
-            name: column.name,
-            data,
-        });
-    }
-    Ok(Table {
-        rows: table.rows as usize,
-        columns,
-    })
-}
-
-fn to_wit(table: Table) -> tables::Table {
-    use tables::ColumnData as Wit;
-    tables::Table {
-        rows: table.rows as u64,
-        columns: table
-            .columns
-            .into_iter()
-            .map(|column| tables::Column {
-                name: column.name,
-                data: match column.data {
-                    ColumnData::Float64(v) => Wit::Float64(v),
-                    ColumnData::Int64(v) => Wit::Int64(v),
-                    ColumnData::Boolean(v) => Wit::Boolean(v),
-                    ColumnData::Text(v) => {
-                        let (data, offsets) = v.into_parts();
-                        Wit::Text(tables::TextColumn { data, offsets })
-                    }
-                },
-            })
-            .collect(),
-    }
-}
+sluice_ml::wit_table_conversions!(bindings::sluice::pipeline::tables);
