@@ -5,17 +5,48 @@ each got back, as JSON, for the Sluice test suite to compare with the evaluation
 
 ROWS_CSV holds raw feature rows, comma-separated, no header. The clients are used as
 their users use them, with their defaults: Triton's `tritonclient.http` (the Open
-Inference Protocol, with its binary tensor extension on by default, and once more with
-JSON tensors) and `requests` against TF Serving's documented REST API (row and column
-formats).
+Inference Protocol, with its binary tensor extension on by default, once more with JSON
+tensors, and with gzip and deflate request bodies), KServe's `InferenceRESTClient` (v2
+with `InferRequest`, binary and JSON, which names the model in the body; and v1), and
+`requests` against TF Serving's documented REST API (row and column formats).
 """
 
+import asyncio
 import json
 import sys
 
 import numpy as np
 import requests
 import tritonclient.http as triton
+from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+
+async def kserve(address, model, features):
+    """KServe's own REST client, v2 then v1, as its documentation uses it."""
+    results = {}
+    url = f"http://{address}"
+    v2 = InferenceRESTClient(RESTConfig(protocol="v2", retries=0))
+    assert await v2.is_server_live(url) and await v2.is_server_ready(url)
+    assert await v2.is_model_ready(url, model)
+    for binary in (True, False):
+        tensor = InferInput(name="features", shape=list(features.shape), datatype="FP64")
+        tensor.set_data_from_numpy(features, binary_data=binary)
+        request = InferRequest(model_name=model, infer_inputs=[tensor], request_id="kserve")
+        answer = await v2.infer(url, request, model_name=model)
+        assert answer.model_name == model and answer.id == "kserve", answer
+        outputs = {o.name: o.as_numpy() for o in answer.outputs}
+        labels = [l.decode() if isinstance(l, bytes) else str(l) for l in outputs["label"]]
+        results["kserve_v2_binary" if binary else "kserve_v2_json"] = [
+            [float(p), l] for p, l in zip(outputs["probability"], labels)
+        ]
+    await v2.close()
+    v1 = InferenceRESTClient(RESTConfig(protocol="v1", retries=0))
+    assert await v1.is_server_live(url)
+    assert await v1.is_model_ready(url, model)
+    answer = await v1.infer(url, {"instances": features.tolist()}, model_name=model)
+    results["kserve_v1"] = [[p["probability"], p["label"]] for p in answer["predictions"]]
+    await v1.close()
+    return results
 
 
 def main():
@@ -54,6 +85,17 @@ def main():
         [float(p), l.decode()]
         for p, l in zip(answer.as_numpy("probability"), answer.as_numpy("label"))
     ]
+
+    for algorithm in ("gzip", "deflate"):
+        tensor = triton.InferInput("features", list(features.shape), "FP64")
+        tensor.set_data_from_numpy(features)
+        answer = client.infer(model, [tensor], request_compression_algorithm=algorithm)
+        results[f"triton_{algorithm}"] = [
+            [float(p), l.decode()]
+            for p, l in zip(answer.as_numpy("probability"), answer.as_numpy("label"))
+        ]
+
+    results.update(asyncio.run(kserve(address, model, features)))
 
     base = f"http://{address}/v1/models/{model}"
     status = requests.get(base, timeout=30).json()

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use sluice_runtime::serve::conn::Drained;
 use sluice_runtime::serve::predictor::PoolConfig;
 use sluice_runtime::serve::{ServeConfig, Server};
 
@@ -42,9 +43,24 @@ pub struct Args {
     /// Unload a model version nobody asked for in this long (`never` to keep it)
     #[arg(long, default_value = "15m", value_parser = optional_duration, value_name = "DURATION")]
     scale_to_zero: Unless,
-    /// Largest request body, in KiB
+    /// Largest request body, in KiB, as sent and once decoded
     #[arg(long, default_value_t = 16 * 1024, value_name = "KIB")]
     body_limit: usize,
+    /// Request bodies held at once, over all requests, in MiB; more wait, then get 503
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    body_budget: usize,
+    /// Longest a request body may take to arrive, or an answer to be taken by its client
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    body_timeout: Duration,
+    /// Longest from a request's first byte until its headers are complete
+    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION")]
+    header_timeout: Duration,
+    /// Close a connection idle this long between requests
+    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION")]
+    keep_alive_timeout: Duration,
+    /// On Ctrl-C or SIGTERM, longest to let requests in flight finish before exiting
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    drain_timeout: Duration,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -65,6 +81,7 @@ fn optional_duration(s: &str) -> Result<Unless, String> {
 
 pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
     let store = open_store(paths)?;
+    let args_drain = args.drain_timeout;
     let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
     let mut pool = PoolConfig {
         memory: args.instance_memory << 20,
@@ -75,10 +92,20 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         anyhow::ensure!(n > 0, "--max-instances must be at least 1");
         pool.max_instances = n;
     }
+    anyhow::ensure!(args.body_limit > 0, "--body-limit must be at least 1 KiB");
+    anyhow::ensure!(
+        args.body_budget << 20 >= args.body_limit << 10,
+        "--body-budget must hold at least one body of --body-limit"
+    );
     let config = ServeConfig {
         bind: args.bind,
         admin_token: args.admin_token,
         body_limit: args.body_limit << 10,
+        body_budget: args.body_budget << 20,
+        body_timeout: args.body_timeout,
+        header_timeout: args.header_timeout,
+        keep_alive_timeout: args.keep_alive_timeout,
+        drain_timeout: args.drain_timeout,
         pool,
         idle_timeout: args.idle_timeout,
         scale_to_zero: args.scale_to_zero.0,
@@ -90,7 +117,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let home = store.home().to_owned();
     drop(store);
-    runtime.block_on(async {
+    let drained = runtime.block_on(async {
         let server = Server::start(&home, &cache_dir, config)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -108,9 +135,17 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
             }
         }
         println!("serving on {url} (metrics at {url}/metrics); Ctrl-C stops");
-        server.run(shutdown_signal()).await.map_err(anyhow::Error::msg)
+        anyhow::Ok(server.run(shutdown_signal()).await)
     })?;
-    println!("stopped");
+    // A prediction still running past the drain deadline does not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match drained {
+        Drained::All => println!("stopped"),
+        Drained::Cut(open) => println!(
+            "stopped; {open} connection(s) still open after the {} drain were closed",
+            humantime::format_duration(args_drain)
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -303,7 +303,7 @@ fn the_example_deploys_and_serves_its_evaluation_predictions() {
         .unwrap();
     assert_eq!(
         status,
-        json!({"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+        json!({"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}], "name": MODEL, "ready": true})
     );
     let meta: Value = http
         .get(format!(
@@ -342,7 +342,8 @@ fn the_example_deploys_and_serves_its_evaluation_predictions() {
         assert_eq!(response.status(), 200, "{path}");
     }
 
-    // Stock clients, unchanged: Triton's Python client and `requests` on TF Serving's API.
+    // Stock clients, unchanged: Triton's and KServe's Python clients, and `requests` on
+    // TF Serving's API.
     let rows_file = home.dir.path().join("rows.csv");
     let text: String = rows
         .iter()
@@ -370,7 +371,23 @@ fn the_example_deploys_and_serves_its_evaluation_predictions() {
             .collect();
         assert_same(&got, &expected, client);
     }
-    assert_eq!(results.as_object().unwrap().len(), 5);
+    let mut clients: Vec<&String> = results.as_object().unwrap().keys().collect();
+    clients.sort();
+    assert_eq!(
+        clients,
+        [
+            "kserve_v1",
+            "kserve_v2_binary",
+            "kserve_v2_json",
+            "tfs_column",
+            "tfs_row",
+            "triton_binary",
+            "triton_defaults",
+            "triton_deflate",
+            "triton_gzip",
+            "triton_json"
+        ]
+    );
 
     let metrics = http
         .get(format!("{}/metrics", server.url))
@@ -719,9 +736,16 @@ fn bad_requests_get_a_4xx_and_a_message() {
         (
             "POST",
             "/v2/models/breast-cancer/infer",
-            json!({"inputs": [{"name": "features", "shape": [1, 30], "datatype": "FP32", "data": row}]}),
+            json!({"inputs": [{"name": "features", "shape": [1, 30], "datatype": "INT64", "data": vec![(1i64 << 53) + 1; 30]}]}),
             400,
-            "input 'features' must be FP64, not FP32",
+            "input 'features' must be FP64: INT64 data cannot be converted to FP64 without loss: element 0 is 9007199254740993",
+        ),
+        (
+            "POST",
+            "/v2/models/breast-cancer/infer",
+            json!({"inputs": [{"name": "features", "shape": [1, 30], "datatype": "BOOL", "data": vec![true; 30]}]}),
+            400,
+            "input 'features' must be FP64, not BOOL",
         ),
         (
             "POST",

@@ -4,10 +4,16 @@
 //! metrics and a small admin API that deploys, rolls back and unloads without a restart.
 //!
 //! Requests are routed by the [`registry`] to a version's pool of predictor instances
-//! ([`predictor`], the only module that touches wasmtime). [`tensor`] converts between
-//! the protocols' JSON and typed tensors. A running server leaves `serve/server.json` in
-//! its home so `sluice run` and `sluice models` there can tell it about new versions.
+//! ([`predictor`], the only module that touches wasmtime). [`tensor`] holds typed
+//! tensors and their checks, `json` reads and writes the protocols' JSON straight from
+//! and into them, `body` reads request bodies under the limits, and [`conn`] keeps each
+//! connection's timeouts and drains them on shutdown. A running server leaves
+//! `serve/server.json` in its home so `sluice run` and `sluice models` there can tell it
+//! about new versions.
 
+mod body;
+pub mod conn;
+mod json;
 pub mod metrics;
 mod oip;
 pub mod predictor;
@@ -22,20 +28,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::models::Repository;
+use crate::models::{Repository, Signature};
 
+use self::body::{Body, BodyLimits};
+use self::conn::{ConnLimits, Drained};
 use self::metrics::Metrics;
 use self::predictor::{PoolConfig, PredictorEngine, PredictorError};
-use self::registry::{Registry, RouteError, Selector, Served};
+use self::registry::{Registry, ReloadError, RouteError, Selector, Served};
 use self::tensor::Tensor;
 
 /// How `sluice serve` runs.
@@ -45,8 +51,20 @@ pub struct ServeConfig {
     /// The bearer token the admin API wants; when `None`, one is made and written to
     /// `<home>/serve/admin-token` (readable by its owner only).
     pub admin_token: Option<String>,
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes, as sent and once decoded.
     pub body_limit: usize,
+    /// Bytes of request bodies the server holds at once, over all requests; a request
+    /// beyond it waits (within `body_timeout`) for others to finish, then gets 503.
+    pub body_budget: usize,
+    /// Longest a request's body may take to arrive, and an answer to be taken by its
+    /// client (408, or the connection closed, after it).
+    pub body_timeout: Duration,
+    /// Longest from a request's first byte until its headers are complete.
+    pub header_timeout: Duration,
+    /// Longest a connection may stay open between requests.
+    pub keep_alive_timeout: Duration,
+    /// On shutdown, longest to wait for requests in flight before exiting anyway.
+    pub drain_timeout: Duration,
     pub pool: PoolConfig,
     /// An idle instance is dropped after this long unused.
     pub idle_timeout: Duration,
@@ -62,6 +80,11 @@ impl Default for ServeConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8501)),
             admin_token: None,
             body_limit: 16 << 20,
+            body_budget: 64 << 20,
+            body_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(5),
+            keep_alive_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
             pool: PoolConfig::default(),
             idle_timeout: Duration::from_secs(60),
             scale_to_zero: Some(Duration::from_secs(15 * 60)),
@@ -85,7 +108,7 @@ pub(crate) struct AppState {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     admin_token: String,
-    body_limit: usize,
+    bodies: BodyLimits,
 }
 
 /// A server that has bound its address and loaded its models, ready to [`Server::run`].
@@ -136,7 +159,11 @@ impl Server {
                 registry,
                 metrics,
                 admin_token,
-                body_limit: config.body_limit,
+                bodies: BodyLimits::new(
+                    config.body_limit,
+                    config.body_timeout,
+                    config.body_budget.max(config.body_limit),
+                ),
             }),
             config,
             info_file,
@@ -158,12 +185,10 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets the requests in
-    /// flight finish, and removes `serve/server.json`.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), String> {
-        let app = router(self.state.clone(), self.config.body_limit);
+    /// flight finish for up to the drain timeout, and removes `serve/server.json`.
+    /// Says whether every connection finished before the drain deadline.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Drained {
+        let app = router(self.state.clone());
         let registry = self.state.registry.clone();
         let idle = self.config.idle_timeout;
         let zero = self.config.scale_to_zero;
@@ -178,16 +203,25 @@ impl Server {
                 registry.shrink(idle, zero).await;
             }
         });
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| format!("the server stopped: {e}"));
+        let limits = ConnLimits {
+            header: self.config.header_timeout,
+            keep_alive: self.config.keep_alive_timeout,
+            write: self.config.body_timeout,
+        };
+        let drained = conn::serve(
+            self.listener,
+            app,
+            limits,
+            shutdown,
+            self.config.drain_timeout,
+        )
+        .await;
         shrinker.abort();
         // Another server may have taken over the file; remove only our own.
         if read_info(&self.info_file).is_some_and(|i| i.pid == std::process::id()) {
             let _ = std::fs::remove_file(&self.info_file);
         }
-        served
+        drained
     }
 }
 
@@ -309,8 +343,10 @@ pub async fn admin_request(
     }
 }
 
-fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        // KServe's v1 protocol asks the root whether the server is alive.
+        .route("/", get(alive))
         .route("/v1/models/{*rest}", get(tfs::get).post(tfs::post))
         .route("/v2", get(oip::server_metadata))
         .route("/v2/health/live", get(oip::live))
@@ -334,8 +370,11 @@ fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/admin/models/{name}/{action}", post(admin))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+async fn alive() -> axum::Json<Value> {
+    axum::Json(json!({ "status": "alive" }))
 }
 
 /// An error answer: `{"error": "..."}` with its status.
@@ -343,6 +382,8 @@ fn router(state: Arc<AppState>, body_limit: usize) -> Router {
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
+    /// Close the connection after answering (its request body was not read whole).
+    close: bool,
 }
 
 impl ApiError {
@@ -350,6 +391,13 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            close: false,
+        }
+    }
+    fn closing(self) -> ApiError {
+        ApiError {
+            close: true,
+            ..self
         }
     }
     fn bad_request(message: impl Into<String>) -> ApiError {
@@ -362,7 +410,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+        let mut response =
+            (self.status, axum::Json(json!({ "error": self.message }))).into_response();
+        if self.close {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
@@ -385,42 +440,9 @@ impl From<PredictorError> for ApiError {
     }
 }
 
-/// The body, or the answer to give when it could not be read (too large, say).
-fn body(state: &AppState, read: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    read.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                format!(
-                    "the request body is larger than the limit of {} bytes",
-                    state.body_limit
-                ),
-            )
-        } else {
-            ApiError::new(
-                status,
-                format!("cannot read the request body: {}", rejection.body_text()),
-            )
-        }
-    })
-}
-
-/// A JSON object from the body, or a 400 saying where it stops being one.
-fn json_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request(
-            "the request body must be a JSON object",
-        )),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "the request body is not valid JSON: {e}"
-        ))),
-    }
-}
-
-/// Routes a request, loads the version if it has to, checks the inputs against its
-/// signature and predicts. `parse` builds the inputs once the signature is known.
+/// Routes a request, loads the version if it has to, fits the inputs to its signature
+/// (converting numbers that convert without loss), predicts, and checks what the
+/// predictor gave. `parse` builds the inputs once the signature is known.
 async fn predict(
     state: &AppState,
     name: &str,
@@ -433,7 +455,7 @@ async fn predict(
         .map_err(|e| (None, e.into()))?;
     let version = Some(served.meta.version);
     let inputs = parse(&served).map_err(|e| (version, e))?;
-    check_inputs(&served, &inputs).map_err(|e| (version, e))?;
+    let inputs = conform_inputs(&served.meta.signature, inputs).map_err(|e| (version, e))?;
     let pool = state
         .registry
         .pool_of(name, &served)
@@ -443,12 +465,13 @@ async fn predict(
         .predict(inputs)
         .await
         .map_err(|e| (version, e.into()))?;
+    check_outputs(name, &served, &outputs).map_err(|e| (version, e))?;
     Ok((served, outputs))
 }
 
-/// Every input the signature names, each of its type and shape, and nothing else.
-fn check_inputs(served: &Served, inputs: &[Tensor]) -> Result<(), ApiError> {
-    let signature = &served.meta.signature;
+/// Every input the signature names, each fitted to its type and shape, and nothing else.
+fn conform_inputs(signature: &Signature, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ApiError> {
+    let mut fitted = Vec::with_capacity(inputs.len());
     for input in inputs {
         let spec = signature
             .inputs
@@ -461,13 +484,51 @@ fn check_inputs(served: &Served, inputs: &[Tensor]) -> Result<(), ApiError> {
                     names(signature.inputs.iter().map(|s| s.name.as_str()))
                 ))
             })?;
-        input.check(spec).map_err(ApiError::bad_request)?;
+        fitted.push(input.conform(spec).map_err(ApiError::bad_request)?);
     }
     for spec in &signature.inputs {
-        if !inputs.iter().any(|i| i.name == spec.name) {
+        if !fitted.iter().any(|i| i.name == spec.name) {
             return Err(ApiError::bad_request(format!(
                 "input '{}' is missing",
                 spec.name
+            )));
+        }
+    }
+    Ok(fitted)
+}
+
+/// What a predictor gave must be what its signature promised: every output once, of its
+/// datatype, each holding exactly the elements its shape says. A predictor that breaks
+/// this is a 500 naming the model, never an answer built on it.
+fn check_outputs(name: &str, served: &Served, outputs: &[Tensor]) -> Result<(), ApiError> {
+    let failed = |m: String| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "model '{name}' version {}: the predictor {m}",
+                served.meta.version
+            ),
+        )
+    };
+    for (i, output) in outputs.iter().enumerate() {
+        if outputs[..i].iter().any(|o| o.name == output.name) {
+            return Err(failed(format!("gave output '{}' twice", output.name)));
+        }
+        output
+            .check_count()
+            .map_err(|e| failed(format!("gave output {e}")))?;
+    }
+    for spec in &served.meta.signature.outputs {
+        let output = outputs
+            .iter()
+            .find(|o| o.name == spec.name)
+            .ok_or_else(|| failed(format!("did not give output '{}'", spec.name)))?;
+        if output.data.datatype().name() != spec.datatype {
+            return Err(failed(format!(
+                "gave output '{}' as {}, but its signature says {}",
+                spec.name,
+                output.data.datatype().name(),
+                spec.datatype
             )));
         }
     }
@@ -479,7 +540,8 @@ fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
     quoted.join(", ")
 }
 
-/// Records one inference request in the metrics.
+/// Records one inference request in the metrics, under the model's and version's names
+/// only when this server serves them: no request can make a new series.
 fn observe(
     state: &AppState,
     model: &str,
@@ -488,9 +550,9 @@ fn observe(
     status: StatusCode,
     started: Instant,
 ) {
-    let version = version.map(|v| v.to_string()).unwrap_or_default();
+    let (model, version) = state.registry.metric_labels(model, version);
     state.metrics.request(
-        model,
+        &model,
         &version,
         protocol,
         status.as_u16(),
@@ -522,32 +584,35 @@ async fn admin(
     State(state): State<Arc<AppState>>,
     UrlPath((name, action)): UrlPath<(String, String)>,
     headers: HeaderMap,
-    read: Result<Bytes, BytesRejection>,
+    body: Result<Body, ApiError>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     let Some(presented) = presented else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "the admin API needs `Authorization: Bearer <token>` (the token is in <home>/serve/admin-token)",
         ));
     };
-    if !constant_time_eq(presented.trim().as_bytes(), state.admin_token.as_bytes()) {
+    if !constant_time_eq(presented.as_bytes(), state.admin_token.as_bytes()) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "the admin token is wrong",
         ));
     }
-    let bytes = body(&state, read)?;
+    let bytes = body?;
     let registry = &state.registry;
-    let conflict = |m: String| ApiError::new(StatusCode::CONFLICT, m);
+    let refused = |e: ReloadError| match e {
+        ReloadError::NotFound(m) => ApiError::not_found(m),
+        ReloadError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+    };
     match action.as_str() {
         // Serve the repository's current state of the model: its default version (loaded
         // and warmed before it takes traffic), labels and canary share.
         "deploy" | "reload" => {
-            let version = registry.reload(&name).await.map_err(conflict)?;
+            let version = registry.reload(&name).await.map_err(refused)?;
             Ok(axum::Json(json!({ "model": name, "version": version })))
         }
         "rollback" => {
@@ -561,7 +626,7 @@ async fn admin(
             let (from, to) = registry
                 .rollback(&name, request.to)
                 .await
-                .map_err(conflict)?;
+                .map_err(refused)?;
             Ok(axum::Json(
                 json!({ "model": name, "from": from, "version": to }),
             ))
@@ -577,6 +642,13 @@ async fn admin(
             "no admin action '{other}'; use deploy, rollback or unload"
         ))),
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme's name is
+/// case-insensitive (RFC 7235, section 2.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

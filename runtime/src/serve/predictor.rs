@@ -35,6 +35,10 @@ pub struct PoolConfig {
     pub memory: u64,
     /// How long one `predict` call may run.
     pub deadline: Duration,
+    /// How far an instance's memory may grow past what it had after loading the model
+    /// before the instance is dropped after its request (and its memory given back),
+    /// rather than kept for the next one: one burst of large batches does not pin memory.
+    pub retain_growth: u64,
 }
 
 impl Default for PoolConfig {
@@ -44,6 +48,7 @@ impl Default for PoolConfig {
             total_instances: 64,
             memory: 256 << 20,
             deadline: Duration::from_secs(10),
+            retain_growth: 16 << 20,
         }
     }
 }
@@ -182,6 +187,8 @@ impl PredictorEngine {
 struct Instance {
     store: Store<PredictorState>,
     guest: crate::exec::wasm::bindings::predict::Guest,
+    /// Its memory once the model was loaded, in bytes.
+    loaded_memory: u64,
 }
 
 /// The instances of one model version.
@@ -271,7 +278,15 @@ impl Pool {
                 }
             })?;
         self.live.fetch_add(1, Ordering::Relaxed);
-        Ok((Instance { store, guest }, signature_of(&signature)))
+        let loaded_memory = store.data().limits.total();
+        Ok((
+            Instance {
+                store,
+                guest,
+                loaded_memory,
+            },
+            signature_of(&signature),
+        ))
     }
 
     /// Runs one batch through an idle instance, or a new one while the pool may grow;
@@ -322,7 +337,8 @@ impl Pool {
         result
     }
 
-    /// Calls `predict`; gives the instance back unless it trapped.
+    /// Calls `predict`; gives the instance back unless it trapped or its memory grew past
+    /// what the pool retains.
     fn run(
         &self,
         mut instance: Instance,
@@ -330,19 +346,23 @@ impl Pool {
     ) -> (Option<Instance>, Result<Vec<Tensor>, PredictorError>) {
         arm_deadline(&mut instance.store, self.engine.config.deadline);
         let wit_inputs: Vec<wit::Tensor> = inputs.into_iter().map(to_wit).collect();
-        match instance
+        let result = instance
             .guest
-            .call_predict(&mut instance.store, &wit_inputs)
-        {
+            .call_predict(&mut instance.store, &wit_inputs);
+        drop(wit_inputs);
+        let grown = instance.store.data().limits.total();
+        let keep = grown <= instance.loaded_memory + self.engine.config.retain_growth;
+        let kept = |instance: Instance| keep.then_some(instance);
+        match result {
             Ok(Ok(outputs)) => (
-                Some(instance),
+                kept(instance),
                 Ok(outputs.into_iter().map(from_wit).collect()),
             ),
             Ok(Err(PredictError::InvalidInput(m))) => {
-                (Some(instance), Err(PredictorError::Invalid(m)))
+                (kept(instance), Err(PredictorError::Invalid(m)))
             }
             Ok(Err(PredictError::Failed(m))) => (
-                Some(instance),
+                kept(instance),
                 Err(PredictorError::Failed(format!("the predictor failed: {m}"))),
             ),
             Err(e) => {

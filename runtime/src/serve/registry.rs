@@ -35,6 +35,64 @@ pub enum RouteError {
     Unavailable(String),
 }
 
+/// The label value metrics give requests for models this server does not serve, so
+/// that no request can make a new series (a model name never starts with `_`).
+pub const UNKNOWN_MODEL: &str = "_unknown";
+
+/// Where a version is in its life on this server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadState {
+    /// Not loaded here yet; loads on its first request.
+    NotLoaded,
+    Loading,
+    Loaded,
+    /// Unloaded after going unused (scale to zero); loads on its next request.
+    Unloaded,
+    /// Its last load failed, for this reason; the next request tries again.
+    Failed(String),
+}
+
+impl LoadState {
+    pub fn is_failed(&self) -> bool {
+        matches!(self, LoadState::Failed(_))
+    }
+
+    /// TF Serving's `ModelVersionStatus`: the state (`START`, `LOADING`, `AVAILABLE`,
+    /// `END`), and the status's `error_code` (a `google.rpc.Code` name) and message.
+    pub fn tf_status(&self) -> (&'static str, &'static str, String) {
+        match self {
+            LoadState::NotLoaded => ("START", "OK", String::new()),
+            LoadState::Loading => ("LOADING", "OK", String::new()),
+            LoadState::Loaded => ("AVAILABLE", "OK", String::new()),
+            LoadState::Unloaded => ("END", "OK", String::new()),
+            LoadState::Failed(why) => ("END", "UNKNOWN", why.clone()),
+        }
+    }
+}
+
+/// Why a deploy, reload or rollback was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// No such model (or version) to serve: the admin API answers 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change cannot be made (nothing to roll back to, a version that does not
+    /// load): 409.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<ModelError> for ReloadError {
+    fn from(e: ModelError) -> ReloadError {
+        match e {
+            ModelError::UnknownModel(_) | ModelError::UnknownVersion { .. } => {
+                ReloadError::NotFound(e.to_string())
+            }
+            other => ReloadError::Conflict(crate::error_chain(&other)),
+        }
+    }
+}
+
 /// A version the server knows of.
 pub struct Served {
     pub meta: VersionMeta,
@@ -42,11 +100,29 @@ pub struct Served {
     pool: tokio::sync::Mutex<Option<Arc<Pool>>>,
     /// The pool, readable without waiting on a load in progress.
     ready: RwLock<Option<Arc<Pool>>>,
+    state: RwLock<LoadState>,
 }
 
 impl Served {
+    fn new(meta: VersionMeta) -> Served {
+        Served {
+            meta,
+            pool: tokio::sync::Mutex::new(None),
+            ready: RwLock::new(None),
+            state: RwLock::new(LoadState::NotLoaded),
+        }
+    }
+
     pub fn pool(&self) -> Option<Arc<Pool>> {
         self.ready.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn load_state(&self) -> LoadState {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_state(&self, state: LoadState) {
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
     }
 }
 
@@ -113,7 +189,7 @@ impl Registry {
             if self.only.as_ref().is_some_and(|o| !o.contains(&name)) {
                 continue;
             }
-            self.reload(&name).await?;
+            self.reload(&name).await.map_err(|e| e.to_string())?;
         }
         if let Some(only) = &self.only {
             for name in only {
@@ -130,16 +206,23 @@ impl Registry {
 
     /// Applies the repository's state for one model: its versions, labels and default.
     /// The new default version is loaded and warmed before it takes traffic.
-    pub async fn reload(&self, name: &str) -> Result<u64, String> {
-        let state = self.repo.state(name).map_err(|e| crate::error_chain(&e))?;
-        let on_disk = self
-            .repo
-            .versions(name)
-            .map_err(|e| crate::error_chain(&e))?;
-        let default = self
-            .repo
-            .default_version(name)
-            .map_err(|e| crate::error_chain(&e))?;
+    pub async fn reload(&self, name: &str) -> Result<u64, ReloadError> {
+        if self
+            .only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|n| n == name))
+        {
+            return Err(ReloadError::NotFound(format!(
+                "this server serves only {}",
+                super::names(self.only.iter().flatten().map(String::as_str))
+            )));
+        }
+        if !self.repo.names()?.iter().any(|n| n == name) {
+            return Err(ModelError::UnknownModel(name.to_owned()).into());
+        }
+        let state = self.repo.state(name)?;
+        let on_disk = self.repo.versions(name)?;
+        let default = self.repo.default_version(name)?;
         let previous = self.model(name);
         let versions: BTreeMap<u64, Arc<Served>> = on_disk
             .into_iter()
@@ -149,24 +232,17 @@ impl Registry {
                     .as_ref()
                     .and_then(|m| m.versions.get(&number))
                     .cloned();
-                let served = known.unwrap_or_else(|| {
-                    Arc::new(Served {
-                        meta: v.meta,
-                        pool: tokio::sync::Mutex::new(None),
-                        ready: RwLock::new(None),
-                    })
-                });
+                let served = known.unwrap_or_else(|| Arc::new(Served::new(v.meta)));
                 (number, served)
             })
             .collect();
-        let target = versions
-            .get(&default)
-            .cloned()
-            .ok_or_else(|| format!("model '{name}' has no version {default}"))?;
+        let target = versions.get(&default).cloned().ok_or_else(|| {
+            ReloadError::NotFound(format!("model '{name}' has no version {default}"))
+        })?;
         // Warm the version that is about to take traffic; on failure nothing changes.
         self.pool_of(name, &target)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ReloadError::Conflict(e.to_string()))?;
         let model = Arc::new(Model {
             state,
             versions,
@@ -189,14 +265,16 @@ impl Registry {
     }
 
     /// Makes an earlier version the default in the repository and serves it.
-    pub async fn rollback(&self, name: &str, to: Option<u64>) -> Result<(u64, u64), String> {
+    pub async fn rollback(&self, name: &str, to: Option<u64>) -> Result<(u64, u64), ReloadError> {
         if self.model(name).is_none() {
-            return Err(ModelError::UnknownModel(name.to_owned()).to_string());
+            return Err(ModelError::UnknownModel(name.to_owned()).into());
         }
-        let (from, to) = self
-            .repo
-            .rollback(name, to)
-            .map_err(|e| crate::error_chain(&e))?;
+        let (from, to) = self.repo.rollback(name, to).map_err(|e| match e {
+            // A version that does not exist to roll back to is a conflict with the
+            // request's body, not a missing model.
+            ModelError::UnknownVersion { .. } => ReloadError::Conflict(e.to_string()),
+            other => other.into(),
+        })?;
         self.reload(name).await?;
         Ok((from, to))
     }
@@ -211,8 +289,38 @@ impl Registry {
         ))
     }
 
-    /// The version a request is for.
+    /// The version a request is for. A canary share counts this request.
     pub fn route(&self, name: &str, selector: &Selector) -> Result<Arc<Served>, RouteError> {
+        self.pick(name, selector, true)
+    }
+
+    /// The version a request would be routed to, without taking a turn of the canary
+    /// share (for status and readiness, which must not move traffic).
+    pub fn peek_route(&self, name: &str, selector: &Selector) -> Result<Arc<Served>, RouteError> {
+        self.pick(name, selector, false)
+    }
+
+    /// The labels a request's metrics get: the model and version when this server serves
+    /// them, else [`UNKNOWN_MODEL`] and no version. Never a value a client made up.
+    pub fn metric_labels(&self, name: &str, version: Option<u64>) -> (String, String) {
+        match self.model(name) {
+            Some(model) => (
+                name.to_owned(),
+                version
+                    .filter(|v| model.versions.contains_key(v))
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            ),
+            None => (UNKNOWN_MODEL.to_owned(), String::new()),
+        }
+    }
+
+    fn pick(
+        &self,
+        name: &str,
+        selector: &Selector,
+        count: bool,
+    ) -> Result<Arc<Served>, RouteError> {
         let model = self
             .model(name)
             .ok_or_else(|| RouteError::NotFound(format!("model '{name}' is not served")))?;
@@ -224,7 +332,7 @@ impl Registry {
             Selector::Default => {
                 let canary = model.state.labels.get("canary").copied();
                 match canary {
-                    Some(v) if model.state.canary_share > 0.0 && v != model.default => {
+                    Some(v) if count && model.state.canary_share > 0.0 && v != model.default => {
                         // Request n goes to the canary when n * share crosses an integer:
                         // evenly interleaved, and exactly the share over any run of
                         // requests whose length times the share is whole.
@@ -262,22 +370,32 @@ impl Registry {
                 "model '{name}' version {version} cannot be served: {m}"
             ))
         };
-        let found = self
-            .repo
-            .version(name, version)
-            .map_err(|e| unavailable(crate::error_chain(&e)))?;
+        served.set_state(LoadState::Loading);
+        let loaded = async {
+            let found = self
+                .repo
+                .version(name, version)
+                .map_err(|e| crate::error_chain(&e))?;
+            let engine = self.engine.clone();
+            tokio::task::spawn_blocking(move || -> Result<Arc<Pool>, String> {
+                let wasm = std::fs::read(found.predictor_path()).map_err(|e| e.to_string())?;
+                let model = std::fs::read(found.model_path())
+                    .map_err(|e| format!("cannot read {}: {e}", found.model_path().display()))?;
+                let digest = sha256_hex(&wasm);
+                engine.load(&wasm, &digest, model)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        };
         let started = Instant::now();
-        let engine = self.engine.clone();
-        let pool = tokio::task::spawn_blocking(move || -> Result<Arc<Pool>, String> {
-            let wasm = std::fs::read(found.predictor_path()).map_err(|e| e.to_string())?;
-            let model = std::fs::read(found.model_path())
-                .map_err(|e| format!("cannot read {}: {e}", found.model_path().display()))?;
-            let digest = sha256_hex(&wasm);
-            engine.load(&wasm, &digest, model)
-        })
-        .await
-        .map_err(|e| unavailable(e.to_string()))?
-        .map_err(unavailable)?;
+        let pool = match loaded.await {
+            Ok(pool) => pool,
+            Err(why) => {
+                served.set_state(LoadState::Failed(why.clone()));
+                return Err(unavailable(why));
+            }
+        };
+        served.set_state(LoadState::Loaded);
         self.metrics.loaded(name, version, started.elapsed());
         *slot = Some(pool.clone());
         *served.ready.write().unwrap_or_else(|p| p.into_inner()) = Some(pool.clone());
@@ -302,6 +420,7 @@ impl Registry {
                     pool.shrink(idle, true);
                     *slot = None;
                     *served.ready.write().unwrap_or_else(|p| p.into_inner()) = None;
+                    served.set_state(LoadState::Unloaded);
                 } else {
                     pool.shrink(idle, false);
                 }

@@ -1,11 +1,13 @@
-//! Tensors as the serving protocols carry them: typed, flattened data with a shape,
-//! read from and written to JSON (nested lists in row-major order, or flat data with an
-//! explicit shape) and checked against a model's signature. No protocol lives here, and
-//! nothing of wasmtime.
-
-use serde_json::{Number, Value};
+//! Tensors as the serving protocols carry them: typed elements, flattened in row-major
+//! order, with a shape. Here live the checked shape arithmetic, the lossless conversions
+//! between numeric types, and the checks of a tensor against a model's signature. No
+//! protocol and no JSON lives here (that is `json`), and nothing of wasmtime.
 
 use crate::models::TensorSpec;
+
+/// The most dimensions a tensor may have. TensorFlow allows 254; deeper nesting in a
+/// request is refused rather than followed.
+pub const MAX_RANK: usize = 32;
 
 /// Element types, named as the Open Inference Protocol names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,8 +61,21 @@ impl Datatype {
             Datatype::Bytes => "DT_STRING",
         }
     }
+
+    /// Bytes per element in the binary tensor extension; `None` for BYTES, whose elements
+    /// each carry a 4-byte length.
+    pub fn size(self) -> Option<usize> {
+        match self {
+            Datatype::Bool => Some(1),
+            Datatype::Int32 | Datatype::Fp32 => Some(4),
+            Datatype::Int64 | Datatype::Fp64 => Some(8),
+            Datatype::Bytes => None,
+        }
+    }
 }
 
+/// A tensor's elements, flattened in row-major order. BYTES elements are raw byte strings
+/// (text as its UTF-8 bytes).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
     Bool(Vec<bool>),
@@ -68,10 +83,22 @@ pub enum Data {
     Int64(Vec<i64>),
     Fp32(Vec<f32>),
     Fp64(Vec<f64>),
-    Bytes(Vec<String>),
+    Bytes(Vec<Vec<u8>>),
 }
 
 impl Data {
+    /// No elements yet, room for `capacity`.
+    pub fn with_capacity(datatype: Datatype, capacity: usize) -> Data {
+        match datatype {
+            Datatype::Bool => Data::Bool(Vec::with_capacity(capacity)),
+            Datatype::Int32 => Data::Int32(Vec::with_capacity(capacity)),
+            Datatype::Int64 => Data::Int64(Vec::with_capacity(capacity)),
+            Datatype::Fp32 => Data::Fp32(Vec::with_capacity(capacity)),
+            Datatype::Fp64 => Data::Fp64(Vec::with_capacity(capacity)),
+            Datatype::Bytes => Data::Bytes(Vec::with_capacity(capacity)),
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Data::Bool(v) => v.len(),
@@ -98,15 +125,133 @@ impl Data {
         }
     }
 
-    fn json(&self, i: usize) -> Value {
-        match self {
-            Data::Bool(v) => Value::Bool(v[i]),
-            Data::Int32(v) => Value::from(v[i]),
-            Data::Int64(v) => Value::from(v[i]),
-            Data::Fp32(v) => Number::from_f64(f64::from(v[i])).map_or(Value::Null, Value::Number),
-            Data::Fp64(v) => Number::from_f64(v[i]).map_or(Value::Null, Value::Number),
-            Data::Bytes(v) => Value::String(v[i].clone()),
+    /// The elements as `to`, when every one of them converts exactly: any integer into a
+    /// float type that holds it, FP32 into FP64, FP64 into FP32 when nothing rounds,
+    /// integers into narrower integers when they fit, and floats into integers when they
+    /// are whole. BOOL and BYTES convert to nothing else. The error names the first element
+    /// that does not convert, and how.
+    pub fn convert(self, to: Datatype) -> Result<Data, String> {
+        let from = self.datatype();
+        if from == to {
+            return Ok(self);
         }
+        let refused = || format!("{} data cannot be converted to {}", from.name(), to.name());
+        if matches!(from, Datatype::Bool | Datatype::Bytes)
+            || matches!(to, Datatype::Bool | Datatype::Bytes)
+        {
+            return Err(refused());
+        }
+        // Every numeric element, exactly, as a wide value: integers as i128, floats as f64.
+        let wide: Vec<Wide> = match self {
+            Data::Int32(v) => v.into_iter().map(|x| Wide::Int(x.into())).collect(),
+            Data::Int64(v) => v.into_iter().map(|x| Wide::Int(x.into())).collect(),
+            Data::Fp32(v) => v.into_iter().map(|x| Wide::Float(x.into())).collect(),
+            Data::Fp64(v) => v.into_iter().map(Wide::Float).collect(),
+            Data::Bool(_) | Data::Bytes(_) => return Err(refused()),
+        };
+        let lossy = |i: usize, w: &Wide| {
+            format!(
+                "{} data cannot be converted to {} without loss: element {i} is {w}",
+                from.name(),
+                to.name()
+            )
+        };
+        macro_rules! each {
+            ($variant:ident, $convert:expr) => {
+                Data::$variant(
+                    wide.iter()
+                        .enumerate()
+                        .map(|(i, w)| $convert(w).ok_or_else(|| lossy(i, w)))
+                        .collect::<Result<_, _>>()?,
+                )
+            };
+        }
+        Ok(match to {
+            Datatype::Int32 => each!(Int32, |w: &Wide| w
+                .integer()
+                .and_then(|x| i32::try_from(x).ok())),
+            Datatype::Int64 => each!(Int64, |w: &Wide| w
+                .integer()
+                .and_then(|x| i64::try_from(x).ok())),
+            Datatype::Fp64 => each!(Fp64, |w: &Wide| w.to_f64()),
+            Datatype::Fp32 => each!(Fp32, |w: &Wide| w.to_f64().and_then(exact_f32)),
+            Datatype::Bool | Datatype::Bytes => return Err(refused()),
+        })
+    }
+}
+
+/// A numeric element held exactly.
+#[derive(Clone, Copy, Debug)]
+enum Wide {
+    Int(i128),
+    Float(f64),
+}
+
+impl Wide {
+    /// The element as an integer, when it is one.
+    fn integer(self) -> Option<i128> {
+        match self {
+            Wide::Int(x) => Some(x),
+            // Every whole f64 below 2^127 in size is an i128 exactly.
+            Wide::Float(f) if f.fract() == 0.0 && f.abs() < 1.7e38 => Some(f as i128),
+            Wide::Float(_) => None,
+        }
+    }
+
+    /// The element as an f64, when that holds it exactly.
+    fn to_f64(self) -> Option<f64> {
+        match self {
+            Wide::Float(f) => Some(f),
+            Wide::Int(x) => {
+                let f = x as f64;
+                (f.abs() < 1.7e38 && f as i128 == x).then_some(f)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Wide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wide::Int(x) => write!(f, "{x}"),
+            // Debug gives the shortest text that reads back, `1e300` rather than 301 digits.
+            Wide::Float(x) => write!(f, "{x:?}"),
+        }
+    }
+}
+
+/// `f` as an f32 when that holds it exactly (NaN stays NaN).
+fn exact_f32(f: f64) -> Option<f32> {
+    let narrow = f as f32;
+    (f64::from(narrow) == f || f.is_nan()).then_some(narrow)
+}
+
+/// The number of elements a shape holds, or `None` when that overflows a `u64`.
+pub fn element_count(shape: &[u64]) -> Option<u64> {
+    shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d))
+}
+
+/// A shape as a client declared it (OIP's `shape`): every dimension non-negative, and
+/// their product a count of elements this machine can address. The error says which.
+pub fn declared_shape(name: &str, dims: &[i64]) -> Result<Vec<u64>, String> {
+    if dims.len() > MAX_RANK {
+        return Err(format!(
+            "input '{name}' has {} dimensions; at most {MAX_RANK} are supported",
+            dims.len()
+        ));
+    }
+    let mut shape = Vec::with_capacity(dims.len());
+    for (i, &d) in dims.iter().enumerate() {
+        let d = u64::try_from(d).map_err(|_| {
+            format!("input '{name}': dimension {i} of shape {dims:?} is negative ({d})")
+        })?;
+        shape.push(d);
+    }
+    match element_count(&shape) {
+        Some(n) if usize::try_from(n).is_ok() => Ok(shape),
+        _ => Err(format!(
+            "input '{name}': shape {dims:?} holds more elements than can be addressed"
+        )),
     }
 }
 
@@ -118,248 +263,198 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// Reads flat JSON leaves as `datatype`; `shape` must hold exactly as many elements.
-    pub fn from_flat(
-        name: &str,
-        shape: Vec<u64>,
-        datatype: Datatype,
-        leaves: &[&Value],
-    ) -> Result<Tensor, String> {
-        let expected: u64 = shape.iter().product();
-        if expected != leaves.len() as u64 {
-            return Err(format!(
-                "input '{name}' has shape {shape:?}, which holds {expected} elements, but {} were given",
-                leaves.len()
-            ));
-        }
-        let bad = |i: usize| {
-            format!(
-                "input '{name}': element {i} is {}, not {}",
-                leaves[i],
-                datatype.name()
-            )
-        };
-        let data = match datatype {
-            Datatype::Bool => Data::Bool(
-                leaves
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| v.as_bool().ok_or_else(|| bad(i)))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Datatype::Int32 => Data::Int32(
-                leaves
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        v.as_i64()
-                            .and_then(|n| i32::try_from(n).ok())
-                            .ok_or_else(|| bad(i))
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
-            Datatype::Int64 => Data::Int64(
-                leaves
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| v.as_i64().ok_or_else(|| bad(i)))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Datatype::Fp32 => Data::Fp32(
-                leaves
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| v.as_f64().map(|f| f as f32).ok_or_else(|| bad(i)))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Datatype::Fp64 => Data::Fp64(
-                leaves
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| v.as_f64().ok_or_else(|| bad(i)))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Datatype::Bytes => Data::Bytes(
-                leaves
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| v.as_str().map(str::to_owned).ok_or_else(|| bad(i)))
-                    .collect::<Result<_, _>>()?,
-            ),
-        };
-        Ok(Tensor {
+    /// A tensor whose shape holds exactly its elements; otherwise why not.
+    pub fn new(name: &str, shape: Vec<u64>, data: Data) -> Result<Tensor, String> {
+        let tensor = Tensor {
             name: name.to_owned(),
             shape,
             data,
-        })
+        };
+        tensor.check_count()?;
+        Ok(tensor)
     }
 
-    /// Reads nested JSON lists (row-major); the nesting gives the shape, which must be
-    /// rectangular.
-    pub fn from_nested(name: &str, value: &Value, datatype: Datatype) -> Result<Tensor, String> {
-        let shape = nested_shape(name, value)?;
-        let mut leaves = Vec::new();
-        flatten(value, &mut leaves);
-        Tensor::from_flat(name, shape, datatype, &leaves)
-    }
-
-    /// Stacks rows (each itself a nested value) along a new first dimension.
-    pub fn from_rows(name: &str, rows: &[&Value], datatype: Datatype) -> Result<Tensor, String> {
-        let stacked = Value::Array(rows.iter().map(|r| (*r).clone()).collect());
-        Tensor::from_nested(name, &stacked, datatype)
-    }
-
-    /// The data as nested lists following the shape.
-    pub fn nested(&self) -> Value {
-        nest(&self.data, &self.shape, 0).0
-    }
-
-    /// The data flat, in row-major order.
-    pub fn flat(&self) -> Value {
-        Value::Array((0..self.data.len()).map(|i| self.data.json(i)).collect())
-    }
-
-    /// The slices along the first dimension, each as nested lists (a scalar for shape `[n]`).
-    pub fn rows(&self) -> Vec<Value> {
-        match self.shape.split_first() {
-            None => vec![self.nested()],
-            Some((&n, inner)) => {
-                let per_row: u64 = inner.iter().product();
-                let mut out = Vec::with_capacity(n as usize);
-                let mut offset = 0;
-                for _ in 0..n {
-                    let (value, next) = nest(&self.data, inner, offset);
-                    out.push(value);
-                    offset = next;
-                    debug_assert_eq!(offset as u64 % per_row.max(1), 0);
-                }
-                out
-            }
-        }
-    }
-
-    /// Checks the tensor against what the model declares: datatype and every fixed dimension.
-    pub fn check(&self, spec: &TensorSpec) -> Result<(), String> {
-        if self.data.datatype().name() != spec.datatype {
-            return Err(format!(
-                "input '{}' must be {}, not {}",
+    /// The shape holds exactly as many elements as the data, without overflow.
+    pub fn check_count(&self) -> Result<(), String> {
+        match element_count(&self.shape) {
+            Some(n) if n == self.data.len() as u64 => Ok(()),
+            Some(n) => Err(format!(
+                "'{}' has shape {:?}, which holds {n} elements, but {} were given",
                 self.name,
-                spec.datatype,
-                self.data.datatype().name()
-            ));
+                self.shape,
+                self.data.len()
+            )),
+            None => Err(format!(
+                "'{}' has shape {:?}, whose element count overflows",
+                self.name, self.shape
+            )),
         }
-        let fits = self.shape.len() == spec.shape.len()
-            && self
-                .shape
+    }
+
+    /// Fits the tensor to what the model declares: the datatype (converting numbers when
+    /// that loses nothing, as [`Data::convert`] says) and every fixed dimension.
+    pub fn conform(self, spec: &TensorSpec) -> Result<Tensor, String> {
+        let Tensor { name, shape, data } = self;
+        let want = Datatype::parse(&spec.datatype)
+            .map_err(|e| format!("the model's signature is damaged: {e}"))?;
+        let data = if data.datatype() == want {
+            data
+        } else {
+            let from = data.datatype();
+            data.convert(want).map_err(|e| {
+                if matches!(from, Datatype::Bool | Datatype::Bytes)
+                    || matches!(want, Datatype::Bool | Datatype::Bytes)
+                {
+                    format!(
+                        "input '{name}' must be {}, not {}",
+                        want.name(),
+                        from.name()
+                    )
+                } else {
+                    format!("input '{name}' must be {}: {e}", want.name())
+                }
+            })?
+        };
+        let fits = shape.len() == spec.shape.len()
+            && shape
                 .iter()
                 .zip(&spec.shape)
-                .all(|(&got, &want)| want < 0 || got as i64 == want);
+                .all(|(&got, &want)| want < 0 || i64::try_from(got).is_ok_and(|g| g == want));
         if !fits {
             return Err(format!(
-                "input '{}' has shape {:?}, but the model takes {:?} (-1 is any size)",
-                self.name, self.shape, spec.shape
+                "input '{name}' has shape {shape:?}, but the model takes {:?} (-1 is any size)",
+                spec.shape
             ));
         }
-        Ok(())
-    }
-}
-
-fn nested_shape(name: &str, value: &Value) -> Result<Vec<u64>, String> {
-    match value {
-        Value::Array(items) => {
-            let Some(first) = items.first() else {
-                return Ok(vec![0]);
-            };
-            let inner = nested_shape(name, first)?;
-            for item in &items[1..] {
-                if nested_shape(name, item)? != inner {
-                    return Err(format!(
-                        "input '{name}' is ragged: its rows differ in shape"
-                    ));
-                }
-            }
-            let mut shape = vec![items.len() as u64];
-            shape.extend(inner);
-            Ok(shape)
-        }
-        _ => Ok(Vec::new()),
-    }
-}
-
-fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-        leaf => out.push(leaf),
-    }
-}
-
-/// Builds the nested value of `shape` starting at element `offset`; returns it and the
-/// offset after it.
-fn nest(data: &Data, shape: &[u64], offset: usize) -> (Value, usize) {
-    match shape.split_first() {
-        None => (data.json(offset), offset + 1),
-        Some((&n, inner)) => {
-            let mut items = Vec::with_capacity(n as usize);
-            let mut at = offset;
-            for _ in 0..n {
-                let (v, next) = nest(data, inner, at);
-                items.push(v);
-                at = next;
-            }
-            (Value::Array(items), at)
-        }
+        Ok(Tensor { name, shape, data })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
-    #[test]
-    fn nested_lists_give_the_shape() {
-        let t = Tensor::from_nested("x", &json!([[1, 2, 3], [4, 5, 6]]), Datatype::Fp64).unwrap();
-        assert_eq!(t.shape, [2, 3]);
-        assert_eq!(t.data, Data::Fp64(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
-        assert_eq!(t.nested(), json!([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]));
-        assert_eq!(t.rows(), [json!([1.0, 2.0, 3.0]), json!([4.0, 5.0, 6.0])]);
-        let err = Tensor::from_nested("x", &json!([[1, 2], [3]]), Datatype::Fp64).unwrap_err();
-        assert_eq!(err, "input 'x' is ragged: its rows differ in shape");
-    }
-
-    #[test]
-    fn flat_data_must_fill_its_shape() {
-        let leaves = [json!(1), json!(2), json!(3)];
-        let refs: Vec<&Value> = leaves.iter().collect();
-        let err = Tensor::from_flat("x", vec![2, 2], Datatype::Int64, &refs).unwrap_err();
-        assert_eq!(
-            err,
-            "input 'x' has shape [2, 2], which holds 4 elements, but 3 were given"
-        );
-        let err = Tensor::from_flat("x", vec![3], Datatype::Bool, &refs).unwrap_err();
-        assert_eq!(err, "input 'x': element 0 is 1, not BOOL");
-    }
-
-    #[test]
-    fn tensors_are_checked_against_the_signature() {
-        let spec = TensorSpec {
+    fn spec(datatype: &str, shape: &[i64]) -> TensorSpec {
+        TensorSpec {
             name: "x".into(),
-            datatype: "FP64".into(),
-            shape: vec![-1, 3],
-        };
-        let ok = Tensor::from_nested("x", &json!([[1, 2, 3]]), Datatype::Fp64).unwrap();
-        ok.check(&spec).unwrap();
-        let wide = Tensor::from_nested("x", &json!([[1, 2, 3, 4]]), Datatype::Fp64).unwrap();
+            datatype: datatype.into(),
+            shape: shape.to_vec(),
+        }
+    }
+
+    #[test]
+    fn shapes_never_wrap() {
+        assert_eq!(element_count(&[2, 30]), Some(60));
+        assert_eq!(element_count(&[]), Some(1));
+        assert_eq!(element_count(&[u64::MAX, 2]), None);
+        assert_eq!(element_count(&[1 << 32, 1 << 32]), None);
         assert_eq!(
-            wide.check(&spec).unwrap_err(),
+            declared_shape("x", &[2, -3]).unwrap_err(),
+            "input 'x': dimension 1 of shape [2, -3] is negative (-3)"
+        );
+        assert_eq!(
+            declared_shape("x", &[1 << 40, 1 << 40]).unwrap_err(),
+            "input 'x': shape [1099511627776, 1099511627776] holds more elements than can be addressed"
+        );
+        let t = Tensor {
+            name: "y".into(),
+            shape: vec![u64::MAX, 2],
+            data: Data::Fp64(vec![1.0]),
+        };
+        assert!(t.check_count().unwrap_err().contains("overflows"));
+        // 2^64 / 2 * 2 wraps to 0 in unchecked arithmetic: an empty tensor would pass.
+        let t = Tensor {
+            name: "y".into(),
+            shape: vec![1 << 63, 2],
+            data: Data::Fp64(vec![]),
+        };
+        assert!(t.check_count().is_err());
+    }
+
+    #[test]
+    fn numbers_convert_only_without_loss() {
+        let ints = Data::Int64(vec![1, -2, 1 << 53]);
+        assert_eq!(
+            ints.convert(Datatype::Fp64).unwrap(),
+            Data::Fp64(vec![1.0, -2.0, 9007199254740992.0])
+        );
+        assert_eq!(
+            Data::Int64(vec![0, (1 << 53) + 1])
+                .convert(Datatype::Fp64)
+                .unwrap_err(),
+            "INT64 data cannot be converted to FP64 without loss: element 1 is 9007199254740993"
+        );
+        assert_eq!(
+            Data::Int32(vec![7]).convert(Datatype::Fp64).unwrap(),
+            Data::Fp64(vec![7.0])
+        );
+        assert_eq!(
+            Data::Fp32(vec![0.1]).convert(Datatype::Fp64).unwrap(),
+            Data::Fp64(vec![f64::from(0.1f32)])
+        );
+        assert!(
+            Data::Fp64(vec![0.1])
+                .convert(Datatype::Fp32)
+                .unwrap_err()
+                .contains("element 0 is 0.1")
+        );
+        assert_eq!(
+            Data::Fp64(vec![0.5]).convert(Datatype::Fp32).unwrap(),
+            Data::Fp32(vec![0.5])
+        );
+        assert_eq!(
+            Data::Fp64(vec![2.0]).convert(Datatype::Int64).unwrap(),
+            Data::Int64(vec![2])
+        );
+        assert!(
+            Data::Fp64(vec![2.5])
+                .convert(Datatype::Int64)
+                .unwrap_err()
+                .contains("element 0 is 2.5")
+        );
+        assert!(Data::Int64(vec![1 << 40]).convert(Datatype::Int32).is_err());
+        assert_eq!(
+            Data::Int64(vec![i64::MAX])
+                .convert(Datatype::Fp64)
+                .unwrap_err(),
+            "INT64 data cannot be converted to FP64 without loss: element 0 is 9223372036854775807"
+        );
+        assert!(
+            Data::Bool(vec![true])
+                .convert(Datatype::Fp64)
+                .unwrap_err()
+                .contains("cannot be converted")
+        );
+    }
+
+    #[test]
+    fn tensors_conform_to_the_signature() {
+        let t = Tensor::new("x", vec![1, 3], Data::Int32(vec![1, 2, 3])).unwrap();
+        let t = t.conform(&spec("FP64", &[-1, 3])).unwrap();
+        assert_eq!(t.data, Data::Fp64(vec![1.0, 2.0, 3.0]));
+        let wide = Tensor::new("x", vec![1, 4], Data::Fp64(vec![0.0; 4])).unwrap();
+        assert_eq!(
+            wide.conform(&spec("FP64", &[-1, 3])).unwrap_err(),
             "input 'x' has shape [1, 4], but the model takes [-1, 3] (-1 is any size)"
         );
-        let ints = Tensor::from_nested("x", &json!([[1, 2, 3]]), Datatype::Int64).unwrap();
+        let text = Tensor::new("x", vec![1], Data::Bytes(vec![b"a".to_vec()])).unwrap();
         assert_eq!(
-            ints.check(&spec).unwrap_err(),
-            "input 'x' must be FP64, not INT64"
+            text.conform(&spec("FP64", &[-1])).unwrap_err(),
+            "input 'x' must be FP64, not BYTES"
         );
+        let huge = Tensor {
+            name: "x".into(),
+            shape: vec![u64::MAX],
+            data: Data::Fp64(vec![]),
+        };
+        // u64::MAX is not -1, whatever a wrapping cast would say.
+        assert!(huge.conform(&spec("FP64", &[-1i64])).is_ok());
+        let huge = Tensor {
+            name: "x".into(),
+            shape: vec![u64::MAX],
+            data: Data::Fp64(vec![]),
+        };
+        assert!(huge.conform(&spec("FP64", &[3])).is_err());
     }
 
     #[test]

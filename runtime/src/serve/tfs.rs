@@ -9,24 +9,30 @@
 //! A predict request carries `instances` (the row format: one element per example, the
 //! input's value or an object of named inputs) or `inputs` (the column format: the
 //! input's value or an object of named inputs, each batched), and is answered with
-//! `predictions` or `outputs` in the same format. Errors are `{"error": "..."}`.
+//! `predictions` or `outputs` in the same format. As TF Serving's REST documentation
+//! says: BYTES values may be given as `{"b64": "..."}`, outputs whose name ends in
+//! `_bytes` are answered that way, and `NaN`, `Infinity` and `-Infinity` are read and
+//! written as bare tokens. A version's status is its real load state (`START` before its
+//! first load, `LOADING`, `AVAILABLE`, `END` after scaling to zero or a failed load), and
+//! also carries KServe's v1 `name` and `ready`. Errors are `{"error": "..."}`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use jiter::{Jiter, Peek};
 use serde_json::{Map, Value, json};
 
 use crate::models::{Signature, TensorSpec};
 
+use super::body::Body;
+use super::json::{self, Discover, OrSyntax, ReadError, Style};
 use super::registry::{Selector, Served};
-use super::tensor::{Datatype, Tensor};
-use super::{ApiError, AppState, body, json_object, observe, predict};
+use super::tensor::{Data, Datatype, Tensor};
+use super::{ApiError, AppState, observe, predict};
 
 const PROTOCOL: &str = "tfs";
 /// The one signature a Sluice model has, under TF Serving's default name.
@@ -115,14 +121,22 @@ fn status(state: &AppState, target: &Target) -> Result<Value, ApiError> {
         .iter()
         .rev()
         .map(|v| {
+            let (state, code, message) = v.load_state().tf_status();
             json!({
                 "version": v.meta.version.to_string(),
-                "state": "AVAILABLE",
-                "status": { "error_code": "OK", "error_message": "" }
+                "state": state,
+                "status": { "error_code": code, "error_message": message }
             })
         })
         .collect();
-    Ok(json!({ "model_version_status": statuses }))
+    // KServe's v1 protocol reads readiness from the same URL: the version a request
+    // would reach serves now or loads on its first request.
+    let routed = state.registry.peek_route(&target.name, &target.selector)?;
+    Ok(json!({
+        "model_version_status": statuses,
+        "name": target.name,
+        "ready": !routed.load_state().is_failed(),
+    }))
 }
 
 fn metadata(state: &AppState, target: &Target) -> Result<Value, ApiError> {
@@ -172,7 +186,7 @@ fn tensor_info(spec: &TensorSpec) -> Value {
 pub(super) async fn post(
     State(state): State<Arc<AppState>>,
     Path(path): Path<String>,
-    read: Result<Bytes, BytesRejection>,
+    body: Result<Body, ApiError>,
 ) -> Response {
     let started = Instant::now();
     let target = match parse_target(&path) {
@@ -201,25 +215,30 @@ pub(super) async fn post(
         }
     }
     let result = async {
-        let request =
-            json_object(&body(&state, read).map_err(|e| (None, e))?).map_err(|e| (None, e))?;
+        let body = body.map_err(|e| (None, e))?;
         let mut format = Format::Row;
         let (served, outputs) = predict(&state, &target.name, &target.selector, |served| {
-            let (inputs, f) = parse_request(&request, &served.meta.signature)?;
+            let (inputs, f) = parse_request(&body, &served.meta.signature)?;
             format = f;
             Ok(inputs)
         })
         .await?;
-        let version = Some(served.meta.version);
+        drop(body);
+        let version = served.meta.version;
         let answer = match format {
             Format::Row => rows(&outputs),
-            Format::Column => Ok(columns(&outputs)),
+            Format::Column => columns(&outputs),
         };
-        answer.map_err(|e| (version, e)).map(|a| (version, a))
+        answer
+            .map_err(|e| (Some(version), e))
+            .map(|a| (Some(version), a))
     }
     .await;
     let (version, response) = match result {
-        Ok((version, answer)) => (version, Json(answer).into_response()),
+        Ok((version, answer)) => (
+            version,
+            ([(header::CONTENT_TYPE, "application/json")], answer).into_response(),
+        ),
         Err((version, e)) => (version, e.into_response()),
     };
     observe(
@@ -239,189 +258,321 @@ enum Format {
     Column,
 }
 
-/// The inputs of a predict request, and the format it used.
-fn parse_request(
-    request: &Map<String, Value>,
+/// The inputs of a predict request, typed by the signature, and the format it used.
+fn parse_request(body: &[u8], signature: &Signature) -> Result<(Vec<Tensor>, Format), ApiError> {
+    let mut j = json::parser(body);
+    read_request(&mut j, signature, body.len()).map_err(ApiError::bad_request)
+}
+
+fn read_request(
+    j: &mut Jiter,
     signature: &Signature,
-) -> Result<(Vec<Tensor>, Format), ApiError> {
-    if let Some(name) = request.get("signature_name") {
-        match name.as_str() {
-            Some("" | SIGNATURE) => {}
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "signature '{other}' not found; the model has only '{SIGNATURE}'"
-                )));
+    body_len: usize,
+) -> Result<(Vec<Tensor>, Format), String> {
+    let whole = |e: ReadError| e.about("the request");
+    if j.peek().or_syntax().map_err(whole)? != Peek::Object {
+        return Err("the request body must be a JSON object".to_owned());
+    }
+    let mut read: Option<(Vec<Tensor>, Format)> = None;
+    let mut signature_name = false;
+    let mut key = j
+        .known_object()
+        .or_syntax()
+        .map_err(whole)?
+        .map(str::to_owned);
+    while let Some(k) = key {
+        match k.as_str() {
+            "signature_name" => {
+                if signature_name {
+                    return Err("'signature_name' is given twice".to_owned());
+                }
+                signature_name = true;
+                match j.peek().or_syntax().map_err(whole)? {
+                    Peek::String => match j.known_str().or_syntax().map_err(whole)? {
+                        "" | SIGNATURE => {}
+                        other => {
+                            return Err(format!(
+                                "signature '{other}' not found; the model has only '{SIGNATURE}'"
+                            ));
+                        }
+                    },
+                    _ => return Err("'signature_name' must be a string".to_owned()),
+                }
             }
-            None => return Err(ApiError::bad_request("'signature_name' must be a string")),
-        }
-    }
-    for key in request.keys() {
-        if !matches!(key.as_str(), "signature_name" | "instances" | "inputs") {
-            return Err(ApiError::bad_request(format!(
-                "unknown key '{key}'; a predict request has 'instances' or 'inputs' (and 'signature_name')"
-            )));
-        }
-    }
-    match (request.get("instances"), request.get("inputs")) {
-        (Some(_), Some(_)) => Err(ApiError::bad_request(
-            "a request has either 'instances' (row format) or 'inputs' (column format), not both",
-        )),
-        (None, None) => Err(ApiError::bad_request("missing 'instances' or 'inputs'")),
-        (Some(instances), None) => Ok((parse_instances(instances, signature)?, Format::Row)),
-        (None, Some(inputs)) => Ok((parse_inputs(inputs, signature)?, Format::Column)),
-    }
-}
-
-fn datatype(spec: &TensorSpec) -> Result<Datatype, ApiError> {
-    Datatype::parse(&spec.datatype).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the model's signature is damaged: {e}"),
-        )
-    })
-}
-
-/// The row format: `instances` is a list with one element per example.
-fn parse_instances(instances: &Value, signature: &Signature) -> Result<Vec<Tensor>, ApiError> {
-    let Value::Array(rows) = instances else {
-        return Err(ApiError::bad_request(
-            "'instances' must be a list, one element per example",
-        ));
-    };
-    if rows.is_empty() {
-        return Err(ApiError::bad_request("'instances' is empty"));
-    }
-    let single = match signature.inputs.as_slice() {
-        [only] => Some(only),
-        _ => None,
-    };
-    let named = |row: &Value| {
-        row.as_object()
-            .filter(|o| single.is_none_or(|s| o.len() == 1 && o.contains_key(&s.name)))
-            .is_some()
-    };
-    // One input: each element is its value, or an object naming it.
-    if let Some(spec) = single
-        && !rows.iter().all(named)
-    {
-        let refs: Vec<&Value> = rows.iter().collect();
-        return Ok(vec![
-            Tensor::from_rows(&spec.name, &refs, datatype(spec)?).map_err(ApiError::bad_request)?,
-        ]);
-    }
-    let mut tensors = Vec::new();
-    for spec in &signature.inputs {
-        let mut values = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
-            let object = row.as_object().ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "instance {i} must be an object of named inputs ({}), as the model takes several",
-                    super::names(signature.inputs.iter().map(|s| s.name.as_str()))
-                ))
-            })?;
-            if let Some(key) = object
-                .keys()
-                .find(|k| !signature.inputs.iter().any(|s| &&s.name == k))
-            {
-                return Err(ApiError::bad_request(format!(
-                    "instance {i} has unknown input '{key}'"
-                )));
+            "instances" | "inputs" => {
+                if read.is_some() {
+                    return Err(
+                        "a request has either 'instances' (row format) or 'inputs' (column format), not both"
+                            .to_owned(),
+                    );
+                }
+                read = Some(if k == "instances" {
+                    (instances(j, signature, body_len)?, Format::Row)
+                } else {
+                    (columns_in(j, signature, body_len)?, Format::Column)
+                });
             }
-            values.push(object.get(&spec.name).ok_or_else(|| {
-                ApiError::bad_request(format!("instance {i} lacks input '{}'", spec.name))
-            })?);
+            other => {
+                return Err(format!(
+                    "unknown key '{other}'; a predict request has 'instances' or 'inputs' (and 'signature_name')"
+                ));
+            }
         }
-        tensors.push(
-            Tensor::from_rows(&spec.name, &values, datatype(spec)?)
-                .map_err(ApiError::bad_request)?,
-        );
+        key = j.next_key().or_syntax().map_err(whole)?.map(str::to_owned);
     }
-    Ok(tensors)
+    j.finish().or_syntax().map_err(whole)?;
+    read.ok_or_else(|| "missing 'instances' or 'inputs'".to_owned())
 }
 
-/// The column format: `inputs` is the one input's value, or an object of named inputs.
-fn parse_inputs(inputs: &Value, signature: &Signature) -> Result<Vec<Tensor>, ApiError> {
-    if let [spec] = signature.inputs.as_slice() {
-        let value = match inputs.as_object() {
-            Some(o) if o.len() == 1 && o.contains_key(&spec.name) => &o[&spec.name],
-            _ => inputs,
-        };
-        if value.is_object() {
-            return Err(ApiError::bad_request(format!(
-                "'inputs' must be the value of input '{}' or an object holding it",
-                spec.name
-            )));
-        }
-        return Ok(vec![
-            Tensor::from_nested(&spec.name, value, datatype(spec)?)
-                .map_err(ApiError::bad_request)?,
-        ]);
-    }
-    let Some(object) = inputs.as_object() else {
-        return Err(ApiError::bad_request(format!(
-            "'inputs' must be an object of named inputs ({}), as the model takes several",
-            super::names(signature.inputs.iter().map(|s| s.name.as_str()))
-        )));
-    };
-    if let Some(key) = object
-        .keys()
-        .find(|k| !signature.inputs.iter().any(|s| &&s.name == k))
-    {
-        return Err(ApiError::bad_request(format!(
-            "'inputs' has unknown input '{key}'"
-        )));
-    }
+/// A typed buffer and a shape tracker for each input of the signature.
+fn buffers(signature: &Signature, room: usize) -> Result<Vec<(Discover, Data)>, String> {
     signature
         .inputs
         .iter()
         .map(|spec| {
-            let value = object.get(&spec.name).ok_or_else(|| {
-                ApiError::bad_request(format!("'inputs' lacks input '{}'", spec.name))
-            })?;
-            Tensor::from_nested(&spec.name, value, datatype(spec)?).map_err(ApiError::bad_request)
+            let datatype = Datatype::parse(&spec.datatype)
+                .map_err(|e| format!("the model's signature is damaged: {e}"))?;
+            Ok((Discover::default(), Data::with_capacity(datatype, room)))
         })
         .collect()
 }
 
+/// Room to reserve per input: a guess at the elements, bounded by the body (a JSON
+/// element takes at least two bytes).
+fn room(body_len: usize, inputs: usize) -> usize {
+    body_len / 8 / inputs.max(1)
+}
+
+/// The row format: `instances` is a list with one element per example, each the input's
+/// value (one input) or an object of named inputs. Every instance has the same shape.
+fn instances(j: &mut Jiter, signature: &Signature, body_len: usize) -> Result<Vec<Tensor>, String> {
+    let specs = &signature.inputs;
+    let at = |e: ReadError| e.about("'instances'");
+    if j.peek().or_syntax().map_err(at)? != Peek::Array {
+        j.next_skip().or_syntax().map_err(at)?;
+        return Err("'instances' must be a list, one element per example".to_owned());
+    }
+    let mut buffers = buffers(signature, room(body_len, specs.len()))?;
+    let mut named_form: Option<bool> = None;
+    let mut rows = 0u64;
+    let mut next = j.known_array().or_syntax().map_err(at)?;
+    while let Some(peek) = next {
+        let i = rows;
+        let named = peek == Peek::Object && !json::is_b64_object(j);
+        match named_form {
+            None => named_form = Some(named),
+            Some(first) if first != named => {
+                return Err(format!(
+                    "instance {i} {} its inputs, but instance 0 {}; give every instance alike",
+                    if named { "names" } else { "does not name" },
+                    if first { "does" } else { "does not" },
+                ));
+            }
+            Some(_) => {}
+        }
+        if named {
+            let mut seen = vec![false; specs.len()];
+            let mut key = j.known_object().or_syntax().map_err(at)?.map(str::to_owned);
+            while let Some(k) = key {
+                let index = specs
+                    .iter()
+                    .position(|s| s.name == k)
+                    .ok_or_else(|| format!("instance {i} has unknown input '{k}'"))?;
+                if std::mem::replace(&mut seen[index], true) {
+                    return Err(format!("instance {i} gives input '{k}' twice"));
+                }
+                let peek = j.peek().or_syntax().map_err(at)?;
+                let (discover, data) = &mut buffers[index];
+                discover
+                    .read(j, peek, data, true)
+                    .map_err(|e| e.about(&format!("input '{k}' of instance {i}")))?;
+                key = j.next_key().or_syntax().map_err(at)?.map(str::to_owned);
+            }
+            if let Some(missing) = seen.iter().position(|s| !s) {
+                return Err(format!(
+                    "instance {i} lacks input '{}'",
+                    specs[missing].name
+                ));
+            }
+        } else {
+            let [spec] = specs.as_slice() else {
+                return Err(format!(
+                    "instance {i} must be an object of named inputs ({}), as the model takes several",
+                    super::names(specs.iter().map(|s| s.name.as_str()))
+                ));
+            };
+            let (discover, data) = &mut buffers[0];
+            discover
+                .read(j, peek, data, true)
+                .map_err(|e| e.about(&format!("input '{}' of instance {i}", spec.name)))?;
+        }
+        rows += 1;
+        next = j.array_step().or_syntax().map_err(at)?;
+    }
+    if rows == 0 {
+        return Err("'instances' is empty".to_owned());
+    }
+    specs
+        .iter()
+        .zip(buffers)
+        .map(|(spec, (discover, data))| {
+            let mut shape = vec![rows];
+            shape.extend(discover.shape());
+            Tensor::new(&spec.name, shape, data).map_err(|e| format!("input {e}"))
+        })
+        .collect()
+}
+
+/// The column format: `inputs` is the one input's value, or an object of named inputs,
+/// each a tensor of any shape.
+fn columns_in(
+    j: &mut Jiter,
+    signature: &Signature,
+    body_len: usize,
+) -> Result<Vec<Tensor>, String> {
+    let specs = &signature.inputs;
+    let at = |e: ReadError| e.about("'inputs'");
+    let mut buffers = buffers(signature, room(body_len, specs.len()))?;
+    let peek = j.peek().or_syntax().map_err(at)?;
+    let named = peek == Peek::Object && !json::is_b64_object(j);
+    if !named {
+        let [spec] = specs.as_slice() else {
+            j.next_skip().or_syntax().map_err(at)?;
+            return Err(format!(
+                "'inputs' must be an object of named inputs ({}), as the model takes several",
+                super::names(specs.iter().map(|s| s.name.as_str()))
+            ));
+        };
+        let (discover, data) = &mut buffers[0];
+        discover
+            .read(j, peek, data, true)
+            .map_err(|e| e.about(&format!("input '{}'", spec.name)))?;
+    } else {
+        let mut seen = vec![false; specs.len()];
+        let mut key = j.known_object().or_syntax().map_err(at)?.map(str::to_owned);
+        while let Some(k) = key {
+            let index = specs.iter().position(|s| s.name == k).ok_or_else(|| {
+                if specs.len() == 1 {
+                    format!(
+                        "'inputs' must be the value of input '{}' or an object holding it, not an object with '{k}'",
+                        specs[0].name
+                    )
+                } else {
+                    format!("'inputs' has unknown input '{k}'")
+                }
+            })?;
+            if std::mem::replace(&mut seen[index], true) {
+                return Err(format!("'inputs' gives input '{k}' twice"));
+            }
+            let peek = j.peek().or_syntax().map_err(at)?;
+            let (discover, data) = &mut buffers[index];
+            discover
+                .read(j, peek, data, true)
+                .map_err(|e| e.about(&format!("input '{k}'")))?;
+            key = j.next_key().or_syntax().map_err(at)?.map(str::to_owned);
+        }
+        if let Some(missing) = seen.iter().position(|s| !s) {
+            return Err(format!("'inputs' lacks input '{}'", specs[missing].name));
+        }
+    }
+    specs
+        .iter()
+        .zip(buffers)
+        .map(|(spec, (discover, data))| {
+            Tensor::new(&spec.name, discover.shape(), data).map_err(|e| format!("input {e}"))
+        })
+        .collect()
+}
+
+/// How TF Serving writes an output: `NaN`/`Infinity` tokens, and BYTES as `{"b64": ...}`
+/// when its name ends in `_bytes` (or when it is not UTF-8 text).
+fn style(output: &str) -> Style {
+    Style {
+        nonfinite_tokens: true,
+        bytes_b64: output.ends_with("_bytes"),
+        b64_fallback: true,
+    }
+}
+
+fn unwritable(e: json::Unwritable) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
 /// `predictions`: one element per example; an object of named outputs when there are
 /// several. Every output must share the batch dimension.
-fn rows(outputs: &[Tensor]) -> Result<Value, ApiError> {
+fn rows(outputs: &[Tensor]) -> Result<Vec<u8>, ApiError> {
     let batch = outputs.first().and_then(|t| t.shape.first().copied());
-    if outputs.iter().any(|t| t.shape.first().copied() != batch) {
+    if batch.is_none() || outputs.iter().any(|t| t.shape.first().copied() != batch) {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the predictor's outputs differ in their first dimension, so they cannot be given as rows; ask with 'inputs' (column format)",
         ));
     }
-    let predictions = match outputs {
-        [only] => Value::Array(only.rows()),
-        many => {
-            let columns: Vec<Vec<Value>> = many.iter().map(Tensor::rows).collect();
-            let n = columns.first().map_or(0, Vec::len);
-            Value::Array(
-                (0..n)
-                    .map(|i| {
-                        Value::Object(
-                            many.iter()
-                                .zip(&columns)
-                                .map(|(t, col)| (t.name.clone(), col[i].clone()))
-                                .collect(),
-                        )
-                    })
-                    .collect(),
-            )
+    let rows = batch.unwrap_or(0) as usize;
+    let mut out = json::Out::with_capacity(64 + rows * 24 * outputs.len());
+    out.raw("{\"predictions\":[");
+    // Elements per row of each output, and where each output's next row starts.
+    let per_row: Vec<usize> = outputs
+        .iter()
+        .map(|t| t.shape[1..].iter().product::<u64>() as usize)
+        .collect();
+    for i in 0..rows {
+        if i > 0 {
+            out.raw(",");
         }
-    };
-    Ok(json!({ "predictions": predictions }))
+        match outputs {
+            [only] => {
+                out.nested(
+                    &only.data,
+                    &only.shape[1..],
+                    i * per_row[0],
+                    style(&only.name),
+                )
+                .map_err(unwritable)?;
+            }
+            many => {
+                out.raw("{");
+                for (k, t) in many.iter().enumerate() {
+                    if k > 0 {
+                        out.raw(",");
+                    }
+                    out.key(&t.name);
+                    out.nested(&t.data, &t.shape[1..], i * per_row[k], style(&t.name))
+                        .map_err(unwritable)?;
+                }
+                out.raw("}");
+            }
+        }
+    }
+    out.raw("]}");
+    Ok(out.buf)
 }
 
 /// `outputs`: the one output's value, or an object of named outputs.
-fn columns(outputs: &[Tensor]) -> Value {
-    let outputs = match outputs {
-        [only] => only.nested(),
-        many => Value::Object(many.iter().map(|t| (t.name.clone(), t.nested())).collect()),
-    };
-    json!({ "outputs": outputs })
+fn columns(outputs: &[Tensor]) -> Result<Vec<u8>, ApiError> {
+    let size: usize = outputs.iter().map(|t| t.data.len() * 24).sum();
+    let mut out = json::Out::with_capacity(64 + size);
+    out.raw("{\"outputs\":");
+    match outputs {
+        [only] => {
+            out.nested(&only.data, &only.shape, 0, style(&only.name))
+                .map_err(unwritable)?;
+        }
+        many => {
+            out.raw("{");
+            for (k, t) in many.iter().enumerate() {
+                if k > 0 {
+                    out.raw(",");
+                }
+                out.key(&t.name);
+                out.nested(&t.data, &t.shape, 0, style(&t.name))
+                    .map_err(unwritable)?;
+            }
+            out.raw("}");
+        }
+    }
+    out.raw("}");
+    Ok(out.buf)
 }
 
 #[cfg(test)]
@@ -472,13 +623,21 @@ mod tests {
         );
     }
 
+    fn parse(request: &str, sig: &Signature) -> Result<(Vec<Tensor>, Format), ApiError> {
+        parse_request(request.as_bytes(), sig)
+    }
+
+    fn answer(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).unwrap()
+    }
+
     #[test]
     fn row_format_with_one_input_takes_plain_values_or_named_objects() {
         let sig = signature(&[("x", "FP64", &[-1, 2])]);
-        let plain = json!({"instances": [[1.0, 2.0], [3.0, 4.0]]});
-        let named = json!({"instances": [{"x": [1.0, 2.0]}, {"x": [3.0, 4.0]}]});
+        let plain = r#"{"instances": [[1.0, 2.0], [3.0, 4.0]]}"#;
+        let named = r#"{"instances": [{"x": [1.0, 2.0]}, {"x": [3, 4.0]}]}"#;
         for request in [plain, named] {
-            let (tensors, format) = parse_request(request.as_object().unwrap(), &sig).unwrap();
+            let (tensors, format) = parse(request, &sig).unwrap();
             assert_eq!(format, Format::Row);
             assert_eq!(tensors[0].shape, vec![2, 2]);
             assert_eq!(tensors[0].data, Data::Fp64(vec![1.0, 2.0, 3.0, 4.0]));
@@ -488,45 +647,104 @@ mod tests {
     #[test]
     fn column_format_with_several_inputs() {
         let sig = signature(&[("a", "INT64", &[-1]), ("b", "BYTES", &[-1])]);
-        let request = json!({"inputs": {"a": [1, 2], "b": ["x", "y"]}});
-        let (tensors, format) = parse_request(request.as_object().unwrap(), &sig).unwrap();
+        let (tensors, format) = parse(
+            r#"{"inputs": {"a": [1, 2], "b": ["x", {"b64": "eQ=="}]}}"#,
+            &sig,
+        )
+        .unwrap();
         assert_eq!(format, Format::Column);
-        assert_eq!(tensors[1].data, Data::Bytes(vec!["x".into(), "y".into()]));
-        let missing = json!({"inputs": {"a": [1, 2]}});
-        let e = parse_request(missing.as_object().unwrap(), &sig).unwrap_err();
+        assert_eq!(
+            tensors[1].data,
+            Data::Bytes(vec![b"x".to_vec(), b"y".to_vec()])
+        );
+        let e = parse(r#"{"inputs": {"a": [1, 2]}}"#, &sig).unwrap_err();
         assert_eq!(e.message, "'inputs' lacks input 'b'");
+    }
+
+    #[test]
+    fn tf_serving_tokens_and_b64_values() {
+        let sig = signature(&[("x", "FP64", &[-1])]);
+        let (tensors, _) = parse(r#"{"instances": [NaN, Infinity, -Infinity, 1]}"#, &sig).unwrap();
+        let Data::Fp64(v) = &tensors[0].data else {
+            panic!()
+        };
+        assert!(v[0].is_nan() && v[1] == f64::INFINITY && v[2] == f64::NEG_INFINITY);
+        let sig = signature(&[("image_bytes", "BYTES", &[-1])]);
+        let e = parse(
+            r#"{"instances": [{"b64": "/9j/"}, {"image_bytes": {"b64": "AAE="}}]}"#,
+            &sig,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "instance 1 names its inputs, but instance 0 does not; give every instance alike"
+        );
+    }
+
+    #[test]
+    fn b64_rows_of_one_bytes_input() {
+        let sig = signature(&[("image_bytes", "BYTES", &[-1])]);
+        let (tensors, _) =
+            parse(r#"{"instances": [{"b64": "/9j/"}, {"b64": "AAE"}]}"#, &sig).unwrap();
+        assert_eq!(tensors[0].shape, [2]);
+        assert_eq!(
+            tensors[0].data,
+            Data::Bytes(vec![vec![0xff, 0xd8, 0xff], vec![0, 1]])
+        );
+        let (tensors, _) = parse(
+            r#"{"instances": [{"image_bytes": {"b64": "/9j/"}}, {"image_bytes": "text"}]}"#,
+            &sig,
+        )
+        .unwrap();
+        assert_eq!(
+            tensors[0].data,
+            Data::Bytes(vec![vec![0xff, 0xd8, 0xff], b"text".to_vec()])
+        );
     }
 
     #[test]
     fn bad_requests_say_what_is_wrong() {
         let sig = signature(&[("x", "FP64", &[-1, 2])]);
         let cases = [
-            (json!({}), "missing 'instances' or 'inputs'"),
-            (json!({"instances": [], }), "'instances' is empty"),
+            ("{}", "missing 'instances' or 'inputs'"),
+            (r#"{"instances": []}"#, "'instances' is empty"),
             (
-                json!({"instances": 3}),
+                r#"{"instances": 3}"#,
                 "'instances' must be a list, one element per example",
             ),
             (
-                json!({"instances": [[1.0]], "inputs": [[1.0]]}),
+                r#"{"instances": [[1.0]], "inputs": [[1.0]]}"#,
                 "a request has either",
             ),
             (
-                json!({"instances": [[1.0, 2.0], [1.0]]}),
-                "input 'x' is ragged",
+                r#"{"instances": [[1.0, 2.0], [1.0]]}"#,
+                "input 'x' of instance 1: it differs in shape from the instances before it",
             ),
             (
-                json!({"instances": [["a", 2.0]]}),
-                "input 'x': element 0 is \"a\", not FP64",
+                r#"{"instances": [[[1.0, 2.0], [1.0]]]}"#,
+                "input 'x' of instance 0: it is ragged: its lists at depth 1 differ in length or nesting",
             ),
             (
-                json!({"signature_name": "other", "instances": [[1.0, 2.0]]}),
+                r#"{"instances": [["a", 2.0]]}"#,
+                "input 'x' of instance 0: element 0 is \"a\", not FP64",
+            ),
+            (
+                r#"{"signature_name": "other", "instances": [[1.0, 2.0]]}"#,
                 "signature 'other' not found",
             ),
-            (json!({"instance": [[1.0, 2.0]]}), "unknown key 'instance'"),
+            (r#"{"instance": [[1.0, 2.0]]}"#, "unknown key 'instance'"),
+            (
+                r#"{"instances": [[1.0, 2.0]]} x"#,
+                "the request body is not valid JSON",
+            ),
+            ("[1, 2]", "the request body must be a JSON object"),
+            (
+                r#"{"instances": [{"x": [1.0, 2.0], "y": 1}]}"#,
+                "instance 0 has unknown input 'y'",
+            ),
         ];
         for (request, expected) in cases {
-            let e = parse_request(request.as_object().unwrap(), &sig).unwrap_err();
+            let e = parse(request, &sig).unwrap_err();
             assert_eq!(e.status, StatusCode::BAD_REQUEST);
             assert!(e.message.starts_with(expected), "{request}: {}", e.message);
         }
@@ -538,25 +756,34 @@ mod tests {
             Tensor {
                 name: "probability".into(),
                 shape: vec![2],
-                data: Data::Fp64(vec![0.25, 0.75]),
+                data: Data::Fp64(vec![0.25, f64::NAN]),
             },
             Tensor {
                 name: "label".into(),
                 shape: vec![2],
-                data: Data::Bytes(vec!["B".into(), "M".into()]),
+                data: Data::Bytes(vec![b"B".to_vec(), b"M".to_vec()]),
             },
         ];
         assert_eq!(
-            rows(&outputs).unwrap(),
-            json!({"predictions": [{"probability": 0.25, "label": "B"}, {"probability": 0.75, "label": "M"}]})
+            answer(rows(&outputs).unwrap()),
+            r#"{"predictions":[{"probability":0.25,"label":"B"},{"probability":NaN,"label":"M"}]}"#
         );
         assert_eq!(
-            columns(&outputs),
-            json!({"outputs": {"probability": [0.25, 0.75], "label": ["B", "M"]}})
+            answer(columns(&outputs).unwrap()),
+            r#"{"outputs":{"probability":[0.25,NaN],"label":["B","M"]}}"#
         );
         assert_eq!(
-            rows(&outputs[..1]).unwrap(),
-            json!({"predictions": [0.25, 0.75]})
+            answer(rows(&outputs[1..]).unwrap()),
+            r#"{"predictions":["B","M"]}"#
+        );
+        let image = Tensor {
+            name: "image_bytes".into(),
+            shape: vec![1, 1],
+            data: Data::Bytes(vec![b"hi".to_vec()]),
+        };
+        assert_eq!(
+            answer(rows(&[image]).unwrap()),
+            r#"{"predictions":[[{"b64":"aGk="}]]}"#
         );
     }
 }

@@ -299,7 +299,7 @@ impl Predictor {
             }
             let probability = self.score(chunk, &mut normalised);
             probabilities.push(probability);
-            labels.push(self.label(probability).to_owned());
+            labels.push(self.label(probability).as_bytes().to_vec());
         }
         Ok(vec![
             Tensor {
@@ -510,7 +510,7 @@ mod tests {
                 Tensor {
                     name: "label".to_owned(),
                     shape: vec![3],
-                    data: TensorData::Bytes(vec!["M".into(), "M".into(), "B".into()]),
+                    data: TensorData::Bytes(vec![b"M".to_vec(), b"M".to_vec(), b"B".to_vec()]),
                 },
             ]
         );
@@ -524,7 +524,7 @@ mod tests {
             .predict(features(&[2], TensorData::Fp64(vec![4.0, 0.0])))
             .unwrap();
         assert_eq!(one[0].shape, [1]);
-        assert_eq!(one[1].data, TensorData::Bytes(vec!["B".into()]));
+        assert_eq!(one[1].data, TensorData::Bytes(vec![b"B".to_vec()]));
         for data in [
             TensorData::Fp32(vec![12.0, 1.0]),
             TensorData::Int64(vec![12, 1]),
@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(
             predict_err(features(
                 &[1, 2],
-                TensorData::Bytes(vec!["1".into(), "2".into()])
+                TensorData::Bytes(vec![b"1".to_vec(), b"2".to_vec()])
             )),
             "input 'features' holds BYTES values; expected FP64 (or FP32, INT64, INT32)"
         );

@@ -38,7 +38,8 @@ pub enum TensorData {
     Int64(Vec<i64>),
     Int32(Vec<i32>),
     Boolean(Vec<bool>),
-    Bytes(Vec<String>),
+    /// Raw byte strings (text as its UTF-8 bytes).
+    Bytes(Vec<Vec<u8>>),
 }
 
 impl TensorData {
@@ -126,9 +127,11 @@ mod tests {
         );
         assert_eq!(TensorData::Int32(vec![4]).into_f64(), Some(vec![4.0]));
         assert_eq!(TensorData::Boolean(vec![true]).into_f64(), None);
-        assert_eq!(TensorData::Bytes(vec!["B".into()]).into_f64(), None);
+        assert_eq!(TensorData::Bytes(vec![b"B".to_vec()]).into_f64(), None);
         assert_eq!(
-            TensorData::Bytes(vec!["B".into()]).datatype().to_string(),
+            TensorData::Bytes(vec![b"B".to_vec()])
+                .datatype()
+                .to_string(),
             "BYTES"
         );
         assert_eq!(TensorData::Fp64(vec![]).len(), 0);

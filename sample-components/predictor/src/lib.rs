@@ -209,7 +209,7 @@ mod tests {
             }
             assert_eq!(out[1].name, "label");
             match &out[1].data {
-                TensorData::Bytes(labels) => assert_eq!(labels, &["M", "B"]),
+                TensorData::Bytes(labels) => assert_eq!(labels, &[b"M".to_vec(), b"B".to_vec()]),
                 other => panic!("{other:?}"),
             }
         }

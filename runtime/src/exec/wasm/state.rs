@@ -87,6 +87,11 @@ impl MemoryCap {
     pub fn peak(&self) -> u64 {
         self.peak
     }
+
+    /// Bytes of linear memory the store has now, over all its memories.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
