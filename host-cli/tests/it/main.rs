@@ -1,5 +1,6 @@
 //! End-to-end tests of the `sluice` binary: the example pipeline, the data-driven
-//! pipeline cases under `tests/cases/`, deploying and serving, and the other subcommands.
+//! pipeline cases under `tests/cases/`, deploying and serving (the protocols to the letter
+//! and under hostile load too), and the other subcommands.
 
 mod bundle;
 mod cases;
@@ -9,4 +10,6 @@ mod fused;
 mod kfp;
 mod registry;
 mod serve;
+mod serve_load;
+mod serve_spec;
 mod support;

@@ -16,19 +16,19 @@ use sluice_runtime::store::{DeployState, RunRecord, Store};
 
 use crate::support::{Home, cache_dir, root};
 
-const PIPELINE: &str = "examples/breast-cancer/pipeline.yaml";
-const MODEL: &str = "breast-cancer";
+pub(crate) const PIPELINE: &str = "examples/breast-cancer/pipeline.yaml";
+pub(crate) const MODEL: &str = "breast-cancer";
 
 /// A `sluice serve` process of a home, stopped (SIGTERM, then waited for) when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    token: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+    pub(crate) token: String,
     log: PathBuf,
 }
 
 impl Server {
-    fn start(home: &Home, args: &[&str]) -> Server {
+    pub(crate) fn start(home: &Home, args: &[&str]) -> Server {
         let log = home.dir.path().join(format!("serve-{}.log", uuid_ish()));
         let info = home.dir.path().join("home/serve/server.json");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -73,18 +73,18 @@ impl Server {
         server
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         let out = std::fs::read_to_string(&self.log).unwrap_or_default();
         let err = std::fs::read_to_string(self.log.with_extension("err")).unwrap_or_default();
         format!("--- stdout\n{out}--- stderr\n{err}")
     }
 
-    fn address(&self) -> &str {
+    pub(crate) fn address(&self) -> &str {
         self.url.trim_start_matches("http://")
     }
 
     /// Stops with SIGTERM and returns the exit status.
-    fn stop(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(&mut self) -> std::process::ExitStatus {
         Command::new("kill")
             .arg(self.child.id().to_string())
             .status()
@@ -108,7 +108,7 @@ fn uuid_ish() -> u128 {
         .as_nanos()
 }
 
-fn client() -> Client {
+pub(crate) fn client() -> Client {
     sluice_runtime::init_tls();
     Client::builder()
         .timeout(Duration::from_secs(60))
@@ -117,7 +117,7 @@ fn client() -> Client {
 }
 
 /// The last run of a home.
-fn last_run(home: &Home) -> RunRecord {
+pub(crate) fn last_run(home: &Home) -> RunRecord {
     let list = home.expect(&["runs", "list", "--json", "-n", "1"], 0);
     let runs: Vec<RunRecord> = serde_json::from_str(&list.stdout).unwrap();
     let shown = home.expect(&["runs", "show", &runs[0].id, "--json"], 0);
@@ -144,7 +144,10 @@ fn output(home: &Home, run: &RunRecord, task: &str, name: &str) -> Vec<u8> {
 
 /// The raw feature rows of the run's test split, and the evaluation step's prediction
 /// (probability, label) for each.
-fn test_rows_and_predictions(home: &Home, run: &RunRecord) -> (Vec<Vec<f64>>, Vec<(f64, String)>) {
+pub(crate) fn test_rows_and_predictions(
+    home: &Home,
+    run: &RunRecord,
+) -> (Vec<Vec<f64>>, Vec<(f64, String)>) {
     let test = String::from_utf8(output(home, run, "split", "test")).unwrap();
     let mut lines = test.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -173,7 +176,7 @@ fn test_rows_and_predictions(home: &Home, run: &RunRecord) -> (Vec<Vec<f64>>, Ve
 
 /// The same prediction: the label exactly, the probability to the last bits (JSON
 /// parsing may round the shortest decimal form one unit in the last place).
-fn assert_same(got: &[(f64, String)], expected: &[(f64, String)], via: &str) {
+pub(crate) fn assert_same(got: &[(f64, String)], expected: &[(f64, String)], via: &str) {
     assert_eq!(got.len(), expected.len(), "{via}");
     for (i, ((p, l), (q, m))) in got.iter().zip(expected).enumerate() {
         assert_eq!(l, m, "{via}: row {i}");
@@ -184,7 +187,7 @@ fn assert_same(got: &[(f64, String)], expected: &[(f64, String)], via: &str) {
     }
 }
 
-fn pairs(probabilities: &Value, labels: &Value) -> Vec<(f64, String)> {
+pub(crate) fn pairs(probabilities: &Value, labels: &Value) -> Vec<(f64, String)> {
     probabilities
         .as_array()
         .unwrap()
@@ -194,7 +197,7 @@ fn pairs(probabilities: &Value, labels: &Value) -> Vec<(f64, String)> {
         .collect()
 }
 
-fn infer(client: &Client, url: &str, path: &str, rows: &[Vec<f64>]) -> (u16, Value) {
+pub(crate) fn infer(client: &Client, url: &str, path: &str, rows: &[Vec<f64>]) -> (u16, Value) {
     let flat: Vec<f64> = rows.iter().flatten().copied().collect();
     let body = json!({"inputs": [{"name": "features", "shape": [rows.len(), 30], "datatype": "FP64", "data": flat}]});
     let response = client
@@ -351,7 +354,7 @@ fn the_example_deploys_and_serves_its_evaluation_predictions() {
         .collect();
     std::fs::write(&rows_file, text).unwrap();
     let python = std::env::var("SLUICE_TEST_PYTHON").expect(
-        "SLUICE_TEST_PYTHON names a Python with tritonclient[http] and requests; scripts/test.sh sets one up",
+        "SLUICE_TEST_PYTHON names a Python with tritonclient[http], kserve and requests; scripts/test.sh sets one up",
     );
     let out = Command::new(python)
         .arg(root().join("tests/clients/stock_clients.py"))

@@ -17,6 +17,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -64,6 +65,7 @@ pub(crate) async fn serve(
     drain: Duration,
 ) -> Drained {
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(AtomicUsize::new(0));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -108,7 +110,9 @@ pub(crate) async fn serve(
             // The watchdog keeps the header deadline, which must not also run while idle.
             .header_read_timeout(None);
         let connection = graceful.watch(http.serve_connection(io, service));
+        let counted = Open::count(&open);
         tokio::spawn(async move {
+            let _counted = counted;
             tokio::select! {
                 _ = connection => {}
                 () = watchdog(&activity, limits) => {}
@@ -116,13 +120,25 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
-    let open = graceful.count();
-    if open == 0 {
-        return Drained::All;
-    }
     match tokio::time::timeout(drain, graceful.shutdown()).await {
         Ok(()) => Drained::All,
-        Err(_) => Drained::Cut(open),
+        Err(_) => Drained::Cut(open.load(Ordering::SeqCst)),
+    }
+}
+
+/// Counts a connection as open until dropped with its task.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn count(open: &Arc<AtomicUsize>) -> Open {
+        open.fetch_add(1, Ordering::SeqCst);
+        Open(open.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -516,7 +516,7 @@ fn check_outputs(name: &str, served: &Served, outputs: &[Tensor]) -> Result<(), 
         }
         output
             .check_count()
-            .map_err(|e| failed(format!("gave output {e}")))?;
+            .map_err(|e| failed(format!("gave output '{}' whose {e}", output.name)))?;
     }
     for spec in &served.meta.signature.outputs {
         let output = outputs

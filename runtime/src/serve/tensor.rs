@@ -274,19 +274,19 @@ impl Tensor {
         Ok(tensor)
     }
 
-    /// The shape holds exactly as many elements as the data, without overflow.
+    /// The shape holds exactly as many elements as the data, without overflow; the
+    /// error says how not ("shape [2, 3] holds 6 elements, but 5 were given").
     pub fn check_count(&self) -> Result<(), String> {
         match element_count(&self.shape) {
             Some(n) if n == self.data.len() as u64 => Ok(()),
             Some(n) => Err(format!(
-                "'{}' has shape {:?}, which holds {n} elements, but {} were given",
-                self.name,
+                "shape {:?} holds {n} elements, but {} were given",
                 self.shape,
                 self.data.len()
             )),
             None => Err(format!(
-                "'{}' has shape {:?}, whose element count overflows",
-                self.name, self.shape
+                "shape {:?} holds more elements than a u64 counts",
+                self.shape
             )),
         }
     }
@@ -361,7 +361,10 @@ mod tests {
             shape: vec![u64::MAX, 2],
             data: Data::Fp64(vec![1.0]),
         };
-        assert!(t.check_count().unwrap_err().contains("overflows"));
+        assert_eq!(
+            t.check_count().unwrap_err(),
+            "shape [18446744073709551615, 2] holds more elements than a u64 counts"
+        );
         // 2^64 / 2 * 2 wraps to 0 in unchecked arithmetic: an empty tensor would pass.
         let t = Tensor {
             name: "y".into(),

@@ -418,7 +418,7 @@ fn instances(j: &mut Jiter, signature: &Signature, body_len: usize) -> Result<Ve
         .map(|(spec, (discover, data))| {
             let mut shape = vec![rows];
             shape.extend(discover.shape());
-            Tensor::new(&spec.name, shape, data).map_err(|e| format!("input {e}"))
+            Tensor::new(&spec.name, shape, data).map_err(|e| format!("input '{}': {e}", spec.name))
         })
         .collect()
 }
@@ -479,7 +479,8 @@ fn columns_in(
         .iter()
         .zip(buffers)
         .map(|(spec, (discover, data))| {
-            Tensor::new(&spec.name, discover.shape(), data).map_err(|e| format!("input {e}"))
+            Tensor::new(&spec.name, discover.shape(), data)
+                .map_err(|e| format!("input '{}': {e}", spec.name))
         })
         .collect()
 }
