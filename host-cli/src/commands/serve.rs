@@ -79,7 +79,26 @@ fn optional_duration(s: &str) -> Result<Unless, String> {
     }
 }
 
+/// Keeps every allocation of 1 MiB or more in its own mapping, returned to the system
+/// when freed. glibc otherwise raises its mmap threshold after each large free (up to
+/// 32 MiB), after which request-sized buffers come from arenas it never gives back: one
+/// burst of large requests would pin its peak memory for the life of the server
+/// (measured: 95 MiB left resident after four 16 MiB bodies, 25 MiB with this).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn give_back_large_buffers() {
+    // SAFETY: `mallopt` only sets a parameter of the allocator, is thread-safe in glibc,
+    // and its return value (0 when refused) leaves the default in place.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn give_back_large_buffers() {}
+
 pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
+    give_back_large_buffers();
     let store = open_store(paths)?;
     let args_drain = args.drain_timeout;
     let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());

@@ -97,7 +97,20 @@ impl BodyLimits {
 #[derive(Debug)]
 pub(crate) struct Body {
     bytes: Bytes,
-    _budget: Vec<OwnedSemaphorePermit>,
+    budget: Budget,
+}
+
+/// A request's share of the body budget, held until its answer is built: the tensors
+/// read from a body, and the answer, take about as much again as the body.
+#[derive(Debug)]
+pub(crate) struct Budget(#[allow(dead_code)] Vec<OwnedSemaphorePermit>);
+
+impl Body {
+    /// The bytes, to be dropped as soon as they are read, and the share of the budget,
+    /// kept until the answer is built.
+    pub(crate) fn split(self) -> (Bytes, Budget) {
+        (self.bytes, self.budget)
+    }
 }
 
 impl std::ops::Deref for Body {
@@ -195,7 +208,7 @@ pub(crate) async fn read(request: Request, limits: &BodyLimits) -> Result<Body, 
     };
     Ok(Body {
         bytes,
-        _budget: budget,
+        budget: Budget(budget),
     })
 }
 

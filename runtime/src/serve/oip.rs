@@ -166,14 +166,15 @@ async fn run_infer(
     let started = Instant::now();
     let result = async {
         let url_version = url_version.map_err(|e| (None, e))?;
-        let body = body.map_err(|e| (None, e))?;
-        let header_len = header_length(headers, body.len()).map_err(|e| (None, e))?;
-        let mut request = Request::parse(&body, header_len).map_err(|e| (None, e))?;
+        let (bytes, _budget) = body.map_err(|e| (None, e))?.split();
+        let header_len = header_length(headers, bytes.len()).map_err(|e| (None, e))?;
+        let mut request = Request::parse(&bytes, header_len).map_err(|e| (None, e))?;
+        // The tensors hold what the predictor needs; the body's bytes go now.
+        drop(bytes);
         let selector = request.selector(name, url_version).map_err(|e| (None, e))?;
         let inputs = std::mem::take(&mut request.inputs);
         let (served, outputs) = predict(state, name, &selector, |_| Ok(inputs)).await?;
         let version = Some(served.meta.version);
-        drop(body);
         request
             .answer(name, &served, outputs)
             .map(|r| (version, r))

@@ -215,15 +215,16 @@ pub(super) async fn post(
         }
     }
     let result = async {
-        let body = body.map_err(|e| (None, e))?;
+        let (bytes, _budget) = body.map_err(|e| (None, e))?.split();
         let mut format = Format::Row;
-        let (served, outputs) = predict(&state, &target.name, &target.selector, |served| {
-            let (inputs, f) = parse_request(&body, &served.meta.signature)?;
-            format = f;
+        let asked = &mut format;
+        // The closure owns the body's bytes, which go as soon as they are read.
+        let (served, outputs) = predict(&state, &target.name, &target.selector, move |served| {
+            let (inputs, f) = parse_request(&bytes, &served.meta.signature)?;
+            *asked = f;
             Ok(inputs)
         })
         .await?;
-        drop(body);
         let version = served.meta.version;
         let answer = match format {
             Format::Row => rows(&outputs),
