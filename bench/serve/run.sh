@@ -10,9 +10,11 @@
 #             and as its column format, at 1, 32 and 1,024 rows per request: the median
 #             of several rounds of each, the formats interleaved within every round;
 #   memory    peak resident memory for one and four request bodies at the body limit
-#             (bench/serve/memory.py).
+#             (bench/serve/memory.py);
+#   flood     metric series, /metrics size and resident memory before and after
+#             SLUICE_BENCH_SECONDS of requests for random model names (flood.lua).
 #
-#   bench/serve/run.sh [baseline] [formats] [memory]      (default: all three)
+#   bench/serve/run.sh [baseline] [formats] [memory] [flood]     (default: all four)
 #
 # Installs wrk (Debian) and the baseline's packages (PyPI, in a virtualenv outside the
 # clone) when missing. Knobs: SLUICE_BENCH_SECONDS (15, per baseline measurement),
@@ -22,11 +24,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 sections=("$@")
-[[ ${#sections[@]} -gt 0 ]] || sections=(baseline formats memory)
+[[ ${#sections[@]} -gt 0 ]] || sections=(baseline formats memory flood)
 for section in "${sections[@]}"; do
     case $section in
-        baseline | formats | memory) ;;
-        *) echo "error: unknown section '$section'; use baseline, formats or memory" >&2; exit 2 ;;
+        baseline | formats | memory | flood) ;;
+        *) echo "error: unknown section '$section'; use baseline, formats, memory or flood" >&2; exit 2 ;;
     esac
 done
 wants() { [[ " ${sections[*]} " == *" $1 "* ]]; }
@@ -205,4 +207,32 @@ if wants memory; then
     echo
     echo "== memory: request bodies at the 16 MiB body limit"
     python3 bench/serve/memory.py "$sluice" "$SLUICE_HOME" $((sluice_port + 2))
+fi
+
+if wants flood; then
+    "$sluice" serve --bind 127.0.0.1:$((sluice_port + 3)) >"$work/flood.log" 2>&1 &
+    pids+=($!)
+    flood_pid=$!
+    wait_for $((sluice_port + 3))
+    url="http://127.0.0.1:$((sluice_port + 3))"
+    # One request the model answers, so its series exist before the flood.
+    curl -sf "$url/v2/models/breast-cancer/infer" -d @"$work/oip-1.json" >/dev/null
+    state() { # -> "series metrics_bytes rss_kib"
+        curl -sf "$url/metrics" >"$work/metrics.txt"
+        echo "$(grep -vc '^#' "$work/metrics.txt") $(wc -c <"$work/metrics.txt") $(awk '/VmRSS/ {print $2}' "/proc/$flood_pid/status")"
+    }
+    read -r series_before bytes_before rss_before < <(state)
+    wrk -t2 -c"$connections" -d"${seconds}s" -s bench/serve/flood.lua "$url" >"$work/flood.out"
+    requests=$(awk '/requests in/ {print $1}' "$work/flood.out")
+    read -r series_after bytes_after rss_after < <(state)
+    echo
+    echo "== flood: ${seconds}s of requests for random model names ($requests requests, all 404)"
+    printf "%-22s %12s %12s
+" "" "before" "after"
+    printf "%-22s %12s %12s
+" "metric series" "$series_before" "$series_after"
+    printf "%-22s %12s %12s
+" "/metrics bytes" "$bytes_before" "$bytes_after"
+    printf "%-22s %12s %12s
+" "resident memory (KiB)" "$rss_before" "$rss_after"
 fi

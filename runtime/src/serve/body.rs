@@ -103,7 +103,9 @@ pub(crate) struct Body {
 /// A request's share of the body budget, held until its answer is built: the tensors
 /// read from a body, and the answer, take about as much again as the body.
 #[derive(Debug)]
-pub(crate) struct Budget(#[allow(dead_code)] Vec<OwnedSemaphorePermit>);
+pub(crate) struct Budget {
+    _permits: Vec<OwnedSemaphorePermit>,
+}
 
 impl Body {
     /// The bytes, to be dropped as soon as they are read, and the share of the budget,
@@ -208,7 +210,7 @@ pub(crate) async fn read(request: Request, limits: &BodyLimits) -> Result<Body, 
     };
     Ok(Body {
         bytes,
-        budget: Budget(budget),
+        budget: Budget { _permits: budget },
     })
 }
 

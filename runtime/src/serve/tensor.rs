@@ -21,6 +21,7 @@ pub enum Datatype {
 }
 
 impl Datatype {
+    /// The OIP name: `BOOL`, `INT32`, `INT64`, `FP32`, `FP64`, `BYTES`.
     pub fn name(self) -> &'static str {
         match self {
             Datatype::Bool => "BOOL",
@@ -61,17 +62,6 @@ impl Datatype {
             Datatype::Bytes => "DT_STRING",
         }
     }
-
-    /// Bytes per element in the binary tensor extension; `None` for BYTES, whose elements
-    /// each carry a 4-byte length.
-    pub fn size(self) -> Option<usize> {
-        match self {
-            Datatype::Bool => Some(1),
-            Datatype::Int32 | Datatype::Fp32 => Some(4),
-            Datatype::Int64 | Datatype::Fp64 => Some(8),
-            Datatype::Bytes => None,
-        }
-    }
 }
 
 /// A tensor's elements, flattened in row-major order. BYTES elements are raw byte strings
@@ -99,6 +89,7 @@ impl Data {
         }
     }
 
+    /// The number of elements.
     pub fn len(&self) -> usize {
         match self {
             Data::Bool(v) => v.len(),
@@ -114,6 +105,7 @@ impl Data {
         self.len() == 0
     }
 
+    /// The element type.
     pub fn datatype(&self) -> Datatype {
         match self {
             Data::Bool(_) => Datatype::Bool,
@@ -255,9 +247,13 @@ pub fn declared_shape(name: &str, dims: &[i64]) -> Result<Vec<u64>, String> {
     }
 }
 
+/// A named tensor. Whoever builds one from outside data checks that `shape` holds
+/// exactly `data`'s elements ([`Tensor::new`], [`Tensor::check_count`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
+    /// The input's or output's name in the model's signature.
     pub name: String,
+    /// Dimensions, outermost first; their product is the number of elements.
     pub shape: Vec<u64>,
     pub data: Data,
 }
