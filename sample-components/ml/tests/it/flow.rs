@@ -176,13 +176,17 @@ fn the_packaged_model_serves_what_evaluate_scored_bit_for_bit() {
     assert_eq!(bits(probabilities), bits(&run.probabilities));
 
     // The labels are evaluate's predictions, which reach its accuracy on the true labels.
-    let predicted: Vec<&str> = run
+    let predicted: Vec<&[u8]> = run
         .predictions
         .lines()
         .skip(1)
-        .map(|line| line.split_once(',').unwrap().1)
+        .map(|line| line.split_once(',').unwrap().1.as_bytes())
         .collect();
     assert_eq!(labels, &predicted);
-    let correct = labels.iter().zip(&truth).filter(|(p, t)| p == t).count();
+    let correct = labels
+        .iter()
+        .zip(&truth)
+        .filter(|(p, t)| p.as_slice() == t.as_bytes())
+        .count();
     assert_eq!(correct as f64 / 143.0, run.evaluation.accuracy);
 }
