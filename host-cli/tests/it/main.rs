@@ -7,6 +7,7 @@ mod cases;
 mod commands;
 mod example;
 mod fused;
+mod home;
 mod kfp;
 mod registry;
 mod serve;

@@ -321,7 +321,7 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 
 impl Records {
     pub(super) fn open(path: &Path) -> Result<Records, StoreError> {
-        let conn = Connection::open(path).map_err(db_err)?;
+        let mut conn = Connection::open(path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -330,15 +330,19 @@ impl Records {
             .map_err(db_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db_err)?;
-        let version: i64 = conn
+        // Read the version and create or migrate under one immediate transaction: of
+        // several processes opening a new home at once, one creates the schema and the
+        // others, waiting on the lock, then read its version and find nothing to do.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let version: i64 = tx
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(db_err)?;
         match version {
             0 => {
-                conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                ))
-                .map_err(db_err)?;
+                tx.execute_batch(&format!("{SCHEMA} PRAGMA user_version = {SCHEMA_VERSION};"))
+                    .map_err(db_err)?;
             }
             SCHEMA_VERSION => {}
             older if older < SCHEMA_VERSION => {
@@ -347,10 +351,8 @@ impl Records {
                     .filter(|(from, _)| *from >= older)
                     .map(|(_, sql)| *sql)
                     .collect();
-                conn.execute_batch(&format!(
-                    "BEGIN; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                ))
-                .map_err(db_err)?;
+                tx.execute_batch(&format!("{steps} PRAGMA user_version = {SCHEMA_VERSION};"))
+                    .map_err(db_err)?;
             }
             newer => {
                 return Err(StoreError::SchemaVersion {
@@ -360,6 +362,7 @@ impl Records {
                 });
             }
         }
+        tx.commit().map_err(db_err)?;
         Ok(Records { conn })
     }
 
