@@ -319,8 +319,35 @@ fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e)
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 impl Records {
+    /// Opens the run database, creating or migrating its schema. Several processes may
+    /// do so at once: SQLite answers some of the steps of opening a new database (its
+    /// switch to WAL, the first reads of the WAL index) with "busy" at once rather than
+    /// through the busy handler, so the whole sequence is retried for up to 10 s.
     pub(super) fn open(path: &Path) -> Result<Records, StoreError> {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(2);
+        loop {
+            match Records::try_open(path) {
+                Err(StoreError::Database(e))
+                    if is_busy(&e) && started.elapsed() < std::time::Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_open(path: &Path) -> Result<Records, StoreError> {
         let mut conn = Connection::open(path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err)?;
