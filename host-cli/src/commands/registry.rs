@@ -114,8 +114,7 @@ pub fn pull(paths: &Paths, args: PullArgs) -> Result<ExitCode> {
         pulled.wasm_digest
     );
     if let Some(out) = args.output {
-        std::fs::copy(&pulled.path, &out)
-            .with_context(|| format!("cannot write {}", out.display()))?;
+        sluice_runtime::store::write_out(&pulled.path, &out)?;
         println!("wrote {}", out.display());
     }
     Ok(ExitCode::SUCCESS)

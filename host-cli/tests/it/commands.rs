@@ -29,6 +29,34 @@ fn a_component_runs_on_its_own_and_writes_its_outputs() {
     let stats: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("fitted_stats")).unwrap()).unwrap();
     assert!(stats.is_object());
+    // Ordinary files, as the user's umask makes them; never world-writable.
+    use std::os::unix::fs::PermissionsExt;
+    for (umask, mode) in [("022", 0o644), ("077", 0o600)] {
+        let out = home.dir.path().join(format!("out-{umask}"));
+        home.expect_under_umask(
+            umask,
+            &[
+                "component",
+                "run",
+                "sample-components/normalize/component.yaml",
+                "--input",
+                "data=examples/breast-cancer/data/breast_cancer.csv",
+                "--input",
+                "exclude=diagnosis",
+                "--output-dir",
+                out.to_str().unwrap(),
+            ],
+            0,
+        );
+        for file in ["normalized", "fitted_stats"] {
+            let got = std::fs::metadata(out.join(file))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(got, mode, "{file} under umask {umask}: {got:o}");
+        }
+    }
 
     let missing = home.expect(
         &[

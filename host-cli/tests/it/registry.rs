@@ -60,7 +60,8 @@ fn push_pull_by_tag_and_digest_and_inspect() {
         again.stdout
     );
     let out = home.dir.path().join("copy.wasm");
-    home.expect(
+    home.expect_under_umask(
+        "022",
         &[
             &["pull", &pinned, "-o", out.to_str().unwrap()],
             &insecure[..],
@@ -69,6 +70,9 @@ fn push_pull_by_tag_and_digest_and_inspect() {
         0,
     );
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "pull -o wrote mode {mode:o}");
 
     let inspected = home.expect(
         &[&["inspect", &reference, "--json"], &insecure[..]].concat(),

@@ -84,6 +84,38 @@ impl Home {
         (child, stderr, seen)
     }
 
+    /// Runs under the file-mode mask `umask` (octal, as the shell takes it) and expects
+    /// `code`.
+    pub fn expect_under_umask(&self, umask: &str, args: &[&str], code: i32) -> Ran {
+        let output: Output = Command::new("sh")
+            .args([
+                "-c",
+                "umask \"$0\" && exec \"$@\"",
+                umask,
+                env!("CARGO_BIN_EXE_sluice"),
+            ])
+            .args(args)
+            .current_dir(root())
+            .env("SLUICE_HOME", self.dir.path().join("home"))
+            .env("SLUICE_CACHE_DIR", cache_dir())
+            .output()
+            .expect("sluice runs");
+        let ran = Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        assert_eq!(
+            ran.code,
+            code,
+            "sluice {}\n{}{}",
+            args.join(" "),
+            ran.stdout,
+            ran.stderr
+        );
+        ran
+    }
+
     /// Runs and expects `code`, showing the output when it is not.
     pub fn expect(&self, args: &[&str], code: i32) -> Ran {
         let ran = self.sluice(args);

@@ -2,10 +2,20 @@
 //! `artifacts/sha256/<2 hex>/<64 hex>`, read-only once in place. Every write goes to a
 //! temporary file on the same file system and is renamed into place after it is complete
 //! and synced, so a crash never leaves a partial file under an artifact's name.
+//!
+//! Once in place, an artifact's file is never opened for writing again: staging links it
+//! (or copies it to a new file) at a path that must not exist yet, and export writes new
+//! files renamed over the destination. Whatever reads or stages an artifact checks it
+//! against its digest first (once per process for a file whose inode, size and
+//! modification time have not changed), so bytes changed behind the store's back are an
+//! error, never an answer.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,6 +33,9 @@ pub struct ArtifactRef {
 pub(super) struct Artifacts {
     root: PathBuf,
     tmp: PathBuf,
+    /// Files checked against their digest by this process, with what they looked like
+    /// then: (inode, size, modification time in ns).
+    verified: Mutex<HashMap<String, (u64, u64, i64)>>,
 }
 
 impl Artifacts {
@@ -30,7 +43,11 @@ impl Artifacts {
         for dir in [&root, &tmp] {
             fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
         }
-        Ok(Artifacts { root, tmp })
+        Ok(Artifacts {
+            root,
+            tmp,
+            verified: Mutex::new(HashMap::new()),
+        })
     }
 
     pub(super) fn path(&self, digest: &str) -> Result<PathBuf, StoreError> {
@@ -43,6 +60,64 @@ impl Artifacts {
 
     pub(super) fn contains(&self, digest: &str) -> bool {
         self.path(digest).is_ok_and(|p| p.exists())
+    }
+
+    /// A file artifact's bytes, checked against its digest.
+    pub(super) fn read(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(digest)?;
+        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::MissingArtifact(digest.to_owned()),
+            _ => StoreError::io("read", &path, e),
+        })?;
+        if format!("sha256:{}", hex::encode(Sha256::digest(&bytes))) != digest {
+            return Err(StoreError::Corrupt {
+                digest: digest.to_owned(),
+                path,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Checks that the file or folder stored under `digest` still hashes to it.
+    pub(super) fn verify(&self, digest: &str) -> Result<(), StoreError> {
+        let path = self.path(digest)?;
+        let meta = fs::metadata(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::MissingArtifact(digest.to_owned()),
+            _ => StoreError::io("read", &path, e),
+        })?;
+        let seen = (
+            meta.ino(),
+            meta.size(),
+            meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        );
+        let verified = |this: &Self| {
+            this.verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(digest)
+                == Some(&seen)
+        };
+        if meta.is_file() && verified(self) {
+            return Ok(());
+        }
+        let actual = if meta.is_dir() {
+            tree_digest(&path, false)?.0
+        } else {
+            format!("sha256:{}", hash_file(&path, false)?.0)
+        };
+        if actual != digest {
+            return Err(StoreError::Corrupt {
+                digest: digest.to_owned(),
+                path,
+            });
+        }
+        if meta.is_file() {
+            self.verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(digest.to_owned(), seen);
+        }
+        Ok(())
     }
 
     /// Stores bytes.
@@ -103,7 +178,7 @@ impl Artifacts {
         if !meta.file_type().is_file() {
             return Err(StoreError::NotAFile(path.to_owned()));
         }
-        let (hex, size) = hash_file(path)?;
+        let (hex, size) = hash_file(path, true)?;
         let digest = format!("sha256:{hex}");
         match self.place(path, &digest) {
             Ok(()) => Ok(ArtifactRef { digest, size }),
@@ -120,32 +195,11 @@ impl Artifacts {
         }
     }
 
-    /// A folder's digest is the sha256 of its manifest: one line per entry, in byte order
-    /// of the relative path, `d <path>` for a folder and `f <sha256> <size> <path>` for a
-    /// file, after the line `sluice-tree-v1`. Same files, same names: same digest.
+    /// Moves a folder into the store under its digest (see [`tree_digest`]).
     fn ingest_tree(&self, root: &Path) -> Result<ArtifactRef, StoreError> {
-        let mut entries = Vec::new();
-        walk(root, "", &mut entries)?;
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut manifest = String::from("sluice-tree-v1\n");
-        let mut size = 0;
-        for (relative, entry) in &entries {
-            match entry {
-                Entry::Dir => manifest.push_str(&format!("d {relative}\n")),
-                Entry::File { hex, size: n } => {
-                    size += n;
-                    manifest.push_str(&format!("f {hex} {n} {relative}\n"));
-                }
-            }
-        }
-        let digest = format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(manifest.as_bytes()))
-        );
-        for (relative, entry) in &entries {
-            if matches!(entry, Entry::File { .. }) {
-                make_read_only(&root.join(relative))?;
-            }
+        let (digest, size, files) = tree_digest(root, true)?;
+        for file in &files {
+            make_read_only(&root.join(file))?;
         }
         self.place(root, &digest)?;
         Ok(ArtifactRef { digest, size })
@@ -175,21 +229,24 @@ impl Artifacts {
     /// appears as a folder of the same shape.
     pub(super) fn stage(&self, digest: &str, dest: &Path) -> Result<(), StoreError> {
         let src = self.path(digest)?;
+        if !src.exists() {
+            return Err(StoreError::MissingArtifact(digest.to_owned()));
+        }
+        self.verify(digest)?;
         if src.is_dir() {
             return link_tree(&src, dest);
-        }
-        if !src.is_file() {
-            return Err(StoreError::MissingArtifact(digest.to_owned()));
         }
         link_file(&src, dest)
     }
 
-    /// Copies an artifact out to a user's path, writable.
+    /// Copies an artifact out to a user's path: new files with the process's umask,
+    /// renamed over whatever was there.
     pub(super) fn export(&self, digest: &str, dest: &Path) -> Result<(), StoreError> {
         let src = self.path(digest)?;
         if !src.exists() {
             return Err(StoreError::MissingArtifact(digest.to_owned()));
         }
+        self.verify(digest)?;
         copy_out(&src, dest)
     }
 }
@@ -199,7 +256,12 @@ enum Entry {
     File { hex: String, size: u64 },
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, Entry)>) -> Result<(), StoreError> {
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    sync: bool,
+    out: &mut Vec<(String, Entry)>,
+) -> Result<(), StoreError> {
     let read = fs::read_dir(dir).map_err(|e| StoreError::io("read", dir, e))?;
     for entry in read {
         let entry = entry.map_err(|e| StoreError::io("read", dir, e))?;
@@ -218,10 +280,10 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, Entry)>) -> Result<(), 
             .map_err(|e| StoreError::io("read", &path, e))?
             .file_type();
         if kind.is_dir() {
-            walk(&path, &relative, out)?;
+            walk(&path, &relative, sync, out)?;
             out.push((relative, Entry::Dir));
         } else if kind.is_file() {
-            let (hex, size) = hash_file(&path)?;
+            let (hex, size) = hash_file(&path, sync)?;
             out.push((relative, Entry::File { hex, size }));
         } else {
             return Err(StoreError::NotAFile(path));
@@ -230,27 +292,73 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, Entry)>) -> Result<(), 
     Ok(())
 }
 
-/// Hashes a file and syncs it to disk, so it may be renamed into the store.
-fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
+/// A folder's digest is the sha256 of its manifest: one line per entry, in byte order
+/// of the relative path, `d <path>` for a folder and `f <sha256> <size> <path>` for a
+/// file, after the line `sluice-tree-v1`. Same files, same names: same digest. Returns
+/// the digest, the files' total size and their relative paths; `sync` syncs each file
+/// (before it is moved into the store).
+fn tree_digest(root: &Path, sync: bool) -> Result<(String, u64, Vec<String>), StoreError> {
+    let mut entries = Vec::new();
+    walk(root, "", sync, &mut entries)?;
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut manifest = String::from("sluice-tree-v1\n");
+    let mut size = 0;
+    let mut files = Vec::new();
+    for (relative, entry) in entries {
+        match entry {
+            Entry::Dir => manifest.push_str(&format!("d {relative}\n")),
+            Entry::File { hex, size: n } => {
+                size += n;
+                manifest.push_str(&format!("f {hex} {n} {relative}\n"));
+                files.push(relative);
+            }
+        }
+    }
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(manifest.as_bytes()))
+    );
+    Ok((digest, size, files))
+}
+
+/// Hashes a file; with `sync`, also syncs it to disk, so it may be renamed into the store.
+fn hash_file(path: &Path, sync: bool) -> Result<(String, u64), StoreError> {
     let mut file = File::open(path).map_err(|e| StoreError::io("read", path, e))?;
     let mut hasher = Sha256::new();
     let size = io::copy(&mut file, &mut HashWriter(&mut hasher))
         .map_err(|e| StoreError::io("read", path, e))?;
-    file.sync_all()
-        .map_err(|e| StoreError::io("sync", path, e))?;
+    if sync {
+        file.sync_all()
+            .map_err(|e| StoreError::io("sync", path, e))?;
+    }
     Ok((hex::encode(hasher.finalize()), size))
 }
 
+/// Links a store file at `dest`, which must not exist; across file systems, copies it
+/// to a new file there instead.
 fn link_file(src: &Path, dest: &Path) -> Result<(), StoreError> {
-    if fs::hard_link(src, dest).is_err() {
-        fs::copy(src, dest).map_err(|e| StoreError::io("copy an artifact to", dest, e))?;
-        make_read_only(dest)?;
+    match fs::hard_link(src, dest) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(StoreError::io("stage an artifact at", dest, e))
+        }
+        Err(_) => {
+            let copy = || -> io::Result<()> {
+                let mut out = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(dest)?;
+                io::copy(&mut File::open(src)?, &mut out)?;
+                Ok(())
+            };
+            copy().map_err(|e| StoreError::io("copy an artifact to", dest, e))?;
+            make_read_only(dest)
+        }
     }
-    Ok(())
 }
 
 fn link_tree(src: &Path, dest: &Path) -> Result<(), StoreError> {
-    fs::create_dir_all(dest).map_err(|e| StoreError::io("create", dest, e))?;
+    fs::create_dir(dest).map_err(|e| StoreError::io("create", dest, e))?;
     for entry in fs::read_dir(src).map_err(|e| StoreError::io("read", src, e))? {
         let entry = entry.map_err(|e| StoreError::io("read", src, e))?;
         let target = dest.join(entry.file_name());
@@ -272,13 +380,28 @@ fn copy_out(src: &Path, dest: &Path) -> Result<(), StoreError> {
         }
         return Ok(());
     }
-    fs::copy(src, dest).map_err(|e| StoreError::io("write", dest, e))?;
-    let mut perms = fs::metadata(dest)
-        .map_err(|e| StoreError::io("read", dest, e))?
-        .permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perms.set_readonly(false);
-    fs::set_permissions(dest, perms).map_err(|e| StoreError::io("write", dest, e))
+    write_new_file(src, dest)
+}
+
+/// Copies `src` to a new file beside `dest`, created with mode 0666 less the process's
+/// umask (0644 under umask 022) like any file a program writes, then renamed over `dest`.
+/// An existing `dest` is replaced, never opened for writing: it may be a hard link into
+/// the store.
+pub(crate) fn write_new_file(src: &Path, dest: &Path) -> Result<(), StoreError> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sluice-")
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|e| StoreError::io("write", dest, e))?;
+    let mut file = File::open(src).map_err(|e| StoreError::io("read", src, e))?;
+    io::copy(&mut file, tmp.as_file_mut()).map_err(|e| StoreError::io("write", dest, e))?;
+    tmp.persist(dest)
+        .map_err(|e| StoreError::io("write", dest, e.error))?;
+    Ok(())
 }
 
 fn create_parent(dest: &Path) -> Result<(), StoreError> {

@@ -49,6 +49,9 @@ pub enum StoreError {
     BadDigest(String),
     #[error("artifact {0} is not in the store")]
     MissingArtifact(String),
+    /// The bytes under an artifact's name no longer hash to its digest.
+    #[error("artifact {digest} in the store no longer matches its digest ({}): something wrote to it", path.display())]
+    Corrupt { digest: String, path: PathBuf },
     #[error("{} is not a regular file", .0.display())]
     NotAFile(PathBuf),
     #[error("no run matches '{0}' (see `sluice runs list`)")]
@@ -93,6 +96,13 @@ pub fn default_home() -> Result<PathBuf, StoreError> {
         .ok_or(StoreError::NoHome)
 }
 
+/// Copies a file to a user's path as a new file with the process's umask (0644 under
+/// umask 022), renamed over whatever was at `dest`: an existing file there is replaced,
+/// never written into (it may be a hard link into the store).
+pub fn write_out(src: &Path, dest: &Path) -> Result<(), StoreError> {
+    artifacts::write_new_file(src, dest)
+}
+
 /// The host folders of one task attempt. `inputs/<name>/data` holds each input,
 /// `outputs/<name>/` waits for each output.
 #[derive(Clone, Debug)]
@@ -115,22 +125,25 @@ impl TaskDir {
     }
 }
 
-/// The folder name for an input or output name: KFP names may hold spaces or slashes, so
-/// anything but letters, digits, `-`, `_` and `.` becomes `_`, and a leading dot is
-/// escaped, so a name can never leave its folder.
+/// The folder name for an input or output name: KFP names may hold spaces or slashes.
+/// Letters, digits, `-`, `_` and `.` stay; every other byte becomes `%XX` (its hex, as in
+/// a URL), as does a leading dot, so a name can never leave its folder and two names
+/// never share one (`"a b"` is `a%20b`, `a_b` stays `a_b`, `a%20b` is `a%2520b`). The
+/// empty name is `%`.
 pub fn path_segment(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
+    use std::fmt::Write;
+    if name.is_empty() {
+        return "%".to_owned();
+    }
+    let mut s = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        match b {
+            b'.' if i == 0 => s.push_str("%2E"),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => s.push(b as char),
+            other => {
+                let _ = write!(s, "%{other:02X}");
             }
-        })
-        .collect();
-    if s.is_empty() || s.starts_with('.') {
-        s.insert(0, '_');
+        }
     }
     s
 }
@@ -199,15 +212,15 @@ impl Store {
         self.artifacts.contains(digest)
     }
 
+    /// The bytes of a file artifact, checked against its digest: an artifact changed in
+    /// the store is [`StoreError::Corrupt`], never read as if it were the original.
     pub fn read(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
-        let path = self.artifacts.path(digest)?;
-        fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => StoreError::MissingArtifact(digest.to_owned()),
-            _ => StoreError::io("read", &path, e),
-        })
+        self.artifacts.read(digest)
     }
 
-    /// Copies an artifact (a file or a folder) out of the store to a user's path.
+    /// Copies an artifact (a file or a folder) out of the store to a user's path, checked
+    /// against its digest on the way. The files written are new files with the process's
+    /// umask (0644 under umask 022), renamed over whatever was at `dest`.
     pub fn export(&self, digest: &str, dest: &Path) -> Result<(), StoreError> {
         self.artifacts.export(digest, dest)
     }
@@ -243,10 +256,12 @@ impl Store {
         Ok(dir)
     }
 
-    /// Places an artifact at `inputs/<name>/data` of a task folder.
+    /// Places an artifact at `inputs/<name>/data` of a task folder. The folder must be new:
+    /// staging never writes into a path that exists (it could be another input's link
+    /// into the store).
     pub fn stage_input(&self, dir: &TaskDir, name: &str, digest: &str) -> Result<(), StoreError> {
         let folder = dir.inputs().join(path_segment(name));
-        fs::create_dir_all(&folder).map_err(|e| StoreError::io("create", &folder, e))?;
+        fs::create_dir(&folder).map_err(|e| StoreError::io("create", &folder, e))?;
         self.artifacts.stage(digest, &folder.join("data"))
     }
 
@@ -383,13 +398,104 @@ fn remove_tree(root: &Path) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
+
+    /// What a process running as root (which read-only modes do not stop) does to a file.
+    fn overwrite(path: &Path, bytes: &[u8]) {
+        let mut perms = fs::metadata(path).unwrap().permissions();
+        perms.set_mode(0o644);
+        fs::set_permissions(path, perms).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn inputs_whose_names_look_alike_are_staged_apart_and_the_store_is_untouched() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let first = store.put_bytes(b"first input").unwrap();
+        let second = store.put_bytes(b"second input").unwrap();
+        let dir = store.task_dir("run", "task", 1, &[]).unwrap();
+        store.stage_input(&dir, "a b", &first.digest).unwrap();
+        store.stage_input(&dir, "a_b", &second.digest).unwrap();
+        assert_eq!(fs::read(dir.input_file("a b")).unwrap(), b"first input");
+        assert_eq!(fs::read(dir.input_file("a_b")).unwrap(), b"second input");
+        assert_eq!(store.read(&first.digest).unwrap(), b"first input");
+        // The same name twice is refused, and writes nothing anywhere.
+        let again = store.stage_input(&dir, "a b", &second.digest).unwrap_err();
+        assert!(again.to_string().starts_with("cannot create"), "{again}");
+        assert_eq!(store.read(&first.digest).unwrap(), b"first input");
+    }
+
+    #[test]
+    fn an_artifact_changed_behind_the_stores_back_is_an_error_everywhere() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let stored = store.put_bytes(b"the original").unwrap();
+        let dir = store.task_dir("run", "task", 1, &[]).unwrap();
+        store.stage_input(&dir, "x", &stored.digest).unwrap();
+        // A task that may write where it should not (the process runner, as root)
+        // writes through its staged link.
+        overwrite(&dir.input_file("x"), b"changed!");
+        let corrupt = |e: StoreError| matches!(e, StoreError::Corrupt { .. });
+        assert!(corrupt(store.read(&stored.digest).unwrap_err()));
+        let dir2 = store.task_dir("run", "task", 2, &[]).unwrap();
+        let staged = store.stage_input(&dir2, "x", &stored.digest).unwrap_err();
+        assert!(corrupt(staged));
+        let out = home.path().join("exported");
+        assert!(corrupt(store.export(&stored.digest, &out).unwrap_err()));
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn exports_are_new_files_and_never_write_into_the_store() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let stored = store.put_bytes(b"model").unwrap();
+        let other = store.put_bytes(b"other model").unwrap();
+        let dir = store.task_dir("run", "task", 1, &[]).unwrap();
+        store.stage_input(&dir, "x", &stored.digest).unwrap();
+        // Exporting over a path that is a hard link into the store replaces the link.
+        let out = dir.input_file("x");
+        store.export(&other.digest, &out).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), b"other model");
+        assert_eq!(store.read(&stored.digest).unwrap(), b"model");
+        let mode = fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o222 & !0o200,
+            0,
+            "group- or world-writable: {mode:o}"
+        );
+        assert_eq!(mode & 0o600, 0o600, "{mode:o}");
+    }
 
     #[test]
     fn names_cannot_escape_their_folder() {
-        assert_eq!(path_segment("MLPipeline Metrics"), "MLPipeline_Metrics");
-        assert_eq!(path_segment("../../etc"), "_.._.._etc");
-        assert_eq!(path_segment(".."), "_..");
-        assert_eq!(path_segment(""), "_");
+        assert_eq!(path_segment("MLPipeline Metrics"), "MLPipeline%20Metrics");
+        assert_eq!(path_segment("fitted_stats"), "fitted_stats");
+        assert_eq!(path_segment("../../etc"), "%2E.%2F..%2Fetc");
+        assert_eq!(path_segment(".."), "%2E.");
+        assert_eq!(path_segment(""), "%");
+        assert_eq!(path_segment("café"), "caf%C3%A9");
+    }
+
+    #[test]
+    fn no_two_names_share_a_folder() {
+        let names = [
+            "a b", "a_b", "a__b", "a%20b", "a%2520b", "a/b", "a\\b", ".a", "%2Ea", "_", "", "%",
+            "a.b", "A b", "a\u{0}b",
+        ];
+        let mut seen = BTreeMap::new();
+        for name in names {
+            let segment = path_segment(name);
+            assert!(
+                !segment.contains('/') && !segment.starts_with('.'),
+                "{name:?}"
+            );
+            if let Some(other) = seen.insert(segment.clone(), name) {
+                panic!("{name:?} and {other:?} both map to {segment}");
+            }
+        }
     }
 }
