@@ -3,6 +3,10 @@
 //! terminal. Exit codes: 0 success, 1 the pipeline or a task failed, 2 bad input or
 //! usage, 130 cancelled with Ctrl-C.
 
+// First, so its macros (`outln!`, `out!`, `errln!`) reach every module after it.
+#[macro_use]
+mod output;
+
 mod commands;
 mod progress;
 mod report;
@@ -102,7 +106,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            errln!("error: {err:#}");
             ExitCode::from(BAD_INPUT)
         }
     }

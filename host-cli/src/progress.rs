@@ -10,6 +10,8 @@ use sluice_runtime::events::{Event, Observer};
 use sluice_runtime::plan::Plan;
 use sluice_runtime::store::TaskState;
 
+use crate::output::one_line;
+
 /// One line per happening, on stderr, for logs and pipes.
 pub struct Plain {
     verbose: bool,
@@ -65,7 +67,7 @@ impl Observer for Plain {
             }
             _ => return,
         };
-        eprintln!("[{t:>7.2}s] {line}");
+        errln!("[{t:>7.2}s] {line}");
     }
 }
 
@@ -116,7 +118,7 @@ impl Progress {
             .map(|t| {
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(style("{prefix} {msg:.dim}", width));
-                bar.set_prefix(t.name.clone());
+                bar.set_prefix(one_line(&t.name));
                 bar.set_message("pending");
                 bar.tick();
                 (t.name.clone(), bar)
@@ -166,7 +168,7 @@ impl Observer for Progress {
             }
             Event::TaskLog { task, line, .. } => {
                 if let (Some(bar), Some((_, label))) = (self.bars.get(task), state.get(task)) {
-                    bar.set_message(format!("{label} · {line}"));
+                    bar.set_message(format!("{label} · {}", one_line(line)));
                 }
             }
             Event::TaskProgress { task, done, total } => {
@@ -192,7 +194,8 @@ impl Observer for Progress {
             } => {
                 if let Some(bar) = self.bars.get(task) {
                     bar.set_message(format!(
-                        "attempt {failed_attempt} failed: {error}; retrying in {}",
+                        "attempt {failed_attempt} failed: {}; retrying in {}",
+                        one_line(error),
                         humanize(*delay)
                     ));
                 }
@@ -214,14 +217,17 @@ impl Observer for Progress {
                     TaskState::Succeeded => ("{prefix} {msg:.green}", format!("✔ succeeded{took}")),
                     TaskState::Failed => (
                         "{prefix} {msg:.red}",
-                        format!("✘ failed{took}: {}", error.as_deref().unwrap_or("")),
+                        format!(
+                            "✘ failed{took}: {}",
+                            one_line(error.as_deref().unwrap_or(""))
+                        ),
                     ),
                     TaskState::Cancelled => {
                         ("{prefix} {msg:.yellow}", format!("✘ cancelled{took}"))
                     }
                     _ => (
                         "{prefix} {msg:.dim}",
-                        format!("– {}", error.as_deref().unwrap_or("skipped")),
+                        format!("– {}", one_line(error.as_deref().unwrap_or("skipped"))),
                     ),
                 };
                 bar.set_style(style(template, self.width));

@@ -74,11 +74,11 @@ fn metric_rows(tasks: &[TaskRecord]) -> Option<Table> {
 
 /// After `sluice run`: every task, the metrics, and where to look next.
 pub fn summary(run: &RunRecord) {
-    println!("{}", task_rows(&run.tasks));
+    outln!("{}", task_rows(&run.tasks));
     if let Some(metrics) = metric_rows(&run.tasks) {
-        println!("{metrics}");
+        outln!("{metrics}");
     }
-    println!(
+    outln!(
         "run {} {} in {}; details: sluice runs show {}",
         run.id,
         run.state,
@@ -86,13 +86,14 @@ pub fn summary(run: &RunRecord) {
         run.id
     );
     if let Some(failed) = run.tasks.iter().find(|t| t.state.to_string() == "failed") {
-        println!(
+        outln!(
             "logs of the failed task: sluice logs {} {}",
-            run.id, failed.name
+            run.id,
+            failed.name
         );
     }
     if let Some(deploy) = &run.deploy {
-        println!("{}", deploy_line(deploy));
+        outln!("{}", deploy_line(deploy));
     }
 }
 
@@ -122,26 +123,26 @@ pub fn run_list(runs: &[RunRecord]) {
             span(Some(r.started_at), r.ended_at),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
 }
 
 pub fn run_details(run: &RunRecord) {
-    println!("run      {}", run.id);
-    println!("{:<8} {}", run.kind, run.name);
-    println!("source   {} ({})", run.source, short(&run.source_digest));
-    println!("state    {}", run.state);
-    println!("started  {}", local(run.started_at));
-    println!("time     {}", span(Some(run.started_at), run.ended_at));
+    outln!("run      {}", run.id);
+    outln!("{:<8} {}", run.kind, run.name);
+    outln!("source   {} ({})", run.source, short(&run.source_digest));
+    outln!("state    {}", run.state);
+    outln!("started  {}", local(run.started_at));
+    outln!("time     {}", span(Some(run.started_at), run.ended_at));
     if !run.params.is_empty() {
-        println!("params");
+        outln!("params");
         for (k, v) in &run.params {
-            println!("  {k} = {v}");
+            outln!("  {k} = {v}");
         }
     }
-    println!("{}", task_rows(&run.tasks));
+    outln!("{}", task_rows(&run.tasks));
     for task in &run.tasks {
         if let (Some(imp), Some(why)) = (&task.implementation, &task.implementation_reason) {
-            println!("{} ran as {imp}: {why}", task.name);
+            outln!("{} ran as {imp}: {why}", task.name);
         }
     }
 
@@ -181,13 +182,13 @@ pub fn run_details(run: &RunRecord) {
         }
     }
     if any {
-        println!("{io}");
+        outln!("{io}");
     }
     if let Some(metrics) = metric_rows(&run.tasks) {
-        println!("{metrics}");
+        outln!("{metrics}");
     }
     if let Some(deploy) = &run.deploy {
-        println!("{}", deploy_line(deploy));
+        outln!("{}", deploy_line(deploy));
     }
 }
 
@@ -204,7 +205,7 @@ pub fn model_list(models: &[(String, Vec<Version>, ModelState, u64)]) {
             latest.map(local).unwrap_or_default(),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
 }
 
 fn labels(state: &ModelState) -> String {
@@ -221,10 +222,10 @@ fn labels(state: &ModelState) -> String {
 
 /// `sluice models show <name>`.
 pub fn model_details(name: &str, versions: &[Version], state: &ModelState, default: u64) {
-    println!("model    {name}");
-    println!("serves   version {default}");
+    outln!("model    {name}");
+    outln!("serves   version {default}");
     if !state.labels.is_empty() {
-        println!("labels   {}", labels(state));
+        outln!("labels   {}", labels(state));
     }
     let mut t = table(&["version", "published", "model", "predictor", "run"]);
     for v in versions.iter().rev() {
@@ -237,11 +238,11 @@ pub fn model_details(name: &str, versions: &[Version], state: &ModelState, defau
             v.meta.run.clone().unwrap_or_default(),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     if let Some(latest) = versions.iter().find(|v| v.meta.version == default) {
         for (task, metrics) in &latest.meta.metrics {
             let values: Vec<String> = metrics.iter().map(|(k, x)| format!("{k} {x:.4}")).collect();
-            println!("{task:<8} {}", values.join(", "));
+            outln!("{task:<8} {}", values.join(", "));
         }
         let spec = |list: &[sluice_runtime::models::TensorSpec]| {
             list.iter()
@@ -249,8 +250,8 @@ pub fn model_details(name: &str, versions: &[Version], state: &ModelState, defau
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!("inputs   {}", spec(&latest.meta.signature.inputs));
-        println!("outputs  {}", spec(&latest.meta.signature.outputs));
+        outln!("inputs   {}", spec(&latest.meta.signature.inputs));
+        outln!("outputs  {}", spec(&latest.meta.signature.outputs));
     }
 }
 
@@ -265,5 +266,5 @@ pub fn cache_list(entries: &[(sluice_runtime::oci::cache::Entry, Vec<String>)]) 
             tags.join(", "),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
 }

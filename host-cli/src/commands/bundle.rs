@@ -65,7 +65,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
             &args.output,
         ))
         .map_err(anyhow::Error::msg)?;
-    println!(
+    outln!(
         "wrote {} ({} bytes): {} files, {} registry components and {} container images; run it with `sluice run {}`",
         args.output.display(),
         written.bytes,

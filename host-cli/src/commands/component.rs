@@ -77,7 +77,7 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
         .with_context(|| format!("cannot create {}", args.output_dir.display()))?;
     let wrote = |dest: &std::path::Path| {
         if !args.json {
-            println!("wrote {}", dest.display());
+            outln!("wrote {}", dest.display());
         }
     };
     match component.graph() {

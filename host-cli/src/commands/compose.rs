@@ -22,7 +22,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Ok(composed) => composed,
         Err(lines) => {
             for line in lines {
-                eprintln!("error: {line}");
+                errln!("error: {line}");
             }
             return Ok(ExitCode::from(crate::BAD_INPUT));
         }
@@ -30,9 +30,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     std::fs::write(&args.output, &composed.bytes)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     for (import, plug) in &composed.plugged {
-        println!("plugged {import} <- {}", plug.display());
+        outln!("plugged {import} <- {}", plug.display());
     }
-    println!(
+    outln!(
         "wrote {} ({} bytes); it exports {} and imports {}",
         args.output.display(),
         composed.bytes.len(),

@@ -21,13 +21,13 @@ pub fn run(paths: &Paths, args: &super::run::Args) -> Result<ExitCode> {
         Ok(p) => p,
         Err(errors) => {
             for e in errors {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
             }
             return Ok(ExitCode::from(crate::BAD_INPUT));
         }
     };
     for line in not_applicable(&file) {
-        eprintln!("note: {line}");
+        errln!("note: {line}");
     }
     let store = Arc::new(open_store(paths)?);
     let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
@@ -60,7 +60,7 @@ pub fn run(paths: &Paths, args: &super::run::Args) -> Result<ExitCode> {
         let executor = Arc::new(Runners::new(wasm, args.exec.policy()));
         let pipeline = KfpPipeline::prepare(file, executor.as_ref(), &args.image_map).await?;
         for note in &pipeline.notes {
-            eprintln!("note: {note}");
+            errln!("note: {note}");
         }
         let cancel = CancellationToken::new();
         tokio::spawn(watch_ctrl_c(cancel.clone()));
@@ -81,7 +81,7 @@ pub fn run(paths: &Paths, args: &super::run::Args) -> Result<ExitCode> {
     let outcome = outcome?;
     let record = store.run(&outcome.run_id)?;
     match display {
-        Display::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+        Display::Json => outln!("{}", serde_json::to_string_pretty(&record)?),
         Display::Auto => crate::report::summary(&record),
     }
     Ok(match outcome.state {

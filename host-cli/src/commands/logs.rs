@@ -28,18 +28,18 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         .filter(|l| args.attempt.is_none_or(|a| a == l.attempt))
         .collect();
     if logs.is_empty() {
-        eprintln!("task '{}' of run {id} wrote nothing", args.task);
+        errln!("task '{}' of run {id} wrote nothing", args.task);
     }
     let attempts: std::collections::BTreeSet<u32> = logs.iter().map(|l| l.attempt).collect();
     for log in &logs {
         if attempts.len() > 1 {
-            println!("== attempt {} {} ==", log.attempt, log.stream);
+            outln!("== attempt {} {} ==", log.attempt, log.stream);
         } else {
-            println!("== {} ==", log.stream);
+            outln!("== {} ==", log.stream);
         }
-        print!("{}", log.content);
+        out!("{}", log.content);
         if !log.content.ends_with('\n') {
-            println!();
+            outln!();
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -52,7 +52,7 @@ pub fn open_store(paths: &Paths) -> Result<Store> {
 /// Prints plan errors, one per line, and returns the bad-input exit code.
 pub fn report_plan_errors(errors: &[PlanError]) -> ExitCode {
     for e in errors {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
     }
     ExitCode::from(crate::BAD_INPUT)
 }
@@ -257,7 +257,7 @@ pub fn execute(
     let (outcome, deploy) = outcome?;
     let record = store.run(&outcome.run_id)?;
     match display {
-        Display::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+        Display::Json => outln!("{}", serde_json::to_string_pretty(&record)?),
         Display::Auto => crate::report::summary(&record),
     }
     let deploy_failed = deploy.is_some_and(|d| d.state == DeployState::Failed);
@@ -314,7 +314,7 @@ pub(crate) async fn watch_ctrl_c(cancel: CancellationToken) {
     if tokio::signal::ctrl_c().await.is_err() {
         return;
     }
-    eprintln!("cancelling: running tasks are being stopped (Ctrl-C again to quit at once)");
+    errln!("cancelling: running tasks are being stopped (Ctrl-C again to quit at once)");
     cancel.cancel();
     if tokio::signal::ctrl_c().await.is_ok() {
         std::process::exit(130);

@@ -74,9 +74,9 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else if rows.is_empty() {
-                println!("no models yet; a pipeline with a deploy section publishes one");
+                outln!("no models yet; a pipeline with a deploy section publishes one");
             } else {
                 crate::report::model_list(&rows);
             }
@@ -87,7 +87,7 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
             let default = repo.default_version(&name)?;
             if json {
                 let metas: Vec<_> = versions.iter().map(|v| &v.meta).collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "name": name,
@@ -108,13 +108,14 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
                 let body = serde_json::json!({ "to": to });
                 let answer = tokio_run(admin_request(&url, &token, &name, "rollback", body))?
                     .map_err(anyhow::Error::msg)?;
-                println!(
+                outln!(
                     "model '{name}' rolled back from version {} to {}; the server at {url} serves it",
-                    answer["from"], answer["version"]
+                    answer["from"],
+                    answer["version"]
                 );
             } else {
                 let (from, to) = repo.rollback(&name, to)?;
-                println!("model '{name}' rolled back from version {from} to {to}");
+                outln!("model '{name}' rolled back from version {from} to {to}");
             }
         }
         Command::Label {
@@ -127,8 +128,8 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
             let version = if remove { None } else { number };
             repo.set_label(&name, &label, version, share)?;
             match version {
-                Some(v) => println!("model '{name}': label '{label}' names version {v}"),
-                None => println!("model '{name}': label '{label}' removed"),
+                Some(v) => outln!("model '{name}': label '{label}' names version {v}"),
+                None => outln!("model '{name}': label '{label}' removed"),
             }
             tell_server(&home, &name)?;
         }
@@ -147,7 +148,7 @@ fn tell_server(home: &std::path::Path, name: &str) -> Result<()> {
             serde_json::json!({}),
         ))?
         .map_err(anyhow::Error::msg)?;
-        println!("the server at {url} applied it");
+        outln!("the server at {url} applied it");
     }
     Ok(())
 }

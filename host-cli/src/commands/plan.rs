@@ -48,7 +48,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         PlanFormat::Json => Format::Json,
     };
     if matches!(args.format, PlanFormat::Dot) {
-        print!("{}", plan.render(format));
+        out!("{}", plan.render(format));
         return Ok(ExitCode::SUCCESS);
     }
     // Which tasks run as fused chains needs each component's interfaces.
@@ -57,7 +57,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         Ok(fusion) => fusion,
         Err(mismatches) => {
             for m in mismatches {
-                eprintln!("error: {}: {m}", args.pipeline.display());
+                errln!("error: {}: {m}", args.pipeline.display());
             }
             return Ok(ExitCode::from(crate::BAD_INPUT));
         }
@@ -66,9 +66,9 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         PlanFormat::Json => {
             let mut json: serde_json::Value = serde_json::from_str(&plan.render(format))?;
             json["fusion"] = fusion.to_json(&plan);
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            outln!("{}", serde_json::to_string_pretty(&json)?);
         }
-        _ => print!("{}\n{}", plan.render(format), fusion.render(&plan)),
+        _ => out!("{}\n{}", plan.render(format), fusion.render(&plan)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -85,10 +85,10 @@ fn kfp(args: &Args) -> Result<ExitCode> {
     let bad: Vec<_> = errors.iter().filter(|e| !e.missing).collect();
     if !bad.is_empty() {
         for e in bad {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
         }
         return Ok(ExitCode::from(crate::BAD_INPUT));
     }
-    print!("{}", sluice_runtime::kfp::outline::outline(&file, &params));
+    out!("{}", sluice_runtime::kfp::outline::outline(&file, &params));
     Ok(ExitCode::SUCCESS)
 }

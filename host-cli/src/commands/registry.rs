@@ -96,8 +96,8 @@ pub fn push(paths: &Paths, args: PushArgs) -> Result<ExitCode> {
     let digest = runtime
         .block_on(registries.push(&wasm, &title, &reference, description.as_deref()))
         .map_err(anyhow::Error::msg)?;
-    println!("pushed {} as {reference}", args.file.display());
-    println!("{}", reference.at(&digest));
+    outln!("pushed {} as {reference}", args.file.display());
+    outln!("{}", reference.at(&digest));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -107,7 +107,7 @@ pub fn pull(paths: &Paths, args: PullArgs) -> Result<ExitCode> {
     let pulled = runtime
         .block_on(registries.pull(&reference))
         .map_err(anyhow::Error::msg)?;
-    println!(
+    outln!(
         "{} {} (component {})",
         if pulled.cached { "cached" } else { "pulled" },
         pulled.pinned,
@@ -115,7 +115,7 @@ pub fn pull(paths: &Paths, args: PullArgs) -> Result<ExitCode> {
     );
     if let Some(out) = args.output {
         sluice_runtime::store::write_out(&pulled.path, &out)?;
-        println!("wrote {}", out.display());
+        outln!("wrote {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -127,7 +127,7 @@ pub fn inspect(paths: &Paths, args: InspectArgs) -> Result<ExitCode> {
         .block_on(registries.inspect(&reference))
         .map_err(anyhow::Error::msg)?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "reference": reference.to_string(),
@@ -138,19 +138,21 @@ pub fn inspect(paths: &Paths, args: InspectArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("reference  {reference}");
-    println!("digest     {digest}");
-    println!("pinned     {}", reference.at(&digest));
+    outln!("reference  {reference}");
+    outln!("digest     {digest}");
+    outln!("pinned     {}", reference.at(&digest));
     for (key, value) in manifest.annotations.iter().flatten() {
-        println!("annotation {key} = {value}");
+        outln!("annotation {key} = {value}");
     }
     for layer in &manifest.layers {
-        println!(
+        outln!(
             "layer      {} {} ({} bytes)",
-            layer.media_type, layer.digest, layer.size
+            layer.media_type,
+            layer.digest,
+            layer.size
         );
     }
-    println!("platform   {}/{}", config.architecture, config.os);
+    outln!("platform   {}/{}", config.architecture, config.os);
     if let Some(component) = &config.component {
         // The component's world, in WIT: what it imports and exports.
         let name = reference
@@ -159,14 +161,14 @@ pub fn inspect(paths: &Paths, args: InspectArgs) -> Result<ExitCode> {
             .next()
             .unwrap_or("component")
             .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
-        println!("world {name} {{");
+        outln!("world {name} {{");
         for import in &component.imports {
-            println!("  import {import};");
+            outln!("  import {import};");
         }
         for export in &component.exports {
-            println!("  export {export};");
+            outln!("  export {export};");
         }
-        println!("}}");
+        outln!("}}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -189,16 +191,16 @@ pub fn cache(paths: &Paths, command: CacheCommand) -> Result<ExitCode> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else if entries.is_empty() {
-                println!("the component cache ({}) is empty", cache.root().display());
+                outln!("the component cache ({}) is empty", cache.root().display());
             } else {
                 crate::report::cache_list(&entries);
             }
         }
         CacheCommand::Prune => {
             let (count, bytes) = cache.prune().map_err(anyhow::Error::msg)?;
-            println!("removed {count} cached components ({bytes} bytes)");
+            outln!("removed {count} cached components ({bytes} bytes)");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -87,7 +87,7 @@ pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
             runtime
                 .block_on(sluice_runtime::exec::docker::load_images(archive))
                 .map_err(anyhow::Error::msg)?;
-            eprintln!(
+            errln!(
                 "loaded container images from the bundle: {}",
                 names.join(", ")
             );
@@ -162,7 +162,7 @@ pub fn rerun(paths: &Paths, mut args: RerunArgs) -> Result<ExitCode> {
     }
     let (file, _) = load_pipeline(paths, &args.exec.registry, &source)?;
     if file.digest != record.source_digest {
-        eprintln!(
+        errln!(
             "warning: {} changed since run {id}; running its current content",
             source.display()
         );
@@ -224,7 +224,7 @@ fn rerun_kfp(
 ) -> Result<ExitCode> {
     let file = sluice_runtime::kfp::IrFile::load(&source)?;
     if file.digest != record.source_digest {
-        eprintln!(
+        errln!(
             "warning: {} changed since run {}; running its current content",
             source.display(),
             record.id

@@ -41,9 +41,9 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
         Command::List { limit, json } => {
             let runs = store.list_runs(limit)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+                outln!("{}", serde_json::to_string_pretty(&runs)?);
             } else if runs.is_empty() {
-                println!("no runs yet");
+                outln!("no runs yet");
             } else {
                 crate::report::run_list(&runs);
             }
@@ -52,7 +52,7 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
             let id = store.resolve_run(&run)?;
             let record = store.run(&id)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&record)?);
+                outln!("{}", serde_json::to_string_pretty(&record)?);
             } else {
                 crate::report::run_details(&record);
             }

@@ -143,24 +143,24 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         let url = format!("http://{}", server.local_addr());
         let names = server.registry().names();
         if names.is_empty() {
-            println!("no models yet; a pipeline with a deploy section publishes one");
+            outln!("no models yet; a pipeline with a deploy section publishes one");
         }
         for name in &names {
             if let Some((versions, default, _)) = server.registry().describe(name) {
-                println!(
+                outln!(
                     "{name}: version {default} of {} (TF Serving: {url}/v1/models/{name}:predict, OIP: {url}/v2/models/{name}/infer)",
                     versions.len()
                 );
             }
         }
-        println!("serving on {url} (metrics at {url}/metrics); Ctrl-C stops");
+        outln!("serving on {url} (metrics at {url}/metrics); Ctrl-C stops");
         anyhow::Ok(server.run(shutdown_signal()).await)
     })?;
     // A prediction still running past the drain deadline does not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
     match drained {
-        Drained::All => println!("stopped"),
-        Drained::Cut(open) => println!(
+        Drained::All => outln!("stopped"),
+        Drained::Cut(open) => outln!(
             "stopped; {open} connection(s) still open after the {} drain were closed",
             humantime::format_duration(args_drain)
         ),
@@ -180,5 +180,5 @@ async fn shutdown_signal() {
             }
         } => {}
     }
-    eprintln!("stopping: finishing the requests in flight");
+    errln!("stopping: finishing the requests in flight");
 }

@@ -27,11 +27,11 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
     let mut failed = false;
     for file in &args.files {
         match check(paths, file, &args.params) {
-            Ok(summary) => println!("{}: ok ({summary})", file.display()),
+            Ok(summary) => outln!("{}: ok ({summary})", file.display()),
             Err(lines) => {
                 failed = true;
                 for line in lines {
-                    eprintln!("error: {line}");
+                    errln!("error: {line}");
                 }
             }
         }

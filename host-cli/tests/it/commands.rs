@@ -410,3 +410,97 @@ fn ctrl_c_stops_running_containers_and_removes_them() {
         "a container outlived the run"
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly_and_terminal_escapes_are_shown_escaped() {
+    use std::process::{Command, Stdio};
+    let home = Home::new();
+    // A task whose parameter and output carry escape sequences that would clear the
+    // screen and retitle the terminal.
+    let evil = "\x1b[2J\x1b]0;pwned\x07";
+    let component = home.dir.path().join("shout.yaml");
+    std::fs::write(
+        &component,
+        format!(
+            "name: shout\ninputs:\n- {{name: text, type: String}}\nimplementation:\n  wasm:\n    component: {}\n    args: [echo, {{inputValue: text}}]\n",
+            sluice_test_artifacts::PROBE
+        ),
+    )
+    .unwrap();
+    let pipeline = home.dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name: shout\nparams:\n  text: {{type: String}}\ntasks:\n  a: {{component: {}, inputs: {{text: {{param: text}}}}}}\n",
+            component.display()
+        ),
+    )
+    .unwrap();
+    let ran = home.expect(
+        &[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--param",
+            &format!("text={evil}"),
+        ],
+        0,
+    );
+    assert!(!ran.stderr.contains('\x1b'), "{:?}", ran.stderr);
+    let list: serde_json::Value =
+        serde_json::from_str(&home.expect(&["runs", "list", "--json"], 0).stdout).unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    for args in [
+        vec!["runs", "show", id.as_str()],
+        vec!["logs", id.as_str(), "a"],
+        vec!["runs", "show", id.as_str(), "--json"],
+    ] {
+        let shown = home.expect(&args, 0);
+        assert!(
+            !shown.stdout.contains('\x1b') && !shown.stdout.contains('\x07'),
+            "{args:?}: {:?}",
+            shown.stdout
+        );
+        assert!(
+            shown.stdout.contains("\\u001b[2J"),
+            "{args:?}: {}",
+            shown.stdout
+        );
+    }
+    // JSON output stays JSON, with the value as it was.
+    let json: serde_json::Value =
+        serde_json::from_str(&home.expect(&["runs", "show", &id, "--json"], 0).stdout).unwrap();
+    assert_eq!(json["params"]["text"], evil);
+
+    // A reader that has gone (`| head -1`): every command ends quietly, exit code 0.
+    for args in [
+        vec!["runs", "list"],
+        vec!["runs", "show", id.as_str()],
+        vec!["logs", id.as_str(), "a"],
+        vec!["plan", "examples/breast-cancer/pipeline.yaml"],
+        vec!["validate", "examples/breast-cancer/pipeline.yaml"],
+        vec!["models", "list"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(&args)
+            .current_dir(root())
+            .env("SLUICE_HOME", home.dir.path().join("home"))
+            .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
