@@ -279,6 +279,9 @@ fn loops_fan_out_and_collect() {
         ("pair.0.1", "1-20"),
         ("pair.1.0", "2-10"),
         ("pair.1.1", "2-20"),
+        // A number reaching a STRING input is its text, as the pipeline wrote it.
+        ("describe.0", "a:7"),
+        ("describe.1", "b:2.5"),
     ] {
         assert_eq!(r.output(task, "Output"), value, "{task}");
     }

@@ -5,8 +5,10 @@ use serde_json::Value as Json;
 
 use super::ir::ParameterType;
 
-/// Brings a value to its declared type: integers as integers (the IR writes an integer
-/// default as `3.0`), doubles as doubles; anything of the wrong kind is an error.
+/// Brings a value to its declared type, as KFP's backend does when it resolves a task's
+/// inputs (`normalizeResolvedParameterValue`): any value reaching a STRING input becomes
+/// its text ([`text_of`]); integers stay integers (the IR writes an integer default as
+/// `3.0`), doubles are doubles; anything else of the wrong kind is an error.
 pub fn coerce(ty: ParameterType, value: &Json) -> Result<Json, String> {
     let wrong = || {
         format!(
@@ -16,10 +18,7 @@ pub fn coerce(ty: ParameterType, value: &Json) -> Result<Json, String> {
         )
     };
     Ok(match ty {
-        ParameterType::String => match value {
-            Json::String(_) => value.clone(),
-            _ => return Err(wrong()),
-        },
+        ParameterType::String => Json::String(text_of(value)),
         ParameterType::NumberInteger => match value {
             Json::Number(n) if n.is_i64() || n.is_u64() => value.clone(),
             Json::Number(n) => {
@@ -55,6 +54,27 @@ pub fn coerce(ty: ParameterType, value: &Json) -> Result<Json, String> {
             }
         }
     })
+}
+
+/// A value as text, as KFP's backend writes a parameter value it hands on as a string
+/// (`PBValueToText`): a string as it is; a number in decimal without an exponent or a
+/// needless fraction (`7`, `0.5`, `0.0000001`); `true`/`false`; a list or struct as its
+/// compact JSON, whole numbers without a fraction; null as nothing.
+pub fn text_of(value: &Json) -> String {
+    match value {
+        Json::Null => String::new(),
+        Json::String(s) => s.clone(),
+        Json::Bool(b) => b.to_string(),
+        // Rust prints an f64 as Go's FormatFloat(f, 'f', -1, 64) does: the shortest
+        // digits that read back, never an exponent, no `.0` on a whole number.
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (None, Some(u), _) => u.to_string(),
+            (None, None, Some(f)) => f.to_string(),
+            _ => n.to_string(),
+        },
+        Json::Array(_) | Json::Object(_) => whole_numbers(value).to_string(),
+    }
 }
 
 /// Numbers inside lists and structs as KFP's backend hands them to steps: protobuf
@@ -160,5 +180,23 @@ mod tests {
         assert_eq!(render(&json!("s")), "s");
         assert_eq!(render(&json!([1, "a"])), r#"[1,"a"]"#);
         assert_eq!(render(&json!(1.5)), "1.5");
+    }
+
+    #[test]
+    fn anything_reaching_a_string_input_becomes_its_text() {
+        let text = |v: Json| coerce(ParameterType::String, &v).unwrap();
+        assert_eq!(text(json!(7.0)), json!("7"));
+        assert_eq!(text(json!(7)), json!("7"));
+        assert_eq!(text(json!(0.5)), json!("0.5"));
+        assert_eq!(text(json!(1e21)), json!("1000000000000000000000"));
+        assert_eq!(text(json!(1e-7)), json!("0.0000001"));
+        assert_eq!(text(json!(-3.25)), json!("-3.25"));
+        assert_eq!(text(json!(true)), json!("true"));
+        assert_eq!(
+            text(json!({"a": 1.0, "b": [2.0, 0.5]})),
+            json!(r#"{"a":1,"b":[2,0.5]}"#)
+        );
+        assert_eq!(text(json!([1.0, "x"])), json!(r#"[1,"x"]"#));
+        assert_eq!(text(json!("as is")), json!("as is"));
     }
 }

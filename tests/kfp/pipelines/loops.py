@@ -23,6 +23,10 @@ With the defaults, the recorded outputs are:
       0 + 1 + 4 + 9)
   pair.0.0 / pair.0.1 / pair.1.0 / pair.1.1 Output = 1-10 / 1-20 / 2-10 / 2-20
       (a loop over [1, 2] holding a loop over [10, 20])
+  describe.0 / describe.1 Output = a:7 / b:2.5
+      (a raw list of dicts mixing text and numbers, [{'label': 'a', 'size': 7},
+      {'label': 'b', 'size': 2.5}]: the compiler types every field as STRING, and KFP's
+      backend hands a number on as its text, written as the pipeline wrote it)
 
 With --param 'names=["a", "b", "c"]': upper.0 / upper.1 / upper.2 = A / B / C; the rest
 as with the defaults. With --param 'names=[]': no upper task runs; the run succeeds.
@@ -80,6 +84,11 @@ def pair(a: int, b: int) -> str:
     return f'{a}-{b}'
 
 
+@dsl.component(base_image=IMAGE)
+def describe(label: str, size: str) -> str:
+    return f'{label}:{size}'
+
+
 @dsl.pipeline(name='loops')
 def pipeline(names: List[str] = ['x', 'y']):
     with dsl.ParallelFor([1, 2, 3]) as x:
@@ -100,3 +109,6 @@ def pipeline(names: List[str] = ['x', 'y']):
     with dsl.ParallelFor([1, 2]) as a:
         with dsl.ParallelFor([10, 20]) as b:
             pair(a=a, b=b)
+
+    with dsl.ParallelFor([{'label': 'a', 'size': 7}, {'label': 'b', 'size': 2.5}]) as row:
+        describe(label=row.label, size=row.size)
