@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 LIMIT = 16 << 20
@@ -42,6 +43,16 @@ def bodies():
         if len(tfs) <= LIMIT and len(oip) <= LIMIT:
             return n, tfs, oip
         n -= 200
+
+
+def dense():
+    """An OIP body of zeros at the limit: the most elements a body can carry, so the
+    largest tensors for its size (8 bytes for every 2 of body)."""
+    n = (LIMIT - 200) // 2 // 30
+    flat = ",".join(["0"] * (n * 30))
+    body = ('{"inputs": [{"name": "features", "shape": [%d, 30], "datatype": "FP64", "data": [%s]}]}' % (n, flat)).encode()
+    assert len(body) <= LIMIT
+    return n, body
 
 
 def main():
@@ -71,19 +82,32 @@ def main():
             with open(f"/proc/{server.pid}/clear_refs", "w") as f:
                 f.write("5")
 
+        refused = []
+
         def send(url, body):
+            """Sends a body; a 503 (the body budget full past the body timeout) or a
+            connection the server closed on it is counted, not an error."""
             request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=300) as answer:
-                answer.read()
-                assert answer.status == 200, answer.status
+            try:
+                with urllib.request.urlopen(request, timeout=300) as answer:
+                    answer.read()
+                    assert answer.status == 200, answer.status
+            except urllib.error.HTTPError as e:
+                assert e.code == 503, e.code
+                refused.append(e.code)
+            except urllib.error.URLError:
+                refused.append("closed")
 
         rows, tfs, oip = bodies()
+        dense_rows, zeros = dense()
         base = f"http://127.0.0.1:{port}"
-        print(f"bodies of {rows} rows: TF Serving rows {len(tfs) / MIB:.1f} MiB, OIP tensor {len(oip) / MIB:.1f} MiB")
-        print(f"\n{'request':<22} {'before':>8} {'peak, 1':>9} {'per body':>9} {'peak, 4':>9} {'per body':>9} {'3 s after':>10}")
+        print(f"bodies of {rows} rows: TF Serving rows {len(tfs) / MIB:.1f} MiB, OIP tensor {len(oip) / MIB:.1f} MiB;")
+        print(f"OIP zeros: {dense_rows} rows of zeros in {len(zeros) / MIB:.1f} MiB")
+        print(f"\n{'request':<22} {'before':>8} {'peak, 1':>9} {'per body':>9} {'peak, 4':>9} {'per body':>9} {'3 s after':>10} {'refused':>8}")
         for name, url, body in [
             ("TF Serving rows", f"{base}/v1/models/breast-cancer:predict", tfs),
             ("OIP tensor", f"{base}/v2/models/breast-cancer/infer", oip),
+            ("OIP zeros", f"{base}/v2/models/breast-cancer/infer", zeros),
         ]:
             before = status("VmRSS")
             reset_peak()
@@ -91,6 +115,7 @@ def main():
             one = status("VmHWM")
             time.sleep(1)
             before4 = status("VmRSS")
+            refused.clear()
             reset_peak()
             threads = [threading.Thread(target=send, args=(url, body)) for _ in range(4)]
             for t in threads:
@@ -103,8 +128,10 @@ def main():
             print(
                 f"{name:<22} {before / MIB:>6.0f} M {one / MIB:>7.0f} M {(one - before) / len(body):>8.1f}x"
                 f" {four / MIB:>7.0f} M {(four - before4) / len(body) / 4:>8.1f}x {after / MIB:>8.0f} M"
+                f" {len(refused):>8}"
             )
-        print("\n(per body: peak growth over the resident memory before, as a multiple of the body's size)")
+        print("\n(per body: peak growth over the resident memory before, as a multiple of the body's size;")
+        print(" refused: of the four at once, answered 503 because the body budget stayed full)")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait()

@@ -46,8 +46,9 @@ pub struct Args {
     /// Largest request body, in KiB, as sent and once decoded
     #[arg(long, default_value_t = 16 * 1024, value_name = "KIB")]
     body_limit: usize,
-    /// Request bodies held at once, over all requests, in MiB; more wait, then get 503
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    /// Memory requests may hold at once, in MiB: their bodies as they arrive and are
+    /// decoded, and twice the tensors read from them; more wait, then get 503
+    #[arg(long, default_value_t = 128, value_name = "MIB")]
     body_budget: usize,
     /// Longest a request body may take to arrive, or an answer to be taken by its client
     #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]

@@ -581,6 +581,10 @@ fn the_pool_grows_with_demand_shrinks_when_idle_and_scales_to_zero() {
     home.expect(&["run", PIPELINE], 0);
     let run = last_run(&home);
     let (rows, expected) = test_rows_and_predictions(&home, &run);
+    // A model whose every prediction takes 300 ms, so concurrent requests overlap
+    // however fast the machine reads them.
+    let x: &[(&str, &str, &[i64])] = &[("x", "FP64", &[-1])];
+    crate::serve_spec::publish_probe(&home, "slow", x, x, json!({"spin_ms": 300}));
     let server = Server::start(
         &home,
         &[
@@ -593,49 +597,60 @@ fn the_pool_grows_with_demand_shrinks_when_idle_and_scales_to_zero() {
         ],
     );
     let http = client();
-    let metric = |http: &Client, name: &str| -> Option<u64> {
+    let metric = |http: &Client, name: &str, model: &str| -> Option<u64> {
         let text = http
             .get(format!("{}/metrics", server.url))
             .send()
             .unwrap()
             .text()
             .unwrap();
-        let series = format!(r#"{name}{{model="breast-cancer",version="1"}} "#);
+        let series = format!(r#"{name}{{model="{model}",version="1"}} "#);
         text.lines()
             .find_map(|l| l.strip_prefix(&series))
             .map(|v| v.parse().unwrap())
     };
-    let instances = |http: &Client| metric(http, "sluice_pool_instances");
-    let loads = |http: &Client| metric(http, "sluice_model_loads_total");
+    let instances = |http: &Client, model: &str| metric(http, "sluice_pool_instances", model);
+    let loads = |http: &Client| metric(http, "sluice_model_loads_total", MODEL);
     // Loaded and warmed at start: one instance.
-    assert_eq!((instances(&http), loads(&http)), (Some(1), Some(1)));
+    assert_eq!((instances(&http, MODEL), loads(&http)), (Some(1), Some(1)));
+    assert_eq!(instances(&http, "slow"), Some(1));
 
-    // Eight concurrent requests of 4,000 rows each: the pool grows, but never past 3.
-    let batch: Vec<Vec<f64>> = rows.iter().cycle().take(4000).cloned().collect();
-    let batch = Arc::new(batch);
+    // Eight concurrent requests: the pool grows to its maximum, and never past it.
     let burst: Vec<_> = (0..8)
         .map(|_| {
-            let (url, batch) = (server.url.clone(), batch.clone());
+            let url = format!("{}/v1/models/slow:predict", server.url);
             std::thread::spawn(move || {
-                infer(&client(), &url, "/v2/models/breast-cancer/infer", &batch).0
+                client()
+                    .post(url)
+                    .body(r#"{"instances": [1.5]}"#)
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
             })
         })
         .collect();
+    let mut peak = 0;
+    while !burst.iter().all(|t| t.is_finished()) {
+        peak = peak.max(instances(&http, "slow").unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for request in burst {
         assert_eq!(request.join().unwrap(), 200);
     }
-    let grown = instances(&http).unwrap();
-    assert!(
-        (2..=3).contains(&grown),
-        "{grown} instances after a burst of 8 with at most 3"
+    let grown = instances(&http, "slow").unwrap();
+    assert_eq!(
+        (peak.max(grown), grown <= 3),
+        (3, true),
+        "{grown} instances after a burst of 8 with at most 3 (peak {peak})"
     );
 
-    // Idle instances go, down to one warm instance; then the unused version unloads.
+    // Idle instances go, down to one warm instance; then the unused versions unload.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = vec![grown];
-    while instances(&http) != Some(0) {
+    while instances(&http, "slow") != Some(0) || instances(&http, MODEL) != Some(0) {
         assert!(Instant::now() < deadline, "never scaled to zero: {seen:?}");
-        let now = instances(&http).unwrap();
+        let now = instances(&http, "slow").unwrap();
         if seen.last() != Some(&now) {
             seen.push(now);
         }
@@ -654,7 +669,7 @@ fn the_pool_grows_with_demand_shrinks_when_idle_and_scales_to_zero() {
         &expected,
         "after scaling to zero",
     );
-    assert_eq!((instances(&http), loads(&http)), (Some(1), Some(2)));
+    assert_eq!((instances(&http, MODEL), loads(&http)), (Some(1), Some(2)));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::serve::{Server, client};
-use crate::serve_spec::{post, publish_probe};
+use crate::serve_spec::{post, publish_probe, python_gzip};
 use crate::support::Home;
 
 const X: &[(&str, &str, &[i64])] = &[("x", "FP64", &[-1])];
@@ -237,31 +237,158 @@ fn the_body_budget_makes_requests_wait_then_refuses_them() {
         ],
     );
     let url = format!("{}/v2/models/slow/infer", server.url);
-    // 700 KB bodies (JSON padded with spaces): two do not fit a 1 MiB budget.
-    let body = format!(
-        r#"{{"inputs": [{{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}}]{}}}"#,
-        " ".repeat(700_000)
+    let one = r#"{"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]"#;
+    // Three kinds of request of which two do not fit a 1 MiB budget: 700 KB bodies (JSON
+    // padded with spaces); the same, gzipped to a few KB, whose decoded bytes count; and
+    // 60 KB bodies of 30,000 zeros, whose tensors (240 KB, and the predictor's copy)
+    // count.
+    let padded = format!("{one}{}}}", " ".repeat(700_000));
+    let zeros = format!(
+        r#"{{"inputs": [{{"name": "x", "shape": [30000], "datatype": "FP64", "data": [{}]}}]}}"#,
+        vec!["0"; 30000].join(",")
     );
-    let first = {
-        let (url, body) = (url.clone(), body.clone());
-        std::thread::spawn(move || post(&client(), &url, body).0)
+    let gzipped = python_gzip(padded.as_bytes());
+    assert!(gzipped.len() < 20_000);
+    let send = |body: &Vec<u8>, gzip: bool| -> (u16, String) {
+        let mut request = client().post(&url).body(body.clone());
+        if gzip {
+            request = request.header("Content-Encoding", "gzip");
+        }
+        let response = request.send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
     };
-    std::thread::sleep(Duration::from_millis(500));
-    let start = Instant::now();
-    let (status, text) = post(&client(), &url, body.clone());
-    assert_eq!(status, 503, "{text}");
-    assert!(
-        text.contains("budget of 1048576 bytes allows (--body-budget)"),
-        "{text}"
+    for (kind, body, gzip) in [
+        ("padded", padded.into_bytes(), false),
+        ("gzipped", gzipped, true),
+        ("dense", zeros.into_bytes(), false),
+    ] {
+        let first = {
+            let (url, body) = (url.clone(), body.clone());
+            std::thread::spawn(move || {
+                let mut request = client().post(&url).body(body);
+                if gzip {
+                    request = request.header("Content-Encoding", "gzip");
+                }
+                request.send().unwrap().status().as_u16()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        let start = Instant::now();
+        let (status, text) = send(&body, gzip);
+        assert_eq!(status, 503, "{kind}: {text}");
+        assert!(
+            text.contains("budget of 1048576 bytes allows (--body-budget)"),
+            "{kind}: {text}"
+        );
+        assert!(
+            start.elapsed() >= Duration::from_millis(800),
+            "{kind}: {:?}",
+            start.elapsed()
+        );
+        assert_eq!(first.join().unwrap(), 200, "{kind}");
+        // Once the first answer is out, its share is back.
+        assert_eq!(send(&body, gzip).0, 200, "{kind}");
+    }
+    // A client that declares a whole body and sends none of it holds nothing.
+    let mut idle = connect(&server);
+    idle.write_all(
+        b"POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, text) = post(&client(), &url, one.to_owned() + "}");
+    assert_eq!(status, 200, "{text}");
+}
+
+#[test]
+fn a_request_whose_client_left_leaves_the_pool_as_it_was() {
+    let home = Home::new();
+    publish_probe(&home, "slow", X, X, json!({"spin_ms": 400}));
+    let server = Server::start(&home, &["--scale-to-zero", "2s", "--idle-timeout", "200ms"]);
+    let body = r#"{"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]}"#;
+    let request = format!(
+        "POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     );
+    // Three clients that hang up while their predictions run.
+    for _ in 0..3 {
+        let mut stream = connect(&server);
+        stream.write_all(request.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(stream);
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let metric = |name: &str| -> Option<u64> {
+        let text = client()
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let series = format!("{name}{{model=\"slow\",version=\"1\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map(|v| v.parse().unwrap())
+    };
+    assert_eq!(metric("sluice_pool_busy_instances"), Some(0));
+    // Nobody asks any more: the version scales to zero, as it would without them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric("sluice_pool_instances") != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "never scaled to zero: {:?} instances, {:?} busy",
+            metric("sluice_pool_instances"),
+            metric("sluice_pool_busy_instances")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_large_answer_read_slowly_arrives_whole() {
+    let home = Home::new();
+    publish_probe(&home, "echo", X, X, json!({}));
+    // A keep-alive timeout far shorter than the time the answer takes to read.
+    let server = Server::start(&home, &["--keep-alive-timeout", "1s"]);
+    let python = std::env::var("SLUICE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    // 1,000,000 values of 0.25: about 5 MB of answer, read through an 8 KiB receive
+    // buffer at about 1.5 MB/s, so the server is still writing seconds after it has
+    // the whole answer.
+    let script = r#"
+import json, socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+body = json.dumps({"instances": [0.25] * 1000000}).encode()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+s.connect((host, int(port)))
+s.sendall(b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+got = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+    time.sleep(len(chunk) / 1.5e6)
+    if b"\r\n\r\n" in got:
+        head, rest = got.split(b"\r\n\r\n", 1)
+        length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+        if len(rest) >= length:
+            break
+head, rest = got.split(b"\r\n\r\n", 1)
+print(head.split(b"\r\n")[0].decode(), len(rest), len(json.loads(rest)["predictions"]))
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, server.url.trim_start_matches("http://")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        start.elapsed() >= Duration::from_millis(800),
-        "{:?}",
-        start.elapsed()
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(first.join().unwrap(), 200);
-    // Once the first answer is out, its share is back.
-    assert_eq!(post(&client(), &url, body).0, 200);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.trim_end().ends_with(" 1000000"), "{text}");
 }
 
 #[test]

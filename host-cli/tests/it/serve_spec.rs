@@ -586,6 +586,30 @@ fn the_admin_api_takes_any_case_of_bearer_and_404s_unknown_models() {
         assert_eq!(status, 200, "{scheme}: {text}");
     }
     assert_eq!(admin("admin", "deploy", &format!("Basic {token}")).0, 401);
+    // A 401 carries its challenge, a 405 the methods the endpoint takes (RFC 9110).
+    let unauthorized = http
+        .post(format!("{}/admin/models/admin/deploy", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    assert_eq!(
+        unauthorized.headers()["www-authenticate"],
+        "Bearer realm=\"sluice admin\""
+    );
+    for (method, path, allow) in [
+        ("GET", "/v1/models/admin:predict", "POST"),
+        ("POST", "/v1/models/admin/metadata", "GET, HEAD"),
+        ("DELETE", "/v2/models/admin", "GET, HEAD"),
+        ("GET", "/v2/models/admin/infer", "POST"),
+        ("PUT", "/v1/models/admin", "GET, HEAD, POST"),
+    ] {
+        let response = http
+            .request(method.parse().unwrap(), format!("{}{path}", server.url))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+    }
     for action in ["deploy", "rollback", "unload"] {
         let (status, text) = admin("nope", action, &format!("Bearer {token}"));
         assert_eq!(status, 404, "{action}: {text}");
@@ -651,6 +675,18 @@ fn what_stock_clients_send_is_taken_and_disagreement_refused() {
         (status, error_of(&text).as_str()),
         (400, "the body names version 1, but the URL names version 2")
     );
+    let (status, text) = post(
+        &http,
+        &format!("{}/v2/models/echo/versions/2/infer", server.url),
+        request(r#""model_version": "abc", "#),
+    );
+    assert_eq!(
+        (status, error_of(&text).as_str()),
+        (
+            400,
+            "the body names version 'abc', but the URL names version 2"
+        )
+    );
     // `"outputs": []` asks for nothing, which is no request.
     let (status, text) = post(&http, &v2, request(r#""outputs": [], "#));
     assert_eq!(status, 400, "{text}");
@@ -689,7 +725,7 @@ fn what_stock_clients_send_is_taken_and_disagreement_refused() {
 
 /// A gzip stream of `bytes`, written by the Python standard library as tritonclient
 /// does (`gzip.compress`), so the test does not use the server's own decoder's crate.
-fn python_gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn python_gzip(bytes: &[u8]) -> Vec<u8> {
     let python = std::env::var("SLUICE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut child = std::process::Command::new(python)
         .args([

@@ -5,11 +5,14 @@
 //!
 //! | phase | from | until | deadline |
 //! |---|---|---|---|
-//! | idle | accept, or the end of an answer | the first byte of a request | keep-alive timeout |
+//! | idle | accept, or the end of an answer | the first byte of a request | keep-alive timeout, from the phase's start or the last byte written, whichever is later |
 //! | head | that first byte | the request's headers are complete | header timeout |
-//! | busy | the headers | the answer is written | none while the body arrives (the body timeout of `body` bounds it) or the answer is computed (the predictor's deadline bounds it); the write timeout while the client does not take the answer |
+//! | busy | the headers | hyper has taken the whole answer | none while the body arrives (the body timeout of `body` bounds it) or the answer is computed (the predictor's deadline bounds it) |
 //!
-//! Past a deadline the connection is closed. On shutdown the listener closes, idle
+//! In every phase, a write that waits for the client to take bytes has the write
+//! timeout: an answer still being sent to a client that reads it, however slowly, is
+//! never cut off; one whose client stopped reading is. Past a deadline the connection is
+//! closed. On shutdown the listener closes, idle
 //! connections close, requests in flight finish, and after the drain timeout whatever
 //! is still open is left to close with the process. Nothing here knows the protocols.
 
@@ -146,52 +149,68 @@ impl Drop for Open {
 enum Phase {
     Idle(Instant),
     Head(Instant),
-    Busy {
-        requests: usize,
-        /// Since when a write has been waiting for the client.
-        write_stalled: Option<Instant>,
-    },
+    Busy { requests: usize },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct State {
+    phase: Phase,
+    /// Since when a write has been waiting for the client to take bytes.
+    write_stalled: Option<Instant>,
+    /// When bytes were last written.
+    last_write: Option<Instant>,
 }
 
 /// What a connection is doing, shared by its stream, its service and its watchdog.
 struct Activity {
-    phase: Mutex<Phase>,
+    state: Mutex<State>,
     changed: Notify,
 }
 
 impl Activity {
     fn new() -> Activity {
         Activity {
-            phase: Mutex::new(Phase::Idle(Instant::now())),
+            state: Mutex::new(State {
+                phase: Phase::Idle(Instant::now()),
+                write_stalled: None,
+                last_write: None,
+            }),
             changed: Notify::new(),
         }
     }
 
-    fn update(&self, f: impl FnOnce(&mut Phase)) {
-        let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
-        let before = *phase;
-        f(&mut phase);
-        if *phase != before {
-            drop(phase);
+    /// Changes the state; the watchdog looks again when a deadline may have come
+    /// closer (a new phase, a write that starts to wait).
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let before = *state;
+        f(&mut state);
+        let sooner = state.phase != before.phase
+            || (state.write_stalled.is_some() && before.write_stalled.is_none());
+        drop(state);
+        if sooner {
             self.changed.notify_one();
         }
     }
 
     fn bytes_read(&self) {
-        self.update(|phase| {
-            if let Phase::Idle(_) = phase {
-                *phase = Phase::Head(Instant::now());
+        self.update(|state| {
+            if let Phase::Idle(_) = state.phase {
+                state.phase = Phase::Head(Instant::now());
             }
         });
     }
 
-    fn write_polled(&self, pending: bool) {
-        self.update(|phase| {
-            if let Phase::Busy { write_stalled, .. } = phase {
-                match (pending, &write_stalled) {
-                    (true, None) => *write_stalled = Some(Instant::now()),
-                    (false, Some(_)) => *write_stalled = None,
-                    _ => {}
+    /// A write returned: `pending` when it waits for the client, else having written
+    /// `wrote` bytes.
+    fn write_polled(&self, pending: bool, wrote: bool) {
+        self.update(|state| {
+            if pending {
+                state.write_stalled.get_or_insert_with(Instant::now);
+            } else {
+                state.write_stalled = None;
+                if wrote {
+                    state.last_write = Some(Instant::now());
                 }
             }
         });
@@ -199,52 +218,43 @@ impl Activity {
 
     /// A request's headers are complete; the returned guard ends it when dropped.
     fn request_started(self: &Arc<Self>) -> Finished {
-        self.update(|phase| {
-            *phase = match *phase {
-                Phase::Busy {
-                    requests,
-                    write_stalled,
-                } => Phase::Busy {
+        self.update(|state| {
+            state.phase = match state.phase {
+                Phase::Busy { requests } => Phase::Busy {
                     requests: requests + 1,
-                    write_stalled,
                 },
-                _ => Phase::Busy {
-                    requests: 1,
-                    write_stalled: None,
-                },
+                _ => Phase::Busy { requests: 1 },
             }
         });
         Finished(self.clone())
     }
 
     fn request_finished(&self) {
-        self.update(|phase| {
-            if let Phase::Busy {
-                requests,
-                write_stalled,
-            } = *phase
-            {
-                *phase = if requests <= 1 {
+        self.update(|state| {
+            if let Phase::Busy { requests } = state.phase {
+                state.phase = if requests <= 1 {
                     Phase::Idle(Instant::now())
                 } else {
                     Phase::Busy {
                         requests: requests - 1,
-                        write_stalled,
                     }
                 };
             }
         });
     }
 
-    /// When the current phase ends the connection, if it has a deadline.
+    /// When the connection's current state ends it, if it has a deadline.
     fn deadline(&self, limits: ConnLimits) -> Option<Instant> {
-        match *self.phase.lock().unwrap_or_else(|p| p.into_inner()) {
-            Phase::Idle(since) => Some(since + limits.keep_alive),
+        let state = *self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(since) = state.write_stalled {
+            return Some(since + limits.write);
+        }
+        match state.phase {
+            Phase::Idle(since) => {
+                let from = state.last_write.map_or(since, |w| w.max(since));
+                Some(from + limits.keep_alive)
+            }
             Phase::Head(since) => Some(since + limits.header),
-            Phase::Busy {
-                write_stalled: Some(since),
-                ..
-            } => Some(since + limits.write),
             Phase::Busy { .. } => None,
         }
     }
@@ -331,7 +341,10 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.io).poll_write(cx, data);
-        this.activity.write_polled(polled.is_pending());
+        this.activity.write_polled(
+            polled.is_pending(),
+            matches!(polled, Poll::Ready(Ok(n)) if n > 0),
+        );
         polled
     }
 
@@ -342,7 +355,10 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.activity.write_polled(polled.is_pending());
+        this.activity.write_polled(
+            polled.is_pending(),
+            matches!(polled, Poll::Ready(Ok(n)) if n > 0),
+        );
         polled
     }
 
@@ -353,7 +369,7 @@ impl AsyncWrite for Watched {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.io).poll_flush(cx);
-        this.activity.write_polled(polled.is_pending());
+        this.activity.write_polled(polled.is_pending(), false);
         polled
     }
 
@@ -375,13 +391,13 @@ mod tests {
     #[test]
     fn each_phase_has_its_deadline() {
         let a = Arc::new(Activity::new());
-        let start = match *a.phase.lock().unwrap() {
-            Phase::Idle(t) => t,
-            other => panic!("{other:?}"),
+        let phase = |a: &Activity| a.state.lock().unwrap().phase;
+        let Phase::Idle(start) = phase(&a) else {
+            panic!()
         };
         assert_eq!(a.deadline(LIMITS), Some(start + LIMITS.keep_alive));
         a.bytes_read();
-        let Phase::Head(first_byte) = *a.phase.lock().unwrap() else {
+        let Phase::Head(first_byte) = phase(&a) else {
             panic!()
         };
         assert_eq!(a.deadline(LIMITS), Some(first_byte + LIMITS.header));
@@ -396,18 +412,33 @@ mod tests {
             None,
             "body bytes belong to the busy phase"
         );
-        a.write_polled(true);
-        let Phase::Busy {
-            write_stalled: Some(since),
-            ..
-        } = *a.phase.lock().unwrap()
-        else {
-            panic!()
-        };
+        a.write_polled(true, false);
+        let since = a.state.lock().unwrap().write_stalled.unwrap();
         assert_eq!(a.deadline(LIMITS), Some(since + LIMITS.write));
-        a.write_polled(false);
+        a.write_polled(false, true);
         assert_eq!(a.deadline(LIMITS), None);
         drop(finished);
-        assert!(matches!(*a.phase.lock().unwrap(), Phase::Idle(_)));
+        assert!(matches!(phase(&a), Phase::Idle(_)));
+    }
+
+    #[test]
+    fn an_answer_still_being_written_is_not_cut_off_by_the_keep_alive_timeout() {
+        let a = Arc::new(Activity::new());
+        drop(a.request_started());
+        let Phase::Idle(idle) = a.state.lock().unwrap().phase else {
+            panic!()
+        };
+        // hyper has the whole answer; the client keeps taking it, a write at a time.
+        std::thread::sleep(Duration::from_millis(20));
+        a.write_polled(false, true);
+        let deadline = a.deadline(LIMITS).unwrap();
+        assert!(
+            deadline > idle + LIMITS.keep_alive,
+            "the last write moves it"
+        );
+        // A client that stops reading has the write timeout, even after the answer.
+        a.write_polled(true, false);
+        let since = a.state.lock().unwrap().write_stalled.unwrap();
+        assert_eq!(a.deadline(LIMITS), Some(since + LIMITS.write));
     }
 }

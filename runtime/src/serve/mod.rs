@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 
 use crate::models::{Repository, Signature};
 
-use self::body::{Body, BodyLimits};
+use self::body::{Body, BodyLimits, Budget};
 use self::conn::{ConnLimits, Drained};
 use self::metrics::Metrics;
 use self::predictor::{PoolConfig, PredictorEngine, PredictorError};
@@ -53,8 +53,10 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// Largest request body, in bytes, as sent and once decoded.
     pub body_limit: usize,
-    /// Bytes of request bodies the server holds at once, over all requests; a request
-    /// beyond it waits (within `body_timeout`) for others to finish, then gets 503.
+    /// Bytes requests may hold at once, over all requests: their bodies as they arrive
+    /// and are decoded, and twice the tensors read from them (the server's copy and the
+    /// predictor's). A request beyond it waits (within `body_timeout`) for others to
+    /// finish, then gets 503; one larger than the whole budget runs alone.
     pub body_budget: usize,
     /// Longest a request's body may take to arrive, and an answer to be taken by its
     /// client (408, or the connection closed, after it).
@@ -80,7 +82,7 @@ impl Default for ServeConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8501)),
             admin_token: None,
             body_limit: 16 << 20,
-            body_budget: 64 << 20,
+            body_budget: 128 << 20,
             body_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(5),
             keep_alive_timeout: Duration::from_secs(5),
@@ -384,6 +386,8 @@ pub(crate) struct ApiError {
     message: String,
     /// Close the connection after answering (its request body was not read whole).
     close: bool,
+    /// A header the status calls for: `Allow` with 405, `WWW-Authenticate` with 401.
+    header: Option<(header::HeaderName, &'static str)>,
 }
 
 impl ApiError {
@@ -392,6 +396,22 @@ impl ApiError {
             status,
             message: message.into(),
             close: false,
+            header: None,
+        }
+    }
+    /// 405 with the `Allow` header RFC 9110 requires (section 15.5.6).
+    fn not_allowed(message: impl Into<String>, allow: &'static str) -> ApiError {
+        ApiError {
+            header: Some((header::ALLOW, allow)),
+            ..ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message)
+        }
+    }
+    /// 401 with the challenge RFC 9110 requires (section 15.5.2), for the bearer scheme
+    /// (RFC 6750).
+    fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError {
+            header: Some((header::WWW_AUTHENTICATE, "Bearer realm=\"sluice admin\"")),
+            ..ApiError::new(StatusCode::UNAUTHORIZED, message)
         }
     }
     fn closing(self) -> ApiError {
@@ -416,6 +436,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some((name, value)) = self.header {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from_static(value));
         }
         response
     }
@@ -443,10 +468,14 @@ impl From<PredictorError> for ApiError {
 /// Routes a request, loads the version if it has to, fits the inputs to its signature
 /// (converting numbers that convert without loss), predicts, and checks what the
 /// predictor gave. `parse` builds the inputs once the signature is known.
+///
+/// The request's `budget` grows by twice the tensors' memory (this copy, and the
+/// predictor's) while they are in use, so the body budget bounds what requests hold.
 async fn predict(
     state: &AppState,
     name: &str,
     selector: &Selector,
+    budget: &mut Budget,
     parse: impl FnOnce(&Served) -> Result<Vec<Tensor>, ApiError>,
 ) -> Result<(Arc<Served>, Vec<Tensor>), (Option<u64>, ApiError)> {
     let served = state
@@ -456,6 +485,11 @@ async fn predict(
     let version = Some(served.meta.version);
     let inputs = parse(&served).map_err(|e| (version, e))?;
     let inputs = conform_inputs(&served.meta.signature, inputs).map_err(|e| (version, e))?;
+    let memory: usize = inputs.iter().map(|t| t.data.memory()).sum();
+    budget
+        .hold(memory.saturating_mul(2), state.bodies.timeout)
+        .await
+        .map_err(|e| (version, e))?;
     let pool = state
         .registry
         .pool_of(name, &served)
@@ -591,16 +625,12 @@ async fn admin(
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token);
     let Some(presented) = presented else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        return Err(ApiError::unauthorized(
             "the admin API needs `Authorization: Bearer <token>` (the token is in <home>/serve/admin-token)",
         ));
     };
     if !constant_time_eq(presented.as_bytes(), state.admin_token.as_bytes()) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "the admin token is wrong",
-        ));
+        return Err(ApiError::unauthorized("the admin token is wrong"));
     }
     let bytes = body?;
     let registry = &state.registry;
@@ -660,8 +690,13 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("{} does not take {method}", uri.path()),
-    )
+    let path = uri.path();
+    let allow = if path.starts_with("/v1/models/") {
+        "GET, HEAD, POST"
+    } else if path.starts_with("/admin/") || path.ends_with("/infer") {
+        "POST"
+    } else {
+        "GET, HEAD"
+    };
+    ApiError::not_allowed(format!("{path} does not take {method}"), allow)
 }

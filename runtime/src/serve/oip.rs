@@ -166,14 +166,15 @@ async fn run_infer(
     let started = Instant::now();
     let result = async {
         let url_version = url_version.map_err(|e| (None, e))?;
-        let (bytes, _budget) = body.map_err(|e| (None, e))?.split();
+        let (bytes, mut budget) = body.map_err(|e| (None, e))?.split();
         let header_len = header_length(headers, bytes.len()).map_err(|e| (None, e))?;
         let mut request = Request::parse(&bytes, header_len).map_err(|e| (None, e))?;
         // The tensors hold what the predictor needs; the body's bytes go now.
         drop(bytes);
         let selector = request.selector(name, url_version).map_err(|e| (None, e))?;
         let inputs = std::mem::take(&mut request.inputs);
-        let (served, outputs) = predict(state, name, &selector, |_| Ok(inputs)).await?;
+        let (served, outputs) =
+            predict(state, name, &selector, &mut budget, |_| Ok(inputs)).await?;
         let version = Some(served.meta.version);
         request
             .answer(name, &served, outputs)
@@ -305,11 +306,21 @@ impl Request {
                 "the body names model '{body_name}', but the URL names '{name}'"
             )));
         }
-        let body_version = match self.model_version.as_deref() {
-            None | Some("") => None,
-            Some(text) => Some(text.parse::<u64>().map_err(|_| {
-                ApiError::not_found(format!("model '{name}' has no version '{text}'"))
-            })?),
+        let body_version = match (self.model_version.as_deref(), url_version) {
+            (None | Some(""), _) => None,
+            (Some(text), url) => match (text.parse::<u64>(), url) {
+                (Ok(v), _) => Some(v),
+                (Err(_), Some(url)) => {
+                    return Err(ApiError::bad_request(format!(
+                        "the body names version '{text}', but the URL names version {url}"
+                    )));
+                }
+                (Err(_), None) => {
+                    return Err(ApiError::not_found(format!(
+                        "model '{name}' has no version '{text}'"
+                    )));
+                }
+            },
         };
         match (url_version, body_version) {
             (Some(url), Some(body)) if url != body => Err(ApiError::bad_request(format!(

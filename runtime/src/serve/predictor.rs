@@ -169,7 +169,7 @@ impl PredictorEngine {
             model: Arc::new(model),
             signature: Signature::default(),
             idle: Mutex::new(Vec::new()),
-            permits: tokio::sync::Semaphore::new(self.config.max_instances),
+            permits: Arc::new(tokio::sync::Semaphore::new(self.config.max_instances)),
             live: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             last_used: Mutex::new(Instant::now()),
@@ -201,7 +201,7 @@ pub struct Pool {
     idle: Mutex<Vec<(Instance, Instant)>>,
     /// One per instance the pool may have: a request holds one while it runs, so the pool
     /// never grows past its maximum and requests beyond it wait.
-    permits: tokio::sync::Semaphore,
+    permits: Arc<tokio::sync::Semaphore>,
     /// Instances in existence, idle or busy.
     live: AtomicUsize,
     busy: AtomicUsize,
@@ -291,13 +291,18 @@ impl Pool {
 
     /// Runs one batch through an idle instance, or a new one while the pool may grow;
     /// beyond its maximum, waits for an instance to come free.
+    ///
+    /// Everything after the wait happens on the blocking thread, which owns the slot,
+    /// the instance and the pool's counts until it is done: a client that goes away
+    /// mid-request drops only the wait for the answer, never the pool's bookkeeping.
     pub async fn predict(
         self: &Arc<Self>,
         inputs: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, PredictorError> {
         *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         let wait = self.engine.config.deadline;
-        let _permit = match tokio::time::timeout(wait, self.permits.acquire()).await {
+        let acquire = self.permits.clone().acquire_owned();
+        let permit = match tokio::time::timeout(wait, acquire).await {
             Ok(Ok(permit)) => permit,
             _ => {
                 return Err(PredictorError::Busy(format!(
@@ -307,34 +312,30 @@ impl Pool {
                 )));
             }
         };
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let instance = match idle {
-            Some((instance, _)) => instance,
-            None => {
-                let pool = self.clone();
-                tokio::task::spawn_blocking(move || pool.instantiate())
-                    .await
-                    .map_err(|e| PredictorError::Failed(e.to_string()))?
-                    .map_err(PredictorError::Failed)?
-                    .0
-            }
-        };
-        self.busy.fetch_add(1, Ordering::Relaxed);
         let pool = self.clone();
-        let joined = tokio::task::spawn_blocking(move || pool.run(instance, inputs)).await;
-        self.busy.fetch_sub(1, Ordering::Relaxed);
-        let (instance, result) = joined.map_err(|e| PredictorError::Failed(e.to_string()))?;
-        match instance {
-            Some(instance) => self
-                .idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((instance, Instant::now())),
-            None => {
-                self.live.fetch_sub(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let _slot = permit;
+            let idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let instance = match idle {
+                Some((instance, _)) => instance,
+                None => pool.instantiate().map_err(PredictorError::Failed)?.0,
+            };
+            let _busy = Busy::count(&pool.busy);
+            let (instance, result) = pool.run(instance, inputs);
+            match instance {
+                Some(instance) => pool
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((instance, Instant::now())),
+                None => {
+                    pool.live.fetch_sub(1, Ordering::Relaxed);
+                }
             }
-        }
-        result
+            result
+        })
+        .await
+        .map_err(|e| PredictorError::Failed(e.to_string()))?
     }
 
     /// Calls `predict`; gives the instance back unless it trapped or its memory grew past
@@ -397,6 +398,22 @@ impl Pool {
         });
         self.live.fetch_sub(dropped, Ordering::Relaxed);
         dropped
+    }
+}
+
+/// Counts a call as busy until dropped.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn count(busy: &'a AtomicUsize) -> Busy<'a> {
+        busy.fetch_add(1, Ordering::Relaxed);
+        Busy(busy)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -105,6 +105,19 @@ impl Data {
         self.len() == 0
     }
 
+    /// The memory the elements take, in bytes: their size for fixed-size types, and for
+    /// BYTES each element's bytes plus its vector (24 bytes).
+    pub fn memory(&self) -> usize {
+        match self {
+            Data::Bool(v) => v.len(),
+            Data::Int32(v) => v.len() * 4,
+            Data::Fp32(v) => v.len() * 4,
+            Data::Int64(v) => v.len() * 8,
+            Data::Fp64(v) => v.len() * 8,
+            Data::Bytes(v) => v.iter().map(|b| b.len() + 24).sum(),
+        }
+    }
+
     /// The element type.
     pub fn datatype(&self) -> Datatype {
         match self {
@@ -121,53 +134,65 @@ impl Data {
     /// float type that holds it, FP32 into FP64, FP64 into FP32 when nothing rounds,
     /// integers into narrower integers when they fit, and floats into integers when they
     /// are whole. BOOL and BYTES convert to nothing else. The error names the first element
-    /// that does not convert, and how.
+    /// that does not convert, and how. Memory: the source and the result, nothing more.
     pub fn convert(self, to: Datatype) -> Result<Data, String> {
         let from = self.datatype();
         if from == to {
             return Ok(self);
         }
         let refused = || format!("{} data cannot be converted to {}", from.name(), to.name());
-        if matches!(from, Datatype::Bool | Datatype::Bytes)
-            || matches!(to, Datatype::Bool | Datatype::Bytes)
-        {
-            return Err(refused());
-        }
-        // Every numeric element, exactly, as a wide value: integers as i128, floats as f64.
-        let wide: Vec<Wide> = match self {
-            Data::Int32(v) => v.into_iter().map(|x| Wide::Int(x.into())).collect(),
-            Data::Int64(v) => v.into_iter().map(|x| Wide::Int(x.into())).collect(),
-            Data::Fp32(v) => v.into_iter().map(|x| Wide::Float(x.into())).collect(),
-            Data::Fp64(v) => v.into_iter().map(Wide::Float).collect(),
-            Data::Bool(_) | Data::Bytes(_) => return Err(refused()),
-        };
-        let lossy = |i: usize, w: &Wide| {
+        let lossy = |i: usize, w: Wide| {
             format!(
                 "{} data cannot be converted to {} without loss: element {i} is {w}",
                 from.name(),
                 to.name()
             )
         };
-        macro_rules! each {
-            ($variant:ident, $convert:expr) => {
-                Data::$variant(
-                    wide.iter()
-                        .enumerate()
-                        .map(|(i, w)| $convert(w).ok_or_else(|| lossy(i, w)))
-                        .collect::<Result<_, _>>()?,
-                )
+        fn each<S: Copy, T>(
+            source: Vec<S>,
+            wide: fn(S) -> Wide,
+            narrow: fn(Wide) -> Option<T>,
+            lossy: &dyn Fn(usize, Wide) -> String,
+        ) -> Result<Vec<T>, String> {
+            let mut out = Vec::with_capacity(source.len());
+            for (i, &x) in source.iter().enumerate() {
+                let w = wide(x);
+                out.push(narrow(w).ok_or_else(|| lossy(i, w))?);
+            }
+            Ok(out)
+        }
+        macro_rules! into {
+            ($source:expr, $wide:expr) => {
+                match to {
+                    Datatype::Int32 => Data::Int32(each(
+                        $source,
+                        $wide,
+                        |w| w.integer().and_then(|x| i32::try_from(x).ok()),
+                        &lossy,
+                    )?),
+                    Datatype::Int64 => Data::Int64(each(
+                        $source,
+                        $wide,
+                        |w| w.integer().and_then(|x| i64::try_from(x).ok()),
+                        &lossy,
+                    )?),
+                    Datatype::Fp64 => Data::Fp64(each($source, $wide, Wide::to_f64, &lossy)?),
+                    Datatype::Fp32 => Data::Fp32(each(
+                        $source,
+                        $wide,
+                        |w| w.to_f64().and_then(exact_f32),
+                        &lossy,
+                    )?),
+                    Datatype::Bool | Datatype::Bytes => return Err(refused()),
+                }
             };
         }
-        Ok(match to {
-            Datatype::Int32 => each!(Int32, |w: &Wide| w
-                .integer()
-                .and_then(|x| i32::try_from(x).ok())),
-            Datatype::Int64 => each!(Int64, |w: &Wide| w
-                .integer()
-                .and_then(|x| i64::try_from(x).ok())),
-            Datatype::Fp64 => each!(Fp64, |w: &Wide| w.to_f64()),
-            Datatype::Fp32 => each!(Fp32, |w: &Wide| w.to_f64().and_then(exact_f32)),
-            Datatype::Bool | Datatype::Bytes => return Err(refused()),
+        Ok(match self {
+            Data::Int32(v) => into!(v, |x: i32| Wide::Int(x.into())),
+            Data::Int64(v) => into!(v, |x: i64| Wide::Int(x.into())),
+            Data::Fp32(v) => into!(v, |x: f32| Wide::Float(x.into())),
+            Data::Fp64(v) => into!(v, Wide::Float),
+            Data::Bool(_) | Data::Bytes(_) => return Err(refused()),
         })
     }
 }
@@ -293,6 +318,18 @@ impl Tensor {
         let Tensor { name, shape, data } = self;
         let want = Datatype::parse(&spec.datatype)
             .map_err(|e| format!("the model's signature is damaged: {e}"))?;
+        // The shape first: a tensor the model cannot take is not worth converting.
+        let fits = shape.len() == spec.shape.len()
+            && shape
+                .iter()
+                .zip(&spec.shape)
+                .all(|(&got, &want)| want < 0 || i64::try_from(got).is_ok_and(|g| g == want));
+        if !fits {
+            return Err(format!(
+                "input '{name}' has shape {shape:?}, but the model takes {:?} (-1 is any size)",
+                spec.shape
+            ));
+        }
         let data = if data.datatype() == want {
             data
         } else {
@@ -311,17 +348,6 @@ impl Tensor {
                 }
             })?
         };
-        let fits = shape.len() == spec.shape.len()
-            && shape
-                .iter()
-                .zip(&spec.shape)
-                .all(|(&got, &want)| want < 0 || i64::try_from(got).is_ok_and(|g| g == want));
-        if !fits {
-            return Err(format!(
-                "input '{name}' has shape {shape:?}, but the model takes {:?} (-1 is any size)",
-                spec.shape
-            ));
-        }
         Ok(Tensor { name, shape, data })
     }
 }

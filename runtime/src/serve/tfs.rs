@@ -96,9 +96,9 @@ pub(super) async fn get(State(state): State<Arc<AppState>>, Path(path): Path<Str
         match target.rest.as_str() {
             "" => status(&state, &target),
             "metadata" => metadata(&state, &target),
-            other => Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
+            other => Err(ApiError::not_allowed(
                 format!(":{other} takes POST"),
+                "POST",
             )),
         }
     })();
@@ -203,11 +203,8 @@ pub(super) async fn post(
             .into_response();
         }
         "" | "metadata" => {
-            return ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("/v1/models/{path} takes GET"),
-            )
-            .into_response();
+            return ApiError::not_allowed(format!("/v1/models/{path} takes GET"), "GET, HEAD")
+                .into_response();
         }
         other => {
             return ApiError::not_found(format!("no method ':{other}'; use :predict"))
@@ -215,16 +212,18 @@ pub(super) async fn post(
         }
     }
     let result = async {
-        let (bytes, _budget) = body.map_err(|e| (None, e))?.split();
+        let (bytes, mut budget) = body.map_err(|e| (None, e))?.split();
         let mut format = Format::Row;
         let asked = &mut format;
         // The closure owns the body's bytes, which go as soon as they are read.
-        let (served, outputs) = predict(&state, &target.name, &target.selector, move |served| {
-            let (inputs, f) = parse_request(&bytes, &served.meta.signature)?;
-            *asked = f;
-            Ok(inputs)
-        })
-        .await?;
+        let selector = &target.selector;
+        let (served, outputs) =
+            predict(&state, &target.name, selector, &mut budget, move |served| {
+                let (inputs, f) = parse_request(&bytes, &served.meta.signature)?;
+                *asked = f;
+                Ok(inputs)
+            })
+            .await?;
         let version = served.meta.version;
         let answer = match format {
             Format::Row => rows(&outputs),

@@ -151,6 +151,12 @@ pub enum InputError {
         feature: String,
         value: f64,
     },
+    /// Finite features so far outside the training data's range that the score
+    /// overflows: no probability can be given for the row.
+    #[error(
+        "input '{INPUT}' row {row} is too far outside the range the model was trained on: its score is not a finite number"
+    )]
+    OutOfRange { row: usize },
 }
 
 /// A loaded bundle, ready to predict.
@@ -298,6 +304,9 @@ impl Predictor {
                 });
             }
             let probability = self.score(chunk, &mut normalised);
+            if !probability.is_finite() {
+                return Err(InputError::OutOfRange { row });
+            }
             probabilities.push(probability);
             labels.push(self.label(probability).as_bytes().to_vec());
         }
@@ -592,6 +601,27 @@ mod tests {
                 TensorData::Fp64(vec![1.0, 2.0, 3.0, f64::NAN])
             )),
             "input 'features' element [1, 1] (feature 'b') is NaN; expected a finite number"
+        );
+        // Finite features whose terms overflow to +inf and -inf: no silent NaN.
+        let steep = Model {
+            weights: vec![10.0, -10.0],
+            ..model()
+        };
+        let flat = FittedStats {
+            columns: vec![column("a", 0.0, 1.0), column("b", 0.0, 1.0)],
+            ..stats()
+        };
+        let bundle =
+            Bundle::pack(steep.to_json().as_bytes(), flat.to_json().as_bytes(), "B").unwrap();
+        let err = Predictor::new(bundle)
+            .predict(features(
+                &[2, 2],
+                TensorData::Fp64(vec![1.0, 2.0, 1e308, 1e308]),
+            ))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "input 'features' row 1 is too far outside the range the model was trained on: its score is not a finite number"
         );
     }
 }
