@@ -575,6 +575,31 @@ fn lightweight_components_run_in_docker_from_a_local_image() {
 }
 
 #[test]
+fn every_task_ends_decided_after_a_failure_and_nested_defaults_apply() {
+    let home = Home::new();
+    let r = lightweight(&home, "failure_chain", &[], 1);
+    let state = |task: &str| r.task(task)["state"].as_str().unwrap().to_owned();
+    assert_eq!(state("zfail"), "failed");
+    for task in ["middle", "after"] {
+        assert_eq!(state(task), "skipped", "{task}");
+        assert!(
+            r.task(task)["error"]
+                .as_str()
+                .unwrap()
+                .contains("upstream task"),
+            "{task}: {}",
+            r.task(task)
+        );
+    }
+    // The exit handler ran and saw the failure.
+    assert_eq!(state("report"), "succeeded");
+    assert_eq!(r.output("report", "Output"), "FAILED");
+    // The nested pipeline's parameters the parent left unset took its defaults.
+    assert_eq!(r.output("count.0", "Output"), "n=3");
+    assert_eq!(r.output("count.1", "Output"), "n=4");
+}
+
+#[test]
 fn pipelines_used_as_components() {
     let home = Home::new();
     let r = lightweight(&home, "nested", &["-p", "x=10"], 0);

@@ -64,6 +64,20 @@ pub struct Driver {
     pub cancel: CancellationToken,
 }
 
+/// The inputs of a DAG component (a nested pipeline, a loop's body) with its defaults
+/// for the parameters the parent left unset or null.
+fn with_defaults(spec: &ComponentSpec, mut scope: Scope) -> Result<Scope, String> {
+    for (name, p) in &spec.input_definitions.parameters {
+        let unset = scope.params.get(name).is_none_or(Json::is_null);
+        if let (true, Some(default)) = (unset, &p.default_value) {
+            let value = values::coerce(p.parameter_type, default)
+                .map_err(|m| format!("input '{name}': default: {m}"))?;
+            scope.params.insert(name.clone(), value);
+        }
+    }
+    Ok(scope)
+}
+
 /// An artifact passed between tasks.
 #[derive(Clone, Debug)]
 struct Artifact {
@@ -314,36 +328,53 @@ impl Run {
             let mut started: BTreeSet<String> = BTreeSet::new();
             let mut running = FuturesUnordered::new();
             loop {
-                for (name, task) in &dag.tasks {
-                    if started.contains(name) {
-                        continue;
-                    }
-                    let upstream = ir::upstream(task);
-                    if !upstream.iter().all(|u| ends.contains_key(*u)) {
-                        continue;
-                    }
-                    started.insert(name.clone());
-                    if let Some(end) = self.gate(task, &upstream, &ends) {
-                        if let End::Skipped(reason) = &end {
-                            self.record_skipped(task, reason, &place.enter(name));
+                // Tasks decided without running (skipped, cancelled) can let others be
+                // decided in turn, whatever order their names sort in: pass over the DAG
+                // until nothing more is decided before waiting for a running task.
+                let mut decided = true;
+                while decided {
+                    decided = false;
+                    for (name, task) in &dag.tasks {
+                        if started.contains(name) {
+                            continue;
                         }
-                        ends.insert(name.clone(), end);
-                        continue;
+                        let upstream = ir::upstream(task);
+                        if !upstream.iter().all(|u| ends.contains_key(*u)) {
+                            continue;
+                        }
+                        started.insert(name.clone());
+                        if let Some(end) = self.gate(task, &upstream, &ends) {
+                            if let End::Skipped(reason) = &end {
+                                self.record_skipped(task, reason, &place.enter(name));
+                            }
+                            ends.insert(name.clone(), end);
+                            decided = true;
+                            continue;
+                        }
+                        let inputs = self.inputs(task, &scope, &ends);
+                        let run = self.clone();
+                        let (name, place) = (name.clone(), place.clone());
+                        let component = component.clone();
+                        running.push(async move {
+                            let end = run.task(component, name.clone(), inputs, place).await;
+                            (name, end)
+                        });
                     }
-                    let inputs = self.inputs(task, &scope, &ends);
-                    let run = self.clone();
-                    let (name, place) = (name.clone(), place.clone());
-                    let component = component.clone();
-                    running.push(async move {
-                        let end = run.task(component, name.clone(), inputs, place).await;
-                        (name, end)
-                    });
                 }
                 match running.next().await {
                     Some((name, end)) => {
                         ends.insert(name, end);
                     }
                     None => break,
+                }
+            }
+            // Every task ends decided; one still waiting on an upstream task that was
+            // never decided (which the checks at load time rule out) is skipped, saying so.
+            for (name, task) in &dag.tasks {
+                if !ends.contains_key(name) {
+                    let reason = "skipped: its upstream tasks never ended";
+                    self.record_skipped(task, reason, &place.enter(name));
+                    ends.insert(name.clone(), End::Skipped(reason.to_owned()));
                 }
             }
             if let Some(bad) = dag.tasks.keys().find_map(|n| match &ends[n] {
@@ -500,6 +531,15 @@ impl Run {
             let child_name = task.component_ref.name.clone();
             let child = self.component(Some(&child_name));
             if child.dag.is_some() {
+                // A nested pipeline's inputs the parent leaves unset take its defaults,
+                // as KFP's driver gives them.
+                let inputs = match with_defaults(child, inputs) {
+                    Ok(inputs) => inputs,
+                    Err(message) => {
+                        self.record_failed(task, &message, &inner);
+                        return End::Failed(message);
+                    }
+                };
                 if task.parameter_iterator.is_some() || task.artifact_iterator.is_some() {
                     return self.clone().iterate(task.clone(), inputs, inner).await;
                 }
@@ -533,9 +573,13 @@ impl Run {
             let list = match list {
                 Ok(Json::Array(items)) => items,
                 Ok(other) => {
-                    return End::Failed(format!("the loop's items are not a list: {other}"));
+                    return self.loop_failed(
+                        &task,
+                        format!("the loop's items are not a list: {other}"),
+                        &place,
+                    );
                 }
-                Err(m) => return End::Failed(m),
+                Err(m) => return self.loop_failed(&task, m, &place),
             };
             (
                 list.into_iter().map(Item::Param).collect(),
@@ -704,6 +748,20 @@ impl Run {
                 });
             }
         }
+    }
+
+    /// A loop that cannot start: its tasks are recorded as not run, saying why, and the
+    /// loop fails with the reason.
+    fn loop_failed(&self, task: &TaskSpec, reason: String, place: &Place) -> End {
+        let name = &task.task_info.name;
+        self.record_ended(
+            task,
+            TaskState::Skipped,
+            &format!("not run: loop '{name}' cannot start: {reason}"),
+            place,
+        );
+        self.stop(name);
+        End::Failed(reason)
     }
 
     fn record_skipped(&self, task: &TaskSpec, reason: &str, place: &Place) {
