@@ -532,6 +532,9 @@ fn resources_and_image_maps_reach_docker() {
     // copy: .set_cpu_limit('1').set_memory_limit('256M'); message: no limits.
     let copy = container_config(&id, "copy");
     let message = container_config(&id, "message");
+    // Limits a pipeline parameter and an upstream output decide, when the task runs.
+    let by_param = container_config(&id, "message-2");
+    let by_output = container_config(&id, "message-3");
     let kept = crate::support::containers_of(&id);
     let _ = std::process::Command::new("docker")
         .arg("rm")
@@ -544,6 +547,8 @@ fn resources_and_image_maps_reach_docker() {
     // Containers are created from the image's id.
     assert!(copy.ends_with(" 256000000 1000000000"), "{copy}");
     assert!(message.ends_with(" 0 0"), "{message}");
+    assert!(by_param.ends_with(" 128000000 0"), "{by_param}");
+    assert!(by_output.ends_with(" 96000000 0"), "{by_output}");
     assert!(
         r.task("copy")["implementation"]
             .as_str()
@@ -597,6 +602,33 @@ fn every_task_ends_decided_after_a_failure_and_nested_defaults_apply() {
     // The nested pipeline's parameters the parent left unset took its defaults.
     assert_eq!(r.output("count.0", "Output"), "n=3");
     assert_eq!(r.output("count.1", "Output"), "n=4");
+}
+
+#[test]
+fn the_process_runner_expands_the_program_and_notes_what_it_cannot_apply() {
+    let home = Home::new();
+    let r = lightweight(&home, "process_runner", &[], 0);
+    // A program an IfPresent placeholder names, chosen only once it is expanded.
+    assert_eq!(r.output("pick", "out"), "chosen");
+    assert_eq!(r.output("pick-2", "out"), "chosen");
+    let notes: Vec<&str> = r
+        .ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("note: accelerated: "))
+        .collect();
+    assert_eq!(notes.len(), 2, "{}", r.ran.stderr);
+    assert!(
+        notes.iter().any(|l| l.contains(
+            "accelerator request (1 x nvidia.com/gpu) does not apply under --runner process"
+        )),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|l| l.contains("memory limit of")
+            && l.contains("does not apply under --runner process")),
+        "{notes:?}"
+    );
 }
 
 #[test]

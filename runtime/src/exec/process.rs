@@ -48,11 +48,18 @@ fn container_of(component: &Component) -> Result<&crate::spec::ContainerSpec, St
 
 /// The program a component's command names: its first `command` element, or failing
 /// that its first `args` element, when it is a plain string.
-fn program(spec: &crate::spec::ContainerSpec) -> Option<&str> {
+/// The program a container implementation runs: its first word, when that is written
+/// out; `Ok(None)` when a placeholder gives it (`IfPresent`, `Concat`, an input's value,
+/// in KFP v1's form or the IR's `{{$...}}` and `{"IfPresent": ...}` text), so only the
+/// task's inputs decide it and it is looked for when the task runs.
+fn program(spec: &crate::spec::ContainerSpec) -> Result<Option<&str>, ()> {
     use crate::spec::placeholder::Arg;
     match spec.command.first().or(spec.args.first()) {
-        Some(Arg::Literal(p)) => Some(p),
-        _ => None,
+        Some(Arg::Literal(p)) if !p.contains("{{$") && !p.trim_start().starts_with("{\"") => {
+            Ok(Some(p))
+        }
+        Some(_) => Ok(None),
+        None => Err(()),
     }
 }
 
@@ -61,18 +68,24 @@ impl Executor for ProcessExecutor {
         Box::pin(async move {
             let spec = container_of(target.component)
                 .map_err(|message| PrepareError::Other { message })?;
-            let program = program(spec).ok_or_else(|| PrepareError::Other {
+            let program = program(spec).map_err(|()| PrepareError::Other {
                 message: format!(
                     "component '{}' names no program to run: its command is empty (the process runner cannot use an image's entrypoint)",
                     target.component.name()
                 ),
             })?;
-            let path = which::which(program).map_err(|_| PrepareError::Other {
-                message: format!("cannot find the program '{program}' on this host's PATH"),
-            })?;
+            let implementation = match program {
+                Some(program) => {
+                    let path = which::which(program).map_err(|_| PrepareError::Other {
+                        message: format!("cannot find the program '{program}' on this host's PATH"),
+                    })?;
+                    format!("process {}", path.display())
+                }
+                None => "process (its inputs name the program)".to_owned(),
+            };
             Ok(Prepared {
                 kind: Kind::Process,
-                implementation: format!("process {}", path.display()),
+                implementation,
                 reason: String::new(),
                 executable_digest: None,
                 transform: None,

@@ -1056,6 +1056,13 @@ impl Run {
             self.end_unstarted(record, TaskState::Cancelled, reason);
             return End::Cancelled;
         }
+        let resources = match &prepared.resources_at_run {
+            None => prepared.resources.clone(),
+            Some(spec) => match super::resources_at_run(spec, &scope.params) {
+                Ok(resources) => resources,
+                Err(message) => return self.fail_unstarted(record, message),
+            },
+        };
         let planned = PlannedTask {
             name: record.to_owned(),
             component: prepared.component.clone(),
@@ -1063,7 +1070,7 @@ impl Run {
             upstream: Vec::new(),
             retry: retry_spec(task),
             timeout: None,
-            resources: prepared.resources.clone(),
+            resources,
             prefer: None,
             kfp: Some(Arc::new(context)),
             keep: Vec::new(),

@@ -234,6 +234,9 @@ pub struct PreparedComponent {
     pub component: Arc<Component>,
     pub prepared: Prepared,
     pub resources: ResourceSpec,
+    /// Limits given by placeholders (`set_memory_limit(param)`), resolved from each
+    /// task's inputs when it runs; `resources` holds the rest.
+    pub resources_at_run: Option<ir::Resources>,
     pub importer: Option<ir::ImporterSpec>,
     /// A Kubernetes operation KFP's backend performs itself (`argostub/createpvc`,
     /// `argostub/deletepvc` from kfp-kubernetes): nothing to do locally.
@@ -285,6 +288,7 @@ impl KfpPipeline {
                             transform: None,
                         },
                         resources: ResourceSpec::default(),
+                        resources_at_run: None,
                         importer: Some(importer.clone()),
                         kubernetes_only: None,
                     },
@@ -306,6 +310,7 @@ impl KfpPipeline {
                             transform: None,
                         },
                         resources: ResourceSpec::default(),
+                        resources_at_run: None,
                         importer: None,
                         kubernetes_only: Some(operation.to_owned()),
                     },
@@ -317,7 +322,8 @@ impl KfpPipeline {
                 .find(|(from, _)| *from == container.image)
                 .map_or(container.image.clone(), |(_, to)| to.clone());
             let component = synthesize(&file, name, spec, Some((container, &image)))?;
-            let resources = resources(container.resources.as_ref()).map_err(|m| {
+            let (fixed, at_run) = split_resources(container.resources.as_ref());
+            let resources = resources(fixed.as_ref()).map_err(|m| {
                 fail(format!(
                     "deploymentSpec.executors.{label}.container.resources: {m}"
                 ))
@@ -340,6 +346,14 @@ impl KfpPipeline {
                     }
                     fail(message)
                 })?;
+            if prepared.kind == Kind::Process {
+                let task = name.trim_start_matches("comp-");
+                for setting in unenforced(&resources, at_run.as_ref()) {
+                    notes.push(format!(
+                        "{task}: its {setting} does not apply under --runner process; the process runs without it"
+                    ));
+                }
+            }
             if prepared.kind == Kind::Process && lightweight {
                 let pinned = pinned_kfp(container);
                 if !host_kfp.contains_key(&pinned) {
@@ -357,6 +371,7 @@ impl KfpPipeline {
                     component: Arc::new(component),
                     prepared,
                     resources,
+                    resources_at_run: at_run,
                     importer: None,
                     kubernetes_only: None,
                 },
@@ -496,6 +511,79 @@ fn synthesize(
     })
 }
 
+/// The limits and requests a process cannot be held to, named as a note says them.
+fn unenforced(fixed: &ResourceSpec, at_run: Option<&ir::Resources>) -> Vec<String> {
+    let mut settings = Vec::new();
+    if let Some(memory) = fixed.memory {
+        settings.push(format!("memory limit of {memory}"));
+    }
+    if let Some(cpu) = fixed.cpu {
+        settings.push(format!("CPU limit of {cpu}"));
+    }
+    if let Some(a) = &fixed.accelerator {
+        settings.push(format!("accelerator request ({} x {})", a.count, a.kind));
+    }
+    if let Some(spec) = at_run {
+        if let Some(text) = spec
+            .resource_memory_limit
+            .as_deref()
+            .filter(|t| t.contains("{{$"))
+        {
+            settings.push(format!("memory limit ({text})"));
+        }
+        if let Some(text) = spec
+            .resource_cpu_limit
+            .as_deref()
+            .filter(|t| t.contains("{{$"))
+        {
+            settings.push(format!("CPU limit ({text})"));
+        }
+    }
+    settings
+}
+
+/// Splits a container's resources into those written as quantities and those given by
+/// input placeholders, which only the task's inputs decide (`None` when there are none).
+fn split_resources(spec: Option<&ir::Resources>) -> (Option<ir::Resources>, Option<ir::Resources>) {
+    let Some(spec) = spec else {
+        return (None, None);
+    };
+    let deferred = |v: &Option<String>| v.as_deref().is_some_and(|t| t.contains("{{$"));
+    if !deferred(&spec.resource_memory_limit) && !deferred(&spec.resource_cpu_limit) {
+        return (Some(spec.clone()), None);
+    }
+    let mut fixed = spec.clone();
+    if deferred(&spec.resource_memory_limit) {
+        fixed.resource_memory_limit = None;
+        fixed.memory_limit = None;
+    }
+    if deferred(&spec.resource_cpu_limit) {
+        fixed.resource_cpu_limit = None;
+        fixed.cpu_limit = None;
+    }
+    (Some(fixed), Some(spec.clone()))
+}
+
+/// The limits of a task whose resources are given by placeholders, resolved from its
+/// input parameters; the error names the limit and the value that is not a quantity.
+pub(crate) fn resources_at_run(
+    spec: &ir::Resources,
+    params: &BTreeMap<String, serde_json::Value>,
+) -> Result<ResourceSpec, String> {
+    let mut resolved = spec.clone();
+    for (what, field) in [
+        ("memory limit", &mut resolved.resource_memory_limit),
+        ("CPU limit", &mut resolved.resource_cpu_limit),
+    ] {
+        if let Some(text) = field.as_deref().filter(|t| t.contains("{{$")) {
+            let value =
+                placeholders::resolve_text(text, params).map_err(|m| format!("the {what}: {m}"))?;
+            *field = Some(value);
+        }
+    }
+    resources(Some(&resolved))
+}
+
 /// CPU, memory and accelerator limits of a container executor.
 fn resources(spec: Option<&ir::Resources>) -> Result<ResourceSpec, String> {
     let Some(r) = spec else {
@@ -569,5 +657,31 @@ mod tests {
         let r = resources_of("{accelerator: {type: TPU_V3, count: 8}}").unwrap();
         assert_eq!(r.accelerator.unwrap().count, 8);
         assert!(resources_of("{resourceMemoryLimit: lots}").is_err());
+    }
+
+    #[test]
+    fn limits_given_by_placeholders_wait_for_the_tasks_inputs() {
+        let r: ir::Resources = serde_yaml_ng::from_str(
+            "{resourceMemoryLimit: \"{{$.inputs.parameters['pipelinechannel--mem']}}\", resourceCpuLimit: '2'}",
+        )
+        .unwrap();
+        let (fixed, at_run) = split_resources(Some(&r));
+        let fixed = resources(fixed.as_ref()).unwrap();
+        assert_eq!(
+            (fixed.memory, fixed.cpu.map(|c| c.millicores)),
+            (None, Some(2000))
+        );
+        let at_run = at_run.unwrap();
+        let params: BTreeMap<String, serde_json::Value> =
+            [("pipelinechannel--mem".to_owned(), serde_json::json!("300M"))].into();
+        let resolved = resources_at_run(&at_run, &params).unwrap();
+        assert_eq!(resolved.memory.unwrap().0, 300_000_000);
+        assert_eq!(
+            resources_at_run(&at_run, &BTreeMap::new()).unwrap_err(),
+            "the memory limit: '{{$.inputs.parameters['pipelinechannel--mem']}}' asks for parameter 'pipelinechannel--mem', which has no value"
+        );
+        let params: BTreeMap<String, serde_json::Value> =
+            [("pipelinechannel--mem".to_owned(), serde_json::json!("lots"))].into();
+        assert!(resources_at_run(&at_run, &params).is_err());
     }
 }

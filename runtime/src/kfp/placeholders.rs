@@ -304,6 +304,25 @@ pub fn resolve_parameter_references(params: &mut BTreeMap<String, Json>) {
     }
 }
 
+/// A text with `{{$.inputs.parameters['x']}}` placeholders resolved from `params` (as
+/// their text); an error names a parameter the text asks for and `params` lacks.
+pub fn resolve_text(text: &str, params: &BTreeMap<String, Json>) -> Result<String, String> {
+    let mut out = text.to_owned();
+    while let Some(start) = out.find("{{$.inputs.parameters['") {
+        let rest = &out[start + "{{$.inputs.parameters['".len()..];
+        let Some(end) = rest.find("']}}") else {
+            return Err(format!("'{text}' has an unfinished placeholder"));
+        };
+        let name = &rest[..end];
+        let value = params
+            .get(name)
+            .ok_or_else(|| format!("'{text}' asks for parameter '{name}', which has no value"))?;
+        let placeholder_len = "{{$.inputs.parameters['".len() + end + "']}}".len();
+        out.replace_range(start..start + placeholder_len, &render(value));
+    }
+    Ok(out)
+}
+
 /// What a step's executor output file said: parameter values, and metadata of output
 /// artifacts (for `system.Metrics`, the metrics it logged).
 #[derive(Debug, Default, PartialEq)]

@@ -2,8 +2,8 @@
 sluice-samples/probe:0.1.0: a FROM-scratch image holding the static binary `probe`
 (no shell), so every command is `probe <subcommand> ...`.
 
-Parameter: source: str (required: the absolute path of a host file; the test writes
-the text "payload" into it, with no newline).
+Parameters: source: str (required: the absolute path of a host file; the test writes
+the text "payload" into it, with no newline); memory: str = '128M'.
 Tasks (every one succeeds, and so does the run):
   message     probe write <out> msg=<text>!   (a dsl.ConcatPlaceholder into a
               dsl.OutputPath(str)); out = msg=hello!
@@ -19,6 +19,11 @@ Tasks (every one succeeds, and so does the run):
   optional-2  extra not given: the else branch, out = without
   show-env    probe env GREETING, with .set_env_variable('GREETING', 'hi from the
               pipeline'): prints that text (see `sluice logs <run> show-env`)
+  message-2   as message, with .set_memory_limit(memory): the pipeline parameter
+              decides the limit when the task runs (128M by default)
+  quantity    probe write <out> 96M
+  message-3   as message, with .set_memory_limit(quantity's out): an upstream output
+              decides the limit (96M)
 """
 from typing import Optional
 
@@ -65,8 +70,13 @@ def show_env():
     return dsl.ContainerSpec(image=IMAGE, command=['probe', 'env', 'GREETING'])
 
 
+@dsl.container_component
+def quantity(out: dsl.OutputPath(str)):
+    return dsl.ContainerSpec(image=IMAGE, command=['probe', 'write', out, '96M'])
+
+
 @dsl.pipeline(name='containers')
-def pipeline(source: str):
+def pipeline(source: str, memory: str = '128M'):
     message(text='hello')
     imported = dsl.importer(artifact_uri=source, artifact_class=dsl.Dataset, reimport=False)
     copied = copy(src=imported.output).set_cpu_limit('1').set_memory_limit('256M')
@@ -74,3 +84,6 @@ def pipeline(source: str):
     optional(extra='yes')
     optional()
     show_env().set_env_variable('GREETING', 'hi from the pipeline')
+    message(text='by parameter').set_memory_limit(memory)
+    limit = quantity()
+    message(text='by output').set_memory_limit(limit.outputs['out'])
