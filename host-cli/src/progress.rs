@@ -16,6 +16,9 @@ use crate::output::one_line;
 pub struct Plain {
     verbose: bool,
     start: Instant,
+    /// Every task the run has reported, for its count at the end (a KFP run's tasks
+    /// become known as it goes).
+    seen: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Plain {
@@ -23,6 +26,7 @@ impl Plain {
         Plain {
             verbose,
             start: Instant::now(),
+            seen: Mutex::new(Default::default()),
         }
     }
 }
@@ -30,12 +34,29 @@ impl Plain {
 impl Observer for Plain {
     fn event(&self, event: &Event) {
         let t = self.start.elapsed().as_secs_f64();
+        if let Event::TaskStarted { task, .. } | Event::TaskFinished { task, .. } = event {
+            self.seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(task.clone());
+        }
         let line = match event {
             Event::RunStarted {
                 run_id,
                 name,
                 tasks,
+            } if tasks.is_empty() => {
+                format!("run {run_id}: {name}, its tasks become known as it runs")
+            }
+            Event::RunStarted {
+                run_id,
+                name,
+                tasks,
             } => format!("run {run_id}: {name}, {} tasks", tasks.len()),
+            Event::RunFinished { run_id, state } => {
+                let n = self.seen.lock().unwrap_or_else(|p| p.into_inner()).len();
+                format!("run {run_id} {state}: {n} tasks")
+            }
             Event::TaskStarted {
                 task,
                 attempt,

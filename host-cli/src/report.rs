@@ -126,6 +126,20 @@ pub fn run_list(runs: &[RunRecord]) {
     outln!("{t}");
 }
 
+/// What the pipeline itself outputs: parameter values, and artifacts by digest.
+fn run_outputs(run: &RunRecord) {
+    if run.outputs.is_empty() {
+        return;
+    }
+    outln!("outputs");
+    for o in &run.outputs {
+        match &o.value {
+            Some(value) => outln!("  {} = {value}", o.name),
+            None => outln!("  {} = {} ({} bytes)", o.name, short(&o.digest), o.size),
+        }
+    }
+}
+
 pub fn run_details(run: &RunRecord) {
     outln!("run      {}", run.id);
     outln!("{:<8} {}", run.kind, run.name);
@@ -139,6 +153,7 @@ pub fn run_details(run: &RunRecord) {
             outln!("  {k} = {v}");
         }
     }
+    run_outputs(run);
     outln!("{}", task_rows(&run.tasks));
     for task in &run.tasks {
         if let (Some(imp), Some(why)) = (&task.implementation, &task.implementation_reason) {

@@ -638,6 +638,26 @@ fn pipelines_used_as_components() {
     assert_eq!(r.output("double", "Output"), "20");
     assert_eq!(r.output("inc", "Output"), "21");
     assert_eq!(r.output("show", "Output"), "inner gave 21");
+    // The pipeline's own output is on the run record.
+    let outputs = r.record["outputs"]
+        .as_array()
+        .expect("the run records its outputs");
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
+    assert_eq!(
+        (
+            outputs[0]["name"].as_str(),
+            outputs[0]["value"].as_str(),
+            outputs[0]["type"].as_str()
+        ),
+        (Some("Output"), Some("21"), Some("NUMBER_INTEGER"))
+    );
+    let id = r.record["id"].as_str().unwrap();
+    let shown = home.expect(&["runs", "show", id], 0);
+    assert!(
+        shown.stdout.contains("outputs\n  Output = 21\n"),
+        "{}",
+        shown.stdout
+    );
 }
 
 #[test]

@@ -64,6 +64,50 @@ pub struct Driver {
     pub cancel: CancellationToken,
 }
 
+impl Driver {
+    /// What the pipeline outputs, as records: each parameter's text stored by its
+    /// digest, each artifact (`name[i]` for a list) as the task that made it stored it.
+    fn run_outputs(&self, root: &ComponentSpec, outputs: &Outputs) -> Vec<IoRecord> {
+        let mut records = Vec::new();
+        for (name, value) in &outputs.params {
+            let text = values::render(value);
+            let Ok(stored) = self.store.put_bytes(text.as_bytes()) else {
+                continue;
+            };
+            let type_ = root
+                .output_definitions
+                .parameters
+                .get(name)
+                .map(|p| p.parameter_type.as_str().to_owned());
+            records.push(IoRecord {
+                name: name.clone(),
+                type_,
+                digest: stored.digest,
+                size: stored.size,
+                value: Some(text),
+                metadata: None,
+            });
+        }
+        for (name, list) in &outputs.artifacts {
+            for (i, a) in list.iter().enumerate() {
+                records.push(IoRecord {
+                    name: if list.len() == 1 {
+                        name.clone()
+                    } else {
+                        format!("{name}[{i}]")
+                    },
+                    type_: Some(a.type_.title().to_owned()),
+                    digest: a.digest.clone(),
+                    size: a.size,
+                    value: None,
+                    metadata: Some(a.metadata.clone()),
+                });
+            }
+        }
+        records
+    }
+}
+
 /// The inputs of a DAG component (a nested pipeline, a loop's body) with its defaults
 /// for the parameters the parent left unset or null.
 fn with_defaults(spec: &ComponentSpec, mut scope: Scope) -> Result<Scope, String> {
@@ -255,6 +299,10 @@ impl Driver {
         });
         let end = run.clone().dag(None, scope, Place::default()).await;
         drop(run);
+        if let End::Succeeded(outputs) = &end {
+            let records = self.run_outputs(&file.spec.root, outputs);
+            self.store.set_run_outputs(&run_id, &records)?;
+        }
         if let Some(cleaner) = cleaner {
             let _ = tokio::task::spawn_blocking(move || cleaner.finish()).await;
         }

@@ -356,6 +356,11 @@ impl Store {
         self.records().task_reused(run, task, inputs, cached)
     }
 
+    /// Records what the pipeline itself outputs.
+    pub fn set_run_outputs(&self, run: &str, outputs: &[IoRecord]) -> Result<(), StoreError> {
+        self.records().set_run_outputs(run, outputs)
+    }
+
     pub fn finish_run(
         &self,
         run: &str,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = r#"
 CREATE TABLE runs (
@@ -26,7 +26,8 @@ CREATE TABLE runs (
     pid            INTEGER NOT NULL,
     started_at     TEXT NOT NULL,
     ended_at       TEXT,
-    deploy         TEXT
+    deploy         TEXT,
+    outputs        TEXT
 );
 CREATE TABLE tasks (
     run_id            TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -170,6 +171,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
          ALTER TABLE io ADD COLUMN metadata TEXT;
          CREATE INDEX tasks_cache ON tasks(cache_key) WHERE cache_key IS NOT NULL;",
     ),
+    (4, "ALTER TABLE runs ADD COLUMN outputs TEXT;"),
 ];
 
 /// What starts a run record.
@@ -275,6 +277,10 @@ pub struct RunRecord {
     /// What became of the pipeline's `deploy` section, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<DeployRecord>,
+    /// What the pipeline itself outputs (a KFP pipeline's return values): parameter
+    /// values and artifacts, by name, once the run has ended with them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<IoRecord>,
     /// Empty in listings; filled by [`Records::run`].
     pub tasks: Vec<TaskRecord>,
 }
@@ -693,6 +699,21 @@ impl Records {
         Ok(())
     }
 
+    pub(super) fn set_run_outputs(
+        &mut self,
+        run: &str,
+        outputs: &[IoRecord],
+    ) -> Result<(), StoreError> {
+        let text = serde_json::to_string(outputs).expect("output records are plain data");
+        self.conn
+            .execute(
+                "UPDATE runs SET outputs = ?2 WHERE id = ?1",
+                params![run, text],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     pub(super) fn set_deploy(
         &mut self,
         run: &str,
@@ -713,7 +734,7 @@ impl Records {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy
+                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs
                  FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1",
             )
             .map_err(db_err)?;
@@ -750,7 +771,7 @@ impl Records {
         let mut run = self
             .conn
             .query_row(
-                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy
+                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs
                  FROM runs WHERE id = ?1",
                 [id],
                 run_from_row,
@@ -975,6 +996,10 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         deploy: r
             .get::<_, Option<String>>(11)?
             .and_then(|text| serde_json::from_str(&text).ok()),
+        outputs: r
+            .get::<_, Option<String>>(12)?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
         tasks: Vec::new(),
     })
 }
@@ -1105,10 +1130,11 @@ mod tests {
                 "",
             )
             .replace(
-                "    ended_at       TEXT,\n    deploy         TEXT\n",
+                "    ended_at       TEXT,\n    deploy         TEXT,\n    outputs        TEXT\n",
                 "    ended_at       TEXT\n",
             );
         assert_ne!(v1, SCHEMA);
+        assert!(!v1.contains("outputs        TEXT") && !v1.contains("deploy "));
         Connection::open(&path)
             .unwrap()
             .execute_batch(&format!("{v1} PRAGMA user_version = 1;"))
@@ -1132,6 +1158,17 @@ mod tests {
             .unwrap();
         let t = &r.run(&id).unwrap().tasks[0];
         assert_eq!(t.implementation_reason.as_deref(), Some("asked for"));
+        // The newest column is there too.
+        let output = IoRecord {
+            name: "Output".into(),
+            type_: Some("NUMBER_INTEGER".into()),
+            digest: "sha256:22".into(),
+            size: 2,
+            value: Some("21".into()),
+            metadata: None,
+        };
+        r.set_run_outputs(&id, std::slice::from_ref(&output)).unwrap();
+        assert_eq!(r.run(&id).unwrap().outputs, [output]);
     }
 
     #[test]

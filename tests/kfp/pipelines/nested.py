@@ -2,8 +2,9 @@
 downstream by the outer pipeline.
 
 Inner pipeline `inner` (x: int) -> int: double(x) then inc(double's output); returns
-inc's output. Outer pipeline `nested` (x: int = 2): a task `inner` running the inner
-pipeline with x, then show(inner's output).
+inc's output. Outer pipeline `nested` (x: int = 2) -> int: a task `inner` running the
+inner pipeline with x, then show(inner's output); it returns inner's output, so the run
+records the pipeline output Output = 5 (21 with x=10).
 
 Executor tasks, recorded under their own names (they are unique across both pipelines):
 with the defaults the run succeeds and records
@@ -39,6 +40,7 @@ def inner(x: int) -> int:
 
 
 @dsl.pipeline(name='nested')
-def pipeline(x: int = 2):
+def pipeline(x: int = 2) -> int:
     result = inner(x=x)
     show(x=result.output)
+    return result.output
