@@ -1167,7 +1167,8 @@ mod tests {
             value: Some("21".into()),
             metadata: None,
         };
-        r.set_run_outputs(&id, std::slice::from_ref(&output)).unwrap();
+        r.set_run_outputs(&id, std::slice::from_ref(&output))
+            .unwrap();
         assert_eq!(r.run(&id).unwrap().outputs, [output]);
     }
 
