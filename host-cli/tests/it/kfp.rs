@@ -887,6 +887,51 @@ fn v1_file_outputs_are_copied_out_of_the_container() {
 }
 
 #[test]
+fn v1_components_load_as_kfp_1_8_published_them() {
+    let home = Home::new();
+    // JSON-typed inputs defaulting to '' (and a JsonArray to '{}'): loaded, and the
+    // program gets the text as it is.
+    let out = home.dir.path().join("defaults");
+    home.expect(&["validate", "tests/kfp/components/json-defaults.yaml"], 0);
+    home.expect(
+        &[
+            "component",
+            "run",
+            "tests/kfp/components/json-defaults.yaml",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("seen")).unwrap(),
+        "columns= options= rows={} settings="
+    );
+    // outputMetadata: where the step writes its executor output, read back.
+    let out = home.dir.path().join("metadata");
+    home.expect(
+        &[
+            "component",
+            "run",
+            "tests/kfp/components/output-metadata.yaml",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert_eq!(std::fs::read_to_string(out.join("count")).unwrap(), "12");
+    // A duplicate key is still no component.
+    let dup = home.dir.path().join("dup.yaml");
+    std::fs::write(
+        &dup,
+        "name: d\nname: e\nimplementation: {container: {image: x, command: [x]}}\n",
+    )
+    .unwrap();
+    let ran = home.expect(&["validate", dup.to_str().unwrap()], 2);
+    assert!(ran.stderr.contains("duplicate"), "{}", ran.stderr);
+}
+
+#[test]
 fn v1_components_get_the_executor_input() {
     let home = Home::new();
     let data = home.dir.path().join("data.txt");

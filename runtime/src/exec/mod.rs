@@ -296,6 +296,10 @@ impl Bindings for TaskBindings<'_> {
         let context = crate::kfp::placeholders::context_for_v1(self.inv);
         crate::kfp::placeholders::executor_input(&context, self.paths).to_string()
     }
+    fn executor_output(&self) -> String {
+        self.paths
+            .output_root_file(crate::kfp::placeholders::EXECUTOR_OUTPUT)
+    }
 }
 
 /// Largest parameter output whose text is copied into the run record.

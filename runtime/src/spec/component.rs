@@ -201,7 +201,7 @@ impl Component {
     pub fn uses_executor_input(&self) -> bool {
         fn has(args: &[Arg]) -> bool {
             args.iter().any(|a| match a {
-                Arg::ExecutorInput => true,
+                Arg::ExecutorInput | Arg::OutputMetadata => true,
                 Arg::Concat(items) => has(items),
                 Arg::If {
                     cond,
@@ -257,7 +257,12 @@ impl ComponentSpec {
                     format!("duplicate input name '{}'", input.name),
                 ));
             }
-            if let (Some(default), Some(ty)) = (&input.default, input.param_type()) {
+            // KFP 1.8 loads a JSON-typed input's default as text without reading it
+            // (published components default a List to '' and a JsonArray to '{}'); the
+            // program gets the text as it is.
+            if let (Some(default), Some(ty)) = (&input.default, input.param_type())
+                && !matches!(ty, ParamType::JsonObject | ParamType::JsonArray)
+            {
                 ty.check(default)
                     .map_err(|m| (format!("inputs[{i}].default"), m))?;
             }

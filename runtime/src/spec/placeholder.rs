@@ -34,6 +34,9 @@ pub enum Arg {
     IsPresent(String),
     /// The KFP v2 `ExecutorInput` JSON of the task.
     ExecutorInput,
+    /// KFP 1.8's `outputMetadata`: the path of the file a step writes its executor output
+    /// to (artifact metadata, parameter values), read back after it.
+    OutputMetadata,
 }
 
 /// Which side of a component a placeholder names.
@@ -47,7 +50,7 @@ impl Arg {
     /// Calls `f` for every input or output this argument names, recursively.
     pub fn visit_references<'a>(&'a self, f: &mut impl FnMut(Port, &'a str, &'static str)) {
         match self {
-            Arg::Literal(_) | Arg::ExecutorInput => {}
+            Arg::Literal(_) | Arg::ExecutorInput | Arg::OutputMetadata => {}
             Arg::InputValue(n) => f(Port::Input, n, "inputValue"),
             Arg::InputPath(n) => f(Port::Input, n, "inputPath"),
             Arg::InputUri(n) => f(Port::Input, n, "inputUri"),
@@ -79,6 +82,8 @@ pub trait Bindings {
     fn output_path(&self, output: &str) -> String;
     /// The task's KFP `ExecutorInput` as JSON text.
     fn executor_input(&self) -> String;
+    /// Where the task's executor output file is, as the program sees it.
+    fn executor_output(&self) -> String;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,6 +158,7 @@ fn expand_one(arg: &Arg, bindings: &dyn Bindings) -> Result<Expanded, ExpandErro
         }
         Arg::IsPresent(_) => return Err(ExpandError::BareIsPresent),
         Arg::ExecutorInput => Expanded::One(bindings.executor_input()),
+        Arg::OutputMetadata => Expanded::One(bindings.executor_output()),
     })
 }
 
@@ -185,6 +191,7 @@ const PLACEHOLDERS: &[&str] = &[
     "if",
     "isPresent",
     "executorInput",
+    "outputMetadata",
 ];
 
 struct ArgVisitor;
@@ -230,6 +237,11 @@ impl<'de> Visitor<'de> for ArgVisitor {
                 // Written `{executorInput: null}` or `{executorInput: {}}`.
                 let _: de::IgnoredAny = map.next_value()?;
                 Arg::ExecutorInput
+            }
+            "outputMetadata" => {
+                // Written `{outputMetadata: null}` or `{outputMetadata: {}}` (KFP 1.8).
+                let _: de::IgnoredAny = map.next_value()?;
+                Arg::OutputMetadata
             }
             "concat" => Arg::Concat(map.next_value()?),
             "if" => {
@@ -324,6 +336,9 @@ mod tests {
         }
         fn executor_input(&self) -> String {
             "{}".into()
+        }
+        fn executor_output(&self) -> String {
+            "/tmp/outputs/.kfp/executor_output.json".into()
         }
     }
 
