@@ -644,3 +644,91 @@ fn a_task_names_a_registry_component_directly() {
         refused.stderr
     );
 }
+
+#[test]
+fn an_image_index_is_followed_to_its_wasm_manifest_or_refused_in_one_line() {
+    let home = Home::new();
+    let host = registry("SLUICE_TEST_REGISTRY");
+    let repo = unique("indexed");
+    let insecure = ["--insecure-registry", host.as_str()];
+    let pushed = home.expect(
+        &[
+            &[
+                "push",
+                wasm("validate").to_str().unwrap(),
+                &format!("oci://{host}/{repo}:component"),
+            ],
+            &insecure[..],
+        ]
+        .concat(),
+        0,
+    );
+    let pinned = pushed.stdout.lines().last().unwrap().to_owned();
+    let digest = pinned.rsplit_once('@').unwrap().1.to_owned();
+    sluice_runtime::init_tls();
+    let http = reqwest::blocking::Client::new();
+    let manifest = http
+        .get(format!("http://{host}/v2/{repo}/manifests/{digest}"))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    // An index as multi-platform tools write one: the wasm entry beside another.
+    let put_index = |tag: &str, platforms: &[(&str, &str)]| {
+        let manifests: Vec<Value> = platforms
+            .iter()
+            .map(|(os, architecture)| {
+                serde_json::json!({
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": digest,
+                    "size": manifest.len(),
+                    "platform": {"architecture": architecture, "os": os},
+                })
+            })
+            .collect();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        });
+        let response = http
+            .put(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+            .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+            .body(index.to_string())
+            .send()
+            .unwrap();
+        assert!(response.status().is_success(), "{:?}", response.text());
+    };
+    put_index("multi", &[("linux", "amd64"), ("wasip2", "wasm")]);
+    let pulled = home.expect(
+        &[
+            &["pull", &format!("oci://{host}/{repo}:multi")],
+            &insecure[..],
+        ]
+        .concat(),
+        0,
+    );
+    assert!(
+        pulled
+            .stdout
+            .contains(&format!("oci://{host}/{repo}@{digest}")),
+        "the index's wasm manifest, pinned: {}",
+        pulled.stdout
+    );
+    put_index("linux-only", &[("linux", "amd64"), ("linux", "arm64")]);
+    let refused = home.expect(
+        &[
+            &["pull", &format!("oci://{host}/{repo}:linux-only")],
+            &insecure[..],
+        ]
+        .concat(),
+        2,
+    );
+    assert_eq!(
+        refused.stderr.trim(),
+        format!(
+            "error: oci://{host}/{repo}:linux-only is an OCI image index with no wasm/wasip2 manifest (it lists linux/amd64, linux/arm64)"
+        )
+    );
+}

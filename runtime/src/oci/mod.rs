@@ -30,6 +30,16 @@ use self::cache::Cache;
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/wasm";
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// An OCI image index: a list of manifests, one per platform.
+pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker's manifest list, an image index by another name.
+const DOCKER_LIST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// What a pull accepts for a reference: a manifest, or an index to follow to one.
+const ACCEPTED: &[&str] = &[
+    MANIFEST_MEDIA_TYPE,
+    INDEX_MEDIA_TYPE,
+    DOCKER_LIST_MEDIA_TYPE,
+];
 const SCHEME: &str = "oci://";
 /// The manifest annotation holding the component file (`component.yaml`) pushed with a
 /// component, so a pipeline task can name the registry reference alone.
@@ -212,18 +222,21 @@ impl Registries {
                 "{reference} ({manifest_digest}) is not in the cache, and --offline forbids pulling it"
             ));
         }
-        let pinned = reference.at(&manifest_digest);
         let auth = self.auth(reference)?;
-        let (raw, _) = retry(reference, || {
-            self.client
-                .pull_manifest_raw(&pinned.inner, &auth, &[MANIFEST_MEDIA_TYPE])
-        })
-        .await?;
-        check_digest(
-            &raw,
-            &manifest_digest,
-            &format!("the manifest of {reference}"),
-        )?;
+        let (manifest_digest, raw) = self.manifest(reference, &manifest_digest, &auth).await?;
+        let pinned = reference.at(&manifest_digest);
+        if let Some(entry) = self.cache.entry(&manifest_digest) {
+            if reference.tag().is_some() {
+                self.cache.remember_tag(reference, &manifest_digest)?;
+            }
+            return Ok(Pulled {
+                pinned,
+                manifest_digest,
+                wasm_digest: entry.wasm_digest,
+                path: entry.path,
+                cached: true,
+            });
+        }
         let manifest: OciImageManifest = serde_json::from_slice(&raw).map_err(|e| {
             format!("the manifest of {reference} is not an OCI image manifest: {e}")
         })?;
@@ -273,15 +286,52 @@ impl Registries {
         })
     }
 
-    /// A tag's current manifest digest.
+    /// A tag's current manifest digest; when the tag names an image index, the digest
+    /// of the wasm manifest it lists.
     async fn resolve(&self, reference: &OciRef) -> Result<String, String> {
         let auth = self.auth(reference)?;
-        let (_, digest) = retry(reference, || {
+        let (raw, digest) = retry(reference, || {
             self.client
-                .pull_manifest_raw(&reference.inner, &auth, &[MANIFEST_MEDIA_TYPE])
+                .pull_manifest_raw(&reference.inner, &auth, ACCEPTED)
         })
         .await?;
-        Ok(digest)
+        check_digest(&raw, &digest, &format!("the manifest of {reference}"))?;
+        match wasm_entry(reference, &raw)? {
+            Some(child) => Ok(child),
+            None => Ok(digest),
+        }
+    }
+
+    /// The manifest at `digest`, checked against it; an image index is followed to the
+    /// `wasm`/`wasip2` manifest it lists (checked too). Returns that manifest's digest
+    /// and bytes.
+    async fn manifest(
+        &self,
+        reference: &OciRef,
+        digest: &str,
+        auth: &RegistryAuth,
+    ) -> Result<(String, Vec<u8>), String> {
+        let at = reference.at(digest);
+        let (raw, _) = retry(reference, || {
+            self.client.pull_manifest_raw(&at.inner, auth, ACCEPTED)
+        })
+        .await?;
+        check_digest(&raw, digest, &format!("the manifest of {reference}"))?;
+        let Some(child) = wasm_entry(reference, &raw)? else {
+            return Ok((digest.to_owned(), raw.to_vec()));
+        };
+        let at = reference.at(&child);
+        let (raw, _) = retry(reference, || {
+            self.client
+                .pull_manifest_raw(&at.inner, auth, &[MANIFEST_MEDIA_TYPE])
+        })
+        .await?;
+        check_digest(
+            &raw,
+            &child,
+            &format!("the manifest {reference}'s index lists"),
+        )?;
+        Ok((child, raw.to_vec()))
     }
 
     /// Pushes a component: the layer, a config naming its imports and exports, and a
@@ -465,6 +515,72 @@ pub async fn pull_for_run<'a>(
 }
 
 /// The one `application/wasm` layer of a wasm artifact manifest.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Index {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<IndexEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexEntry {
+    digest: String,
+    #[serde(default)]
+    platform: Option<IndexPlatform>,
+}
+
+#[derive(Deserialize)]
+struct IndexPlatform {
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    os: String,
+}
+
+/// When `raw` is an image index (OCI's, or Docker's manifest list), the digest of the
+/// manifest it lists for `wasm`/`wasip2`, or why it has none; `None` for a manifest.
+fn wasm_entry(reference: &OciRef, raw: &[u8]) -> Result<Option<String>, String> {
+    let Ok(index) = serde_json::from_slice::<Index>(raw) else {
+        return Ok(None);
+    };
+    let is_index = matches!(
+        index.media_type.as_deref(),
+        Some(INDEX_MEDIA_TYPE | DOCKER_LIST_MEDIA_TYPE)
+    ) || (index.media_type.is_none() && index.manifests.is_some());
+    if !is_index {
+        return Ok(None);
+    }
+    let entries = index.manifests.unwrap_or_default();
+    let wasm = entries.iter().find(|e| {
+        e.platform
+            .as_ref()
+            .is_some_and(|p| p.architecture == "wasm" && p.os == "wasip2")
+    });
+    match wasm {
+        Some(entry) => Ok(Some(entry.digest.clone())),
+        None => {
+            let platforms: Vec<String> = entries
+                .iter()
+                .map(|e| match &e.platform {
+                    Some(p) => format!("{}/{}", p.os, p.architecture),
+                    None => "no platform".to_owned(),
+                })
+                .collect();
+            Err(format!(
+                "{reference} is an OCI image index with no wasm/wasip2 manifest (it lists {})",
+                if platforms.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    platforms.join(", ")
+                }
+            ))
+        }
+    }
+}
+
 pub(crate) fn wasm_layer<'m>(
     reference: &OciRef,
     manifest: &'m OciImageManifest,
