@@ -70,6 +70,9 @@ enum Command {
     Cache(commands::registry::CacheCommand),
     /// Write a pipeline, its files and its registry components into one archive
     Bundle(commands::bundle::Args),
+    /// Look after the home's artifact store
+    #[command(subcommand)]
+    Store(commands::store::Command),
 }
 
 /// Where the store and caches live, from `--home` and `--cache-dir`.
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::registry::inspect(&paths, args),
         Command::Cache(cmd) => commands::registry::cache(&paths, cmd),
         Command::Bundle(args) => commands::bundle::run(&paths, args),
+        Command::Store(cmd) => commands::store::run(&paths, cmd),
     };
     match result {
         Ok(code) => code,

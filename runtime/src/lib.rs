@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod events;
 pub mod exec;
 pub mod kfp;
+pub mod maintenance;
 pub mod models;
 pub mod oci;
 pub mod plan;
@@ -34,7 +35,56 @@ pub fn init_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Whether a process of this machine is still running.
-pub(crate) fn process_alive(pid: u32) -> bool {
-    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+/// Whether the process that recorded something as `pid` at `since` still runs: a
+/// process with that id exists and started no later than `since` (one that started later
+/// reuses the id of one that ended). Without `since`, whether the id is in use.
+pub(crate) fn process_alive(pid: u32, since: Option<jiff::Timestamp>) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        return false;
+    }
+    match (since, process_started_at(pid)) {
+        // A second of slack: the record's time and the kernel's clock ticks round apart.
+        (Some(since), Some(started)) => started <= since + jiff::SignedDuration::from_secs(1),
+        _ => true,
+    }
+}
+
+/// When a process started, from `/proc/<pid>/stat` (its start in clock ticks after boot)
+/// and `/proc/stat` (the boot time).
+fn process_started_at(pid: u32) -> Option<jiff::Timestamp> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, field 2, is in parentheses and may hold spaces.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let ticks: u64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let per_second = rustix::param::clock_ticks_per_second();
+    let nanos = i128::from(ticks) * 1_000_000_000 / i128::from(per_second.max(1));
+    jiff::Timestamp::from_nanosecond(i128::from(boot) * 1_000_000_000 + nanos).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_counts_as_alive_only_if_it_started_before_the_record() {
+        let now = jiff::Timestamp::now();
+        // pid 1 has run since boot: alive for a record made now, not for one made
+        // before it started (that pid would have been another process's).
+        assert!(process_alive(1, Some(now)));
+        assert!(!process_alive(1, Some(jiff::Timestamp::UNIX_EPOCH)));
+        assert!(process_alive(1, None));
+        assert!(process_started_at(1).is_some_and(|t| t <= now));
+        // A pid nothing uses.
+        assert!(!process_alive(u32::MAX - 7, None));
+    }
 }

@@ -12,6 +12,7 @@ pub mod registry;
 pub mod run;
 pub mod runs;
 pub mod serve;
+pub mod store;
 pub mod validate;
 
 use std::io::IsTerminal;

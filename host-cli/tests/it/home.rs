@@ -78,3 +78,124 @@ fn two_runs_at_once_in_one_home_are_both_recorded_whole() {
         }
     }
 }
+
+#[test]
+fn a_run_whose_process_died_ends_interrupted_when_the_home_is_next_opened() {
+    let home = Home::new();
+    let spin = root().join("tests/cases/components/spin.yaml");
+    let echo = root().join("tests/cases/components/echo.yaml");
+    let pipeline = home.dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name: killed\ntasks:\n  loop: {{component: {}, timeout: 10m}}\n  after: {{component: {}, inputs: {{text: hi}}, after: [loop]}}\n",
+            spin.display(),
+            echo.display()
+        ),
+    )
+    .unwrap();
+    let (mut child, _stderr, seen) = home.start_run(&pipeline, "loop: started");
+    assert!(seen.contains("loop: started"), "{seen}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The next process to open the home ends the record, saying why.
+    let list: Vec<Value> =
+        serde_json::from_str(&home.expect(&["runs", "list", "--json"], 0).stdout).unwrap();
+    let id = list[0]["id"].as_str().unwrap();
+    let shown: Value =
+        serde_json::from_str(&home.expect(&["runs", "show", id, "--json"], 0).stdout).unwrap();
+    assert_eq!(shown["state"], "interrupted", "{shown}");
+    assert!(
+        shown["error"]
+            .as_str()
+            .unwrap()
+            .contains("ended before the run did"),
+        "{shown}"
+    );
+    let task = |name: &str| {
+        shown["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(task("loop")["state"], "failed", "{shown}");
+    assert!(
+        task("loop")["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted: ")
+    );
+    assert_eq!(task("after")["state"], "skipped", "{shown}");
+    assert_eq!(
+        task("after")["error"],
+        "not started: the run was interrupted"
+    );
+}
+
+#[test]
+fn store_gc_removes_only_what_nothing_refers_to() {
+    let home = Home::new();
+    home.expect(&["run", "examples/breast-cancer/pipeline.yaml"], 0);
+    // An artifact no run records (as a run that died between storing an output and
+    // recording it would leave), and a write that never finished.
+    let store = sluice_runtime::store::Store::open(&home.dir.path().join("home")).unwrap();
+    let stray = store.put_bytes(b"nobody's output").unwrap();
+    drop(store);
+    std::fs::write(home.dir.path().join("home/tmp/.tmpUnfinished"), b"half").unwrap();
+    let before: Value =
+        serde_json::from_str(&home.expect(&["runs", "list", "--json"], 0).stdout).unwrap();
+    let run = before[0]["id"].as_str().unwrap().to_owned();
+
+    let dry = home.expect(&["store", "gc", "--dry-run"], 0);
+    assert!(
+        dry.stdout
+            .contains(&format!("would remove {}", stray.digest)),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("would remove 1 artifacts"),
+        "{}",
+        dry.stdout
+    );
+    let path = |digest: &str| {
+        home.dir
+            .path()
+            .join("home/artifacts/sha256")
+            .join(&digest[7..9])
+            .join(&digest[7..])
+    };
+    assert!(path(&stray.digest).exists(), "a dry run removes nothing");
+
+    let gc = home.expect(&["store", "gc"], 0);
+    assert!(
+        gc.stdout.contains("removed 1 artifacts") && gc.stdout.contains("and 1 unfinished writes"),
+        "{}",
+        gc.stdout
+    );
+    assert!(!path(&stray.digest).exists());
+    assert!(!home.dir.path().join("home/tmp/.tmpUnfinished").exists());
+    // Everything the run recorded is still there: its outputs read back whole, and a
+    // rerun from the record succeeds.
+    let shown: Value =
+        serde_json::from_str(&home.expect(&["runs", "show", &run, "--json"], 0).stdout).unwrap();
+    for task in shown["tasks"].as_array().unwrap() {
+        for output in task["outputs"].as_array().unwrap() {
+            if output["metadata"]["in_memory"] == true {
+                continue;
+            }
+            let digest = output["digest"].as_str().unwrap();
+            assert!(path(digest).exists(), "{}: {digest}", task["name"]);
+        }
+    }
+    home.expect(&["runs", "rerun", &run], 0);
+    let again = home.expect(&["store", "gc"], 0);
+    assert!(
+        again.stdout.contains("removed 0 artifacts"),
+        "{}",
+        again.stdout
+    );
+}

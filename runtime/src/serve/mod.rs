@@ -288,7 +288,7 @@ pub fn find_server(home: &Path) -> Option<(String, String)> {
         Some(url) => url,
         None => {
             let info = read_info(&home.join(SERVER_FILE))?;
-            if !crate::process_alive(info.pid) {
+            if !crate::process_alive(info.pid, None) {
                 return None;
             }
             info.url

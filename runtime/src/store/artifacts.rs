@@ -239,6 +239,68 @@ impl Artifacts {
         link_file(&src, dest)
     }
 
+    /// Every artifact in the store: its digest, path, size in bytes and when it was last
+    /// written.
+    pub(super) fn list(&self) -> Result<Vec<Stored>, StoreError> {
+        let mut all = Vec::new();
+        let base = self.root.join("sha256");
+        let shards = match fs::read_dir(&base) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(all),
+            Err(e) => return Err(StoreError::io("read", &base, e)),
+        };
+        for shard in shards {
+            let shard = shard.map_err(|e| StoreError::io("read", &base, e))?.path();
+            let entries = fs::read_dir(&shard).map_err(|e| StoreError::io("read", &shard, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| StoreError::io("read", &shard, e))?;
+                let path = entry.path();
+                let Some(hex) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let meta =
+                    fs::symlink_metadata(&path).map_err(|e| StoreError::io("read", &path, e))?;
+                let size = if meta.is_dir() {
+                    tree_size(&path)
+                } else {
+                    meta.len()
+                };
+                all.push(Stored {
+                    digest: format!("sha256:{hex}"),
+                    path,
+                    size,
+                    modified: meta.modified().ok(),
+                });
+            }
+        }
+        Ok(all)
+    }
+
+    /// Removes an artifact (a file, or a folder's tree) from the store.
+    pub(super) fn remove(&self, stored: &Stored) -> Result<(), StoreError> {
+        let removed = if stored.path.is_dir() {
+            fs::remove_dir_all(&stored.path)
+        } else {
+            fs::remove_file(&stored.path)
+        };
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&stored.digest);
+        removed.map_err(|e| StoreError::io("remove", &stored.path, e))
+    }
+
+    /// Temporary files left by writes that never finished (a process that died).
+    pub(super) fn leftovers(&self) -> Vec<(PathBuf, Option<std::time::SystemTime>)> {
+        fs::read_dir(&self.tmp)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| (e.path(), e.metadata().ok().and_then(|m| m.modified().ok())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Copies an artifact out to a user's path: new files with the process's umask,
     /// renamed over whatever was there.
     pub(super) fn export(&self, digest: &str, dest: &Path) -> Result<(), StoreError> {
@@ -249,6 +311,30 @@ impl Artifacts {
         self.verify(digest)?;
         copy_out(&src, dest)
     }
+}
+
+/// An artifact as the store holds it.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub digest: String,
+    pub path: PathBuf,
+    /// Bytes, over every file of a folder artifact.
+    pub size: u64,
+    pub modified: Option<std::time::SystemTime>,
+}
+
+fn tree_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => tree_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 enum Entry {

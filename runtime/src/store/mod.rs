@@ -19,7 +19,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub use artifacts::ArtifactRef;
+pub use artifacts::{ArtifactRef, Stored};
 pub use records::{
     AttemptRecord, CachedTask, DeployRecord, DeployState, IoRecord, LogRecord, NewRun, NewTask,
     RunKind, RunRecord, RunState, TaskRecord, TaskState,
@@ -94,6 +94,20 @@ pub fn default_home() -> Result<PathBuf, StoreError> {
     env("HOME")
         .map(|h| h.join(".local/share/sluice"))
         .ok_or(StoreError::NoHome)
+}
+
+/// What [`Store::collect_garbage`] removed (or, dry, would remove).
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub removed: Vec<Stored>,
+    /// Bytes of the removed artifacts.
+    pub bytes: u64,
+    /// Artifacts kept because something refers to them.
+    pub kept: usize,
+    /// Artifacts kept because a run in progress may yet record them.
+    pub in_progress: usize,
+    /// Temporary files of unfinished writes removed.
+    pub leftovers: usize,
 }
 
 /// Copies a file to a user's path as a new file with the process's umask (0644 under
@@ -354,6 +368,57 @@ impl Store {
         cached: &CachedTask,
     ) -> Result<(), StoreError> {
         self.records().task_reused(run, task, inputs, cached)
+    }
+
+    /// Removes every artifact whose digest is not in `keep` and no run refers to, and the
+    /// temporary files of writes that never finished. While a run is in progress,
+    /// whatever was written since it started stays (its outputs may not be recorded
+    /// yet). With `dry_run`, removes nothing and reports what it would remove.
+    pub fn collect_garbage(
+        &self,
+        keep: &std::collections::HashSet<String>,
+        dry_run: bool,
+    ) -> Result<Collected, StoreError> {
+        let referenced = self.records().referenced_digests()?;
+        let since: Option<std::time::SystemTime> = self.records().running_since()?.map(|t| {
+            std::time::SystemTime::UNIX_EPOCH
+                + t.duration_since(jiff::Timestamp::UNIX_EPOCH).unsigned_abs()
+        });
+        let recent = |modified: Option<std::time::SystemTime>| match (since, modified) {
+            (Some(since), Some(m)) => m >= since,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let mut collected = Collected::default();
+        for stored in self.artifacts.list()? {
+            if referenced.contains(&stored.digest) || keep.contains(&stored.digest) {
+                collected.kept += 1;
+                continue;
+            }
+            if recent(stored.modified) {
+                collected.in_progress += 1;
+                continue;
+            }
+            if !dry_run {
+                self.artifacts.remove(&stored)?;
+            }
+            collected.bytes += stored.size;
+            collected.removed.push(stored);
+        }
+        for (path, modified) in self.artifacts.leftovers() {
+            if recent(modified) {
+                continue;
+            }
+            if !dry_run {
+                let _ = if path.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+            }
+            collected.leftovers += 1;
+        }
+        Ok(collected)
     }
 
     /// Records what the pipeline itself outputs.

@@ -396,7 +396,130 @@ impl Records {
             }
         }
         tx.commit().map_err(db_err)?;
-        Ok(Records { conn })
+        let mut records = Records { conn };
+        records.end_interrupted()?;
+        Ok(records)
+    }
+
+    /// Ends every run recorded as running by a Sluice process that is gone (killed, or
+    /// unable to write its record's end, as on a full disk): the run `interrupted`, its
+    /// running tasks and attempts `failed` and its pending tasks `skipped`, each with the
+    /// reason. Returns how many runs it ended.
+    pub(super) fn end_interrupted(&mut self) -> Result<usize, StoreError> {
+        let running: Vec<(String, u32, Option<String>)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id, pid, started_at FROM runs WHERE state = 'running'")
+                .map_err(db_err)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(db_err)?
+                .collect::<Result<_, _>>()
+                .map_err(db_err)?
+        };
+        let mut ended = 0;
+        for (id, pid, started) in running {
+            if crate::process_alive(pid, started.as_deref().and_then(|t| t.parse().ok())) {
+                continue;
+            }
+            let now = ts(Timestamp::now());
+            let why = format!(
+                "interrupted: the Sluice process running it (pid {pid}) ended before the run did"
+            );
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            // Another process may have ended it meanwhile.
+            let still: bool = tx
+                .query_row(
+                    "SELECT state = 'running' FROM runs WHERE id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            if !still {
+                continue;
+            }
+            tx.execute(
+                "UPDATE attempts SET state = 'failed', error = COALESCE(error, ?2), ended_at = ?3
+                 WHERE run_id = ?1 AND state = 'running'",
+                params![id, why, now],
+            )
+            .map_err(db_err)?;
+            tx.execute(
+                "UPDATE tasks SET state = 'failed', error = COALESCE(error, ?2), ended_at = ?3
+                 WHERE run_id = ?1 AND state = 'running'",
+                params![id, why, now],
+            )
+            .map_err(db_err)?;
+            tx.execute(
+                "UPDATE tasks SET state = 'skipped', error = COALESCE(error, ?2), ended_at = ?3
+                 WHERE run_id = ?1 AND state = 'pending'",
+                params![id, "not started: the run was interrupted", now],
+            )
+            .map_err(db_err)?;
+            tx.execute(
+                "UPDATE runs SET state = 'interrupted', error = ?2, ended_at = ?3 WHERE id = ?1",
+                params![id, why, now],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            ended += 1;
+        }
+        Ok(ended)
+    }
+
+    /// Every artifact digest a run refers to: its tasks' inputs and outputs, and its own
+    /// outputs.
+    pub(super) fn referenced_digests(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut digests = std::collections::HashSet::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT digest FROM io")
+            .map_err(db_err)?;
+        for digest in stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db_err)?
+        {
+            digests.insert(digest.map_err(db_err)?);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT outputs FROM runs WHERE outputs IS NOT NULL")
+            .map_err(db_err)?;
+        for text in stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db_err)?
+        {
+            let outputs: Vec<IoRecord> =
+                serde_json::from_str(&text.map_err(db_err)?).unwrap_or_default();
+            digests.extend(outputs.into_iter().map(|o| o.digest));
+        }
+        Ok(digests)
+    }
+
+    /// When the earliest run that is still running started, if any runs.
+    pub(super) fn running_since(&self) -> Result<Option<Timestamp>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT pid, started_at FROM runs WHERE state = 'running'")
+            .map_err(db_err)?;
+        let rows: Vec<(u32, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?
+            .collect::<Result<_, _>>()
+            .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(pid, started)| {
+                let started = started.and_then(|t| t.parse::<Timestamp>().ok());
+                crate::process_alive(pid, started)
+                    .then_some(started)
+                    .flatten()
+            })
+            .min())
     }
 
     /// Records a new run with its tasks, all pending, and returns its id.
@@ -977,7 +1100,8 @@ fn insert_io(
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let state = RunState::parse(&r.get::<_, String>(6)?).unwrap_or(RunState::Failed);
     let pid: u32 = r.get(10)?;
-    let state = if state == RunState::Running && !crate::process_alive(pid) {
+    let started = opt_ts(r.get(8)?);
+    let state = if state == RunState::Running && !crate::process_alive(pid, started) {
         RunState::Interrupted
     } else {
         state
