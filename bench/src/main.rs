@@ -288,6 +288,7 @@ async fn run_graph(
             keep_going: false,
             keep_work: false,
             fuse: true,
+            default_timeout: None,
         },
         cancel: CancellationToken::new(),
     };
@@ -449,6 +450,7 @@ async fn containers(scratch: &Path) -> Result<()> {
                 keep_going: false,
                 keep_work: false,
                 fuse: true,
+                default_timeout: None,
             },
             cancel: CancellationToken::new(),
         };
@@ -754,6 +756,7 @@ async fn run_chain(
             keep_going: false,
             keep_work: false,
             fuse,
+            default_timeout: None,
         },
         cancel: CancellationToken::new(),
     };

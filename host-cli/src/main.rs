@@ -86,6 +86,7 @@ pub const BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    sluice_runtime::raise_open_files_limit();
     let paths = Paths {
         home: cli.home,
         cache_dir: cli.cache_dir,

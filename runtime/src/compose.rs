@@ -26,8 +26,12 @@ pub fn compose(socket: &Path, plugs: &[PathBuf]) -> Result<Composed, Vec<String>
     let one = |m: String| vec![m];
     let mut graph = CompositionGraph::new();
     let load = |graph: &mut CompositionGraph, name: &str, path: &Path| {
-        let bytes = std::fs::read(path)
-            .map_err(|e| format!("{}: cannot read the component: {e}", path.display()))?;
+        let bytes = crate::files::read_limited(
+            path,
+            crate::files::WASM_FILE_MAX,
+            crate::files::Follow::Yes,
+        )
+        .map_err(|e| format!("{}: cannot read the component: {e}", path.display()))?;
         let package = Package::from_bytes(name, None, bytes, graph.types_mut()).map_err(|e| {
             format!(
                 "{}: not a component that can be composed: {}",

@@ -6,6 +6,7 @@ pub mod compose;
 pub mod deploy;
 pub mod events;
 pub mod exec;
+pub mod files;
 pub mod kfp;
 pub mod maintenance;
 pub mod models;
@@ -33,6 +34,25 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// pulls, admin requests) needs one. Idempotent.
 pub fn init_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Raises the process's soft limit on open descriptors (`RLIMIT_NOFILE`) to its hard
+/// limit, as long-running servers and build tools do: wasm tasks side by side, each
+/// allowed its own `resources.open_files`, and containers' log streams share it, and the
+/// usual soft limit of 1024 is below what they may hold together. Returns the limit now
+/// in force, `None` when it cannot be read.
+pub fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum
+        && limit.current.is_some_and(|soft| soft < hard)
+    {
+        limit.current = Some(hard);
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            return getrlimit(Resource::Nofile).current;
+        }
+    }
+    limit.current.or(limit.maximum)
 }
 
 /// Whether the process that recorded something as `pid` at `since` still runs: a

@@ -21,10 +21,11 @@ fn main() {
             components.join(entry).display()
         );
     }
+    // Every file, not the folders: a folder named here is only as new as its own entries.
     for entry in fs::read_dir(&components).unwrap().flatten() {
         let path = entry.path();
         if path.is_dir() && path.file_name().is_some_and(|n| n != "target") {
-            println!("cargo:rerun-if-changed={}", path.display());
+            watch_files(&path);
         }
     }
 
@@ -116,4 +117,16 @@ fn cargo_build(components: &Path, target_dir: &Path, target: &str, select: &[&st
         panic!("building the sample components for {target} failed:\n{stderr}{hint}");
     }
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Asks cargo to rerun this script when any file under `dir` changes.
+fn watch_files(dir: &Path) {
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            watch_files(&path);
+        } else {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
 }

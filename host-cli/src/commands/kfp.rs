@@ -49,6 +49,7 @@ pub fn run(paths: &Paths, args: &super::run::Args) -> Result<ExitCode> {
         keep_going: args.keep_going,
         keep_work: args.keep_work,
         no_cache: args.no_cache,
+        default_timeout: args.exec.timeout,
         ..Options::default()
     };
     if let Some(p) = args.parallelism {

@@ -74,6 +74,10 @@ pub struct ExecArgs {
     /// Leave each task's container in place (stopped) for debugging
     #[arg(long)]
     keep_containers: bool,
+    /// Wall-clock limit of one attempt of every task that sets no `timeout` (`90s`,
+    /// `2h`); without it, wasm attempts stop after 1h and others run until they end
+    #[arg(long, value_name = "DURATION", value_parser = serve::duration)]
+    pub timeout: Option<std::time::Duration>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Registry references to replace with pinned ones (set by `sluice runs rerun`).
@@ -188,13 +192,14 @@ pub fn execute(
     paths: &Paths,
     plan: Plan,
     kind: RunKind,
-    options: Options,
+    mut options: Options,
     exec: &ExecArgs,
     display: Display,
     verbose: bool,
 ) -> Result<(ExitCode, String, Arc<Store>)> {
     let store = Arc::new(open_store(paths)?);
     let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
+    options.default_timeout = exec.timeout;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

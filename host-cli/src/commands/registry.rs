@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use sluice_runtime::files;
 use sluice_runtime::oci::{OciRef, Registries};
 use sluice_runtime::spec::Component;
 
@@ -81,13 +82,13 @@ pub fn push(paths: &Paths, args: PushArgs) -> Result<ExitCode> {
                 args.file.display()
             )
         })?;
-        let text = std::fs::read_to_string(&args.file)
+        let text = files::read_text_limited(&args.file, files::SPEC_FILE_MAX, files::Follow::Yes)
             .with_context(|| format!("cannot read {}", args.file.display()))?;
         (wasm, Some(text))
     } else {
         (args.file.clone(), None)
     };
-    let wasm = std::fs::read(&wasm_file)
+    let wasm = files::read_limited(&wasm_file, files::WASM_FILE_MAX, files::Follow::Yes)
         .with_context(|| format!("cannot read {}", wasm_file.display()))?;
     let title = wasm_file.file_name().map_or("component.wasm".into(), |n| {
         n.to_string_lossy().into_owned()

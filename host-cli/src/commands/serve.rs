@@ -64,7 +64,7 @@ pub struct Args {
     drain_timeout: Duration,
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("expected a duration such as 30s or 5m: {e}"))
 }
 

@@ -48,7 +48,8 @@ fn check(
     file: &std::path::Path,
     params: &[(String, String)],
 ) -> Result<String, Vec<String>> {
-    let one = |e: &dyn std::fmt::Display| vec![e.to_string()];
+    // The whole chain: `cannot read x.yaml: is a character device, not a regular file`.
+    let one = |e: &dyn std::error::Error| vec![sluice_runtime::error_chain(e)];
     match detect_kind(file).map_err(|e| one(&e))? {
         DocumentKind::Component => {
             let c = Component::load(file).map_err(|e| one(&e))?;
@@ -69,7 +70,8 @@ fn check(
                     resources: &resources,
                     prefer: None,
                 };
-                let described = super::describe(paths, vec![target]).map_err(|e| one(&e))?;
+                let described =
+                    super::describe(paths, vec![target]).map_err(|e| vec![format!("{e:#}")])?;
                 if let Some(problem) = transform_problem(&c, &described[0]) {
                     return Err(vec![format!(
                         "{}: implementation.wasm.transform: {problem}",

@@ -183,6 +183,23 @@ fn bad_input_exits_2_with_one_line() {
             ],
             "error: param 'data': cannot import /no/such.csv: cannot read /no/such.csv: No such file or directory (os error 2)",
         ),
+        // Devices and folders are refused by what they are, never read.
+        (
+            vec!["run", "/dev/zero"],
+            "error: cannot read /dev/zero: is a character device, not a regular file",
+        ),
+        (
+            vec!["validate", "/dev/zero"],
+            "error: cannot read /dev/zero: is a character device, not a regular file",
+        ),
+        (
+            vec!["component", "run", "/dev/zero", "-o", "out"],
+            "error: cannot read /dev/zero: is a character device, not a regular file",
+        ),
+        (
+            vec!["run", "examples"],
+            "error: cannot read examples: is a folder, not a regular file",
+        ),
         (
             vec![
                 "run",
@@ -503,4 +520,98 @@ fn a_closed_stdout_ends_quietly_and_terminal_escapes_are_shown_escaped() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn a_wasm_component_path_must_be_a_regular_file() {
+    let home = Home::new();
+    for (wasm, what) in [("/dev/zero", "a character device"), ("/tmp", "a folder")] {
+        let component = home.dir.path().join("c.yaml");
+        std::fs::write(
+            &component,
+            format!("name: c\nimplementation:\n  wasm: {{component: {wasm}}}\n"),
+        )
+        .unwrap();
+        let out = home.dir.path().join("out");
+        let ran = home.expect(
+            &[
+                "component",
+                "run",
+                component.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            2,
+        );
+        assert_eq!(
+            ran.stderr.trim(),
+            format!(
+                "error: task 'c': cannot read wasm component {wasm}: is {what}, not a regular file"
+            )
+        );
+    }
+}
+
+/// A guest asleep in a host call is stopped by the deadline at once, not left running.
+#[test]
+fn component_run_stops_an_attempt_at_its_timeout() {
+    let home = Home::new();
+    let component = home.dir.path().join("sleep.yaml");
+    std::fs::write(
+        &component,
+        format!(
+            "name: sleep\nimplementation:\n  wasm: {{component: {}, args: [sleep, '600000']}}\n",
+            sluice_test_artifacts::PROBE
+        ),
+    )
+    .unwrap();
+    let out = home.dir.path().join("out");
+    let ran = home.expect(
+        &[
+            "component",
+            "run",
+            component.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--timeout",
+            "1s",
+        ],
+        1,
+    );
+    assert!(
+        ran.stderr.contains("sleep: failed in 1.0") && ran.stderr.contains("timed out after 1s"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
+}
+
+/// Container and process steps are measured while they run; the step is stopped once
+/// its outputs pass the limit, not when it ends.
+#[test]
+fn a_process_step_writing_past_its_storage_limit_is_stopped() {
+    let home = Home::new();
+    let dir = home.dir.path();
+    std::fs::write(
+        dir.join("fill.yaml"),
+        "name: fill\noutputs:\n- {name: out}\nimplementation:\n  container:\n    image: none\n    command: [sh, -c, 'head -c 5000000 /dev/zero > \"$0\"; sleep 600', {outputPath: out}]\n",
+    )
+    .unwrap();
+    let pipeline = dir.join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        "name: p\ntasks:\n  fill: {component: fill.yaml, resources: {ephemeral_storage: 1Mi}}\n",
+    )
+    .unwrap();
+    let ran = home.expect(
+        &["run", pipeline.to_str().unwrap(), "--runner", "process"],
+        1,
+    );
+    // Stopped within milliseconds (`failed in 255ms`), long before its sleep ends.
+    assert!(
+        ran.stderr
+            .contains("ms: ephemeral storage limit of 1Mi exceeded (the outputs held 4.8Mi"),
+        "{}",
+        ran.stderr
+    );
 }

@@ -123,7 +123,12 @@ async fn decide(
         )));
     }
     let predictor = section.predictor.clone();
-    let wasm = std::fs::read(&predictor).map_err(|e| {
+    let wasm = crate::files::read_limited(
+        &predictor,
+        crate::files::WASM_FILE_MAX,
+        crate::files::Follow::Yes,
+    )
+    .map_err(|e| {
         failed(format!(
             "cannot read the predictor {}: {e}",
             predictor.display()

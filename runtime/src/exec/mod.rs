@@ -11,6 +11,7 @@ pub mod wasm;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -257,12 +258,64 @@ pub fn expand_args(
                 other => Err(invalid(format!("unexpected placeholder {other:?}"))),
             })
             .collect::<Result<_, _>>()?;
-        return crate::kfp::placeholders::resolve(kfp, paths, &items).map_err(invalid);
+        let argv = crate::kfp::placeholders::resolve(kfp, paths, &items).map_err(invalid)?;
+        return check_argv_size(argv).map_err(invalid);
     }
-    expand(args, &TaskBindings { inv, paths }).map_err(|e| Failure {
-        kind: FailureKind::InvalidInput,
-        message: e.to_string(),
-    })
+    expand(args, &TaskBindings { inv, paths })
+        .map_err(|e| invalid(e.to_string()))
+        .and_then(|argv| check_argv_size(argv).map_err(invalid))
+}
+
+/// What one file, folder or link costs in an attempt's storage: one block, for its inode
+/// and entry.
+pub const ENTRY_COST: u64 = 4096;
+
+/// The bytes under an attempt's outputs folder as its storage limit counts them: each
+/// file's length (holes included) plus [`ENTRY_COST`] for every entry. Symlinks are not
+/// followed; what cannot be read counts nothing.
+pub fn outputs_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut total = 0u64;
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        total = total.saturating_add(ENTRY_COST);
+        if meta.is_dir() {
+            total = total.saturating_add(outputs_size(&entry.path()));
+        } else if meta.is_file() {
+            total = total.saturating_add(meta.len());
+        }
+    }
+    total
+}
+
+/// Most bytes of one attempt's command line, all arguments with their NUL terminators:
+/// Linux's usual `ARG_MAX` (2 MiB), applied to wasm guests too, whose argv is copied into
+/// their memory.
+pub const ARGV_MAX: usize = 2 << 20;
+
+fn check_argv_size(argv: Vec<String>) -> Result<Vec<String>, String> {
+    let size: usize = argv.iter().map(|a| a.len() + 1).sum();
+    if size > ARGV_MAX {
+        return Err(format!(
+            "the command line is {}, over the limit of {} (pass large values as artifacts, by path)",
+            crate::spec::ByteSize(size as u64),
+            crate::spec::ByteSize(ARGV_MAX as u64)
+        ));
+    }
+    Ok(argv)
+}
+
+/// An artifact's text for a value placeholder. Reads at most one byte past
+/// [`ARGV_MAX`], so an input too large for a command line is refused by its size without
+/// being read whole; an unreadable input reads as empty.
+pub(crate) fn read_value_file(path: &Path) -> String {
+    let bytes = crate::files::read_prefix(path, ARGV_MAX as u64 + 1, crate::files::Follow::No)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// How placeholders see a task: values of present inputs (an artifact's value is its
@@ -277,10 +330,7 @@ impl Bindings for TaskBindings<'_> {
         let arg = self.inv.inputs.get(input)?;
         Some(match &arg.value {
             Some(v) => Cow::Borrowed(v.as_str()),
-            None => {
-                let bytes = std::fs::read(self.inv.dir.input_file(input)).unwrap_or_default();
-                Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
-            }
+            None => Cow::Owned(read_value_file(&self.inv.dir.input_file(input))),
         })
     }
     fn is_present(&self, input: &str) -> bool {

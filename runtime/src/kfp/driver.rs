@@ -43,6 +43,9 @@ pub struct Options {
     pub keep_work: bool,
     /// Never reuse cached outputs (tasks still record their cache keys).
     pub no_cache: bool,
+    /// Wall-clock limit of one attempt of a task that sets none (see
+    /// [`crate::schedule::Options::default_timeout`]).
+    pub default_timeout: Option<std::time::Duration>,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
             keep_going: false,
             keep_work: false,
             no_cache: false,
+            default_timeout: None,
         }
     }
 }
@@ -1133,6 +1137,7 @@ impl Run {
             task: Arc::new(planned),
             prepared: prepared.prepared.clone(),
             transform: None,
+            default_timeout: self.options.default_timeout,
         };
         match runner.run(Ok(inputs)).await {
             TaskEnd::Succeeded { outputs, .. } => {

@@ -624,8 +624,8 @@ fn resources(spec: Option<&ir::Resources>) -> Result<ResourceSpec, String> {
     Ok(ResourceSpec {
         memory,
         cpu,
-        cpu_time: None,
         accelerator,
+        ..ResourceSpec::default()
     })
 }
 

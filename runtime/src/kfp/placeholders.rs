@@ -383,7 +383,7 @@ pub fn context_for_v1(inv: &crate::exec::Invocation) -> TaskContext {
             .and_then(crate::spec::TypeSpec::param_type);
         let text = || match &arg.value {
             Some(v) => v.clone(),
-            None => std::fs::read_to_string(inv.dir.input_file(name)).unwrap_or_default(),
+            None => crate::exec::read_value_file(&inv.dir.input_file(name)),
         };
         match (&arg.type_, param) {
             // An untyped input is a string parameter, as KFP reads v1 components.
@@ -527,7 +527,21 @@ pub fn finish(
     completion: &mut crate::exec::Completion,
 ) -> Result<(), crate::exec::Failure> {
     let path = dir.outputs().join(EXECUTOR_OUTPUT);
-    if let Ok(bytes) = std::fs::read(&path) {
+    let read = crate::files::read_limited(
+        &path,
+        crate::files::GUEST_JSON_MAX,
+        crate::files::Follow::No,
+    );
+    let bytes = match read {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(crate::exec::Failure::failed(format!(
+                "the executor output {EXECUTOR_OUTPUT} {e}"
+            )));
+        }
+    };
+    if let Some(bytes) = bytes {
         let output = parse_executor_output(&bytes).map_err(crate::exec::Failure::failed)?;
         for (name, uri) in &output.uris {
             if ctx.output_artifacts.contains_key(name) {

@@ -32,6 +32,8 @@ use crate::plan::{ParamValue, Plan};
 const PIPELINE_ARTIFACT: &str = "application/vnd.sluice.pipeline.v1";
 const IMAGES_ARTIFACT: &str = "application/vnd.sluice.container-images.v1";
 /// The engine's export format (`docker save`), one layer holding every image.
+/// Most bytes of a bundle, or of a file put into one; bundles are read whole.
+const BUNDLE_MAX: u64 = 16 << 30;
 const IMAGES_MEDIA_TYPE: &str = "application/vnd.docker.image.archive.v1+tar";
 const IMAGES: &str = "dev.sluice.images";
 const FILE_MEDIA_TYPE: &str = "application/vnd.sluice.file.v1";
@@ -289,8 +291,8 @@ pub struct Opened {
 /// unpacks its files under `home/bundles/<digest>`.
 pub fn open(path: &Path, home: &Path, registries: &Registries) -> Result<Opened, String> {
     let bad = |m: String| format!("{} is not a usable bundle: {m}", path.display());
-    let archive_bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let archive_bytes = crate::files::read_limited(path, BUNDLE_MAX, crate::files::Follow::Yes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let bundle_digest = sha256(&archive_bytes);
     let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut archive = tar::Archive::new(archive_bytes.as_slice());
@@ -468,8 +470,8 @@ fn read_tree(path: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, String> {
         }
         Ok(out)
     } else {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = crate::files::read_limited(path, BUNDLE_MAX, crate::files::Follow::Yes)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Ok(vec![(path.to_owned(), bytes)])
     }
 }

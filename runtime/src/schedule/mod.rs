@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +34,19 @@ pub struct Options {
     pub keep_work: bool,
     /// Run consecutive transform tasks as fused chains, passing tables in memory.
     pub fuse: bool,
+    /// Wall-clock limit of one attempt of a task that sets no `timeout`; without it, wasm
+    /// attempts get [`WASM_TIMEOUT`] and others none.
+    pub default_timeout: Option<Duration>,
 }
+
+/// Wall-clock limit of one wasm attempt when neither the task nor the run sets one: a
+/// guest blocked in a host call (a long sleep) uses no CPU time, so its CPU-time limit
+/// alone would never stop it.
+pub const WASM_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// How often the outputs of a container or process attempt are measured against its
+/// `resources.ephemeral_storage`.
+const STORAGE_CHECK: Duration = Duration::from_millis(250);
 
 impl Default for Options {
     fn default() -> Self {
@@ -43,6 +55,7 @@ impl Default for Options {
             keep_going: false,
             keep_work: false,
             fuse: true,
+            default_timeout: None,
         }
     }
 }
@@ -256,6 +269,7 @@ impl Scheduler {
                     task: Arc::new(plan.tasks[i].clone()),
                     prepared: prepared[i].clone(),
                     transform: fusion.calls[i].clone(),
+                    default_timeout: self.options.default_timeout,
                 };
                 let inputs =
                     resolve_inputs(&self.store, plan, i, &upstream, imported).map(|mut inputs| {
@@ -523,6 +537,8 @@ pub(crate) struct TaskRun {
     pub(crate) prepared: Prepared,
     /// For a task in a fused chain: its call through the transform export.
     pub(crate) transform: Option<Arc<TransformCall>>,
+    /// The run's limit for attempts of tasks that set no `timeout`.
+    pub(crate) default_timeout: Option<Duration>,
 }
 
 /// The outcome of one attempt, before retry decisions.
@@ -726,17 +742,46 @@ impl TaskRun {
             .then(|| Arc::new(crate::kfp::placeholders::context_for_v1(&invocation)));
         let mut execution = self.executor.execute(invocation);
         let mut timed_out = None;
-        let mut report = match task.timeout {
-            None => execution.await,
-            Some(limit) => tokio::select! {
-                report = &mut execution => report,
-                _ = tokio::time::sleep(limit) => {
-                    timed_out = Some(limit);
-                    token.cancel();
-                    execution.await
-                }
-            },
+        let mut over_storage = None;
+        let limit = task
+            .timeout
+            .or(self.default_timeout)
+            .or_else(|| (self.prepared.kind == crate::exec::Kind::Wasm).then_some(WASM_TIMEOUT));
+        // Wasm attempts are held to their storage limit as they write; others are measured.
+        let storage = task
+            .resources
+            .ephemeral_storage
+            .filter(|_| self.prepared.kind != crate::exec::Kind::Wasm);
+        let mut report = tokio::select! {
+            report = &mut execution => report,
+            _ = sleep_for(limit) => {
+                timed_out = limit;
+                token.cancel();
+                execution.await
+            }
+            used = watch_storage(dir.outputs(), storage.map(|s| s.0)) => {
+                over_storage = Some(used);
+                token.cancel();
+                execution.await
+            }
         };
+        // Measured once more at the end: a task may write fast between two checks.
+        if over_storage.is_none()
+            && let Some(cap) = storage
+        {
+            let used = crate::exec::outputs_size(&dir.outputs());
+            if used > cap.0 {
+                over_storage = Some(used);
+            }
+        }
+        if let (Some(used), Some(cap)) = (over_storage, storage) {
+            report.result = Err(crate::exec::Failure::failed(format!(
+                "ephemeral storage limit of {} exceeded (the outputs held {}; set \
+                 resources.ephemeral_storage to allow more)",
+                crate::spec::ByteSize(cap.0),
+                crate::spec::ByteSize(used)
+            )));
+        }
         for log in &mut report.logs {
             log.attempt = attempt;
         }
@@ -854,3 +899,28 @@ impl TaskRun {
 
 #[cfg(test)]
 mod tests;
+
+/// Sleeps for `limit`, or forever without one.
+async fn sleep_for(limit: Option<Duration>) {
+    match limit {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves with the bytes under `outputs` once they pass `cap`; never without a cap.
+async fn watch_storage(outputs: std::path::PathBuf, cap: Option<u64>) -> u64 {
+    let Some(cap) = cap else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(STORAGE_CHECK).await;
+        let dir = outputs.clone();
+        let used = tokio::task::spawn_blocking(move || crate::exec::outputs_size(&dir))
+            .await
+            .unwrap_or(0);
+        if used > cap {
+            return used;
+        }
+    }
+}

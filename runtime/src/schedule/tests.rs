@@ -288,6 +288,7 @@ async fn keep_going_runs_independent_tasks() {
                 keep_going: true,
                 keep_work: false,
                 fuse: true,
+                default_timeout: None,
             },
         )
         .await;

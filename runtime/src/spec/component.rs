@@ -154,7 +154,12 @@ pub struct Component {
 
 impl Component {
     pub fn load(path: &Path) -> Result<Component, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        let text = crate::files::read_text_limited(
+            path,
+            crate::files::SPEC_FILE_MAX,
+            crate::files::Follow::Yes,
+        )
+        .map_err(|source| SpecError::Read {
             path: path.to_owned(),
             source,
         })?;

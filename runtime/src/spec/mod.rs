@@ -169,10 +169,11 @@ pub fn detect_kind(path: &Path) -> Result<DocumentKind, SpecError> {
 }
 
 fn read(path: &Path) -> Result<String, SpecError> {
-    std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-        path: path.to_owned(),
-        source,
-    })
+    crate::files::read_text_limited(path, crate::files::SPEC_FILE_MAX, crate::files::Follow::Yes)
+        .map_err(|source| SpecError::Read {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// A pipeline file with the component files its tasks name.

@@ -24,6 +24,14 @@ pub struct ResourceSpec {
     /// Accelerators (GPU/TPU); only container steps can have them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accelerator: Option<Accelerator>,
+    /// Bytes an attempt may write to its outputs and scratch space, as Kubernetes'
+    /// `ephemeral-storage`. Wasm steps are held to it as they write; container and
+    /// process steps have their outputs measured while they run and when they end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage: Option<ByteSize>,
+    /// Files, folders, streams and other handles a wasm step may hold open at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u32>,
 }
 
 impl ResourceSpec {
@@ -37,6 +45,8 @@ impl ResourceSpec {
                 .accelerator
                 .clone()
                 .or_else(|| base.accelerator.clone()),
+            ephemeral_storage: self.ephemeral_storage.or(base.ephemeral_storage),
+            open_files: self.open_files.or(base.open_files),
         }
     }
 }

@@ -195,3 +195,112 @@ async fn chatty_output_is_bounded() {
     assert!(stdout.omitted > 3_000_000, "{}", stdout.omitted);
     assert!(stdout.content.len() < 1_100_000, "{}", stdout.content.len());
 }
+
+#[tokio::test]
+async fn a_guest_holding_thousands_of_files_fails_itself_not_its_sibling() {
+    let env = Env::new();
+    let run = attempt(
+        &env,
+        "[hold-files, {outputPath: out}, '5000']",
+        "outputs:\n- {name: out}",
+        "",
+    )
+    .await;
+    let error = task(&run, "attack").error.clone().unwrap();
+    assert!(
+        error.starts_with("open-files limit of 1024 reached"),
+        "{error}"
+    );
+    // The limit is the task's to raise, and a guest under it is unaffected.
+    let run = attempt(
+        &env,
+        "[hold-files, {outputPath: out}, '1500']",
+        "outputs:\n- {name: out}",
+        ", resources: {open_files: 2000}",
+    )
+    .await;
+    let t = task(&run, "attack");
+    assert_eq!(t.state, TaskState::Succeeded, "{:?}", t.error);
+    assert!(env.logs(&run, "attack").contains("held 1500"));
+}
+
+/// Every way a guest can make a file take space is charged before it happens.
+#[tokio::test]
+async fn writes_past_the_storage_limit_fail_the_task_as_they_happen() {
+    let env = Env::new();
+    for args in [
+        // Streamed writes, as `std::fs::File::write` makes them.
+        "[fill, {outputPath: out}, '3000000']",
+        // A hole: one byte a terabyte in, which would read back as a terabyte of zeros.
+        "[sparse, {outputPath: out}, '1000000000000']",
+        // `set-size` past the end.
+        "[grow, {outputPath: out}, '3000000']",
+    ] {
+        let run = attempt(
+            &env,
+            args,
+            "outputs:\n- {name: out}",
+            ", resources: {ephemeral_storage: 1Mi}",
+        )
+        .await;
+        let t = task(&run, "attack");
+        let error = t.error.clone().unwrap_or_default();
+        assert!(
+            error.starts_with(
+                "ephemeral storage limit of 1Mi exceeded (the component tried to write "
+            ),
+            "{args}: {error}"
+        );
+        // Nothing past the limit reached the disk.
+        let attempt_dir = env.path("home").join("runs").join(&run.id);
+        let on_disk = dir_bytes(&attempt_dir);
+        assert!(on_disk <= 1 << 20, "{args}: {on_disk} bytes on disk");
+    }
+    let run = attempt(
+        &env,
+        "[fill, {outputPath: out}, '500000']",
+        "outputs:\n- {name: out}",
+        ", resources: {ephemeral_storage: 1Mi}",
+    )
+    .await;
+    let t = task(&run, "attack");
+    assert_eq!(t.state, TaskState::Succeeded, "{:?}", t.error);
+    assert_eq!(t.outputs[0].size, 500_000);
+}
+
+/// Bytes the files under `dir` take on disk (allocated blocks, so holes count nothing).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                meta.blocks() * 512
+            }
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_command_line_past_the_argv_limit_is_refused_before_the_guest_starts() {
+    let env = Env::new();
+    let big = "x".repeat(3 << 20);
+    let run = attempt(
+        &env,
+        "[echo, {inputValue: text}]",
+        "inputs:\n- {name: text, type: String}",
+        &format!(", inputs: {{text: {big}}}"),
+    )
+    .await;
+    let error = task(&run, "attack").error.clone().unwrap();
+    assert!(
+        error.starts_with("the command line is 3.0Mi, over the limit of 2Mi (pass large values"),
+        "{error}"
+    );
+}

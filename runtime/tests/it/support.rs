@@ -39,6 +39,8 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
+        // As the `sluice` binary does on start.
+        sluice_runtime::raise_open_files_limit();
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("home")).unwrap());
         let executor = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir())).unwrap());
@@ -95,6 +97,7 @@ impl Env {
                 keep_going: true,
                 keep_work: false,
                 fuse: true,
+                default_timeout: None,
             },
             CancellationToken::new(),
         )

@@ -25,6 +25,12 @@
 //! fail <code>               print `failing with <code>` to stderr and exit with the code
 //! flood <bytes>             write exactly that many bytes to stdout in 4 KiB writes:
 //!                           lines of `x` ending in a newline
+//! hold-files <dir> <n>      create the folder and n files in it, keep every one open,
+//!                           print `held <n>` (exit 1 naming the file that failed)
+//! fill <path> <bytes>       write that many bytes of `x` to a new file in 64 KiB writes,
+//!                           print `wrote <bytes>` (exit 1 on error)
+//! sparse <path> <offset>    write one byte at the offset of a new file (exit 1 on error)
+//! grow <path> <bytes>       create a file and set its length (exit 1 on error)
 //! ```
 
 #![forbid(unsafe_code)]
@@ -117,6 +123,25 @@ fn main() -> ExitCode {
         ["flood", bytes] => match bytes.parse() {
             Ok(bytes) => flood(bytes),
             Err(_) => usage(&format!("flood: '{bytes}' is not a whole number of bytes")),
+        },
+        ["hold-files", dir, n] => match n.parse() {
+            Ok(n) => hold_files(dir, n),
+            Err(_) => usage("hold-files takes a count"),
+        },
+        ["fill", path, bytes] => match bytes.parse() {
+            Ok(bytes) => fill(path, bytes),
+            Err(_) => usage("fill takes a number of bytes"),
+        },
+        ["sparse", path, offset] => match offset.parse() {
+            Ok(offset) => or_fail(sparse(path, offset), || format!("cannot write {path}")),
+            Err(_) => usage("sparse takes an offset"),
+        },
+        ["grow", path, bytes] => match bytes.parse() {
+            Ok(bytes) => or_fail(
+                fs::File::create(path).and_then(|f| f.set_len(bytes)),
+                || format!("cannot grow {path}"),
+            ),
+            Err(_) => usage("grow takes a number of bytes"),
         },
         _ => usage("unknown subcommand or wrong number of arguments"),
     }
@@ -243,4 +268,55 @@ fn flood(bytes: usize) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => denied(format!("cannot write to stdout: {err}")),
     }
+}
+
+fn hold_files(dir: &str, n: usize) -> ExitCode {
+    if let Err(err) = fs::create_dir_all(dir) {
+        eprintln!("probe: cannot create {dir}: {err}");
+        return ExitCode::FAILURE;
+    }
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        let path = Path::new(dir).join(format!("f{i}"));
+        match fs::File::create(&path) {
+            Ok(file) => held.push(file),
+            Err(err) => {
+                eprintln!("probe: cannot open file {i}: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("held {}", held.len());
+    black_box(&held);
+    ExitCode::SUCCESS
+}
+
+fn fill(path: &str, bytes: u64) -> ExitCode {
+    let chunk = vec![b'x'; 64 * 1024];
+    let result = fs::File::create(path).and_then(|mut file| {
+        let mut left = bytes;
+        while left > 0 {
+            let size = left.min(chunk.len() as u64) as usize;
+            file.write_all(&chunk[..size])?;
+            left -= size as u64;
+        }
+        file.flush()
+    });
+    match result {
+        Ok(()) => {
+            println!("wrote {bytes}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("probe: cannot write {path}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sparse(path: &str, offset: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = fs::File::create(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(b"x")
 }

@@ -7,10 +7,12 @@
 
 pub(crate) mod bindings;
 pub(crate) mod cache;
+mod disk;
 mod interfaces;
 mod sandbox;
 pub(crate) mod state;
 mod transform_call;
+mod waits;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,12 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use wasmtime::component::{HasSelf, InstancePre, Linker};
+use wasmtime::component::{HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
 use self::bindings::{HostRuntime, StepError, step, transform};
+use self::disk::DiskBudget;
 use self::sandbox::{GUEST_INPUTS, GUEST_OUTPUTS, Sandbox};
 use self::state::{MemoryCap, StepState, Stop};
 use self::transform_call::transform_call;
@@ -35,7 +38,7 @@ use super::{
 };
 use crate::events::Stream;
 use crate::spec::types::parse_bool;
-use crate::spec::{Component, ParamType};
+use crate::spec::{ByteSize, Component, ParamType};
 
 pub use cache::CacheStats;
 /// The interface a transform component exports, without its version.
@@ -43,6 +46,12 @@ pub use interfaces::TRANSFORM as TRANSFORM_INTERFACE;
 
 /// How often the epoch advances: the latency of cancellation and of the CPU-time check.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
+/// Bytes a wasm attempt may write to its outputs unless its resources say otherwise.
+pub const DEFAULT_EPHEMERAL_STORAGE: u64 = 4 << 30;
+/// Files, folders, streams and other handles a wasm attempt may hold at once unless its
+/// resources say otherwise. Tasks run side by side share the process's descriptors
+/// (`RLIMIT_NOFILE`), so no one task may take them all.
+pub const DEFAULT_OPEN_FILES: u32 = 1024;
 /// How long a cancelled attempt may take to notice before it is abandoned.
 const GRACE: Duration = Duration::from_secs(2);
 
@@ -54,6 +63,10 @@ pub struct WasmConfig {
     pub default_memory: u64,
     /// CPU time per attempt when neither task nor component sets `resources.cpu_time`.
     pub default_cpu_time: Duration,
+    /// Bytes an attempt may write when neither sets `resources.ephemeral_storage`.
+    pub default_ephemeral_storage: u64,
+    /// Handles an attempt may hold open when neither sets `resources.open_files`.
+    pub default_open_files: u32,
     /// Bytes kept of the beginning and of the end of each output stream.
     pub log_keep: usize,
     /// Components pulled from registries before the run, by the reference a component
@@ -67,6 +80,8 @@ impl WasmConfig {
             cache_dir,
             default_memory: 1 << 30,
             default_cpu_time: Duration::from_secs(3600),
+            default_ephemeral_storage: DEFAULT_EPHEMERAL_STORAGE,
+            default_open_files: DEFAULT_OPEN_FILES,
             log_keep: super::capture::DEFAULT_KEEP,
             pulled: HashMap::new(),
         }
@@ -132,6 +147,8 @@ impl WasmExecutor {
         let engine = Engine::new(&wc).map_err(other)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(other)?;
+        disk::add_to_linker(&mut linker).map_err(other)?;
+        waits::add_to_linker(&mut linker).map_err(other)?;
         HostRuntime::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)
             .map_err(other)?;
         let cache = cache::CompileCache::new(&config.cache_dir, &engine);
@@ -195,7 +212,12 @@ impl WasmExecutor {
 
 impl Inner {
     fn load(&self, path: &Path) -> Result<Arc<Loaded>, PrepareError> {
-        let bytes = std::fs::read(path).map_err(|source| PrepareError::Read {
+        let bytes = crate::files::read_limited(
+            path,
+            crate::files::WASM_FILE_MAX,
+            crate::files::Follow::Yes,
+        )
+        .map_err(|source| PrepareError::Read {
             path: path.to_owned(),
             source,
         })?;
@@ -314,15 +336,24 @@ impl Inner {
             .resources
             .cpu_time
             .map_or(self.config.default_cpu_time, |d| d.0);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(io.open_files as usize);
+        let disk = DiskBudget::new(
+            inv.resources
+                .ephemeral_storage
+                .map_or(self.config.default_ephemeral_storage, |b| b.0),
+        );
         let mut store = Store::new(
             &self.engine,
             StepState {
                 wasi,
-                table: Default::default(),
+                table,
                 limits: MemoryCap::new(memory),
                 sink: inv.sink.clone(),
                 metrics: BTreeMap::new(),
                 host_log: io.host.clone(),
+                disk: disk.clone(),
+                cancel: inv.cancel.clone(),
             },
         );
         store.limiter(|s| &mut s.limits);
@@ -406,13 +437,25 @@ impl Inner {
         let peak = store.data().limits.peak();
         io.host.write(
             format!(
-                "[sluice] peak memory {} of {} allowed; CPU time {:.3}s\n",
-                crate::spec::ByteSize(peak.max(1)),
-                crate::spec::ByteSize(memory),
-                thread_cpu_time().saturating_sub(cpu_start).as_secs_f64()
+                "[sluice] peak memory {} of {} allowed; CPU time {:.3}s; wrote {} of {} allowed\n",
+                ByteSize(peak.max(1)),
+                ByteSize(memory),
+                thread_cpu_time().saturating_sub(cpu_start).as_secs_f64(),
+                ByteSize(disk.used()),
+                ByteSize(disk.cap()),
             )
             .as_bytes(),
         );
+        // The guest may have carried on past a refused write; its outputs are then not
+        // what it meant to write.
+        if let Some(asked) = disk.exceeded() {
+            return Err(Failure::failed(format!(
+                "ephemeral storage limit of {} exceeded (the component tried to write {} in all; \
+                 set resources.ephemeral_storage to allow more)",
+                ByteSize(disk.cap()),
+                ByteSize(asked)
+            )));
+        }
         result
     }
 }
@@ -447,6 +490,10 @@ impl Executor for WasmExecutor {
             let streams = Streams {
                 std: StdStreams::new(&inv.sink, keep),
                 host: Capture::with_limit(Stream::Host, inv.sink.clone(), keep),
+                open_files: inv
+                    .resources
+                    .open_files
+                    .unwrap_or(self.inner.config.default_open_files),
             };
             let cancel = inv.cancel.clone();
             let inner = self.inner.clone();
@@ -485,6 +532,8 @@ impl Executor for WasmExecutor {
 struct Streams {
     std: StdStreams,
     host: Capture,
+    /// The attempt's open-files limit, to name when it is reached.
+    open_files: u32,
 }
 
 /// Turns a trap or host error into the user's one line.
@@ -497,6 +546,19 @@ fn failure(e: wasmtime::Error, io: &Streams) -> Failure {
             },
             other => Failure::failed(other.to_string()),
         };
+    }
+    let table_full = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    });
+    if table_full {
+        return Failure::failed(format!(
+            "open-files limit of {} reached (the component held that many files, folders and \
+             streams at once; set resources.open_files to allow more)",
+            io.open_files
+        ));
     }
     let message = match e.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => format!("trapped: {trap}"),

@@ -22,6 +22,10 @@ pub struct StepState {
     pub metrics: BTreeMap<String, f64>,
     /// Lines logged through `host.log`.
     pub host_log: Capture,
+    /// Bytes the attempt may still write to its outputs.
+    pub disk: std::sync::Arc<super::disk::DiskBudget>,
+    /// Cancelled when the attempt is cancelled or times out; ends host waits.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 impl WasiView for StepState {
