@@ -7,6 +7,8 @@ pub mod deploy;
 pub mod events;
 pub mod exec;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kfp;
 pub mod maintenance;
 pub mod models;

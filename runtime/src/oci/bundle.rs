@@ -31,9 +31,9 @@ use crate::plan::{ParamValue, Plan};
 
 const PIPELINE_ARTIFACT: &str = "application/vnd.sluice.pipeline.v1";
 const IMAGES_ARTIFACT: &str = "application/vnd.sluice.container-images.v1";
-/// The engine's export format (`docker save`), one layer holding every image.
 /// Most bytes of a bundle, or of a file put into one; bundles are read whole.
 const BUNDLE_MAX: u64 = 16 << 30;
+/// The engine's export format (`docker save`), one layer holding every image.
 const IMAGES_MEDIA_TYPE: &str = "application/vnd.docker.image.archive.v1+tar";
 const IMAGES: &str = "dev.sluice.images";
 const FILE_MEDIA_TYPE: &str = "application/vnd.sluice.file.v1";
@@ -290,12 +290,22 @@ pub struct Opened {
 /// Opens a bundle: checks every blob, imports its registry components into the cache and
 /// unpacks its files under `home/bundles/<digest>`.
 pub fn open(path: &Path, home: &Path, registries: &Registries) -> Result<Opened, String> {
-    let bad = |m: String| format!("{} is not a usable bundle: {m}", path.display());
     let archive_bytes = crate::files::read_limited(path, BUNDLE_MAX, crate::files::Follow::Yes)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let bundle_digest = sha256(&archive_bytes);
+    open_bytes(path, &archive_bytes, home, registries)
+}
+
+/// [`open`], for a bundle already read; `path` names it in errors.
+pub(crate) fn open_bytes(
+    path: &Path,
+    archive_bytes: &[u8],
+    home: &Path,
+    registries: &Registries,
+) -> Result<Opened, String> {
+    let bad = |m: String| format!("{} is not a usable bundle: {m}", path.display());
+    let bundle_digest = sha256(archive_bytes);
     let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut archive = tar::Archive::new(archive_bytes.as_slice());
+    let mut archive = tar::Archive::new(archive_bytes);
     for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
         let name = entry

@@ -241,13 +241,26 @@ impl Registries {
             format!("the manifest of {reference} is not an OCI image manifest: {e}")
         })?;
         let layer = wasm_layer(reference, &manifest)?;
+        // Sizes are the registry's word: refused before pulling when too large, and the
+        // bytes pulled are held to them.
+        for (what, size, limit) in [
+            ("config", manifest.config.size, CONFIG_MAX),
+            ("component", layer.size, crate::files::WASM_FILE_MAX),
+        ] {
+            if u64::try_from(size).map_or(true, |s| s > limit) {
+                return Err(format!(
+                    "the {what} of {reference} is {size} bytes by its manifest, over the limit of {}",
+                    crate::spec::ByteSize(limit)
+                ));
+            }
+        }
         let config = retry(reference, || async {
-            let mut config = Vec::new();
+            let mut config = Bounded::new(manifest.config.size as u64);
             let pulled = self
                 .client
                 .pull_blob(&pinned.inner, &manifest.config, &mut config)
                 .await;
-            pulled.map(|()| config)
+            pulled.map(|()| config.bytes)
         })
         .await?;
         check_digest(
@@ -256,9 +269,9 @@ impl Registries {
             &format!("the config of {reference}"),
         )?;
         let wasm = retry(reference, || async {
-            let mut wasm = Vec::with_capacity(usize::try_from(layer.size).unwrap_or(0));
+            let mut wasm = Bounded::new(layer.size as u64);
             let pulled = self.client.pull_blob(&pinned.inner, layer, &mut wasm).await;
-            pulled.map(|()| wasm)
+            pulled.map(|()| wasm.bytes)
         })
         .await?;
         check_digest(
@@ -581,6 +594,17 @@ fn wasm_entry(reference: &OciRef, raw: &[u8]) -> Result<Option<String>, String> 
     }
 }
 
+/// Reads `raw` as a pulled manifest is read: an image index followed to its wasm entry,
+/// else an image manifest checked to be a wasm component artifact.
+pub(crate) fn fuzz_manifest(raw: &[u8]) {
+    let reference = OciRef::parse("registry.example/fuzz:1").expect("a valid reference");
+    if let Ok(None) = wasm_entry(&reference, raw)
+        && let Ok(manifest) = serde_json::from_slice::<OciImageManifest>(raw)
+    {
+        let _ = wasm_layer(&reference, &manifest);
+    }
+}
+
 pub(crate) fn wasm_layer<'m>(
     reference: &OciRef,
     manifest: &'m OciImageManifest,
@@ -601,6 +625,57 @@ pub(crate) fn wasm_layer<'m>(
             "{reference} has {} layers; a wasm component artifact has exactly one",
             layers.len()
         )),
+    }
+}
+
+/// Most bytes of a wasm component artifact's config blob.
+const CONFIG_MAX: u64 = 1 << 20;
+
+/// A blob being pulled, held to the size its descriptor gives: a registry that sends more
+/// fails the pull instead of filling memory.
+struct Bounded {
+    bytes: Vec<u8>,
+    limit: u64,
+}
+
+impl Bounded {
+    fn new(limit: u64) -> Bounded {
+        Bounded {
+            // Grown as bytes come beyond the first 64 MiB: a size is only a claim.
+            bytes: Vec::with_capacity(limit.min(64 << 20) as usize),
+            limit,
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Bounded {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.bytes.len() as u64 + buf.len() as u64 > self.limit {
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                "the registry sent more than the {} bytes the descriptor gives",
+                self.limit
+            ))));
+        }
+        self.bytes.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
@@ -765,6 +840,19 @@ mod tests {
         );
         assert!(OciRef::parse("oci://ghcr.io/UPPER/x").is_err());
         assert!(is_reference("oci://x") && !is_reference("x.wasm"));
+    }
+
+    #[tokio::test]
+    async fn a_blob_is_held_to_the_size_its_descriptor_gives() {
+        use tokio::io::AsyncWriteExt;
+        let mut blob = Bounded::new(4);
+        blob.write_all(b"wasm").await.unwrap();
+        let err = blob.write_all(b"!").await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the registry sent more than the 4 bytes the descriptor gives"
+        );
+        assert_eq!(blob.bytes, b"wasm");
     }
 
     #[test]

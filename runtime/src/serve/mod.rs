@@ -700,3 +700,33 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     };
     ApiError::not_allowed(format!("{path} does not take {method}"), allow)
 }
+
+/// Entry points for the fuzz targets: each protocol's request parsing, against a model
+/// whose signature has a float row, an integer and a text input.
+pub(crate) mod fuzz {
+    use crate::models::{Signature, TensorSpec};
+
+    fn signature() -> Signature {
+        let spec = |name: &str, datatype: &str, shape: &[i64]| TensorSpec {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape: shape.to_vec(),
+        };
+        Signature {
+            inputs: vec![
+                spec("x", "FP32", &[-1, 3]),
+                spec("ids", "INT64", &[-1]),
+                spec("text", "BYTES", &[-1]),
+            ],
+            outputs: vec![spec("y", "FP64", &[-1])],
+        }
+    }
+
+    pub fn oip(bytes: &[u8]) {
+        super::oip::fuzz(bytes, &signature());
+    }
+
+    pub fn tfs(bytes: &[u8]) {
+        super::tfs::fuzz(bytes, &signature());
+    }
+}

@@ -902,6 +902,34 @@ fn decode(datatype: Datatype, bytes: &[u8]) -> Result<Data, String> {
     })
 }
 
+/// Reads `bytes` as an inference request the way `infer` does: the JSON header ends at
+/// the first NUL byte (the binary tensor data follows it), or at the end. The tensors are
+/// then fitted to `signature` and written back in both encodings.
+pub(super) fn fuzz(bytes: &[u8], signature: &crate::models::Signature) {
+    let header_len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let mut body = bytes[..header_len].to_vec();
+    body.extend_from_slice(bytes.get(header_len + 1..).unwrap_or_default());
+    let Ok(mut request) = Request::parse(&body, header_len) else {
+        return;
+    };
+    let _ = request.selector("m", None);
+    let inputs = std::mem::take(&mut request.inputs);
+    let Ok(inputs) = super::conform_inputs(signature, inputs) else {
+        return;
+    };
+    for tensor in &inputs {
+        let mut out = json::Out::with_capacity(64);
+        let style = Style {
+            nonfinite_tokens: false,
+            bytes_b64: false,
+            b64_fallback: false,
+        };
+        let _ = out.flat(&tensor.data, 0..tensor.data.len(), style);
+        let mut binary = Vec::new();
+        encode(&tensor.data, &mut binary);
+    }
+}
+
 fn encode(data: &Data, out: &mut Vec<u8>) {
     match data {
         Data::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),

@@ -487,6 +487,19 @@ fn columns_in(
 
 /// How TF Serving writes an output: `NaN`/`Infinity` tokens, and BYTES as `{"b64": ...}`
 /// when its name ends in `_bytes` (or when it is not UTF-8 text).
+/// Reads `bytes` as a predict request against `signature` the way `post` does, fits the
+/// tensors to it, and writes them back in both formats.
+pub(super) fn fuzz(bytes: &[u8], signature: &Signature) {
+    let Ok((tensors, _)) = parse_request(bytes, signature) else {
+        return;
+    };
+    let Ok(tensors) = super::conform_inputs(signature, tensors) else {
+        return;
+    };
+    let _ = rows(&tensors);
+    let _ = columns(&tensors);
+}
+
 fn style(output: &str) -> Style {
     Style {
         nonfinite_tokens: true,

@@ -2,6 +2,7 @@
 //! steps, the compile cache, and scheduling with the wasm executor.
 
 mod containers;
+mod fuzz_inputs;
 mod sandbox;
 mod steps;
 mod support;
