@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 echo "building the sample components (wasm32-wasip2)..." >&2
-scripts/build-components.sh
+# Only what the example runs: its steps, its predictor, and the trainer's image.
+scripts/build-components.sh validate split normalize train evaluate package predictor
 echo "building the trainer's container image..." >&2
-scripts/build-images.sh
+scripts/build-images.sh train
 echo "building sluice..." >&2
 cargo build --release --locked --quiet -p sluice-cli
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

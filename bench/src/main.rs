@@ -313,7 +313,7 @@ async fn executor_alone(home: &Path, cache: &Path, dir: &Path) -> Result<Duratio
     let prepared = executor.prepare(target(&component)).await?;
     let mut times = Vec::with_capacity(TASKS);
     for i in 0..TASKS {
-        let task_dir = store.task_dir("bench", "noop", i as u32 + 1, &[])?;
+        let task_dir = store.task_dir("bench", "noop", i as u32 + 1, &[], false)?;
         let inv = Invocation {
             run_id: "bench".into(),
             task: "noop".into(),
@@ -585,6 +585,7 @@ async fn normalize(scratch: &Path) -> Result<()> {
             "normalize",
             attempt,
             &["normalized", "fitted_stats"],
+            false,
         )?;
         let mut inputs = BTreeMap::new();
         for (name, r, value) in [

@@ -967,3 +967,33 @@ fn v1_components_get_the_executor_input() {
         "/tmp/outputs/seen/data"
     );
 }
+
+/// The `uri` a step is given for an artifact, of its own output or of an input, names
+/// the artifact for the rest of the run and after: an importer of it, once the step has
+/// ended, reads the same bytes, under the process runner and in Docker, and again in a
+/// later run that reuses the steps from the cache.
+#[test]
+fn artifact_uris_stay_valid_after_their_task() {
+    let image = "sluice-test/kfp-python:3.11";
+    let map = format!("python:3.11={image}");
+    for runner in [vec!["--runner", "process"], vec!["--image-map", &map]] {
+        let home = Home::new();
+        let first = run(&home, &compiled("uris"), &runner, 0);
+        let again = run(&home, &compiled("uris"), &runner, 0);
+        for r in [&first, &again] {
+            assert_eq!(r.output("read-made", "Output"), "made", "{runner:?}");
+            assert_eq!(r.output("read-given", "Output"), "made", "{runner:?}");
+        }
+        let uri = first.output("make", "Output");
+        assert!(
+            uri.contains("/runs/") && uri.ends_with("/data") && uri.starts_with('/'),
+            "{uri}"
+        );
+        // The second run's steps came from the cache; what they told stays the first's.
+        assert_eq!(again.output("make", "Output"), uri);
+        assert_eq!(
+            first.output_record("make", "data")["digest"],
+            again.output_record("import-made", "artifact")["digest"]
+        );
+    }
+}

@@ -383,9 +383,26 @@ fn container_body(
     spec: &ContainerSpec,
     image: &str,
 ) -> Result<ContainerCreateBody, Failure> {
-    let paths = Paths::Under {
-        inputs: CONTAINER_INPUTS,
-        outputs: CONTAINER_OUTPUTS,
+    let absolute = |p: PathBuf| {
+        std::path::absolute(&p)
+            .map_err(|e| Failure::failed(format!("cannot resolve {}: {e}", p.display())))
+    };
+    // A KFP step sees its folders at their host paths, as KFP's local Docker runner
+    // mounts its pipeline root: the artifacts' `uri`s are then the same inside and out,
+    // and stay valid after the step, for the run's later tasks and importers.
+    let host_dir = match &inv.kfp {
+        Some(_) => Some(crate::store::TaskDir {
+            root: absolute(inv.dir.root.clone())?,
+            outputs: absolute(inv.dir.outputs())?,
+        }),
+        None => None,
+    };
+    let paths = match &host_dir {
+        Some(dir) => Paths::Host(dir),
+        None => Paths::Under {
+            inputs: CONTAINER_INPUTS,
+            outputs: CONTAINER_OUTPUTS,
+        },
     };
     let command = expand_args(inv, paths, &spec.command)?;
     let args = expand_args(inv, paths, &spec.args)?;
@@ -412,10 +429,34 @@ fn container_body(
             (LABEL_PID.to_owned(), std::process::id().to_string()),
         ])),
         host_config: Some(HostConfig {
-            mounts: Some(vec![
-                mount(inv.dir.inputs(), CONTAINER_INPUTS, true),
-                mount(inv.dir.outputs(), CONTAINER_OUTPUTS, false),
-            ]),
+            mounts: Some(match &host_dir {
+                Some(dir) => {
+                    let mut mounts = vec![mount(
+                        dir.inputs(),
+                        &dir.inputs().display().to_string(),
+                        true,
+                    )];
+                    // Every artifact of the run so far, read-only; its own outputs'
+                    // folder inside it, writable.
+                    if let Some(published) = dir.outputs.parent() {
+                        mounts.push(mount(
+                            published.to_owned(),
+                            &published.display().to_string(),
+                            true,
+                        ));
+                    }
+                    mounts.push(mount(
+                        dir.outputs(),
+                        &dir.outputs().display().to_string(),
+                        false,
+                    ));
+                    mounts
+                }
+                None => vec![
+                    mount(inv.dir.inputs(), CONTAINER_INPUTS, true),
+                    mount(inv.dir.outputs(), CONTAINER_OUTPUTS, false),
+                ],
+            }),
             memory,
             memory_swap: memory,
             nano_cpus: inv.resources.cpu.map(|c| c.millicores as i64 * 1_000_000),

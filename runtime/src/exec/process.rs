@@ -110,7 +110,12 @@ async fn run(inv: &Invocation, io: &StdStreams) -> Result<Completion, Failure> {
     let spec = container_of(&inv.component).map_err(Failure::failed)?;
     let root = std::path::absolute(&inv.dir.root)
         .map_err(|e| Failure::failed(format!("cannot resolve the task folder: {e}")))?;
-    let dir = crate::store::TaskDir { root: root.clone() };
+    let outputs = std::path::absolute(&inv.dir.outputs)
+        .map_err(|e| Failure::failed(format!("cannot resolve the task folder: {e}")))?;
+    let dir = crate::store::TaskDir {
+        root: root.clone(),
+        outputs,
+    };
     let mut argv = expand_args(inv, Paths::Host(&dir), &spec.command)?;
     argv.extend(expand_args(inv, Paths::Host(&dir), &spec.args)?);
     let Some((program, args)) = argv.split_first() else {

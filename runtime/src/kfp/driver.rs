@@ -126,6 +126,10 @@ fn with_defaults(spec: &ComponentSpec, mut scope: Scope) -> Result<Scope, String
     Ok(scope)
 }
 
+/// Where the pipeline's own artifact inputs are published among the run's artifacts; no
+/// task can have the name (task names do not start with a dot).
+const PIPELINE_INPUTS: &str = ".inputs";
+
 /// An artifact passed between tasks.
 #[derive(Clone, Debug)]
 struct Artifact {
@@ -134,6 +138,9 @@ struct Artifact {
     digest: String,
     size: u64,
     metadata: Json,
+    /// Where it is published under the run's artifacts (its KFP `uri`): valid for as
+    /// long as the run's record.
+    uri: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -266,6 +273,7 @@ impl Driver {
                     digest: stored.digest,
                     size: stored.size,
                     metadata: json!({}),
+                    uri: None,
                 }],
             );
         }
@@ -284,6 +292,20 @@ impl Driver {
             name: file.name().to_owned(),
             tasks: Vec::new(),
         });
+        // The pipeline's own artifact inputs have their place among the run's artifacts.
+        for (name, list) in &mut scope.artifacts {
+            for a in list {
+                let published = self
+                    .store
+                    .publish(&run_id, PIPELINE_INPUTS, name, &a.digest)
+                    .map_err(|source| ScheduleError::Import {
+                        param: name.clone(),
+                        path: artifacts[name].clone(),
+                        source,
+                    })?;
+                a.uri = Some(published.display().to_string());
+            }
+        }
         let cleaner = (!self.options.keep_work).then(|| Cleaner::start(self.store.clone()));
         let run = Arc::new(Run {
             store: self.store.clone(),
@@ -1009,12 +1031,17 @@ impl Run {
             )
             .map_err(|e| format!("cannot record the task: {}", error_chain(&e)))?;
         let metadata = importer.metadata.clone().unwrap_or_else(|| json!({}));
+        let published = self
+            .store
+            .publish(&self.run_id, record, "artifact", &stored.digest)
+            .map_err(|e| format!("cannot import {uri}: {}", error_chain(&e)))?;
         let artifact = Artifact {
             name: "artifact".into(),
             type_: importer.type_schema.clone(),
             digest: stored.digest.clone(),
             size: stored.size,
             metadata: metadata.clone(),
+            uri: Some(published.display().to_string()),
         };
         let io = IoRecord {
             name: "artifact".into(),
@@ -1091,7 +1118,10 @@ impl Run {
                         duration: None,
                         error: None,
                     });
-                    return End::Succeeded(self.outputs(spec, &cached.outputs));
+                    return match self.outputs(record, spec, &cached.outputs) {
+                        Ok(outputs) => End::Succeeded(outputs),
+                        Err(message) => End::Failed(message),
+                    };
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -1142,7 +1172,10 @@ impl Run {
         match runner.run(Ok(inputs)).await {
             TaskEnd::Succeeded { outputs, .. } => {
                 let records: Vec<IoRecord> = outputs.into_values().collect();
-                End::Succeeded(self.outputs(spec, &records))
+                match self.outputs(record, spec, &records) {
+                    Ok(outputs) => End::Succeeded(outputs),
+                    Err(message) => End::Failed(message),
+                }
             }
             TaskEnd::Failed { error } => End::Failed(error),
             TaskEnd::Cancelled => End::Cancelled,
@@ -1232,6 +1265,7 @@ impl Run {
                     name: a.name.clone(),
                     type_: a.type_.clone(),
                     metadata: a.metadata.clone(),
+                    uri: a.uri.clone(),
                 });
                 if !is_list {
                     break;
@@ -1254,8 +1288,15 @@ impl Run {
         Ok((inputs, context))
     }
 
-    /// A task's recorded outputs as values for downstream tasks.
-    fn outputs(&self, spec: &ComponentSpec, records: &[IoRecord]) -> Outputs {
+    /// A task's recorded outputs as values for downstream tasks, its artifacts published
+    /// under the run's artifacts as `record` (a task's own, already there; a cached one's,
+    /// linked now).
+    fn outputs(
+        &self,
+        record: &str,
+        spec: &ComponentSpec,
+        records: &[IoRecord],
+    ) -> Result<Outputs, String> {
         let mut out = Outputs::default();
         for r in records {
             if let Some(p) = spec.output_definitions.parameters.get(&r.name) {
@@ -1270,6 +1311,10 @@ impl Run {
                 let value = values::parse(p.parameter_type, &text).unwrap_or(Json::String(text));
                 out.params.insert(r.name.clone(), value);
             } else if let Some(a) = spec.output_definitions.artifacts.get(&r.name) {
+                let published = self
+                    .store
+                    .publish(&self.run_id, record, &r.name, &r.digest)
+                    .map_err(|e| format!("output '{}': {}", r.name, error_chain(&e)))?;
                 out.artifacts.insert(
                     r.name.clone(),
                     vec![Artifact {
@@ -1278,11 +1323,12 @@ impl Run {
                         digest: r.digest.clone(),
                         size: r.size,
                         metadata: r.metadata.clone().unwrap_or_else(|| json!({})),
+                        uri: Some(published.display().to_string()),
                     }],
                 );
             }
         }
-        out
+        Ok(out)
     }
 }
 

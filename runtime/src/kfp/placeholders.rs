@@ -84,6 +84,9 @@ pub struct InputArtifact {
     pub name: String,
     pub type_: ArtifactType,
     pub metadata: Json,
+    /// Where it is published for the run (see [`crate::store::Store::run_artifacts`]);
+    /// its `uri`, and the path the step reads. Without one, the staged copy's path.
+    pub uri: Option<String>,
 }
 
 /// The `ExecutorInput` message as JSON, with paths as the step sees them. Artifacts'
@@ -96,7 +99,10 @@ pub fn executor_input(ctx: &TaskContext, paths: Paths<'_>) -> Json {
         .map(|(name, list)| {
             let items: Vec<Json> = list
                 .iter()
-                .map(|a| artifact(&a.name, &a.type_, paths.input(&a.key), &a.metadata))
+                .map(|a| {
+                    let uri = a.uri.clone().unwrap_or_else(|| paths.input(&a.key));
+                    artifact(&a.name, &a.type_, uri, &a.metadata)
+                })
                 .collect();
             (name.clone(), json!({ "artifacts": items }))
         })
@@ -416,6 +422,7 @@ pub fn context_for_v1(inv: &crate::exec::Invocation) -> TaskContext {
                         name: name.clone(),
                         type_,
                         metadata: json!({}),
+                        uri: None,
                     }],
                 );
             }
@@ -601,6 +608,7 @@ mod tests {
                         schema_version: Some("0.0.1".into()),
                     },
                     metadata: json!({"rows": 3}),
+                    uri: None,
                 }],
             )]),
             output_params: vec!["result".into()],
@@ -664,7 +672,7 @@ mod tests {
 
     #[test]
     fn executor_input_has_kfps_shape() {
-        let dir = TaskDir { root: "/w".into() };
+        let dir = TaskDir::new("/w".into());
         let input = executor_input(&ctx(), Paths::Host(&dir));
         assert_eq!(input["inputs"]["parameterValues"]["n"], json!(3));
         let data = &input["inputs"]["artifacts"]["data"]["artifacts"][0];

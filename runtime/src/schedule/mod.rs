@@ -691,7 +691,13 @@ impl TaskRun {
             .map(|o| o.name.as_str())
             .collect();
         let staged = store
-            .task_dir(&self.run_id, &task.name, attempt, &output_names)
+            .task_dir(
+                &self.run_id,
+                &task.name,
+                attempt,
+                &output_names,
+                task.kfp.is_some(),
+            )
             .and_then(|dir| {
                 for (name, arg) in &inputs {
                     // A table handed over in memory is never staged.
@@ -792,9 +798,27 @@ impl TaskRun {
                     Some(kfp) => crate::kfp::placeholders::finish(kfp, &dir, &mut completion),
                     None => Ok(()),
                 };
-                match finished
+                let collected = finished
                     .and_then(|()| collect_outputs(store, &task.component, &dir, &mut completion))
-                {
+                    .and_then(|records| {
+                        // A KFP step's outputs stay where it wrote them, as links into
+                        // the store: the `uri`s it was given remain valid.
+                        if task.kfp.is_some() {
+                            for r in &records {
+                                store
+                                    .publish(&self.run_id, &task.name, &r.name, &r.digest)
+                                    .map_err(|e| {
+                                        crate::exec::Failure::failed(format!(
+                                            "output '{}': {}",
+                                            r.name,
+                                            error_chain(&e)
+                                        ))
+                                    })?;
+                            }
+                        }
+                        Ok(records)
+                    });
+                match collected {
                     Ok(records) => Attempt::Succeeded(
                         records.into_iter().map(|r| (r.name.clone(), r)).collect(),
                         completion.metrics,

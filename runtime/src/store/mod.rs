@@ -122,14 +122,22 @@ pub fn write_out(src: &Path, dest: &Path) -> Result<(), StoreError> {
 #[derive(Clone, Debug)]
 pub struct TaskDir {
     pub root: PathBuf,
+    /// Where the outputs are written: `<root>/outputs`, or for a KFP step its folder
+    /// under the run's artifacts (see [`Store::run_artifacts`]), where they stay.
+    pub outputs: PathBuf,
 }
 
 impl TaskDir {
+    /// A task folder with its outputs inside it.
+    pub fn new(root: PathBuf) -> TaskDir {
+        let outputs = root.join("outputs");
+        TaskDir { root, outputs }
+    }
     pub fn inputs(&self) -> PathBuf {
         self.root.join("inputs")
     }
     pub fn outputs(&self) -> PathBuf {
-        self.root.join("outputs")
+        self.outputs.clone()
     }
     pub fn input_file(&self, name: &str) -> PathBuf {
         self.inputs().join(path_segment(name)).join("data")
@@ -242,13 +250,17 @@ impl Store {
     // Task folders.
 
     /// Creates a fresh working folder for one attempt, with an empty `outputs/<name>/` for
-    /// each output.
+    /// each output. With `published`, the outputs folder is the task's folder under the
+    /// run's artifacts instead, emptied for each attempt: what the attempt writes there is
+    /// linked back after it is stored, so the paths a KFP step was told stay valid for as
+    /// long as the run's record does.
     pub fn task_dir(
         &self,
         run: &str,
         task: &str,
         attempt: u32,
         outputs: &[&str],
+        published: bool,
     ) -> Result<TaskDir, StoreError> {
         let root = self
             .home
@@ -259,7 +271,13 @@ impl Store {
         if root.exists() {
             remove_tree(&root)?;
         }
-        let dir = TaskDir { root };
+        let mut dir = TaskDir::new(root);
+        if published {
+            dir.outputs = self.run_artifacts(run).join(path_segment(task));
+            if dir.outputs.exists() {
+                remove_tree(&dir.outputs)?;
+            }
+        }
         for d in [dir.inputs(), dir.outputs()] {
             fs::create_dir_all(&d).map_err(|e| StoreError::io("create", &d, e))?;
         }
@@ -268,6 +286,38 @@ impl Store {
             fs::create_dir_all(&d).map_err(|e| StoreError::io("create", &d, e))?;
         }
         Ok(dir)
+    }
+
+    /// The folder of a run's published KFP artifacts, `<home>/runs/<run>/.artifacts`, as
+    /// an absolute path: KFP's local pipeline root. `<task>/<output>/data` in it is each
+    /// output of each KFP step, a read-only link into the store kept with the run, so an
+    /// artifact's `uri` stays valid after its task ends (for later tasks, importers and
+    /// later runs that reuse it from the cache).
+    pub fn run_artifacts(&self, run: &str) -> PathBuf {
+        let folder = self.home.join("runs").join(run).join(".artifacts");
+        std::path::absolute(&folder).unwrap_or(folder)
+    }
+
+    /// Links a stored artifact at `<run artifacts>/<task>/<output>/data` (made if need be)
+    /// and returns that path. An existing link there is left as it is.
+    pub fn publish(
+        &self,
+        run: &str,
+        task: &str,
+        output: &str,
+        digest: &str,
+    ) -> Result<PathBuf, StoreError> {
+        let folder = self
+            .run_artifacts(run)
+            .join(path_segment(task))
+            .join(path_segment(output));
+        let path = folder.join("data");
+        if fs::symlink_metadata(&path).is_ok() {
+            return Ok(path);
+        }
+        fs::create_dir_all(&folder).map_err(|e| StoreError::io("create", &folder, e))?;
+        self.artifacts.stage(digest, &path)?;
+        Ok(path)
     }
 
     /// Places an artifact at `inputs/<name>/data` of a task folder. The folder must be new:
@@ -486,7 +536,7 @@ mod tests {
         let store = Store::open(home.path()).unwrap();
         let first = store.put_bytes(b"first input").unwrap();
         let second = store.put_bytes(b"second input").unwrap();
-        let dir = store.task_dir("run", "task", 1, &[]).unwrap();
+        let dir = store.task_dir("run", "task", 1, &[], false).unwrap();
         store.stage_input(&dir, "a b", &first.digest).unwrap();
         store.stage_input(&dir, "a_b", &second.digest).unwrap();
         assert_eq!(fs::read(dir.input_file("a b")).unwrap(), b"first input");
@@ -503,14 +553,14 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let store = Store::open(home.path()).unwrap();
         let stored = store.put_bytes(b"the original").unwrap();
-        let dir = store.task_dir("run", "task", 1, &[]).unwrap();
+        let dir = store.task_dir("run", "task", 1, &[], false).unwrap();
         store.stage_input(&dir, "x", &stored.digest).unwrap();
         // A task that may write where it should not (the process runner, as root)
         // writes through its staged link.
         overwrite(&dir.input_file("x"), b"changed!");
         let corrupt = |e: StoreError| matches!(e, StoreError::Corrupt { .. });
         assert!(corrupt(store.read(&stored.digest).unwrap_err()));
-        let dir2 = store.task_dir("run", "task", 2, &[]).unwrap();
+        let dir2 = store.task_dir("run", "task", 2, &[], false).unwrap();
         let staged = store.stage_input(&dir2, "x", &stored.digest).unwrap_err();
         assert!(corrupt(staged));
         let out = home.path().join("exported");
@@ -524,7 +574,7 @@ mod tests {
         let store = Store::open(home.path()).unwrap();
         let stored = store.put_bytes(b"model").unwrap();
         let other = store.put_bytes(b"other model").unwrap();
-        let dir = store.task_dir("run", "task", 1, &[]).unwrap();
+        let dir = store.task_dir("run", "task", 1, &[], false).unwrap();
         store.stage_input(&dir, "x", &stored.digest).unwrap();
         // Exporting over a path that is a hard link into the store replaces the link.
         let out = dir.input_file("x");

@@ -401,6 +401,15 @@ impl Records {
         Ok(records)
     }
 
+    /// A write transaction, taking the write lock at its start (`BEGIN IMMEDIATE`). A
+    /// deferred one that reads first could not wait for the lock: once another process
+    /// has written since its read, SQLite fails its first write with "database is locked"
+    /// at once, past the busy timeout.
+    fn write(&mut self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+    }
+
     /// Ends every run recorded as running by a Sluice process that is gone (killed, or
     /// unable to write its record's end, as on a full disk): the run `interrupted`, its
     /// running tasks and attempts `failed` and its pending tasks `skipped`, each with the
@@ -528,7 +537,7 @@ impl Records {
         run: &NewRun<'_>,
         tasks: &[NewTask<'_>],
     ) -> Result<String, StoreError> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.write().map_err(db_err)?;
         let now = Timestamp::now();
         let mut id = new_run_id(now);
         while tx
@@ -582,7 +591,7 @@ impl Records {
         executable_digest: Option<&str>,
         inputs: &[IoRecord],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.write().map_err(db_err)?;
         let now = ts(Timestamp::now());
         exec(
             &tx,
@@ -621,7 +630,7 @@ impl Records {
         error: Option<&str>,
         logs: &[LogRecord],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.write().map_err(db_err)?;
         exec(
             &tx,
             "UPDATE attempts SET state = ?4, ended_at = ?5, error = ?6
@@ -665,7 +674,7 @@ impl Records {
         outputs: &[IoRecord],
         metrics: &BTreeMap<String, f64>,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.write().map_err(db_err)?;
         let now = ts(Timestamp::now());
         exec(
             &tx,
@@ -785,7 +794,7 @@ impl Records {
         inputs: &[IoRecord],
         cached: &CachedTask,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.write().map_err(db_err)?;
         let now = ts(Timestamp::now());
         exec(
             &tx,

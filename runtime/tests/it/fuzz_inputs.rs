@@ -49,5 +49,8 @@ fn seeds_and_past_findings_pass_through_every_target() {
             replayed += 1;
         }
     }
-    assert!(replayed >= 15, "only {replayed} inputs were found to replay");
+    assert!(
+        replayed >= 15,
+        "only {replayed} inputs were found to replay"
+    );
 }
