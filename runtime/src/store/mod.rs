@@ -329,17 +329,16 @@ impl Store {
         self.artifacts.stage(digest, &folder.join("data"))
     }
 
-    /// Removes an attempt's working folder (and the run's folder once it is empty).
+    /// Removes an attempt's working folder, and its task's folder once that is empty.
+    ///
+    /// The run's folder stays while the run goes on, however empty: other tasks create
+    /// their folders in it at any moment, and removing it under them would make their
+    /// `mkdir` fail. [`Store::finish_run`] removes it if nothing is left in it.
     pub fn remove_task_dir(&self, dir: &TaskDir) -> Result<(), StoreError> {
         remove_tree(&dir.root)?;
-        // Prune now-empty parents up to runs/; a non-empty parent simply stays.
-        let runs = self.home.join("runs");
-        let mut parent = dir.root.parent();
-        while let Some(p) = parent {
-            if p == runs || fs::remove_dir(p).is_err() {
-                break;
-            }
-            parent = p.parent();
+        // Attempts of one task run one after another, so its folder is ours to prune.
+        if let Some(task) = dir.root.parent() {
+            let _ = fs::remove_dir(task);
         }
         Ok(())
     }
@@ -476,13 +475,17 @@ impl Store {
         self.records().set_run_outputs(run, outputs)
     }
 
+    /// Records the end of a run, and removes its working folder (`runs/<run>`) if none of
+    /// its tasks left anything there.
     pub fn finish_run(
         &self,
         run: &str,
         state: RunState,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.records().finish_run(run, state, error)
+        self.records().finish_run(run, state, error)?;
+        let _ = fs::remove_dir(self.home.join("runs").join(run));
+        Ok(())
     }
 
     pub fn set_deploy(&self, run: &str, deploy: &DeployRecord) -> Result<(), StoreError> {
@@ -588,6 +591,37 @@ mod tests {
             "group- or world-writable: {mode:o}"
         );
         assert_eq!(mode & 0o600, 0o600, "{mode:o}");
+    }
+
+    /// Tasks of one run create and remove their folders side by side; on a fast file
+    /// system, pruning the run's folder when it was briefly empty made another task's
+    /// `mkdir` fail. Run on tmpfs where there is one, where the race shows most.
+    #[test]
+    fn task_folders_made_and_removed_at_once_never_fail() {
+        let shm = Path::new("/dev/shm");
+        let home = if shm.is_dir() {
+            tempfile::tempdir_in(shm).unwrap()
+        } else {
+            tempfile::tempdir().unwrap()
+        };
+        let store = Store::open(home.path()).unwrap();
+        std::thread::scope(|s| {
+            for worker in 0..4 {
+                let store = &store;
+                s.spawn(move || {
+                    for i in 0..2_000 {
+                        let task = format!("t{worker}-{i}");
+                        let dir = store.task_dir("run", &task, 1, &["out"], false).unwrap();
+                        store.remove_task_dir(&dir).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(home.path().join("runs/run").is_dir());
+        assert_eq!(
+            fs::read_dir(home.path().join("runs/run")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

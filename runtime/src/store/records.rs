@@ -2,7 +2,7 @@
 //! digest, metrics, captured logs and errors. Each change is one transaction. Owns the
 //! schema and its version (`PRAGMA user_version`); nothing else writes SQL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use jiff::Timestamp;
@@ -946,6 +946,13 @@ impl Records {
             .collect::<Result<Vec<_>, _>>()
             .map_err(db_err)?;
         run.tasks = tasks;
+        // Rows below name their task; find it by name in O(log n), not by a scan.
+        let position: HashMap<String, usize> = run
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
 
         let mut io = self
             .conn
@@ -974,7 +981,8 @@ impl Records {
             .map_err(db_err)?;
         for row in rows {
             let (task, direction, record) = row.map_err(db_err)?;
-            if let Some(t) = run.tasks.iter_mut().find(|t| t.name == task) {
+            if let Some(i) = position.get(&task).copied() {
+                let t = &mut run.tasks[i];
                 if direction == "input" {
                     t.inputs.push(record);
                 } else {
@@ -998,8 +1006,8 @@ impl Records {
             .map_err(db_err)?;
         for row in rows {
             let (task, name, value) = row.map_err(db_err)?;
-            if let Some(t) = run.tasks.iter_mut().find(|t| t.name == task) {
-                t.metrics.insert(name, value);
+            if let Some(i) = position.get(&task).copied() {
+                run.tasks[i].metrics.insert(name, value);
             }
         }
 
@@ -1027,8 +1035,8 @@ impl Records {
             .map_err(db_err)?;
         for row in rows {
             let (task, record) = row.map_err(db_err)?;
-            if let Some(t) = run.tasks.iter_mut().find(|t| t.name == task) {
-                t.attempt_history.push(record);
+            if let Some(i) = position.get(&task).copied() {
+                run.tasks[i].attempt_history.push(record);
             }
         }
         Ok(run)
