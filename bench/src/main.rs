@@ -19,8 +19,14 @@
 //!    a command reading and writing CSV files), in the same run; the ratio is unfused time
 //!    / fused time (`fused`).
 //!
-//! Give section names (`overhead`, `containers`, `normalize`, `registry`, `fused`) to run
-//! only those.
+//! 6. the `sluice` command end to end on no-op chains and fan-outs of 100, 1,000 and
+//!    10,000 wasm tasks (wall time, per task, peak resident memory, and `runs show` of the
+//!    run), against Dask's threaded scheduler on the same graph shapes of no-op Python
+//!    calls, in the same run (`scale`; `bench/scale/run.sh` builds what it needs and makes
+//!    Dask's virtualenv). Its home is under the target folder, on disk, not on tmpfs.
+//!
+//! Give section names (`overhead`, `containers`, `normalize`, `registry`, `fused`,
+//! `scale`) to run only those; all but `scale` run without one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,7 +57,9 @@ fn main() -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("machine: {cores} cores; {TASKS} tasks per graph; {ROWS} rows for normalization\n");
     let only: Vec<String> = std::env::args().skip(1).collect();
-    let wanted = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
+    let wanted = |section: &str| {
+        (only.is_empty() && section != "scale") || only.iter().any(|o| o == section)
+    };
     if wanted("overhead") {
         runtime.block_on(overhead(scratch.path(), cores))?;
     }
@@ -66,6 +74,9 @@ fn main() -> Result<()> {
     }
     if wanted("fused") {
         runtime.block_on(fused(scratch.path()))?;
+    }
+    if wanted("scale") {
+        scale(cores)?;
     }
     Ok(())
 }
@@ -243,6 +254,11 @@ fn micros(d: Duration) -> f64 {
 }
 
 fn write_graph(dir: &Path, chain: bool) -> Result<PathBuf> {
+    write_graph_of(dir, chain, TASKS)
+}
+
+/// A pipeline of `tasks` no-op wasm tasks, as a chain or a fan-out, with its component file.
+fn write_graph_of(dir: &Path, chain: bool, tasks: usize) -> Result<PathBuf> {
     let component = dir.join("noop.yaml");
     std::fs::write(
         &component,
@@ -252,7 +268,7 @@ fn write_graph(dir: &Path, chain: bool) -> Result<PathBuf> {
         ),
     )?;
     let mut yaml = String::from("name: overhead\ntasks:\n");
-    for i in 0..TASKS {
+    for i in 0..tasks {
         if chain && i > 0 {
             yaml.push_str(&format!(
                 "  t{i}: {{component: noop.yaml, after: [t{}]}}\n",
@@ -262,7 +278,8 @@ fn write_graph(dir: &Path, chain: bool) -> Result<PathBuf> {
             yaml.push_str(&format!("  t{i}: {{component: noop.yaml}}\n"));
         }
     }
-    let path = dir.join(if chain { "chain.yaml" } else { "fanout.yaml" });
+    let shape = if chain { "chain" } else { "fanout" };
+    let path = dir.join(format!("{shape}-{tasks}.yaml"));
     std::fs::write(&path, yaml)?;
     Ok(path)
 }
@@ -828,6 +845,140 @@ async fn fused(scratch: &Path) -> Result<()> {
     println!(
         "  unfused time / fused time: {:.2}x (final outputs byte-identical)",
         files_best.as_secs_f64() / fused_best.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Graph sizes of the `scale` section.
+const SCALE: [usize; 3] = [100, 1_000, 10_000];
+
+/// One end-to-end figure: wall time, peak resident memory, and `runs show` of the run.
+struct EndToEnd {
+    wall: Duration,
+    peak_rss_kib: u64,
+    show: Duration,
+}
+
+/// Runs `sluice --home <home> <args>` under `/usr/bin/time` and returns its wall time and
+/// peak resident memory (KiB).
+fn timed_sluice(sluice: &Path, home: &Path, args: &[&str]) -> Result<(Duration, u64)> {
+    let rss = home.with_extension("rss");
+    let start = Instant::now();
+    let status = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss)
+        .arg(sluice)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("cannot run /usr/bin/time (Debian's `time`; bench/scale/run.sh installs it)")?;
+    let wall = start.elapsed();
+    if !status.success() {
+        bail!("sluice {} failed ({status})", args.join(" "));
+    }
+    let text = std::fs::read_to_string(&rss)?;
+    let kib = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("no peak memory in {}: {text:?}", rss.display()))?;
+    Ok((wall, kib))
+}
+
+fn sluice_end_to_end(sluice: &Path, scratch: &Path, pipeline: &Path) -> Result<EndToEnd> {
+    let name = pipeline.file_stem().unwrap().to_string_lossy().into_owned();
+    let home = scratch.join(format!("home-{name}"));
+    let cache = scratch.join("cache");
+    let cache = cache.to_str().unwrap();
+    let pipeline = pipeline.to_str().unwrap();
+    let (wall, peak_rss_kib) =
+        timed_sluice(sluice, &home, &["--cache-dir", cache, "run", pipeline])?;
+    let store = Store::open(&home)?;
+    let run = store.list_runs(1)?.remove(0);
+    if run.state != RunState::Succeeded {
+        bail!("the benchmark run {} did not succeed", run.id);
+    }
+    let (show, _) = timed_sluice(sluice, &home, &["runs", "show", &run.id])?;
+    Ok(EndToEnd {
+        wall,
+        peak_rss_kib,
+        show,
+    })
+}
+
+fn dask_seconds(python: &Path, chain: bool, tasks: usize, workers: usize) -> Result<Duration> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scale/dask_graph.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(if chain { "chain" } else { "fanout" })
+        .arg(tasks.to_string())
+        .arg(workers.to_string())
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !out.status.success() {
+        bail!("dask_graph.py: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let seconds: f64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// `sluice run` end to end against Dask's threaded scheduler, 100 to 10,000 tasks.
+fn scale(cores: usize) -> Result<()> {
+    let sluice = PathBuf::from(
+        std::env::var_os("SLUICE_BIN")
+            .context("set SLUICE_BIN to a release `sluice` (bench/scale/run.sh does)")?,
+    );
+    let python =
+        PathBuf::from(std::env::var_os("SLUICE_BENCH_DASK_PYTHON").context(
+            "set SLUICE_BENCH_DASK_PYTHON to a Python with dask (bench/scale/run.sh does)",
+        )?);
+    // On disk, as users' homes are: the target folder, not /tmp (which may be tmpfs).
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-scale");
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|t| PathBuf::from(t).join("bench-scale"))
+        .unwrap_or(base);
+    std::fs::create_dir_all(&base)?;
+    let scratch = tempfile::tempdir_in(&base)?;
+    let scratch = scratch.path();
+    // A warm compile cache, as every run after a component's first one has.
+    let warm = write_graph_of(scratch, true, 1)?;
+    sluice_end_to_end(&sluice, scratch, &warm)?;
+
+    println!(
+        "scale: `sluice run` end to end (process start to exit) against Dask's threaded \
+         scheduler, no-op tasks, {cores} workers"
+    );
+    println!(
+        "  {:<18} {:>10} {:>10} {:>9} {:>11} {:>10} {:>10} {:>8}",
+        "graph", "sluice s", "us/task", "peak MB", "runs show", "dask s", "us/task", "ratio"
+    );
+    for chain in [true, false] {
+        for tasks in SCALE {
+            let pipeline = write_graph_of(scratch, chain, tasks)?;
+            let s = sluice_end_to_end(&sluice, scratch, &pipeline)?;
+            let d = dask_seconds(&python, chain, tasks, cores)?;
+            let shape = if chain { "chain" } else { "fan-out" };
+            println!(
+                "  {:<18} {:>10.3} {:>10.0} {:>9.0} {:>8.0} ms {:>10.3} {:>10.1} {:>7.1}x",
+                format!("{shape} of {tasks}"),
+                s.wall.as_secs_f64(),
+                micros(s.wall) / tasks as f64,
+                s.peak_rss_kib as f64 / 1024.0,
+                s.show.as_secs_f64() * 1e3,
+                d.as_secs_f64(),
+                micros(d) / tasks as f64,
+                s.wall.as_secs_f64() / d.as_secs_f64(),
+            );
+        }
+    }
+    println!(
+        "  (ratio: sluice time / dask time; targets: <= 2 s and <= 300 MB at 10,000 tasks, runs show < 100 ms)\n"
     );
     Ok(())
 }

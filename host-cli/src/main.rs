@@ -1,7 +1,8 @@
 //! The `sluice` binary: parses the command line and hands each subcommand to its file in
 //! `commands/`. All behaviour lives in `sluice-runtime`; this crate only knows the
-//! terminal. Exit codes: 0 success, 1 the pipeline or a task failed, 2 bad input or
-//! usage, 130 cancelled with Ctrl-C.
+//! terminal. Exit codes: 0 success, 1 the pipeline or a task failed, 2 the user's input
+//! or usage was wrong, 3 the environment failed (the Docker Engine or a registry
+//! unreachable, the disk full, the run database locked), 130 cancelled with Ctrl-C.
 
 // First, so its macros (`outln!`, `out!`, `errln!`) reach every module after it.
 #[macro_use]
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice_runtime::error::Blame;
 
 #[derive(Parser)]
 #[command(
@@ -84,6 +86,11 @@ pub struct Paths {
 /// Exit code for input the user must fix: a bad file, an unknown run, a usage error.
 pub const BAD_INPUT: u8 = 2;
 
+/// Exit code for a failure of the machine or of a service Sluice needs, not of the input:
+/// the Docker Engine or a registry unreachable, the disk full or read-only, the run
+/// database locked by another process past the wait.
+pub const ENVIRONMENT: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     sluice_runtime::raise_open_files_limit();
@@ -112,7 +119,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             errln!("error: {err:#}");
-            ExitCode::from(BAD_INPUT)
+            match sluice_runtime::error::blame(err.as_ref()) {
+                Blame::Input => ExitCode::from(BAD_INPUT),
+                Blame::Environment => ExitCode::from(ENVIRONMENT),
+            }
         }
     }
 }

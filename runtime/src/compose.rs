@@ -160,7 +160,7 @@ pub fn compose(socket: &Path, plugs: &[PathBuf]) -> Result<Composed, Vec<String>
         ))
     })?;
     // What the encoding imports: the socket's and the plugs' imports nothing satisfied.
-    let (imports, exports) = crate::oci::interfaces(&bytes).map_err(one)?;
+    let (imports, exports) = crate::oci::interfaces(&bytes).map_err(|e| one(e.to_string()))?;
     Ok(Composed {
         bytes,
         plugged,

@@ -4,6 +4,7 @@
 
 pub mod compose;
 pub mod deploy;
+pub mod error;
 pub mod events;
 pub mod exec;
 pub mod files;

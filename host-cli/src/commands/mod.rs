@@ -220,9 +220,7 @@ pub fn execute(
         if !references.is_empty() {
             let registries = exec.registry.registries(&cache_dir);
             wasm_config.pulled =
-                sluice_runtime::oci::pull_for_run(&registries, references, &exec.pins)
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+                sluice_runtime::oci::pull_for_run(&registries, references, &exec.pins).await?;
         }
         let wasm = Arc::new(WasmExecutor::new(wasm_config)?);
         let executor = Arc::new(Runners::new(wasm, exec.policy()));

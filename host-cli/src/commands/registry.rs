@@ -67,7 +67,7 @@ fn setup(paths: &Paths, args: &RegistryArgs) -> Result<(Registries, tokio::runti
 }
 
 pub fn push(paths: &Paths, args: PushArgs) -> Result<ExitCode> {
-    let reference = OciRef::parse(&args.reference).map_err(anyhow::Error::msg)?;
+    let reference = OciRef::parse(&args.reference)?;
     // A component file travels with its wasm implementation, so that a pipeline task
     // can name the reference alone.
     let is_yaml = args
@@ -94,20 +94,17 @@ pub fn push(paths: &Paths, args: PushArgs) -> Result<ExitCode> {
         n.to_string_lossy().into_owned()
     });
     let (registries, runtime) = setup(paths, &args.registry)?;
-    let digest = runtime
-        .block_on(registries.push(&wasm, &title, &reference, description.as_deref()))
-        .map_err(anyhow::Error::msg)?;
+    let digest =
+        runtime.block_on(registries.push(&wasm, &title, &reference, description.as_deref()))?;
     outln!("pushed {} as {reference}", args.file.display());
     outln!("{}", reference.at(&digest));
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn pull(paths: &Paths, args: PullArgs) -> Result<ExitCode> {
-    let reference = OciRef::parse(&args.reference).map_err(anyhow::Error::msg)?;
+    let reference = OciRef::parse(&args.reference)?;
     let (registries, runtime) = setup(paths, &args.registry)?;
-    let pulled = runtime
-        .block_on(registries.pull(&reference))
-        .map_err(anyhow::Error::msg)?;
+    let pulled = runtime.block_on(registries.pull(&reference))?;
     outln!(
         "{} {} (component {})",
         if pulled.cached { "cached" } else { "pulled" },
@@ -122,11 +119,9 @@ pub fn pull(paths: &Paths, args: PullArgs) -> Result<ExitCode> {
 }
 
 pub fn inspect(paths: &Paths, args: InspectArgs) -> Result<ExitCode> {
-    let reference = OciRef::parse(&args.reference).map_err(anyhow::Error::msg)?;
+    let reference = OciRef::parse(&args.reference)?;
     let (registries, runtime) = setup(paths, &args.registry)?;
-    let (digest, manifest, config) = runtime
-        .block_on(registries.inspect(&reference))
-        .map_err(anyhow::Error::msg)?;
+    let (digest, manifest, config) = runtime.block_on(registries.inspect(&reference))?;
     if args.json {
         outln!(
             "{}",
@@ -217,10 +212,8 @@ pub fn component_files(
     let (registries, runtime) = setup(paths, args)?;
     let mut files = std::collections::HashMap::new();
     for text in references {
-        let reference = OciRef::parse(text).map_err(anyhow::Error::msg)?;
-        let file = runtime
-            .block_on(registries.component_file(&reference))
-            .map_err(anyhow::Error::msg)?;
+        let reference = OciRef::parse(text)?;
+        let file = runtime.block_on(registries.component_file(&reference))?;
         files.insert(text.clone(), file);
     }
     Ok(files)

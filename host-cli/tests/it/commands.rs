@@ -365,11 +365,12 @@ fn an_unreachable_docker_engine_is_one_clear_line() {
         &["run", "examples/breast-cancer/pipeline-container.yaml"],
         &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
     );
-    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    // The environment failed, not the input: exit code 3.
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
     let line = ran.stderr.lines().next().unwrap_or_default();
     assert!(
-        line.starts_with("error: task 'train': cannot reach the Docker Engine at unix:///nonexistent/docker.sock (")
-            && line.ends_with("); is the Docker daemon running?"),
+        line.starts_with("error: task 'train': cannot reach the Docker Engine at unix:///nonexistent/docker.sock: ")
+            && line.ends_with("; is the Docker daemon running?"),
         "{line}"
     );
     // A pipeline with no container step does not need the engine at all.
@@ -378,6 +379,44 @@ fn an_unreachable_docker_engine_is_one_clear_line() {
         &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
     );
     assert_eq!(ok.code, 0, "{}", ok.stderr);
+}
+
+/// Exit codes tell the user's mistakes (2) from the environment's failures (3).
+#[test]
+fn exit_codes_tell_bad_input_from_a_failing_environment() {
+    let home = Home::new();
+    // Nothing listens on port 1 of the loopback: the registry is unreachable.
+    let ran = home.sluice(&[
+        "pull",
+        "oci://127.0.0.1:1/sluice/probe:1",
+        "--insecure-registry",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert!(
+        ran.stderr.starts_with(
+            "error: cannot reach the registry 127.0.0.1:1 for oci://127.0.0.1:1/sluice/probe:1: "
+        ),
+        "{}",
+        ran.stderr
+    );
+    // A reference that is not one is the user's to fix.
+    let bad = home.sluice(&["pull", "oci://UPPER/case:1"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    // A home on a file system with no room left: the run database cannot be created.
+    let full = home.dir.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=8k tmpfs "$1" && exec "$2" --home "$1" runs list"#)
+        .args(["sh", full.to_str().unwrap(), sluice])
+        .output()
+        .expect("unshare (util-linux) runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[test]

@@ -146,6 +146,39 @@ fn lightweight(home: &Home, name: &str, args: &[&str], code: i32) -> KfpRun {
 fn parameters_outputs_artifacts_and_placeholders() {
     let home = Home::new();
     let r = lightweight(&home, "params_outputs", &[], 0);
+    // Without --json, a KFP run's first line says its tasks become known as it runs, and
+    // its last one counts them.
+    let path = kfp_path();
+    let plain = home.sluice_with(
+        &[
+            "run",
+            compiled("params_outputs").to_str().unwrap(),
+            "--runner",
+            "process",
+        ],
+        &[("PATH", &path)],
+    );
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    // Plain lines start with the time since the run began: `[   0.56s] `.
+    let lines: Vec<&str> = plain
+        .stderr
+        .lines()
+        .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest))
+        .collect();
+    let first = lines.iter().find(|l| l.starts_with("run "));
+    assert!(
+        first.is_some_and(|l| l.ends_with(", its tasks become known as it runs")),
+        "{}",
+        plain.stderr
+    );
+    let count = format!(" succeeded: {} tasks", r.names().len());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("run ") && l.ends_with(&count)),
+        "{count}\n{}",
+        plain.stderr
+    );
     assert_eq!(r.output("add", "Output"), "3.5");
     assert_eq!(r.output("split-name", "first"), "ada");
     assert_eq!(r.output("split-name", "parts"), "2");

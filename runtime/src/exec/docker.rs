@@ -104,10 +104,9 @@ impl DockerExecutor {
     /// an API version, and removes containers left by Sluice processes that died.
     pub async fn connect(config: DockerConfig) -> Result<DockerExecutor, PrepareError> {
         let endpoint = endpoint();
-        let unreachable = |e: bollard::errors::Error| PrepareError::Other {
-            message: format!(
-                "cannot reach the Docker Engine at {endpoint} ({e}); is the Docker daemon running?"
-            ),
+        let unreachable = |e: bollard::errors::Error| PrepareError::Unreachable {
+            service: format!("the Docker Engine at {endpoint}"),
+            detail: format!("{e}; is the Docker daemon running?"),
         };
         let docker = Docker::connect_with_defaults().map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;

@@ -191,6 +191,9 @@ pub enum PrepareError {
         path: std::path::PathBuf,
         message: String,
     },
+    /// A service the task needs to run did not answer (the Docker Engine).
+    #[error("cannot reach {service}: {detail}")]
+    Unreachable { service: String, detail: String },
     #[error("{message}")]
     Other { message: String },
 }

@@ -23,7 +23,7 @@ pub use driver::{Driver, Options};
 pub use ir::IrFile;
 pub use placeholders::TaskContext;
 
-use crate::exec::{Executor, Kind, Prepared, Target};
+use crate::exec::{Executor, Kind, PrepareError, Prepared, Target};
 use crate::schedule::ScheduleError;
 use crate::spec::component::Implementation;
 use crate::spec::placeholder::Arg;
@@ -270,9 +270,10 @@ impl KfpPipeline {
                 continue;
             };
             let exec = &file.spec.deployment_spec.executors[label];
+            let task = name.trim_start_matches("comp-");
             let fail = |message: String| ScheduleError::Prepare {
-                task: name.trim_start_matches("comp-").to_owned(),
-                message,
+                task: task.to_owned(),
+                source: PrepareError::Other { message },
             };
             if let Some(importer) = &exec.importer {
                 let component = synthesize(&file, name, spec, None)?;
@@ -338,6 +339,12 @@ impl KfpPipeline {
                 })
                 .await
                 .map_err(|e| {
+                    if let PrepareError::Unreachable { .. } = e {
+                        return ScheduleError::Prepare {
+                            task: task.to_owned(),
+                            source: e,
+                        };
+                    }
                     let mut message = crate::error_chain(&e);
                     if lightweight {
                         message.push_str(&format!(

@@ -70,7 +70,7 @@ pub async fn write(
     registries: &Registries,
     images: Option<(&[String], Vec<u8>)>,
     out: &Path,
-) -> Result<Written, String> {
+) -> Result<Written, super::OciError> {
     // Local files the run reads.
     let mut files: BTreeSet<PathBuf> = BTreeSet::new();
     files.insert(plan.source.clone());
@@ -107,13 +107,13 @@ pub async fn write(
         let entry = registries
             .cache()
             .entry(&pulled.manifest_digest)
-            .ok_or_else(|| format!("{reference} vanished from the cache"))?;
+            .ok_or_else(|| fail!("{reference} vanished from the cache"))?;
         let manifest = entry.manifest()?;
         let parsed: OciImageManifest = serde_json::from_slice(&manifest)
-            .map_err(|e| format!("the cached manifest of {reference} is damaged: {e}"))?;
+            .map_err(|e| fail!("the cached manifest of {reference} is damaged: {e}"))?;
         blobs.insert(parsed.config.digest.clone(), entry.config()?);
         let layer = std::fs::read(&entry.path)
-            .map_err(|e| format!("cannot read {}: {e}", entry.path.display()))?;
+            .map_err(|e| fail!("cannot read {}: {e}", entry.path.display()))?;
         blobs.insert(pulled.wasm_digest.clone(), layer);
         for name in [text.clone(), pulled.pinned.to_string()] {
             index.push(json!({
@@ -130,7 +130,7 @@ pub async fn write(
     // The files, relative to their common folder.
     let absolute: Vec<PathBuf> = files
         .iter()
-        .map(|f| std::path::absolute(f).map_err(|e| format!("cannot resolve {}: {e}", f.display())))
+        .map(|f| std::path::absolute(f).map_err(|e| fail!("cannot resolve {}: {e}", f.display())))
         .collect::<Result<_, _>>()?;
     let root = common_folder(&absolute);
     let mut layers = Vec::new();
@@ -230,7 +230,7 @@ pub async fn write(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+        .map_err(|e| fail!("cannot write in {}: {e}", dir.display()))?;
     {
         let mut tar = tar::Builder::new(tmp.as_file_mut());
         let written = (|| -> std::io::Result<()> {
@@ -246,7 +246,7 @@ pub async fn write(
             }
             tar.finish()
         })();
-        written.map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        written.map_err(|e| fail!("cannot write {}: {e}", out.display()))?;
     }
     {
         use std::os::unix::fs::PermissionsExt;
@@ -256,7 +256,7 @@ pub async fn write(
     }
     let bytes = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     tmp.persist(out)
-        .map_err(|e| format!("cannot write {}: {}", out.display(), e.error))?;
+        .map_err(|e| fail!("cannot write {}: {}", out.display(), e.error))?;
     Ok(Written {
         files: count,
         components,
@@ -289,9 +289,9 @@ pub struct Opened {
 
 /// Opens a bundle: checks every blob, imports its registry components into the cache and
 /// unpacks its files under `home/bundles/<digest>`.
-pub fn open(path: &Path, home: &Path, registries: &Registries) -> Result<Opened, String> {
+pub fn open(path: &Path, home: &Path, registries: &Registries) -> Result<Opened, super::OciError> {
     let archive_bytes = crate::files::read_limited(path, BUNDLE_MAX, crate::files::Follow::Yes)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|e| fail!("cannot read {}: {e}", path.display()))?;
     open_bytes(path, &archive_bytes, home, registries)
 }
 
@@ -301,8 +301,8 @@ pub(crate) fn open_bytes(
     archive_bytes: &[u8],
     home: &Path,
     registries: &Registries,
-) -> Result<Opened, String> {
-    let bad = |m: String| format!("{} is not a usable bundle: {m}", path.display());
+) -> Result<Opened, super::OciError> {
+    let bad = |m: String| fail!("{} is not a usable bundle: {m}", path.display());
     let bundle_digest = sha256(archive_bytes);
     let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut archive = tar::Archive::new(archive_bytes);
@@ -340,7 +340,7 @@ pub(crate) fn open_bytes(
             }
         }
     }
-    let blob = |digest: &str| -> Result<&Vec<u8>, String> {
+    let blob = |digest: &str| -> Result<&Vec<u8>, super::OciError> {
         entries
             .get(&format!(
                 "blobs/sha256/{}",
@@ -425,7 +425,7 @@ pub(crate) fn open_bytes(
                 std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
             }
             std::fs::write(&dest, blob(&layer.digest)?)
-                .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+                .map_err(|e| fail!("cannot write {}: {e}", dest.display()))?;
         }
         let tmp = tmp.keep();
         if std::fs::rename(&tmp, &target).is_err() {
@@ -466,11 +466,11 @@ fn common_folder(paths: &[PathBuf]) -> PathBuf {
 }
 
 /// A file, or every file under a folder.
-fn read_tree(path: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, String> {
+fn read_tree(path: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, super::OciError> {
     if path.is_dir() {
         let mut out = Vec::new();
         let mut items: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .map_err(|e| fail!("cannot read {}: {e}", path.display()))?
             .flatten()
             .map(|e| e.path())
             .collect();
@@ -481,7 +481,7 @@ fn read_tree(path: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, String> {
         Ok(out)
     } else {
         let bytes = crate::files::read_limited(path, BUNDLE_MAX, crate::files::Follow::Yes)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            .map_err(|e| fail!("cannot read {}: {e}", path.display()))?;
         Ok(vec![(path.to_owned(), bytes)])
     }
 }

@@ -37,13 +37,13 @@ impl Entry {
             .parent()
             .expect("a cached component lives in its entry's folder")
     }
-    pub fn manifest(&self) -> Result<Vec<u8>, String> {
+    pub fn manifest(&self) -> Result<Vec<u8>, super::OciError> {
         let path = self.dir().join("manifest.json");
-        fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        fs::read(&path).map_err(|e| fail!("cannot read {}: {e}", path.display()))
     }
-    pub fn config(&self) -> Result<Vec<u8>, String> {
+    pub fn config(&self) -> Result<Vec<u8>, super::OciError> {
         let path = self.dir().join("config.json");
-        fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        fs::read(&path).map_err(|e| fail!("cannot read {}: {e}", path.display()))
     }
 }
 
@@ -96,13 +96,12 @@ impl Cache {
         config: &[u8],
         wasm: &[u8],
         wasm_digest: &str,
-    ) -> Result<Entry, String> {
+    ) -> Result<Entry, super::OciError> {
         let dir = self
             .entry_dir(manifest_digest)
-            .ok_or_else(|| format!("'{manifest_digest}' is not a sha256 digest"))?;
+            .ok_or_else(|| fail!("'{manifest_digest}' is not a sha256 digest"))?;
         let parent = dir.parent().expect("entries live in a folder");
-        fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        fs::create_dir_all(parent).map_err(|e| fail!("cannot create {}: {e}", parent.display()))?;
         let write = || -> std::io::Result<()> {
             let tmp = tempfile::Builder::new()
                 .prefix(".pull-")
@@ -121,9 +120,9 @@ impl Cache {
             }
             Ok(())
         };
-        write().map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+        write().map_err(|e| fail!("cannot write {}: {e}", dir.display()))?;
         self.entry(manifest_digest)
-            .ok_or_else(|| format!("{} is incomplete", dir.display()))
+            .ok_or_else(|| fail!("{} is incomplete", dir.display()))
     }
 
     fn tag_path(&self, reference: &OciRef) -> Option<PathBuf> {
@@ -145,7 +144,11 @@ impl Cache {
         Some(digest.to_owned())
     }
 
-    pub fn remember_tag(&self, reference: &OciRef, manifest_digest: &str) -> Result<(), String> {
+    pub fn remember_tag(
+        &self,
+        reference: &OciRef,
+        manifest_digest: &str,
+    ) -> Result<(), super::OciError> {
         let Some(path) = self.tag_path(reference) else {
             return Ok(());
         };
@@ -157,7 +160,7 @@ impl Cache {
             tmp.persist(&path).map_err(|e| e.error)?;
             Ok(())
         };
-        write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+        write().map_err(|e| fail!("cannot write {}: {e}", path.display()))
     }
 
     /// Every cached component, with the tags that point at it (`registry/repo:tag`).
@@ -190,12 +193,12 @@ impl Cache {
 
     /// Removes every cached component and tag, and leftovers of interrupted pulls.
     /// Returns how many components and bytes went.
-    pub fn prune(&self) -> Result<(usize, u64), String> {
+    pub fn prune(&self) -> Result<(usize, u64), super::OciError> {
         let entries = self.list();
         let bytes = entries.iter().map(|(e, _)| e.size).sum();
         if self.root.exists() {
             fs::remove_dir_all(&self.root)
-                .map_err(|e| format!("cannot remove {}: {e}", self.root.display()))?;
+                .map_err(|e| fail!("cannot remove {}: {e}", self.root.display()))?;
         }
         Ok((entries.len(), bytes))
     }

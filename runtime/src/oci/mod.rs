@@ -9,6 +9,13 @@
 //! verifies every blob's digest before anything is kept; the [`cache`] keeps components by
 //! digest and remembers which digest each tag had, so `--offline` runs need no registry.
 
+/// `format!` into an [`$crate::oci::OciError::Other`].
+macro_rules! fail {
+    ($($t:tt)*) => {
+        $crate::oci::OciError::Other(format!($($t)*))
+    };
+}
+
 pub mod auth;
 pub mod bundle;
 pub mod cache;
@@ -26,6 +33,34 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use self::cache::Cache;
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    /// The registry did not answer, or kept failing (connection refused, DNS, TLS, timeouts,
+    /// 5xx and 429 after retries): the environment's fault, not the reference's.
+    #[error("cannot reach the registry {registry} for {reference}: {detail}")]
+    Unreachable {
+        registry: String,
+        reference: String,
+        detail: String,
+    },
+    /// The registry answered and refused: credentials (401), access (403), or nothing at
+    /// that reference (404). One line saying which.
+    #[error("{0}")]
+    Refused(String),
+    /// Anything else: a malformed reference, `--offline` without the component cached,
+    /// a manifest, config or layer that is not a wasm component's, a digest that does not
+    /// match, a cache that cannot be written. One line naming the reference.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for OciError {
+    fn from(message: String) -> OciError {
+        OciError::Other(message)
+    }
+}
 
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/wasm";
@@ -57,19 +92,19 @@ pub struct OciRef {
 }
 
 impl OciRef {
-    pub fn parse(text: &str) -> Result<OciRef, String> {
+    pub fn parse(text: &str) -> Result<OciRef, OciError> {
         let bare = text.strip_prefix(SCHEME).unwrap_or(text);
         // Without a registry host, a reference would silently mean Docker Hub.
         let host = bare.split('/').next().unwrap_or("");
         if !bare.contains('/') || !(host.contains('.') || host.contains(':') || host == "localhost")
         {
-            return Err(format!(
+            return Err(fail!(
                 "'{text}' is not a registry reference: expected oci://registry/repository:tag or oci://registry/repository@sha256:<digest>"
             ));
         }
         let inner: Reference = bare
             .parse()
-            .map_err(|e| format!("'{text}' is not a registry reference: {e}"))?;
+            .map_err(|e| fail!("'{text}' is not a registry reference: {e}"))?;
         Ok(OciRef { inner })
     }
 
@@ -191,13 +226,15 @@ impl Registries {
         &self.cache
     }
 
-    fn auth(&self, reference: &OciRef) -> Result<RegistryAuth, String> {
-        auth::credentials(reference.registry(), &self.options.credentials).map(|(a, _)| a)
+    fn auth(&self, reference: &OciRef) -> Result<RegistryAuth, OciError> {
+        auth::credentials(reference.registry(), &self.options.credentials)
+            .map(|(a, _)| a)
+            .map_err(OciError::Other)
     }
 
     /// The component a reference names, from the cache when its digest is there (a tag is
     /// resolved against the registry unless offline), else pulled and verified.
-    pub async fn pull(&self, reference: &OciRef) -> Result<Pulled, String> {
+    pub async fn pull(&self, reference: &OciRef) -> Result<Pulled, OciError> {
         let manifest_digest = match reference.digest() {
             Some(d) => d.to_owned(),
             None if self.options.offline => self.cache.tag(reference).ok_or_else(|| {
@@ -218,7 +255,7 @@ impl Registries {
             });
         }
         if self.options.offline {
-            return Err(format!(
+            return Err(fail!(
                 "{reference} ({manifest_digest}) is not in the cache, and --offline forbids pulling it"
             ));
         }
@@ -248,7 +285,7 @@ impl Registries {
             ("component", layer.size, crate::files::WASM_FILE_MAX),
         ] {
             if u64::try_from(size).map_or(true, |s| s > limit) {
-                return Err(format!(
+                return Err(fail!(
                     "the {what} of {reference} is {size} bytes by its manifest, over the limit of {}",
                     crate::spec::ByteSize(limit)
                 ));
@@ -280,7 +317,7 @@ impl Registries {
             &format!("the component of {reference}"),
         )?;
         if !crate::exec::wasm::is_component(&wasm) {
-            return Err(format!(
+            return Err(fail!(
                 "the layer of {reference} is not a WebAssembly component"
             ));
         }
@@ -301,7 +338,7 @@ impl Registries {
 
     /// A tag's current manifest digest; when the tag names an image index, the digest
     /// of the wasm manifest it lists.
-    async fn resolve(&self, reference: &OciRef) -> Result<String, String> {
+    async fn resolve(&self, reference: &OciRef) -> Result<String, OciError> {
         let auth = self.auth(reference)?;
         let (raw, digest) = retry(reference, || {
             self.client
@@ -323,7 +360,7 @@ impl Registries {
         reference: &OciRef,
         digest: &str,
         auth: &RegistryAuth,
-    ) -> Result<(String, Vec<u8>), String> {
+    ) -> Result<(String, Vec<u8>), OciError> {
         let at = reference.at(digest);
         let (raw, _) = retry(reference, || {
             self.client.pull_manifest_raw(&at.inner, auth, ACCEPTED)
@@ -355,19 +392,19 @@ impl Registries {
         title: &str,
         reference: &OciRef,
         description: Option<&str>,
-    ) -> Result<String, String> {
+    ) -> Result<String, OciError> {
         if self.options.offline {
-            return Err("--offline forbids pushing".into());
+            return Err(fail!("--offline forbids pushing"));
         }
         if !crate::exec::wasm::is_component(wasm) {
-            return Err(format!("{title} is not a WebAssembly component"));
+            return Err(fail!("{title} is not a WebAssembly component"));
         }
         let wasm_digest = sha256(wasm);
         let created = jiff::Timestamp::now()
             .round(jiff::Unit::Second)
             .unwrap_or(jiff::Timestamp::now())
             .to_string();
-        let (imports, exports) = interfaces(wasm).map_err(|e| format!("{title}: {e}"))?;
+        let (imports, exports) = interfaces(wasm).map_err(|e| fail!("{title}: {e}"))?;
         let config = WasmConfig {
             created: Some(created.clone()),
             author: None,
@@ -448,16 +485,16 @@ impl Registries {
     pub async fn inspect(
         &self,
         reference: &OciRef,
-    ) -> Result<(String, OciImageManifest, WasmConfig), String> {
+    ) -> Result<(String, OciImageManifest, WasmConfig), OciError> {
         let pulled = self.pull(reference).await?;
         let entry = self
             .cache
             .entry(&pulled.manifest_digest)
-            .ok_or_else(|| format!("{reference} vanished from the cache"))?;
+            .ok_or_else(|| fail!("{reference} vanished from the cache"))?;
         let manifest = serde_json::from_slice(&entry.manifest()?)
-            .map_err(|e| format!("the cached manifest of {reference} is damaged: {e}"))?;
+            .map_err(|e| fail!("the cached manifest of {reference} is damaged: {e}"))?;
         let config = serde_json::from_slice(&entry.config()?)
-            .map_err(|e| format!("the config of {reference} is not a wasm config: {e}"))?;
+            .map_err(|e| fail!("the config of {reference} is not a wasm config: {e}"))?;
         Ok((pulled.manifest_digest, manifest, config))
     }
 }
@@ -466,18 +503,18 @@ impl Registries {
     /// The component file pushed with a registry component, as a file in the cache whose
     /// wasm implementation is the reference pinned to its digest: what a task naming
     /// `oci://...` as its component loads.
-    pub async fn component_file(&self, reference: &OciRef) -> Result<PathBuf, String> {
+    pub async fn component_file(&self, reference: &OciRef) -> Result<PathBuf, OciError> {
         let pulled = self.pull(reference).await?;
         let entry = self
             .cache
             .entry(&pulled.manifest_digest)
-            .ok_or_else(|| format!("{reference} vanished from the cache"))?;
+            .ok_or_else(|| fail!("{reference} vanished from the cache"))?;
         let path = entry.path.with_file_name("component.yaml");
         if path.is_file() {
             return Ok(path);
         }
         let manifest: OciImageManifest = serde_json::from_slice(&entry.manifest()?)
-            .map_err(|e| format!("the cached manifest of {reference} is damaged: {e}"))?;
+            .map_err(|e| fail!("the cached manifest of {reference} is damaged: {e}"))?;
         let yaml = manifest
             .annotations
             .as_ref()
@@ -488,7 +525,7 @@ impl Registries {
                 )
             })?;
         let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml)
-            .map_err(|e| format!("the component file carried by {reference} is not YAML: {e}"))?;
+            .map_err(|e| fail!("the component file carried by {reference} is not YAML: {e}"))?;
         let wasm = doc
             .get_mut("implementation")
             .and_then(|i| i.get_mut("wasm"))
@@ -500,7 +537,7 @@ impl Registries {
         let tmp = path.with_extension("yaml.tmp");
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            .map_err(|e| fail!("cannot write {}: {e}", path.display()))?;
         Ok(path)
     }
 }
@@ -513,7 +550,7 @@ pub async fn pull_for_run<'a>(
     registries: &Registries,
     references: impl IntoIterator<Item = &'a str>,
     pins: &std::collections::HashMap<String, String>,
-) -> Result<std::collections::HashMap<String, (PathBuf, String)>, String> {
+) -> Result<std::collections::HashMap<String, (PathBuf, String)>, OciError> {
     let mut pulled = std::collections::HashMap::new();
     for text in references {
         if pulled.contains_key(text) {
@@ -555,7 +592,7 @@ struct IndexPlatform {
 
 /// When `raw` is an image index (OCI's, or Docker's manifest list), the digest of the
 /// manifest it lists for `wasm`/`wasip2`, or why it has none; `None` for a manifest.
-fn wasm_entry(reference: &OciRef, raw: &[u8]) -> Result<Option<String>, String> {
+fn wasm_entry(reference: &OciRef, raw: &[u8]) -> Result<Option<String>, OciError> {
     let Ok(index) = serde_json::from_slice::<Index>(raw) else {
         return Ok(None);
     };
@@ -582,7 +619,7 @@ fn wasm_entry(reference: &OciRef, raw: &[u8]) -> Result<Option<String>, String> 
                     None => "no platform".to_owned(),
                 })
                 .collect();
-            Err(format!(
+            Err(fail!(
                 "{reference} is an OCI image index with no wasm/wasip2 manifest (it lists {})",
                 if platforms.is_empty() {
                     "nothing".to_owned()
@@ -608,20 +645,20 @@ pub(crate) fn fuzz_manifest(raw: &[u8]) {
 pub(crate) fn wasm_layer<'m>(
     reference: &OciRef,
     manifest: &'m OciImageManifest,
-) -> Result<&'m OciDescriptor, String> {
+) -> Result<&'m OciDescriptor, OciError> {
     if manifest.config.media_type != CONFIG_MEDIA_TYPE {
-        return Err(format!(
+        return Err(fail!(
             "{reference} is not a wasm component artifact: its config is {}, not {CONFIG_MEDIA_TYPE}",
             manifest.config.media_type
         ));
     }
     match manifest.layers.as_slice() {
         [layer] if layer.media_type == LAYER_MEDIA_TYPE => Ok(layer),
-        [layer] => Err(format!(
+        [layer] => Err(fail!(
             "{reference} has a layer of type {}, not {LAYER_MEDIA_TYPE}",
             layer.media_type
         )),
-        layers => Err(format!(
+        layers => Err(fail!(
             "{reference} has {} layers; a wasm component artifact has exactly one",
             layers.len()
         )),
@@ -683,15 +720,15 @@ pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-fn check_digest(bytes: &[u8], expected: &str, what: &str) -> Result<(), String> {
+fn check_digest(bytes: &[u8], expected: &str, what: &str) -> Result<(), OciError> {
     let Some(hex) = expected.strip_prefix("sha256:") else {
-        return Err(format!(
+        return Err(fail!(
             "{what} has digest {expected}; Sluice verifies sha256 digests only"
         ));
     };
     let actual = sha256(bytes);
     if actual[7..] != *hex {
-        return Err(format!(
+        return Err(fail!(
             "{what} does not match its digest: expected {expected}, got {actual}"
         ));
     }
@@ -700,7 +737,7 @@ fn check_digest(bytes: &[u8], expected: &str, what: &str) -> Result<(), String> 
 
 /// Retries transient failures (connection errors, 5xx, 429) with backoff; maps the
 /// others to one line.
-async fn retry<T, F, Fut>(reference: &OciRef, mut attempt: F) -> Result<T, String>
+async fn retry<T, F, Fut>(reference: &OciRef, mut attempt: F) -> Result<T, OciError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, OciDistributionError>>,
@@ -732,7 +769,7 @@ fn transient(e: &OciDistributionError) -> bool {
     }
 }
 
-fn describe(reference: &OciRef, e: &OciDistributionError) -> String {
+fn describe(reference: &OciRef, e: &OciDistributionError) -> OciError {
     let registry = reference.registry();
     // oci-client's errors often repeat their source in their own text.
     let mut parts: Vec<String> = Vec::new();
@@ -764,13 +801,16 @@ fn describe(reference: &OciRef, e: &OciDistributionError) -> String {
         _ => None,
     };
     match status {
-        Some(401) => format!(
+        Some(401) => OciError::Refused(format!(
             "{registry} refused the credentials for {reference} (401 Unauthorized); log in with `docker login {registry}` or give --username/--password"
-        ),
-        Some(403) => format!("{registry} denies access to {reference} (403 Forbidden)"),
-        Some(404) => format!("{reference} does not exist in {registry} (404 Not Found)"),
-        _ if matches!(e, OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout()) =>
-        {
+        )),
+        Some(403) => OciError::Refused(format!(
+            "{registry} denies access to {reference} (403 Forbidden)"
+        )),
+        Some(404) => OciError::Refused(format!(
+            "{reference} does not exist in {registry} (404 Not Found)"
+        )),
+        _ if transient(e) => {
             // rustls meeting a plain-HTTP server reads a "corrupt message".
             let hint = if text.contains("corrupt message") {
                 format!(
@@ -779,32 +819,36 @@ fn describe(reference: &OciRef, e: &OciDistributionError) -> String {
             } else {
                 String::new()
             };
-            format!("cannot reach the registry {registry} for {reference}: {text}{hint}")
+            OciError::Unreachable {
+                registry: registry.to_owned(),
+                reference: reference.to_string(),
+                detail: format!("{text}{hint}"),
+            }
         }
-        _ => format!("{reference}: {text}"),
+        _ => fail!("{reference}: {text}"),
     }
 }
 
 /// The names a component imports and exports (`wasi:cli/environment@0.2.0`, ...), read
 /// from its top level without compiling it.
-pub fn interfaces(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
+pub fn interfaces(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>), OciError> {
     use wasmparser::{Parser, Payload};
     let mut imports = Vec::new();
     let mut exports = Vec::new();
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(wasm) {
-        match payload.map_err(|e| format!("not a valid component: {e}"))? {
+        match payload.map_err(|e| fail!("not a valid component: {e}"))? {
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentImportSection(section) if depth == 0 => {
                 for import in section {
-                    let import = import.map_err(|e| format!("not a valid component: {e}"))?;
+                    let import = import.map_err(|e| fail!("not a valid component: {e}"))?;
                     imports.push(import.name.name.to_owned());
                 }
             }
             Payload::ComponentExportSection(section) if depth == 0 => {
                 for export in section {
-                    let export = export.map_err(|e| format!("not a valid component: {e}"))?;
+                    let export = export.map_err(|e| fail!("not a valid component: {e}"))?;
                     exports.push(export.name.name.to_owned());
                 }
             }
@@ -836,6 +880,7 @@ mod tests {
         assert!(
             OciRef::parse("oci://validate:1")
                 .unwrap_err()
+                .to_string()
                 .contains("expected oci://registry/repository:tag")
         );
         assert!(OciRef::parse("oci://ghcr.io/UPPER/x").is_err());
@@ -847,7 +892,7 @@ mod tests {
         use tokio::io::AsyncWriteExt;
         let mut blob = Bounded::new(4);
         blob.write_all(b"wasm").await.unwrap();
-        let err = blob.write_all(b"!").await.unwrap_err();
+        let err = blob.write_all(b"!").await.unwrap_err().to_string();
         assert_eq!(
             err.to_string(),
             "the registry sent more than the 4 bytes the descriptor gives"
@@ -862,6 +907,7 @@ mod tests {
         assert!(
             check_digest(b"abd", &d, "the component")
                 .unwrap_err()
+                .to_string()
                 .starts_with("the component does not match its digest")
         );
         assert!(check_digest(b"abc", "sha512:00", "x").is_err());
@@ -890,7 +936,8 @@ mod tests {
             &r,
             &manifest("application/vnd.oci.image.config.v1+json", vec![]),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("is not a wasm component artifact"), "{e}");
         let e = wasm_layer(
             &r,
@@ -899,7 +946,8 @@ mod tests {
                 vec![layer(LAYER_MEDIA_TYPE), layer(LAYER_MEDIA_TYPE)],
             ),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("has 2 layers"), "{e}");
         let e = wasm_layer(
             &r,
@@ -908,7 +956,8 @@ mod tests {
                 vec![layer("application/vnd.oci.image.layer.v1.tar")],
             ),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("not application/wasm"), "{e}");
     }
 

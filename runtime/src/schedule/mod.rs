@@ -63,8 +63,12 @@ impl Default for Options {
 /// A run could not start. Nothing ran; the run may not have been recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("task '{task}': {message}")]
-    Prepare { task: String, message: String },
+    #[error("task '{task}'")]
+    Prepare {
+        task: String,
+        #[source]
+        source: crate::exec::PrepareError,
+    },
     #[error("param '{param}': cannot import {}", path.display())]
     Import {
         param: String,
@@ -214,14 +218,14 @@ impl Scheduler {
         let mut prepared = Vec::with_capacity(plan.tasks.len());
         for task in &plan.tasks {
             let target = task.target();
-            let p = self
-                .executor
-                .prepare(target)
-                .await
-                .map_err(|e| ScheduleError::Prepare {
-                    task: task.name.clone(),
-                    message: error_chain(&e),
-                })?;
+            let p =
+                self.executor
+                    .prepare(target)
+                    .await
+                    .map_err(|source| ScheduleError::Prepare {
+                        task: task.name.clone(),
+                        source,
+                    })?;
             prepared.push(p);
         }
         Ok(prepared)

@@ -294,7 +294,7 @@ impl ComponentSpec {
         if let Some(wasm) = &imp.wasm {
             if crate::oci::is_reference(&wasm.component) {
                 if let Err(e) = crate::oci::OciRef::parse(&wasm.component) {
-                    return Err(("implementation.wasm.component".into(), e));
+                    return Err(("implementation.wasm.component".into(), e.to_string()));
                 }
             } else if wasm.component.trim().is_empty() {
                 return Err((
