@@ -306,6 +306,7 @@ async fn run_graph(
             keep_work: false,
             fuse: true,
             default_timeout: None,
+            reuse: Default::default(),
         },
         cancel: CancellationToken::new(),
     };
@@ -468,6 +469,7 @@ async fn containers(scratch: &Path) -> Result<()> {
                 keep_work: false,
                 fuse: true,
                 default_timeout: None,
+                reuse: Default::default(),
             },
             cancel: CancellationToken::new(),
         };
@@ -775,6 +777,7 @@ async fn run_chain(
             keep_work: false,
             fuse,
             default_timeout: None,
+            reuse: Default::default(),
         },
         cancel: CancellationToken::new(),
     };

@@ -138,6 +138,10 @@ pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
 pub struct RerunArgs {
     /// A run id or a unique prefix of one
     run: String,
+    /// Run only this task and everything downstream of it; the other tasks reuse the
+    /// outputs they had in the run (which must be a run of the same pipeline content)
+    #[arg(long, value_name = "TASK")]
+    from: Option<String>,
     /// Print the run record as JSON instead of progress and a summary
     #[arg(long)]
     json: bool,
@@ -145,10 +149,120 @@ pub struct RerunArgs {
     exec: super::ExecArgs,
 }
 
+#[derive(clap::Args)]
+pub struct ResumeArgs {
+    /// A run id or a unique prefix of one
+    run: String,
+    /// Print the run record as JSON instead of progress and a summary
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    exec: super::ExecArgs,
+}
+
+/// `sluice runs resume <run>`: a new run of the recorded run's pipeline, with its
+/// parameters, in which every task that succeeded is taken as done with its recorded
+/// outputs (checked to be in the store) and the others run.
+pub fn resume(paths: &Paths, args: ResumeArgs) -> Result<ExitCode> {
+    let ResumeArgs { run, json, exec } = args;
+    rerun_with(
+        paths,
+        RerunArgs {
+            run,
+            from: None,
+            json,
+            exec,
+        },
+        Reuse::Succeeded,
+    )
+}
+
+/// What a new run of a recorded run takes from it.
+#[derive(Clone, Copy, PartialEq)]
+enum Reuse<'a> {
+    /// Nothing: every task runs.
+    Nothing,
+    /// The outputs of every task that succeeded.
+    Succeeded,
+    /// The outputs of every task that succeeded, except this task and its downstream.
+    Before(&'a str),
+}
+
+/// The tasks a new run takes as done, with what they reuse; refuses a pipeline whose
+/// content changed since the run, whose outputs would not be the ones recorded.
+fn reused_tasks(
+    record: &sluice_runtime::store::RunRecord,
+    file_digest: &str,
+    plan: &Plan,
+    reuse: Reuse<'_>,
+) -> Result<std::collections::BTreeMap<String, sluice_runtime::store::CachedTask>> {
+    use sluice_runtime::store::{CachedTask, TaskState};
+    if reuse == Reuse::Nothing {
+        return Ok(Default::default());
+    }
+    anyhow::ensure!(
+        file_digest == record.source_digest,
+        "{} changed since run {} ({} then, {} now): its recorded outputs are not this          pipeline's; `sluice runs rerun {}` runs the current content from the start",
+        record.source,
+        record.id,
+        record.source_digest,
+        file_digest,
+        record.id
+    );
+    let mut again = std::collections::BTreeSet::new();
+    if let Reuse::Before(from) = reuse {
+        let Some(start) = plan.tasks.iter().position(|t| t.name == from) else {
+            let names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
+            anyhow::bail!(
+                "--from: run {} has no task '{from}' (its tasks: {})",
+                record.id,
+                names.join(", ")
+            );
+        };
+        let downstream = plan.downstream();
+        let mut stack = vec![start];
+        while let Some(i) = stack.pop() {
+            if again.insert(plan.tasks[i].name.as_str()) {
+                stack.extend(&downstream[i]);
+            }
+        }
+    }
+    Ok(record
+        .tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Succeeded && !again.contains(t.name.as_str()))
+        // The same component bytes as when it ran, or it runs again.
+        .filter(|t| {
+            plan.task(&t.name)
+                .is_some_and(|p| p.component.digest == t.component_digest)
+        })
+        .map(|t| {
+            (
+                t.name.clone(),
+                CachedTask {
+                    run: record.id.clone(),
+                    task: t.name.clone(),
+                    outputs: t.outputs.clone(),
+                    metrics: t.metrics.clone(),
+                },
+            )
+        })
+        .collect())
+}
+
 /// `sluice runs rerun <run>`: the recorded run's pipeline again, with its parameter
 /// values, its artifact parameters' exact bytes (from the store), and each registry
 /// component at the digest the run resolved it to.
-pub fn rerun(paths: &Paths, mut args: RerunArgs) -> Result<ExitCode> {
+pub fn rerun(paths: &Paths, args: RerunArgs) -> Result<ExitCode> {
+    let from = args.from.clone();
+    let reuse = match &from {
+        Some(task) => Reuse::Before(task),
+        None => Reuse::Nothing,
+    };
+    rerun_with(paths, args, reuse)
+}
+
+fn rerun_with(paths: &Paths, mut args: RerunArgs, reuse: Reuse<'_>) -> Result<ExitCode> {
     let store = super::open_store(paths)?;
     let id = store.resolve_run(&args.run)?;
     let record = store.run(&id)?;
@@ -158,10 +272,15 @@ pub fn rerun(paths: &Paths, mut args: RerunArgs) -> Result<ExitCode> {
     );
     let source = PathBuf::from(&record.source);
     if detect_kind(&source)? == DocumentKind::KfpIr {
+        anyhow::ensure!(
+            reuse == Reuse::Nothing,
+            "run {id} ran a compiled KFP pipeline: `sluice runs rerun {id}` runs it again \
+             from the start, with its cache"
+        );
         return rerun_kfp(paths, &store, &record, source, args);
     }
     let (file, _) = load_pipeline(paths, &args.exec.registry, &source)?;
-    if file.digest != record.source_digest {
+    if reuse == Reuse::Nothing && file.digest != record.source_digest {
         errln!(
             "warning: {} changed since run {id}; running its current content",
             source.display()
@@ -196,6 +315,14 @@ pub fn rerun(paths: &Paths, mut args: RerunArgs) -> Result<ExitCode> {
                 .insert(reference.to_owned(), (*pin).to_owned());
         }
     }
+    let reused = reused_tasks(&record, &file.digest, &plan, reuse)?;
+    let options = Options {
+        // A fused chain hands tables on in memory from task to task; with some of its
+        // tasks reused and not run, the others run unfused and read the store.
+        fuse: reused.is_empty(),
+        reuse: reused,
+        ..Options::default()
+    };
     let display = if args.json {
         Display::Json
     } else {
@@ -205,7 +332,7 @@ pub fn rerun(paths: &Paths, mut args: RerunArgs) -> Result<ExitCode> {
         paths,
         plan,
         RunKind::Pipeline,
-        Options::default(),
+        options,
         &args.exec,
         display,
         false,

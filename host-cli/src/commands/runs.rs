@@ -19,8 +19,11 @@ pub enum Command {
         json: bool,
     },
     /// Run a recorded pipeline run again: the same parameters, artifact bytes and
-    /// registry component digests
+    /// registry component digests (with --from TASK, only TASK and what is downstream of it)
     Rerun(super::run::RerunArgs),
+    /// Run only what did not succeed in a run (failed, skipped, cancelled or interrupted
+    /// tasks), reusing the recorded outputs of the tasks that succeeded
+    Resume(super::run::ResumeArgs),
     /// Show one run: its tasks, inputs, outputs and metrics
     Show {
         /// A run id or a unique prefix of one
@@ -37,6 +40,10 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
         Command::Rerun(args) => {
             drop(store);
             return super::run::rerun(paths, args);
+        }
+        Command::Resume(args) => {
+            drop(store);
+            return super::run::resume(paths, args);
         }
         Command::List { limit, json } => {
             let runs = store.list_runs(limit)?;

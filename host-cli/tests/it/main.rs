@@ -10,6 +10,7 @@ mod fused;
 mod home;
 mod kfp;
 mod registry;
+mod resume;
 mod serve;
 mod serve_load;
 mod serve_spec;

@@ -810,21 +810,16 @@ fn describe(reference: &OciRef, e: &OciDistributionError) -> OciError {
         Some(404) => OciError::Refused(format!(
             "{reference} does not exist in {registry} (404 Not Found)"
         )),
-        _ if transient(e) => {
-            // rustls meeting a plain-HTTP server reads a "corrupt message".
-            let hint = if text.contains("corrupt message") {
-                format!(
-                    " (it does not speak HTTPS; if it is a plain-HTTP registry, name it with --insecure-registry {registry})"
-                )
-            } else {
-                String::new()
-            };
-            OciError::Unreachable {
-                registry: registry.to_owned(),
-                reference: reference.to_string(),
-                detail: format!("{text}{hint}"),
-            }
-        }
+        // rustls meeting a plain-HTTP server reads a "corrupt message": the registry
+        // answered, in a protocol the user has to name.
+        _ if text.contains("corrupt message") => fail!(
+            "cannot reach the registry {registry} for {reference}: {text} (it does not speak HTTPS; if it is a plain-HTTP registry, name it with --insecure-registry {registry})"
+        ),
+        _ if transient(e) => OciError::Unreachable {
+            registry: registry.to_owned(),
+            reference: reference.to_string(),
+            detail: text,
+        },
         _ => fail!("{reference}: {text}"),
     }
 }

@@ -20,8 +20,8 @@ use crate::exec::{
 use crate::plan::fuse::{Fusion, Mismatch};
 use crate::plan::{ParamValue, Plan, PlannedTask, Source, artifact_params};
 use crate::store::{
-    ArtifactRef, IoRecord, NewRun, NewTask, RunKind, RunState, Store, StoreError, TaskDir,
-    TaskState,
+    ArtifactRef, CachedTask, IoRecord, NewRun, NewTask, RunKind, RunState, Store, StoreError,
+    TaskDir, TaskState,
 };
 
 #[derive(Clone, Debug)]
@@ -37,6 +37,11 @@ pub struct Options {
     /// Wall-clock limit of one attempt of a task that sets no `timeout`; without it, wasm
     /// attempts get [`WASM_TIMEOUT`] and others none.
     pub default_timeout: Option<Duration>,
+    /// Tasks taken as done, by name, with the recorded outputs of the earlier run's task
+    /// they reuse (`sluice runs resume`, `--from`). A task is reused only when its every
+    /// output is still in the store; it is recorded as succeeded with `cached_from`
+    /// naming the task it reused, and never runs.
+    pub reuse: BTreeMap<String, CachedTask>,
 }
 
 /// Wall-clock limit of one wasm attempt when neither the task nor the run sets one: a
@@ -56,6 +61,7 @@ impl Default for Options {
             keep_work: false,
             fuse: true,
             default_timeout: None,
+            reuse: BTreeMap::new(),
         }
     }
 }
@@ -257,6 +263,17 @@ impl Scheduler {
             while stopped_by.is_none() && !self.cancel.is_cancelled() && running.len() < parallelism
             {
                 let Some(i) = ready.pop_first() else { break };
+                if let Some(outs) = self.reuse(run_id, plan, i, &outputs, imported) {
+                    state[i] = TaskState::Succeeded;
+                    outputs[i] = Some(Arc::new(outs));
+                    for &d in &downstream[i] {
+                        waiting[d] -= 1;
+                        if waiting[d] == 0 && state[d] == TaskState::Pending {
+                            ready.insert(d);
+                        }
+                    }
+                    continue;
+                }
                 state[i] = TaskState::Running;
                 let upstream: HashMap<usize, Arc<BTreeMap<String, IoRecord>>> = plan.tasks[i]
                     .upstream
@@ -381,6 +398,51 @@ impl Scheduler {
         } else {
             RunState::Failed
         }
+    }
+
+    /// Takes task `i` as done with the outputs of the earlier task it reuses, when it has
+    /// one whose outputs are all in the store and it can be recorded; `None` runs it.
+    fn reuse(
+        &self,
+        run_id: &str,
+        plan: &Plan,
+        i: usize,
+        outputs: &[Option<Arc<BTreeMap<String, IoRecord>>>],
+        imported: &HashMap<String, ArtifactRef>,
+    ) -> Option<BTreeMap<String, IoRecord>> {
+        let task = &plan.tasks[i];
+        let cached = self.options.reuse.get(&task.name)?;
+        if !cached
+            .outputs
+            .iter()
+            .all(|o| self.store.contains(&o.digest))
+        {
+            return None;
+        }
+        let upstream: HashMap<usize, Arc<BTreeMap<String, IoRecord>>> = task
+            .upstream
+            .iter()
+            .filter_map(|&u| Some((u, outputs[u].clone()?)))
+            .collect();
+        let inputs = resolve_inputs(&self.store, plan, i, &upstream, imported).ok()?;
+        let records = input_records(&inputs);
+        self.store
+            .task_reused(run_id, &task.name, &records, cached)
+            .ok()?;
+        self.observer.event(&Event::TaskFinished {
+            task: task.name.clone(),
+            state: TaskState::Succeeded,
+            attempts: 0,
+            duration: Some(Duration::ZERO),
+            error: None,
+        });
+        Some(
+            cached
+                .outputs
+                .iter()
+                .map(|o| (o.name.clone(), o.clone()))
+                .collect(),
+        )
     }
 
     /// Marks every task downstream of `failed` as skipped.
@@ -528,6 +590,21 @@ fn resolve_inputs(
     Ok(inputs)
 }
 
+/// How a task's resolved inputs are recorded.
+fn input_records(inputs: &BTreeMap<String, InputArg>) -> Vec<IoRecord> {
+    inputs
+        .iter()
+        .map(|(name, arg)| IoRecord {
+            name: name.clone(),
+            type_: arg.type_.as_ref().map(ToString::to_string),
+            digest: arg.digest.clone(),
+            size: arg.size,
+            value: arg.value.clone(),
+            metadata: None,
+        })
+        .collect()
+}
+
 /// One task's attempts, run on its own tokio task.
 pub(crate) struct TaskRun {
     pub(crate) store: Arc<Store>,
@@ -576,17 +653,7 @@ impl TaskRun {
                 );
             }
         };
-        let input_records: Vec<IoRecord> = inputs
-            .iter()
-            .map(|(name, arg)| IoRecord {
-                name: name.clone(),
-                type_: arg.type_.as_ref().map(ToString::to_string),
-                digest: arg.digest.clone(),
-                size: arg.size,
-                value: arg.value.clone(),
-                metadata: None,
-            })
-            .collect();
+        let input_records = input_records(&inputs);
         let mut attempt = 0;
         loop {
             attempt += 1;

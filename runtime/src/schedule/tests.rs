@@ -289,6 +289,7 @@ async fn keep_going_runs_independent_tasks() {
                 keep_work: false,
                 fuse: true,
                 default_timeout: None,
+                reuse: Default::default(),
             },
         )
         .await;

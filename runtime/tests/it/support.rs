@@ -98,6 +98,7 @@ impl Env {
                 keep_work: false,
                 fuse: true,
                 default_timeout: None,
+                reuse: Default::default(),
             },
             CancellationToken::new(),
         )
