@@ -148,3 +148,151 @@ fn resume_runs_only_what_did_not_succeed_and_from_reruns_a_task_and_its_downstre
     );
     assert_eq!(changed.stderr.lines().count(), 1, "{}", changed.stderr);
 }
+
+/// A run killed with SIGKILL at any moment resumes: no task that succeeded before the
+/// kill runs again, every task ends succeeded, and every artifact the record names
+/// matches its digest.
+#[test]
+fn a_run_killed_at_any_moment_resumes_without_redoing_what_succeeded() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    const WRITERS: usize = 8;
+    const KILLS: usize = 50;
+    let home = Home::new();
+    let dir = home.dir.path();
+    let probe = sluice_test_artifacts::PROBE;
+    std::fs::write(
+        dir.join("write.yaml"),
+        format!(
+            "name: write\ninputs:\n- {{name: text, type: String}}\noutputs:\n- {{name: out}}\nimplementation:\n  wasm:\n    component: {probe}\n    args: [write, {{outputPath: out}}, {{inputValue: text}}]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nap.yaml"),
+        format!(
+            "name: nap\nimplementation:\n  wasm:\n    component: {probe}\n    args: [sleep, '15']\n"
+        ),
+    )
+    .unwrap();
+    // w0 -> n0 -> w1 -> n1 -> ...: writers with distinct outputs, naps between them.
+    let mut yaml = String::from("name: killed\ntasks:\n");
+    for i in 0..WRITERS {
+        let after = if i == 0 {
+            String::new()
+        } else {
+            format!(", after: [n{}]", i - 1)
+        };
+        yaml.push_str(&format!(
+            "  w{i}: {{component: write.yaml, inputs: {{text: {{value: 'output {i}'}}}}{after}}}\n  n{i}: {{component: nap.yaml, after: [w{i}]}}\n"
+        ));
+    }
+    let pipeline = dir.join("pipeline.yaml");
+    std::fs::write(&pipeline, yaml).unwrap();
+    let pipeline = pipeline.to_str().unwrap();
+    let tasks = 2 * WRITERS;
+
+    // A whole run, which also warms the compile cache: the kills fall within its length.
+    let started = Instant::now();
+    home.expect(&["run", pipeline, "--json"], 0);
+    let whole = started.elapsed();
+
+    let mut seen = std::collections::BTreeSet::new();
+    let newest = |seen: &std::collections::BTreeSet<String>| -> Option<String> {
+        let list = record(
+            &home
+                .expect(&["runs", "list", "--json", "-n", "1"], 0)
+                .stdout,
+        );
+        let id = list[0]["id"].as_str()?.to_owned();
+        (!seen.contains(&id)).then_some(id)
+    };
+    seen.insert(newest(&seen).unwrap());
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut mid_run, mut before_start, mut none_done, mut all_done) = (0, 0, 0, 0);
+    for round in 0..KILLS {
+        // splitmix64: a moment in [0, 1.2 x the whole run).
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let at = whole.mul_f64(1.2 * (z ^ (z >> 31)) as f64 / u64::MAX as f64);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--home")
+            .arg(dir.join("home"))
+            .args(["run", pipeline, "--json"])
+            .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        let _ = child.kill();
+        child.wait().unwrap();
+
+        let Some(killed) = newest(&seen) else {
+            // Killed before the run was recorded: nothing to resume.
+            before_start += 1;
+            continue;
+        };
+        seen.insert(killed.clone());
+        let before = record(&home.expect(&["runs", "show", &killed, "--json"], 0).stdout);
+        let done: std::collections::BTreeSet<String> = before["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["state"] == "succeeded")
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        match done.len() {
+            0 => none_done += 1,
+            n if n == tasks => all_done += 1,
+            _ => mid_run += 1,
+        }
+        let resumed = record(
+            &home
+                .expect(&["runs", "resume", &killed, "--json"], 0)
+                .stdout,
+        );
+        seen.insert(resumed["id"].as_str().unwrap().to_owned());
+        assert_eq!(
+            resumed["state"], "succeeded",
+            "round {round} ({at:?}): {resumed}"
+        );
+        let store = sluice_runtime::store::Store::open(&dir.join("home")).unwrap();
+        for t in resumed["tasks"].as_array().unwrap() {
+            let name = t["name"].as_str().unwrap();
+            assert_eq!(t["state"], "succeeded", "round {round}: {t}");
+            if done.contains(name) {
+                assert_eq!(
+                    t["cached_from"],
+                    format!("{killed}/{name}"),
+                    "round {round}: {t}"
+                );
+                assert_eq!(t["attempts"], 0, "round {round}: {t}");
+            } else {
+                assert!(t["cached_from"].is_null(), "round {round}: {t}");
+                assert_eq!(t["attempts"], 1, "round {round}: {t}");
+            }
+            for output in t["outputs"].as_array().unwrap() {
+                let digest = output["digest"].as_str().unwrap();
+                let bytes = store
+                    .read(digest)
+                    .unwrap_or_else(|e| panic!("round {round}: {name}: {e}"));
+                let i = &name[1..];
+                assert_eq!(bytes, format!("output {i}").as_bytes(), "round {round}");
+            }
+        }
+    }
+    eprintln!(
+        "{KILLS} kills: {before_start} before the run was recorded, {none_done} before its \
+         first task succeeded, {mid_run} mid-run, {all_done} after its last task succeeded \
+         (a whole run took {whole:?})"
+    );
+    // The moments fell across the run, not only before or after it.
+    assert!(
+        mid_run >= KILLS / 5,
+        "only {mid_run} of {KILLS} kills fell mid-run ({before_start} before it was recorded; a whole run took {whole:?})"
+    );
+}
