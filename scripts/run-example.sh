@@ -10,17 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-# `sluice` builds beside the components and the image: its long chain of crates
-# (Cranelift, wasmtime, the runtime) leaves a core idle that they fill.
-echo "building sluice, the sample components (wasm32-wasip2) and the trainer's image..." >&2
-cargo build --release --locked --quiet -p sluice-cli &
-build=$!
-trap 'kill "$build" 2>/dev/null || true' EXIT
+echo "building the sample components (wasm32-wasip2)..." >&2
 # Only what the example runs: its steps, its predictor, and the trainer's image.
 scripts/build-components.sh validate split normalize train evaluate package predictor
+echo "building the trainer's container image..." >&2
 scripts/build-images.sh train
-wait "$build"
-trap - EXIT
+echo "building sluice..." >&2
+cargo build --release --locked --quiet -p sluice-cli
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 sluice="$target_dir/release/sluice"
 home=${SLUICE_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/sluice}

@@ -122,6 +122,26 @@ fn resume_runs_only_what_did_not_succeed_and_from_reruns_a_task_and_its_downstre
         assert!(task(&again, name)["cached_from"].is_null(), "{name}");
     }
 
+    // A component file changed since the run: its task runs again, and so does every
+    // task after it, whose recorded inputs came from the old one.
+    let again_id = again["id"].as_str().unwrap();
+    let make_yaml = home.dir.path().join("make.yaml");
+    let text = std::fs::read_to_string(&make_yaml).unwrap();
+    std::fs::write(&make_yaml, format!("# changed\n{text}")).unwrap();
+    let changed_component = record(
+        &home
+            .expect(
+                &["runs", "resume", again_id, "--json", "--runner", "process"],
+                0,
+            )
+            .stdout,
+    );
+    for name in ["make", "gate", "last"] {
+        let t = task(&changed_component, name);
+        assert_eq!(t["attempts"], 1, "{t}");
+        assert!(t["cached_from"].is_null(), "{t}");
+    }
+
     // A task the run does not have, and a pipeline changed since the run: one line each.
     let unknown = home.expect(&["runs", "rerun", resumed_id, "--from", "nope"], 2);
     assert!(

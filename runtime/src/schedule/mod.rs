@@ -258,12 +258,15 @@ impl Scheduler {
         let mut spawned: HashMap<tokio::task::Id, usize> = HashMap::new();
         let mut stopped_by: Option<String> = None;
         let parallelism = self.options.parallelism.max(1);
+        // Tasks taken as done with an earlier run's outputs.
+        let mut reused = vec![false; n];
 
         loop {
             while stopped_by.is_none() && !self.cancel.is_cancelled() && running.len() < parallelism
             {
                 let Some(i) = ready.pop_first() else { break };
-                if let Some(outs) = self.reuse(run_id, plan, i, &outputs, imported) {
+                if let Some(outs) = self.reuse(run_id, plan, i, &outputs, &reused, imported) {
+                    reused[i] = true;
                     state[i] = TaskState::Succeeded;
                     outputs[i] = Some(Arc::new(outs));
                     for &d in &downstream[i] {
@@ -401,17 +404,23 @@ impl Scheduler {
     }
 
     /// Takes task `i` as done with the outputs of the earlier task it reuses, when it has
-    /// one whose outputs are all in the store and it can be recorded; `None` runs it.
+    /// one whose outputs are all in the store, every task upstream of it was reused too
+    /// (one that ran may have made other outputs than those the reused task read), and it
+    /// can be recorded; `None` runs it.
     fn reuse(
         &self,
         run_id: &str,
         plan: &Plan,
         i: usize,
         outputs: &[Option<Arc<BTreeMap<String, IoRecord>>>],
+        reused: &[bool],
         imported: &HashMap<String, ArtifactRef>,
     ) -> Option<BTreeMap<String, IoRecord>> {
         let task = &plan.tasks[i];
         let cached = self.options.reuse.get(&task.name)?;
+        if !task.upstream.iter().all(|&u| reused[u]) {
+            return None;
+        }
         if !cached
             .outputs
             .iter()
@@ -429,11 +438,19 @@ impl Scheduler {
         self.store
             .task_reused(run_id, &task.name, &records, cached)
             .ok()?;
+        self.observer.event(&Event::TaskLog {
+            task: task.name.clone(),
+            stream: crate::events::Stream::Host,
+            line: format!(
+                "reused: the outputs of task '{}' of run {}",
+                cached.task, cached.run
+            ),
+        });
         self.observer.event(&Event::TaskFinished {
             task: task.name.clone(),
             state: TaskState::Succeeded,
             attempts: 0,
-            duration: Some(Duration::ZERO),
+            duration: None,
             error: None,
         });
         Some(
