@@ -1168,6 +1168,7 @@ impl Run {
             prepared: prepared.prepared.clone(),
             transform: None,
             default_timeout: self.options.default_timeout,
+            ended_attempt: Default::default(),
         };
         match runner.run(Ok(inputs)).await {
             TaskEnd::Succeeded { outputs, .. } => {

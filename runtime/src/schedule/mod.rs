@@ -294,6 +294,7 @@ impl Scheduler {
                     prepared: prepared[i].clone(),
                     transform: fusion.calls[i].clone(),
                     default_timeout: self.options.default_timeout,
+                    ended_attempt: Default::default(),
                 };
                 let inputs =
                     resolve_inputs(&self.store, plan, i, &upstream, imported).map(|mut inputs| {
@@ -637,6 +638,17 @@ pub(crate) struct TaskRun {
     pub(crate) transform: Option<Arc<TransformCall>>,
     /// The run's limit for attempts of tasks that set no `timeout`.
     pub(crate) default_timeout: Option<Duration>,
+    /// The last attempt's end, until it is recorded (see `finish_attempt`).
+    pub(crate) ended_attempt: std::sync::Mutex<Option<EndedAttempt>>,
+}
+
+/// How an attempt ended, kept until it is recorded.
+#[derive(Debug)]
+pub(crate) struct EndedAttempt {
+    attempt: u32,
+    state: TaskState,
+    error: Option<String>,
+    logs: Vec<crate::store::LogRecord>,
 }
 
 /// The outcome of one attempt, before retry decisions.
@@ -725,6 +737,7 @@ impl TaskRun {
                             BTreeMap::new(),
                         );
                     }
+                    self.record_ended_attempt();
                     let delay = task.retry.delay(attempt);
                     self.observer.event(&Event::TaskRetrying {
                         task: task.name.clone(),
@@ -951,6 +964,8 @@ impl TaskRun {
         outcome
     }
 
+    /// Keeps how an attempt ended, to be recorded with the task's end when it is the last
+    /// (one commit instead of two), or before the next attempt starts.
     fn finish_attempt(
         &self,
         attempt: u32,
@@ -958,10 +973,31 @@ impl TaskRun {
         error: Option<&str>,
         logs: &[crate::store::LogRecord],
     ) {
-        let task = &*self.task;
-        let _ = self
-            .store
-            .attempt_finished(&self.run_id, &task.name, attempt, state, error, logs);
+        *self.ended_attempt.lock().unwrap_or_else(|p| p.into_inner()) = Some(EndedAttempt {
+            attempt,
+            state,
+            error: error.map(str::to_owned),
+            logs: logs.to_vec(),
+        });
+    }
+
+    /// Records the attempt kept by `finish_attempt`, if any, on its own.
+    fn record_ended_attempt(&self) {
+        let ended = self
+            .ended_attempt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(a) = ended {
+            let _ = self.store.attempt_finished(
+                &self.run_id,
+                &self.task.name,
+                a.attempt,
+                a.state,
+                a.error.as_deref(),
+                &a.logs,
+            );
+        }
     }
 
     fn end(
@@ -975,14 +1011,39 @@ impl TaskRun {
     ) -> TaskEnd {
         let task = &*self.task;
         let records: Vec<IoRecord> = outputs.values().cloned().collect();
-        let (state, error) = match self.store.task_finished(
-            &self.run_id,
-            &task.name,
+        let end = crate::store::TaskEnd {
             state,
-            error.as_deref(),
-            &records,
-            &metrics,
-        ) {
+            error: error.as_deref(),
+            outputs: &records,
+            metrics: &metrics,
+        };
+        let last = self
+            .ended_attempt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let recorded = match &last {
+            Some(a) => self.store.task_and_attempt_finished(
+                &self.run_id,
+                &task.name,
+                &end,
+                &crate::store::AttemptEnd {
+                    attempt: a.attempt,
+                    state: a.state,
+                    error: a.error.as_deref(),
+                    logs: &a.logs,
+                },
+            ),
+            None => self.store.task_finished(
+                &self.run_id,
+                &task.name,
+                state,
+                error.as_deref(),
+                &records,
+                &metrics,
+            ),
+        };
+        let (state, error) = match recorded {
             Ok(()) => (state, error),
             Err(e) => (
                 TaskState::Failed,

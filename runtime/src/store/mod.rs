@@ -21,8 +21,8 @@ use std::sync::Mutex;
 
 pub use artifacts::{ArtifactRef, Stored};
 pub use records::{
-    AttemptRecord, CachedTask, DeployRecord, DeployState, IoRecord, LogRecord, NewRun, NewTask,
-    RunKind, RunRecord, RunState, TaskRecord, TaskState,
+    AttemptEnd, AttemptRecord, CachedTask, DeployRecord, DeployState, IoRecord, LogRecord, NewRun,
+    NewTask, RunKind, RunRecord, RunState, TaskEnd, TaskRecord, TaskState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -377,8 +377,13 @@ impl Store {
         error: Option<&str>,
         logs: &[LogRecord],
     ) -> Result<(), StoreError> {
-        self.records()
-            .attempt_finished(run, task, attempt, state, error, logs)
+        let end = AttemptEnd {
+            attempt,
+            state,
+            error,
+            logs,
+        };
+        self.records().attempt_finished(run, task, &end)
     }
 
     pub fn task_finished(
@@ -390,8 +395,26 @@ impl Store {
         outputs: &[IoRecord],
         metrics: &BTreeMap<String, f64>,
     ) -> Result<(), StoreError> {
-        self.records()
-            .task_finished(run, task, state, error, outputs, metrics)
+        let end = TaskEnd {
+            state,
+            error,
+            outputs,
+            metrics,
+        };
+        self.records().task_finished(run, task, &end, None)
+    }
+
+    /// Records a task's end and its last attempt's in one transaction: what
+    /// [`Store::attempt_finished`] then [`Store::task_finished`] record, at the cost of one
+    /// commit.
+    pub fn task_and_attempt_finished(
+        &self,
+        run: &str,
+        task: &str,
+        end: &TaskEnd<'_>,
+        last: &AttemptEnd<'_>,
+    ) -> Result<(), StoreError> {
+        self.records().task_finished(run, task, end, Some(last))
     }
 
     pub fn add_task(&self, run: &str, task: &NewTask<'_>) -> Result<(), StoreError> {

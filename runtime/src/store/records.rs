@@ -204,6 +204,63 @@ pub struct NewTask<'a> {
     pub component_digest: &'a str,
 }
 
+/// How one attempt of a task ended, as recorded.
+#[derive(Clone, Copy, Debug)]
+pub struct AttemptEnd<'a> {
+    pub attempt: u32,
+    pub state: TaskState,
+    pub error: Option<&'a str>,
+    pub logs: &'a [LogRecord],
+}
+
+/// How a task ended, as recorded: on success, its outputs and metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskEnd<'a> {
+    pub state: TaskState,
+    pub error: Option<&'a str>,
+    pub outputs: &'a [IoRecord],
+    pub metrics: &'a BTreeMap<String, f64>,
+}
+
+fn record_attempt_end(
+    tx: &rusqlite::Transaction<'_>,
+    run: &str,
+    task: &str,
+    end: &AttemptEnd<'_>,
+) -> Result<(), StoreError> {
+    exec(
+        tx,
+        "UPDATE attempts SET state = ?4, ended_at = ?5, error = ?6
+         WHERE run_id = ?1 AND task = ?2 AND attempt = ?3",
+        params![
+            run,
+            task,
+            end.attempt,
+            end.state.as_str(),
+            ts(Timestamp::now()),
+            end.error
+        ],
+    )
+    .map_err(db_err)?;
+    for log in end.logs {
+        exec(
+            tx,
+            "INSERT OR REPLACE INTO logs (run_id, task, attempt, stream, content, omitted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                run,
+                task,
+                end.attempt,
+                log.stream,
+                log.content,
+                log.omitted as i64
+            ],
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// A succeeded task whose outputs another task with the same cache key may reuse.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachedTask {
@@ -625,67 +682,37 @@ impl Records {
         &mut self,
         run: &str,
         task: &str,
-        attempt: u32,
-        state: TaskState,
-        error: Option<&str>,
-        logs: &[LogRecord],
+        attempt: &AttemptEnd<'_>,
     ) -> Result<(), StoreError> {
         let tx = self.write().map_err(db_err)?;
-        exec(
-            &tx,
-            "UPDATE attempts SET state = ?4, ended_at = ?5, error = ?6
-             WHERE run_id = ?1 AND task = ?2 AND attempt = ?3",
-            params![
-                run,
-                task,
-                attempt,
-                state.as_str(),
-                ts(Timestamp::now()),
-                error
-            ],
-        )
-        .map_err(db_err)?;
-        for log in logs {
-            exec(
-                &tx,
-                "INSERT OR REPLACE INTO logs (run_id, task, attempt, stream, content, omitted)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    run,
-                    task,
-                    attempt,
-                    log.stream,
-                    log.content,
-                    log.omitted as i64
-                ],
-            )
-            .map_err(db_err)?;
-        }
+        record_attempt_end(&tx, run, task, attempt)?;
         tx.commit().map_err(db_err)
     }
 
-    /// Records a task's final state, and on success its outputs and metrics.
+    /// Records a task's final state, and on success its outputs and metrics; with
+    /// `last`, the end of its last attempt too, in the same transaction.
     pub(super) fn task_finished(
         &mut self,
         run: &str,
         task: &str,
-        state: TaskState,
-        error: Option<&str>,
-        outputs: &[IoRecord],
-        metrics: &BTreeMap<String, f64>,
+        end: &TaskEnd<'_>,
+        last: Option<&AttemptEnd<'_>>,
     ) -> Result<(), StoreError> {
         let tx = self.write().map_err(db_err)?;
+        if let Some(attempt) = last {
+            record_attempt_end(&tx, run, task, attempt)?;
+        }
         let now = ts(Timestamp::now());
         exec(
             &tx,
             "UPDATE tasks SET state = ?3, error = ?4,
                  ended_at = CASE WHEN started_at IS NULL THEN NULL ELSE ?5 END
              WHERE run_id = ?1 AND name = ?2",
-            params![run, task, state.as_str(), error, now],
+            params![run, task, end.state.as_str(), end.error, now],
         )
         .map_err(db_err)?;
-        insert_io(&tx, run, task, "output", outputs)?;
-        for (name, value) in metrics {
+        insert_io(&tx, run, task, "output", end.outputs)?;
+        for (name, value) in end.metrics {
             exec(&tx,
                 "INSERT OR REPLACE INTO metrics (run_id, task, name, value) VALUES (?1, ?2, ?3, ?4)",
                 params![run, task, name, value],
@@ -1210,28 +1237,37 @@ mod tests {
         r.attempt_finished(
             &id,
             "t",
-            1,
-            TaskState::Failed,
-            Some("boom"),
-            &[LogRecord {
+            &AttemptEnd {
                 attempt: 1,
-                stream: "stderr".into(),
-                content: "oops\n".into(),
-                omitted: 0,
-            }],
+                state: TaskState::Failed,
+                error: Some("boom"),
+                logs: &[LogRecord {
+                    attempt: 1,
+                    stream: "stderr".into(),
+                    content: "oops\n".into(),
+                    omitted: 0,
+                }],
+            },
         )
         .unwrap();
         r.attempt_started(&id, "t", 2, ("wasm", "default"), Some("sha256:33"), &[])
             .unwrap();
-        r.attempt_finished(&id, "t", 2, TaskState::Succeeded, None, &[])
-            .unwrap();
+        let metrics = [("accuracy".to_owned(), 0.97)].into();
         r.task_finished(
             &id,
             "t",
-            TaskState::Succeeded,
-            None,
-            &[],
-            &[("accuracy".to_owned(), 0.97)].into(),
+            &TaskEnd {
+                state: TaskState::Succeeded,
+                error: None,
+                outputs: &[],
+                metrics: &metrics,
+            },
+            Some(&AttemptEnd {
+                attempt: 2,
+                state: TaskState::Succeeded,
+                error: None,
+                logs: &[],
+            }),
         )
         .unwrap();
         r.finish_run(&id, RunState::Succeeded, None).unwrap();
@@ -1381,10 +1417,13 @@ mod tests {
         r.task_finished(
             &first,
             "square.1",
-            TaskState::Succeeded,
+            &TaskEnd {
+                state: TaskState::Succeeded,
+                error: None,
+                outputs: std::slice::from_ref(&output),
+                metrics: &metrics,
+            },
             None,
-            std::slice::from_ref(&output),
-            &metrics,
         )
         .unwrap();
         let cached = r.find_cached("k").unwrap().unwrap();
