@@ -195,14 +195,15 @@ fn reused_tasks(
     file_digest: &str,
     plan: &Plan,
     reuse: Reuse<'_>,
-) -> Result<std::collections::BTreeMap<String, sluice_runtime::store::CachedTask>> {
+) -> Result<std::collections::BTreeMap<String, sluice_runtime::schedule::Reused>> {
+    use sluice_runtime::schedule::Reused;
     use sluice_runtime::store::{CachedTask, TaskState};
     if reuse == Reuse::Nothing {
         return Ok(Default::default());
     }
     anyhow::ensure!(
         file_digest == record.source_digest,
-        "{} changed since run {} ({} then, {} now): its recorded outputs are not this          pipeline's; `sluice runs rerun {}` runs the current content from the start",
+        "{} changed since run {} ({} then, {} now): its recorded outputs are not this pipeline's; `sluice runs rerun {}` runs the current content from the start",
         record.source,
         record.id,
         record.source_digest,
@@ -239,11 +240,15 @@ fn reused_tasks(
         .map(|t| {
             (
                 t.name.clone(),
-                CachedTask {
-                    run: record.id.clone(),
-                    task: t.name.clone(),
-                    outputs: t.outputs.clone(),
-                    metrics: t.metrics.clone(),
+                Reused {
+                    cached: CachedTask {
+                        run: record.id.clone(),
+                        task: t.name.clone(),
+                        outputs: t.outputs.clone(),
+                        metrics: t.metrics.clone(),
+                    },
+                    executable_digest: t.executable_digest.clone(),
+                    inputs: t.inputs.clone(),
                 },
             )
         })
@@ -385,12 +390,16 @@ fn recorded_params(
     let inputs = store.home().join("rerun").join(&record.id);
     let mut params = Vec::new();
     for (name, value) in &record.params {
-        if is_artifact(name) && store.contains(value) {
+        if is_artifact(name) {
+            // The recorded bytes, or nothing: a digest is never read as a path.
+            anyhow::ensure!(
+                store.contains(value),
+                "param '{name}': the file it had in run {} ({value}) is no longer in the store; give it again with --param {name}=FILE on a new run",
+                record.id
+            );
             std::fs::create_dir_all(&inputs)?;
             let dest = inputs.join(sluice_runtime::store::path_segment(name));
-            if !dest.exists() {
-                store.export(value, &dest)?;
-            }
+            store.export(value, &dest)?;
             params.push((name.clone(), dest.display().to_string()));
         } else {
             params.push((name.clone(), value.clone()));

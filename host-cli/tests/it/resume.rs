@@ -316,3 +316,118 @@ fn a_run_killed_at_any_moment_resumes_without_redoing_what_succeeded() {
         "only {mid_run} of {KILLS} kills fell mid-run ({before_start} before it was recorded; a whole run took {whole:?})"
     );
 }
+
+/// Reuse takes only what is exactly what ran: a wasm component whose bytes changed runs
+/// again, an output whose bytes no longer match its digest makes its task run again, and
+/// an artifact parameter whose recorded bytes are gone is an error, never a path.
+#[test]
+fn resume_reuses_nothing_whose_bytes_changed() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let home = Home::new();
+    let dir = home.dir.path();
+    let probe = dir.join("probe.wasm");
+    std::fs::copy(sluice_test_artifacts::PROBE, &probe).unwrap();
+    std::fs::write(
+        dir.join("make.yaml"),
+        "name: make\noutputs:\n- {name: out}\nimplementation:\n  wasm:\n    component: probe.wasm\n    args: [write, {outputPath: out}, made]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("last.yaml"),
+        "name: last\ninputs:\n- {name: in}\noutputs:\n- {name: out}\nimplementation:\n  wasm:\n    component: probe.wasm\n    args: [copy, {inputPath: in}, {outputPath: out}]\n",
+    )
+    .unwrap();
+    let pipeline = dir.join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        "name: bytes\ntasks:\n  make: {component: make.yaml}\n  last: {component: last.yaml, inputs: {in: {from: make.out}}}\n",
+    )
+    .unwrap();
+    let pipeline = pipeline.to_str().unwrap();
+    let first = record(&home.expect(&["run", pipeline, "--json"], 0).stdout);
+    let first_id = first["id"].as_str().unwrap();
+
+    // The component's bytes change (a custom section appended): everything runs again.
+    let mut wasm = std::fs::read(&probe).unwrap();
+    wasm.extend_from_slice(&[0x00, 0x05, 0x04, b't', b'e', b's', b't']);
+    std::fs::write(&probe, wasm).unwrap();
+    let changed = record(
+        &home
+            .expect(&["runs", "resume", first_id, "--json"], 0)
+            .stdout,
+    );
+    for name in ["make", "last"] {
+        let t = task(&changed, name);
+        assert_eq!(t["attempts"], 1, "{t}");
+        assert!(t["cached_from"].is_null(), "{t}");
+    }
+    let changed_id = changed["id"].as_str().unwrap();
+
+    // An output's bytes in the store change: its task runs again, and what follows it.
+    let digest = task(&changed, "make")["outputs"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let stored = dir.join("home/artifacts/sha256").join(&hex[..2]).join(hex);
+    std::fs::set_permissions(&stored, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&stored, "EVIL").unwrap();
+    let resumed = record(
+        &home
+            .expect(&["runs", "resume", changed_id, "--json"], 0)
+            .stdout,
+    );
+    for name in ["make", "last"] {
+        let t = task(&resumed, name);
+        assert_eq!(t["attempts"], 1, "{t}");
+        assert!(t["cached_from"].is_null(), "{t}");
+    }
+    let store = sluice_runtime::store::Store::open(&dir.join("home")).unwrap();
+    let out = task(&resumed, "last")["outputs"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(store.read(&out).unwrap(), b"made");
+    drop(store);
+
+    // An artifact parameter whose recorded bytes left the store.
+    std::fs::write(
+        dir.join("with-param.yaml"),
+        "name: with-param\nparams:\n  data: {type: Dataset}\ntasks:\n  last: {component: last.yaml, inputs: {in: {param: data}}}\n",
+    )
+    .unwrap();
+    let data = dir.join("data.txt");
+    std::fs::write(&data, "PARAM").unwrap();
+    let with_param = dir.join("with-param.yaml");
+    let ran = record(
+        &home
+            .expect(
+                &[
+                    "run",
+                    with_param.to_str().unwrap(),
+                    "--json",
+                    "--param",
+                    &format!("data={}", data.display()),
+                ],
+                0,
+            )
+            .stdout,
+    );
+    let ran_id = ran["id"].as_str().unwrap();
+    let param = ran["params"]["data"].as_str().unwrap().to_owned();
+    let hex = param.strip_prefix("sha256:").unwrap();
+    std::fs::remove_file(dir.join("home/artifacts/sha256").join(&hex[..2]).join(hex)).unwrap();
+    // A file in the working folder named like the digest must never stand in for it.
+    std::fs::write(crate::support::root().join(&param), "IMPOSTOR").ok();
+    let gone = home.expect(&["runs", "rerun", ran_id], 2);
+    let _ = std::fs::remove_file(crate::support::root().join(&param));
+    assert!(
+        gone.stderr.starts_with(&format!(
+            "error: param 'data': the file it had in run {ran_id} ({param}) is no longer in the store"
+        )),
+        "{}",
+        gone.stderr
+    );
+    assert_eq!(gone.stderr.lines().count(), 1, "{}", gone.stderr);
+}

@@ -1095,10 +1095,13 @@ impl Run {
             match self.store.find_cached(&key) {
                 Ok(Some(cached)) => {
                     let records = input_records(&inputs);
-                    if let Err(e) = self
-                        .store
-                        .task_reused(&self.run_id, record, &records, &cached)
-                    {
+                    if let Err(e) = self.store.task_reused(
+                        &self.run_id,
+                        record,
+                        &records,
+                        &cached,
+                        prepared.prepared.executable_digest.as_deref(),
+                    ) {
                         return self.fail_unstarted(
                             record,
                             format!("cannot record the task: {}", error_chain(&e)),

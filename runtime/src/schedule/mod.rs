@@ -37,11 +37,23 @@ pub struct Options {
     /// Wall-clock limit of one attempt of a task that sets no `timeout`; without it, wasm
     /// attempts get [`WASM_TIMEOUT`] and others none.
     pub default_timeout: Option<Duration>,
-    /// Tasks taken as done, by name, with the recorded outputs of the earlier run's task
-    /// they reuse (`sluice runs resume`, `--from`). A task is reused only when its every
-    /// output is still in the store; it is recorded as succeeded with `cached_from`
-    /// naming the task it reused, and never runs.
-    pub reuse: BTreeMap<String, CachedTask>,
+    /// Tasks taken as done, by name, with what the earlier run's task they reuse recorded
+    /// (`sluice runs resume`, `--from`). A task is reused only when every task upstream
+    /// of it was, its executable and its inputs are the ones recorded, and every output
+    /// is in the store with bytes that still match its digest; it is then recorded as
+    /// succeeded with `cached_from` naming the task it reused, and never runs.
+    pub reuse: BTreeMap<String, Reused>,
+}
+
+/// An earlier run's task that a new run may take as done ([`Options::reuse`]).
+#[derive(Clone, Debug)]
+pub struct Reused {
+    /// Its outputs and metrics, and the run and task they come from.
+    pub cached: CachedTask,
+    /// The digest of the executable it ran (a wasm component's bytes), if it had one.
+    pub executable_digest: Option<String>,
+    /// The inputs it read, by name and digest.
+    pub inputs: Vec<IoRecord>,
 }
 
 /// Wall-clock limit of one wasm attempt when neither the task nor the run sets one: a
@@ -265,7 +277,9 @@ impl Scheduler {
             while stopped_by.is_none() && !self.cancel.is_cancelled() && running.len() < parallelism
             {
                 let Some(i) = ready.pop_first() else { break };
-                if let Some(outs) = self.reuse(run_id, plan, i, &outputs, &reused, imported) {
+                if let Some(outs) =
+                    self.reuse(run_id, plan, &prepared[i], i, &outputs, &reused, imported)
+                {
                     reused[i] = true;
                     state[i] = TaskState::Succeeded;
                     outputs[i] = Some(Arc::new(outs));
@@ -405,27 +419,30 @@ impl Scheduler {
     }
 
     /// Takes task `i` as done with the outputs of the earlier task it reuses, when it has
-    /// one whose outputs are all in the store, every task upstream of it was reused too
+    /// one whose outputs all still match their digests in the store, whose executable and
+    /// inputs are the ones it would run with now, every task upstream of it was reused too
     /// (one that ran may have made other outputs than those the reused task read), and it
     /// can be recorded; `None` runs it.
+    #[allow(clippy::too_many_arguments)]
     fn reuse(
         &self,
         run_id: &str,
         plan: &Plan,
+        prepared: &Prepared,
         i: usize,
         outputs: &[Option<Arc<BTreeMap<String, IoRecord>>>],
         reused: &[bool],
         imported: &HashMap<String, ArtifactRef>,
     ) -> Option<BTreeMap<String, IoRecord>> {
         let task = &plan.tasks[i];
-        let cached = self.options.reuse.get(&task.name)?;
-        if !task.upstream.iter().all(|&u| reused[u]) {
-            return None;
-        }
-        if !cached
-            .outputs
-            .iter()
-            .all(|o| self.store.contains(&o.digest))
+        let earlier = self.options.reuse.get(&task.name)?;
+        let cached = &earlier.cached;
+        if !task.upstream.iter().all(|&u| reused[u])
+            || prepared.executable_digest != earlier.executable_digest
+            || !cached
+                .outputs
+                .iter()
+                .all(|o| self.store.verify(&o.digest).is_ok())
         {
             return None;
         }
@@ -436,8 +453,22 @@ impl Scheduler {
             .collect();
         let inputs = resolve_inputs(&self.store, plan, i, &upstream, imported).ok()?;
         let records = input_records(&inputs);
+        let by_name = |list: &[IoRecord]| -> BTreeMap<String, String> {
+            list.iter()
+                .map(|r| (r.name.clone(), r.digest.clone()))
+                .collect()
+        };
+        if by_name(&records) != by_name(&earlier.inputs) {
+            return None;
+        }
         self.store
-            .task_reused(run_id, &task.name, &records, cached)
+            .task_reused(
+                run_id,
+                &task.name,
+                &records,
+                cached,
+                prepared.executable_digest.as_deref(),
+            )
             .ok()?;
         self.observer.event(&Event::TaskLog {
             task: task.name.clone(),

@@ -155,7 +155,9 @@ impl Artifacts {
         }
         let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
         let dest = self.path(&digest)?;
-        if !dest.is_file() {
+        // A file already under this digest is kept only if its bytes still match it: one
+        // that was changed is replaced by these, which do.
+        if self.verify(&digest).is_err() {
             tmp.as_file()
                 .sync_all()
                 .map_err(|e| StoreError::io("sync", tmp.path(), e))?;
@@ -206,16 +208,22 @@ impl Artifacts {
     }
 
     /// Renames a complete, synced file or folder into place under its digest, or drops it
-    /// when the store already holds that digest.
+    /// when the store already holds that digest with bytes that still match it (what is
+    /// there and no longer matches is replaced).
     fn place(&self, path: &Path, digest: &str) -> Result<(), StoreError> {
         let dest = self.path(digest)?;
         if dest.exists() {
-            let removed = if path.is_dir() {
-                fs::remove_dir_all(path)
-            } else {
-                fs::remove_file(path)
-            };
-            return removed.map_err(|e| StoreError::io("remove", path, e));
+            if self.verify(digest).is_ok() {
+                let removed = if path.is_dir() {
+                    fs::remove_dir_all(path)
+                } else {
+                    fs::remove_file(path)
+                };
+                return removed.map_err(|e| StoreError::io("remove", path, e));
+            }
+            if dest.is_dir() {
+                fs::remove_dir_all(&dest).map_err(|e| StoreError::io("remove", &dest, e))?;
+            }
         }
         if path.is_file() {
             make_read_only(path)?;

@@ -234,6 +234,13 @@ impl Store {
         self.artifacts.contains(digest)
     }
 
+    /// Checks that the artifact under `digest` is in the store and still hashes to it
+    /// ([`StoreError::MissingArtifact`], [`StoreError::Corrupt`]). Files already checked
+    /// and unchanged since (same inode, size and modification time) are not hashed again.
+    pub fn verify(&self, digest: &str) -> Result<(), StoreError> {
+        self.artifacts.verify(digest)
+    }
+
     /// The bytes of a file artifact, checked against its digest: an artifact changed in
     /// the store is [`StoreError::Corrupt`], never read as if it were the original.
     pub fn read(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
@@ -432,14 +439,18 @@ impl Store {
         Ok(found.filter(|c| c.outputs.iter().all(|o| self.contains(&o.digest))))
     }
 
+    /// Records a task as succeeded with the outputs of `cached`, which it reused;
+    /// `executable_digest` is that of the executable it would have run.
     pub fn task_reused(
         &self,
         run: &str,
         task: &str,
         inputs: &[IoRecord],
         cached: &CachedTask,
+        executable_digest: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.records().task_reused(run, task, inputs, cached)
+        self.records()
+            .task_reused(run, task, inputs, cached, executable_digest)
     }
 
     /// Removes every artifact whose digest is not in `keep` and no run refers to, and the
@@ -592,6 +603,24 @@ mod tests {
         let out = home.path().join("exported");
         assert!(corrupt(store.export(&stored.digest, &out).unwrap_err()));
         assert!(!out.exists());
+    }
+
+    #[test]
+    fn storing_bytes_again_replaces_a_changed_copy_of_them() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let stored = store.put_bytes(b"the original").unwrap();
+        overwrite(&store.artifact_path(&stored.digest).unwrap(), b"changed!");
+        assert!(store.verify(&stored.digest).is_err());
+        // The same bytes again, from memory and as a task's output: the store heals.
+        assert_eq!(store.put_bytes(b"the original").unwrap(), stored);
+        assert_eq!(store.read(&stored.digest).unwrap(), b"the original");
+        overwrite(&store.artifact_path(&stored.digest).unwrap(), b"changed!");
+        let dir = store.task_dir("run", "task", 1, &["out"], false).unwrap();
+        let out = dir.outputs().join("out").join("data");
+        fs::write(&out, b"the original").unwrap();
+        assert_eq!(store.ingest(&out).unwrap(), stored);
+        assert_eq!(store.read(&stored.digest).unwrap(), b"the original");
     }
 
     #[test]

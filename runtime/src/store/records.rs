@@ -820,15 +820,22 @@ impl Records {
         task: &str,
         inputs: &[IoRecord],
         cached: &CachedTask,
+        executable_digest: Option<&str>,
     ) -> Result<(), StoreError> {
         let tx = self.write().map_err(db_err)?;
         let now = ts(Timestamp::now());
         exec(
             &tx,
             "UPDATE tasks SET state = 'succeeded', started_at = ?3, ended_at = ?3, cached_from = ?4,
-                 implementation = 'cache'
+                 implementation = 'cache', executable_digest = ?5
              WHERE run_id = ?1 AND name = ?2",
-            params![run, task, now, format!("{}/{}", cached.run, cached.task)],
+            params![
+                run,
+                task,
+                now,
+                format!("{}/{}", cached.run, cached.task),
+                executable_digest
+            ],
         )
         .map_err(db_err)?;
         insert_io(&tx, run, task, "input", inputs)?;
@@ -1436,7 +1443,8 @@ mod tests {
 
         let second = r.begin_run(&run("p"), &[]).unwrap();
         r.add_task(&second, &task("square.1")).unwrap();
-        r.task_reused(&second, "square.1", &[], &cached).unwrap();
+        r.task_reused(&second, "square.1", &[], &cached, None)
+            .unwrap();
         let record = r.run(&second).unwrap();
         let t = &record.tasks[0];
         assert_eq!(t.state, TaskState::Succeeded);
