@@ -29,7 +29,7 @@ use crate::error_chain;
 use crate::events::{Event, Observer};
 use crate::exec::{Executor, InputArg};
 use crate::plan::PlannedTask;
-use crate::schedule::{Cleaner, RunOutcome, ScheduleError, TaskEnd, TaskRun};
+use crate::schedule::{Cleaner, RunOutcome, ScheduleError, TaskEnd, TaskRun, input_records};
 use crate::spec::{HumanDuration, RetrySpec, TypeSpec};
 use crate::store::{IoRecord, NewRun, NewTask, RunKind, RunState, Store, TaskDir, TaskState};
 
@@ -1443,20 +1443,6 @@ fn cache_key(prepared: &PreparedComponent, inputs: &BTreeMap<String, InputArg>) 
         "inputs": inputs,
     });
     crate::spec::sha256_hex(material.to_string().as_bytes())
-}
-
-fn input_records(inputs: &BTreeMap<String, InputArg>) -> Vec<IoRecord> {
-    inputs
-        .iter()
-        .map(|(name, arg)| IoRecord {
-            name: name.clone(),
-            type_: arg.type_.as_ref().map(ToString::to_string),
-            digest: arg.digest.clone(),
-            size: arg.size,
-            value: arg.value.clone(),
-            metadata: None,
-        })
-        .collect()
 }
 
 /// A local file named by an importer URI: a path or a `file://` URI.

@@ -283,12 +283,7 @@ impl Scheduler {
                     reused[i] = true;
                     state[i] = TaskState::Succeeded;
                     outputs[i] = Some(Arc::new(outs));
-                    for &d in &downstream[i] {
-                        waiting[d] -= 1;
-                        if waiting[d] == 0 && state[d] == TaskState::Pending {
-                            ready.insert(d);
-                        }
-                    }
+                    release(&downstream[i], &mut waiting, &state, &mut ready);
                     continue;
                 }
                 state[i] = TaskState::Running;
@@ -364,12 +359,7 @@ impl Scheduler {
                             .count();
                         held.insert((i, output), (table, readers));
                     }
-                    for &d in &downstream[i] {
-                        waiting[d] -= 1;
-                        if waiting[d] == 0 && state[d] == TaskState::Pending {
-                            ready.insert(d);
-                        }
-                    }
+                    release(&downstream[i], &mut waiting, &state, &mut ready);
                 }
                 TaskEnd::Failed { .. } => {
                     state[i] = TaskState::Failed;
@@ -639,8 +629,24 @@ fn resolve_inputs(
     Ok(inputs)
 }
 
+/// A task succeeded: each of its `downstream` tasks waits for one task fewer, and those
+/// that wait for none and are still pending become ready.
+fn release(
+    downstream: &[usize],
+    waiting: &mut [usize],
+    state: &[TaskState],
+    ready: &mut BTreeSet<usize>,
+) {
+    for &d in downstream {
+        waiting[d] -= 1;
+        if waiting[d] == 0 && state[d] == TaskState::Pending {
+            ready.insert(d);
+        }
+    }
+}
+
 /// How a task's resolved inputs are recorded.
-fn input_records(inputs: &BTreeMap<String, InputArg>) -> Vec<IoRecord> {
+pub(crate) fn input_records(inputs: &BTreeMap<String, InputArg>) -> Vec<IoRecord> {
     inputs
         .iter()
         .map(|(name, arg)| IoRecord {
