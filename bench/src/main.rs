@@ -40,7 +40,7 @@ use sluice_runtime::exec::runners::{Policy, Runners};
 use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
 use sluice_runtime::exec::{Executor, InputArg, Invocation, Target};
 use sluice_runtime::plan::Plan;
-use sluice_runtime::schedule::{Options, Scheduler};
+use sluice_runtime::schedule::{Caching, Options, Scheduler};
 use sluice_runtime::spec::Prefer;
 use sluice_runtime::spec::{ByteSize, Component, PipelineFile, ResourceSpec};
 use sluice_runtime::store::{RunKind, RunState, Store};
@@ -48,6 +48,13 @@ use tokio_util::sync::CancellationToken;
 
 const TASKS: usize = 1000;
 const ROWS: usize = 1_000_000;
+
+/// The task cache off: every task of the benchmarks' graphs is the same no-op, which the
+/// cache would otherwise take from the first one's outputs.
+const NO_CACHE: Caching = Caching {
+    enabled: false,
+    max_staleness: None,
+};
 
 fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -187,7 +194,10 @@ async fn registry(scratch: &Path) -> Result<()> {
                 Policy::default(),
             )),
             observer: Arc::new(Quiet),
-            options: Options::default(),
+            options: Options {
+                caching: NO_CACHE,
+                ..Options::default()
+            },
             cancel: CancellationToken::new(),
         };
         let outcome = scheduler.run(plan, RunKind::Pipeline).await?;
@@ -307,6 +317,9 @@ async fn run_graph(
             fuse: true,
             default_timeout: None,
             reuse: Default::default(),
+            flags: Vec::new(),
+            // The benchmarks measure tasks that run: no outputs from earlier rounds.
+            caching: NO_CACHE,
         },
         cancel: CancellationToken::new(),
     };
@@ -470,6 +483,8 @@ async fn containers(scratch: &Path) -> Result<()> {
                 fuse: true,
                 default_timeout: None,
                 reuse: Default::default(),
+                flags: Vec::new(),
+                caching: NO_CACHE,
             },
             cancel: CancellationToken::new(),
         };
@@ -778,6 +793,9 @@ async fn run_chain(
             fuse,
             default_timeout: None,
             reuse: Default::default(),
+            flags: Vec::new(),
+            // The benchmarks measure tasks that run: no outputs from earlier rounds.
+            caching: NO_CACHE,
         },
         cancel: CancellationToken::new(),
     };
@@ -900,8 +918,11 @@ fn sluice_end_to_end(sluice: &Path, scratch: &Path, pipeline: &Path) -> Result<E
     let cache = scratch.join("cache");
     let cache = cache.to_str().unwrap();
     let pipeline = pipeline.to_str().unwrap();
-    let (wall, peak_rss_kib) =
-        timed_sluice(sluice, &home, &["--cache-dir", cache, "run", pipeline])?;
+    let (wall, peak_rss_kib) = timed_sluice(
+        sluice,
+        &home,
+        &["--cache-dir", cache, "run", pipeline, "--no-cache"],
+    )?;
     let store = Store::open(&home)?;
     let run = store.list_runs(1)?.remove(0);
     if run.state != RunState::Succeeded {

@@ -92,7 +92,10 @@ pub const BAD_INPUT: u8 = 2;
 pub const ENVIRONMENT: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     sluice_runtime::raise_open_files_limit();
     let paths = Paths {
         home: cli.home,
@@ -127,6 +130,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command line clap could not read, as one line: clap's error, its tip if it has one,
+/// and where the command's help is; help and version requests print as clap prints them.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+    }
+    errln!("{}", one_line(&e.render().to_string()));
+    ExitCode::from(BAD_INPUT)
+}
+
+/// clap's rendered error, `error: ...` then tips, a usage line and a pointer to
+/// `--help`, folded into one line.
+fn one_line(rendered: &str) -> String {
+    let mut line = String::new();
+    let mut command = None;
+    for l in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(usage) = l.strip_prefix("Usage: ") {
+            let words: Vec<&str> = usage
+                .split_whitespace()
+                .take_while(|w| !w.starts_with(['[', '<', '-']))
+                .collect();
+            command = Some(words.join(" "));
+        } else if l.starts_with("For more information") {
+        } else if line.is_empty() {
+            line.push_str(l);
+        } else {
+            line.push_str("; ");
+            line.push_str(l);
+        }
+    }
+    if let Some(command) = command {
+        line.push_str(&format!(" (see `{command} --help`)"));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     /// Every argument's definition agrees with how it is read (clap checks at parse time
@@ -135,5 +181,18 @@ mod tests {
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// A usage error is one line, with clap's tip and where the help is.
+    #[test]
+    fn usage_errors_are_one_line() {
+        use clap::Parser;
+        let e = super::Cli::try_parse_from(["sluice", "run", "p.yaml", "--kep-going"])
+            .err()
+            .unwrap();
+        assert_eq!(
+            super::one_line(&e.render().to_string()),
+            "error: unexpected argument '--kep-going' found; tip: a similar argument exists: '--keep-going' (see `sluice run --help`)"
+        );
     }
 }

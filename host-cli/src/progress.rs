@@ -52,10 +52,13 @@ impl Observer for Plain {
                 run_id,
                 name,
                 tasks,
-            } => format!("run {run_id}: {name}, {} tasks", tasks.len()),
+            } => format!(
+                "run {run_id}: {name}, {}",
+                sluice_runtime::count(tasks.len(), "task")
+            ),
             Event::RunFinished { run_id, state } => {
                 let n = self.seen.lock().unwrap_or_else(|p| p.into_inner()).len();
-                format!("run {run_id} {state}: {n} tasks")
+                format!("run {run_id} {state}: {}", sluice_runtime::count(n, "task"))
             }
             Event::TaskStarted {
                 task,

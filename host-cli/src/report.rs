@@ -144,6 +144,9 @@ pub fn run_details(run: &RunRecord) {
     outln!("run      {}", run.id);
     outln!("{:<8} {}", run.kind, run.name);
     outln!("source   {} ({})", run.source, short(&run.source_digest));
+    if !run.flags.is_empty() {
+        outln!("flags    {}", run.flags.join(" "));
+    }
     outln!("state    {}", run.state);
     outln!("started  {}", local(run.started_at));
     outln!("time     {}", span(Some(run.started_at), run.ended_at));

@@ -22,6 +22,16 @@ pub mod store;
 pub mod table;
 
 /// An error and its sources on one line, joined by `: `.
+/// `n` and `noun`, the noun plural (with an `s`) unless `n` is one: `count(1, "task")`
+/// is `1 task`, `count(3, "task")` is `3 tasks`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();

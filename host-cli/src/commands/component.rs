@@ -64,7 +64,10 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
         paths,
         plan,
         RunKind::Component,
-        Options::default(),
+        Options {
+            flags: args.exec.recorded_flags(),
+            ..Options::default()
+        },
         &args.exec,
         display,
         args.verbose,

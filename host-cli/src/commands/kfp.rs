@@ -16,6 +16,7 @@ use crate::Paths;
 use crate::progress::Plain;
 
 pub fn run(paths: &Paths, args: &super::run::Args) -> Result<ExitCode> {
+    let flags = &args.flags;
     let file = IrFile::load(&args.pipeline)?;
     let params = match bind_params(&file, &args.params) {
         Ok(p) => p,
@@ -35,7 +36,7 @@ pub fn run(paths: &Paths, args: &super::run::Args) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let display = if args.json {
+    let display = if flags.json {
         Display::Json
     } else {
         Display::Auto
@@ -43,23 +44,25 @@ pub fn run(paths: &Paths, args: &super::run::Args) -> Result<ExitCode> {
     // Tasks become known as the run goes (loops), so progress is shown as lines.
     let observer: Arc<dyn Observer> = match display {
         Display::Json => Arc::new(Quiet),
-        Display::Auto => Arc::new(Plain::new(args.verbose)),
+        Display::Auto => Arc::new(Plain::new(flags.verbose)),
     };
     let mut options = Options {
-        keep_going: args.keep_going,
-        keep_work: args.keep_work,
-        no_cache: args.no_cache,
-        default_timeout: args.exec.timeout,
+        keep_going: flags.keep_going,
+        keep_work: flags.keep_work,
+        no_cache: flags.no_cache,
+        max_cache_staleness: flags.max_cache_staleness,
+        default_timeout: flags.exec.timeout,
+        flags: flags.recorded(),
         ..Options::default()
     };
-    if let Some(p) = args.parallelism {
+    if let Some(p) = flags.parallelism {
         anyhow::ensure!(p > 0, "--parallelism must be at least 1");
         options.parallelism = p;
     }
     let outcome = runtime.block_on(async {
         let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir))?);
-        let executor = Arc::new(Runners::new(wasm, args.exec.policy()));
-        let pipeline = KfpPipeline::prepare(file, executor.as_ref(), &args.image_map).await?;
+        let executor = Arc::new(Runners::new(wasm, flags.exec.policy()));
+        let pipeline = KfpPipeline::prepare(file, executor.as_ref(), &flags.image_map).await?;
         for note in &pipeline.notes {
             errln!("note: {note}");
         }

@@ -66,11 +66,12 @@ pub struct ExecArgs {
     #[arg(long, value_name = "[TASK=]KIND", value_parser = prefer)]
     prefer: Vec<(Option<String>, Prefer)>,
     /// How container implementations run: in Docker, or as plain processes on this host
-    #[arg(long, value_enum, default_value_t = Runner::Docker)]
-    runner: Runner,
-    /// When to pull container images
-    #[arg(long, value_name = "POLICY", default_value = "if-not-present", value_parser = pull_policy)]
-    pull: PullPolicy,
+    /// [default: docker]
+    #[arg(long, value_enum)]
+    runner: Option<Runner>,
+    /// When to pull container images (if-not-present, always, never) [default: if-not-present]
+    #[arg(long, value_name = "POLICY", value_parser = pull_policy)]
+    pull: Option<PullPolicy>,
     /// Leave each task's container in place (stopped) for debugging
     #[arg(long)]
     keep_containers: bool,
@@ -138,7 +139,7 @@ impl RegistryArgs {
     }
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Runner {
     Docker,
     Process,
@@ -156,15 +157,68 @@ fn pull_policy(s: &str) -> Result<PullPolicy, String> {
 }
 
 impl ExecArgs {
+    /// These flags as a run record keeps them ([`ExecArgs::recorded`]).
+    pub(crate) fn recorded_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        self.recorded(&mut flags);
+        flags
+    }
+
+    /// These flags as a run record keeps them: canonical spellings, only what was set,
+    /// never the registry's (credentials among them).
+    fn recorded(&self, flags: &mut Vec<String>) {
+        for (task, kind) in &self.prefer {
+            flags.push("--prefer".into());
+            flags.push(match task {
+                Some(task) => format!("{task}={kind}"),
+                None => kind.to_string(),
+            });
+        }
+        if let Some(runner) = self.runner {
+            flags.push("--runner".into());
+            flags.push(match runner {
+                Runner::Docker => "docker".into(),
+                Runner::Process => "process".into(),
+            });
+        }
+        if let Some(pull) = self.pull {
+            flags.push("--pull".into());
+            flags.push(pull.to_string());
+        }
+        if self.keep_containers {
+            flags.push("--keep-containers".into());
+        }
+        if let Some(timeout) = self.timeout {
+            flags.push("--timeout".into());
+            flags.push(humantime::format_duration(timeout).to_string());
+        }
+    }
+
+    /// These flags over `earlier` ones: a flag given here wins, one not given keeps its
+    /// earlier value; repeatable flags keep the earlier values, then add these.
+    fn over(self, earlier: ExecArgs) -> ExecArgs {
+        let mut prefer = earlier.prefer;
+        prefer.extend(self.prefer);
+        ExecArgs {
+            prefer,
+            runner: self.runner.or(earlier.runner),
+            pull: self.pull.or(earlier.pull),
+            keep_containers: self.keep_containers || earlier.keep_containers,
+            timeout: self.timeout.or(earlier.timeout),
+            registry: self.registry,
+            pins: self.pins,
+        }
+    }
+
     pub(crate) fn policy(&self) -> Policy {
         let mut policy = Policy {
-            runner: match self.runner {
+            runner: match self.runner.unwrap_or(Runner::Docker) {
                 Runner::Docker => ContainerRunner::Docker,
                 Runner::Process => ContainerRunner::Process,
             },
             ..Policy::default()
         };
-        policy.docker.pull = self.pull;
+        policy.docker.pull = self.pull.unwrap_or_default();
         policy.docker.keep_containers = self.keep_containers;
         for (task, kind) in &self.prefer {
             match task {

@@ -196,7 +196,11 @@ pub fn cache(paths: &Paths, command: CacheCommand) -> Result<ExitCode> {
         }
         CacheCommand::Prune => {
             let (count, bytes) = cache.prune().map_err(anyhow::Error::msg)?;
-            outln!("removed {count} cached components ({bytes} bytes)");
+            outln!(
+                "removed {} ({})",
+                sluice_runtime::count(count, "cached component"),
+                sluice_runtime::count(bytes as usize, "byte")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,7 @@ use anyhow::Result;
 use sluice_runtime::plan::Plan;
 use sluice_runtime::schedule::Options;
 use sluice_runtime::spec::{DocumentKind, PipelineFile, detect_kind};
-use sluice_runtime::store::RunKind;
+use sluice_runtime::store::{RunKind, RunState};
 
 use super::{Display, execute, key_value, report_plan_errors};
 use crate::Paths;
@@ -19,6 +19,15 @@ pub struct Args {
     /// Set a pipeline parameter (repeatable); artifact parameters take a file path
     #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = key_value)]
     pub(crate) params: Vec<(String, String)>,
+    #[command(flatten)]
+    pub(crate) flags: RunFlags,
+}
+
+/// How a run goes: the flags `run`, `runs resume` and `runs rerun` share. The run record
+/// keeps them (all but `--json`, `--verbose` and the registry's), so a resumed or repeated
+/// run goes the way the run went unless it is given other flags.
+#[derive(clap::Args)]
+pub struct RunFlags {
     /// Most tasks running at once [default: the number of cores]
     #[arg(long, value_name = "N")]
     pub(crate) parallelism: Option<usize>,
@@ -38,14 +47,114 @@ pub struct Args {
     /// transform tasks could run as a fused chain
     #[arg(long)]
     pub(crate) no_fuse: bool,
-    /// KFP pipelines: run every task, even those whose outputs are cached
+    /// Run every task, even those whose outputs the task cache has from an earlier run
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// Take cached outputs only of tasks that ended at most this long ago (`7d`, `12h`)
+    #[arg(long, value_name = "DURATION", value_parser = super::serve::duration)]
+    pub(crate) max_cache_staleness: Option<std::time::Duration>,
     /// KFP pipelines: run image TO wherever a task names image FROM (repeatable)
     #[arg(long, value_name = "FROM=TO", value_parser = key_value)]
     pub(crate) image_map: Vec<(String, String)>,
     #[command(flatten)]
     pub(crate) exec: super::ExecArgs,
+}
+
+/// Flags as a run record keeps them, read back.
+#[derive(clap::Parser)]
+#[command(no_binary_name = true)]
+struct Recorded {
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+impl RunFlags {
+    /// These flags as the run record keeps them ([`sluice_runtime::store::NewRun::flags`]).
+    pub(crate) fn recorded(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if let Some(n) = self.parallelism {
+            flags.extend(["--parallelism".to_owned(), n.to_string()]);
+        }
+        for (set, flag) in [
+            (self.keep_going, "--keep-going"),
+            (self.keep_work, "--keep-work"),
+            (self.no_fuse, "--no-fuse"),
+            (self.no_cache, "--no-cache"),
+        ] {
+            if set {
+                flags.push(flag.to_owned());
+            }
+        }
+        if let Some(age) = self.max_cache_staleness {
+            flags.extend([
+                "--max-cache-staleness".to_owned(),
+                humantime::format_duration(age).to_string(),
+            ]);
+        }
+        for (from, to) in &self.image_map {
+            flags.extend(["--image-map".to_owned(), format!("{from}={to}")]);
+        }
+        self.exec.recorded(&mut flags);
+        flags
+    }
+
+    /// These flags over the ones run `record` was started with: a flag given here wins,
+    /// one not given keeps the run's value.
+    fn over(self, record: &sluice_runtime::store::RunRecord) -> Result<RunFlags> {
+        use clap::Parser;
+        let earlier = Recorded::try_parse_from(&record.flags)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "run {}: its recorded flags ({}) are not understood: {}",
+                    record.id,
+                    record.flags.join(" "),
+                    e.kind()
+                )
+            })?
+            .flags;
+        let mut image_map = earlier.image_map;
+        image_map.extend(self.image_map);
+        Ok(RunFlags {
+            parallelism: self.parallelism.or(earlier.parallelism),
+            keep_going: self.keep_going || earlier.keep_going,
+            keep_work: self.keep_work || earlier.keep_work,
+            json: self.json,
+            verbose: self.verbose,
+            no_fuse: self.no_fuse || earlier.no_fuse,
+            no_cache: self.no_cache || earlier.no_cache,
+            max_cache_staleness: self.max_cache_staleness.or(earlier.max_cache_staleness),
+            image_map,
+            exec: self.exec.over(earlier.exec),
+        })
+    }
+
+    /// The scheduler's options these flags ask for.
+    fn options(&self) -> Result<Options> {
+        let mut options = Options {
+            keep_going: self.keep_going,
+            keep_work: self.keep_work,
+            fuse: !self.no_fuse,
+            flags: self.recorded(),
+            caching: sluice_runtime::schedule::Caching {
+                enabled: !self.no_cache,
+                max_staleness: self.max_cache_staleness,
+            },
+            ..Options::default()
+        };
+        if let Some(p) = self.parallelism {
+            anyhow::ensure!(p > 0, "--parallelism must be at least 1");
+            options.parallelism = p;
+        }
+        Ok(options)
+    }
+
+    fn display(&self) -> Display {
+        if self.json {
+            Display::Json
+        } else {
+            Display::Auto
+        }
+    }
 }
 
 /// Loads a pipeline; the component files of tasks that name a registry component
@@ -77,7 +186,7 @@ pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
     if sluice_runtime::oci::bundle::is_bundle(&args.pipeline) {
         let store = super::open_store(paths)?;
         let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
-        let registries = args.exec.registry.registries(&cache_dir);
+        let registries = args.flags.exec.registry.registries(&cache_dir);
         let opened = sluice_runtime::oci::bundle::open(&args.pipeline, store.home(), &registries)
             .map_err(anyhow::Error::msg)?;
         if let Some((names, archive)) = opened.images {
@@ -102,34 +211,20 @@ pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
         ),
         DocumentKind::KfpIr => return super::kfp::run(paths, &args),
     }
-    let (file, _) = load_pipeline(paths, &args.exec.registry, &args.pipeline)?;
+    let (file, _) = load_pipeline(paths, &args.flags.exec.registry, &args.pipeline)?;
     let plan = match Plan::build(&file, &args.params) {
         Ok(plan) => plan,
         Err(errors) => return Ok(report_plan_errors(&errors)),
     };
-    let mut options = Options {
-        keep_going: args.keep_going,
-        keep_work: args.keep_work,
-        fuse: !args.no_fuse,
-        ..Options::default()
-    };
-    if let Some(p) = args.parallelism {
-        anyhow::ensure!(p > 0, "--parallelism must be at least 1");
-        options.parallelism = p;
-    }
-    let display = if args.json {
-        Display::Json
-    } else {
-        Display::Auto
-    };
+    let options = args.flags.options()?;
     let (code, _, _) = execute(
         paths,
         plan,
         RunKind::Pipeline,
         options,
-        &args.exec,
-        display,
-        args.verbose,
+        &args.flags.exec,
+        args.flags.display(),
+        args.flags.verbose,
     )?;
     Ok(code)
 }
@@ -142,36 +237,31 @@ pub struct RerunArgs {
     /// outputs they had in the run (which must be a run of the same pipeline content)
     #[arg(long, value_name = "TASK")]
     from: Option<String>,
-    /// Print the run record as JSON instead of progress and a summary
-    #[arg(long)]
-    json: bool,
+    /// Flags not given here keep the values the run was started with
     #[command(flatten)]
-    exec: super::ExecArgs,
+    flags: RunFlags,
 }
 
 #[derive(clap::Args)]
 pub struct ResumeArgs {
     /// A run id or a unique prefix of one
     run: String,
-    /// Print the run record as JSON instead of progress and a summary
-    #[arg(long)]
-    json: bool,
+    /// Flags not given here keep the values the run was started with
     #[command(flatten)]
-    exec: super::ExecArgs,
+    flags: RunFlags,
 }
 
 /// `sluice runs resume <run>`: a new run of the recorded run's pipeline, with its
-/// parameters, in which every task that succeeded is taken as done with its recorded
-/// outputs (checked to be in the store) and the others run.
+/// parameters and flags, in which every task that succeeded is taken as done with its
+/// recorded outputs (checked to be in the store) and the others run.
 pub fn resume(paths: &Paths, args: ResumeArgs) -> Result<ExitCode> {
-    let ResumeArgs { run, json, exec } = args;
+    let ResumeArgs { run, flags } = args;
     rerun_with(
         paths,
         RerunArgs {
             run,
             from: None,
-            json,
-            exec,
+            flags,
         },
         Reuse::Succeeded,
     )
@@ -267,7 +357,7 @@ pub fn rerun(paths: &Paths, args: RerunArgs) -> Result<ExitCode> {
     rerun_with(paths, args, reuse)
 }
 
-fn rerun_with(paths: &Paths, mut args: RerunArgs, reuse: Reuse<'_>) -> Result<ExitCode> {
+fn rerun_with(paths: &Paths, args: RerunArgs, reuse: Reuse<'_>) -> Result<ExitCode> {
     let store = super::open_store(paths)?;
     let id = store.resolve_run(&args.run)?;
     let record = store.run(&id)?;
@@ -275,6 +365,11 @@ fn rerun_with(paths: &Paths, mut args: RerunArgs, reuse: Reuse<'_>) -> Result<Ex
         record.kind == RunKind::Pipeline,
         "run {id} ran a single component; run it again with `sluice component run`"
     );
+    anyhow::ensure!(
+        reuse == Reuse::Nothing || record.state != RunState::Running,
+        "run {id} is still running; wait for it to end (or stop it) before resuming it"
+    );
+    let mut flags = args.flags.over(&record)?;
     let source = PathBuf::from(&record.source);
     if detect_kind(&source)? == DocumentKind::KfpIr {
         anyhow::ensure!(
@@ -282,9 +377,9 @@ fn rerun_with(paths: &Paths, mut args: RerunArgs, reuse: Reuse<'_>) -> Result<Ex
             "run {id} ran a compiled KFP pipeline: `sluice runs rerun {id}` runs it again \
              from the start, with its cache"
         );
-        return rerun_kfp(paths, &store, &record, source, args);
+        return rerun_kfp(paths, &store, &record, source, flags);
     }
-    let (file, _) = load_pipeline(paths, &args.exec.registry, &source)?;
+    let (file, _) = load_pipeline(paths, &flags.exec.registry, &source)?;
     if reuse == Reuse::Nothing && file.digest != record.source_digest {
         errln!(
             "warning: {} changed since run {id}; running its current content",
@@ -315,32 +410,30 @@ fn rerun_with(paths: &Paths, mut args: RerunArgs, reuse: Reuse<'_>) -> Result<Ex
             task.component.wasm_reference(),
             pinned.get(task.name.as_str()),
         ) {
-            args.exec
+            flags
+                .exec
                 .pins
                 .insert(reference.to_owned(), (*pin).to_owned());
         }
     }
     let reused = reused_tasks(&record, &file.digest, &plan, reuse)?;
-    let options = Options {
-        // A fused chain hands tables on in memory from task to task; with some of its
-        // tasks reused and not run, the others run unfused and read the store.
-        fuse: reused.is_empty(),
-        reuse: reused,
-        ..Options::default()
-    };
-    let display = if args.json {
-        Display::Json
-    } else {
-        Display::Auto
-    };
+    let mut options = flags.options()?;
+    // A fused chain hands tables on in memory from task to task; with some of its tasks
+    // reused and not run, the others run unfused and read the store.
+    options.fuse &= reused.is_empty();
+    // `--from TASK` asks for TASK and its downstream to run, not to come from the cache.
+    if let Reuse::Before(_) = reuse {
+        options.caching.enabled = false;
+    }
+    options.reuse = reused;
     let (code, _, _) = execute(
         paths,
         plan,
         RunKind::Pipeline,
         options,
-        &args.exec,
-        display,
-        false,
+        &flags.exec,
+        flags.display(),
+        flags.verbose,
     )?;
     Ok(code)
 }
@@ -352,7 +445,7 @@ fn rerun_kfp(
     store: &sluice_runtime::store::Store,
     record: &sluice_runtime::store::RunRecord,
     source: PathBuf,
-    args: RerunArgs,
+    flags: RunFlags,
 ) -> Result<ExitCode> {
     let file = sluice_runtime::kfp::IrFile::load(&source)?;
     if file.digest != record.source_digest {
@@ -367,15 +460,7 @@ fn rerun_kfp(
     let run_args = Args {
         pipeline: source,
         params,
-        parallelism: None,
-        keep_going: false,
-        keep_work: false,
-        json: args.json,
-        verbose: false,
-        no_cache: false,
-        no_fuse: false,
-        image_map: Vec::new(),
-        exec: args.exec,
+        flags,
     };
     super::kfp::run(paths, &run_args)
 }

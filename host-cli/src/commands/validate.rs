@@ -112,9 +112,9 @@ fn check(
             }
             wiring(paths, file, &plan)?;
             Ok(format!(
-                "pipeline '{}', {} tasks",
+                "pipeline '{}', {}",
                 plan.name,
-                plan.tasks.len()
+                sluice_runtime::count(plan.tasks.len(), "task")
             ))
         }
         DocumentKind::KfpIr => {

@@ -291,6 +291,19 @@ fn ctrl_c_interrupts_running_wasm_and_records_the_run_as_cancelled() {
     assert_eq!(run["tasks"][1]["state"], "cancelled");
 }
 
+/// `text` as a regular expression that matches it alone.
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn plan_and_run_record_snapshots() {
     let home = Home::new();
@@ -310,6 +323,11 @@ fn plan_and_run_record_snapshots() {
         serde_json::from_str(&home.expect(&["runs", "list", "--json"], 0).stdout).unwrap();
     let show = home.expect(&["runs", "show", runs[0]["id"].as_str().unwrap()], 0);
     let mut settings = insta::Settings::clone_current();
+    // Paths are recorded absolute.
+    settings.add_filter(
+        &regex_escape(crate::support::root().to_str().unwrap()),
+        "[root]",
+    );
     settings.add_filter(r"\d{8}-\d{6}-[0-9a-f]{4}", "[run]");
     settings.add_filter(r"\b[0-9a-f]{12}\b", "[digest]");
     settings.add_filter(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", "[time]");
@@ -417,6 +435,24 @@ fn exit_codes_tell_bad_input_from_a_failing_environment() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // A home that exists on a file system mounted read-only.
+    let frozen = home.dir.path().join("frozen");
+    home.expect(&["--home", frozen.to_str().unwrap(), "runs", "list"], 0);
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" --home "$1" runs list"#)
+        .args(["sh", frozen.to_str().unwrap(), sluice])
+        .output()
+        .expect("unshare (util-linux) runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: cannot open the Sluice home {0}: cannot write in {0}: Read-only file system (os error 30)\n",
+            frozen.display()
+        )
+    );
 }
 
 #[test]

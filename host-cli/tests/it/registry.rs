@@ -272,7 +272,17 @@ fn the_example_runs_from_the_registry_then_offline_from_the_cache() {
     assert!(accuracy >= 0.93);
 
     // Offline: the same bytes from the cache, no registry asked (the flag forbids it).
-    home.expect(&["--cache-dir", cache_arg, "run", pipeline, "--offline"], 0);
+    home.expect(
+        &[
+            "--cache-dir",
+            cache_arg,
+            "run",
+            pipeline,
+            "--offline",
+            "--no-cache",
+        ],
+        0,
+    );
     let offline = last_run(&home, &cache);
     for (a, b) in run.tasks.iter().zip(&offline.tasks) {
         assert_eq!(a.executable_digest, b.executable_digest, "{}", a.name);

@@ -58,25 +58,51 @@ fn resume_runs_only_what_did_not_succeed_and_from_reruns_a_task_and_its_downstre
     let flag = home.dir.path().join("flag");
     let pipeline = write_pipeline(&home, &flag);
     let pipeline = pipeline.to_str().unwrap();
+    // Run from the pipeline's folder, by a relative path; resumed from elsewhere.
     let first = record(
         &home
-            .expect(&["run", pipeline, "--json", "--runner", "process"], 1)
+            .expect_in(
+                home.dir.path(),
+                &[
+                    "run",
+                    "pipeline.yaml",
+                    "--json",
+                    "--runner",
+                    "process",
+                    "--no-cache",
+                ],
+                1,
+            )
             .stdout,
     );
     let first_id = first["id"].as_str().unwrap();
+    assert_eq!(first["source"], pipeline);
+    assert_eq!(
+        first["flags"],
+        serde_json::json!(["--no-cache", "--runner", "process"])
+    );
     assert_eq!(task(&first, "make")["state"], "succeeded");
     assert_eq!(task(&first, "gate")["state"], "failed");
     assert_eq!(task(&first, "last")["state"], "skipped");
 
-    // What made the task fail is fixed; resuming runs gate and last, and reuses make.
+    // What made the task fail is fixed; resuming runs gate and last, and reuses make,
+    // with the flags the run had (its container step as a process, not in Docker).
     std::fs::write(&flag, "").unwrap();
     let resumed = record(
         &home
-            .expect(
-                &["runs", "resume", first_id, "--json", "--runner", "process"],
-                0,
-            )
+            .expect(&["runs", "resume", first_id, "--json", "--keep-going"], 0)
             .stdout,
+    );
+    assert_eq!(
+        resumed["flags"],
+        serde_json::json!(["--keep-going", "--no-cache", "--runner", "process"])
+    );
+    assert!(
+        task(&resumed, "gate")["implementation"]
+            .as_str()
+            .unwrap()
+            .starts_with("process"),
+        "{resumed}"
     );
     let resumed_id = resumed["id"].as_str().unwrap();
     assert_ne!(resumed_id, first_id);
@@ -105,9 +131,7 @@ fn resume_runs_only_what_did_not_succeed_and_from_reruns_a_task_and_its_downstre
     let again = record(
         &home
             .expect(
-                &[
-                    "runs", "rerun", resumed_id, "--from", "gate", "--json", "--runner", "process",
-                ],
+                &["runs", "rerun", resumed_id, "--from", "gate", "--json"],
                 0,
             )
             .stdout,
@@ -130,10 +154,7 @@ fn resume_runs_only_what_did_not_succeed_and_from_reruns_a_task_and_its_downstre
     std::fs::write(&make_yaml, format!("# changed\n{text}")).unwrap();
     let changed_component = record(
         &home
-            .expect(
-                &["runs", "resume", again_id, "--json", "--runner", "process"],
-                0,
-            )
+            .expect(&["runs", "resume", again_id, "--json"], 0)
             .stdout,
     );
     for name in ["make", "gate", "last"] {
@@ -167,6 +188,40 @@ fn resume_runs_only_what_did_not_succeed_and_from_reruns_a_task_and_its_downstre
         changed.stderr
     );
     assert_eq!(changed.stderr.lines().count(), 1, "{}", changed.stderr);
+}
+
+/// A run still going cannot be resumed: both would run its tasks at once.
+#[test]
+fn a_run_still_going_is_not_resumed() {
+    let home = Home::new();
+    let dir = home.dir.path();
+    let probe = sluice_test_artifacts::PROBE;
+    std::fs::write(
+        dir.join("nap.yaml"),
+        format!(
+            "name: nap\nimplementation:\n  wasm:\n    component: {probe}\n    args: [sleep, '60']\n"
+        ),
+    )
+    .unwrap();
+    let pipeline = dir.join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        "name: napping\ntasks:\n  a: {component: nap.yaml}\n",
+    )
+    .unwrap();
+    let (mut child, _stderr, seen) = home.start_run(&pipeline, "a: started");
+    assert!(seen.contains("a: started"), "{seen}");
+    let list = record(&home.expect(&["runs", "list", "--json"], 0).stdout);
+    let id = list[0]["id"].as_str().unwrap();
+    let refused = home.expect(&["runs", "resume", id], 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        refused.stderr,
+        format!(
+            "error: run {id} is still running; wait for it to end (or stop it) before resuming it\n"
+        )
+    );
 }
 
 /// A run killed with SIGKILL at any moment resumes: no task that succeeded before the
@@ -215,7 +270,8 @@ fn a_run_killed_at_any_moment_resumes_without_redoing_what_succeeded() {
 
     // A whole run, which also warms the compile cache: the kills fall within its length.
     let started = Instant::now();
-    home.expect(&["run", pipeline, "--json"], 0);
+    // Without the task cache, which would take every task from this run.
+    home.expect(&["run", pipeline, "--json", "--no-cache"], 0);
     let whole = started.elapsed();
 
     let mut seen = std::collections::BTreeSet::new();
@@ -241,7 +297,7 @@ fn a_run_killed_at_any_moment_resumes_without_redoing_what_succeeded() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("--home")
             .arg(dir.join("home"))
-            .args(["run", pipeline, "--json"])
+            .args(["run", pipeline, "--json", "--no-cache"])
             .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -345,7 +401,11 @@ fn resume_reuses_nothing_whose_bytes_changed() {
     )
     .unwrap();
     let pipeline = pipeline.to_str().unwrap();
-    let first = record(&home.expect(&["run", pipeline, "--json"], 0).stdout);
+    let first = record(
+        &home
+            .expect(&["run", pipeline, "--json", "--no-cache"], 0)
+            .stdout,
+    );
     let first_id = first["id"].as_str().unwrap();
 
     // The component's bytes change (a custom section appended): everything runs again.

@@ -34,10 +34,15 @@ impl Home {
     }
 
     pub fn sluice_with(&self, args: &[&str], env: &[(&str, &str)]) -> Ran {
+        self.sluice_in(root(), args, env)
+    }
+
+    /// Runs in the folder `cwd`.
+    pub fn sluice_in(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
         let output: Output = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(args)
             .envs(env.iter().copied())
-            .current_dir(root())
+            .current_dir(cwd)
             .env("SLUICE_HOME", self.dir.path().join("home"))
             .env("SLUICE_CACHE_DIR", cache_dir())
             .output()
@@ -118,7 +123,12 @@ impl Home {
 
     /// Runs and expects `code`, showing the output when it is not.
     pub fn expect(&self, args: &[&str], code: i32) -> Ran {
-        let ran = self.sluice(args);
+        self.expect_in(root(), args, code)
+    }
+
+    /// Runs in the folder `cwd` and expects `code`.
+    pub fn expect_in(&self, cwd: &Path, args: &[&str], code: i32) -> Ran {
+        let ran = self.sluice_in(cwd, args, &[]);
         assert_eq!(
             ran.code,
             code,

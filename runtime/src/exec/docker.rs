@@ -58,6 +58,16 @@ impl std::str::FromStr for PullPolicy {
     }
 }
 
+impl std::fmt::Display for PullPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PullPolicy::IfNotPresent => "if-not-present",
+            PullPolicy::Always => "always",
+            PullPolicy::Never => "never",
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct DockerConfig {
     pub pull: PullPolicy,

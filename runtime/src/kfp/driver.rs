@@ -4,7 +4,7 @@
 //! once) whose outputs are collected into lists, exit handlers and
 //! `ALL_UPSTREAM_TASKS_COMPLETED` tasks run whatever became of their upstream, and
 //! `taskFinalStatus` inputs telling them. Executor tasks go through the same task runner
-//! as Sluice pipelines (staging, executors, retries, records), with a cache in front.
+//! as Sluice pipelines (staging, executors, retries, the task cache, records).
 //!
 //! Tasks are recorded as they become known: an executor task under its KFP task name,
 //! with `.<index>` per enclosing loop (`square.0`, `square.1`); tasks a false condition
@@ -28,8 +28,8 @@ use super::{KfpPipeline, PreparedComponent};
 use crate::error_chain;
 use crate::events::{Event, Observer};
 use crate::exec::{Executor, InputArg};
-use crate::plan::PlannedTask;
-use crate::schedule::{Cleaner, RunOutcome, ScheduleError, TaskEnd, TaskRun, input_records};
+use crate::plan::{Caching, PlannedTask};
+use crate::schedule::{Cleaner, RunOutcome, ScheduleError, TaskEnd, TaskRun};
 use crate::spec::{HumanDuration, RetrySpec, TypeSpec};
 use crate::store::{IoRecord, NewRun, NewTask, RunKind, RunState, Store, TaskDir, TaskState};
 
@@ -43,9 +43,13 @@ pub struct Options {
     pub keep_work: bool,
     /// Never reuse cached outputs (tasks still record their cache keys).
     pub no_cache: bool,
+    /// Reuse only cached outputs of tasks that ended at most this long ago.
+    pub max_cache_staleness: Option<std::time::Duration>,
     /// Wall-clock limit of one attempt of a task that sets none (see
     /// [`crate::schedule::Options::default_timeout`]).
     pub default_timeout: Option<std::time::Duration>,
+    /// How the run was started, kept in its record ([`crate::store::NewRun::flags`]).
+    pub flags: Vec<String>,
 }
 
 impl Default for Options {
@@ -55,7 +59,9 @@ impl Default for Options {
             keep_going: false,
             keep_work: false,
             no_cache: false,
+            max_cache_staleness: None,
             default_timeout: None,
+            flags: Vec::new(),
         }
     }
 }
@@ -284,6 +290,7 @@ impl Driver {
                 source: &file.path,
                 source_digest: &file.digest,
                 params: recorded,
+                flags: self.options.flags.clone(),
             },
             &[],
         )?;
@@ -1024,10 +1031,14 @@ impl Run {
             .attempt_started(
                 &self.run_id,
                 record,
-                1,
-                ("importer", &format!("imports {uri}")),
-                None,
-                &[],
+                &crate::store::AttemptStart {
+                    attempt: 1,
+                    implementation: "importer",
+                    reason: &format!("imports {uri}"),
+                    executable_digest: None,
+                    inputs: &[],
+                    cache_key: None,
+                },
             )
             .map_err(|e| format!("cannot record the task: {}", error_chain(&e)))?;
         let metadata = importer.metadata.clone().unwrap_or_else(|| json!({}));
@@ -1089,49 +1100,6 @@ impl Run {
             Ok(x) => x,
             Err(message) => return self.fail_unstarted(record, message),
         };
-        let key = cache_key(prepared, &inputs);
-        let _ = self.store.set_cache_key(&self.run_id, record, &key);
-        if task.caching_options.enable_cache && !self.options.no_cache {
-            match self.store.find_cached(&key) {
-                Ok(Some(cached)) => {
-                    let records = input_records(&inputs);
-                    if let Err(e) = self.store.task_reused(
-                        &self.run_id,
-                        record,
-                        &records,
-                        &cached,
-                        prepared.prepared.executable_digest.as_deref(),
-                    ) {
-                        return self.fail_unstarted(
-                            record,
-                            format!("cannot record the task: {}", error_chain(&e)),
-                        );
-                    }
-                    self.host_line(
-                        record,
-                        &format!(
-                            "cached: reusing the outputs of task '{}' of run {}",
-                            cached.task, cached.run
-                        ),
-                    );
-                    self.observer.event(&Event::TaskFinished {
-                        task: record.to_owned(),
-                        state: TaskState::Succeeded,
-                        attempts: 0,
-                        duration: None,
-                        error: None,
-                    });
-                    return match self.outputs(record, spec, &cached.outputs) {
-                        Ok(outputs) => End::Succeeded(outputs),
-                        Err(message) => End::Failed(message),
-                    };
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.host_line(record, &format!("cache lookup failed: {}", error_chain(&e)))
-                }
-            }
-        }
         let slot = tokio::select! {
             slot = self.slots.acquire() => slot.ok(),
             () = self.cancel.cancelled() => None,
@@ -1148,6 +1116,10 @@ impl Run {
                 Err(message) => return self.fail_unstarted(record, message),
             },
         };
+        let planned_caching = Caching {
+            enabled: task.caching_options.enable_cache,
+            max_staleness: None,
+        };
         let planned = PlannedTask {
             name: record.to_owned(),
             component: prepared.component.clone(),
@@ -1159,6 +1131,7 @@ impl Run {
             prefer: None,
             kfp: Some(Arc::new(context)),
             keep: Vec::new(),
+            caching: planned_caching,
         };
         let runner = TaskRun {
             store: self.store.clone(),
@@ -1172,6 +1145,12 @@ impl Run {
             transform: None,
             default_timeout: self.options.default_timeout,
             ended_attempt: Default::default(),
+            caching: Caching {
+                enabled: !self.options.no_cache,
+                max_staleness: self.options.max_cache_staleness,
+            }
+            .and(planned_caching),
+            cache_key: Default::default(),
         };
         match runner.run(Ok(inputs)).await {
             TaskEnd::Succeeded { outputs, .. } => {
@@ -1427,22 +1406,6 @@ fn retry_spec(task: &TaskSpec) -> RetrySpec {
         factor: policy.backoff_factor.unwrap_or(base.factor),
         max_backoff: duration(&policy.backoff_max_duration, base.max_backoff),
     }
-}
-
-/// The cache key of a container task: its component and executor, the image it runs,
-/// and every input's value or digest.
-fn cache_key(prepared: &PreparedComponent, inputs: &BTreeMap<String, InputArg>) -> String {
-    let inputs: BTreeMap<&str, &str> = inputs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.digest.as_str()))
-        .collect();
-    let material = json!({
-        "component": prepared.component.digest,
-        "image": prepared.prepared.executable_digest,
-        "implementation": prepared.prepared.implementation,
-        "inputs": inputs,
-    });
-    crate::spec::sha256_hex(material.to_string().as_bytes())
 }
 
 /// A local file named by an importer URI: a path or a `file://` URI.

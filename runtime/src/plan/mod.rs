@@ -73,6 +73,40 @@ pub enum Source {
     },
 }
 
+/// How tasks use the task cache: the outputs of an earlier task of any run with the same
+/// component, executable, implementation and input digests, taken instead of running.
+/// Every task that runs records its cache key, whether or not it looks the cache up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caching {
+    /// Look the cache up before running (`--no-cache` and a task's `cache: false` say no).
+    pub enabled: bool,
+    /// Take only outputs of a task that ended at most this long ago.
+    pub max_staleness: Option<Duration>,
+}
+
+impl Default for Caching {
+    fn default() -> Self {
+        Caching {
+            enabled: true,
+            max_staleness: None,
+        }
+    }
+}
+
+impl Caching {
+    /// The run's caching narrowed by a task's own: enabled only if both are, the shorter
+    /// staleness bound.
+    pub fn and(self, task: Caching) -> Caching {
+        Caching {
+            enabled: self.enabled && task.enabled,
+            max_staleness: match (self.max_staleness, task.max_staleness) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct PlannedTask {
     pub name: String,
@@ -91,6 +125,8 @@ pub struct PlannedTask {
     pub kfp: Option<Arc<crate::kfp::TaskContext>>,
     /// Outputs stored even when the task runs in a fused chain.
     pub keep: Vec<String>,
+    /// How the task uses the task cache (the run's `--no-cache` narrows it further).
+    pub caching: Caching,
 }
 
 impl PlannedTask {
@@ -185,6 +221,7 @@ impl Plan {
                 prefer: None,
                 kfp: None,
                 keep: Vec::new(),
+                caching: Caching::default(),
             }],
             deploy: None,
         })
@@ -301,6 +338,7 @@ impl Plan {
                 prefer: None,
                 kfp: None,
                 keep: Vec::new(),
+                caching: Caching::default(),
             });
         }
         if !errors.is_empty() {
@@ -613,6 +651,10 @@ impl<'a> Builder<'a> {
                 prefer: task.prefer,
                 kfp: None,
                 keep: task.keep.clone(),
+                caching: Caching {
+                    enabled: task.cache,
+                    max_staleness: task.max_cache_staleness.map(|d| d.0),
+                },
             });
         }
         let deploy = spec.deploy.as_ref().and_then(|d| self.deploy(d, &index));

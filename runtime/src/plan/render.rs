@@ -56,7 +56,12 @@ fn describe_param(value: &ParamValue) -> String {
 
 fn text(plan: &Plan) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "pipeline {} ({} tasks)", plan.name, plan.tasks.len());
+    let _ = writeln!(
+        out,
+        "pipeline {} ({})",
+        plan.name,
+        crate::count(plan.tasks.len(), "task")
+    );
     if let Some(d) = &plan.description {
         let _ = writeln!(out, "  {}", d.trim());
     }

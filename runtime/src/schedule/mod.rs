@@ -17,6 +17,7 @@ use crate::exec::{
     Executor, FailureKind, HeldTable, InputArg, Invocation, Prepared, TransformCall,
     collect_outputs, error_chain,
 };
+pub use crate::plan::Caching;
 use crate::plan::fuse::{Fusion, Mismatch};
 use crate::plan::{ParamValue, Plan, PlannedTask, Source, artifact_params};
 use crate::store::{
@@ -43,6 +44,10 @@ pub struct Options {
     /// is in the store with bytes that still match its digest; it is then recorded as
     /// succeeded with `cached_from` naming the task it reused, and never runs.
     pub reuse: BTreeMap<String, Reused>,
+    /// How the run was started, kept in its record ([`crate::store::NewRun::flags`]).
+    pub flags: Vec<String>,
+    /// How tasks use the task cache; each task may narrow it ([`PlannedTask::caching`]).
+    pub caching: Caching,
 }
 
 /// An earlier run's task that a new run may take as done ([`Options::reuse`]).
@@ -74,6 +79,8 @@ impl Default for Options {
             fuse: true,
             default_timeout: None,
             reuse: BTreeMap::new(),
+            flags: Vec::new(),
+            caching: Caching::default(),
         }
     }
 }
@@ -99,6 +106,26 @@ pub enum ScheduleError {
     /// Transform tasks wired table to table whose interfaces disagree; one line each.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Wiring(Vec<Mismatch>),
+}
+
+/// The cache key of a task: its component file's digest, the executable it runs and how,
+/// and every input's digest by name (SHA-256 over their JSON, hex).
+pub(crate) fn cache_key(
+    component_digest: &str,
+    prepared: &Prepared,
+    inputs: &[IoRecord],
+) -> String {
+    let inputs: BTreeMap<&str, &str> = inputs
+        .iter()
+        .map(|r| (r.name.as_str(), r.digest.as_str()))
+        .collect();
+    let material = serde_json::json!({
+        "component": component_digest,
+        "image": prepared.executable_digest,
+        "implementation": prepared.implementation,
+        "inputs": inputs,
+    });
+    crate::spec::sha256_hex(material.to_string().as_bytes())
 }
 
 /// How a run ended.
@@ -195,6 +222,7 @@ impl Scheduler {
                 source: &plan.source,
                 source_digest: &plan.source_digest,
                 params,
+                flags: self.options.flags.clone(),
             },
             &new_tasks,
         )?;
@@ -304,6 +332,8 @@ impl Scheduler {
                     transform: fusion.calls[i].clone(),
                     default_timeout: self.options.default_timeout,
                     ended_attempt: Default::default(),
+                    caching: self.options.caching.and(plan.tasks[i].caching),
+                    cache_key: Default::default(),
                 };
                 let inputs =
                     resolve_inputs(&self.store, plan, i, &upstream, imported).map(|mut inputs| {
@@ -458,6 +488,7 @@ impl Scheduler {
                 &records,
                 cached,
                 prepared.executable_digest.as_deref(),
+                None,
             )
             .ok()?;
         self.observer.event(&Event::TaskLog {
@@ -677,6 +708,10 @@ pub(crate) struct TaskRun {
     pub(crate) default_timeout: Option<Duration>,
     /// The last attempt's end, until it is recorded (see `finish_attempt`).
     pub(crate) ended_attempt: std::sync::Mutex<Option<EndedAttempt>>,
+    /// How this task uses the task cache.
+    pub(crate) caching: Caching,
+    /// The task's cache key, once its inputs are known.
+    pub(crate) cache_key: std::sync::OnceLock<String>,
 }
 
 /// How an attempt ended, kept until it is recorded.
@@ -720,6 +755,9 @@ impl TaskRun {
             }
         };
         let input_records = input_records(&inputs);
+        if let Some(end) = self.take_cached(&input_records) {
+            return end;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -793,6 +831,74 @@ impl TaskRun {
         }
     }
 
+    /// The outputs of an earlier run of exactly this task (the same component, executable,
+    /// implementation and input digests), when the task may use the cache and the cache
+    /// has them with every output's bytes intact. Sets the task's cache key either way,
+    /// but for a task in a fused chain, whose outputs are handed on in memory.
+    fn take_cached(&self, inputs: &[IoRecord]) -> Option<TaskEnd> {
+        if self.transform.is_some() {
+            return None;
+        }
+        let key = self
+            .cache_key
+            .get_or_init(|| cache_key(&self.task.component.digest, &self.prepared, inputs));
+        if !self.caching.enabled {
+            return None;
+        }
+        let since = self
+            .caching
+            .max_staleness
+            .and_then(|age| jiff::Timestamp::now().checked_sub(age).ok());
+        let cached = match self.store.find_cached(key, since) {
+            Ok(Some(cached)) => cached,
+            Ok(None) => return None,
+            Err(e) => {
+                self.host_line(&format!("cache lookup failed: {}", error_chain(&e)));
+                return None;
+            }
+        };
+        let task = &self.task.name;
+        if let Err(e) = self.store.task_reused(
+            &self.run_id,
+            task,
+            inputs,
+            &cached,
+            self.prepared.executable_digest.as_deref(),
+            Some(key),
+        ) {
+            // Nothing reused: the task runs.
+            self.host_line(&format!("cannot reuse cached outputs: {}", error_chain(&e)));
+            return None;
+        }
+        self.host_line(&format!(
+            "cached: reusing the outputs of task '{}' of run {}",
+            cached.task, cached.run
+        ));
+        self.observer.event(&Event::TaskFinished {
+            task: task.clone(),
+            state: TaskState::Succeeded,
+            attempts: 0,
+            duration: None,
+            error: None,
+        });
+        Some(TaskEnd::Succeeded {
+            outputs: cached
+                .outputs
+                .into_iter()
+                .map(|o| (o.name.clone(), o))
+                .collect(),
+            tables: BTreeMap::new(),
+        })
+    }
+
+    fn host_line(&self, line: &str) {
+        self.observer.event(&Event::TaskLog {
+            task: self.task.name.clone(),
+            stream: crate::events::Stream::Host,
+            line: line.to_owned(),
+        });
+    }
+
     async fn attempt(
         &self,
         attempt: u32,
@@ -804,10 +910,14 @@ impl TaskRun {
         if let Err(e) = store.attempt_started(
             &self.run_id,
             &task.name,
-            attempt,
-            (&self.prepared.implementation, &self.prepared.reason),
-            self.prepared.executable_digest.as_deref(),
-            input_records,
+            &crate::store::AttemptStart {
+                attempt,
+                implementation: &self.prepared.implementation,
+                reason: &self.prepared.reason,
+                executable_digest: self.prepared.executable_digest.as_deref(),
+                inputs: input_records,
+                cache_key: self.cache_key.get().map(String::as_str),
+            },
         ) {
             return Attempt::Failed {
                 message: format!("cannot record the attempt: {}", error_chain(&e)),

@@ -185,9 +185,15 @@ impl Harness {
     }
 }
 
+/// Options for these tests: their tasks are often alike (the same component, the same
+/// inputs), which the task cache would take from one another; the cache has its own test.
 fn opts(parallelism: usize) -> Options {
     Options {
         parallelism,
+        caching: Caching {
+            enabled: false,
+            max_staleness: None,
+        },
         ..Options::default()
     }
 }
@@ -284,12 +290,8 @@ async fn keep_going_runs_independent_tasks() {
         .run(
             &script,
             Options {
-                parallelism: 1,
                 keep_going: true,
-                keep_work: false,
-                fuse: true,
-                default_timeout: None,
-                reuse: Default::default(),
+                ..opts(1)
             },
         )
         .await;
@@ -392,4 +394,71 @@ async fn cancelling_stops_running_work_and_records_the_run_as_cancelled() {
         TaskState::Succeeded,
         "x ran beside a before the cancel"
     );
+}
+
+/// The task cache: a task whose component, executable and inputs match an earlier
+/// succeeded task's takes its outputs instead of running, unless the run or the task
+/// says no, the outputs are older than the staleness bound, or their bytes changed.
+#[tokio::test]
+async fn the_task_cache_takes_identical_earlier_tasks_outputs() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let h = harness(
+        "  a: {component: c.yaml}
+  b: {component: c.yaml, inputs: {in: {from: a.out}}}
+  c: {component: c.yaml, inputs: {in: x}, cache: false}
+",
+    );
+    let script = Script::new(&[]);
+    let cached = Options {
+        caching: Caching::default(),
+        ..opts(2)
+    };
+    let attempts = |script: &Script, task: &str| script.attempts.lock().unwrap()[task];
+
+    let first = h.run(&script, cached.clone()).await;
+    assert_eq!(first.state, RunState::Succeeded);
+    let second = h.run(&script, cached.clone()).await;
+    assert_eq!(second.state, RunState::Succeeded);
+    for name in ["a", "b"] {
+        let t = task(&second, name);
+        assert_eq!(t.implementation.as_deref(), Some("cache"), "{name}");
+        assert_eq!(
+            t.cached_from.as_deref(),
+            Some(format!("{}/{name}", first.id).as_str())
+        );
+        assert_eq!(t.outputs, task(&first, name).outputs);
+        assert_eq!(attempts(&script, name), 1, "{name}");
+    }
+    // `cache: false` on the task runs it every time.
+    assert_eq!(attempts(&script, "c"), 2);
+    assert!(task(&second, "c").cached_from.is_none());
+
+    // The run says no (`--no-cache`): everything runs.
+    let third = h.run(&script, opts(2)).await;
+    assert!(third.tasks.iter().all(|t| t.cached_from.is_none()));
+    assert_eq!(attempts(&script, "a"), 2);
+
+    // Outputs older than the staleness bound are not taken.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fresh_only = Options {
+        caching: Caching {
+            enabled: true,
+            max_staleness: Some(Duration::from_millis(10)),
+        },
+        ..opts(2)
+    };
+    let fourth = h.run(&script, fresh_only).await;
+    assert!(fourth.tasks.iter().all(|t| t.cached_from.is_none()));
+    assert_eq!(attempts(&script, "a"), 3);
+
+    // An output whose stored bytes changed is never taken: the task runs again.
+    let digest = &task(&fourth, "a").outputs[0].digest;
+    let path = h.store.artifact_path(digest).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&path, "changed").unwrap();
+    let fifth = h.run(&script, cached).await;
+    assert!(task(&fifth, "a").cached_from.is_none());
+    assert_eq!(attempts(&script, "a"), 4);
+    assert_eq!(fifth.state, RunState::Succeeded);
 }

@@ -97,6 +97,21 @@ pub struct TaskSpec {
     /// hands them to the next task in memory only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keep: Vec<String>,
+    /// Take the outputs of an earlier run of exactly this task (same component,
+    /// executable and inputs) instead of running it; `false` always runs it.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub cache: bool,
+    /// Take cached outputs only of a task that ended at most this long ago (`7d`, `12h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cache_staleness: Option<HumanDuration>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 /// A choice between a component's implementations.

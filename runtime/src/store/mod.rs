@@ -21,8 +21,8 @@ use std::sync::Mutex;
 
 pub use artifacts::{ArtifactRef, Stored};
 pub use records::{
-    AttemptEnd, AttemptRecord, CachedTask, DeployRecord, DeployState, IoRecord, LogRecord, NewRun,
-    NewTask, RunKind, RunRecord, RunState, TaskEnd, TaskRecord, TaskState,
+    AttemptEnd, AttemptRecord, AttemptStart, CachedTask, DeployRecord, DeployState, IoRecord,
+    LogRecord, NewRun, NewTask, RunKind, RunRecord, RunState, TaskEnd, TaskRecord, TaskState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +187,13 @@ impl Store {
     pub fn open(home: &Path) -> Result<Store, StoreError> {
         fs::create_dir_all(home).map_err(|e| StoreError::io("create", home, e))?;
         let artifacts = artifacts::Artifacts::open(home.join("artifacts"), home.join("tmp"))?;
+        // A home that exists but cannot be written (a read-only mount) says so here, not
+        // as the database's "unable to open database file".
+        let probe = home
+            .join("tmp")
+            .join(format!(".writable-{}", std::process::id()));
+        fs::File::create(&probe).map_err(|e| StoreError::io("write in", home, e))?;
+        let _ = fs::remove_file(&probe);
         let records = records::Records::open(&home.join("sluice.db"))?;
         Ok(Store {
             home: home.to_owned(),
@@ -360,19 +367,9 @@ impl Store {
         &self,
         run: &str,
         task: &str,
-        attempt: u32,
-        implementation: (&str, &str),
-        executable_digest: Option<&str>,
-        inputs: &[IoRecord],
+        start: &AttemptStart<'_>,
     ) -> Result<(), StoreError> {
-        self.records().attempt_started(
-            run,
-            task,
-            attempt,
-            implementation,
-            executable_digest,
-            inputs,
-        )
+        self.records().attempt_started(run, task, start)
     }
 
     pub fn attempt_finished(
@@ -432,15 +429,33 @@ impl Store {
         self.records().set_cache_key(run, task, key)
     }
 
-    /// The latest succeeded task recorded under a cache key whose output artifacts are
-    /// all still in the store.
-    pub fn find_cached(&self, key: &str) -> Result<Option<CachedTask>, StoreError> {
-        let found = self.records().find_cached(key)?;
-        Ok(found.filter(|c| c.outputs.iter().all(|o| self.contains(&o.digest))))
+    /// The latest succeeded task recorded under a cache key, ended at or after
+    /// `ended_since` when given, whose outputs are all in the store with bytes that still
+    /// match their digests. `None` when there is none.
+    pub fn find_cached(
+        &self,
+        key: &str,
+        ended_since: Option<jiff::Timestamp>,
+    ) -> Result<Option<CachedTask>, StoreError> {
+        // A few of the newest: one whose outputs were pruned or changed gives way to the
+        // one before it.
+        let candidates = self.records().cache_candidates(key, ended_since, 8)?;
+        for (run, task) in candidates {
+            let cached = self.records().cached_task(&run, &task)?;
+            if cached
+                .outputs
+                .iter()
+                .all(|o| self.verify(&o.digest).is_ok())
+            {
+                return Ok(Some(cached));
+            }
+        }
+        Ok(None)
     }
 
     /// Records a task as succeeded with the outputs of `cached`, which it reused;
-    /// `executable_digest` is that of the executable it would have run.
+    /// `executable_digest` is that of the executable it would have run, `cache_key` its
+    /// own cache key when it has one.
     pub fn task_reused(
         &self,
         run: &str,
@@ -448,9 +463,10 @@ impl Store {
         inputs: &[IoRecord],
         cached: &CachedTask,
         executable_digest: Option<&str>,
+        cache_key: Option<&str>,
     ) -> Result<(), StoreError> {
         self.records()
-            .task_reused(run, task, inputs, cached, executable_digest)
+            .task_reused(run, task, inputs, cached, executable_digest, cache_key)
     }
 
     /// Removes every artifact whose digest is not in `keep` and no run refers to, and the

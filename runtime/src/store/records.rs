@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = r#"
 CREATE TABLE runs (
@@ -27,7 +27,8 @@ CREATE TABLE runs (
     started_at     TEXT NOT NULL,
     ended_at       TEXT,
     deploy         TEXT,
-    outputs        TEXT
+    outputs        TEXT,
+    flags          TEXT
 );
 CREATE TABLE tasks (
     run_id            TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -172,7 +173,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
          CREATE INDEX tasks_cache ON tasks(cache_key) WHERE cache_key IS NOT NULL;",
     ),
     (4, "ALTER TABLE runs ADD COLUMN outputs TEXT;"),
+    (5, "ALTER TABLE runs ADD COLUMN flags TEXT;"),
 ];
+
+/// A file's path as a run record keeps it: absolute (against the current folder),
+/// never resolved through symbolic links.
+fn recorded_path(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
 
 /// What starts a run record.
 #[derive(Clone, Debug)]
@@ -182,6 +193,10 @@ pub struct NewRun<'a> {
     pub source: &'a Path,
     pub source_digest: &'a str,
     pub params: BTreeMap<String, String>,
+    /// How the run was started, as command-line flags in their canonical spelling
+    /// (`["--runner", "process", "--keep-going"]`): what a resumed or repeated run takes
+    /// again unless it is given others. Never credentials.
+    pub flags: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +226,22 @@ pub struct AttemptEnd<'a> {
     pub state: TaskState,
     pub error: Option<&'a str>,
     pub logs: &'a [LogRecord],
+}
+
+/// An attempt's start, as recorded.
+#[derive(Clone, Copy, Debug)]
+pub struct AttemptStart<'a> {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// How the attempt runs (`wasm`, `container <image>`, ...) and why.
+    pub implementation: &'a str,
+    pub reason: &'a str,
+    /// The digest of what runs (a wasm component's bytes, an image id), when known.
+    pub executable_digest: Option<&'a str>,
+    /// The task's inputs, recorded with its first attempt.
+    pub inputs: &'a [IoRecord],
+    /// The key its outputs are found under by later runs' task cache.
+    pub cache_key: Option<&'a str>,
 }
 
 /// How a task ended, as recorded: on success, its outputs and metrics.
@@ -338,6 +369,9 @@ pub struct RunRecord {
     /// values and artifacts, by name, once the run has ended with them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<IoRecord>,
+    /// How the run was started ([`NewRun::flags`]).
+    #[serde(default)]
+    pub flags: Vec<String>,
     /// Empty in listings; filled by [`Records::run`].
     pub tasks: Vec<TaskRecord>,
 }
@@ -588,7 +622,8 @@ impl Records {
             .min())
     }
 
-    /// Records a new run with its tasks, all pending, and returns its id.
+    /// Records a new run with its tasks, all pending, and returns its id. Paths are
+    /// recorded absolute, so the run can be resumed or rerun from any folder.
     pub(super) fn begin_run(
         &mut self,
         run: &NewRun<'_>,
@@ -606,17 +641,18 @@ impl Records {
             id = new_run_id(now);
         }
         exec(&tx,
-            "INSERT INTO runs (id, kind, name, source, source_digest, params, state, pid, started_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8)",
+            "INSERT INTO runs (id, kind, name, source, source_digest, params, state, pid, started_at, flags)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9)",
             params![
                 id,
                 run.kind.as_str(),
                 run.name,
-                run.source.display().to_string(),
+                recorded_path(run.source),
                 run.source_digest,
                 serde_json::to_string(&run.params).expect("params serialise"),
                 std::process::id(),
                 ts(now),
+                serde_json::to_string(&run.flags).expect("flags serialise"),
             ],
         )
         .map_err(db_err)?;
@@ -629,7 +665,7 @@ impl Records {
                     task.name,
                     position as i64,
                     task.component,
-                    task.component_file.display().to_string(),
+                    recorded_path(task.component_file),
                     task.component_digest,
                 ],
             )
@@ -643,10 +679,7 @@ impl Records {
         &mut self,
         run: &str,
         task: &str,
-        attempt: u32,
-        implementation: (&str, &str),
-        executable_digest: Option<&str>,
-        inputs: &[IoRecord],
+        start: &AttemptStart<'_>,
     ) -> Result<(), StoreError> {
         let tx = self.write().map_err(db_err)?;
         let now = ts(Timestamp::now());
@@ -654,26 +687,28 @@ impl Records {
             &tx,
             "UPDATE tasks SET state = 'running', attempts = ?3, implementation = ?4,
                  implementation_reason = ?5, executable_digest = ?6,
-                 started_at = COALESCE(started_at, ?7), error = NULL
+                 started_at = COALESCE(started_at, ?7), error = NULL,
+                 cache_key = COALESCE(?8, cache_key)
              WHERE run_id = ?1 AND name = ?2",
             params![
                 run,
                 task,
-                attempt,
-                implementation.0,
-                implementation.1,
-                executable_digest,
-                now
+                start.attempt,
+                start.implementation,
+                start.reason,
+                start.executable_digest,
+                now,
+                start.cache_key,
             ],
         )
         .map_err(db_err)?;
         exec(&tx,
             "INSERT INTO attempts (run_id, task, attempt, state, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
-            params![run, task, attempt, now],
+            params![run, task, start.attempt, now],
         )
         .map_err(db_err)?;
-        if attempt == 1 {
-            insert_io(&tx, run, task, "input", inputs)?;
+        if start.attempt == 1 {
+            insert_io(&tx, run, task, "input", start.inputs)?;
         }
         tx.commit().map_err(db_err)
     }
@@ -757,22 +792,35 @@ impl Records {
         Ok(())
     }
 
-    /// The most recent succeeded task, of any run, recorded under `key`, with its outputs
-    /// and metrics; a task that itself reused another's outputs counts too.
-    pub(super) fn find_cached(&self, key: &str) -> Result<Option<CachedTask>, StoreError> {
-        let found: Option<(String, String)> = self
+    /// The succeeded tasks, of any run, recorded under `key` and ended at or after
+    /// `ended_since` (all of them without it), newest first, at most `limit`; a task that
+    /// itself reused another's outputs counts too.
+    pub(super) fn cache_candidates(
+        &self,
+        key: &str,
+        ended_since: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let since = ended_since.map(ts).unwrap_or_default();
+        let mut stmt = self
             .conn
-            .query_row(
-                "SELECT run_id, name FROM tasks WHERE cache_key = ?1 AND state = 'succeeded'
-                 ORDER BY ended_at DESC LIMIT 1",
-                [key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+            .prepare_cached(
+                "SELECT run_id, name FROM tasks
+                 WHERE cache_key = ?1 AND state = 'succeeded' AND ended_at >= ?2
+                 ORDER BY ended_at DESC LIMIT ?3",
             )
-            .optional()
             .map_err(db_err)?;
-        let Some((run, task)) = found else {
-            return Ok(None);
-        };
+        stmt.query_map(params![key, since, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(db_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_err)
+    }
+
+    /// A recorded task's outputs and metrics, as a task that reuses them takes them.
+    pub(super) fn cached_task(&self, run: &str, task: &str) -> Result<CachedTask, StoreError> {
+        let (run, task) = (run.to_owned(), task.to_owned());
         let mut stmt = self
             .conn
             .prepare(
@@ -805,12 +853,12 @@ impl Records {
             .map_err(db_err)?
             .collect::<Result<BTreeMap<String, f64>, _>>()
             .map_err(db_err)?;
-        Ok(Some(CachedTask {
+        Ok(CachedTask {
             run,
             task,
             outputs,
             metrics,
-        }))
+        })
     }
 
     /// Records a task as succeeded with the outputs of the cached task it reused.
@@ -821,20 +869,23 @@ impl Records {
         inputs: &[IoRecord],
         cached: &CachedTask,
         executable_digest: Option<&str>,
+        cache_key: Option<&str>,
     ) -> Result<(), StoreError> {
         let tx = self.write().map_err(db_err)?;
         let now = ts(Timestamp::now());
         exec(
             &tx,
             "UPDATE tasks SET state = 'succeeded', started_at = ?3, ended_at = ?3, cached_from = ?4,
-                 implementation = 'cache', executable_digest = ?5
+                 implementation = 'cache', executable_digest = ?5,
+                 cache_key = COALESCE(?6, cache_key)
              WHERE run_id = ?1 AND name = ?2",
             params![
                 run,
                 task,
                 now,
                 format!("{}/{}", cached.run, cached.task),
-                executable_digest
+                executable_digest,
+                cache_key
             ],
         )
         .map_err(db_err)?;
@@ -856,12 +907,44 @@ impl Records {
         state: RunState,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE runs SET state = ?2, error = ?3, ended_at = ?4 WHERE id = ?1",
-                params![run, state.as_str(), error, ts(Timestamp::now())],
+        let tx = self.write().map_err(db_err)?;
+        let now = ts(Timestamp::now());
+        // A finished run has no task still running or pending: one whose end could not
+        // be recorded (the database stayed locked) ends with the run.
+        let why = format!(
+            "the run ended ({}) before this task's end was recorded{}",
+            state.as_str(),
+            error.map(|e| format!(": {e}")).unwrap_or_default()
+        );
+        for table in ["attempts", "tasks"] {
+            exec(
+                &tx,
+                &format!(
+                    "UPDATE {table} SET state = 'failed', error = COALESCE(error, ?2), ended_at = ?3
+                     WHERE run_id = ?1 AND state = 'running'"
+                ),
+                params![run, why, now],
             )
             .map_err(db_err)?;
+        }
+        exec(
+            &tx,
+            "UPDATE tasks SET state = 'skipped', error = COALESCE(error, ?2), ended_at = ?3
+             WHERE run_id = ?1 AND state = 'pending'",
+            params![
+                run,
+                format!("not started: the run ended ({})", state.as_str()),
+                now
+            ],
+        )
+        .map_err(db_err)?;
+        exec(
+            &tx,
+            "UPDATE runs SET state = ?2, error = ?3, ended_at = ?4 WHERE id = ?1",
+            params![run, state.as_str(), error, now],
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
         Ok(())
     }
 
@@ -900,7 +983,7 @@ impl Records {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs
+                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags
                  FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1",
             )
             .map_err(db_err)?;
@@ -937,7 +1020,7 @@ impl Records {
         let mut run = self
             .conn
             .query_row(
-                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs
+                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags
                  FROM runs WHERE id = ?1",
                 [id],
                 run_from_row,
@@ -1175,6 +1258,10 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
             .get::<_, Option<String>>(12)?
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default(),
+        flags: r
+            .get::<_, Option<String>>(13)?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
         tasks: Vec::new(),
     })
 }
@@ -1201,10 +1288,60 @@ fn new_run_id(now: Timestamp) -> String {
 mod tests {
     use super::*;
 
+    fn start(attempt: u32, inputs: &[IoRecord]) -> AttemptStart<'_> {
+        AttemptStart {
+            attempt,
+            implementation: "wasm",
+            reason: "default",
+            executable_digest: Some("sha256:33"),
+            inputs,
+            cache_key: None,
+        }
+    }
+
     fn records() -> (tempfile::TempDir, Records) {
         let dir = tempfile::tempdir().unwrap();
         let r = Records::open(&dir.path().join("sluice.db")).unwrap();
         (dir, r)
+    }
+
+    /// A run that ends while one of its tasks is recorded running (its end could not be
+    /// written: the database stayed locked) leaves no task running or pending.
+    #[test]
+    fn a_finished_run_has_no_task_left_running() {
+        let (_d, mut r) = records();
+        let run = NewRun {
+            kind: RunKind::Pipeline,
+            name: "p",
+            source: Path::new("p.yaml"),
+            source_digest: "sha256:00",
+            params: BTreeMap::new(),
+            flags: Vec::new(),
+        };
+        let task = |name| NewTask {
+            name,
+            component: "c".into(),
+            component_file: Path::new("c.yaml"),
+            component_digest: "sha256:11",
+        };
+        let id = r.begin_run(&run, &[task("a"), task("b")]).unwrap();
+        r.attempt_started(&id, "a", &start(1, &[])).unwrap();
+        r.finish_run(&id, RunState::Failed, Some("database is locked"))
+            .unwrap();
+        let got = r.run(&id).unwrap();
+        let (a, b) = (&got.tasks[0], &got.tasks[1]);
+        assert_eq!(a.state, TaskState::Failed);
+        assert_eq!(
+            a.error.as_deref(),
+            Some("the run ended (failed) before this task's end was recorded: database is locked")
+        );
+        assert_eq!(a.attempt_history[0].state, TaskState::Failed);
+        assert!(a.ended_at.is_some());
+        assert_eq!(b.state, TaskState::Skipped);
+        assert_eq!(
+            b.error.as_deref(),
+            Some("not started: the run ended (failed)")
+        );
     }
 
     #[test]
@@ -1216,6 +1353,7 @@ mod tests {
             source: Path::new("p.yaml"),
             source_digest: "sha256:00",
             params: [("seed".to_owned(), "7".to_owned())].into(),
+            flags: vec!["--keep-going".into()],
         };
         let tasks = [NewTask {
             name: "t",
@@ -1232,15 +1370,8 @@ mod tests {
             value: Some("3".into()),
             metadata: None,
         };
-        r.attempt_started(
-            &id,
-            "t",
-            1,
-            ("wasm", "default"),
-            Some("sha256:33"),
-            std::slice::from_ref(&input),
-        )
-        .unwrap();
+        r.attempt_started(&id, "t", &start(1, std::slice::from_ref(&input)))
+            .unwrap();
         r.attempt_finished(
             &id,
             "t",
@@ -1257,8 +1388,7 @@ mod tests {
             },
         )
         .unwrap();
-        r.attempt_started(&id, "t", 2, ("wasm", "default"), Some("sha256:33"), &[])
-            .unwrap();
+        r.attempt_started(&id, "t", &start(2, &[])).unwrap();
         let metrics = [("accuracy".to_owned(), 0.97)].into();
         r.task_finished(
             &id,
@@ -1282,7 +1412,12 @@ mod tests {
         let got = r.run(&r.resolve(&id[..10]).unwrap()).unwrap();
         assert_eq!(got.state, RunState::Succeeded);
         assert_eq!(got.params["seed"], "7");
+        assert_eq!(got.flags, ["--keep-going"]);
+        // Paths are kept absolute, so the run can be resumed from any folder.
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(Path::new(&got.source), here.join("p.yaml"));
         let t = &got.tasks[0];
+        assert_eq!(Path::new(&t.component_file), here.join("c.yaml"));
         assert_eq!(t.state, TaskState::Succeeded);
         assert_eq!(t.attempts, 2);
         assert_eq!(t.inputs, [input]);
@@ -1314,7 +1449,7 @@ mod tests {
                 "",
             )
             .replace(
-                "    ended_at       TEXT,\n    deploy         TEXT,\n    outputs        TEXT\n",
+                "    ended_at       TEXT,\n    deploy         TEXT,\n    outputs        TEXT,\n    flags          TEXT\n",
                 "    ended_at       TEXT\n",
             );
         assert_ne!(v1, SCHEMA);
@@ -1330,6 +1465,7 @@ mod tests {
             source: Path::new("p.yaml"),
             source_digest: "sha256:00",
             params: BTreeMap::new(),
+            flags: Vec::new(),
         };
         let task = NewTask {
             name: "t",
@@ -1338,8 +1474,16 @@ mod tests {
             component_digest: "sha256:11",
         };
         let id = r.begin_run(&run, &[task]).unwrap();
-        r.attempt_started(&id, "t", 1, ("container x", "asked for"), None, &[])
-            .unwrap();
+        r.attempt_started(
+            &id,
+            "t",
+            &AttemptStart {
+                implementation: "container x",
+                reason: "asked for",
+                ..start(1, &[])
+            },
+        )
+        .unwrap();
         let t = &r.run(&id).unwrap().tasks[0];
         assert_eq!(t.implementation_reason.as_deref(), Some("asked for"));
         // The newest column is there too.
@@ -1365,6 +1509,7 @@ mod tests {
             source: Path::new("c.yaml"),
             source_digest: "sha256:00",
             params: BTreeMap::new(),
+            flags: Vec::new(),
         };
         let a = r.begin_run(&run, &[]).unwrap();
         let b = r.begin_run(&run, &[]).unwrap();
@@ -1398,6 +1543,7 @@ mod tests {
             source: Path::new("p.yaml"),
             source_digest: "sha256:00",
             params: BTreeMap::new(),
+            flags: Vec::new(),
         };
         let task = |name| NewTask {
             name,
@@ -1408,10 +1554,10 @@ mod tests {
         let first = r.begin_run(&run("p"), &[]).unwrap();
         r.add_task(&first, &task("square.0")).unwrap();
         r.add_task(&first, &task("square.1")).unwrap();
-        assert!(r.find_cached("k").unwrap().is_none());
+        assert!(r.cache_candidates("k", None, 8).unwrap().is_empty());
         r.set_cache_key(&first, "square.1", "k").unwrap();
         // Only a succeeded task is reused.
-        assert!(r.find_cached("k").unwrap().is_none());
+        assert!(r.cache_candidates("k", None, 8).unwrap().is_empty());
         let output = IoRecord {
             name: "out".into(),
             type_: Some("system.Dataset".into()),
@@ -1433,7 +1579,12 @@ mod tests {
             None,
         )
         .unwrap();
-        let cached = r.find_cached("k").unwrap().unwrap();
+        let found = r.cache_candidates("k", None, 8).unwrap();
+        assert_eq!(found, [(first.clone(), "square.1".to_owned())]);
+        // One that ended before the staleness bound is not a candidate.
+        let later = Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        assert!(r.cache_candidates("k", Some(later), 8).unwrap().is_empty());
+        let cached = r.cached_task(&first, "square.1").unwrap();
         assert_eq!(
             (cached.run.as_str(), cached.task.as_str()),
             (first.as_str(), "square.1")
@@ -1443,7 +1594,7 @@ mod tests {
 
         let second = r.begin_run(&run("p"), &[]).unwrap();
         r.add_task(&second, &task("square.1")).unwrap();
-        r.task_reused(&second, "square.1", &[], &cached, None)
+        r.task_reused(&second, "square.1", &[], &cached, None, Some("k"))
             .unwrap();
         let record = r.run(&second).unwrap();
         let t = &record.tasks[0];

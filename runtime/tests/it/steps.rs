@@ -257,7 +257,7 @@ async fn cancelling_interrupts_a_running_component() {
     let run = env
         .run_with(
             "name: p\ntasks:\n  s: {component: spin.yaml}\n  t: {component: after.yaml, after: [s]}\n",
-            Options { parallelism: 2, keep_going: false, keep_work: false, fuse: true, default_timeout: None, reuse: Default::default() },
+            Options { parallelism: 2, ..Options::default() },
             cancel,
         )
         .await;

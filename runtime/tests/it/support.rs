@@ -95,10 +95,7 @@ impl Env {
             Options {
                 parallelism: 2,
                 keep_going: true,
-                keep_work: false,
-                fuse: true,
-                default_timeout: None,
-                reuse: Default::default(),
+                ..Options::default()
             },
             CancellationToken::new(),
         )
