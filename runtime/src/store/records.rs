@@ -806,7 +806,7 @@ impl Records {
             .conn
             .prepare_cached(
                 "SELECT run_id, name FROM tasks
-                 WHERE cache_key = ?1 AND state = 'succeeded' AND ended_at >= ?2
+                 WHERE cache_key = ?1 AND state = 'succeeded' AND (?2 = '' OR ended_at >= ?2)
                  ORDER BY ended_at DESC LIMIT ?3",
             )
             .map_err(db_err)?;

@@ -257,7 +257,7 @@ async fn cancelling_interrupts_a_running_component() {
     let run = env
         .run_with(
             "name: p\ntasks:\n  s: {component: spin.yaml}\n  t: {component: after.yaml, after: [s]}\n",
-            Options { parallelism: 2, ..Options::default() },
+            Options { parallelism: 2, ..crate::support::no_cache() },
             cancel,
         )
         .await;

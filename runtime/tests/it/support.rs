@@ -95,7 +95,7 @@ impl Env {
             Options {
                 parallelism: 2,
                 keep_going: true,
-                ..Options::default()
+                ..no_cache()
             },
             CancellationToken::new(),
         )
@@ -127,7 +127,7 @@ impl Env {
             store: self.store.clone(),
             executor: self.runner.clone(),
             observer: self.events.clone(),
-            options: Options::default(),
+            options: no_cache(),
             cancel: CancellationToken::new(),
         };
         match scheduler.run(plan, RunKind::Pipeline).await {
@@ -151,4 +151,16 @@ pub fn task<'r>(run: &'r RunRecord, name: &str) -> &'r TaskRecord {
         .iter()
         .find(|t| t.name == name)
         .unwrap_or_else(|| panic!("no task {name}"))
+}
+
+/// Options without the task cache: these tests run steps to see what they do, often the
+/// same step more than once in one home, which the cache would not run again.
+pub fn no_cache() -> Options {
+    Options {
+        caching: sluice_runtime::schedule::Caching {
+            enabled: false,
+            max_staleness: None,
+        },
+        ..Options::default()
+    }
 }
