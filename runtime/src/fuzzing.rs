@@ -73,7 +73,7 @@ pub fn component_yaml(bytes: &[u8]) {
 }
 
 /// A pipeline compiled by the KFP SDK: parsed and checked, its parameters bound to their
-/// defaults, and its outline drawn.
+/// defaults, lowered into a plan and the plan rendered.
 pub fn kfp_ir(bytes: &[u8]) {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return;
@@ -83,7 +83,15 @@ pub fn kfp_ir(bytes: &[u8]) {
     };
     let _ = crate::kfp::not_applicable(&file);
     let (params, _) = crate::kfp::bind_what_can_be(&file, &[]);
-    let _ = crate::kfp::outline::outline(&file, &params);
+    if let Ok(plan) = crate::kfp::lower::lower(&file, &params) {
+        for format in [
+            crate::plan::Format::Text,
+            crate::plan::Format::Dot,
+            crate::plan::Format::Json,
+        ] {
+            let _ = plan.render(format);
+        }
+    }
 }
 
 /// An Open Inference Protocol v2 request body; the JSON header ends at the first NUL,

@@ -42,11 +42,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         Ok(plan) => plan,
         Err(errors) => return Ok(report_plan_errors(&errors)),
     };
-    let format = match args.format {
-        PlanFormat::Text => Format::Text,
-        PlanFormat::Dot => Format::Dot,
-        PlanFormat::Json => Format::Json,
-    };
+    let format = format(args.format);
     if matches!(args.format, PlanFormat::Dot) {
         out!("{}", plan.render(format));
         return Ok(ExitCode::SUCCESS);
@@ -73,12 +69,10 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A compiled KFP pipeline: its outline (loops and branches are decided as it runs).
+/// A compiled KFP pipeline, lowered into the plan every format runs as: its executor
+/// tasks and the groups (conditions, loops, nested pipelines) the run decides about as
+/// values arrive.
 fn kfp(args: &Args) -> Result<ExitCode> {
-    anyhow::ensure!(
-        matches!(args.format, PlanFormat::Text),
-        "a pipeline compiled by the KFP SDK is shown as text only: its loops and branches are decided as it runs"
-    );
     let file = sluice_runtime::kfp::IrFile::load(&args.pipeline)?;
     // Bad values are errors; required parameters nobody gave show as such.
     let (params, errors) = sluice_runtime::kfp::bind_what_can_be(&file, &args.params);
@@ -89,6 +83,18 @@ fn kfp(args: &Args) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(crate::BAD_INPUT));
     }
-    out!("{}", sluice_runtime::kfp::outline::outline(&file, &params));
+    let plan = match sluice_runtime::kfp::lower::lower(&file, &params) {
+        Ok(plan) => plan,
+        Err(errors) => return Ok(report_plan_errors(&errors)),
+    };
+    out!("{}", plan.render(format(args.format)));
     Ok(ExitCode::SUCCESS)
+}
+
+fn format(format: PlanFormat) -> Format {
+    match format {
+        PlanFormat::Text => Format::Text,
+        PlanFormat::Dot => Format::Dot,
+        PlanFormat::Json => Format::Json,
+    }
 }

@@ -324,10 +324,7 @@ fn plan_and_run_record_snapshots() {
     let show = home.expect(&["runs", "show", runs[0]["id"].as_str().unwrap()], 0);
     let mut settings = insta::Settings::clone_current();
     // Paths are recorded absolute.
-    settings.add_filter(
-        &regex_escape(crate::support::root().to_str().unwrap()),
-        "[root]",
-    );
+    settings.add_filter(&regex_escape(root().to_str().unwrap()), "[root]");
     settings.add_filter(r"\d{8}-\d{6}-[0-9a-f]{4}", "[run]");
     settings.add_filter(r"\b[0-9a-f]{12}\b", "[digest]");
     settings.add_filter(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", "[time]");

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{Home, Ran, root};
 
@@ -838,24 +838,122 @@ fn validate_accepts_every_compiled_test_pipeline() {
     );
 }
 
+/// `sluice plan` shows a compiled pipeline lowered into the plan every format runs as:
+/// executor tasks, and groups for its conditions, loops and nested pipelines, with every
+/// value wired through them.
 #[test]
-fn plan_outlines_and_rerun_repeats_a_compiled_pipeline() {
+fn plan_lowers_compiled_pipelines_and_rerun_repeats_one() {
     let home = Home::new();
-    let ran = home.expect(&["plan", compiled("loops").to_str().unwrap()], 0);
-    let out = &ran.stdout;
-    assert!(out.contains("names: LIST = [\"x\",\"y\"]"), "{out}");
-    assert!(out.contains("for each item of [1, 2, 3]"), "{out}");
-    assert!(
-        out.contains("for each item of 'pipelinechannel--make-list-Output'; at most 2 at once; after make-list"),
-        "{out}"
+    // Every test pipeline lowers, in every format.
+    for name in [
+        "artifact_input",
+        "artifact_loop",
+        "caching",
+        "conditions",
+        "containers",
+        "exit_handler",
+        "failure_chain",
+        "kubernetes",
+        "loops",
+        "nested",
+        "params_outputs",
+        "process_runner",
+        "retries",
+        "uris",
+    ] {
+        let path = compiled(name);
+        let path = path.to_str().unwrap();
+        for format in ["text", "dot", "json"] {
+            let ran = home.sluice(&["plan", path, "--format", format]);
+            assert_eq!(ran.code, 0, "{name} as {format}: {}", ran.stderr);
+        }
+    }
+    let plan = |name: &str| -> Value {
+        let ran = home.expect(
+            &["plan", compiled(name).to_str().unwrap(), "--format", "json"],
+            0,
+        );
+        serde_json::from_str(&ran.stdout).unwrap()
+    };
+    let find = |list: &Value, name: &str| -> Value {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {list}"))
+            .clone()
+    };
+
+    // A loop over a task's output, at most 2 at once, and its outputs collected.
+    let loops = plan("loops");
+    let looped = find(&loops["groups"], "for-loop-6");
+    assert_eq!(
+        looped["iteration"],
+        json!({"items": {"from": "output", "task": "make-list", "output": "Output"}, "parallelism": 2})
     );
-    let ran = home.expect(&["plan", compiled("exit_handler").to_str().unwrap()], 0);
-    assert!(
-        ran.stdout
-            .contains("report: container python:3.11; after exit-handler-1; runs however they end"),
-        "{}",
-        ran.stdout
+    assert_eq!(looped["upstream"], json!(["make-list"]));
+    let square = find(&loops["tasks"], "square");
+    assert_eq!(square["group"], "for-loop-6");
+    assert_eq!(find(&square["inputs"], "x")["from"], "item", "{square}");
+    let sum = find(&loops["tasks"], "sum-files");
+    assert_eq!(sum["after_groups"], json!(["for-loop-6"]));
+    assert_eq!(
+        find(&sum["inputs"], "files"),
+        json!({"name": "files", "from": "collected", "group": "for-loop-6",
+               "of": {"from": "output", "task": "square", "output": "out"}})
     );
+    // A loop nested in another, over a constant list.
+    let inner = find(&loops["groups"], "for-loop-10");
+    assert_eq!(inner["group"], "for-loop-8");
+
+    // Conditions: branches, and the first branch that ran feeding the join.
+    let conditions = plan("conditions");
+    let heads = find(&conditions["groups"], "condition-3");
+    assert_eq!(
+        heads["condition"],
+        "inputs.parameter_values['pipelinechannel--flip-Output'] == 'heads'"
+    );
+    assert_eq!(heads["group"], "condition-branches-1");
+    let join = find(&conditions["tasks"], "join");
+    assert_eq!(find(&join["inputs"], "value")["from"], "one_of");
+
+    // The exit handler's task runs however the body ended, and reads how it ended.
+    let exit = plan("exit_handler");
+    let report = find(&exit["tasks"], "report");
+    assert_eq!(report["trigger"], "all_ended");
+    assert_eq!(
+        find(&report["inputs"], "status"),
+        json!({"name": "status", "from": "final_status", "node": "exit-handler-1"})
+    );
+
+    // The text form says the same, in words.
+    let text = home
+        .expect(&["plan", compiled("loops").to_str().unwrap()], 0)
+        .stdout;
+    assert!(
+        text.contains("names = [\"x\",\"y\"]  [JsonArray, default]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("for-loop-6  for each item of make-list.Output, at most 2 at once"),
+        "{text}"
+    );
+    assert!(
+        text.contains("files <- [square.out for each item of for-loop-6]"),
+        "{text}"
+    );
+    let dot = home
+        .expect(
+            &[
+                "plan",
+                compiled("loops").to_str().unwrap(),
+                "--format",
+                "dot",
+            ],
+            0,
+        )
+        .stdout;
+    assert!(dot.contains("subgraph cluster_g"), "{dot}");
 
     let first = lightweight(&home, "exit_handler", &["-p", "fail=true"], 1);
     let id = first.record["id"].as_str().unwrap();

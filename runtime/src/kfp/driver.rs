@@ -1132,6 +1132,9 @@ impl Run {
             kfp: Some(Arc::new(context)),
             keep: Vec::new(),
             caching: planned_caching,
+            group: None,
+            after_groups: Vec::new(),
+            trigger: Default::default(),
         };
         let runner = TaskRun {
             store: self.store.clone(),
@@ -1383,7 +1386,7 @@ pub(super) fn v1_type(ty: ParameterType) -> &'static str {
     }
 }
 
-fn retry_spec(task: &TaskSpec) -> RetrySpec {
+pub(super) fn retry_spec(task: &TaskSpec) -> RetrySpec {
     let Some(policy) = &task.retry_policy else {
         return RetrySpec {
             limit: 0,

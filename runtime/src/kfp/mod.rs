@@ -8,7 +8,7 @@
 pub mod driver;
 pub mod expr;
 pub mod ir;
-pub mod outline;
+pub mod lower;
 pub mod placeholders;
 pub mod values;
 

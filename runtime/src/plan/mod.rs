@@ -66,11 +66,125 @@ pub enum Source {
         name: String,
         value: ParamValue,
     },
-    /// An output of the task at index `task` in [`Plan::tasks`].
+    /// An output of the task at index `task` in [`Plan::tasks`]: of the same iteration
+    /// when both sit in a loop, of the one instance when the producer sits outside it.
     Output {
         task: usize,
         output: String,
     },
+    /// The current item of the loop group at index `group` in [`Plan::groups`].
+    Item {
+        group: usize,
+    },
+    /// One value per iteration of the loop group `group`, in item order (KFP's fan-in,
+    /// `dsl.Collected`): `of` as each iteration has it.
+    Collected {
+        group: usize,
+        of: Box<Source>,
+    },
+    /// The first of these that has a value when the task starts (KFP's `OneOf`, and a
+    /// nested pipeline's default for an input its parent may leave unset).
+    OneOf(Vec<Source>),
+    /// A field of a JSON value, by a CEL field selector (KFP's
+    /// `parameterExpressionSelector`, such as `parseJson(string_value)["a"]`).
+    Select {
+        of: Box<Source>,
+        selector: String,
+    },
+    /// How a task or a group ended, as KFP's `PipelineTaskFinalStatus` (a JSON object
+    /// with `state` and `error`).
+    FinalStatus(Node),
+    /// A constant with run placeholders (`{{$.pipeline_job_name}}`), filled in when the
+    /// run starts.
+    RunText(String),
+}
+
+impl Source {
+    /// What kind of source this is, in a word or two (`output`, `loop item`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Constant(_) => "constant",
+            Source::Default(_) => "default",
+            Source::Param { .. } => "parameter",
+            Source::Output { .. } => "output",
+            Source::Item { .. } => "loop item",
+            Source::Collected { .. } => "collected outputs",
+            Source::OneOf(_) => "one of",
+            Source::Select { .. } => "selected field",
+            Source::FinalStatus(_) => "final status",
+            Source::RunText(_) => "run placeholder",
+        }
+    }
+
+    /// Calls `f` on every task index this source refers to, nested sources included.
+    pub fn tasks_mut(&mut self, f: &mut impl FnMut(&mut usize)) {
+        match self {
+            Source::Output { task, .. } | Source::FinalStatus(Node::Task(task)) => f(task),
+            Source::Collected { of, .. } | Source::Select { of, .. } => of.tasks_mut(f),
+            Source::OneOf(list) => list.iter_mut().for_each(|s| s.tasks_mut(f)),
+            Source::Constant(_)
+            | Source::Default(_)
+            | Source::Param { .. }
+            | Source::Item { .. }
+            | Source::FinalStatus(Node::Group(_))
+            | Source::RunText(_) => {}
+        }
+    }
+}
+
+/// A node of the plan's graph: an executor task or a control group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Node {
+    /// Index into [`Plan::tasks`].
+    Task(usize),
+    /// Index into [`Plan::groups`].
+    Group(usize),
+}
+
+/// When a node may start, given how its upstream nodes ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Trigger {
+    /// Once every upstream node succeeded; skipped when one did not.
+    #[default]
+    AllSucceeded,
+    /// Once every upstream node ended, however it ended (KFP's exit handlers and
+    /// `ALL_UPSTREAM_TASKS_COMPLETED`).
+    AllEnded,
+}
+
+/// A control group: part of the pipeline that the run decides about as values arrive
+/// (a KFP DAG task: a nested pipeline, a condition's branch, a loop's body, an exit
+/// handler's body). Its members are the tasks and groups whose `group` names it. It
+/// starts when its upstream nodes ended (as its `trigger` says); then its condition, if
+/// any, decides whether its members run at all, and its loop, if any, runs them once per
+/// item. It ends when its members have: failed if one failed, else succeeded.
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// Its name in the pipeline (`condition-1`, `for-loop-2`, `exit-handler-1`).
+    pub name: String,
+    /// The group it sits in; `None` for the pipeline's own DAG.
+    pub group: Option<usize>,
+    /// Nodes of the same parent it waits for.
+    pub upstream: Vec<Node>,
+    pub trigger: Trigger,
+    /// The values its condition and its loop read, by the names they use.
+    pub inputs: IndexMap<String, Source>,
+    /// A CEL expression over `inputs` (`inputs.parameter_values['x'] > 3`): the members
+    /// run only when it holds; otherwise they are recorded as not run, which is no
+    /// failure.
+    pub condition: Option<String>,
+    /// Runs the members once per item of a list.
+    pub iteration: Option<Iteration>,
+}
+
+/// A loop over a list: the members run once per item, `Source::Item` giving each its
+/// item.
+#[derive(Clone, Debug)]
+pub struct Iteration {
+    /// The list: a JSON list of values, or a list of artifacts.
+    pub items: Source,
+    /// Most iterations running at once; `None` for no limit.
+    pub parallelism: Option<usize>,
 }
 
 /// How tasks use the task cache: the outputs of an earlier task of any run with the same
@@ -127,6 +241,11 @@ pub struct PlannedTask {
     pub keep: Vec<String>,
     /// How the task uses the task cache (the run's `--no-cache` narrows it further).
     pub caching: Caching,
+    /// The group it sits in ([`Plan::groups`]); `None` for the pipeline's own DAG.
+    pub group: Option<usize>,
+    /// Groups of the same parent it waits for, beyond the tasks in `upstream`.
+    pub after_groups: Vec<usize>,
+    pub trigger: Trigger,
 }
 
 impl PlannedTask {
@@ -150,6 +269,9 @@ pub struct Plan {
     pub params: IndexMap<String, PlanParam>,
     /// In topological order; ties follow the order of the pipeline file.
     pub tasks: Vec<PlannedTask>,
+    /// Control groups (conditions, loops, nested pipelines), each after its parent;
+    /// empty for a Sluice pipeline, whose tasks each run once.
+    pub groups: Vec<Group>,
     /// What to serve if the run succeeds.
     pub deploy: Option<PlannedDeploy>,
 }
@@ -222,7 +344,11 @@ impl Plan {
                 kfp: None,
                 keep: Vec::new(),
                 caching: Caching::default(),
+                group: None,
+                after_groups: Vec::new(),
+                trigger: Trigger::AllSucceeded,
             }],
+            groups: Vec::new(),
             deploy: None,
         })
     }
@@ -339,6 +465,9 @@ impl Plan {
                 kfp: None,
                 keep: Vec::new(),
                 caching: Caching::default(),
+                group: None,
+                after_groups: Vec::new(),
+                trigger: Trigger::AllSucceeded,
             });
         }
         if !errors.is_empty() {
@@ -365,6 +494,7 @@ impl Plan {
             source_digest: graph_component.digest.clone(),
             params,
             tasks,
+            groups: Vec::new(),
             deploy: None,
         })
     }
@@ -384,18 +514,65 @@ impl Plan {
         down
     }
 
-    /// Each task's stage: 1 for tasks with no upstream, else one more than its latest upstream.
+    /// Each task's stage: 1 for tasks with no upstream, else one more than its latest
+    /// upstream. A task in a group is no earlier than the group's first stage, which is
+    /// one more than the last stage of each node the group waits for; a group's last
+    /// stage is its latest member's.
     pub fn stages(&self) -> Vec<usize> {
         let mut stage = vec![1; self.tasks.len()];
-        for (i, task) in self.tasks.iter().enumerate() {
-            stage[i] = task
-                .upstream
+        let mut first: Vec<Option<usize>> = vec![None; self.groups.len()];
+        for i in 0..self.tasks.len() {
+            let task = &self.tasks[i];
+            let in_group = task
+                .group
+                .map_or(1, |g| self.group_start(g, &stage[..i], &mut first));
+            let after_tasks = task.upstream.iter().map(|&u| stage[u] + 1);
+            let after_groups = task
+                .after_groups
                 .iter()
-                .map(|&u| stage[u] + 1)
-                .max()
-                .unwrap_or(1);
+                .map(|&g| self.group_end(g, &stage[..i]) + 1);
+            stage[i] = after_tasks.chain(after_groups).fold(in_group, usize::max);
         }
         stage
+    }
+
+    /// The first stage of group `g`, given the stages of the tasks before it.
+    fn group_start(&self, g: usize, stage: &[usize], first: &mut [Option<usize>]) -> usize {
+        if let Some(s) = first[g] {
+            return s;
+        }
+        let group = &self.groups[g];
+        let parent = group.group.map_or(1, |p| self.group_start(p, stage, first));
+        let start = group
+            .upstream
+            .iter()
+            .map(|node| match *node {
+                Node::Task(t) => stage.get(t).copied().unwrap_or(1) + 1,
+                Node::Group(h) => self.group_end(h, stage) + 1,
+            })
+            .fold(parent, usize::max);
+        first[g] = Some(start);
+        start
+    }
+
+    /// The last stage of group `g`: its latest member task's, among `stage`'s tasks.
+    fn group_end(&self, g: usize, stage: &[usize]) -> usize {
+        let within = |mut group: Option<usize>| {
+            while let Some(h) = group {
+                if h == g {
+                    return true;
+                }
+                group = self.groups[h].group;
+            }
+            false
+        };
+        stage
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| within(self.tasks[*i].group))
+            .map(|(_, s)| *s)
+            .max()
+            .unwrap_or(1)
     }
 
     pub fn render(&self, format: Format) -> String {
@@ -420,9 +597,7 @@ fn in_order(
         .map(|&i| {
             let mut task = slots[i].take().expect("each task is placed once");
             for source in task.inputs.values_mut() {
-                if let Source::Output { task, .. } = source {
-                    *task = position[*task];
-                }
+                source.tasks_mut(&mut |task| *task = position[*task]);
             }
             task.upstream = edges[i].iter().map(|&d| position[d]).collect();
             task.upstream.sort_unstable();
@@ -655,6 +830,9 @@ impl<'a> Builder<'a> {
                     enabled: task.cache,
                     max_staleness: task.max_cache_staleness.map(|d| d.0),
                 },
+                group: None,
+                after_groups: Vec::new(),
+                trigger: Trigger::AllSucceeded,
             });
         }
         let deploy = spec.deploy.as_ref().and_then(|d| self.deploy(d, &index));
@@ -685,6 +863,7 @@ impl<'a> Builder<'a> {
             source_digest: self.file.digest.clone(),
             params,
             tasks,
+            groups: Vec::new(),
             deploy: deploy.map(|d| PlannedDeploy {
                 task: order
                     .iter()

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{ParamValue, Plan, Source, ValueOrigin};
+use super::{Group, Node, ParamValue, Plan, Source, Trigger, ValueOrigin};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -44,7 +44,62 @@ fn describe_source(plan: &Plan, source: &Source) -> String {
         Source::Default(v) => format!("{v:?} (default)"),
         Source::Param { name, .. } => format!("param {name}"),
         Source::Output { task, output } => format!("{}.{output}", plan.tasks[*task].name),
+        Source::Item { group } => format!("item of {}", plan.groups[*group].name),
+        Source::Collected { group, of } => format!(
+            "[{} for each item of {}]",
+            describe_source(plan, of),
+            plan.groups[*group].name
+        ),
+        Source::OneOf(list) => {
+            let each: Vec<String> = list.iter().map(|s| describe_source(plan, s)).collect();
+            format!("first of ({})", each.join(", "))
+        }
+        Source::Select { of, selector } => {
+            format!("{} selected by `{selector}`", describe_source(plan, of))
+        }
+        Source::FinalStatus(node) => format!("final status of {}", node_name(plan, *node)),
+        Source::RunText(text) => format!("{text:?} (filled in at run time)"),
     }
+}
+
+fn node_name(plan: &Plan, node: Node) -> &str {
+    match node {
+        Node::Task(i) => &plan.tasks[i].name,
+        Node::Group(g) => &plan.groups[g].name,
+    }
+}
+
+/// What a group decides, in a phrase: `if ...`, `for each item of ...`, both, or
+/// neither (a nested pipeline).
+fn describe_group(plan: &Plan, group: &Group) -> String {
+    let mut parts = Vec::new();
+    if let Some(condition) = &group.condition {
+        parts.push(format!("if `{condition}`"));
+    }
+    if let Some(it) = &group.iteration {
+        let items = match &it.items {
+            // A list written in the pipeline, as written.
+            Source::Constant(list) => list.clone(),
+            other => describe_source(plan, other),
+        };
+        parts.push(format!(
+            "for each item of {items}{}",
+            it.parallelism
+                .map(|n| format!(", at most {n} at once"))
+                .unwrap_or_default()
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("nested pipeline".to_owned());
+    }
+    parts.join(", ")
+}
+
+/// Task indices a source reads outputs of.
+fn source_tasks(source: &Source) -> Vec<usize> {
+    let mut tasks = Vec::new();
+    source.clone().tasks_mut(&mut |t| tasks.push(*t));
+    tasks
 }
 
 fn describe_param(value: &ParamValue) -> String {
@@ -77,7 +132,8 @@ fn text(plan: &Plan) -> String {
             let (value, origin) = match &p.value {
                 Some((v, ValueOrigin::Given)) => (describe_param(v), "given"),
                 Some((v, ValueOrigin::Default)) => (describe_param(v), "default"),
-                None => ("(unset)".to_owned(), "optional"),
+                None if p.spec.optional => ("(unset)".to_owned(), "optional"),
+                None => ("(required)".to_owned(), "required"),
             };
             let _ = writeln!(out, "  {name:<width$} = {value}  [{ty}, {origin}]");
         }
@@ -107,22 +163,29 @@ fn text(plan: &Plan) -> String {
                     describe_source(plan, source)
                 );
             }
-            let data_deps: Vec<usize> = task
-                .inputs
-                .values()
-                .filter_map(|s| match s {
-                    Source::Output { task, .. } => Some(*task),
-                    _ => None,
-                })
-                .collect();
+            let data_deps: Vec<usize> = task.inputs.values().flat_map(source_tasks).collect();
             let after: Vec<&str> = task
                 .upstream
                 .iter()
                 .filter(|u| !data_deps.contains(u))
                 .map(|&u| plan.tasks[u].name.as_str())
                 .collect();
+            let after: Vec<&str> = after
+                .into_iter()
+                .chain(
+                    task.after_groups
+                        .iter()
+                        .map(|&g| plan.groups[g].name.as_str()),
+                )
+                .collect();
             if !after.is_empty() {
                 let _ = writeln!(out, "      after {}", after.join(", "));
+            }
+            if task.trigger == Trigger::AllEnded {
+                let _ = writeln!(out, "      runs once its upstream ended, however it ended");
+            }
+            if let Some(g) = task.group {
+                let _ = writeln!(out, "      in {}", plan.groups[g].name);
             }
             let mut limits = Vec::new();
             if task.retry.limit > 0 {
@@ -143,6 +206,30 @@ fn text(plan: &Plan) -> String {
             if !limits.is_empty() {
                 let _ = writeln!(out, "      ({})", limits.join(", "));
             }
+        }
+    }
+    if !plan.groups.is_empty() {
+        let _ = writeln!(out, "groups");
+    }
+    for group in &plan.groups {
+        let _ = writeln!(out, "  {}  {}", group.name, describe_group(plan, group));
+        let width = group.inputs.keys().map(String::len).max().unwrap_or(0);
+        for (input, source) in &group.inputs {
+            let _ = writeln!(
+                out,
+                "      {input:<width$} <- {}",
+                describe_source(plan, source)
+            );
+        }
+        let after: Vec<&str> = group.upstream.iter().map(|&n| node_name(plan, n)).collect();
+        if !after.is_empty() {
+            let _ = writeln!(out, "      after {}", after.join(", "));
+        }
+        if group.trigger == Trigger::AllEnded {
+            let _ = writeln!(out, "      runs once its upstream ended, however it ended");
+        }
+        if let Some(parent) = group.group {
+            let _ = writeln!(out, "      in {}", plan.groups[parent].name);
         }
     }
     if let Some(d) = &plan.deploy {
@@ -176,20 +263,18 @@ fn dot(plan: &Plan) -> String {
     let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(&plan.name));
     let _ = writeln!(out, "  rankdir=LR;");
     let _ = writeln!(out, "  node [shape=box, style=rounded];");
-    for (i, task) in plan.tasks.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "  t{i} [label=\"{}\\n{} ({})\"];",
-            dot_escape(&task.name),
-            dot_escape(&task.component.name()),
-            implementations(task).join(", ")
-        );
-    }
+    // Each group a cluster, nested as the groups are, with a diamond that says what it
+    // decides; its tasks and inner groups inside it.
+    dot_members(plan, None, 1, &mut out);
     for (i, task) in plan.tasks.iter().enumerate() {
         let mut data_deps = Vec::new();
         for (input, source) in &task.inputs {
-            if let Source::Output { task: from, output } = source {
-                data_deps.push(*from);
+            for from in source_tasks(source) {
+                data_deps.push(from);
+                let output = match source {
+                    Source::Output { output, .. } => output.as_str(),
+                    other => other.kind(),
+                };
                 let _ = writeln!(
                     out,
                     "  t{from} -> t{i} [label=\"{} -> {}\"];",
@@ -201,9 +286,58 @@ fn dot(plan: &Plan) -> String {
         for &u in task.upstream.iter().filter(|u| !data_deps.contains(u)) {
             let _ = writeln!(out, "  t{u} -> t{i} [style=dashed, label=\"after\"];");
         }
+        for &g in &task.after_groups {
+            let _ = writeln!(out, "  g{g} -> t{i} [style=dashed, label=\"after\"];");
+        }
+    }
+    for (g, group) in plan.groups.iter().enumerate() {
+        for node in &group.upstream {
+            let from = match node {
+                Node::Task(t) => format!("t{t}"),
+                Node::Group(h) => format!("g{h}"),
+            };
+            let _ = writeln!(out, "  {from} -> g{g} [style=dashed, label=\"after\"];");
+        }
     }
     out.push_str("}\n");
     out
+}
+
+/// The tasks and groups directly in `group` (`None`: the pipeline's own DAG).
+fn dot_members(plan: &Plan, group: Option<usize>, depth: usize, out: &mut String) {
+    let indent = "  ".repeat(depth);
+    for (i, task) in plan.tasks.iter().enumerate() {
+        if task.group != group {
+            continue;
+        }
+        let kinds = implementations(task);
+        let _ = writeln!(
+            out,
+            "{indent}t{i} [label=\"{}\\n{} ({})\"];",
+            dot_escape(&task.name),
+            dot_escape(&task.component.name()),
+            if kinds.is_empty() {
+                "importer".to_owned()
+            } else {
+                kinds.join(", ")
+            }
+        );
+    }
+    for (g, inner) in plan.groups.iter().enumerate() {
+        if inner.group != group {
+            continue;
+        }
+        let _ = writeln!(out, "{indent}subgraph cluster_g{g} {{");
+        let _ = writeln!(out, "{indent}  label=\"{}\";", dot_escape(&inner.name));
+        let _ = writeln!(out, "{indent}  style=dashed;");
+        let _ = writeln!(
+            out,
+            "{indent}  g{g} [shape=diamond, style=solid, label=\"{}\"];",
+            dot_escape(&describe_group(plan, inner))
+        );
+        dot_members(plan, Some(g), depth + 1, out);
+        let _ = writeln!(out, "{indent}}}");
+    }
 }
 
 #[derive(Serialize)]
@@ -214,8 +348,28 @@ struct JsonPlan<'a> {
     source_digest: &'a str,
     params: Vec<JsonParam<'a>>,
     tasks: Vec<JsonTask<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<JsonGroup<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     deploy: Option<JsonDeploy<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonGroup<'a> {
+    name: &'a str,
+    group: Option<&'a str>,
+    upstream: Vec<&'a str>,
+    trigger: &'static str,
+    condition: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iteration: Option<JsonIteration<'a>>,
+    inputs: Vec<JsonInput<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonIteration<'a> {
+    items: JsonSource<'a>,
+    parallelism: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -250,6 +404,11 @@ struct JsonTask<'a> {
     retries: u32,
     timeout_ms: Option<u128>,
     resources: &'a crate::spec::ResourceSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    after_groups: Vec<&'a str>,
+    trigger: &'static str,
 }
 
 #[derive(Serialize)]
@@ -262,10 +421,80 @@ struct JsonInput<'a> {
 #[derive(Serialize)]
 #[serde(tag = "from", rename_all = "snake_case")]
 enum JsonSource<'a> {
-    Constant { value: &'a str },
-    Default { value: &'a str },
-    Param { param: &'a str, value: String },
-    Output { task: &'a str, output: &'a str },
+    Constant {
+        value: &'a str,
+    },
+    Default {
+        value: &'a str,
+    },
+    Param {
+        param: &'a str,
+        value: String,
+    },
+    Output {
+        task: &'a str,
+        output: &'a str,
+    },
+    Item {
+        group: &'a str,
+    },
+    Collected {
+        group: &'a str,
+        of: Box<JsonSource<'a>>,
+    },
+    OneOf {
+        sources: Vec<JsonSource<'a>>,
+    },
+    Select {
+        of: Box<JsonSource<'a>>,
+        selector: &'a str,
+    },
+    FinalStatus {
+        node: &'a str,
+    },
+    RunText {
+        text: &'a str,
+    },
+}
+
+fn json_source<'a>(plan: &'a Plan, source: &'a Source) -> JsonSource<'a> {
+    match source {
+        Source::Constant(v) => JsonSource::Constant { value: v },
+        Source::Default(v) => JsonSource::Default { value: v },
+        Source::Param { name, value } => JsonSource::Param {
+            param: name,
+            value: describe_param(value),
+        },
+        Source::Output { task, output } => JsonSource::Output {
+            task: &plan.tasks[*task].name,
+            output,
+        },
+        Source::Item { group } => JsonSource::Item {
+            group: &plan.groups[*group].name,
+        },
+        Source::Collected { group, of } => JsonSource::Collected {
+            group: &plan.groups[*group].name,
+            of: Box::new(json_source(plan, of)),
+        },
+        Source::OneOf(list) => JsonSource::OneOf {
+            sources: list.iter().map(|s| json_source(plan, s)).collect(),
+        },
+        Source::Select { of, selector } => JsonSource::Select {
+            of: Box::new(json_source(plan, of)),
+            selector,
+        },
+        Source::FinalStatus(node) => JsonSource::FinalStatus {
+            node: node_name(plan, *node),
+        },
+        Source::RunText(text) => JsonSource::RunText { text },
+    }
+}
+
+fn trigger_name(trigger: Trigger) -> &'static str {
+    match trigger {
+        Trigger::AllSucceeded => "all_succeeded",
+        Trigger::AllEnded => "all_ended",
+    }
 }
 
 fn json(plan: &Plan) -> JsonPlan<'_> {
@@ -309,23 +538,42 @@ fn json(plan: &Plan) -> JsonPlan<'_> {
                     .iter()
                     .map(|(name, s)| JsonInput {
                         name,
-                        source: match s {
-                            Source::Constant(v) => JsonSource::Constant { value: v },
-                            Source::Default(v) => JsonSource::Default { value: v },
-                            Source::Param { name, value } => JsonSource::Param {
-                                param: name,
-                                value: describe_param(value),
-                            },
-                            Source::Output { task, output } => JsonSource::Output {
-                                task: &plan.tasks[*task].name,
-                                output,
-                            },
-                        },
+                        source: json_source(plan, s),
                     })
                     .collect(),
                 retries: t.retry.limit,
                 timeout_ms: t.timeout.map(|d| d.as_millis()),
                 resources: &t.resources,
+                group: t.group.map(|g| plan.groups[g].name.as_str()),
+                after_groups: t
+                    .after_groups
+                    .iter()
+                    .map(|&g| plan.groups[g].name.as_str())
+                    .collect(),
+                trigger: trigger_name(t.trigger),
+            })
+            .collect(),
+        groups: plan
+            .groups
+            .iter()
+            .map(|g| JsonGroup {
+                name: &g.name,
+                group: g.group.map(|p| plan.groups[p].name.as_str()),
+                upstream: g.upstream.iter().map(|&n| node_name(plan, n)).collect(),
+                trigger: trigger_name(g.trigger),
+                condition: g.condition.as_deref(),
+                iteration: g.iteration.as_ref().map(|it| JsonIteration {
+                    items: json_source(plan, &it.items),
+                    parallelism: it.parallelism,
+                }),
+                inputs: g
+                    .inputs
+                    .iter()
+                    .map(|(name, s)| JsonInput {
+                        name,
+                        source: json_source(plan, s),
+                    })
+                    .collect(),
             })
             .collect(),
         deploy: plan.deploy.as_ref().map(|d| JsonDeploy {

@@ -654,6 +654,18 @@ fn resolve_inputs(
                     table: None,
                 }
             }
+            // Only the KFP front end's plans have these, and its driver runs them.
+            Source::Item { .. }
+            | Source::Collected { .. }
+            | Source::OneOf(_)
+            | Source::Select { .. }
+            | Source::FinalStatus(_)
+            | Source::RunText(_) => {
+                return Err(format!(
+                    "input '{name}': {} is decided by the KFP driver, not this scheduler",
+                    source.kind()
+                ));
+            }
         };
         inputs.insert(name.clone(), arg);
     }

@@ -1,0 +1,670 @@
+//! Lowers a compiled KFP pipeline (the IR, `PipelineSpec` 2.1) into Sluice's plan, the
+//! one normal form every front end produces. Executor tasks become [`PlannedTask`]s whose
+//! component is the executor as a KFP v1 component (its command line keeps KFP's
+//! placeholders, resolved per attempt from the executor input); every DAG task (a nested
+//! pipeline, a condition's branch, a loop's body, an exit handler's body) becomes a
+//! [`Group`] with its condition and its loop. Values are wired through: a nested DAG's
+//! inputs are replaced by what its parent binds them to (or its defaults), a loop body's
+//! item by [`Source::Item`], a DAG's outputs by the sources its selectors name (a loop's
+//! as [`Source::Collected`], `OneOf` as [`Source::OneOf`]). Nothing runs and nothing is
+//! contacted: images are named, not pulled.
+//!
+//! Task names are the tasks' display names (`taskInfo.name`); a name used twice takes
+//! its enclosing DAG tasks' names in front (`outer.inner`), as run records name them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde_json::Value as Json;
+
+use super::ir::{self, ComponentSpec, IrFile, TaskSpec};
+use super::{Params, values};
+use crate::plan::{
+    Caching, Group, Iteration, Node, ParamValue, Plan, PlanError, PlanParam, PlannedTask, Source,
+    Trigger, ValueOrigin,
+};
+use crate::spec::{Component, ParamSpec, TypeSpec};
+
+/// The plan of one run of `file` with the parameter values `params` (see
+/// [`super::bind_params`]). Every problem is reported, one [`PlanError`] each, naming the
+/// IR field.
+pub fn lower(file: &IrFile, params: &Params) -> Result<Plan, Vec<PlanError>> {
+    let mut lowering = Lowering {
+        file,
+        tasks: Vec::new(),
+        groups: Vec::new(),
+        names: HashSet::new(),
+        components: HashMap::new(),
+        errors: Vec::new(),
+    };
+    let root = &file.spec.root;
+    let mut scope = Scope::default();
+    let mut plan_params = IndexMap::new();
+    for (name, spec) in &root.input_definitions.parameters {
+        let value = params.values.get(name).map(|v| {
+            let given = spec
+                .default_value
+                .as_ref()
+                .and_then(|d| values::coerce(spec.parameter_type, d).ok())
+                .is_none_or(|d| &d != v);
+            let origin = if given {
+                ValueOrigin::Given
+            } else {
+                ValueOrigin::Default
+            };
+            (ParamValue::Value(values::render(v)), origin)
+        });
+        if let Some((value, _)) = &value {
+            scope.params.insert(
+                name.clone(),
+                Source::Param {
+                    name: name.clone(),
+                    value: value.clone(),
+                },
+            );
+        }
+        plan_params.insert(
+            name.clone(),
+            PlanParam {
+                spec: ParamSpec {
+                    type_: Some(TypeSpec::named(super::driver::v1_type(spec.parameter_type))),
+                    default: spec.default_value.as_ref().map(values::render),
+                    description: spec.description.clone(),
+                    optional: spec.is_optional,
+                },
+                value,
+            },
+        );
+    }
+    for (name, spec) in &root.input_definitions.artifacts {
+        let value = params
+            .artifacts
+            .get(name)
+            .map(|path| (ParamValue::File(path.clone()), ValueOrigin::Given));
+        if let Some((value, _)) = &value {
+            scope.artifacts.insert(
+                name.clone(),
+                Source::Param {
+                    name: name.clone(),
+                    value: value.clone(),
+                },
+            );
+        }
+        plan_params.insert(
+            name.clone(),
+            PlanParam {
+                spec: ParamSpec {
+                    type_: Some(TypeSpec::named(spec.artifact_type.title())),
+                    default: None,
+                    description: None,
+                    optional: spec.is_optional,
+                },
+                value,
+            },
+        );
+    }
+    lowering.dag(root, "root", &scope, None, &[]);
+    if !lowering.errors.is_empty() {
+        return Err(lowering.errors);
+    }
+    Ok(Plan {
+        name: file.name().to_owned(),
+        description: file.spec.pipeline_info.description.clone(),
+        source: file.path.clone(),
+        source_digest: file.digest.clone(),
+        params: plan_params,
+        tasks: lowering.tasks,
+        groups: lowering.groups,
+        deploy: None,
+    })
+}
+
+/// The sources a DAG's own inputs have, by name.
+#[derive(Clone, Debug, Default)]
+struct Scope {
+    params: BTreeMap<String, Source>,
+    artifacts: BTreeMap<String, Source>,
+}
+
+/// A DAG task once lowered: an executor task, or a group with the sources of its
+/// outputs.
+enum Lowered {
+    Task(usize),
+    Group {
+        index: usize,
+        params: BTreeMap<String, Source>,
+        artifacts: BTreeMap<String, Source>,
+    },
+}
+
+impl Lowered {
+    fn node(&self) -> Node {
+        match self {
+            Lowered::Task(i) => Node::Task(*i),
+            Lowered::Group { index, .. } => Node::Group(*index),
+        }
+    }
+}
+
+struct Lowering<'a> {
+    file: &'a IrFile,
+    tasks: Vec<PlannedTask>,
+    groups: Vec<Group>,
+    names: HashSet<String>,
+    /// Executor components as KFP v1 components, by component name.
+    components: HashMap<String, Arc<Component>>,
+    errors: Vec<PlanError>,
+}
+
+impl Lowering<'_> {
+    fn error(&mut self, field: String, message: impl Into<String>) {
+        self.errors.push(PlanError {
+            file: self.file.path.clone(),
+            field,
+            message: message.into(),
+        });
+    }
+
+    /// Lowers the DAG of `component` (named `at` in error fields), whose inputs have
+    /// the sources in `scope`, into `group`; `path` holds the enclosing DAG tasks' keys.
+    /// Returns each of its tasks, by key.
+    fn dag(
+        &mut self,
+        component: &ComponentSpec,
+        at: &str,
+        scope: &Scope,
+        group: Option<usize>,
+        path: &[String],
+    ) -> BTreeMap<String, Lowered> {
+        let mut lowered = BTreeMap::new();
+        let Some(dag) = &component.dag else {
+            return lowered;
+        };
+        for key in dag_order(&dag.tasks) {
+            let task = &dag.tasks[key];
+            let field = format!("{at}.dag.tasks.{key}");
+            let (params, artifacts) = self.task_inputs(task, &field, scope, &lowered);
+            let upstream: Vec<Node> = ir::upstream(task)
+                .into_iter()
+                .filter_map(|u| lowered.get(u).map(Lowered::node))
+                .collect();
+            let trigger = if task.trigger_policy.runs_after_any_end() {
+                Trigger::AllEnded
+            } else {
+                Trigger::AllSucceeded
+            };
+            let child_name = &task.component_ref.name;
+            let Some(child) = self.file.component(child_name) else {
+                self.error(
+                    format!("{field}.componentRef.name"),
+                    format!("no component '{child_name}'"),
+                );
+                continue;
+            };
+            let display = match task.task_info.name.as_str() {
+                "" => key.clone(),
+                name => name.to_owned(),
+            };
+            let entry = if child.dag.is_some() {
+                let mut inner_path = path.to_vec();
+                inner_path.push(key.clone());
+                self.group(
+                    GroupTask {
+                        task,
+                        field: &field,
+                        display,
+                        child,
+                        upstream,
+                        trigger,
+                    },
+                    (params, artifacts),
+                    group,
+                    &inner_path,
+                )
+            } else {
+                let name = self.claim(&display, path);
+                let Some(component) = self.component(child_name, &field) else {
+                    continue;
+                };
+                let mut inputs = IndexMap::new();
+                inputs.extend(params);
+                inputs.extend(artifacts);
+                let (upstream_tasks, after_groups) = split_nodes(&upstream);
+                let resources = self.resources(child, &field);
+                self.tasks.push(PlannedTask {
+                    name,
+                    component,
+                    inputs,
+                    upstream: upstream_tasks,
+                    retry: super::driver::retry_spec(task),
+                    timeout: None,
+                    resources,
+                    prefer: None,
+                    kfp: None,
+                    keep: Vec::new(),
+                    caching: Caching {
+                        enabled: task.caching_options.enable_cache,
+                        max_staleness: None,
+                    },
+                    group,
+                    after_groups,
+                    trigger,
+                });
+                Lowered::Task(self.tasks.len() - 1)
+            };
+            lowered.insert(key.clone(), entry);
+        }
+        lowered
+    }
+
+    /// The sources of a task's parameter and artifact inputs.
+    fn task_inputs(
+        &mut self,
+        task: &TaskSpec,
+        field: &str,
+        scope: &Scope,
+        lowered: &BTreeMap<String, Lowered>,
+    ) -> (IndexMap<String, Source>, IndexMap<String, Source>) {
+        let mut params = IndexMap::new();
+        for (name, input) in &task.inputs.parameters {
+            let source = if let Some(from) = &input.component_input_parameter {
+                scope.params.get(from).cloned()
+            } else if let Some(o) = &input.task_output_parameter {
+                match lowered.get(&o.producer_task) {
+                    Some(Lowered::Task(i)) => Some(Source::Output {
+                        task: *i,
+                        output: o.output_parameter_key.clone(),
+                    }),
+                    Some(Lowered::Group { params, .. }) => {
+                        params.get(&o.output_parameter_key).cloned()
+                    }
+                    None => None,
+                }
+            } else if let Some(v) = &input.runtime_value {
+                Some(match &v.constant {
+                    Json::String(text) if text.contains("{{$.") => Source::RunText(text.clone()),
+                    constant => Source::Constant(values::render(constant)),
+                })
+            } else if let Some(s) = &input.task_final_status {
+                lowered
+                    .get(&s.producer_task)
+                    .map(|l| Source::FinalStatus(l.node()))
+            } else {
+                None
+            };
+            let source = match (source, &input.parameter_expression_selector) {
+                (Some(of), Some(selector)) if !selector.is_empty() => Some(Source::Select {
+                    of: Box::new(of),
+                    selector: selector.clone(),
+                }),
+                (source, _) => source,
+            };
+            match source {
+                Some(source) => {
+                    params.insert(name.clone(), source);
+                }
+                // A producer that is not a sibling, or an output it does not have: the
+                // checks when the file was loaded rule both out, but say so if not.
+                None if input.task_output_parameter.is_some() => self.error(
+                    format!("{field}.inputs.parameters.{name}"),
+                    "names an output no task of this DAG produces",
+                ),
+                None => {}
+            }
+        }
+        let mut artifacts = IndexMap::new();
+        for (name, input) in &task.inputs.artifacts {
+            let source = if let Some(from) = &input.component_input_artifact {
+                scope.artifacts.get(from).cloned()
+            } else if let Some(o) = &input.task_output_artifact {
+                match lowered.get(&o.producer_task) {
+                    Some(Lowered::Task(i)) => Some(Source::Output {
+                        task: *i,
+                        output: o.output_artifact_key.clone(),
+                    }),
+                    Some(Lowered::Group { artifacts, .. }) => {
+                        artifacts.get(&o.output_artifact_key).cloned()
+                    }
+                    None => None,
+                }
+            } else {
+                None
+            };
+            if let Some(source) = source {
+                artifacts.insert(name.clone(), source);
+            }
+        }
+        (params, artifacts)
+    }
+
+    /// Lowers a DAG task: its group, then its members, then the sources of its outputs.
+    fn group(
+        &mut self,
+        g: GroupTask<'_>,
+        (params, artifacts): (IndexMap<String, Source>, IndexMap<String, Source>),
+        parent: Option<usize>,
+        path: &[String],
+    ) -> Lowered {
+        let GroupTask {
+            task,
+            field,
+            display,
+            child,
+            upstream,
+            trigger,
+        } = g;
+        let index = self.groups.len();
+        let condition = task
+            .trigger_policy
+            .condition
+            .clone()
+            .filter(|c| !c.is_empty());
+        let mut inner = Scope::default();
+        let mut item_input = None;
+        let iteration = if let Some(it) = &task.parameter_iterator {
+            item_input = Some(it.item_input.clone());
+            let items = match (&it.items.raw, &it.items.input_parameter) {
+                (Some(raw), _) => match serde_json::from_str::<Json>(raw) {
+                    Ok(Json::Array(_)) => Some(Source::Constant(raw.clone())),
+                    _ => {
+                        self.error(
+                            format!("{field}.parameterIterator.items.raw"),
+                            format!("expected a JSON list, found {raw}"),
+                        );
+                        None
+                    }
+                },
+                (None, Some(input)) => params.get(input).cloned().or_else(|| {
+                    self.error(
+                        format!("{field}.parameterIterator.items.inputParameter"),
+                        format!("the task has no input '{input}'"),
+                    );
+                    None
+                }),
+                (None, None) => {
+                    self.error(format!("{field}.parameterIterator.items"), "names no items");
+                    None
+                }
+            };
+            items.map(|items| Iteration {
+                items,
+                parallelism: parallelism(task),
+            })
+        } else if let Some(it) = &task.artifact_iterator {
+            item_input = Some(it.item_input.clone());
+            let items = artifacts.get(&it.items.input_artifact).cloned();
+            if items.is_none() {
+                self.error(
+                    format!("{field}.artifactIterator.items.inputArtifact"),
+                    format!("the task has no input '{}'", it.items.input_artifact),
+                );
+            }
+            items.map(|items| Iteration {
+                items,
+                parallelism: parallelism(task),
+            })
+        } else {
+            None
+        };
+        // The nested DAG's inputs: what the task binds them to, its defaults for what
+        // the task leaves unset (or sets to nothing at run time), its loop's item.
+        for (name, spec) in &child.input_definitions.parameters {
+            let default = spec
+                .default_value
+                .as_ref()
+                .map(|d| Source::Constant(values::render(d)));
+            let source = if item_input.as_deref() == Some(name) {
+                Some(Source::Item { group: index })
+            } else {
+                match (params.get(name).cloned(), default) {
+                    (Some(bound), Some(default)) => Some(Source::OneOf(vec![bound, default])),
+                    (bound, default) => bound.or(default),
+                }
+            };
+            if let Some(source) = source {
+                inner.params.insert(name.clone(), source);
+            }
+        }
+        for name in child.input_definitions.artifacts.keys() {
+            let source = if item_input.as_deref() == Some(name) {
+                Some(Source::Item { group: index })
+            } else {
+                artifacts.get(name).cloned()
+            };
+            if let Some(source) = source {
+                inner.artifacts.insert(name.clone(), source);
+            }
+        }
+        // A loop's item may also reach the body under the name the task gives it.
+        if let Some(item) = &item_input
+            && !inner.params.contains_key(item)
+            && !inner.artifacts.contains_key(item)
+        {
+            if task.artifact_iterator.is_some() {
+                inner
+                    .artifacts
+                    .insert(item.clone(), Source::Item { group: index });
+            } else {
+                inner
+                    .params
+                    .insert(item.clone(), Source::Item { group: index });
+            }
+        }
+        let looped = iteration.is_some();
+        self.groups.push(Group {
+            name: display,
+            group: parent,
+            upstream,
+            trigger,
+            inputs: params,
+            condition,
+            iteration,
+        });
+        let members = self.dag(
+            child,
+            &format!("components.{}", task.component_ref.name),
+            &inner,
+            Some(index),
+            path,
+        );
+        let collect = |of: Source| {
+            if looped {
+                Source::Collected {
+                    group: index,
+                    of: Box::new(of),
+                }
+            } else {
+                of
+            }
+        };
+        let member_output = |producer: &str, key: &str, artifact: bool| -> Option<Source> {
+            match members.get(producer)? {
+                Lowered::Task(i) => Some(Source::Output {
+                    task: *i,
+                    output: key.to_owned(),
+                }),
+                Lowered::Group {
+                    params, artifacts, ..
+                } => {
+                    if artifact {
+                        artifacts.get(key).cloned()
+                    } else {
+                        params.get(key).cloned()
+                    }
+                }
+            }
+        };
+        let mut out_params = BTreeMap::new();
+        let mut out_artifacts = BTreeMap::new();
+        if let Some(dag) = &child.dag {
+            for (name, spec) in &dag.outputs.parameters {
+                let selectors: Vec<&ir::ParameterSelector> = spec
+                    .value_from_parameter
+                    .iter()
+                    .chain(
+                        spec.value_from_oneof
+                            .iter()
+                            .flat_map(|o| &o.parameter_selectors),
+                    )
+                    .collect();
+                let mut sources: Vec<Source> = selectors
+                    .iter()
+                    .filter_map(|s| {
+                        member_output(&s.producer_subtask, &s.output_parameter_key, false)
+                    })
+                    .collect();
+                let source = match sources.len() {
+                    0 => continue,
+                    1 => sources.remove(0),
+                    _ => Source::OneOf(sources),
+                };
+                out_params.insert(name.clone(), collect(source));
+            }
+            for (name, spec) in &dag.outputs.artifacts {
+                let mut sources: Vec<Source> = spec
+                    .artifact_selectors
+                    .iter()
+                    .filter_map(|s| {
+                        member_output(&s.producer_subtask, &s.output_artifact_key, true)
+                    })
+                    .collect();
+                let source = match sources.len() {
+                    0 => continue,
+                    1 => sources.remove(0),
+                    _ => Source::OneOf(sources),
+                };
+                out_artifacts.insert(name.clone(), collect(source));
+            }
+        }
+        Lowered::Group {
+            index,
+            params: out_params,
+            artifacts: out_artifacts,
+        }
+    }
+
+    /// A task's record name: its display name, or with its enclosing DAG tasks' keys in
+    /// front when another task has it.
+    fn claim(&mut self, display: &str, path: &[String]) -> String {
+        if self.names.insert(display.to_owned()) {
+            return display.to_owned();
+        }
+        let mut full = path.to_vec();
+        full.push(display.to_owned());
+        let base = full.join(".");
+        let mut name = base.clone();
+        let mut n = 2;
+        while !self.names.insert(name.clone()) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        name
+    }
+
+    fn component(&mut self, name: &str, field: &str) -> Option<Arc<Component>> {
+        if let Some(c) = self.components.get(name) {
+            return Some(c.clone());
+        }
+        let spec = self.file.component(name)?;
+        let container = spec
+            .executor_label
+            .as_deref()
+            .and_then(|label| self.file.spec.deployment_spec.executors.get(label))
+            .and_then(|e| e.container.as_ref());
+        match super::synthesize(
+            self.file,
+            name,
+            spec,
+            container.map(|c| (c, c.image.as_str())),
+        ) {
+            Ok(c) => {
+                let c = Arc::new(c);
+                self.components.insert(name.to_owned(), c.clone());
+                Some(c)
+            }
+            Err(e) => {
+                self.error(format!("{field}.componentRef.name"), crate::error_chain(&e));
+                None
+            }
+        }
+    }
+
+    /// A container's fixed resources; limits a placeholder sets are decided per task at
+    /// run time.
+    fn resources(&mut self, component: &ComponentSpec, field: &str) -> crate::spec::ResourceSpec {
+        let container = component
+            .executor_label
+            .as_deref()
+            .and_then(|label| self.file.spec.deployment_spec.executors.get(label))
+            .and_then(|e| e.container.as_ref());
+        let Some(container) = container else {
+            return Default::default();
+        };
+        let (fixed, _) = super::split_resources(container.resources.as_ref());
+        super::resources(fixed.as_ref()).unwrap_or_else(|m| {
+            self.error(format!("{field}: container.resources"), m);
+            Default::default()
+        })
+    }
+}
+
+/// A DAG task whose component is a DAG, with what is known of it.
+struct GroupTask<'a> {
+    task: &'a TaskSpec,
+    field: &'a str,
+    display: String,
+    child: &'a ComponentSpec,
+    upstream: Vec<Node>,
+    trigger: Trigger,
+}
+
+fn parallelism(task: &TaskSpec) -> Option<usize> {
+    match task.iterator_policy.parallelism_limit {
+        0 => None,
+        n => Some(n as usize),
+    }
+}
+
+/// Upstream tasks (ascending) and upstream groups of a node.
+fn split_nodes(nodes: &[Node]) -> (Vec<usize>, Vec<usize>) {
+    let mut tasks = Vec::new();
+    let mut groups = Vec::new();
+    for node in nodes {
+        match node {
+            Node::Task(i) => tasks.push(*i),
+            Node::Group(g) => groups.push(*g),
+        }
+    }
+    tasks.sort_unstable();
+    groups.sort_unstable();
+    (tasks, groups)
+}
+
+/// A DAG's task keys, each after the tasks it depends on; ties in key order. The IR was
+/// checked acyclic when loaded.
+fn dag_order(tasks: &BTreeMap<String, TaskSpec>) -> Vec<&String> {
+    let mut order = Vec::with_capacity(tasks.len());
+    let mut placed: BTreeSet<&str> = BTreeSet::new();
+    while order.len() < tasks.len() {
+        let before = order.len();
+        for (key, task) in tasks {
+            if placed.contains(key.as_str()) {
+                continue;
+            }
+            let ready = ir::upstream(task)
+                .iter()
+                .all(|u| placed.contains(u) || !tasks.contains_key(*u));
+            if ready {
+                placed.insert(key);
+                order.push(key);
+            }
+        }
+        if order.len() == before {
+            // A cycle the load-time checks missed: the rest in key order.
+            order.extend(tasks.keys().filter(|k| !placed.contains(k.as_str())));
+            break;
+        }
+    }
+    order
+}
