@@ -344,7 +344,7 @@ async fn executor_alone(home: &Path, cache: &Path, dir: &Path) -> Result<Duratio
     let prepared = executor.prepare(target(&component)).await?;
     let mut times = Vec::with_capacity(TASKS);
     for i in 0..TASKS {
-        let task_dir = store.task_dir("bench", "noop", i as u32 + 1, &[], false)?;
+        let task_dir = store.task_dir("bench", "noop", i as u32 + 1, false, &[], false)?;
         let inv = Invocation {
             run_id: "bench".into(),
             task: "noop".into(),
@@ -618,6 +618,7 @@ async fn normalize(scratch: &Path) -> Result<()> {
             "bench",
             "normalize",
             attempt,
+            true,
             &["normalized", "fitted_stats"],
             false,
         )?;

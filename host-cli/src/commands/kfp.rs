@@ -16,6 +16,16 @@ use crate::Paths;
 use crate::progress::Plain;
 
 pub fn run(paths: &Paths, args: &super::run::Args) -> Result<ExitCode> {
+    run_resuming(paths, args, None)
+}
+
+/// Runs a compiled pipeline; with `resumes`, each task that succeeded in that run with
+/// the same cache key (the same component, executable and inputs) is taken from it.
+pub fn run_resuming(
+    paths: &Paths,
+    args: &super::run::Args,
+    resumes: Option<String>,
+) -> Result<ExitCode> {
     let flags = &args.flags;
     let file = IrFile::load(&args.pipeline)?;
     let params = match bind_params(&file, &args.params) {
@@ -53,6 +63,7 @@ pub fn run(paths: &Paths, args: &super::run::Args) -> Result<ExitCode> {
         max_cache_staleness: flags.max_cache_staleness,
         default_timeout: flags.exec.timeout,
         flags: flags.recorded(),
+        resumes,
         ..Options::default()
     };
     if let Some(p) = flags.parallelism {

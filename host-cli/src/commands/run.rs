@@ -373,11 +373,11 @@ fn rerun_with(paths: &Paths, args: RerunArgs, reuse: Reuse<'_>) -> Result<ExitCo
     let source = PathBuf::from(&record.source);
     if detect_kind(&source)? == DocumentKind::KfpIr {
         anyhow::ensure!(
-            reuse == Reuse::Nothing,
-            "run {id} ran a compiled KFP pipeline: `sluice runs rerun {id}` runs it again \
-             from the start, with its cache"
+            !matches!(reuse, Reuse::Before(_)),
+            "run {id} ran a compiled KFP pipeline: --from is for Sluice pipelines; \
+             `sluice runs resume {id}` runs what did not succeed"
         );
-        return rerun_kfp(paths, &store, &record, source, flags);
+        return rerun_kfp(paths, &store, &record, source, flags, reuse);
     }
     let (file, _) = load_pipeline(paths, &flags.exec.registry, &source)?;
     if reuse == Reuse::Nothing && file.digest != record.source_digest {
@@ -446,8 +446,20 @@ fn rerun_kfp(
     record: &sluice_runtime::store::RunRecord,
     source: PathBuf,
     flags: RunFlags,
+    reuse: Reuse<'_>,
 ) -> Result<ExitCode> {
     let file = sluice_runtime::kfp::IrFile::load(&source)?;
+    if reuse == Reuse::Succeeded {
+        anyhow::ensure!(
+            file.digest == record.source_digest,
+            "{} changed since run {} ({} then, {} now): its recorded outputs are not this pipeline's; `sluice runs rerun {}` runs the current content from the start",
+            record.source,
+            record.id,
+            record.source_digest,
+            file.digest,
+            record.id
+        );
+    }
     if file.digest != record.source_digest {
         errln!(
             "warning: {} changed since run {}; running its current content",
@@ -462,7 +474,8 @@ fn rerun_kfp(
         params,
         flags,
     };
-    super::kfp::run(paths, &run_args)
+    let resumes = (reuse == Reuse::Succeeded).then(|| record.id.clone());
+    super::kfp::run_resuming(paths, &run_args, resumes)
 }
 
 /// A recorded run's parameter values, as `--param`s: artifact parameters went into the

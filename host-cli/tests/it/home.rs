@@ -100,6 +100,9 @@ fn a_run_whose_process_died_ends_interrupted_when_the_home_is_next_opened() {
     .unwrap();
     let (mut child, _stderr, seen) = home.start_run(&pipeline, "loop: started");
     assert!(seen.contains("loop: started"), "{seen}");
+    // An attempt's start is recorded once it has run 100 ms (a shorter one's with its
+    // end): let it be, then kill the process.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     child.kill().unwrap();
     child.wait().unwrap();
     // The next process to open the home ends the record, saying why.

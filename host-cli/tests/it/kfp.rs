@@ -858,6 +858,7 @@ fn plan_lowers_compiled_pipelines_and_rerun_repeats_one() {
         "nested",
         "params_outputs",
         "process_runner",
+        "resume",
         "retries",
         "uris",
     ] {
@@ -1127,4 +1128,51 @@ fn artifact_uris_stay_valid_after_their_task() {
             again.output_record("import-made", "artifact")["digest"]
         );
     }
+}
+
+/// `sluice runs resume` of a compiled pipeline runs only what did not succeed: every task
+/// whose component, executable and inputs match one that succeeded in the run is taken
+/// from it, caching or not; `--from` is refused, saying what to use.
+#[test]
+fn a_compiled_pipeline_resumes_running_only_what_did_not_succeed() {
+    let home = Home::new();
+    let flag = home.dir.path().join("flag");
+    let flag_param = format!("flag={}", flag.display());
+    let first = lightweight(&home, "resume", &["-p", &flag_param], 1);
+    let first_id = first.record["id"].as_str().unwrap().to_owned();
+    for task in ["square.0", "square.1", "square.2", "total"] {
+        assert_eq!(first.state(task), "succeeded", "{task}");
+    }
+    assert_eq!(first.state("gate"), "failed");
+    assert_eq!(first.state("last"), "skipped");
+
+    std::fs::write(&flag, "").unwrap();
+    let path = kfp_path();
+    let ran = home.sluice_with(&["runs", "resume", &first_id, "--json"], &[("PATH", &path)]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let resumed = KfpRun {
+        record: serde_json::from_str(&ran.stdout).unwrap(),
+        ran,
+    };
+    // The flags the run had: its steps ran as processes again.
+    assert_eq!(resumed.record["flags"], json!(["--runner", "process"]));
+    for task in ["square.0", "square.1", "square.2", "total"] {
+        let t = resumed.task(task);
+        assert_eq!(t["state"], "succeeded", "{t}");
+        assert_eq!(t["cached_from"], format!("{first_id}/{task}"), "{t}");
+        assert_eq!(t["attempts"], 0, "{t}");
+    }
+    for task in ["gate", "last"] {
+        let t = resumed.task(task);
+        assert_eq!(t["attempts"], 1, "{t}");
+        assert!(t["cached_from"].is_null(), "{t}");
+    }
+    assert_eq!(resumed.output("last", "Output"), "15");
+
+    let from = home.expect(&["runs", "rerun", &first_id, "--from", "gate"], 2);
+    assert!(
+        from.stderr.contains("--from is for Sluice pipelines"),
+        "{}",
+        from.stderr
+    );
 }

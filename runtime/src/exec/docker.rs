@@ -396,6 +396,9 @@ fn container_body(
         std::path::absolute(&p)
             .map_err(|e| Failure::failed(format!("cannot resolve {}: {e}", p.display())))
     };
+    inv.dir
+        .ensure()
+        .map_err(|e| Failure::failed(crate::error_chain(&e)))?;
     // A KFP step sees its folders at their host paths, as KFP's local Docker runner
     // mounts its pipeline root: the artifacts' `uri`s are then the same inside and out,
     // and stay valid after the step, for the run's later tasks and importers.

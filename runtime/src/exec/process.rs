@@ -108,6 +108,9 @@ impl Executor for ProcessExecutor {
 
 async fn run(inv: &Invocation, io: &StdStreams) -> Result<Completion, Failure> {
     let spec = container_of(&inv.component).map_err(Failure::failed)?;
+    inv.dir
+        .ensure()
+        .map_err(|e| Failure::failed(crate::error_chain(&e)))?;
     let root = std::path::absolute(&inv.dir.root)
         .map_err(|e| Failure::failed(format!("cannot resolve the task folder: {e}")))?;
     let outputs = std::path::absolute(&inv.dir.outputs)

@@ -50,6 +50,9 @@ pub struct Options {
     pub default_timeout: Option<std::time::Duration>,
     /// How the run was started, kept in its record ([`crate::store::NewRun::flags`]).
     pub flags: Vec<String>,
+    /// A run this one resumes: each executor task whose cache key matches one of that
+    /// run's succeeded tasks takes its outputs instead of running, caching or not.
+    pub resumes: Option<String>,
 }
 
 impl Default for Options {
@@ -62,6 +65,7 @@ impl Default for Options {
             max_cache_staleness: None,
             default_timeout: None,
             flags: Vec::new(),
+            resumes: None,
         }
     }
 }
@@ -1038,6 +1042,7 @@ impl Run {
                     executable_digest: None,
                     inputs: &[],
                     cache_key: None,
+                    at: jiff::Timestamp::now(),
                 },
             )
             .map_err(|e| format!("cannot record the task: {}", error_chain(&e)))?;
@@ -1062,9 +1067,17 @@ impl Run {
             value: None,
             metadata: Some(metadata),
         };
-        let _ =
-            self.store
-                .attempt_finished(&self.run_id, record, 1, TaskState::Succeeded, None, &[]);
+        let _ = self.store.attempt_finished(
+            &self.run_id,
+            record,
+            &crate::store::AttemptEnd {
+                attempt: 1,
+                state: TaskState::Succeeded,
+                error: None,
+                logs: &[],
+                start: None,
+            },
+        );
         self.store
             .task_finished(
                 &self.run_id,
@@ -1154,6 +1167,8 @@ impl Run {
             }
             .and(planned_caching),
             cache_key: Default::default(),
+            unrecorded_start: Default::default(),
+            resumes: self.options.resumes.clone(),
         };
         match runner.run(Ok(inputs)).await {
             TaskEnd::Succeeded { outputs, .. } => {

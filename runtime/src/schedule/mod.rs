@@ -334,6 +334,8 @@ impl Scheduler {
                     ended_attempt: Default::default(),
                     caching: self.options.caching.and(plan.tasks[i].caching),
                     cache_key: Default::default(),
+                    unrecorded_start: Default::default(),
+                    resumes: None,
                 };
                 let inputs =
                     resolve_inputs(&self.store, plan, i, &upstream, imported).map(|mut inputs| {
@@ -724,6 +726,11 @@ pub(crate) struct TaskRun {
     pub(crate) caching: Caching,
     /// The task's cache key, once its inputs are known.
     pub(crate) cache_key: std::sync::OnceLock<String>,
+    /// The running attempt's start, until it is recorded.
+    pub(crate) unrecorded_start: std::sync::Mutex<Option<PendingStart>>,
+    /// The run this one resumes: a task it ran with this task's cache key and that
+    /// succeeded is taken instead of running, whatever the task's caching.
+    pub(crate) resumes: Option<String>,
 }
 
 /// How an attempt ended, kept until it is recorded.
@@ -733,7 +740,22 @@ pub(crate) struct EndedAttempt {
     state: TaskState,
     error: Option<String>,
     logs: Vec<crate::store::LogRecord>,
+    /// Its start, when that is not recorded yet.
+    start: Option<PendingStart>,
 }
+
+/// An attempt's start, kept until it is recorded: when the attempt has gone on for
+/// [`START_RECORD_DELAY`], or with its end.
+#[derive(Debug)]
+pub(crate) struct PendingStart {
+    attempt: u32,
+    inputs: Vec<IoRecord>,
+    at: jiff::Timestamp,
+}
+
+/// How long an attempt runs before its start is recorded on its own: a shorter one is
+/// recorded once, start and end together.
+const START_RECORD_DELAY: Duration = Duration::from_millis(100);
 
 /// The outcome of one attempt, before retry decisions.
 enum Attempt {
@@ -854,15 +876,28 @@ impl TaskRun {
         let key = self
             .cache_key
             .get_or_init(|| cache_key(&self.task.component.digest, &self.prepared, inputs));
-        if !self.caching.enabled {
-            return None;
-        }
-        let since = self
-            .caching
-            .max_staleness
-            .and_then(|age| jiff::Timestamp::now().checked_sub(age).ok());
-        let cached = match self.store.find_cached(key, since) {
-            Ok(Some(cached)) => cached,
+        // A resumed run takes what its earlier run did with exactly these inputs, whatever
+        // the task's caching says; the cache comes after.
+        let resumed = self.resumes.as_deref().map(|run| {
+            self.store
+                .succeeded_in_run(run, key)
+                .map(|found| found.map(|c| (c, "resumed")))
+        });
+        let cached = match resumed {
+            Some(Ok(Some(found))) => Ok(Some(found)),
+            _ if !self.caching.enabled => Ok(None),
+            _ => {
+                let since = self
+                    .caching
+                    .max_staleness
+                    .and_then(|age| jiff::Timestamp::now().checked_sub(age).ok());
+                self.store
+                    .find_cached(key, since)
+                    .map(|found| found.map(|c| (c, "cached")))
+            }
+        };
+        let (cached, how) = match cached {
+            Ok(Some(found)) => found,
             Ok(None) => return None,
             Err(e) => {
                 self.host_line(&format!("cache lookup failed: {}", error_chain(&e)));
@@ -883,7 +918,7 @@ impl TaskRun {
             return None;
         }
         self.host_line(&format!(
-            "cached: reusing the outputs of task '{}' of run {}",
+            "{how}: reusing the outputs of task '{}' of run {}",
             cached.task, cached.run
         ));
         self.observer.event(&Event::TaskFinished {
@@ -919,23 +954,12 @@ impl TaskRun {
     ) -> Attempt {
         let task = &*self.task;
         let store = &self.store;
-        if let Err(e) = store.attempt_started(
-            &self.run_id,
-            &task.name,
-            &crate::store::AttemptStart {
-                attempt,
-                implementation: &self.prepared.implementation,
-                reason: &self.prepared.reason,
-                executable_digest: self.prepared.executable_digest.as_deref(),
-                inputs: input_records,
-                cache_key: self.cache_key.get().map(String::as_str),
-            },
-        ) {
-            return Attempt::Failed {
-                message: format!("cannot record the attempt: {}", error_chain(&e)),
-                retryable: false,
-            };
-        }
+        // Recorded when the attempt has gone on for a while, or with its end.
+        *self.lock_start() = Some(PendingStart {
+            attempt,
+            inputs: input_records.to_vec(),
+            at: jiff::Timestamp::now(),
+        });
         self.observer.event(&Event::TaskStarted {
             task: task.name.clone(),
             attempt,
@@ -955,6 +979,7 @@ impl TaskRun {
                 &self.run_id,
                 &task.name,
                 attempt,
+                inputs.values().any(|arg| arg.table.is_none()),
                 &output_names,
                 task.kfp.is_some(),
             )
@@ -1018,17 +1043,30 @@ impl TaskRun {
             .resources
             .ephemeral_storage
             .filter(|_| self.prepared.kind != crate::exec::Kind::Wasm);
-        let mut report = tokio::select! {
-            report = &mut execution => report,
-            _ = sleep_for(limit) => {
-                timed_out = limit;
-                token.cancel();
-                execution.await
-            }
-            used = watch_storage(dir.outputs(), storage.map(|s| s.0)) => {
-                over_storage = Some(used);
-                token.cancel();
-                execution.await
+        let deadline = sleep_for(limit);
+        let watch = watch_storage(dir.outputs(), storage.map(|s| s.0));
+        let start_due = tokio::time::sleep(START_RECORD_DELAY);
+        tokio::pin!(deadline, watch, start_due);
+        let mut start_recorded = false;
+        let mut report = loop {
+            tokio::select! {
+                report = &mut execution => break report,
+                _ = &mut deadline => {
+                    timed_out = limit;
+                    token.cancel();
+                    break execution.await;
+                }
+                used = &mut watch => {
+                    over_storage = Some(used);
+                    token.cancel();
+                    break execution.await;
+                }
+                // An attempt still going is recorded as running; a shorter one is
+                // recorded once, with its end.
+                _ = &mut start_due, if !start_recorded => {
+                    start_recorded = true;
+                    self.record_start();
+                }
             }
         };
         // Measured once more at the end: a task may write fast between two checks.
@@ -1114,9 +1152,11 @@ impl TaskRun {
             Attempt::Cancelled => (TaskState::Cancelled, Some("cancelled")),
         };
         self.finish_attempt(attempt, state, error, &report.logs);
-        // A failed attempt's folder stays for debugging; a successful one's outputs are in the store.
+        // A failed attempt's folder stays for debugging; a successful one's outputs are in
+        // the store. A step that needed no folder has none to remove.
         if state == TaskState::Succeeded
             && let Some(cleaner) = &self.cleaner
+            && dir.root.exists()
         {
             let _ = cleaner.send(dir);
         }
@@ -1132,12 +1172,51 @@ impl TaskRun {
         error: Option<&str>,
         logs: &[crate::store::LogRecord],
     ) {
+        let start = self.lock_start().take();
         *self.ended_attempt.lock().unwrap_or_else(|p| p.into_inner()) = Some(EndedAttempt {
             attempt,
             state,
             error: error.map(str::to_owned),
             logs: logs.to_vec(),
+            start,
         });
+    }
+
+    fn lock_start(&self) -> std::sync::MutexGuard<'_, Option<PendingStart>> {
+        self.unrecorded_start
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The record of an attempt's start, from what is kept of it.
+    fn attempt_start<'a>(&'a self, start: &'a PendingStart) -> crate::store::AttemptStart<'a> {
+        crate::store::AttemptStart {
+            attempt: start.attempt,
+            implementation: &self.prepared.implementation,
+            reason: &self.prepared.reason,
+            executable_digest: self.prepared.executable_digest.as_deref(),
+            inputs: &start.inputs,
+            cache_key: self.cache_key.get().map(String::as_str),
+            at: start.at,
+        }
+    }
+
+    /// Records the running attempt's start now. Should that fail, it is kept, to be
+    /// recorded with the attempt's end.
+    fn record_start(&self) {
+        let Some(start) = self.lock_start().take() else {
+            return;
+        };
+        if let Err(e) =
+            self.store
+                .attempt_started(&self.run_id, &self.task.name, &self.attempt_start(&start))
+        {
+            self.host_line(&format!(
+                "cannot record the attempt's start yet: {}",
+                error_chain(&e)
+            ));
+            *self.lock_start() = Some(start);
+        }
     }
 
     /// Records the attempt kept by `finish_attempt`, if any, on its own.
@@ -1148,13 +1227,17 @@ impl TaskRun {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(a) = ended {
+            let start = a.start.as_ref().map(|s| self.attempt_start(s));
             let _ = self.store.attempt_finished(
                 &self.run_id,
                 &self.task.name,
-                a.attempt,
-                a.state,
-                a.error.as_deref(),
-                &a.logs,
+                &crate::store::AttemptEnd {
+                    attempt: a.attempt,
+                    state: a.state,
+                    error: a.error.as_deref(),
+                    logs: &a.logs,
+                    start: start.as_ref(),
+                },
             );
         }
     }
@@ -1181,6 +1264,10 @@ impl TaskRun {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        let start = last
+            .as_ref()
+            .and_then(|a| a.start.as_ref())
+            .map(|s| self.attempt_start(s));
         let recorded = match &last {
             Some(a) => self.store.task_and_attempt_finished(
                 &self.run_id,
@@ -1191,6 +1278,7 @@ impl TaskRun {
                     state: a.state,
                     error: a.error.as_deref(),
                     logs: &a.logs,
+                    start: start.as_ref(),
                 },
             ),
             None => self.store.task_finished(

@@ -133,6 +133,16 @@ impl TaskDir {
         let outputs = root.join("outputs");
         TaskDir { root, outputs }
     }
+
+    /// Makes the folder, its `inputs` and its `outputs` where they are missing:
+    /// [`Store::task_dir`] makes only those a task needs, executors that mount or enter
+    /// them all (containers, processes) make the rest.
+    pub fn ensure(&self) -> Result<(), StoreError> {
+        for d in [&self.root, &self.inputs(), &self.outputs] {
+            fs::create_dir_all(d).map_err(|e| StoreError::io("create", d, e))?;
+        }
+        Ok(())
+    }
     pub fn inputs(&self) -> PathBuf {
         self.root.join("inputs")
     }
@@ -273,6 +283,7 @@ impl Store {
         run: &str,
         task: &str,
         attempt: u32,
+        inputs: bool,
         outputs: &[&str],
         published: bool,
     ) -> Result<TaskDir, StoreError> {
@@ -292,7 +303,16 @@ impl Store {
                 remove_tree(&dir.outputs)?;
             }
         }
-        for d in [dir.inputs(), dir.outputs()] {
+        // Only what the task needs: a step with nothing to stage and nothing to write
+        // gets no folder at all (nothing to make, nothing to remove).
+        let mut needed = Vec::new();
+        if inputs {
+            needed.push(dir.inputs());
+        }
+        if published || !outputs.is_empty() {
+            needed.push(dir.outputs());
+        }
+        for d in needed {
             fs::create_dir_all(&d).map_err(|e| StoreError::io("create", &d, e))?;
         }
         for name in outputs {
@@ -372,22 +392,15 @@ impl Store {
         self.records().attempt_started(run, task, start)
     }
 
+    /// Records how an attempt ended (and, with [`AttemptEnd::start`], how it started),
+    /// in one transaction.
     pub fn attempt_finished(
         &self,
         run: &str,
         task: &str,
-        attempt: u32,
-        state: TaskState,
-        error: Option<&str>,
-        logs: &[LogRecord],
+        end: &AttemptEnd<'_>,
     ) -> Result<(), StoreError> {
-        let end = AttemptEnd {
-            attempt,
-            state,
-            error,
-            logs,
-        };
-        self.records().attempt_finished(run, task, &end)
+        self.records().attempt_finished(run, task, end)
     }
 
     pub fn task_finished(
@@ -427,6 +440,21 @@ impl Store {
 
     pub fn set_cache_key(&self, run: &str, task: &str, key: &str) -> Result<(), StoreError> {
         self.records().set_cache_key(run, task, key)
+    }
+
+    /// The task of run `run` that succeeded under cache key `key`, with its outputs, when
+    /// every output is in the store with bytes that still match its digest: what a
+    /// resumed run takes instead of running a task again, whatever the task's caching.
+    pub fn succeeded_in_run(&self, run: &str, key: &str) -> Result<Option<CachedTask>, StoreError> {
+        let Some(task) = self.records().succeeded_in_run(run, key)? else {
+            return Ok(None);
+        };
+        let cached = self.records().cached_task(run, &task)?;
+        Ok(cached
+            .outputs
+            .iter()
+            .all(|o| self.verify(&o.digest).is_ok())
+            .then_some(cached))
     }
 
     /// The latest succeeded task recorded under a cache key, ended at or after
@@ -589,7 +617,7 @@ mod tests {
         let store = Store::open(home.path()).unwrap();
         let first = store.put_bytes(b"first input").unwrap();
         let second = store.put_bytes(b"second input").unwrap();
-        let dir = store.task_dir("run", "task", 1, &[], false).unwrap();
+        let dir = store.task_dir("run", "task", 1, true, &[], false).unwrap();
         store.stage_input(&dir, "a b", &first.digest).unwrap();
         store.stage_input(&dir, "a_b", &second.digest).unwrap();
         assert_eq!(fs::read(dir.input_file("a b")).unwrap(), b"first input");
@@ -606,14 +634,14 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let store = Store::open(home.path()).unwrap();
         let stored = store.put_bytes(b"the original").unwrap();
-        let dir = store.task_dir("run", "task", 1, &[], false).unwrap();
+        let dir = store.task_dir("run", "task", 1, true, &[], false).unwrap();
         store.stage_input(&dir, "x", &stored.digest).unwrap();
         // A task that may write where it should not (the process runner, as root)
         // writes through its staged link.
         overwrite(&dir.input_file("x"), b"changed!");
         let corrupt = |e: StoreError| matches!(e, StoreError::Corrupt { .. });
         assert!(corrupt(store.read(&stored.digest).unwrap_err()));
-        let dir2 = store.task_dir("run", "task", 2, &[], false).unwrap();
+        let dir2 = store.task_dir("run", "task", 2, true, &[], false).unwrap();
         let staged = store.stage_input(&dir2, "x", &stored.digest).unwrap_err();
         assert!(corrupt(staged));
         let out = home.path().join("exported");
@@ -632,7 +660,9 @@ mod tests {
         assert_eq!(store.put_bytes(b"the original").unwrap(), stored);
         assert_eq!(store.read(&stored.digest).unwrap(), b"the original");
         overwrite(&store.artifact_path(&stored.digest).unwrap(), b"changed!");
-        let dir = store.task_dir("run", "task", 1, &["out"], false).unwrap();
+        let dir = store
+            .task_dir("run", "task", 1, true, &["out"], false)
+            .unwrap();
         let out = dir.outputs().join("out").join("data");
         fs::write(&out, b"the original").unwrap();
         assert_eq!(store.ingest(&out).unwrap(), stored);
@@ -645,7 +675,7 @@ mod tests {
         let store = Store::open(home.path()).unwrap();
         let stored = store.put_bytes(b"model").unwrap();
         let other = store.put_bytes(b"other model").unwrap();
-        let dir = store.task_dir("run", "task", 1, &[], false).unwrap();
+        let dir = store.task_dir("run", "task", 1, true, &[], false).unwrap();
         store.stage_input(&dir, "x", &stored.digest).unwrap();
         // Exporting over a path that is a hard link into the store replaces the link.
         let out = dir.input_file("x");
@@ -679,7 +709,9 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..2_000 {
                         let task = format!("t{worker}-{i}");
-                        let dir = store.task_dir("run", &task, 1, &["out"], false).unwrap();
+                        let dir = store
+                            .task_dir("run", &task, 1, true, &["out"], false)
+                            .unwrap();
                         store.remove_task_dir(&dir).unwrap();
                     }
                 });

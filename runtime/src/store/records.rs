@@ -226,6 +226,9 @@ pub struct AttemptEnd<'a> {
     pub state: TaskState,
     pub error: Option<&'a str>,
     pub logs: &'a [LogRecord],
+    /// The attempt's start, when it was not recorded as it happened: recorded first, in
+    /// the same transaction (a short attempt costs one commit, not two).
+    pub start: Option<&'a AttemptStart<'a>>,
 }
 
 /// An attempt's start, as recorded.
@@ -242,6 +245,8 @@ pub struct AttemptStart<'a> {
     pub inputs: &'a [IoRecord],
     /// The key its outputs are found under by later runs' task cache.
     pub cache_key: Option<&'a str>,
+    /// When it started.
+    pub at: Timestamp,
 }
 
 /// How a task ended, as recorded: on success, its outputs and metrics.
@@ -253,12 +258,52 @@ pub struct TaskEnd<'a> {
     pub metrics: &'a BTreeMap<String, f64>,
 }
 
+fn record_attempt_start(
+    tx: &rusqlite::Transaction<'_>,
+    run: &str,
+    task: &str,
+    start: &AttemptStart<'_>,
+) -> Result<(), StoreError> {
+    let at = ts(start.at);
+    exec(
+        tx,
+        "UPDATE tasks SET state = 'running', attempts = ?3, implementation = ?4,
+             implementation_reason = ?5, executable_digest = ?6,
+             started_at = COALESCE(started_at, ?7), error = NULL,
+             cache_key = COALESCE(?8, cache_key)
+         WHERE run_id = ?1 AND name = ?2",
+        params![
+            run,
+            task,
+            start.attempt,
+            start.implementation,
+            start.reason,
+            start.executable_digest,
+            at,
+            start.cache_key,
+        ],
+    )
+    .map_err(db_err)?;
+    exec(tx,
+        "INSERT INTO attempts (run_id, task, attempt, state, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
+        params![run, task, start.attempt, at],
+    )
+    .map_err(db_err)?;
+    if start.attempt == 1 {
+        insert_io(tx, run, task, "input", start.inputs)?;
+    }
+    Ok(())
+}
+
 fn record_attempt_end(
     tx: &rusqlite::Transaction<'_>,
     run: &str,
     task: &str,
     end: &AttemptEnd<'_>,
 ) -> Result<(), StoreError> {
+    if let Some(start) = end.start {
+        record_attempt_start(tx, run, task, start)?;
+    }
     exec(
         tx,
         "UPDATE attempts SET state = ?4, ended_at = ?5, error = ?6
@@ -682,34 +727,7 @@ impl Records {
         start: &AttemptStart<'_>,
     ) -> Result<(), StoreError> {
         let tx = self.write().map_err(db_err)?;
-        let now = ts(Timestamp::now());
-        exec(
-            &tx,
-            "UPDATE tasks SET state = 'running', attempts = ?3, implementation = ?4,
-                 implementation_reason = ?5, executable_digest = ?6,
-                 started_at = COALESCE(started_at, ?7), error = NULL,
-                 cache_key = COALESCE(?8, cache_key)
-             WHERE run_id = ?1 AND name = ?2",
-            params![
-                run,
-                task,
-                start.attempt,
-                start.implementation,
-                start.reason,
-                start.executable_digest,
-                now,
-                start.cache_key,
-            ],
-        )
-        .map_err(db_err)?;
-        exec(&tx,
-            "INSERT INTO attempts (run_id, task, attempt, state, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
-            params![run, task, start.attempt, now],
-        )
-        .map_err(db_err)?;
-        if start.attempt == 1 {
-            insert_io(&tx, run, task, "input", start.inputs)?;
-        }
+        record_attempt_start(&tx, run, task, start)?;
         tx.commit().map_err(db_err)
     }
 
@@ -816,6 +834,21 @@ impl Records {
         .map_err(db_err)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(db_err)
+    }
+
+    /// The succeeded task of run `run` recorded under `key`, if it has one.
+    pub(super) fn succeeded_in_run(
+        &self,
+        run: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT name FROM tasks
+                 WHERE run_id = ?1 AND cache_key = ?2 AND state = 'succeeded' LIMIT 1",
+            )
+            .and_then(|mut stmt| stmt.query_row([run, key], |r| r.get(0)).optional())
+            .map_err(db_err)
     }
 
     /// A recorded task's outputs and metrics, as a task that reuses them takes them.
@@ -1296,6 +1329,7 @@ mod tests {
             executable_digest: Some("sha256:33"),
             inputs,
             cache_key: None,
+            at: Timestamp::now(),
         }
     }
 
@@ -1385,10 +1419,12 @@ mod tests {
                     content: "oops\n".into(),
                     omitted: 0,
                 }],
+                start: None,
             },
         )
         .unwrap();
-        r.attempt_started(&id, "t", &start(2, &[])).unwrap();
+        // A short attempt: its start recorded with its end, in one transaction.
+        let second = start(2, &[]);
         let metrics = [("accuracy".to_owned(), 0.97)].into();
         r.task_finished(
             &id,
@@ -1404,6 +1440,7 @@ mod tests {
                 state: TaskState::Succeeded,
                 error: None,
                 logs: &[],
+                start: Some(&second),
             }),
         )
         .unwrap();

@@ -47,10 +47,17 @@ pub fn wasi_ctx(sandbox: Sandbox<'_>) -> Result<WasiCtx, String> {
     b.allow_udp(false);
     b.allow_ip_name_lookup(false);
     b.socket_addr_check(|_, _| Box::pin(async { false }));
-    b.preopened_dir(sandbox.dir.inputs(), GUEST_INPUTS, FsPerms::ReadOnly)
-        .map_err(|e| format!("cannot open {}: {e}", sandbox.dir.inputs().display()))?;
-    b.preopened_dir(sandbox.dir.outputs(), GUEST_OUTPUTS, FsPerms::ReadWrite)
-        .map_err(|e| format!("cannot open {}: {e}", sandbox.dir.outputs().display()))?;
+    // A step with no inputs (or no outputs) has no such folder, and sees none.
+    let inputs = sandbox.dir.inputs();
+    if inputs.exists() {
+        b.preopened_dir(&inputs, GUEST_INPUTS, FsPerms::ReadOnly)
+            .map_err(|e| format!("cannot open {}: {e}", inputs.display()))?;
+    }
+    let outputs = sandbox.dir.outputs();
+    if outputs.exists() {
+        b.preopened_dir(&outputs, GUEST_OUTPUTS, FsPerms::ReadWrite)
+            .map_err(|e| format!("cannot open {}: {e}", outputs.display()))?;
+    }
     Ok(b.build())
 }
 
