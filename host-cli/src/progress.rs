@@ -124,10 +124,11 @@ pub fn humanize(d: Duration) -> String {
 }
 
 /// Live lines on a terminal: one per task, with a spinner, the last output line, and a
-/// bar when the task reports progress.
+/// bar when the task reports progress. Tasks the plan knows get their line at once; those
+/// that become known as the run goes (each iteration of a loop) when they first appear.
 pub struct Progress {
-    _multi: MultiProgress,
-    bars: HashMap<String, ProgressBar>,
+    multi: MultiProgress,
+    bars: Mutex<HashMap<String, ProgressBar>>,
     width: usize,
     state: Mutex<HashMap<String, (Instant, String)>>,
 }
@@ -135,25 +136,46 @@ pub struct Progress {
 impl Progress {
     pub fn new(plan: &Plan) -> Progress {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-        let width = plan.tasks.iter().map(|t| t.name.len()).max().unwrap_or(0);
-        let bars = plan
+        // A task in a loop shows once per iteration, `square.0`: room for an index per loop.
+        let loops = |mut group: Option<usize>| {
+            let mut n = 0;
+            while let Some(g) = group {
+                n += usize::from(plan.groups[g].iteration.is_some());
+                group = plan.groups[g].group;
+            }
+            n
+        };
+        let width = plan
             .tasks
             .iter()
-            .map(|t| {
-                let bar = multi.add(ProgressBar::new_spinner());
-                bar.set_style(style("{prefix} {msg:.dim}", width));
-                bar.set_prefix(one_line(&t.name));
-                bar.set_message("pending");
-                bar.tick();
-                (t.name.clone(), bar)
-            })
-            .collect();
-        Progress {
-            _multi: multi,
-            bars,
+            .map(|t| t.name.len() + 3 * loops(t.group))
+            .max()
+            .unwrap_or(0);
+        let progress = Progress {
+            multi,
+            bars: Mutex::new(HashMap::new()),
             width,
             state: Mutex::new(HashMap::new()),
+        };
+        for task in plan.tasks.iter().filter(|t| loops(t.group) == 0) {
+            progress.bar(&task.name);
         }
+        progress
+    }
+
+    /// The line of `task`, added below the others if it has none yet.
+    fn bar(&self, task: &str) -> ProgressBar {
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        bars.entry(task.to_owned())
+            .or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(style("{prefix} {msg:.dim}", self.width));
+                bar.set_prefix(one_line(task));
+                bar.set_message("pending");
+                bar.tick();
+                bar
+            })
+            .clone()
     }
 }
 
@@ -175,9 +197,7 @@ impl Observer for Progress {
                 implementation,
                 ..
             } => {
-                let Some(bar) = self.bars.get(task) else {
-                    return;
-                };
+                let bar = self.bar(task);
                 let label = match attempt {
                     1 => implementation.clone(),
                     n => format!("{implementation}, attempt {n}"),
@@ -191,14 +211,13 @@ impl Observer for Progress {
                 bar.enable_steady_tick(Duration::from_millis(100));
             }
             Event::TaskLog { task, line, .. } => {
-                if let (Some(bar), Some((_, label))) = (self.bars.get(task), state.get(task)) {
-                    bar.set_message(format!("{label} · {}", one_line(line)));
+                if let Some((_, label)) = state.get(task) {
+                    self.bar(task)
+                        .set_message(format!("{label} · {}", one_line(line)));
                 }
             }
             Event::TaskProgress { task, done, total } => {
-                let Some(bar) = self.bars.get(task) else {
-                    return;
-                };
+                let bar = self.bar(task);
                 if *total > 0 {
                     if bar.length() != Some(*total) {
                         bar.set_style(style(
@@ -216,13 +235,11 @@ impl Observer for Progress {
                 error,
                 delay,
             } => {
-                if let Some(bar) = self.bars.get(task) {
-                    bar.set_message(format!(
-                        "attempt {failed_attempt} failed: {}; retrying in {}",
-                        one_line(error),
-                        humanize(*delay)
-                    ));
-                }
+                self.bar(task).set_message(format!(
+                    "attempt {failed_attempt} failed: {}; retrying in {}",
+                    one_line(error),
+                    humanize(*delay)
+                ));
             }
             Event::TaskFinished {
                 task,
@@ -231,9 +248,7 @@ impl Observer for Progress {
                 error,
                 ..
             } => {
-                let Some(bar) = self.bars.get(task) else {
-                    return;
-                };
+                let bar = self.bar(task);
                 let took = duration
                     .map(|d| format!(" in {}", humanize(d)))
                     .unwrap_or_default();

@@ -1,5 +1,6 @@
 //! `sluice run` of a pipeline compiled by the KFP SDK (the IR YAML).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -51,9 +52,16 @@ pub fn run_resuming(
     } else {
         Display::Auto
     };
-    // Tasks become known as the run goes (loops), so progress is shown as lines.
+    // On a terminal, a live line per task: those of the lowered plan at once, each loop
+    // iteration's as it becomes known.
     let observer: Arc<dyn Observer> = match display {
         Display::Json => Arc::new(Quiet),
+        Display::Auto if std::io::stderr().is_terminal() => {
+            match sluice_runtime::kfp::lower::lower(&file, &params) {
+                Ok(plan) => Arc::new(crate::progress::Progress::new(&plan)),
+                Err(_) => Arc::new(Plain::new(flags.verbose)),
+            }
+        }
         Display::Auto => Arc::new(Plain::new(flags.verbose)),
     };
     let mut options = Options {

@@ -1176,3 +1176,37 @@ fn a_compiled_pipeline_resumes_running_only_what_did_not_succeed() {
         from.stderr
     );
 }
+
+/// On a terminal, a compiled pipeline's run shows a live line per task: those the
+/// lowered plan knows at once, each loop iteration's as it becomes known.
+#[test]
+fn a_compiled_pipeline_shows_live_progress_on_a_terminal() {
+    let home = Home::new();
+    let flag = home.dir.path().join("flag");
+    std::fs::write(&flag, "").unwrap();
+    let command = format!(
+        "{} run {} --runner process -p flag={}",
+        env!("CARGO_BIN_EXE_sluice"),
+        compiled("resume").display(),
+        flag.display()
+    );
+    // `script` (util-linux) runs the command on a pseudo-terminal and copies its output.
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("SLUICE_HOME", home.dir.path().join("home"))
+        .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
+        .env("PATH", kfp_path())
+        .output()
+        .expect("script (util-linux) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for task in ["square.0", "square.1", "square.2", "total", "gate", "last"] {
+        assert!(text.contains(task), "{task}: {text}");
+    }
+    assert!(text.contains("✔ succeeded"), "{text}");
+    // Not the plain lines a run off a terminal prints.
+    assert!(
+        !text.contains("its tasks become known as it runs"),
+        "{text}"
+    );
+}
