@@ -143,8 +143,39 @@ fn usage_error(e: clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
     }
-    errln!("{}", one_line(&e.render().to_string()));
+    let mut line = one_line(&e.render().to_string());
+    if !line.contains("--help`)") {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        line.push_str(&format!(" (see `{} --help`)", command_path(&args)));
+    }
+    errln!("{line}");
     ExitCode::from(BAD_INPUT)
+}
+
+/// The subcommand a command line names, `sluice runs resume`, for a pointer to its help:
+/// its leading words that name subcommands, global flags and their values skipped.
+fn command_path(args: &[String]) -> String {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut path = vec!["sluice".to_owned()];
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--home" || arg == "--cache-dir" {
+            args.next();
+            continue;
+        }
+        if arg.starts_with('-') {
+            continue;
+        }
+        match command.find_subcommand(arg) {
+            Some(sub) => {
+                path.push(arg.clone());
+                command = sub.clone();
+            }
+            None => break,
+        }
+    }
+    path.join(" ")
 }
 
 /// clap's rendered error, `error: ...` then tips, a usage line and a pointer to
@@ -159,7 +190,10 @@ fn one_line(rendered: &str) -> String {
                 .take_while(|w| !w.starts_with(['[', '<', '-']))
                 .collect();
             command = Some(words.join(" "));
-        } else if l.starts_with("For more information") {
+        } else if l.starts_with("For more information")
+            // clap's advice to pass a value after `--`, which no Sluice command takes.
+            || l.contains("use '-- ")
+        {
         } else if line.is_empty() {
             line.push_str(l);
         } else {
@@ -194,5 +228,12 @@ mod tests {
             super::one_line(&e.render().to_string()),
             "error: unexpected argument '--kep-going' found; tip: a similar argument exists: '--keep-going' (see `sluice run --help`)"
         );
+        let args = ["--home", "h", "runs", "resume", "r", "--parallelism", "x"].map(String::from);
+        assert_eq!(super::command_path(&args), "sluice runs resume");
+        let e = super::Cli::try_parse_from(["sluice", "run", "p.yaml", "--bogus"])
+            .err()
+            .unwrap();
+        let line = super::one_line(&e.render().to_string());
+        assert!(!line.contains("use '--"), "{line}");
     }
 }

@@ -62,6 +62,11 @@ fn environmental(e: &(dyn Error + 'static)) -> bool {
             )
         );
     }
+    if let Some(crate::store::StoreError::Home { .. }) =
+        e.downcast_ref::<crate::store::StoreError>()
+    {
+        return true;
+    }
     if let Some(oci) = e.downcast_ref::<OciError>() {
         return matches!(oci, OciError::Unreachable { .. });
     }

@@ -77,7 +77,7 @@ pub struct ExecArgs {
     keep_containers: bool,
     /// Wall-clock limit of one attempt of every task that sets no `timeout` (`90s`,
     /// `2h`); without it, wasm attempts stop after 1h and others run until they end
-    #[arg(long, value_name = "DURATION", value_parser = serve::duration)]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
     pub timeout: Option<std::time::Duration>,
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -152,6 +152,14 @@ fn prefer(s: &str) -> Result<(Option<String>, Prefer), String> {
     }
 }
 
+/// A duration longer than zero (`90s`, `2h`).
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match serve::duration(s)? {
+        d if d.is_zero() => Err("expected a duration longer than 0".to_owned()),
+        d => Ok(d),
+    }
+}
+
 fn pull_policy(s: &str) -> Result<PullPolicy, String> {
     s.parse()
 }
@@ -195,12 +203,14 @@ impl ExecArgs {
     }
 
     /// These flags over `earlier` ones: a flag given here wins, one not given keeps its
-    /// earlier value; repeatable flags keep the earlier values, then add these.
+    /// earlier value; a repeatable flag given here replaces all its earlier values.
     fn over(self, earlier: ExecArgs) -> ExecArgs {
-        let mut prefer = earlier.prefer;
-        prefer.extend(self.prefer);
         ExecArgs {
-            prefer,
+            prefer: if self.prefer.is_empty() {
+                earlier.prefer
+            } else {
+                self.prefer
+            },
             runner: self.runner.or(earlier.runner),
             pull: self.pull.or(earlier.pull),
             keep_containers: self.keep_containers || earlier.keep_containers,

@@ -112,8 +112,12 @@ impl RunFlags {
                 )
             })?
             .flags;
-        let mut image_map = earlier.image_map;
-        image_map.extend(self.image_map);
+        // A repeatable flag given again replaces all the run's values of it.
+        let image_map = if self.image_map.is_empty() {
+            earlier.image_map
+        } else {
+            self.image_map
+        };
         Ok(RunFlags {
             parallelism: self.parallelism.or(earlier.parallelism),
             keep_going: self.keep_going || earlier.keep_going,

@@ -207,7 +207,20 @@ fn bad_input_exits_2_with_one_line() {
                 "--param",
                 "seed",
             ],
-            "error: invalid value 'seed' for '--param <NAME=VALUE>': expected name=value, found 'seed'",
+            "error: invalid value 'seed' for '--param <NAME=VALUE>': expected name=value, found 'seed' (see `sluice run --help`)",
+        ),
+        (
+            vec!["--home", "h", "runs", "resume", "r", "--parallelism", "x"],
+            "error: invalid value 'x' for '--parallelism <N>': invalid digit found in string (see `sluice runs resume --help`)",
+        ),
+        (
+            vec![
+                "run",
+                "examples/breast-cancer/pipeline.yaml",
+                "--timeout",
+                "0s",
+            ],
+            "error: invalid value '0s' for '--timeout <DURATION>': expected a duration longer than 0 (see `sluice run --help`)",
         ),
     ] {
         let ran = home.expect(&args, 2);
@@ -432,6 +445,18 @@ fn exit_codes_tell_bad_input_from_a_failing_environment() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // A home that is a file: the environment's to fix, said in one line.
+    let afile = home.dir.path().join("afile");
+    std::fs::write(&afile, "").unwrap();
+    let ran = home.sluice(&["--home", afile.to_str().unwrap(), "runs", "list"]);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "error: cannot open the Sluice home {0}: cannot use {0}: it is not a folder\n",
+            afile.display()
+        )
+    );
     // A home that exists on a file system mounted read-only.
     let frozen = home.dir.path().join("frozen");
     home.expect(&["--home", frozen.to_str().unwrap(), "runs", "list"], 0);

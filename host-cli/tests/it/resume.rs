@@ -491,3 +491,62 @@ fn resume_reuses_nothing_whose_bytes_changed() {
     );
     assert_eq!(gone.stderr.lines().count(), 1, "{}", gone.stderr);
 }
+
+/// Under `--runner process` the task cache keys a step by its program's bytes too: an
+/// edited program runs again, never answered from the cache with its old output.
+#[test]
+fn the_task_cache_tells_an_edited_host_program_from_the_one_that_ran() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let home = Home::new();
+    let dir = home.dir.path();
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let tool = bin.join("mytool");
+    let write_tool = |word: &str| {
+        std::fs::write(&tool, format!("#!/bin/sh\nprintf {word} > \"$1\"\n")).unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    write_tool("ONE");
+    std::fs::write(
+        dir.join("tool.yaml"),
+        "name: tool\noutputs:\n- {name: out}\nimplementation:\n  container:\n    image: none\n    command: [mytool, {outputPath: out}]\n",
+    )
+    .unwrap();
+    let pipeline = dir.join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        "name: tool\ntasks:\n  t: {component: tool.yaml}\n",
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = |expect: &str| -> Value {
+        let ran = home.sluice_with(
+            &[
+                "run",
+                pipeline.to_str().unwrap(),
+                "--json",
+                "--runner",
+                "process",
+            ],
+            &[("PATH", &path)],
+        );
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        let record = record(&ran.stdout);
+        let digest = task(&record, "t")["outputs"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let store = sluice_runtime::store::Store::open(&dir.join("home")).unwrap();
+        assert_eq!(store.read(&digest).unwrap(), expect.as_bytes());
+        record
+    };
+    run("ONE");
+    // The same program: from the cache.
+    let again = run("ONE");
+    assert_eq!(task(&again, "t")["implementation"], "cache");
+    // An edited program: it runs, and its output is the new one.
+    write_tool("THREE");
+    let edited = run("THREE");
+    assert_eq!(task(&edited, "t")["attempts"], 1, "{edited}");
+}

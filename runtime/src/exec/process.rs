@@ -46,8 +46,6 @@ fn container_of(component: &Component) -> Result<&crate::spec::ContainerSpec, St
     Ok(spec)
 }
 
-/// The program a component's command names: its first `command` element, or failing
-/// that its first `args` element, when it is a plain string.
 /// The program a container implementation runs: its first word, when that is written
 /// out; `Ok(None)` when a placeholder gives it (`IfPresent`, `Concat`, an input's value,
 /// in KFP v1's form or the IR's `{{$...}}` and `{"IfPresent": ...}` text), so only the
@@ -74,20 +72,31 @@ impl Executor for ProcessExecutor {
                     target.component.name()
                 ),
             })?;
-            let implementation = match program {
+            let (implementation, executable_digest) = match program {
                 Some(program) => {
                     let path = which::which(program).map_err(|_| PrepareError::Other {
                         message: format!("cannot find the program '{program}' on this host's PATH"),
                     })?;
-                    format!("process {}", path.display())
+                    // The program's bytes, so that the task cache and resume tell an
+                    // edited program from the one that ran.
+                    let file = path.clone();
+                    let digest = tokio::task::spawn_blocking(move || file_digest(&file))
+                        .await
+                        .map_err(|e| PrepareError::Other {
+                            message: format!("cannot read {}: {e}", path.display()),
+                        })?
+                        .map_err(|e| PrepareError::Other {
+                            message: format!("cannot read {}: {e}", path.display()),
+                        })?;
+                    (format!("process {}", path.display()), Some(digest))
                 }
-                None => "process (its inputs name the program)".to_owned(),
+                None => ("process (its inputs name the program)".to_owned(), None),
             };
             Ok(Prepared {
                 kind: Kind::Process,
                 implementation,
                 reason: String::new(),
-                executable_digest: None,
+                executable_digest,
                 transform: None,
             })
         })
@@ -180,4 +189,20 @@ fn kill_group(pid: Option<u32>) {
     if let Some(pgid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
         let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
     }
+}
+
+/// `sha256:<hex>` of a file's bytes, read in chunks.
+fn file_digest(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut hasher = sha2::Sha256::new();
+    let mut file = std::fs::File::open(path)?;
+    let mut chunk = vec![0; 1 << 16];
+    loop {
+        match file.read(&mut chunk)? {
+            0 => break,
+            n => hasher.update(&chunk[..n]),
+        }
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }

@@ -560,15 +560,30 @@ impl IrFile {
         for (name, component) in &spec.components {
             self.check_component(&format!("components.{name}"), component)?;
         }
-        // A DAG component must not contain itself, however deep.
+        // A DAG component must not contain itself, however deep, and DAGs nest at most
+        // MAX_NESTING deep (every later stage walks the nesting).
         let mut done = BTreeSet::new();
         for name in spec.components.keys() {
-            if let Some(cycle) = self.nesting_cycle(name, &mut Vec::new(), &mut done) {
-                return Err(invalid(
-                    &self.path,
-                    &format!("components.{}", cycle[0]),
-                    &format!("components contain themselves: {}", cycle.join(" -> ")),
-                ));
+            match self.nesting_cycle(name, &mut Vec::new(), &mut done) {
+                Some(Nesting::Cycle(cycle)) => {
+                    return Err(invalid(
+                        &self.path,
+                        &format!("components.{}", cycle[0]),
+                        &format!("components contain themselves: {}", cycle.join(" -> ")),
+                    ));
+                }
+                Some(Nesting::TooDeep(path)) => {
+                    return Err(invalid(
+                        &self.path,
+                        &format!("components.{}", path[0]),
+                        &format!(
+                            "DAG components nest more than {MAX_NESTING} deep ({} -> ... -> {})",
+                            path[0],
+                            path[path.len() - 1]
+                        ),
+                    ));
+                }
+                None => {}
             }
         }
         Ok(())
@@ -579,14 +594,19 @@ impl IrFile {
         name: &str,
         stack: &mut Vec<String>,
         done: &mut BTreeSet<String>,
-    ) -> Option<Vec<String>> {
+    ) -> Option<Nesting> {
         if done.contains(name) {
             return None;
         }
         if let Some(at) = stack.iter().position(|s| s == name) {
             let mut cycle = stack[at..].to_vec();
             cycle.push(name.to_owned());
-            return Some(cycle);
+            return Some(Nesting::Cycle(cycle));
+        }
+        if stack.len() >= MAX_NESTING {
+            let mut path = stack.clone();
+            path.push(name.to_owned());
+            return Some(Nesting::TooDeep(path));
         }
         stack.push(name.to_owned());
         if let Some(dag) = self.component(name).and_then(|c| c.dag.as_ref()) {
@@ -788,6 +808,17 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .map_err(|_| format!("expected a duration such as '30s', found '{text}'"))
 }
 
+/// How deep DAG components may nest (a nested pipeline in a nested pipeline ...).
+pub const MAX_NESTING: usize = 100;
+
+/// What walking the nesting of DAG components found.
+enum Nesting {
+    /// Components that contain themselves, in order.
+    Cycle(Vec<String>),
+    /// A path of components nested past [`MAX_NESTING`].
+    TooDeep(Vec<String>),
+}
+
 fn invalid(path: &Path, field: &str, message: &str) -> SpecError {
     SpecError::Invalid {
         path: path.to_owned(),
@@ -820,6 +851,33 @@ deploymentSpec:
 
     fn parse(text: &str) -> Result<IrFile, String> {
         IrFile::parse(Path::new("p.yaml"), text).map_err(|e| e.to_string())
+    }
+
+    /// DAGs nested past the limit are one error at load, never a stack overflow later.
+    #[test]
+    fn deep_nesting_is_refused_when_loaded() {
+        let nested = |depth: usize| {
+            let mut text = String::from(
+                "pipelineInfo: {name: p}\nschemaVersion: 2.1.0\nroot:\n  dag:\n    tasks:\n      a: {taskInfo: {name: a}, componentRef: {name: comp-0}}\ncomponents:\n",
+            );
+            for i in 0..depth {
+                text.push_str(&format!(
+                    "  comp-{i}:\n    dag:\n      tasks:\n        t: {{taskInfo: {{name: t}}, componentRef: {{name: comp-{}}}}}\n",
+                    i + 1
+                ));
+            }
+            text.push_str(&format!(
+                "  comp-{depth}: {{executorLabel: exec-echo}}\ndeploymentSpec:\n  executors:\n    exec-echo: {{container: {{image: alpine, command: [echo]}}}}\n"
+            ));
+            text
+        };
+        parse(&nested(MAX_NESTING - 1)).unwrap();
+        let err = parse(&nested(2000)).unwrap_err();
+        assert!(
+            err.contains(&format!("DAG components nest more than {MAX_NESTING} deep")),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
     }
 
     #[test]

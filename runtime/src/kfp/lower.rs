@@ -668,3 +668,101 @@ fn dag_order(tasks: &BTreeMap<String, TaskSpec>) -> Vec<&String> {
     }
     order
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::plan::Format;
+
+    const NESTED: &str = r#"
+pipelineInfo: {name: p}
+schemaVersion: 2.1.0
+root:
+  inputDefinitions:
+    parameters:
+      n: {parameterType: NUMBER_INTEGER, defaultValue: 2}
+  dag:
+    tasks:
+      loop:
+        taskInfo: {name: loop}
+        componentRef: {name: comp-body}
+        parameterIterator: {items: {raw: '[1, 2]'}, itemInput: item}
+        iteratorPolicy: {parallelismLimit: 1}
+      sum:
+        taskInfo: {name: "su\nm"}
+        componentRef: {name: comp-echo}
+        dependentTasks: [loop]
+        inputs:
+          parameters:
+            x: {taskOutputParameter: {producerTask: loop, outputParameterKey: out}}
+components:
+  comp-body:
+    inputDefinitions:
+      parameters:
+        item: {parameterType: NUMBER_INTEGER}
+    outputDefinitions:
+      parameters:
+        out: {parameterType: LIST}
+    dag:
+      outputs:
+        parameters:
+          out: {valueFromParameter: {producerSubtask: echo, outputParameterKey: Output}}
+      tasks:
+        echo:
+          taskInfo: {name: echo}
+          componentRef: {name: comp-echo}
+          inputs:
+            parameters:
+              x: {componentInputParameter: item}
+  comp-echo:
+    executorLabel: exec-echo
+    inputDefinitions:
+      parameters:
+        x: {parameterType: STRING}
+    outputDefinitions:
+      parameters:
+        Output: {parameterType: STRING}
+deploymentSpec:
+  executors:
+    exec-echo: {container: {image: alpine, command: [echo]}}
+"#;
+
+    /// A loop's body reads its item; a task after the loop reads its outputs collected;
+    /// the loop keeps its parallelism; names print on one line each.
+    #[test]
+    fn loops_lower_into_a_group_with_items_and_collected_outputs() {
+        let file = IrFile::parse(Path::new("p.yaml"), NESTED).unwrap();
+        let params = super::super::bind_params(&file, &[]).unwrap();
+        let plan = lower(&file, &params).unwrap();
+        assert_eq!(plan.groups.len(), 1);
+        let group = &plan.groups[0];
+        assert_eq!(group.name, "loop");
+        let iteration = group.iteration.as_ref().unwrap();
+        assert_eq!(iteration.parallelism, Some(1));
+        assert_eq!(iteration.items, Source::Constant("[1, 2]".into()));
+        let echo = plan.task("echo").unwrap();
+        assert_eq!(echo.group, Some(0));
+        assert_eq!(echo.inputs["x"], Source::Item { group: 0 });
+        let sum = plan.task("su\nm").unwrap();
+        assert_eq!(sum.after_groups, [0]);
+        assert_eq!(
+            sum.inputs["x"],
+            Source::Collected {
+                group: 0,
+                of: Box::new(Source::Output {
+                    task: 0,
+                    output: "Output".into()
+                })
+            }
+        );
+        assert_eq!(plan.stages(), [1, 2]);
+        let text = plan.render(Format::Text);
+        assert!(text.contains("su\\nm"), "{text}");
+        assert!(
+            !text.lines().any(|l| l.trim_start().starts_with('m')),
+            "{text}"
+        );
+    }
+}

@@ -17,14 +17,28 @@ pub fn coerce(ty: ParameterType, value: &Json) -> Result<Json, String> {
             shorten(&value.to_string())
         )
     };
+    let out_of_range = || {
+        format!(
+            "{} is outside the 64-bit integer range of a {} value",
+            shorten(&value.to_string()),
+            ty.as_str()
+        )
+    };
     Ok(match ty {
         ParameterType::String => Json::String(text_of(value)),
+        // A 64-bit signed integer, as KFP's backend keeps one; beyond its range is an
+        // error, never a value clamped to the range's end.
         ParameterType::NumberInteger => match value {
-            Json::Number(n) if n.is_i64() || n.is_u64() => value.clone(),
+            Json::Number(n) if n.is_i64() => value.clone(),
+            Json::Number(n) if n.is_u64() => return Err(out_of_range()),
             Json::Number(n) => {
                 let f = n.as_f64().ok_or_else(wrong)?;
                 if f.fract() != 0.0 || !f.is_finite() {
                     return Err(wrong());
+                }
+                // i64::MIN is -2^63 exactly; 2^63 is the first value past i64::MAX.
+                if !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
+                    return Err(out_of_range());
                 }
                 Json::from(f as i64)
             }
@@ -159,6 +173,19 @@ mod tests {
             json!(3)
         );
         assert!(coerce(ParameterType::NumberInteger, &json!(3.5)).is_err());
+        // Beyond 64 bits is an error, never clamped.
+        for big in [
+            json!(1e300),
+            json!(9_223_372_036_854_775_808u64),
+            json!(-1e19),
+        ] {
+            let e = coerce(ParameterType::NumberInteger, &big).unwrap_err();
+            assert!(e.contains("outside the 64-bit integer range"), "{e}");
+        }
+        assert_eq!(
+            coerce(ParameterType::NumberInteger, &json!(i64::MIN)).unwrap(),
+            json!(i64::MIN)
+        );
         assert_eq!(
             coerce(ParameterType::NumberDouble, &json!(2)).unwrap(),
             json!(2.0)

@@ -799,6 +799,12 @@ impl<'a> Builder<'a> {
                     );
                 }
             }
+            if task.timeout.is_some_and(|t| t.0.is_zero()) {
+                self.error(
+                    format!("{at}.timeout"),
+                    "expected a duration longer than 0".to_owned(),
+                );
+            }
             let imp = &component.spec.implementation;
             let offered = match task.prefer {
                 Some(Prefer::Container) => imp.container.is_some(),

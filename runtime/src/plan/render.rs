@@ -42,23 +42,48 @@ fn describe_source(plan: &Plan, source: &Source) -> String {
     match source {
         Source::Constant(v) => format!("{v:?}"),
         Source::Default(v) => format!("{v:?} (default)"),
-        Source::Param { name, .. } => format!("param {name}"),
-        Source::Output { task, output } => format!("{}.{output}", plan.tasks[*task].name),
-        Source::Item { group } => format!("item of {}", plan.groups[*group].name),
+        Source::Param { name, .. } => format!("param {}", esc(name)),
+        Source::Output { task, output } => {
+            format!("{}.{}", esc(&plan.tasks[*task].name), esc(output))
+        }
+        Source::Item { group } => format!("item of {}", esc(&plan.groups[*group].name)),
         Source::Collected { group, of } => format!(
             "[{} for each item of {}]",
             describe_source(plan, of),
-            plan.groups[*group].name
+            esc(&plan.groups[*group].name)
         ),
         Source::OneOf(list) => {
             let each: Vec<String> = list.iter().map(|s| describe_source(plan, s)).collect();
             format!("first of ({})", each.join(", "))
         }
         Source::Select { of, selector } => {
-            format!("{} selected by `{selector}`", describe_source(plan, of))
+            format!(
+                "{} selected by `{}`",
+                describe_source(plan, of),
+                esc(selector)
+            )
         }
-        Source::FinalStatus(node) => format!("final status of {}", node_name(plan, *node)),
+        Source::FinalStatus(node) => format!("final status of {}", esc(node_name(plan, *node))),
         Source::RunText(text) => format!("{text:?} (filled in at run time)"),
+    }
+}
+
+/// Text as one line of a plan: control characters (a newline in a task name) escaped, so
+/// no name can make lines of its own.
+fn esc(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
     }
 }
 
@@ -74,7 +99,7 @@ fn node_name(plan: &Plan, node: Node) -> &str {
 fn describe_group(plan: &Plan, group: &Group) -> String {
     let mut parts = Vec::new();
     if let Some(condition) = &group.condition {
-        parts.push(format!("if `{condition}`"));
+        parts.push(format!("if `{}`", esc(condition)));
     }
     if let Some(it) = &group.iteration {
         let items = match &it.items {
@@ -151,32 +176,26 @@ fn text(plan: &Plan) -> String {
             let _ = writeln!(
                 out,
                 "  {}  {} [{}]",
-                task.name,
-                task.component.name(),
+                esc(&task.name),
+                esc(&task.component.name()),
                 implementations(task).join(", ")
             );
             let width = task.inputs.keys().map(String::len).max().unwrap_or(0);
             for (input, source) in &task.inputs {
                 let _ = writeln!(
                     out,
-                    "      {input:<width$} <- {}",
+                    "      {:<width$} <- {}",
+                    esc(input),
                     describe_source(plan, source)
                 );
             }
             let data_deps: Vec<usize> = task.inputs.values().flat_map(source_tasks).collect();
-            let after: Vec<&str> = task
+            let after: Vec<std::borrow::Cow<'_, str>> = task
                 .upstream
                 .iter()
                 .filter(|u| !data_deps.contains(u))
-                .map(|&u| plan.tasks[u].name.as_str())
-                .collect();
-            let after: Vec<&str> = after
-                .into_iter()
-                .chain(
-                    task.after_groups
-                        .iter()
-                        .map(|&g| plan.groups[g].name.as_str()),
-                )
+                .map(|&u| esc(&plan.tasks[u].name))
+                .chain(task.after_groups.iter().map(|&g| esc(&plan.groups[g].name)))
                 .collect();
             if !after.is_empty() {
                 let _ = writeln!(out, "      after {}", after.join(", "));
@@ -185,7 +204,7 @@ fn text(plan: &Plan) -> String {
                 let _ = writeln!(out, "      runs once its upstream ended, however it ended");
             }
             if let Some(g) = task.group {
-                let _ = writeln!(out, "      in {}", plan.groups[g].name);
+                let _ = writeln!(out, "      in {}", esc(&plan.groups[g].name));
             }
             let mut limits = Vec::new();
             if task.retry.limit > 0 {
@@ -212,16 +231,26 @@ fn text(plan: &Plan) -> String {
         let _ = writeln!(out, "groups");
     }
     for group in &plan.groups {
-        let _ = writeln!(out, "  {}  {}", group.name, describe_group(plan, group));
+        let _ = writeln!(
+            out,
+            "  {}  {}",
+            esc(&group.name),
+            describe_group(plan, group)
+        );
         let width = group.inputs.keys().map(String::len).max().unwrap_or(0);
         for (input, source) in &group.inputs {
             let _ = writeln!(
                 out,
-                "      {input:<width$} <- {}",
+                "      {:<width$} <- {}",
+                esc(input),
                 describe_source(plan, source)
             );
         }
-        let after: Vec<&str> = group.upstream.iter().map(|&n| node_name(plan, n)).collect();
+        let after: Vec<std::borrow::Cow<'_, str>> = group
+            .upstream
+            .iter()
+            .map(|&n| esc(node_name(plan, n)))
+            .collect();
         if !after.is_empty() {
             let _ = writeln!(out, "      after {}", after.join(", "));
         }
@@ -229,7 +258,7 @@ fn text(plan: &Plan) -> String {
             let _ = writeln!(out, "      runs once its upstream ended, however it ended");
         }
         if let Some(parent) = group.group {
-            let _ = writeln!(out, "      in {}", plan.groups[parent].name);
+            let _ = writeln!(out, "      in {}", esc(&plan.groups[parent].name));
         }
     }
     if let Some(d) = &plan.deploy {

@@ -154,6 +154,7 @@ tasks:
   c:
     component: consumer.yaml
     inputs: {data: {from: a.count}}
+    timeout: 0s
   d:
     component: consumer.yaml
     inputs: {n: {param: sead}}
@@ -174,6 +175,7 @@ tasks:
             "pipeline.yaml: tasks.a.inputs.colour: component 'producer' has no input 'colour' (inputs: rows, note)",
             "pipeline.yaml: tasks.b.inputs.data: task 'a' has no output 'dataset' (outputs: data, count)",
             "pipeline.yaml: tasks.c.inputs.data: output 'a.count' is Integer, but the input expects Dataset",
+            "pipeline.yaml: tasks.c.timeout: expected a duration longer than 0",
             "pipeline.yaml: tasks.d.after: unknown task 'zz' (tasks: a, b, c, d, e)",
             "pipeline.yaml: tasks.d.inputs.n: unknown parameter 'sead'",
             "pipeline.yaml: tasks.d.inputs: missing required input 'data' (Dataset)",

@@ -870,7 +870,12 @@ impl TaskRun {
     /// has them with every output's bytes intact. Sets the task's cache key either way,
     /// but for a task in a fused chain, whose outputs are handed on in memory.
     fn take_cached(&self, inputs: &[IoRecord]) -> Option<TaskEnd> {
-        if self.transform.is_some() {
+        // A fused task hands its tables on in memory; a host process whose program only
+        // its inputs name runs bytes the key cannot say.
+        if self.transform.is_some()
+            || (self.prepared.kind == crate::exec::Kind::Process
+                && self.prepared.executable_digest.is_none())
+        {
             return None;
         }
         let key = self

@@ -65,6 +65,15 @@ pub enum StoreError {
     UnknownTask { run: String, task: String },
     #[error("cannot find a home folder: set SLUICE_HOME")]
     NoHome,
+    /// The home itself cannot be made or written (permissions, a file in its place):
+    /// the environment's to fix, not the command's input.
+    #[error("cannot {action} {}", path.display())]
+    Home {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {
@@ -195,15 +204,26 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) the store at `home`.
     pub fn open(home: &Path) -> Result<Store, StoreError> {
-        fs::create_dir_all(home).map_err(|e| StoreError::io("create", home, e))?;
-        let artifacts = artifacts::Artifacts::open(home.join("artifacts"), home.join("tmp"))?;
-        // A home that exists but cannot be written (a read-only mount) says so here, not
-        // as the database's "unable to open database file".
-        let probe = home
-            .join("tmp")
-            .join(format!(".writable-{}", std::process::id()));
-        fs::File::create(&probe).map_err(|e| StoreError::io("write in", home, e))?;
+        let home_error = |action, source| StoreError::Home {
+            action,
+            path: home.to_owned(),
+            source,
+        };
+        if home.exists() && !home.is_dir() {
+            return Err(home_error(
+                "use",
+                std::io::Error::other("it is not a folder"),
+            ));
+        }
+        fs::create_dir_all(home).map_err(|e| home_error("create", e))?;
+        // A home that exists but cannot be written (a read-only mount, another user's
+        // folder) says so here, not as the database's "unable to open database file".
+        let tmp = home.join("tmp");
+        fs::create_dir_all(&tmp).map_err(|e| home_error("write in", e))?;
+        let probe = tmp.join(format!(".writable-{}", std::process::id()));
+        fs::File::create(&probe).map_err(|e| home_error("write in", e))?;
         let _ = fs::remove_file(&probe);
+        let artifacts = artifacts::Artifacts::open(home.join("artifacts"), home.join("tmp"))?;
         let records = records::Records::open(&home.join("sluice.db"))?;
         Ok(Store {
             home: home.to_owned(),

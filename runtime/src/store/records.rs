@@ -811,8 +811,10 @@ impl Records {
     }
 
     /// The succeeded tasks, of any run, recorded under `key` and ended at or after
-    /// `ended_since` (all of them without it), newest first, at most `limit`; a task that
-    /// itself reused another's outputs counts too.
+    /// `ended_since` (all of them without it), newest first, at most `limit`. A task that
+    /// itself reused another's outputs counts too, but not against a staleness bound: its
+    /// end says when it was reused, not when its outputs were made (the task that made
+    /// them has the same key, and counts by its own end).
     pub(super) fn cache_candidates(
         &self,
         key: &str,
@@ -824,7 +826,8 @@ impl Records {
             .conn
             .prepare_cached(
                 "SELECT run_id, name FROM tasks
-                 WHERE cache_key = ?1 AND state = 'succeeded' AND (?2 = '' OR ended_at >= ?2)
+                 WHERE cache_key = ?1 AND state = 'succeeded'
+                   AND (?2 = '' OR (ended_at >= ?2 AND cached_from IS NULL))
                  ORDER BY ended_at DESC LIMIT ?3",
             )
             .map_err(db_err)?;
@@ -1604,6 +1607,8 @@ mod tests {
             metadata: Some(serde_json::json!({"rows": 3})),
         };
         let metrics = BTreeMap::from([("acc".to_owned(), 0.5)]);
+        r.attempt_started(&first, "square.1", &start(1, &[]))
+            .unwrap();
         r.task_finished(
             &first,
             "square.1",
@@ -1621,6 +1626,8 @@ mod tests {
         // One that ended before the staleness bound is not a candidate.
         let later = Timestamp::now() + jiff::SignedDuration::from_secs(60);
         assert!(r.cache_candidates("k", Some(later), 8).unwrap().is_empty());
+        let earlier = Timestamp::now() - jiff::SignedDuration::from_secs(60);
+        assert_eq!(r.cache_candidates("k", Some(earlier), 8).unwrap().len(), 1);
         let cached = r.cached_task(&first, "square.1").unwrap();
         assert_eq!(
             (cached.run.as_str(), cached.task.as_str()),
@@ -1633,6 +1640,13 @@ mod tests {
         r.add_task(&second, &task("square.1")).unwrap();
         r.task_reused(&second, "square.1", &[], &cached, None, Some("k"))
             .unwrap();
+        // A reuse is fresh by its end, but its outputs are as old as the first run's: a
+        // staleness bound counts only tasks that made their outputs.
+        assert_eq!(r.cache_candidates("k", None, 8).unwrap().len(), 2);
+        assert_eq!(
+            r.cache_candidates("k", Some(earlier), 8).unwrap(),
+            [(first.clone(), "square.1".to_owned())]
+        );
         let record = r.run(&second).unwrap();
         let t = &record.tasks[0];
         assert_eq!(t.state, TaskState::Succeeded);
