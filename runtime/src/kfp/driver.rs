@@ -1350,16 +1350,7 @@ fn dag_outputs(dag: &DagSpec, ends: &BTreeMap<String, End>) -> Outputs {
     };
     let mut out = Outputs::default();
     for (name, spec) in &dag.outputs.parameters {
-        let selectors: Vec<&ir::ParameterSelector> = spec
-            .value_from_parameter
-            .iter()
-            .chain(
-                spec.value_from_oneof
-                    .iter()
-                    .flat_map(|o| &o.parameter_selectors),
-            )
-            .collect();
-        if let Some(v) = selectors.iter().find_map(|s| {
+        if let Some(v) = spec.selectors().find_map(|s| {
             produced(&s.producer_subtask)?
                 .params
                 .get(&s.output_parameter_key)

@@ -157,6 +157,17 @@ pub struct DagOutputParameter {
     pub value_from_oneof: Option<OneOf>,
 }
 
+impl DagOutputParameter {
+    /// Where the output comes from: its one selector, or each of its `OneOf` in order.
+    pub fn selectors(&self) -> impl Iterator<Item = &ParameterSelector> {
+        self.value_from_parameter.iter().chain(
+            self.value_from_oneof
+                .iter()
+                .flat_map(|o| &o.parameter_selectors),
+        )
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OneOf {

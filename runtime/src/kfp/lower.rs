@@ -139,6 +139,26 @@ enum Lowered {
 }
 
 impl Lowered {
+    /// The source of one of its outputs (a parameter's, or with `artifact` an
+    /// artifact's): a task's own, or what a group's selectors name.
+    fn output(&self, key: &str, artifact: bool) -> Option<Source> {
+        match self {
+            Lowered::Task(i) => Some(Source::Output {
+                task: *i,
+                output: key.to_owned(),
+            }),
+            Lowered::Group {
+                params, artifacts, ..
+            } => {
+                if artifact {
+                    artifacts.get(key).cloned()
+                } else {
+                    params.get(key).cloned()
+                }
+            }
+        }
+    }
+
     fn node(&self) -> Node {
         match self {
             Lowered::Task(i) => Node::Task(*i),
@@ -271,16 +291,9 @@ impl Lowering<'_> {
             let source = if let Some(from) = &input.component_input_parameter {
                 scope.params.get(from).cloned()
             } else if let Some(o) = &input.task_output_parameter {
-                match lowered.get(&o.producer_task) {
-                    Some(Lowered::Task(i)) => Some(Source::Output {
-                        task: *i,
-                        output: o.output_parameter_key.clone(),
-                    }),
-                    Some(Lowered::Group { params, .. }) => {
-                        params.get(&o.output_parameter_key).cloned()
-                    }
-                    None => None,
-                }
+                lowered
+                    .get(&o.producer_task)
+                    .and_then(|l| l.output(&o.output_parameter_key, false))
             } else if let Some(v) = &input.runtime_value {
                 Some(match &v.constant {
                     Json::String(text) if text.contains("{{$.") => Source::RunText(text.clone()),
@@ -318,16 +331,9 @@ impl Lowering<'_> {
             let source = if let Some(from) = &input.component_input_artifact {
                 scope.artifacts.get(from).cloned()
             } else if let Some(o) = &input.task_output_artifact {
-                match lowered.get(&o.producer_task) {
-                    Some(Lowered::Task(i)) => Some(Source::Output {
-                        task: *i,
-                        output: o.output_artifact_key.clone(),
-                    }),
-                    Some(Lowered::Group { artifacts, .. }) => {
-                        artifacts.get(&o.output_artifact_key).cloned()
-                    }
-                    None => None,
-                }
+                lowered
+                    .get(&o.producer_task)
+                    .and_then(|l| l.output(&o.output_artifact_key, true))
             } else {
                 None
             };
@@ -478,38 +484,15 @@ impl Lowering<'_> {
                 of
             }
         };
-        let member_output = |producer: &str, key: &str, artifact: bool| -> Option<Source> {
-            match members.get(producer)? {
-                Lowered::Task(i) => Some(Source::Output {
-                    task: *i,
-                    output: key.to_owned(),
-                }),
-                Lowered::Group {
-                    params, artifacts, ..
-                } => {
-                    if artifact {
-                        artifacts.get(key).cloned()
-                    } else {
-                        params.get(key).cloned()
-                    }
-                }
-            }
+        let member_output = |producer: &str, key: &str, artifact: bool| {
+            members.get(producer)?.output(key, artifact)
         };
         let mut out_params = BTreeMap::new();
         let mut out_artifacts = BTreeMap::new();
         if let Some(dag) = &child.dag {
             for (name, spec) in &dag.outputs.parameters {
-                let selectors: Vec<&ir::ParameterSelector> = spec
-                    .value_from_parameter
-                    .iter()
-                    .chain(
-                        spec.value_from_oneof
-                            .iter()
-                            .flat_map(|o| &o.parameter_selectors),
-                    )
-                    .collect();
-                let mut sources: Vec<Source> = selectors
-                    .iter()
+                let mut sources: Vec<Source> = spec
+                    .selectors()
                     .filter_map(|s| {
                         member_output(&s.producer_subtask, &s.output_parameter_key, false)
                     })

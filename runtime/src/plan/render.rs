@@ -197,15 +197,7 @@ fn text(plan: &Plan) -> String {
                 .map(|&u| esc(&plan.tasks[u].name))
                 .chain(task.after_groups.iter().map(|&g| esc(&plan.groups[g].name)))
                 .collect();
-            if !after.is_empty() {
-                let _ = writeln!(out, "      after {}", after.join(", "));
-            }
-            if task.trigger == Trigger::AllEnded {
-                let _ = writeln!(out, "      runs once its upstream ended, however it ended");
-            }
-            if let Some(g) = task.group {
-                let _ = writeln!(out, "      in {}", esc(&plan.groups[g].name));
-            }
+            placement(plan, &after, task.trigger, task.group, &mut out);
             let mut limits = Vec::new();
             if task.retry.limit > 0 {
                 limits.push(format!("retries {}", task.retry.limit));
@@ -251,15 +243,7 @@ fn text(plan: &Plan) -> String {
             .iter()
             .map(|&n| esc(node_name(plan, n)))
             .collect();
-        if !after.is_empty() {
-            let _ = writeln!(out, "      after {}", after.join(", "));
-        }
-        if group.trigger == Trigger::AllEnded {
-            let _ = writeln!(out, "      runs once its upstream ended, however it ended");
-        }
-        if let Some(parent) = group.group {
-            let _ = writeln!(out, "      in {}", esc(&plan.groups[parent].name));
-        }
+        placement(plan, &after, group.trigger, group.group, &mut out);
     }
     if let Some(d) = &plan.deploy {
         let _ = writeln!(
@@ -279,6 +263,26 @@ fn text(plan: &Plan) -> String {
         }
     }
     out
+}
+
+/// A node's lines about where it sits: what it waits for, whether it runs however that
+/// ended, and the group it is in.
+fn placement(
+    plan: &Plan,
+    after: &[std::borrow::Cow<'_, str>],
+    trigger: Trigger,
+    group: Option<usize>,
+    out: &mut String,
+) {
+    if !after.is_empty() {
+        let _ = writeln!(out, "      after {}", after.join(", "));
+    }
+    if trigger == Trigger::AllEnded {
+        let _ = writeln!(out, "      runs once its upstream ended, however it ended");
+    }
+    if let Some(g) = group {
+        let _ = writeln!(out, "      in {}", esc(&plan.groups[g].name));
+    }
 }
 
 fn dot_escape(s: &str) -> String {

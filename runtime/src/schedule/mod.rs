@@ -744,6 +744,22 @@ pub(crate) struct EndedAttempt {
     start: Option<PendingStart>,
 }
 
+impl EndedAttempt {
+    /// This end as the run record takes it, with its start when that was not recorded.
+    fn record<'a>(
+        &'a self,
+        start: Option<&'a crate::store::AttemptStart<'a>>,
+    ) -> crate::store::AttemptEnd<'a> {
+        crate::store::AttemptEnd {
+            attempt: self.attempt,
+            state: self.state,
+            error: self.error.as_deref(),
+            logs: &self.logs,
+            start,
+        }
+    }
+}
+
 /// An attempt's start, kept until it is recorded: when the attempt has gone on for
 /// [`START_RECORD_DELAY`], or with its end.
 #[derive(Debug)]
@@ -1236,13 +1252,7 @@ impl TaskRun {
             let _ = self.store.attempt_finished(
                 &self.run_id,
                 &self.task.name,
-                &crate::store::AttemptEnd {
-                    attempt: a.attempt,
-                    state: a.state,
-                    error: a.error.as_deref(),
-                    logs: &a.logs,
-                    start: start.as_ref(),
-                },
+                &a.record(start.as_ref()),
             );
         }
     }
@@ -1278,13 +1288,7 @@ impl TaskRun {
                 &self.run_id,
                 &task.name,
                 &end,
-                &crate::store::AttemptEnd {
-                    attempt: a.attempt,
-                    state: a.state,
-                    error: a.error.as_deref(),
-                    logs: &a.logs,
-                    start: start.as_ref(),
-                },
+                &a.record(start.as_ref()),
             ),
             None => self.store.task_finished(
                 &self.run_id,
