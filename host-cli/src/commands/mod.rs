@@ -261,6 +261,19 @@ pub fn execute(
     display: Display,
     verbose: bool,
 ) -> Result<(ExitCode, String, Arc<Store>)> {
+    // A `--prefer TASK=KIND` for a task the plan does not have is a typo, not a no-op.
+    for (task, _) in &exec.prefer {
+        if let Some(task) = task
+            && plan.task(task).is_none()
+        {
+            let names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
+            anyhow::bail!(
+                "--prefer {task}=...: {} has no task '{task}' (its tasks: {})",
+                plan.source.display(),
+                names.join(", ")
+            );
+        }
+    }
     let store = Arc::new(open_store(paths)?);
     let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
     options.default_timeout = exec.timeout;

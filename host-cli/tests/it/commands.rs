@@ -216,6 +216,15 @@ fn bad_input_exits_2_with_one_line() {
         (
             vec![
                 "run",
+                "tests/cases/run-params/pipeline.yaml",
+                "--prefer",
+                "nosuchtask=wasm",
+            ],
+            "error: --prefer nosuchtask=...: tests/cases/run-params/pipeline.yaml has no task 'nosuchtask' (its tasks: a, b)",
+        ),
+        (
+            vec![
+                "run",
                 "examples/breast-cancer/pipeline.yaml",
                 "--timeout",
                 "0s",
