@@ -638,6 +638,18 @@ impl IrFile {
             (Some(dag), _) => {
                 for (name, task) in &dag.tasks {
                     let at = format!("{at}.dag.tasks.{name}");
+                    // Task names become record names and lines of output: a control
+                    // character (a newline) in one could fake lines of its own.
+                    if name
+                        .chars()
+                        .chain(task.task_info.name.chars())
+                        .any(char::is_control)
+                    {
+                        return Err(err(
+                            format!("{at}.taskInfo.name"),
+                            "a task name must not contain control characters".to_owned(),
+                        ));
+                    }
                     let Some(child) = self.component(&task.component_ref.name) else {
                         return Err(err(
                             format!("{at}.componentRef.name"),
@@ -903,6 +915,12 @@ deploymentSpec:
         let err =
             parse(&SMALL.replace("exec-echo: {container", "exec-other: {container")).unwrap_err();
         assert!(err.contains("no executor 'exec-echo'"), "{err}");
+        let err = parse(&SMALL.replace("taskInfo: {name: b}", "taskInfo: {name: \"b\\nfake\"}"))
+            .unwrap_err();
+        assert!(
+            err.contains("taskInfo.name: a task name must not contain control characters"),
+            "{err}"
+        );
         let err = parse(&SMALL.replace("{name: comp-echo}", "{name: comp-nope}")).unwrap_err();
         assert!(err.contains("no component 'comp-nope'"), "{err}");
         let err = parse(&SMALL.replace("pipelineInfo: {name: p}", "pipelineInfo: {name: ''}"))

@@ -674,12 +674,12 @@ root:
         parameterIterator: {items: {raw: '[1, 2]'}, itemInput: item}
         iteratorPolicy: {parallelismLimit: 1}
       sum:
-        taskInfo: {name: "su\nm"}
+        taskInfo: {name: sum}
         componentRef: {name: comp-echo}
         dependentTasks: [loop]
         inputs:
           parameters:
-            x: {taskOutputParameter: {producerTask: loop, outputParameterKey: out}}
+            "x\nm": {taskOutputParameter: {producerTask: loop, outputParameterKey: out}}
 components:
   comp-body:
     inputDefinitions:
@@ -713,7 +713,7 @@ deploymentSpec:
 "#;
 
     /// A loop's body reads its item; a task after the loop reads its outputs collected;
-    /// the loop keeps its parallelism; names print on one line each.
+    /// the loop keeps its parallelism; names (here an input's) print on one line each.
     #[test]
     fn loops_lower_into_a_group_with_items_and_collected_outputs() {
         let file = IrFile::parse(Path::new("p.yaml"), NESTED).unwrap();
@@ -728,10 +728,10 @@ deploymentSpec:
         let echo = plan.task("echo").unwrap();
         assert_eq!(echo.group, Some(0));
         assert_eq!(echo.inputs["x"], Source::Item { group: 0 });
-        let sum = plan.task("su\nm").unwrap();
+        let sum = plan.task("sum").unwrap();
         assert_eq!(sum.after_groups, [0]);
         assert_eq!(
-            sum.inputs["x"],
+            sum.inputs["x\nm"],
             Source::Collected {
                 group: 0,
                 of: Box::new(Source::Output {
@@ -742,7 +742,7 @@ deploymentSpec:
         );
         assert_eq!(plan.stages(), [1, 2]);
         let text = plan.render(Format::Text);
-        assert!(text.contains("su\\nm"), "{text}");
+        assert!(text.contains("x\\nm"), "{text}");
         assert!(
             !text.lines().any(|l| l.trim_start().starts_with('m')),
             "{text}"

@@ -180,15 +180,7 @@ fn text(plan: &Plan) -> String {
                 esc(&task.component.name()),
                 implementations(task).join(", ")
             );
-            let width = task.inputs.keys().map(String::len).max().unwrap_or(0);
-            for (input, source) in &task.inputs {
-                let _ = writeln!(
-                    out,
-                    "      {:<width$} <- {}",
-                    esc(input),
-                    describe_source(plan, source)
-                );
-            }
+            input_lines(plan, &task.inputs, &mut out);
             let data_deps: Vec<usize> = task.inputs.values().flat_map(source_tasks).collect();
             let after: Vec<std::borrow::Cow<'_, str>> = task
                 .upstream
@@ -229,15 +221,7 @@ fn text(plan: &Plan) -> String {
             esc(&group.name),
             describe_group(plan, group)
         );
-        let width = group.inputs.keys().map(String::len).max().unwrap_or(0);
-        for (input, source) in &group.inputs {
-            let _ = writeln!(
-                out,
-                "      {:<width$} <- {}",
-                esc(input),
-                describe_source(plan, source)
-            );
-        }
+        input_lines(plan, &group.inputs, &mut out);
         let after: Vec<std::borrow::Cow<'_, str>> = group
             .upstream
             .iter()
@@ -263,6 +247,19 @@ fn text(plan: &Plan) -> String {
         }
     }
     out
+}
+
+/// A node's inputs, a line each: `name <- where it comes from`, names aligned.
+fn input_lines(plan: &Plan, inputs: &indexmap::IndexMap<String, Source>, out: &mut String) {
+    let width = inputs.keys().map(String::len).max().unwrap_or(0);
+    for (input, source) in inputs {
+        let _ = writeln!(
+            out,
+            "      {:<width$} <- {}",
+            esc(input),
+            describe_source(plan, source)
+        );
+    }
 }
 
 /// A node's lines about where it sits: what it waits for, whether it runs however that

@@ -461,10 +461,7 @@ impl Scheduler {
         let cached = &earlier.cached;
         if !task.upstream.iter().all(|&u| reused[u])
             || prepared.executable_digest != earlier.executable_digest
-            || !cached
-                .outputs
-                .iter()
-                .all(|o| self.store.verify(&o.digest).is_ok())
+            || !self.store.intact(&cached.outputs)
         {
             return None;
         }

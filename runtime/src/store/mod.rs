@@ -470,11 +470,13 @@ impl Store {
             return Ok(None);
         };
         let cached = self.records().cached_task(run, &task)?;
-        Ok(cached
-            .outputs
-            .iter()
-            .all(|o| self.verify(&o.digest).is_ok())
-            .then_some(cached))
+        Ok(self.intact(&cached.outputs).then_some(cached))
+    }
+
+    /// Whether every one of `outputs` is in the store with bytes that still match its
+    /// digest: the condition for taking them instead of running their task again.
+    pub fn intact(&self, outputs: &[IoRecord]) -> bool {
+        outputs.iter().all(|o| self.verify(&o.digest).is_ok())
     }
 
     /// The latest succeeded task recorded under a cache key, ended at or after
@@ -490,11 +492,7 @@ impl Store {
         let candidates = self.records().cache_candidates(key, ended_since, 8)?;
         for (run, task) in candidates {
             let cached = self.records().cached_task(&run, &task)?;
-            if cached
-                .outputs
-                .iter()
-                .all(|o| self.verify(&o.digest).is_ok())
-            {
+            if self.intact(&cached.outputs) {
                 return Ok(Some(cached));
             }
         }
