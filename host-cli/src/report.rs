@@ -32,8 +32,9 @@ fn span(start: Option<Timestamp>, end: Option<Timestamp>) -> String {
     }
 }
 
+/// A digest's first 12 hex digits, whatever its algorithm (`sha256:`, `sha256-tree:`).
 fn short(digest: &str) -> &str {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
     &hex[..hex.len().min(12)]
 }
 

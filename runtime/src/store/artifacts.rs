@@ -1,5 +1,9 @@
 //! Content-addressed artifacts: files named by the sha256 of their bytes under
-//! `artifacts/sha256/<2 hex>/<64 hex>`, read-only once in place. Every write goes to a
+//! `artifacts/sha256/<2 hex>/<64 hex>` (digest `sha256:<64 hex>`), folders by the sha256
+//! of their manifest (see [`tree_digest`]) under `artifacts/sha256-tree/<2 hex>/<64 hex>`
+//! (digest `sha256-tree:<64 hex>`), read-only once in place. The two kinds never share a
+//! name: a file whose bytes happen to be a folder's manifest is a different artifact from
+//! that folder, so no task can plant one in place of the other. Every write goes to a
 //! temporary file on the same file system and is renamed into place after it is complete
 //! and synced, so a crash never leaves a partial file under an artifact's name.
 //!
@@ -22,10 +26,44 @@ use sha2::{Digest, Sha256};
 
 use super::StoreError;
 
+/// The digest algorithm of a file artifact: the sha256 of its bytes (OCI's `sha256`).
+pub(super) const FILE_ALGORITHM: &str = "sha256";
+/// The digest algorithm of a folder artifact: the sha256 of its manifest.
+pub(super) const TREE_ALGORITHM: &str = "sha256-tree";
+
+/// What an artifact digest names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    File,
+    Tree,
+}
+
+impl Kind {
+    fn algorithm(self) -> &'static str {
+        match self {
+            Kind::File => FILE_ALGORITHM,
+            Kind::Tree => TREE_ALGORITHM,
+        }
+    }
+}
+
+/// Splits `sha256:<64 hex>` or `sha256-tree:<64 hex>` into its kind and hex.
+fn parse(digest: &str) -> Result<(Kind, &str), StoreError> {
+    let (kind, hex) = match digest.split_once(':') {
+        Some((FILE_ALGORITHM, hex)) => (Kind::File, hex),
+        Some((TREE_ALGORITHM, hex)) => (Kind::Tree, hex),
+        _ => return Err(StoreError::BadDigest(digest.to_owned())),
+    };
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(StoreError::BadDigest(digest.to_owned()));
+    }
+    Ok((kind, hex))
+}
+
 /// An artifact in the store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactRef {
-    /// `sha256:<64 hex>`.
+    /// `sha256:<64 hex>` for a file, `sha256-tree:<64 hex>` for a folder.
     pub digest: String,
     pub size: u64,
 }
@@ -51,11 +89,8 @@ impl Artifacts {
     }
 
     pub(super) fn path(&self, digest: &str) -> Result<PathBuf, StoreError> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| StoreError::BadDigest(digest.to_owned()))?;
-        Ok(self.root.join("sha256").join(&hex[..2]).join(hex))
+        let (kind, hex) = parse(digest)?;
+        Ok(self.root.join(kind.algorithm()).join(&hex[..2]).join(hex))
     }
 
     pub(super) fn contains(&self, digest: &str) -> bool {
@@ -65,6 +100,9 @@ impl Artifacts {
     /// A file artifact's bytes, checked against its digest.
     pub(super) fn read(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path(digest)?;
+        if parse(digest)?.0 == Kind::Tree {
+            return Err(StoreError::NotAFile(path));
+        }
         let bytes = fs::read(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StoreError::MissingArtifact(digest.to_owned()),
             _ => StoreError::io("read", &path, e),
@@ -81,6 +119,7 @@ impl Artifacts {
     /// Checks that the file or folder stored under `digest` still hashes to it.
     pub(super) fn verify(&self, digest: &str) -> Result<(), StoreError> {
         let path = self.path(digest)?;
+        let kind = parse(digest)?.0;
         let meta = fs::metadata(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StoreError::MissingArtifact(digest.to_owned()),
             _ => StoreError::io("read", &path, e),
@@ -100,10 +139,11 @@ impl Artifacts {
         if meta.is_file() && verified(self) {
             return Ok(());
         }
-        let actual = if meta.is_dir() {
-            tree_digest(&path, false)?.0
-        } else {
-            format!("sha256:{}", hash_file(&path, false)?.0)
+        let actual = match kind {
+            Kind::Tree if meta.is_dir() => tree_digest(&path, false)?.0,
+            Kind::File if meta.is_file() => format!("sha256:{}", hash_file(&path, false)?.0),
+            // A folder under a file's name, or the reverse, is no longer what was stored.
+            _ => String::new(),
         };
         if actual != digest {
             return Err(StoreError::Corrupt {
@@ -158,6 +198,9 @@ impl Artifacts {
         // A file already under this digest is kept only if its bytes still match it: one
         // that was changed is replaced by these, which do.
         if self.verify(&digest).is_err() {
+            if dest.is_dir() {
+                fs::remove_dir_all(&dest).map_err(|e| StoreError::io("remove", &dest, e))?;
+            }
             tmp.as_file()
                 .sync_all()
                 .map_err(|e| StoreError::io("sync", tmp.path(), e))?;
@@ -221,9 +264,14 @@ impl Artifacts {
                 };
                 return removed.map_err(|e| StoreError::io("remove", path, e));
             }
-            if dest.is_dir() {
-                fs::remove_dir_all(&dest).map_err(|e| StoreError::io("remove", &dest, e))?;
-            }
+            let removed = if dest.is_dir() {
+                fs::remove_dir_all(&dest)
+            } else if path.is_dir() {
+                fs::remove_file(&dest)
+            } else {
+                Ok(()) // renamed over below
+            };
+            removed.map_err(|e| StoreError::io("remove", &dest, e))?;
         }
         if path.is_file() {
             make_read_only(path)?;
@@ -251,7 +299,30 @@ impl Artifacts {
     /// written.
     pub(super) fn list(&self) -> Result<Vec<Stored>, StoreError> {
         let mut all = Vec::new();
-        let base = self.root.join("sha256");
+        for kind in [Kind::File, Kind::Tree] {
+            for (hex, path) in self.entries(kind)? {
+                let meta =
+                    fs::symlink_metadata(&path).map_err(|e| StoreError::io("read", &path, e))?;
+                let size = if meta.is_dir() {
+                    tree_size(&path)
+                } else {
+                    meta.len()
+                };
+                all.push(Stored {
+                    digest: format!("{}:{hex}", kind.algorithm()),
+                    path,
+                    size,
+                    modified: meta.modified().ok(),
+                });
+            }
+        }
+        Ok(all)
+    }
+
+    /// The names and paths of everything under one kind's folder.
+    fn entries(&self, kind: Kind) -> Result<Vec<(String, PathBuf)>, StoreError> {
+        let mut all = Vec::new();
+        let base = self.root.join(kind.algorithm());
         let shards = match fs::read_dir(&base) {
             Ok(r) => r,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(all),
@@ -262,26 +333,37 @@ impl Artifacts {
             let entries = fs::read_dir(&shard).map_err(|e| StoreError::io("read", &shard, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| StoreError::io("read", &shard, e))?;
-                let path = entry.path();
-                let Some(hex) = entry.file_name().to_str().map(str::to_owned) else {
-                    continue;
-                };
-                let meta =
-                    fs::symlink_metadata(&path).map_err(|e| StoreError::io("read", &path, e))?;
-                let size = if meta.is_dir() {
-                    tree_size(&path)
-                } else {
-                    meta.len()
-                };
-                all.push(Stored {
-                    digest: format!("sha256:{hex}"),
-                    path,
-                    size,
-                    modified: meta.modified().ok(),
-                });
+                if let Some(hex) = entry.file_name().to_str() {
+                    all.push((hex.to_owned(), entry.path()));
+                }
             }
         }
         Ok(all)
+    }
+
+    /// Moves the folders an older store kept beside the files (under `sha256/`, named
+    /// `sha256:`) to `sha256-tree/`. Returns the hex of every folder artifact, moved now
+    /// or before, so the records' names for them can be rewritten (which is idempotent,
+    /// so a move interrupted by a crash is finished by the next open).
+    pub(super) fn move_trees(&self) -> Result<Vec<String>, StoreError> {
+        for (hex, path) in self.entries(Kind::File)? {
+            if !path.is_dir() {
+                continue;
+            }
+            let dest = self.path(&format!("{TREE_ALGORITHM}:{hex}"))?;
+            if dest.exists() {
+                fs::remove_dir_all(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+                continue;
+            }
+            create_parent(&dest)?;
+            fs::rename(&path, &dest)
+                .map_err(|e| StoreError::io("move an artifact to", &dest, e))?;
+        }
+        Ok(self
+            .entries(Kind::Tree)?
+            .into_iter()
+            .map(|(hex, _)| hex)
+            .collect())
     }
 
     /// Removes an artifact (a file, or a folder's tree) from the store.
@@ -386,9 +468,10 @@ fn walk(
     Ok(())
 }
 
-/// A folder's digest is the sha256 of its manifest: one line per entry, in byte order
-/// of the relative path, `d <path>` for a folder and `f <sha256> <size> <path>` for a
-/// file, after the line `sluice-tree-v1`. Same files, same names: same digest. Returns
+/// A folder's digest is `sha256-tree:` and the sha256 of its manifest: one line per
+/// entry, in byte order of the relative path, `d <path>` for a folder and
+/// `f <sha256> <size> <path>` for a file, after the line `sluice-tree-v1`. Same files,
+/// same names: same digest. Returns
 /// the digest, the files' total size and their relative paths; `sync` syncs each file
 /// (before it is moved into the store).
 fn tree_digest(root: &Path, sync: bool) -> Result<(String, u64, Vec<String>), StoreError> {
@@ -409,7 +492,7 @@ fn tree_digest(root: &Path, sync: bool) -> Result<(String, u64, Vec<String>), St
         }
     }
     let digest = format!(
-        "sha256:{}",
+        "{TREE_ALGORITHM}:{}",
         hex::encode(Sha256::digest(manifest.as_bytes()))
     );
     Ok((digest, size, files))
@@ -610,12 +693,54 @@ mod tests {
     }
 
     #[test]
+    fn a_file_holding_a_folders_manifest_is_not_that_folder() {
+        let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
+        let manifest = format!(
+            "sluice-tree-v1\nd variables\nf {} 7 variables/data\n",
+            sha(b"weights")
+        );
+        // Either order: the file planted first, or the folder stored first.
+        for file_first in [true, false] {
+            let (d, a) = store();
+            let folder = d.path().join("model");
+            fs::create_dir_all(folder.join("variables")).unwrap();
+            fs::write(folder.join("variables/data"), b"weights").unwrap();
+            let planted = d.path().join("planted");
+            fs::write(&planted, &manifest).unwrap();
+            let (file, tree) = if file_first {
+                let file = a.ingest(&planted).unwrap();
+                (file, a.ingest(&folder).unwrap())
+            } else {
+                let tree = a.ingest(&folder).unwrap();
+                (a.ingest(&planted).unwrap(), tree)
+            };
+            // The same sha256, two artifacts.
+            let hex = sha(manifest.as_bytes());
+            assert_eq!(file.digest, format!("sha256:{hex}"));
+            assert_eq!(tree.digest, format!("sha256-tree:{hex}"));
+            let staged = d.path().join("staged");
+            a.stage(&tree.digest, &staged).unwrap();
+            assert_eq!(fs::read(staged.join("variables/data")).unwrap(), b"weights");
+            assert_eq!(a.read(&file.digest).unwrap(), manifest.as_bytes());
+            assert!(matches!(a.read(&tree.digest), Err(StoreError::NotAFile(_))));
+            a.verify(&file.digest).unwrap();
+            a.verify(&tree.digest).unwrap();
+        }
+    }
+
+    #[test]
     fn digests_are_validated() {
         let (_d, a) = store();
-        assert!(matches!(
-            a.path("sha256:../../etc"),
-            Err(StoreError::BadDigest(_))
-        ));
+        for bad in [
+            "sha256:../../etc",
+            "sha256-tree:../../etc",
+            "tree:0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            assert!(
+                matches!(a.path(bad), Err(StoreError::BadDigest(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! `~/.local/share/sluice`):
 //! ```text
 //! sluice.db                          run records (SQLite, WAL)
-//! artifacts/sha256/ab/ab12...        artifacts, read-only
+//! artifacts/sha256/ab/ab12...        file artifacts, read-only
+//! artifacts/sha256-tree/ab/ab12...   folder artifacts, read-only
 //! runs/<run>/<task>/<attempt>/       a task attempt's inputs/ and outputs/ while it runs
 //! cache/wasm/                        compiled components (see exec::wasm)
 //! tmp/                               partial writes, renamed into place when complete
@@ -224,7 +225,7 @@ impl Store {
         fs::File::create(&probe).map_err(|e| home_error("write in", e))?;
         let _ = fs::remove_file(&probe);
         let artifacts = artifacts::Artifacts::open(home.join("artifacts"), home.join("tmp"))?;
-        let records = records::Records::open(&home.join("sluice.db"))?;
+        let records = records::Records::open(&home.join("sluice.db"), &|| artifacts.move_trees())?;
         Ok(Store {
             home: home.to_owned(),
             artifacts,
@@ -627,6 +628,87 @@ mod tests {
         perms.set_mode(0o644);
         fs::set_permissions(path, perms).unwrap();
         fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_home_from_before_folder_digests_keeps_its_folders_and_their_records() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let folder = home.path().join("model");
+        fs::create_dir_all(folder.join("variables")).unwrap();
+        fs::write(folder.join("variables/data"), b"weights").unwrap();
+        let tree = store.ingest(&folder).unwrap();
+        let file = store.put_bytes(b"a file").unwrap();
+        let run = NewRun {
+            kind: RunKind::Pipeline,
+            name: "p",
+            source: Path::new("p.yaml"),
+            source_digest: &file.digest,
+            params: BTreeMap::new(),
+            flags: Vec::new(),
+        };
+        let task = NewTask {
+            name: "train",
+            component: "c".into(),
+            component_file: Path::new("c.yaml"),
+            component_digest: &file.digest,
+        };
+        let id = store.begin_run(&run, &[task]).unwrap();
+        let outputs = [&tree, &file].map(|a| IoRecord {
+            name: a.digest[..8].to_owned(),
+            type_: None,
+            digest: a.digest.clone(),
+            size: a.size,
+            value: None,
+            metadata: None,
+        });
+        let metrics = BTreeMap::new();
+        store
+            .task_finished(&id, "train", TaskState::Succeeded, None, &outputs, &metrics)
+            .unwrap();
+        store.set_run_outputs(&id, &outputs).unwrap();
+        drop(store);
+
+        // What a home of schema 6 held: the folder under `sha256/`, named `sha256:`.
+        let hex = tree.digest.strip_prefix("sha256-tree:").unwrap();
+        let old = format!("sha256:{hex}");
+        let artifacts = home.path().join("artifacts");
+        fs::create_dir_all(artifacts.join("sha256").join(&hex[..2])).unwrap();
+        fs::rename(
+            artifacts.join("sha256-tree").join(&hex[..2]).join(hex),
+            artifacts.join("sha256").join(&hex[..2]).join(hex),
+        )
+        .unwrap();
+        let db = rusqlite::Connection::open(home.path().join("sluice.db")).unwrap();
+        db.execute(
+            "UPDATE io SET digest = ?1 WHERE digest = ?2",
+            [&old, &tree.digest],
+        )
+        .unwrap();
+        db.execute(
+            "UPDATE runs SET outputs = replace(outputs, ?2, ?1)",
+            [&old, &tree.digest],
+        )
+        .unwrap();
+        db.execute_batch("PRAGMA user_version = 6").unwrap();
+        drop(db);
+
+        let store = Store::open(home.path()).unwrap();
+        let record = store.run(&id).unwrap();
+        let digests = |io: &[IoRecord]| io.iter().map(|o| o.digest.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            digests(&record.tasks[0].outputs),
+            [&tree.digest[..], &file.digest[..]]
+        );
+        assert_eq!(
+            digests(&record.outputs),
+            [&tree.digest[..], &file.digest[..]]
+        );
+        store.verify(&tree.digest).unwrap();
+        store.verify(&file.digest).unwrap();
+        let out = home.path().join("exported");
+        store.export(&tree.digest, &out).unwrap();
+        assert_eq!(fs::read(out.join("variables/data")).unwrap(), b"weights");
     }
 
     #[test]

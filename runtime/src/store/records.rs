@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = r#"
 CREATE TABLE runs (
@@ -174,7 +174,31 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, "ALTER TABLE runs ADD COLUMN outputs TEXT;"),
     (5, "ALTER TABLE runs ADD COLUMN flags TEXT;"),
+    // Folder artifacts are named `sha256-tree:` from version 7 on; the records' names
+    // for them are rewritten by `rename_trees`, which knows which digests are folders.
+    (6, ""),
 ];
+
+/// The schema version from which folder artifacts have their own digest algorithm.
+const TREE_DIGESTS: i64 = 7;
+
+/// Renames every record of the folder artifacts `trees` (hex digests) from `sha256:` to
+/// `sha256-tree:`: task inputs and outputs, and runs' outputs.
+fn rename_trees(tx: &rusqlite::Transaction<'_>, trees: &[String]) -> Result<(), StoreError> {
+    let mut io = tx
+        .prepare("UPDATE io SET digest = ?2 WHERE digest = ?1")
+        .map_err(db_err)?;
+    let mut runs = tx
+        .prepare("UPDATE runs SET outputs = replace(outputs, ?1, ?2) WHERE instr(outputs, ?1) > 0")
+        .map_err(db_err)?;
+    for hex in trees {
+        let old = format!("sha256:{hex}");
+        let new = format!("sha256-tree:{hex}");
+        io.execute(rusqlite::params![old, new]).map_err(db_err)?;
+        runs.execute(rusqlite::params![old, new]).map_err(db_err)?;
+    }
+    Ok(())
+}
 
 /// A file's path as a run record keeps it: absolute (against the current folder),
 /// never resolved through symbolic links.
@@ -473,11 +497,18 @@ impl Records {
     /// do so at once: SQLite answers some of the steps of opening a new database (its
     /// switch to WAL, the first reads of the WAL index) with "busy" at once rather than
     /// through the busy handler, so the whole sequence is retried for up to 10 s.
-    pub(super) fn open(path: &Path) -> Result<Records, StoreError> {
+    ///
+    /// `trees` is called when a database older than folder digests of their own is
+    /// migrated: it moves the store's folders to their new place and returns the hex of
+    /// every folder artifact, whose names the records then take.
+    pub(super) fn open(
+        path: &Path,
+        trees: &dyn Fn() -> Result<Vec<String>, StoreError>,
+    ) -> Result<Records, StoreError> {
         let started = std::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(2);
         loop {
-            match Records::try_open(path) {
+            match Records::try_open(path, trees) {
                 Err(StoreError::Database(e))
                     if is_busy(&e) && started.elapsed() < std::time::Duration::from_secs(10) =>
                 {
@@ -489,7 +520,10 @@ impl Records {
         }
     }
 
-    fn try_open(path: &Path) -> Result<Records, StoreError> {
+    fn try_open(
+        path: &Path,
+        trees: &dyn Fn() -> Result<Vec<String>, StoreError>,
+    ) -> Result<Records, StoreError> {
         let mut conn = Connection::open(path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err)?;
@@ -522,6 +556,9 @@ impl Records {
                     .collect();
                 tx.execute_batch(&format!("{steps} PRAGMA user_version = {SCHEMA_VERSION};"))
                     .map_err(db_err)?;
+                if older < TREE_DIGESTS {
+                    rename_trees(&tx, &trees()?)?;
+                }
             }
             newer => {
                 return Err(StoreError::SchemaVersion {
@@ -1338,7 +1375,7 @@ mod tests {
 
     fn records() -> (tempfile::TempDir, Records) {
         let dir = tempfile::tempdir().unwrap();
-        let r = Records::open(&dir.path().join("sluice.db")).unwrap();
+        let r = Records::open(&dir.path().join("sluice.db"), &|| Ok(Vec::new())).unwrap();
         (dir, r)
     }
 
@@ -1498,7 +1535,7 @@ mod tests {
             .unwrap()
             .execute_batch(&format!("{v1} PRAGMA user_version = 1;"))
             .unwrap();
-        let mut r = Records::open(&path).unwrap();
+        let mut r = Records::open(&path, &|| Ok(Vec::new())).unwrap();
         let run = NewRun {
             kind: RunKind::Pipeline,
             name: "p",
