@@ -41,6 +41,7 @@ use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
 use sluice_runtime::exec::{Executor, InputArg, Invocation, Target};
 use sluice_runtime::plan::Plan;
 use sluice_runtime::schedule::{Caching, Options, Scheduler};
+use sluice_runtime::session::{Pipeline, RunOptions, Session};
 use sluice_runtime::spec::Prefer;
 use sluice_runtime::spec::{ByteSize, Component, PipelineFile, ResourceSpec};
 use sluice_runtime::store::{RunKind, RunState, Store};
@@ -176,6 +177,7 @@ async fn registry(scratch: &Path) -> Result<()> {
         let plan = Arc::new(
             Plan::build(&PipelineFile::load(&path)?, &[]).map_err(|e| anyhow::anyhow!("{e:?}"))?,
         );
+        // What `Session::run` does, step by step: the pull is timed on its own.
         let registries = Registries::new(&cache, options(offline));
         let references = plan
             .tasks
@@ -300,36 +302,35 @@ async fn run_graph(
     pipeline: &Path,
     parallelism: usize,
 ) -> Result<(Duration, Duration)> {
-    let store = Arc::new(Store::open(home)?);
-    let executor = Arc::new(WasmExecutor::new(WasmConfig::new(cache.to_owned()))?);
-    let plan = Arc::new(
-        Plan::build(&PipelineFile::load(pipeline)?, &[]).map_err(|e| anyhow::anyhow!("{e:?}"))?,
-    );
+    let session = Session::open(home)?.with_cache_dir(cache.to_owned());
+    let plan =
+        Plan::build(&PipelineFile::load(pipeline)?, &[]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let durations = Arc::new(Durations::default());
-    let scheduler = Scheduler {
-        store,
-        executor: executor.clone(),
-        observer: durations.clone(),
-        options: Options {
+    let options = RunOptions {
+        schedule: Options {
             parallelism,
-            keep_going: false,
-            keep_work: false,
-            fuse: true,
-            default_timeout: None,
-            reuse: Default::default(),
-            flags: Vec::new(),
             // The benchmarks measure tasks that run: no outputs from earlier rounds.
             caching: NO_CACHE,
+            ..Options::default()
         },
-        cancel: CancellationToken::new(),
+        observer: durations.clone(),
+        ..RunOptions::default()
     };
     let start = Instant::now();
-    let outcome = scheduler.run(plan, RunKind::Pipeline).await?;
+    let finished = session
+        .run(
+            Pipeline::Plan {
+                plan,
+                kind: RunKind::Pipeline,
+            },
+            options,
+        )
+        .await?;
     let wall = start.elapsed();
-    if outcome.state != RunState::Succeeded {
-        bail!("the benchmark run {} did not succeed", outcome.run_id);
+    if finished.state != RunState::Succeeded {
+        bail!("the benchmark run {} did not succeed", finished.run_id);
     }
-    if executor.cache_stats().misses != 0 {
+    if finished.compiled.misses != 0 {
         bail!("the compile cache was cold");
     }
     let per_task = median(std::mem::take(&mut *durations.0.lock().unwrap()));
@@ -465,38 +466,37 @@ async fn containers(scratch: &Path) -> Result<()> {
     let cache = scratch.join("cache");
     let mut per_task = Vec::new();
     for prefer in [Prefer::Container, Prefer::Wasm] {
-        let store = Arc::new(Store::open(&scratch.join(format!("home-{prefer}")))?);
-        let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache.clone()))?);
-        let policy = Policy {
-            prefer: Some(prefer),
-            ..Policy::default()
-        };
+        let session =
+            Session::open(&scratch.join(format!("home-{prefer}")))?.with_cache_dir(cache.clone());
         let durations = Arc::new(Durations::default());
-        let scheduler = Scheduler {
-            store,
-            executor: Arc::new(Runners::new(wasm, policy)),
-            observer: durations.clone(),
-            options: Options {
+        let options = RunOptions {
+            schedule: Options {
                 parallelism: 1,
-                keep_going: false,
-                keep_work: false,
-                fuse: true,
-                default_timeout: None,
-                reuse: Default::default(),
-                flags: Vec::new(),
                 caching: NO_CACHE,
+                ..Options::default()
             },
-            cancel: CancellationToken::new(),
+            policy: Policy {
+                prefer: Some(prefer),
+                ..Policy::default()
+            },
+            observer: durations.clone(),
+            ..RunOptions::default()
         };
-        let plan = Arc::new(
-            Plan::build(&PipelineFile::load(&pipeline)?, &[])
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?,
-        );
-        let outcome = scheduler.run(plan, RunKind::Pipeline).await?;
-        if outcome.state != RunState::Succeeded {
+        let plan = Plan::build(&PipelineFile::load(&pipeline)?, &[])
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let finished = session
+            .run(
+                Pipeline::Plan {
+                    plan,
+                    kind: RunKind::Pipeline,
+                },
+                options,
+            )
+            .await?;
+        if finished.state != RunState::Succeeded {
             bail!(
                 "the {prefer} chain did not succeed (run {})",
-                outcome.run_id
+                finished.run_id
             );
         }
         per_task.push(median(std::mem::take(&mut *durations.0.lock().unwrap())));

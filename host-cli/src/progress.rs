@@ -1,5 +1,5 @@
 //! Showing a run while it happens: live per-task lines with indicatif on a terminal,
-//! plain timestamped lines otherwise. (`--json` shows nothing: `events::Quiet`.)
+//! plain timestamped lines otherwise. (`--json` shows only notes: `Notes`.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,6 +21,19 @@ pub struct Plain {
     seen: Mutex<std::collections::BTreeSet<String>>,
 }
 
+/// Shows only what the user should know before a run starts (`note: ...` lines on
+/// stderr), for `--json`, whose stdout is the run's record.
+#[derive(Debug, Default)]
+pub struct Notes;
+
+impl Observer for Notes {
+    fn event(&self, event: &Event) {
+        if let Event::Note { line } = event {
+            errln!("note: {line}");
+        }
+    }
+}
+
 impl Plain {
     pub fn new(verbose: bool) -> Plain {
         Plain {
@@ -39,6 +52,10 @@ impl Observer for Plain {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(task.clone());
+        }
+        if let Event::Note { line } = event {
+            errln!("note: {line}");
+            return;
         }
         let line = match event {
             Event::RunStarted {
@@ -191,6 +208,9 @@ impl Observer for Progress {
     fn event(&self, event: &Event) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match event {
+            Event::Note { line } => {
+                let _ = self.multi.println(format!("note: {line}"));
+            }
             Event::TaskStarted {
                 task,
                 attempt,

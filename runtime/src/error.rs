@@ -73,6 +73,12 @@ fn environmental(e: &(dyn Error + 'static)) -> bool {
     if let Some(prepare) = e.downcast_ref::<PrepareError>() {
         return matches!(prepare, PrepareError::Unreachable { .. });
     }
+    if let Some(serve) = e.downcast_ref::<crate::serve::ServeError>() {
+        return matches!(serve, crate::serve::ServeError::Unreachable { .. });
+    }
+    if let Some(images) = e.downcast_ref::<crate::exec::docker::ImagesError>() {
+        return matches!(images, crate::exec::docker::ImagesError::Unreachable(_));
+    }
     false
 }
 
@@ -110,5 +116,9 @@ mod tests {
         assert_eq!(blame(&docker), Blame::Environment);
         let refused = OciError::Refused("x does not exist (404 Not Found)".into());
         assert_eq!(blame(&refused), Blame::Input);
+        let no_engine = crate::exec::docker::ImagesError::Unreachable(
+            "cannot reach the Docker Engine at unix:///nowhere".into(),
+        );
+        assert_eq!(blame(&no_engine), Blame::Environment);
     }
 }

@@ -27,6 +27,11 @@ impl Stream {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
+    /// Something the user should know before the run starts (one line), such as a
+    /// setting of the pipeline that does not apply to a local run.
+    Note {
+        line: String,
+    },
     RunStarted {
         run_id: String,
         name: String,

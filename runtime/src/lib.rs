@@ -11,15 +11,18 @@ pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kfp;
+pub mod launcher;
 pub mod maintenance;
 pub mod models;
 pub mod oci;
 pub mod plan;
 pub mod schedule;
 pub mod serve;
+pub mod session;
 pub mod spec;
 pub mod store;
 pub mod table;
+mod wasm;
 
 /// An error and its sources on one line, joined by `: `.
 /// `n` and `noun`, the noun plural (with an `s`) unless `n` is one: `count(1, "task")`

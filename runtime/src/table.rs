@@ -26,16 +26,52 @@ pub struct TextColumn {
     offsets: Vec<u32>,
 }
 
+/// A CSV text that is not a table, or a table whose parts do not fit together. Rows are
+/// numbered as an editor numbers lines (the header is row 1); columns from 1.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("text offsets do not fit the text")]
+    BadOffsets,
+    #[error("the table is empty, expected a header row")]
+    Empty,
+    #[error("row 1, column {column}: empty column name")]
+    EmptyHeader { column: usize },
+    #[error("row 1, column {column}: duplicate column name '{name}'")]
+    DuplicateHeader { column: usize, name: String },
+    #[error("row {row}: {found} fields, the header has {width}")]
+    Width {
+        row: u64,
+        found: usize,
+        width: usize,
+    },
+    #[error("row {row}: the text is not valid UTF-8")]
+    NotUtf8 { row: u64 },
+    #[error("a column holds more than 4 GiB of text")]
+    TooMuchText,
+    #[error("cannot read the CSV")]
+    Csv(#[source] csv::Error),
+    #[error("column {column} has an empty name")]
+    Unnamed { column: usize },
+    #[error("column name '{name}' appears twice")]
+    Twice { name: String },
+    #[error("column '{name}' has {values} values, the table has {rows} rows")]
+    Length {
+        name: String,
+        values: usize,
+        rows: u64,
+    },
+}
+
 impl TextColumn {
     /// Checks that the offsets start at 0, ascend, end at the data's length and fall on
     /// character boundaries.
-    pub fn new(data: String, offsets: Vec<u32>) -> Result<TextColumn, String> {
+    pub fn new(data: String, offsets: Vec<u32>) -> Result<TextColumn, TableError> {
         let fits = offsets.first() == Some(&0)
             && offsets.last().map(|&o| o as usize) == Some(data.len())
             && offsets.windows(2).all(|w| w[0] <= w[1])
             && offsets.iter().all(|&o| data.is_char_boundary(o as usize));
         if !fits {
-            return Err("text offsets do not fit the text".into());
+            return Err(TableError::BadOffsets);
         }
         Ok(TextColumn { data, offsets })
     }
@@ -264,29 +300,29 @@ fn in_parallel<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Ve
 impl Table {
     /// Reads a CSV table with a header row (RFC 4180 quoting, `\n` or `\r\n` line ends).
     /// Errors name the row as an editor numbers it (the header is row 1).
-    pub fn from_csv(bytes: &[u8]) -> Result<Table, String> {
+    pub fn from_csv(bytes: &[u8]) -> Result<Table, TableError> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
             .from_reader(bytes);
         let header = reader
             .headers()
-            .map_err(|e| csv_error(&e))?
+            .map_err(csv_error)?
             .iter()
             .map(str::to_owned)
             .collect::<Vec<String>>();
         if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-            return Err("the table is empty, expected a header row".into());
+            return Err(TableError::Empty);
         }
         for (i, name) in header.iter().enumerate() {
             if name.is_empty() {
-                return Err(format!("row 1, column {}: empty column name", i + 1));
+                return Err(TableError::EmptyHeader { column: i + 1 });
             }
             if header[..i].contains(name) {
-                return Err(format!(
-                    "row 1, column {}: duplicate column name '{name}'",
-                    i + 1
-                ));
+                return Err(TableError::DuplicateHeader {
+                    column: i + 1,
+                    name: name.clone(),
+                });
             }
         }
         // First every field as text, end to end per column (in blocks of lines read on
@@ -309,7 +345,7 @@ impl Table {
             }
             rows += block_rows;
             if texts.iter().any(|t| t.data.len() > u32::MAX as usize) {
-                return Err("a column holds more than 4 GiB of text".into());
+                return Err(TableError::TooMuchText);
             }
         }
         let data = in_parallel(texts, ColumnData::typed);
@@ -367,21 +403,22 @@ impl Table {
     }
 
     /// Checks that every column has one value per row and a unique, non-empty name.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), TableError> {
         for (i, column) in self.columns.iter().enumerate() {
             if column.name.is_empty() {
-                return Err(format!("column {} has an empty name", i + 1));
+                return Err(TableError::Unnamed { column: i + 1 });
             }
             if self.columns[..i].iter().any(|c| c.name == column.name) {
-                return Err(format!("column name '{}' appears twice", column.name));
+                return Err(TableError::Twice {
+                    name: column.name.clone(),
+                });
             }
             if column.data.len() as u64 != self.rows {
-                return Err(format!(
-                    "column '{}' has {} values, the table has {} rows",
-                    column.name,
-                    column.data.len(),
-                    self.rows
-                ));
+                return Err(TableError::Length {
+                    name: column.name.clone(),
+                    values: column.data.len(),
+                    rows: self.rows,
+                });
             }
         }
         Ok(())
@@ -486,7 +523,7 @@ fn read_block(
     block: &[u8],
     width: usize,
     first_line: u64,
-) -> Result<(u64, Vec<TextColumn>), String> {
+) -> Result<(u64, Vec<TextColumn>), TableError> {
     if !block.contains(&b'"') {
         return split_block(block, width, first_line);
     }
@@ -503,20 +540,20 @@ fn read_block(
             Ok(false) => break,
             Err(e) => {
                 return Err(match e.kind() {
-                    csv::ErrorKind::Utf8 { pos, .. } => format!(
-                        "row {}: the text is not valid UTF-8",
-                        first_line + pos.as_ref().map_or(0, |p| p.line()) - 1
-                    ),
-                    _ => e.to_string(),
+                    csv::ErrorKind::Utf8 { pos, .. } => TableError::NotUtf8 {
+                        row: first_line + pos.as_ref().map_or(0, |p| p.line()) - 1,
+                    },
+                    _ => TableError::Csv(e),
                 });
             }
         }
         if record.len() != width {
             let line = first_line + record.position().map_or(0, |p| p.line()) - 1;
-            return Err(format!(
-                "row {line}: {} fields, the header has {width}",
-                record.len()
-            ));
+            return Err(TableError::Width {
+                row: line,
+                found: record.len(),
+                width,
+            });
         }
         for (column, field) in texts.iter_mut().zip(record.iter()) {
             column.push(field);
@@ -531,14 +568,14 @@ fn split_block(
     block: &[u8],
     width: usize,
     first_line: u64,
-) -> Result<(u64, Vec<TextColumn>), String> {
+) -> Result<(u64, Vec<TextColumn>), TableError> {
     let text = std::str::from_utf8(block).map_err(|e| {
         let line = first_line
             + block[..e.valid_up_to()]
                 .iter()
                 .filter(|&&b| b == b'\n')
                 .count() as u64;
-        format!("row {line}: the text is not valid UTF-8")
+        TableError::NotUtf8 { row: line }
     })?;
     // Room for the block, guessed from its first line, so the columns grow at most once.
     let line_length = text.find('\n').map_or(text.len(), |n| n + 1).max(1);
@@ -561,10 +598,11 @@ fn split_block(
             found += 1;
         }
         if found != width {
-            return Err(format!(
-                "row {}: {found} fields, the header has {width}",
-                first_line + i as u64
-            ));
+            return Err(TableError::Width {
+                row: first_line + i as u64,
+                found,
+                width,
+            });
         }
         rows += 1;
     }
@@ -601,21 +639,21 @@ fn push_field(out: &mut Vec<u8>, field: &str) {
     }
 }
 
-fn csv_error(e: &csv::Error) -> String {
+fn csv_error(e: csv::Error) -> TableError {
     match e.kind() {
         csv::ErrorKind::UnequalLengths {
             pos,
             expected_len,
             len,
-        } => format!(
-            "row {}: {len} fields, the header has {expected_len}",
-            pos.as_ref().map_or(0, |p| p.line())
-        ),
-        csv::ErrorKind::Utf8 { pos, .. } => format!(
-            "row {}: the text is not valid UTF-8",
-            pos.as_ref().map_or(0, |p| p.line())
-        ),
-        _ => e.to_string(),
+        } => TableError::Width {
+            row: pos.as_ref().map_or(0, |p| p.line()),
+            found: *len as usize,
+            width: *expected_len as usize,
+        },
+        csv::ErrorKind::Utf8 { pos, .. } => TableError::NotUtf8 {
+            row: pos.as_ref().map_or(0, |p| p.line()),
+        },
+        _ => TableError::Csv(e),
     }
 }
 
@@ -660,11 +698,11 @@ mod tests {
     #[test]
     fn bad_tables_are_one_line() {
         assert_eq!(
-            Table::from_csv(b"a,a\n1,2\n").unwrap_err(),
+            Table::from_csv(b"a,a\n1,2\n").unwrap_err().to_string(),
             "row 1, column 2: duplicate column name 'a'"
         );
         assert_eq!(
-            Table::from_csv(b"a,b\n1,2\n3\n").unwrap_err(),
+            Table::from_csv(b"a,b\n1,2\n3\n").unwrap_err().to_string(),
             "row 3: 1 fields, the header has 2"
         );
         assert!(Table::from_csv(b"").is_err());

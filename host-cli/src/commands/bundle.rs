@@ -50,11 +50,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
             .collect();
         names.sort();
         names.dedup();
-        archive = Some(
-            runtime
-                .block_on(sluice_runtime::exec::docker::save_images(&names))
-                .map_err(anyhow::Error::msg)?,
-        );
+        archive = Some(runtime.block_on(sluice_runtime::exec::docker::save_images(&names))?);
     }
     let written = runtime
         .block_on(sluice_runtime::oci::bundle::write(

@@ -5,14 +5,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use sluice_runtime::events::{Observer, Quiet};
-use sluice_runtime::exec::runners::Runners;
-use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
-use sluice_runtime::kfp::{Driver, IrFile, KfpPipeline, Options, bind_params, not_applicable};
+use sluice_runtime::events::Observer;
+use sluice_runtime::kfp::{IrFile, bind_params, not_applicable};
+use sluice_runtime::schedule::{Caching, Options};
+use sluice_runtime::session::{Pipeline, RunOptions};
 use sluice_runtime::store::RunState;
 use tokio_util::sync::CancellationToken;
 
-use super::{Display, open_store, watch_ctrl_c};
+use super::{Display, watch_ctrl_c};
 use crate::Paths;
 use crate::progress::Plain;
 
@@ -41,8 +41,8 @@ pub fn run_resuming(
     for line in not_applicable(&file) {
         errln!("note: {line}");
     }
-    let store = Arc::new(open_store(paths)?);
-    let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
+    let session = super::open_session(paths)?;
+    let store = session.store().clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,7 +55,7 @@ pub fn run_resuming(
     // On a terminal, a live line per task: those of the lowered plan at once, each loop
     // iteration's as it becomes known.
     let observer: Arc<dyn Observer> = match display {
-        Display::Json => Arc::new(Quiet),
+        Display::Json => Arc::new(crate::progress::Notes),
         Display::Auto if std::io::stderr().is_terminal() => {
             match sluice_runtime::kfp::lower::lower(&file, &params) {
                 Ok(plan) => Arc::new(crate::progress::Progress::new(&plan)),
@@ -64,41 +64,39 @@ pub fn run_resuming(
         }
         Display::Auto => Arc::new(Plain::new(flags.verbose)),
     };
-    let mut options = Options {
+    let mut schedule = Options {
         keep_going: flags.keep_going,
         keep_work: flags.keep_work,
-        no_cache: flags.no_cache,
-        max_cache_staleness: flags.max_cache_staleness,
         default_timeout: flags.exec.timeout,
         flags: flags.recorded(),
-        resumes,
+        caching: Caching {
+            enabled: !flags.no_cache,
+            max_staleness: flags.max_cache_staleness,
+        },
         ..Options::default()
     };
     if let Some(p) = flags.parallelism {
         anyhow::ensure!(p > 0, "--parallelism must be at least 1");
-        options.parallelism = p;
+        schedule.parallelism = p;
     }
+    let cancel = CancellationToken::new();
+    let options = RunOptions {
+        schedule,
+        policy: flags.exec.policy(),
+        registry: flags.exec.registry.options(),
+        resumes,
+        observer,
+        cancel: cancel.clone(),
+        ..RunOptions::default()
+    };
+    let pipeline = Pipeline::Kfp {
+        file,
+        params,
+        image_map: flags.image_map.clone(),
+    };
     let outcome = runtime.block_on(async {
-        let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(cache_dir))?);
-        let executor = Arc::new(Runners::new(wasm, flags.exec.policy()));
-        let pipeline = KfpPipeline::prepare(file, executor.as_ref(), &flags.image_map).await?;
-        for note in &pipeline.notes {
-            errln!("note: {note}");
-        }
-        let cancel = CancellationToken::new();
-        tokio::spawn(watch_ctrl_c(cancel.clone()));
-        let driver = Driver {
-            store: store.clone(),
-            executor,
-            observer,
-            options,
-            cancel,
-        };
-        anyhow::Ok(
-            driver
-                .run(Arc::new(pipeline), params.values, params.artifacts)
-                .await?,
-        )
+        tokio::spawn(watch_ctrl_c(cancel));
+        session.run(pipeline, options).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     let outcome = outcome?;

@@ -20,13 +20,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use sluice_runtime::events::{Observer, Quiet};
+use sluice_runtime::events::Observer;
 use sluice_runtime::exec::docker::PullPolicy;
 use sluice_runtime::exec::runners::{ContainerRunner, Policy, Runners};
 use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
 use sluice_runtime::exec::{Kind, Prepared, Target};
 use sluice_runtime::plan::{Plan, PlanError};
-use sluice_runtime::schedule::{Options, ScheduleError, Scheduler};
+use sluice_runtime::schedule::{Options, ScheduleError};
+use sluice_runtime::session::{Pipeline, RunOptions, Session, SessionError};
 use sluice_runtime::spec::Prefer;
 use sluice_runtime::store::{DeployState, RunKind, RunState, Store, default_home};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +41,15 @@ pub fn key_value(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("expected name=value, found '{s}'")),
     }
+}
+
+/// A session over the home `paths` name, caching compiled wasm where they say.
+pub fn open_session(paths: &Paths) -> Result<Session> {
+    let session = Session::from_store(Arc::new(open_store(paths)?));
+    Ok(match &paths.cache_dir {
+        Some(dir) => session.with_cache_dir(dir.clone()),
+        None => session,
+    })
 }
 
 pub fn open_store(paths: &Paths) -> Result<Store> {
@@ -125,17 +135,19 @@ impl RegistryArgs {
     }
 
     pub fn registries(&self, cache_dir: &std::path::Path) -> sluice_runtime::oci::Registries {
+        sluice_runtime::oci::Registries::new(cache_dir, self.options())
+    }
+
+    /// How these flags (and the registry variables of the environment) reach registries.
+    pub fn options(&self) -> sluice_runtime::oci::RegistryOptions {
         let mut credentials = sluice_runtime::oci::auth::Explicit::from_env();
         credentials.username = self.username.clone();
         credentials.password = self.password.clone();
-        sluice_runtime::oci::Registries::new(
-            cache_dir,
-            sluice_runtime::oci::RegistryOptions {
-                insecure: self.insecure.clone(),
-                credentials,
-                offline: self.offline,
-            },
-        )
+        sluice_runtime::oci::RegistryOptions {
+            insecure: self.insecure.clone(),
+            credentials,
+            offline: self.offline,
+        }
     }
 }
 
@@ -274,88 +286,78 @@ pub fn execute(
             );
         }
     }
-    let store = Arc::new(open_store(paths)?);
-    let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
+    let session = open_session(paths)?;
+    let store = session.store().clone();
     options.default_timeout = exec.timeout;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let observer: Arc<dyn Observer> = match display {
-        Display::Json => Arc::new(Quiet),
+        Display::Json => Arc::new(crate::progress::Notes),
         Display::Auto if std::io::stderr().is_terminal() => Arc::new(Progress::new(&plan)),
         Display::Auto => Arc::new(Plain::new(verbose)),
     };
-    let plan = Arc::new(plan);
-    let outcome = runtime.block_on(async {
-        let mut wasm_config = WasmConfig::new(cache_dir.clone());
-        let references: Vec<&str> = plan
-            .tasks
-            .iter()
-            .filter_map(|t| t.component.wasm_reference())
-            .collect();
-        if !references.is_empty() {
-            let registries = exec.registry.registries(&cache_dir);
-            wasm_config.pulled =
-                sluice_runtime::oci::pull_for_run(&registries, references, &exec.pins).await?;
-        }
-        let wasm = Arc::new(WasmExecutor::new(wasm_config)?);
-        let executor = Arc::new(Runners::new(wasm, exec.policy()));
-        let cancel = CancellationToken::new();
-        tokio::spawn(watch_ctrl_c(cancel.clone()));
-        let scheduler = Scheduler {
-            store: store.clone(),
-            executor,
-            observer: observer.clone(),
-            options,
-            cancel,
-        };
-        let outcome = match scheduler.run(plan.clone(), kind).await {
-            Ok(outcome) => outcome,
-            // Each wiring problem is its own line, naming the pipeline file.
-            Err(ScheduleError::Wiring(mismatches)) => {
-                let lines: Vec<String> = mismatches
-                    .iter()
-                    .map(|m| format!("{}: {m}", plan.source.display()))
-                    .collect();
-                anyhow::bail!("{}", lines.join("\nerror: "));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // The pipeline's last act, once its record is final.
-        let deploy = match plan.deploy {
-            Some(_) => {
-                let record = store.run(&outcome.run_id)?;
-                sluice_runtime::deploy::deploy(&store, &plan, &record, &cache_dir).await
-            }
-            None => None,
-        };
-        anyhow::Ok((outcome, deploy))
+    let source = plan.source.clone();
+    let cancel = CancellationToken::new();
+    let run_options = RunOptions {
+        schedule: options,
+        policy: exec.policy(),
+        registry: exec.registry.options(),
+        pins: exec.pins.clone(),
+        observer,
+        cancel: cancel.clone(),
+        ..RunOptions::default()
+    };
+    let finished = runtime.block_on(async {
+        tokio::spawn(watch_ctrl_c(cancel));
+        session
+            .run(Pipeline::Plan { plan, kind }, run_options)
+            .await
     });
     // Abandoned guest threads (stuck in a long host call after a cancel) must not hold
     // the process open.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-    let (outcome, deploy) = outcome?;
-    let record = store.run(&outcome.run_id)?;
+    let finished = match finished {
+        Ok(finished) => finished,
+        // Each wiring problem is its own line, naming the pipeline file.
+        Err(SessionError::Schedule(ScheduleError::Wiring(mismatches))) => {
+            let lines: Vec<String> = mismatches
+                .iter()
+                .map(|m| format!("{}: {m}", source.display()))
+                .collect();
+            anyhow::bail!("{}", lines.join("\nerror: "));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let record = store.run(&finished.run_id)?;
     match display {
         Display::Json => outln!("{}", serde_json::to_string_pretty(&record)?),
         Display::Auto => crate::report::summary(&record),
     }
-    let deploy_failed = deploy.is_some_and(|d| d.state == DeployState::Failed);
-    let code = match outcome.state {
+    let deploy_failed = finished
+        .deploy
+        .is_some_and(|d| d.state == DeployState::Failed);
+    let code = match finished.state {
         RunState::Succeeded if deploy_failed => ExitCode::from(1),
         RunState::Succeeded => ExitCode::SUCCESS,
         RunState::Cancelled => ExitCode::from(130),
         _ => ExitCode::from(1),
     };
-    Ok((code, outcome.run_id, store))
+    Ok((code, finished.run_id, store))
 }
 
 /// How each task of a plan would run, read without running anything: wasm components are
 /// loaded (through the compile cache) to read their interfaces; Docker is not contacted.
 /// A component that cannot be loaded is described as such, with the reason.
 pub fn describe_tasks(paths: &Paths, plan: &Plan) -> Result<Vec<Prepared>> {
-    describe(paths, plan.tasks.iter().map(|t| t.target()).collect())
+    describe(
+        paths,
+        plan.tasks
+            .iter()
+            .map(sluice_runtime::schedule::target)
+            .collect(),
+    )
 }
 
 /// How each target would run; see [`describe_tasks`].

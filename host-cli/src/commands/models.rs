@@ -106,8 +106,7 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
             // the repository names it.
             if let Some((url, token)) = find_server(&home) {
                 let body = serde_json::json!({ "to": to });
-                let answer = tokio_run(admin_request(&url, &token, &name, "rollback", body))?
-                    .map_err(anyhow::Error::msg)?;
+                let answer = tokio_run(admin_request(&url, &token, &name, "rollback", body))??;
                 outln!(
                     "model '{name}' rolled back from version {} to {}; the server at {url} serves it",
                     answer["from"],
@@ -146,8 +145,7 @@ fn tell_server(home: &std::path::Path, name: &str) -> Result<()> {
             name,
             "deploy",
             serde_json::json!({}),
-        ))?
-        .map_err(anyhow::Error::msg)?;
+        ))??;
         outln!("the server at {url} applied it");
     }
     Ok(())

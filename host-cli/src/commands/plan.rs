@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use sluice_runtime::plan::fuse::Fusion;
 use sluice_runtime::plan::{Format, Plan};
+use sluice_runtime::schedule::fuse::Fusion;
 use sluice_runtime::spec::{DocumentKind, PipelineFile, detect_kind};
 
 use super::{key_value, report_plan_errors};

@@ -195,7 +195,7 @@ pub fn cache(paths: &Paths, command: CacheCommand) -> Result<ExitCode> {
             }
         }
         CacheCommand::Prune => {
-            let (count, bytes) = cache.prune().map_err(anyhow::Error::msg)?;
+            let (count, bytes) = cache.prune()?;
             outln!(
                 "removed {} ({})",
                 sluice_runtime::count(count, "cached component"),

@@ -191,15 +191,12 @@ pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
         let store = super::open_store(paths)?;
         let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
         let registries = args.flags.exec.registry.registries(&cache_dir);
-        let opened = sluice_runtime::oci::bundle::open(&args.pipeline, store.home(), &registries)
-            .map_err(anyhow::Error::msg)?;
+        let opened = sluice_runtime::oci::bundle::open(&args.pipeline, store.home(), &registries)?;
         if let Some((names, archive)) = opened.images {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime
-                .block_on(sluice_runtime::exec::docker::load_images(archive))
-                .map_err(anyhow::Error::msg)?;
+            runtime.block_on(sluice_runtime::exec::docker::load_images(archive))?;
             errln!(
                 "loaded container images from the bundle: {}",
                 names.join(", ")

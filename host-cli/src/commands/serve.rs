@@ -138,9 +138,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
     let home = store.home().to_owned();
     drop(store);
     let drained = runtime.block_on(async {
-        let server = Server::start(&home, &cache_dir, config)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let server = Server::start(&home, &cache_dir, config).await?;
         let url = format!("http://{}", server.local_addr());
         let names = server.registry().names();
         if names.is_empty() {

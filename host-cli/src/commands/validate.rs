@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use sluice_runtime::exec::{Kind, Prepared};
 use sluice_runtime::plan::Plan;
-use sluice_runtime::plan::fuse::Fusion;
+use sluice_runtime::schedule::fuse::Fusion;
 use sluice_runtime::spec::{Component, DocumentKind, PipelineFile, detect_kind};
 
 use super::key_value;

@@ -4,8 +4,6 @@
 //! to load it (it warms the new version before moving traffic). Anything short of that is
 //! recorded on the run with the reason.
 
-pub mod gate;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +14,7 @@ use crate::serve::predictor::{PoolConfig, PredictorEngine};
 use crate::spec::sha256_hex;
 use crate::store::{DeployRecord, DeployState, RunRecord, RunState, Store, TaskState};
 
-use self::gate::Gate;
+use crate::spec::gate::Gate;
 
 /// Runs the deploy section of `plan` for the finished run `record`, records the outcome on
 /// the run and returns it; `None` when the pipeline has no deploy section.
@@ -150,7 +148,7 @@ async fn decide(
         };
         let engine = Arc::new(PredictorEngine::new(&engine_cache, config)?);
         let pool = engine.load(&wasm, &digest, model)?;
-        Ok::<_, String>(pool.signature().clone())
+        Ok::<_, crate::serve::predictor::LoadError>(pool.signature().clone())
     })
     .await
     .map_err(|e| failed(e.to_string()))?
@@ -206,7 +204,10 @@ async fn decide(
                     "{published}; the server at {url} now serves version {}",
                     answer["version"]
                 ),
-                Err(e) => format!("{published}, but the running server was not updated: {e}"),
+                Err(e) => format!(
+                    "{published}, but the running server was not updated: {}",
+                    crate::error_chain(&e)
+                ),
             }
         }
     };

@@ -630,32 +630,54 @@ async fn engine() -> Result<Docker, String> {
     docker.negotiate_version().await.map_err(unreachable)
 }
 
+/// Moving images between the Docker Engine and an archive failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImagesError {
+    /// The engine did not answer: the environment's to fix.
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("image {name} is not in the Docker Engine, so it cannot be bundled")]
+    Missing {
+        name: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("exporting images failed")]
+    Export(#[source] bollard::errors::Error),
+    #[error("loading images failed")]
+    Load(#[source] bollard::errors::Error),
+}
+
 /// Container images as the engine exports them (`docker save`): one tar archive.
-pub async fn save_images(names: &[String]) -> Result<Vec<u8>, String> {
-    let docker = engine().await?;
+pub async fn save_images(names: &[String]) -> Result<Vec<u8>, ImagesError> {
+    let docker = engine().await.map_err(ImagesError::Unreachable)?;
     for name in names {
-        docker.inspect_image(name).await.map_err(|e| {
-            format!("image {name} is not in the Docker Engine, so it cannot be bundled: {e}")
-        })?;
+        docker
+            .inspect_image(name)
+            .await
+            .map_err(|source| ImagesError::Missing {
+                name: name.clone(),
+                source,
+            })?;
     }
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut stream = docker.export_images(&refs);
     let mut archive = Vec::new();
     while let Some(chunk) = stream.next().await {
-        archive.extend_from_slice(&chunk.map_err(|e| format!("exporting images failed: {e}"))?);
+        archive.extend_from_slice(&chunk.map_err(ImagesError::Export)?);
     }
     Ok(archive)
 }
 
 /// Loads images from a `docker save` archive into the engine (`docker load`).
-pub async fn load_images(archive: Vec<u8>) -> Result<(), String> {
-    let docker = engine().await?;
+pub async fn load_images(archive: Vec<u8>) -> Result<(), ImagesError> {
+    let docker = engine().await.map_err(ImagesError::Unreachable)?;
     let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
         .quiet(true)
         .build();
     let mut stream = docker.import_image(options, bollard::body_full(archive.into()), None);
     while let Some(item) = stream.next().await {
-        item.map_err(|e| format!("loading images failed: {e}"))?;
+        item.map_err(ImagesError::Load)?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod docker;
+pub mod launch;
 pub mod process;
 pub mod runners;
 pub mod wasm;
@@ -78,7 +79,7 @@ pub struct Invocation {
     pub cancel: CancellationToken,
     pub sink: TaskSink,
     /// For a task of a KFP pipeline (IR): its executor input and placeholders.
-    pub kfp: Option<Arc<crate::kfp::TaskContext>>,
+    pub kfp: Option<Arc<crate::launcher::TaskContext>>,
     /// Present when the task runs through its component's transform export.
     pub transform: Option<Arc<TransformCall>>,
 }
@@ -217,6 +218,18 @@ pub enum Paths<'a> {
     Host(&'a TaskDir),
 }
 
+impl crate::launcher::Locations for Paths<'_> {
+    fn input(&self, name: &str) -> String {
+        Paths::input(self, name)
+    }
+    fn output(&self, name: &str) -> String {
+        Paths::output(self, name)
+    }
+    fn output_root_file(&self, file: &str) -> String {
+        Paths::output_root_file(self, file)
+    }
+}
+
 impl Paths<'_> {
     pub fn input(&self, name: &str) -> String {
         match self {
@@ -261,7 +274,8 @@ pub fn expand_args(
                 other => Err(invalid(format!("unexpected placeholder {other:?}"))),
             })
             .collect::<Result<_, _>>()?;
-        let argv = crate::kfp::placeholders::resolve(kfp, paths, &items).map_err(invalid)?;
+        let argv =
+            crate::launcher::resolve(kfp, &paths, &items).map_err(|e| invalid(error_chain(&e)))?;
         return check_argv_size(argv).map_err(invalid);
     }
     expand(args, &TaskBindings { inv, paths })
@@ -346,12 +360,12 @@ impl Bindings for TaskBindings<'_> {
         self.paths.output(output)
     }
     fn executor_input(&self) -> String {
-        let context = crate::kfp::placeholders::context_for_v1(self.inv);
-        crate::kfp::placeholders::executor_input(&context, self.paths).to_string()
+        let context = launch::context_for_v1(self.inv);
+        crate::launcher::executor_input(&context, &self.paths).to_string()
     }
     fn executor_output(&self) -> String {
         self.paths
-            .output_root_file(crate::kfp::placeholders::EXECUTOR_OUTPUT)
+            .output_root_file(crate::launcher::EXECUTOR_OUTPUT)
     }
 }
 
@@ -417,8 +431,9 @@ pub fn collect_outputs(
             let bytes = store
                 .read(&artifact.digest)
                 .map_err(|e| store_failure(&output.name, e))?;
-            let metrics = parse_kfp_metrics(&bytes)
-                .map_err(|m| Failure::failed(format!("output '{}': {m}", output.name)))?;
+            let metrics = parse_kfp_metrics(&bytes).map_err(|e| {
+                Failure::failed(format!("output '{}': {}", output.name, error_chain(&e)))
+            })?;
             completion.metrics.extend(metrics);
         }
         records.push(IoRecord {
@@ -437,8 +452,18 @@ fn store_failure(output: &str, e: StoreError) -> Failure {
     Failure::failed(format!("output '{output}': {}", error_chain(&e)))
 }
 
-/// Reads KFP v1 `mlpipeline-metrics` JSON: `{"metrics": [{"name", "numberValue", "format"}]}`.
-pub fn parse_kfp_metrics(bytes: &[u8]) -> Result<BTreeMap<String, f64>, String> {
+/// A KFP metrics file that is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("expected KFP mlpipeline-metrics JSON")]
+    NotMetrics(#[source] serde_json::Error),
+    #[error("metric '{0}' has no numeric numberValue")]
+    NotANumber(String),
+}
+
+/// Reads KFP v1 `mlpipeline-metrics` JSON: `{"metrics": [{"name", "numberValue", "format"}]}`,
+/// a `numberValue` being a number or a numeric string.
+pub fn parse_kfp_metrics(bytes: &[u8]) -> Result<BTreeMap<String, f64>, MetricsError> {
     #[derive(serde::Deserialize)]
     struct File {
         metrics: Vec<Metric>,
@@ -449,8 +474,7 @@ pub fn parse_kfp_metrics(bytes: &[u8]) -> Result<BTreeMap<String, f64>, String> 
         name: String,
         number_value: serde_json::Value,
     }
-    let file: File = serde_json::from_slice(bytes)
-        .map_err(|e| format!("expected KFP mlpipeline-metrics JSON ({e})"))?;
+    let file: File = serde_json::from_slice(bytes).map_err(MetricsError::NotMetrics)?;
     let mut out = BTreeMap::new();
     for m in file.metrics {
         let value = match &m.number_value {
@@ -458,7 +482,7 @@ pub fn parse_kfp_metrics(bytes: &[u8]) -> Result<BTreeMap<String, f64>, String> 
             serde_json::Value::String(s) => s.parse().ok(),
             _ => None,
         }
-        .ok_or_else(|| format!("metric '{}' has no numeric numberValue", m.name))?;
+        .ok_or_else(|| MetricsError::NotANumber(m.name.clone()))?;
         out.insert(m.name, value);
     }
     Ok(out)

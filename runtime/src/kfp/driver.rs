@@ -22,12 +22,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::expr::{Condition, Selector};
 use super::ir::{self, ArtifactType, ComponentSpec, DagSpec, IrFile, ParameterType, TaskSpec};
-use super::placeholders::{InputArtifact, TaskContext};
 use super::values;
 use super::{KfpPipeline, PreparedComponent};
 use crate::error_chain;
 use crate::events::{Event, Observer};
 use crate::exec::{Executor, InputArg};
+use crate::launcher::{InputArtifact, TaskContext};
 use crate::plan::{Caching, PlannedTask};
 use crate::schedule::{Cleaner, RunOutcome, ScheduleError, TaskEnd, TaskRun};
 use crate::spec::{HumanDuration, RetrySpec, TypeSpec};
@@ -566,7 +566,7 @@ impl Run {
                 out.artifacts.insert(name.clone(), v);
             }
         }
-        super::placeholders::resolve_parameter_references(&mut out.params);
+        crate::launcher::resolve_parameter_references(&mut out.params);
         Ok(out)
     }
 
@@ -607,7 +607,8 @@ impl Run {
                         );
                         return End::NotTriggered;
                     }
-                    Err(message) => {
+                    Err(e) => {
+                        let message = e.to_string();
                         self.record_failed(task, &message, &inner);
                         return End::Failed(message);
                     }
@@ -620,7 +621,8 @@ impl Run {
                 // as KFP's driver gives them.
                 let inputs = match with_defaults(child, inputs) {
                     Ok(inputs) => inputs,
-                    Err(message) => {
+                    Err(e) => {
+                        let message = e.to_string();
                         self.record_failed(task, &message, &inner);
                         return End::Failed(message);
                     }

@@ -11,6 +11,22 @@ use cel::objects::Key;
 use cel::{Context, ExecutionError, Program, Value};
 use serde_json::Value as Json;
 
+/// A CEL expression that does not compile, or that failed or gave the wrong kind of value
+/// when evaluated. CEL's own messages are kept, on one line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExprError {
+    #[error("not a valid CEL expression: {0}")]
+    Syntax(String),
+    #[error("condition `{expr}` gave {value}, not a boolean")]
+    NotABoolean { expr: String, value: String },
+    #[error("condition `{expr}` failed: {detail}")]
+    Condition { expr: String, detail: String },
+    #[error("selector `{expr}` failed: {detail}")]
+    Selector { expr: String, detail: String },
+    #[error("selector `{expr}` gave {value}, which is not a parameter value")]
+    NotAValue { expr: String, value: String },
+}
+
 /// A compiled `triggerPolicy.condition`.
 pub struct Condition {
     source: String,
@@ -18,9 +34,9 @@ pub struct Condition {
 }
 
 impl Condition {
-    pub fn compile(source: &str) -> Result<Condition, String> {
-        let program = Program::compile(source)
-            .map_err(|e| format!("not a valid CEL expression: {}", one_line(&e.to_string())))?;
+    pub fn compile(source: &str) -> Result<Condition, ExprError> {
+        let program =
+            Program::compile(source).map_err(|e| ExprError::Syntax(one_line(&e.to_string())))?;
         Ok(Condition {
             source: source.to_owned(),
             program,
@@ -32,7 +48,7 @@ impl Condition {
     }
 
     /// Whether the condition holds for a task's parameter values.
-    pub fn holds(&self, params: &BTreeMap<String, Json>) -> Result<bool, String> {
+    pub fn holds(&self, params: &BTreeMap<String, Json>) -> Result<bool, ExprError> {
         let values: HashMap<String, Value> =
             params.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
         let inputs: HashMap<String, Value> =
@@ -42,15 +58,14 @@ impl Condition {
         add_functions(&mut context);
         match self.program.execute(&context) {
             Ok(Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(format!(
-                "condition `{}` gave {other:?}, not a boolean",
-                self.source
-            )),
-            Err(e) => Err(format!(
-                "condition `{}` failed: {}",
-                self.source,
-                one_line(&e.to_string())
-            )),
+            Ok(other) => Err(ExprError::NotABoolean {
+                expr: self.source.clone(),
+                value: format!("{other:?}"),
+            }),
+            Err(e) => Err(ExprError::Condition {
+                expr: self.source.clone(),
+                detail: one_line(&e.to_string()),
+            }),
         }
     }
 }
@@ -62,9 +77,9 @@ pub struct Selector {
 }
 
 impl Selector {
-    pub fn compile(source: &str) -> Result<Selector, String> {
-        let program = Program::compile(source)
-            .map_err(|e| format!("not a valid CEL expression: {}", one_line(&e.to_string())))?;
+    pub fn compile(source: &str) -> Result<Selector, ExprError> {
+        let program =
+            Program::compile(source).map_err(|e| ExprError::Syntax(one_line(&e.to_string())))?;
         Ok(Selector {
             source: source.to_owned(),
             program,
@@ -73,7 +88,7 @@ impl Selector {
 
     /// Evaluates the selector with `string_value` bound to the value's text (its JSON,
     /// for anything but a string).
-    pub fn select(&self, value: &Json) -> Result<Json, String> {
+    pub fn select(&self, value: &Json) -> Result<Json, ExprError> {
         let text = match value {
             Json::String(s) => s.clone(),
             other => other.to_string(),
@@ -85,18 +100,16 @@ impl Selector {
         context.add_variable_from_value("list_value", to_cel(value));
         context.add_variable_from_value("struct_value", to_cel(value));
         add_functions(&mut context);
-        let result = self.program.execute(&context).map_err(|e| {
-            format!(
-                "selector `{}` failed: {}",
-                self.source,
-                one_line(&e.to_string())
-            )
-        })?;
-        from_cel(&result).ok_or_else(|| {
-            format!(
-                "selector `{}` gave {result:?}, which is not a parameter value",
-                self.source
-            )
+        let result = self
+            .program
+            .execute(&context)
+            .map_err(|e| ExprError::Selector {
+                expr: self.source.clone(),
+                detail: one_line(&e.to_string()),
+            })?;
+        from_cel(&result).ok_or_else(|| ExprError::NotAValue {
+            expr: self.source.clone(),
+            value: format!("{result:?}"),
         })
     }
 }

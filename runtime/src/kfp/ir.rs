@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use crate::launcher::ArtifactType;
 use crate::spec::SpecError;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -115,21 +116,6 @@ pub struct ArtifactSpec {
     pub is_artifact_list: bool,
     #[serde(default)]
     pub is_optional: bool,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ArtifactType {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema_title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema_version: Option<String>,
-}
-
-impl ArtifactType {
-    pub fn title(&self) -> &str {
-        self.schema_title.as_deref().unwrap_or("system.Artifact")
-    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -670,7 +656,10 @@ impl IrFile {
                         }
                         if let Some(sel) = &p.parameter_expression_selector {
                             super::expr::Selector::compile(sel).map_err(|m| {
-                                err(format!("{field}.parameterExpressionSelector"), m)
+                                err(
+                                    format!("{field}.parameterExpressionSelector"),
+                                    m.to_string(),
+                                )
                             })?;
                         }
                     }
@@ -691,8 +680,9 @@ impl IrFile {
                     if let Some(condition) = &task.trigger_policy.condition
                         && !condition.is_empty()
                     {
-                        super::expr::Condition::compile(condition)
-                            .map_err(|m| err(format!("{at}.triggerPolicy.condition"), m))?;
+                        super::expr::Condition::compile(condition).map_err(|m| {
+                            err(format!("{at}.triggerPolicy.condition"), m.to_string())
+                        })?;
                     }
                     if (task.parameter_iterator.is_some() || task.artifact_iterator.is_some())
                         && child.dag.is_none()
@@ -708,8 +698,9 @@ impl IrFile {
                             ("backoffMaxDuration", &r.backoff_max_duration),
                         ] {
                             if let Some(d) = d {
-                                parse_duration(d)
-                                    .map_err(|m| err(format!("{at}.retryPolicy.{field}"), m))?;
+                                parse_duration(d).map_err(|m| {
+                                    err(format!("{at}.retryPolicy.{field}"), m.to_string())
+                                })?;
                             }
                         }
                     }
@@ -819,7 +810,9 @@ fn find_cycle(dag: &DagSpec) -> Option<Vec<String>> {
 }
 
 /// Protobuf JSON durations (`"3600s"`, `"0.5s"`) and the forms Sluice accepts elsewhere.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(
+    text: &str,
+) -> Result<std::time::Duration, crate::spec::resources::QuantityError> {
     if let Some(secs) = text.strip_suffix('s')
         && let Ok(v) = secs.parse::<f64>()
         && v.is_finite()
@@ -828,7 +821,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         return Ok(std::time::Duration::from_secs_f64(v));
     }
     humantime::parse_duration(text)
-        .map_err(|_| format!("expected a duration such as '30s', found '{text}'"))
+        .map_err(|_| crate::spec::resources::QuantityError::Duration(text.to_owned()))
 }
 
 /// How deep DAG components may nest (a nested pipeline in a nested pipeline ...).

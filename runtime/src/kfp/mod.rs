@@ -9,7 +9,6 @@ pub mod driver;
 pub mod expr;
 pub mod ir;
 pub mod lower;
-pub mod placeholders;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -21,7 +20,6 @@ use serde_json::Value as Json;
 
 pub use driver::{Driver, Options};
 pub use ir::IrFile;
-pub use placeholders::TaskContext;
 
 use crate::exec::{Executor, Kind, PrepareError, Prepared, Target};
 use crate::schedule::ScheduleError;
@@ -100,8 +98,10 @@ pub fn bind_what_can_be(file: &IrFile, args: &[(String, String)]) -> (Params, Ve
     for (name, spec) in &root.parameters {
         let field = format!("parameters.{name}");
         let value = match (given(name), &spec.default_value) {
-            (Some(text), _) => values::parse(spec.parameter_type, text),
-            (None, Some(default)) => values::coerce(spec.parameter_type, default),
+            (Some(text), _) => values::parse(spec.parameter_type, text).map_err(|e| e.to_string()),
+            (None, Some(default)) => {
+                values::coerce(spec.parameter_type, default).map_err(|e| e.to_string())
+            }
             (None, None) if spec.is_optional => continue,
             (None, None) => Err(format!(
                 "required ({}); pass --param {name}=VALUE",
@@ -583,8 +583,8 @@ pub(crate) fn resources_at_run(
         ("CPU limit", &mut resolved.resource_cpu_limit),
     ] {
         if let Some(text) = field.as_deref().filter(|t| t.contains("{{$")) {
-            let value =
-                placeholders::resolve_text(text, params).map_err(|m| format!("the {what}: {m}"))?;
+            let value = crate::launcher::resolve_text(text, params)
+                .map_err(|m| format!("the {what}: {m}"))?;
             *field = Some(value);
         }
     }
@@ -597,13 +597,13 @@ fn resources(spec: Option<&ir::Resources>) -> Result<ResourceSpec, String> {
         return Ok(ResourceSpec::default());
     };
     let memory = match (&r.resource_memory_limit, r.memory_limit) {
-        (Some(text), _) => Some(ByteSize::parse(text)?),
+        (Some(text), _) => Some(ByteSize::parse(text).map_err(|e| e.to_string())?),
         (None, Some(gb)) => Some(ByteSize((gb * 1e9) as u64)),
         (None, None) => None,
     };
     let cpu = match (&r.resource_cpu_limit, r.cpu_limit) {
-        (Some(text), _) => Some(Cpu::parse(text)?),
-        (None, Some(cores)) => Some(Cpu::parse(&cores.to_string())?),
+        (Some(text), _) => Some(Cpu::parse(text).map_err(|e| e.to_string())?),
+        (None, Some(cores)) => Some(Cpu::parse(&cores.to_string()).map_err(|e| e.to_string())?),
         (None, None) => None,
     };
     let accelerator = match &r.accelerator {

@@ -5,24 +5,37 @@ use serde_json::Value as Json;
 
 use super::ir::ParameterType;
 
+/// A value that is not one of its parameter type.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// `found` is the value as written (a JSON value, or quoted text), shortened.
+    #[error("expected a {expected} value{hint}, found {found}")]
+    Wrong {
+        expected: &'static str,
+        /// What the type's values look like, for a text that did not parse.
+        hint: &'static str,
+        found: String,
+    },
+    #[error("{found} is outside the 64-bit integer range of a {expected} value")]
+    OutOfRange {
+        expected: &'static str,
+        found: String,
+    },
+}
+
 /// Brings a value to its declared type, as KFP's backend does when it resolves a task's
 /// inputs (`normalizeResolvedParameterValue`): any value reaching a STRING input becomes
 /// its text ([`text_of`]); integers stay integers (the IR writes an integer default as
 /// `3.0`), doubles are doubles; anything else of the wrong kind is an error.
-pub fn coerce(ty: ParameterType, value: &Json) -> Result<Json, String> {
-    let wrong = || {
-        format!(
-            "expected a {} value, found {}",
-            ty.as_str(),
-            shorten(&value.to_string())
-        )
+pub fn coerce(ty: ParameterType, value: &Json) -> Result<Json, ValueError> {
+    let wrong = || ValueError::Wrong {
+        expected: ty.as_str(),
+        hint: "",
+        found: shorten(&value.to_string()),
     };
-    let out_of_range = || {
-        format!(
-            "{} is outside the 64-bit integer range of a {} value",
-            shorten(&value.to_string()),
-            ty.as_str()
-        )
+    let out_of_range = || ValueError::OutOfRange {
+        expected: ty.as_str(),
+        found: shorten(&value.to_string()),
     };
     Ok(match ty {
         ParameterType::String => Json::String(text_of(value)),
@@ -114,7 +127,7 @@ fn whole_numbers(value: &Json) -> Json {
 
 /// Parses text (a `--param` value, or what a step wrote to an output parameter file) as
 /// a value of the type.
-pub fn parse(ty: ParameterType, text: &str) -> Result<Json, String> {
+pub fn parse(ty: ParameterType, text: &str) -> Result<Json, ValueError> {
     let trimmed = text.trim();
     let value = match ty {
         ParameterType::String => return Ok(Json::String(text.to_owned())),
@@ -122,35 +135,27 @@ pub fn parse(ty: ParameterType, text: &str) -> Result<Json, String> {
             "true" | "True" | "TRUE" | "1" => Json::Bool(true),
             "false" | "False" | "FALSE" | "0" => Json::Bool(false),
             _ => {
-                return Err(format!(
-                    "expected a BOOLEAN value (true or false), found '{}'",
-                    shorten(text)
-                ));
+                return Err(ValueError::Wrong {
+                    expected: ty.as_str(),
+                    hint: " (true or false)",
+                    found: format!("'{}'", shorten(text)),
+                });
             }
         },
-        _ => serde_json::from_str(trimmed).map_err(|_| {
-            format!(
-                "expected a {} value{}, found '{}'",
-                ty.as_str(),
-                match ty {
-                    ParameterType::List => " (a JSON array)",
-                    ParameterType::Struct => " (a JSON object)",
-                    _ => "",
-                },
-                shorten(text)
-            )
+        _ => serde_json::from_str(trimmed).map_err(|_| ValueError::Wrong {
+            expected: ty.as_str(),
+            hint: match ty {
+                ParameterType::List => " (a JSON array)",
+                ParameterType::Struct => " (a JSON object)",
+                _ => "",
+            },
+            found: format!("'{}'", shorten(text)),
         })?,
     };
     coerce(ty, &value)
 }
 
-/// The text of a value: a string as it is, anything else as compact JSON.
-pub fn render(value: &Json) -> String {
-    match value {
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
+pub use crate::launcher::render;
 
 fn shorten(text: &str) -> String {
     if text.chars().count() > 60 {
@@ -179,7 +184,9 @@ mod tests {
             json!(9_223_372_036_854_775_808u64),
             json!(-1e19),
         ] {
-            let e = coerce(ParameterType::NumberInteger, &big).unwrap_err();
+            let e = coerce(ParameterType::NumberInteger, &big)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("outside the 64-bit integer range"), "{e}");
         }
         assert_eq!(
@@ -201,7 +208,9 @@ mod tests {
         );
         assert_eq!(parse(ParameterType::String, " a ").unwrap(), json!(" a "));
         assert_eq!(parse(ParameterType::Boolean, "True").unwrap(), json!(true));
-        let e = parse(ParameterType::NumberInteger, "x").unwrap_err();
+        let e = parse(ParameterType::NumberInteger, "x")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "expected a NUMBER_INTEGER value, found 'x'");
         assert!(parse(ParameterType::Struct, "[1]").is_err());
         assert_eq!(render(&json!("s")), "s");

@@ -77,8 +77,51 @@ fn keys(registry: &str) -> Vec<String> {
     keys
 }
 
-/// The credentials for `registry`, and where they came from (for messages).
-pub fn credentials(registry: &str, explicit: &Explicit) -> Result<(RegistryAuth, String), String> {
+/// Credentials that could not be found out: a Docker config file that cannot be read or
+/// holds a malformed entry, or a credential helper that cannot run or answered nonsense.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a Docker config file", path.display())]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: auths.\"{registry}\".auth is not {expected}", path.display())]
+    Entry {
+        path: PathBuf,
+        registry: String,
+        /// `base64 of user:password`, or `user:password`.
+        expected: &'static str,
+    },
+    #[error("cannot run the credential helper {program}")]
+    HelperRun {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the credential helper {program} answered no credentials")]
+    HelperAnswer {
+        program: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The credentials for `registry`, and where they came from (for messages), found as
+/// Docker finds them: explicit ones first, then `$DOCKER_CONFIG/config.json` (or
+/// `~/.docker/config.json`): its `credHelpers`, `auths`, then `credsStore`; anonymous when
+/// none applies.
+pub fn credentials(
+    registry: &str,
+    explicit: &Explicit,
+) -> Result<(RegistryAuth, String), CredentialsError> {
     credentials_in(registry, explicit, docker_config_path())
 }
 
@@ -86,7 +129,7 @@ fn credentials_in(
     registry: &str,
     explicit: &Explicit,
     docker_config: Option<PathBuf>,
-) -> Result<(RegistryAuth, String), String> {
+) -> Result<(RegistryAuth, String), CredentialsError> {
     if let Some(token) = &explicit.token {
         return Ok((
             RegistryAuth::Bearer(token.clone()),
@@ -108,10 +151,13 @@ fn credentials_in(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok((RegistryAuth::Anonymous, "anonymous".into()));
         }
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => return Err(CredentialsError::Read { path, source }),
     };
-    let config: DockerConfig = serde_json::from_slice(&text)
-        .map_err(|e| format!("{} is not a Docker config file: {e}", path.display()))?;
+    let config: DockerConfig =
+        serde_json::from_slice(&text).map_err(|source| CredentialsError::Config {
+            path: path.clone(),
+            source,
+        })?;
     let keys = keys(registry);
     if let Some(helper) = keys.iter().find_map(|k| config.cred_helpers.get(k)) {
         return helper_credentials(helper, registry);
@@ -127,18 +173,19 @@ fn credentials_in(
                 .decode(encoded.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    format!(
-                        "{}: auths.\"{registry}\".auth is not base64 of user:password",
-                        path.display()
-                    )
+                .ok_or_else(|| CredentialsError::Entry {
+                    path: path.clone(),
+                    registry: registry.to_owned(),
+                    expected: "base64 of user:password",
                 })?;
-            let (user, password) = decoded.split_once(':').ok_or_else(|| {
-                format!(
-                    "{}: auths.\"{registry}\".auth is not user:password",
-                    path.display()
-                )
-            })?;
+            let (user, password) =
+                decoded
+                    .split_once(':')
+                    .ok_or_else(|| CredentialsError::Entry {
+                        path: path.clone(),
+                        registry: registry.to_owned(),
+                        expected: "user:password",
+                    })?;
             return Ok((
                 RegistryAuth::Basic(user.to_owned(), password.to_owned()),
                 from,
@@ -155,7 +202,10 @@ fn credentials_in(
 }
 
 /// Asks `docker-credential-<helper> get`, as Docker does.
-fn helper_credentials(helper: &str, registry: &str) -> Result<(RegistryAuth, String), String> {
+fn helper_credentials(
+    helper: &str,
+    registry: &str,
+) -> Result<(RegistryAuth, String), CredentialsError> {
     use std::io::Write;
     let program = format!("docker-credential-{helper}");
     let mut child = std::process::Command::new(&program)
@@ -164,13 +214,19 @@ fn helper_credentials(helper: &str, registry: &str) -> Result<(RegistryAuth, Str
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run the credential helper {program}: {e}"))?;
+        .map_err(|source| CredentialsError::HelperRun {
+            program: program.clone(),
+            source,
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(registry.as_bytes());
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("the credential helper {program} failed: {e}"))?;
+        .map_err(|source| CredentialsError::HelperRun {
+            program: program.clone(),
+            source,
+        })?;
     if !out.status.success() {
         // Helpers answer "credentials not found" for registries they do not know.
         return Ok((RegistryAuth::Anonymous, "anonymous".into()));
@@ -182,8 +238,11 @@ fn helper_credentials(helper: &str, registry: &str) -> Result<(RegistryAuth, Str
         #[serde(rename = "Secret")]
         secret: String,
     }
-    let answer: Answer = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("the credential helper {program} answered no credentials: {e}"))?;
+    let answer: Answer =
+        serde_json::from_slice(&out.stdout).map_err(|source| CredentialsError::HelperAnswer {
+            program: program.clone(),
+            source,
+        })?;
     let from = format!("the credential helper {program}");
     if answer.username == "<token>" {
         Ok((RegistryAuth::Bearer(answer.secret), from))
@@ -227,7 +286,9 @@ mod tests {
             matches!(credentials_in("x", &explicit, Some(path.clone())).unwrap().0, RegistryAuth::Basic(u, _) if u == "bob")
         );
         std::fs::write(&path, r#"{"auths": {"r": {"auth": "!!"}}}"#).unwrap();
-        let bad = credentials_in("r", &none, Some(path.clone())).unwrap_err();
+        let bad = credentials_in("r", &none, Some(path.clone()))
+            .unwrap_err()
+            .to_string();
         assert!(
             bad.ends_with("auths.\"r\".auth is not base64 of user:password"),
             "{bad}"

@@ -229,7 +229,7 @@ impl Registries {
     fn auth(&self, reference: &OciRef) -> Result<RegistryAuth, OciError> {
         auth::credentials(reference.registry(), &self.options.credentials)
             .map(|(a, _)| a)
-            .map_err(OciError::Other)
+            .map_err(|e| OciError::Other(crate::error_chain(&e)))
     }
 
     /// The component a reference names, from the cache when its digest is there (a tag is
@@ -316,7 +316,7 @@ impl Registries {
             &layer.digest,
             &format!("the component of {reference}"),
         )?;
-        if !crate::exec::wasm::is_component(&wasm) {
+        if !crate::wasm::is_component(&wasm) {
             return Err(fail!(
                 "the layer of {reference} is not a WebAssembly component"
             ));
@@ -396,7 +396,7 @@ impl Registries {
         if self.options.offline {
             return Err(fail!("--offline forbids pushing"));
         }
-        if !crate::exec::wasm::is_component(wasm) {
+        if !crate::wasm::is_component(wasm) {
             return Err(fail!("{title} is not a WebAssembly component"));
         }
         let wasm_digest = sha256(wasm);

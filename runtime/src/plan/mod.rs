@@ -3,7 +3,6 @@
 //! output; checks names, types, required inputs and cycles; orders tasks topologically.
 //! Does no IO: everything it needs was read by `spec`.
 
-pub mod fuse;
 mod render;
 
 use std::cmp::Reverse;
@@ -236,7 +235,7 @@ pub struct PlannedTask {
     /// The implementation the pipeline prefers for this task, if it says.
     pub prefer: Option<Prefer>,
     /// For a task of a KFP pipeline (IR): what its placeholders and executor input need.
-    pub kfp: Option<Arc<crate::kfp::TaskContext>>,
+    pub kfp: Option<Arc<crate::launcher::TaskContext>>,
     /// Outputs stored even when the task runs in a fused chain.
     pub keep: Vec<String>,
     /// How the task uses the task cache (the run's `--no-cache` narrows it further).
@@ -246,18 +245,6 @@ pub struct PlannedTask {
     /// Groups of the same parent it waits for, beyond the tasks in `upstream`.
     pub after_groups: Vec<usize>,
     pub trigger: Trigger,
-}
-
-impl PlannedTask {
-    /// What an executor's `prepare` decides for this task.
-    pub fn target(&self) -> crate::exec::Target<'_> {
-        crate::exec::Target {
-            task: &self.name,
-            component: &self.component,
-            resources: &self.resources,
-            prefer: self.prefer,
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -646,7 +633,11 @@ fn component_inputs(
                 if let Some(ty) = input.param_type()
                     && let Err(m) = ty.check(v)
                 {
-                    error(&mut errors, format!("--input {}", input.name), m);
+                    error(
+                        &mut errors,
+                        format!("--input {}", input.name),
+                        m.to_string(),
+                    );
                     continue;
                 }
                 let value = if artifact {
@@ -901,9 +892,9 @@ impl<'a> Builder<'a> {
             }
         }
         if let Some(gate) = &d.gate
-            && let Err(m) = crate::deploy::gate::Gate::compile(gate)
+            && let Err(m) = crate::spec::gate::Gate::compile(gate)
         {
-            self.error("deploy.gate", m);
+            self.error("deploy.gate", m.to_string());
         }
         let target = match d.artifact.split_once('.') {
             Some((task, output)) => match index.get(task) {
@@ -971,7 +962,7 @@ impl<'a> Builder<'a> {
                 && let Some(ty) = p.type_.as_ref().and_then(TypeSpec::param_type)
                 && let Err(m) = ty.check(default)
             {
-                self.error(format!("params.{name}.default"), m);
+                self.error(format!("params.{name}.default"), m.to_string());
             }
             let given = args.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v);
             let value = match (given, &p.default) {
@@ -979,7 +970,7 @@ impl<'a> Builder<'a> {
                     if let Some(ty) = p.type_.as_ref().and_then(TypeSpec::param_type)
                         && let Err(m) = ty.check(v)
                     {
-                        self.error(format!("--param {name}"), m);
+                        self.error(format!("--param {name}"), m.to_string());
                     }
                     let value = if p.is_artifact() {
                         ParamValue::File(PathBuf::from(v))
@@ -1040,7 +1031,7 @@ impl<'a> Builder<'a> {
                     if let Some(ty) = input.param_type()
                         && let Err(m) = ty.check(v)
                     {
-                        self.error(field, m);
+                        self.error(field, m.to_string());
                         continue;
                     }
                     Source::Constant(v.clone())

@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub mod fuse;
+
+use self::fuse::{Fusion, Mismatch};
 use crate::events::{Event, Observer, TaskSink};
 use crate::exec::{
-    Executor, FailureKind, HeldTable, InputArg, Invocation, Prepared, TransformCall,
+    Executor, FailureKind, HeldTable, InputArg, Invocation, Prepared, Target, TransformCall,
     collect_outputs, error_chain,
 };
 pub use crate::plan::Caching;
-use crate::plan::fuse::{Fusion, Mismatch};
 use crate::plan::{ParamValue, Plan, PlannedTask, Source, artifact_params};
 use crate::store::{
     ArtifactRef, CachedTask, IoRecord, NewRun, NewTask, RunKind, RunState, Store, StoreError,
@@ -106,6 +108,16 @@ pub enum ScheduleError {
     /// Transform tasks wired table to table whose interfaces disagree; one line each.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Wiring(Vec<Mismatch>),
+}
+
+/// What an executor's `prepare` decides for one task of a plan.
+pub fn target(task: &PlannedTask) -> Target<'_> {
+    Target {
+        task: &task.name,
+        component: &task.component,
+        resources: &task.resources,
+        prefer: task.prefer,
+    }
 }
 
 /// The cache key of a task: its component file's digest, the executable it runs and how,
@@ -263,7 +275,7 @@ impl Scheduler {
     async fn prepare(&self, plan: &Plan) -> Result<Vec<Prepared>, ScheduleError> {
         let mut prepared = Vec::with_capacity(plan.tasks.len());
         for task in &plan.tasks {
-            let target = task.target();
+            let target = target(task);
             let p =
                 self.executor
                     .prepare(target)
@@ -1014,7 +1026,7 @@ impl TaskRun {
         let kfp_step = task.kfp.is_some() || task.component.uses_executor_input();
         let staged = staged.and_then(|dir| {
             if kfp_step {
-                let root = dir.outputs().join(crate::kfp::placeholders::TASK_ROOT);
+                let root = dir.outputs().join(crate::launcher::TASK_ROOT);
                 std::fs::create_dir_all(&root).map_err(|e| StoreError::io("create", &root, e))?;
             }
             Ok(dir)
@@ -1048,7 +1060,7 @@ impl TaskRun {
         };
         // A KFP v2 step written as a v1 component reports through an executor output too.
         let v1_context = (task.kfp.is_none() && task.component.uses_executor_input())
-            .then(|| Arc::new(crate::kfp::placeholders::context_for_v1(&invocation)));
+            .then(|| Arc::new(crate::exec::launch::context_for_v1(&invocation)));
         let mut execution = self.executor.execute(invocation);
         let mut timed_out = None;
         let mut over_storage = None;
@@ -1111,7 +1123,7 @@ impl TaskRun {
         let outcome = match report.result {
             Ok(mut completion) => {
                 let finished = match task.kfp.as_ref().or(v1_context.as_ref()) {
-                    Some(kfp) => crate::kfp::placeholders::finish(kfp, &dir, &mut completion),
+                    Some(kfp) => crate::exec::launch::finish(kfp, &dir, &mut completion),
                     None => Ok(()),
                 };
                 let collected = finished

@@ -121,13 +121,57 @@ pub struct Server {
     info_file: PathBuf,
 }
 
+/// A server that cannot start, or an admin request a running server did not carry out.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Engine(#[from] predictor::LoadError),
+    /// The repository cannot be read, or a model asked for is not in it.
+    #[error("{0}")]
+    Models(String),
+    #[error("the admin token must be at least 16 characters")]
+    ShortToken,
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server a home names does not answer: the environment's to fix.
+    #[error("cannot reach the server at {url}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the server at {url} answered {status} with no JSON")]
+    NoJson {
+        url: String,
+        status: StatusCode,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the server at {url} answered {status}: {message}")]
+    Refused {
+        url: String,
+        status: StatusCode,
+        message: String,
+    },
+}
+
 impl Server {
     /// Loads (and warms) the default version of every model, then binds.
     pub async fn start(
         home: &Path,
         cache_dir: &Path,
         config: ServeConfig,
-    ) -> Result<Server, String> {
+    ) -> Result<Server, ServeError> {
         let engine = PredictorEngine::new(cache_dir, config.pool.clone())?;
         let metrics = Arc::new(Metrics::new());
         let registry = Arc::new(Registry::new(
@@ -139,21 +183,23 @@ impl Server {
         registry.load_all().await?;
         let admin_token = match &config.admin_token {
             Some(token) if token.len() >= 16 => token.clone(),
-            Some(_) => return Err("the admin token must be at least 16 characters".into()),
+            Some(_) => return Err(ServeError::ShortToken),
             None => write_token(home)?,
+        };
+        let listen = |source| ServeError::Listen {
+            addr: config.bind,
+            source,
         };
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+            .map_err(listen)?;
+        let addr = listener.local_addr().map_err(listen)?;
         let info_file = home.join(SERVER_FILE);
         let info = ServerInfo {
             url: format!("http://{}", connectable(addr)),
             pid: std::process::id(),
         };
-        let text = serde_json::to_vec_pretty(&info).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec_pretty(&info).expect("plain data");
         write_atomically(&info_file, &text)?;
         Ok(Server {
             listener,
@@ -241,7 +287,7 @@ fn connectable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-fn write_token(home: &Path) -> Result<String, String> {
+fn write_token(home: &Path) -> Result<String, ServeError> {
     let path = home.join(TOKEN_FILE);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim();
@@ -259,11 +305,14 @@ fn write_token(home: &Path) -> Result<String, String> {
 }
 
 /// Writes a file by rename, readable by its owner only.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ServeError> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().expect("server files live in a folder");
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| ServeError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
     let write = || -> std::io::Result<()> {
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         tmp.as_file()
@@ -272,7 +321,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     };
-    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+    write().map_err(|source| ServeError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn read_info(path: &Path) -> Option<ServerInfo> {
@@ -310,38 +362,41 @@ pub async fn admin_request(
     model: &str,
     action: &str,
     body: Value,
-) -> Result<Value, String> {
+) -> Result<Value, ServeError> {
     crate::init_tls();
     let endpoint = format!(
         "{}/admin/models/{model}/{action}",
         url.trim_end_matches('/')
     );
+    let unreachable = |source| ServeError::Unreachable {
+        url: url.to_owned(),
+        source,
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(unreachable)?;
     let response = client
         .post(&endpoint)
         .bearer_auth(token)
         .json(&body)
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "cannot reach the server at {url}: {}",
-                crate::error_chain(&e)
-            )
-        })?;
+        .map_err(unreachable)?;
     let status = response.status();
-    let answer: Value = response
-        .json()
-        .await
-        .map_err(|e| format!("the server at {url} answered {status} with no JSON: {e}"))?;
+    let answer: Value = response.json().await.map_err(|source| ServeError::NoJson {
+        url: url.to_owned(),
+        status,
+        source,
+    })?;
     if status.is_success() {
         Ok(answer)
     } else {
-        let message = answer["error"].as_str().unwrap_or("no message").to_owned();
-        Err(format!("the server at {url} answered {status}: {message}"))
+        Err(ServeError::Refused {
+            url: url.to_owned(),
+            status,
+            message: answer["error"].as_str().unwrap_or("no message").to_owned(),
+        })
     }
 }
 
@@ -518,7 +573,11 @@ fn conform_inputs(signature: &Signature, inputs: Vec<Tensor>) -> Result<Vec<Tens
                     names(signature.inputs.iter().map(|s| s.name.as_str()))
                 ))
             })?;
-        fitted.push(input.conform(spec).map_err(ApiError::bad_request)?);
+        fitted.push(
+            input
+                .conform(spec)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        );
     }
     for spec in &signature.inputs {
         if !fitted.iter().any(|i| i.name == spec.name) {

@@ -622,7 +622,7 @@ fn input<'j>(j: &mut Jiter<'j>, i: usize, body_len: usize) -> Result<PendingInpu
                 }
                 p.data = Some(match (&p.name, &p.dims, p.datatype) {
                     (Some(name), Some(dims), Some(datatype)) => {
-                        let shape = declared_shape(name, dims)?;
+                        let shape = declared_shape(name, dims).map_err(|e| e.to_string())?;
                         PendingData::Read(
                             json::read_shaped(j, &shape, datatype, false, body_len)
                                 .map_err(|e| e.about(&what))?,
@@ -810,7 +810,7 @@ fn finish_inputs(
         let datatype = p
             .datatype
             .ok_or_else(|| format!("{what} lacks 'datatype' (FP64, INT64, BYTES, ...)"))?;
-        let shape = declared_shape(&name, &dims)?;
+        let shape = declared_shape(&name, &dims).map_err(|e| e.to_string())?;
         let data = match (p.binary_size, p.data) {
             (Some(_), Some(_)) => {
                 return Err(format!(

@@ -10,17 +10,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{HasSelf, InstancePre, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::component::{InstancePre, Linker, ResourceTable};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::exec::wasm::bindings::predict::{GuestIndices, PredictError};
-use crate::exec::wasm::bindings::sluice::pipeline::tensors as wit;
-use crate::exec::wasm::bindings::{HostRuntime, sluice};
-use crate::exec::wasm::cache::CompileCache;
-use crate::exec::wasm::state::{MemoryCap, Stop};
-use crate::exec::wasm::{EpochTicker, TICK, error_text, is_component};
 use crate::models::{Signature, TensorSpec};
+use crate::wasm::bindings::predict::{GuestIndices, PredictError};
+use crate::wasm::bindings::sluice;
+use crate::wasm::bindings::sluice::pipeline::tensors as wit;
+use crate::wasm::limits::{MemoryCap, Stop};
+use crate::wasm::{Host, HostError, TICK, error_text, is_component};
 
 use super::tensor::{Data, Datatype, Tensor};
 
@@ -51,6 +50,29 @@ impl Default for PoolConfig {
             retain_growth: 16 << 20,
         }
     }
+}
+
+/// A predictor engine that cannot be set up, or a predictor that cannot serve its model:
+/// not a component, does not compile or link, lacks the `predict` export, traps or
+/// refuses the model. wasmtime's and the guest's messages are kept, on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("the predictor is not a WebAssembly component")]
+    NotAComponent,
+    #[error("the predictor does not compile: {0}")]
+    Compile(String),
+    #[error("the predictor cannot be linked: {0}")]
+    Link(String),
+    #[error("the component does not export sluice:pipeline/predict: {0}")]
+    Export(String),
+    #[error("the predictor cannot be instantiated: {0}")]
+    Instantiate(String),
+    #[error("the predictor trapped loading the model: {0}")]
+    Trapped(String),
+    #[error("the predictor cannot load the model: {0}")]
+    Refused(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,15 +115,15 @@ impl sluice::pipeline::host::Host for PredictorState {
 
 /// The engine all predictors run in.
 pub struct PredictorEngine {
-    engine: Engine,
+    host: Host,
     linker: Linker<PredictorState>,
-    cache: CompileCache,
     config: PoolConfig,
-    _ticker: EpochTicker,
 }
 
 impl PredictorEngine {
-    pub fn new(cache_dir: &Path, config: PoolConfig) -> Result<PredictorEngine, String> {
+    /// An engine with a pooling allocator sized by `config`, compiling into (and loading
+    /// from) the compile cache under `cache_dir`.
+    pub fn new(cache_dir: &Path, config: PoolConfig) -> Result<PredictorEngine, LoadError> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(config.total_instances)
             .total_core_instances(config.total_instances * 8)
@@ -109,30 +131,15 @@ impl PredictorEngine {
             .total_tables(config.total_instances * 8)
             .max_memory_size(config.memory as usize);
         let mut wc = Config::new();
-        wc.wasm_component_model(true)
-            .epoch_interruption(true)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed)
-            .memory_reservation(config.memory)
+        wc.memory_reservation(config.memory)
             .memory_guard_size(64 << 10)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&wc).map_err(|e| format!("cannot set up wasmtime: {e}"))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| {
-                HostRuntime::add_to_linker::<PredictorState, HasSelf<PredictorState>>(
-                    &mut linker,
-                    |s| s,
-                )
-            })
-            .map_err(|e| format!("cannot set up wasmtime: {e}"))?;
-        let ticker = EpochTicker::start(engine.clone())
-            .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+        let host = Host::new(wc, cache_dir)?;
+        let linker = host.linker()?;
         Ok(PredictorEngine {
-            cache: CompileCache::new(cache_dir, &engine),
-            engine,
+            host,
             linker,
             config,
-            _ticker: ticker,
         })
     }
 
@@ -144,24 +151,20 @@ impl PredictorEngine {
         wasm: &[u8],
         wasm_digest: &str,
         model: Vec<u8>,
-    ) -> Result<Arc<Pool>, String> {
+    ) -> Result<Arc<Pool>, LoadError> {
         if !is_component(wasm) {
-            return Err("the predictor is not a WebAssembly component".into());
+            return Err(LoadError::NotAComponent);
         }
         let component = self
+            .host
             .cache
-            .load(&self.engine, wasm_digest, wasm)
-            .map_err(|e| format!("the predictor does not compile: {}", error_text(&e)))?;
+            .load(&self.host.engine, wasm_digest, wasm)
+            .map_err(|e| LoadError::Compile(error_text(&e)))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| format!("the predictor cannot be linked: {}", error_text(&e)))?;
-        let indices = GuestIndices::new(&pre).map_err(|e| {
-            format!(
-                "the component does not export sluice:pipeline/predict: {}",
-                error_text(&e)
-            )
-        })?;
+            .map_err(|e| LoadError::Link(error_text(&e)))?;
+        let indices = GuestIndices::new(&pre).map_err(|e| LoadError::Export(error_text(&e)))?;
         let mut pool = Pool {
             engine: self.clone(),
             pre,
@@ -186,7 +189,7 @@ impl PredictorEngine {
 
 struct Instance {
     store: Store<PredictorState>,
-    guest: crate::exec::wasm::bindings::predict::Guest,
+    guest: crate::wasm::bindings::predict::Guest,
     /// Its memory once the model was loaded, in bytes.
     loaded_memory: u64,
 }
@@ -241,7 +244,7 @@ impl Pool {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         let mut store = Store::new(
-            &self.engine.engine,
+            &self.engine.host.engine,
             PredictorState {
                 wasi: wasi.build(),
                 table: ResourceTable::new(),
@@ -253,29 +256,22 @@ impl Pool {
     }
 
     /// A new instance with the model loaded.
-    fn instantiate(&self) -> Result<(Instance, Signature), String> {
+    fn instantiate(&self) -> Result<(Instance, Signature), LoadError> {
         let mut store = self.new_store();
         arm_deadline(&mut store, self.engine.config.deadline);
         let instance = self
             .pre
             .instantiate(&mut store)
-            .map_err(|e| format!("the predictor cannot be instantiated: {}", error_text(&e)))?;
+            .map_err(|e| LoadError::Instantiate(error_text(&e)))?;
         let guest = self
             .indices
             .load(&mut store, &instance)
-            .map_err(|e| error_text(&e))?;
+            .map_err(|e| LoadError::Export(error_text(&e)))?;
         let signature = guest
             .call_load(&mut store, &self.model)
-            .map_err(|e| {
-                format!(
-                    "the predictor trapped loading the model: {}",
-                    error_text(&e)
-                )
-            })?
+            .map_err(|e| LoadError::Trapped(error_text(&e)))?
             .map_err(|e| match e {
-                PredictError::InvalidInput(m) | PredictError::Failed(m) => {
-                    format!("the predictor cannot load the model: {m}")
-                }
+                PredictError::InvalidInput(m) | PredictError::Failed(m) => LoadError::Refused(m),
             })?;
         self.live.fetch_add(1, Ordering::Relaxed);
         let loaded_memory = store.data().limits.total();
@@ -318,7 +314,11 @@ impl Pool {
             let idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let instance = match idle {
                 Some((instance, _)) => instance,
-                None => pool.instantiate().map_err(PredictorError::Failed)?.0,
+                None => {
+                    pool.instantiate()
+                        .map_err(|e| PredictorError::Failed(e.to_string()))?
+                        .0
+                }
             };
             let _busy = Busy::count(&pool.busy);
             let (instance, result) = pool.run(instance, inputs);

@@ -183,21 +183,27 @@ impl Registry {
     }
 
     /// Reads every model of the repository and loads each default version.
-    pub async fn load_all(&self) -> Result<(), String> {
-        let names = self.repo.names().map_err(|e| crate::error_chain(&e))?;
+    pub async fn load_all(&self) -> Result<(), super::ServeError> {
+        use super::ServeError::Models;
+        let names = self
+            .repo
+            .names()
+            .map_err(|e| Models(crate::error_chain(&e)))?;
         for name in names {
             if self.only.as_ref().is_some_and(|o| !o.contains(&name)) {
                 continue;
             }
-            self.reload(&name).await.map_err(|e| e.to_string())?;
+            self.reload(&name)
+                .await
+                .map_err(|e| Models(e.to_string()))?;
         }
         if let Some(only) = &self.only {
             for name in only {
                 if self.model(name).is_none() {
-                    return Err(format!(
+                    return Err(Models(format!(
                         "no model named '{name}' in {}",
                         self.repo.root().display()
-                    ));
+                    )));
                 }
             }
         }
@@ -382,7 +388,9 @@ impl Registry {
                 let model = std::fs::read(found.model_path())
                     .map_err(|e| format!("cannot read {}: {e}", found.model_path().display()))?;
                 let digest = sha256_hex(&wasm);
-                engine.load(&wasm, &digest, model)
+                engine
+                    .load(&wasm, &digest, model)
+                    .map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| e.to_string())?

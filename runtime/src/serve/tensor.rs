@@ -34,7 +34,7 @@ impl Datatype {
     }
 
     /// The OIP name, or why it is not one Sluice's predictors take.
-    pub fn parse(name: &str) -> Result<Datatype, String> {
+    pub fn parse(name: &str) -> Result<Datatype, TensorError> {
         Ok(match name {
             "BOOL" => Datatype::Bool,
             "INT32" => Datatype::Int32,
@@ -43,11 +43,9 @@ impl Datatype {
             "FP64" => Datatype::Fp64,
             "BYTES" => Datatype::Bytes,
             "UINT8" | "UINT16" | "UINT32" | "UINT64" | "INT8" | "INT16" | "FP16" | "BF16" => {
-                return Err(format!(
-                    "datatype {name} is not supported; use BOOL, INT32, INT64, FP32, FP64 or BYTES"
-                ));
+                return Err(TensorError::UnsupportedDatatype(name.to_owned()));
             }
-            other => return Err(format!("'{other}' is not an inference protocol datatype")),
+            other => return Err(TensorError::UnknownDatatype(other.to_owned())),
         })
     }
 
@@ -135,25 +133,24 @@ impl Data {
     /// integers into narrower integers when they fit, and floats into integers when they
     /// are whole. BOOL and BYTES convert to nothing else. The error names the first element
     /// that does not convert, and how. Memory: the source and the result, nothing more.
-    pub fn convert(self, to: Datatype) -> Result<Data, String> {
+    pub fn convert(self, to: Datatype) -> Result<Data, TensorError> {
         let from = self.datatype();
         if from == to {
             return Ok(self);
         }
-        let refused = || format!("{} data cannot be converted to {}", from.name(), to.name());
-        let lossy = |i: usize, w: Wide| {
-            format!(
-                "{} data cannot be converted to {} without loss: element {i} is {w}",
-                from.name(),
-                to.name()
-            )
+        let refused = || TensorError::Refused { from, to };
+        let lossy = |index: usize, w: Wide| TensorError::Lossy {
+            from,
+            to,
+            index,
+            element: w.to_string(),
         };
         fn each<S: Copy, T>(
             source: Vec<S>,
             wide: fn(S) -> Wide,
             narrow: fn(Wide) -> Option<T>,
-            lossy: &dyn Fn(usize, Wide) -> String,
-        ) -> Result<Vec<T>, String> {
+            lossy: &dyn Fn(usize, Wide) -> TensorError,
+        ) -> Result<Vec<T>, TensorError> {
             let mut out = Vec::with_capacity(source.len());
             for (i, &x) in source.iter().enumerate() {
                 let w = wide(x);
@@ -195,6 +192,63 @@ impl Data {
             Data::Bool(_) | Data::Bytes(_) => return Err(refused()),
         })
     }
+}
+
+/// A tensor that is not one, or does not fit what a model takes. Each message names the
+/// input and says what was expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TensorError {
+    #[error("datatype {0} is not supported; use BOOL, INT32, INT64, FP32, FP64 or BYTES")]
+    UnsupportedDatatype(String),
+    #[error("'{0}' is not an inference protocol datatype")]
+    UnknownDatatype(String),
+    #[error("{} data cannot be converted to {}", from.name(), to.name())]
+    Refused { from: Datatype, to: Datatype },
+    #[error("{} data cannot be converted to {} without loss: element {index} is {element}", from.name(), to.name())]
+    Lossy {
+        from: Datatype,
+        to: Datatype,
+        index: usize,
+        element: String,
+    },
+    #[error("input '{name}' has {rank} dimensions; at most {MAX_RANK} are supported")]
+    Rank { name: String, rank: usize },
+    #[error("input '{name}': dimension {index} of shape {shape:?} is negative ({})", shape[*index])]
+    NegativeDimension {
+        name: String,
+        index: usize,
+        shape: Vec<i64>,
+    },
+    #[error("input '{name}': shape {shape:?} holds more elements than can be addressed")]
+    Unaddressable { name: String, shape: Vec<i64> },
+    #[error("shape {shape:?} holds {holds} elements, but {given} were given")]
+    Count {
+        shape: Vec<u64>,
+        holds: u64,
+        given: usize,
+    },
+    #[error("shape {shape:?} holds more elements than a u64 counts")]
+    CountOverflow { shape: Vec<u64> },
+    #[error("the model's signature is damaged: {0}")]
+    DamagedSignature(Box<TensorError>),
+    #[error("input '{name}' has shape {shape:?}, but the model takes {takes:?} (-1 is any size)")]
+    Shape {
+        name: String,
+        shape: Vec<u64>,
+        takes: Vec<i64>,
+    },
+    #[error("input '{name}' must be {}, not {}", want.name(), given.name())]
+    Datatype {
+        name: String,
+        want: Datatype,
+        given: Datatype,
+    },
+    #[error("input '{name}' must be {}: {why}", want.name())]
+    Unconvertible {
+        name: String,
+        want: Datatype,
+        why: Box<TensorError>,
+    },
 }
 
 /// A numeric element held exactly.
@@ -250,25 +304,28 @@ pub fn element_count(shape: &[u64]) -> Option<u64> {
 
 /// A shape as a client declared it (OIP's `shape`): every dimension non-negative, and
 /// their product a count of elements this machine can address. The error says which.
-pub fn declared_shape(name: &str, dims: &[i64]) -> Result<Vec<u64>, String> {
+pub fn declared_shape(name: &str, dims: &[i64]) -> Result<Vec<u64>, TensorError> {
     if dims.len() > MAX_RANK {
-        return Err(format!(
-            "input '{name}' has {} dimensions; at most {MAX_RANK} are supported",
-            dims.len()
-        ));
+        return Err(TensorError::Rank {
+            name: name.to_owned(),
+            rank: dims.len(),
+        });
     }
     let mut shape = Vec::with_capacity(dims.len());
-    for (i, &d) in dims.iter().enumerate() {
-        let d = u64::try_from(d).map_err(|_| {
-            format!("input '{name}': dimension {i} of shape {dims:?} is negative ({d})")
+    for (index, &d) in dims.iter().enumerate() {
+        let d = u64::try_from(d).map_err(|_| TensorError::NegativeDimension {
+            name: name.to_owned(),
+            index,
+            shape: dims.to_vec(),
         })?;
         shape.push(d);
     }
     match element_count(&shape) {
         Some(n) if usize::try_from(n).is_ok() => Ok(shape),
-        _ => Err(format!(
-            "input '{name}': shape {dims:?} holds more elements than can be addressed"
-        )),
+        _ => Err(TensorError::Unaddressable {
+            name: name.to_owned(),
+            shape: dims.to_vec(),
+        }),
     }
 }
 
@@ -285,7 +342,7 @@ pub struct Tensor {
 
 impl Tensor {
     /// A tensor whose shape holds exactly its elements; otherwise why not.
-    pub fn new(name: &str, shape: Vec<u64>, data: Data) -> Result<Tensor, String> {
+    pub fn new(name: &str, shape: Vec<u64>, data: Data) -> Result<Tensor, TensorError> {
         let tensor = Tensor {
             name: name.to_owned(),
             shape,
@@ -297,27 +354,26 @@ impl Tensor {
 
     /// The shape holds exactly as many elements as the data, without overflow; the
     /// error says how not ("shape [2, 3] holds 6 elements, but 5 were given").
-    pub fn check_count(&self) -> Result<(), String> {
+    pub fn check_count(&self) -> Result<(), TensorError> {
         match element_count(&self.shape) {
-            Some(n) if n == self.data.len() as u64 => Ok(()),
-            Some(n) => Err(format!(
-                "shape {:?} holds {n} elements, but {} were given",
-                self.shape,
-                self.data.len()
-            )),
-            None => Err(format!(
-                "shape {:?} holds more elements than a u64 counts",
-                self.shape
-            )),
+            Some(holds) if holds == self.data.len() as u64 => Ok(()),
+            Some(holds) => Err(TensorError::Count {
+                shape: self.shape.clone(),
+                holds,
+                given: self.data.len(),
+            }),
+            None => Err(TensorError::CountOverflow {
+                shape: self.shape.clone(),
+            }),
         }
     }
 
     /// Fits the tensor to what the model declares: the datatype (converting numbers when
     /// that loses nothing, as [`Data::convert`] says) and every fixed dimension.
-    pub fn conform(self, spec: &TensorSpec) -> Result<Tensor, String> {
+    pub fn conform(self, spec: &TensorSpec) -> Result<Tensor, TensorError> {
         let Tensor { name, shape, data } = self;
         let want = Datatype::parse(&spec.datatype)
-            .map_err(|e| format!("the model's signature is damaged: {e}"))?;
+            .map_err(|e| TensorError::DamagedSignature(Box::new(e)))?;
         // The shape first: a tensor the model cannot take is not worth converting.
         let fits = shape.len() == spec.shape.len()
             && shape
@@ -325,10 +381,11 @@ impl Tensor {
                 .zip(&spec.shape)
                 .all(|(&got, &want)| want < 0 || i64::try_from(got).is_ok_and(|g| g == want));
         if !fits {
-            return Err(format!(
-                "input '{name}' has shape {shape:?}, but the model takes {:?} (-1 is any size)",
-                spec.shape
-            ));
+            return Err(TensorError::Shape {
+                name,
+                shape,
+                takes: spec.shape.clone(),
+            });
         }
         let data = if data.datatype() == want {
             data
@@ -338,13 +395,17 @@ impl Tensor {
                 if matches!(from, Datatype::Bool | Datatype::Bytes)
                     || matches!(want, Datatype::Bool | Datatype::Bytes)
                 {
-                    format!(
-                        "input '{name}' must be {}, not {}",
-                        want.name(),
-                        from.name()
-                    )
+                    TensorError::Datatype {
+                        name: name.clone(),
+                        want,
+                        given: from,
+                    }
                 } else {
-                    format!("input '{name}' must be {}: {e}", want.name())
+                    TensorError::Unconvertible {
+                        name: name.clone(),
+                        want,
+                        why: Box::new(e),
+                    }
                 }
             })?
         };
@@ -371,11 +432,13 @@ mod tests {
         assert_eq!(element_count(&[u64::MAX, 2]), None);
         assert_eq!(element_count(&[1 << 32, 1 << 32]), None);
         assert_eq!(
-            declared_shape("x", &[2, -3]).unwrap_err(),
+            declared_shape("x", &[2, -3]).unwrap_err().to_string(),
             "input 'x': dimension 1 of shape [2, -3] is negative (-3)"
         );
         assert_eq!(
-            declared_shape("x", &[1 << 40, 1 << 40]).unwrap_err(),
+            declared_shape("x", &[1 << 40, 1 << 40])
+                .unwrap_err()
+                .to_string(),
             "input 'x': shape [1099511627776, 1099511627776] holds more elements than can be addressed"
         );
         let t = Tensor {
@@ -384,7 +447,7 @@ mod tests {
             data: Data::Fp64(vec![1.0]),
         };
         assert_eq!(
-            t.check_count().unwrap_err(),
+            t.check_count().unwrap_err().to_string(),
             "shape [18446744073709551615, 2] holds more elements than a u64 counts"
         );
         // 2^64 / 2 * 2 wraps to 0 in unchecked arithmetic: an empty tensor would pass.
@@ -406,7 +469,8 @@ mod tests {
         assert_eq!(
             Data::Int64(vec![0, (1 << 53) + 1])
                 .convert(Datatype::Fp64)
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "INT64 data cannot be converted to FP64 without loss: element 1 is 9007199254740993"
         );
         assert_eq!(
@@ -421,6 +485,7 @@ mod tests {
             Data::Fp64(vec![0.1])
                 .convert(Datatype::Fp32)
                 .unwrap_err()
+                .to_string()
                 .contains("element 0 is 0.1")
         );
         assert_eq!(
@@ -435,19 +500,22 @@ mod tests {
             Data::Fp64(vec![2.5])
                 .convert(Datatype::Int64)
                 .unwrap_err()
+                .to_string()
                 .contains("element 0 is 2.5")
         );
         assert!(Data::Int64(vec![1 << 40]).convert(Datatype::Int32).is_err());
         assert_eq!(
             Data::Int64(vec![i64::MAX])
                 .convert(Datatype::Fp64)
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "INT64 data cannot be converted to FP64 without loss: element 0 is 9223372036854775807"
         );
         assert!(
             Data::Bool(vec![true])
                 .convert(Datatype::Fp64)
                 .unwrap_err()
+                .to_string()
                 .contains("cannot be converted")
         );
     }
@@ -459,12 +527,14 @@ mod tests {
         assert_eq!(t.data, Data::Fp64(vec![1.0, 2.0, 3.0]));
         let wide = Tensor::new("x", vec![1, 4], Data::Fp64(vec![0.0; 4])).unwrap();
         assert_eq!(
-            wide.conform(&spec("FP64", &[-1, 3])).unwrap_err(),
+            wide.conform(&spec("FP64", &[-1, 3]))
+                .unwrap_err()
+                .to_string(),
             "input 'x' has shape [1, 4], but the model takes [-1, 3] (-1 is any size)"
         );
         let text = Tensor::new("x", vec![1], Data::Bytes(vec![b"a".to_vec()])).unwrap();
         assert_eq!(
-            text.conform(&spec("FP64", &[-1])).unwrap_err(),
+            text.conform(&spec("FP64", &[-1])).unwrap_err().to_string(),
             "input 'x' must be FP64, not BYTES"
         );
         let huge = Tensor {
@@ -488,11 +558,13 @@ mod tests {
         assert!(
             Datatype::parse("FP16")
                 .unwrap_err()
+                .to_string()
                 .contains("not supported")
         );
         assert!(
             Datatype::parse("DOUBLE")
                 .unwrap_err()
+                .to_string()
                 .contains("not an inference protocol datatype")
         );
         assert_eq!(Datatype::Fp64.tf_name(), "DT_DOUBLE");

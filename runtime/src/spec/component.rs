@@ -269,7 +269,7 @@ impl ComponentSpec {
                 && !matches!(ty, ParamType::JsonObject | ParamType::JsonArray)
             {
                 ty.check(default)
-                    .map_err(|m| (format!("inputs[{i}].default"), m))?;
+                    .map_err(|m| (format!("inputs[{i}].default"), m.to_string()))?;
             }
         }
         seen.clear();

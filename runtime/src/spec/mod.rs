@@ -3,6 +3,7 @@
 //! touches wasm, containers or the store.
 
 pub mod component;
+pub mod gate;
 pub mod graph;
 pub mod pipeline;
 pub mod placeholder;

@@ -69,10 +69,23 @@ fn one() -> u32 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
 
+/// A quantity that is not one: what was expected, and the text found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    #[error("expected a memory quantity such as 512Mi or 2G, found '{0}'")]
+    Memory(String),
+    #[error("expected CPU cores such as 2, 0.5 or 500m, found '{0}'")]
+    Cpu(String),
+    #[error("expected a duration such as 30s, 5m or 250ms, found '{0}'")]
+    Duration(String),
+}
+
 impl ByteSize {
     pub const MIB: u64 = 1 << 20;
 
-    pub fn parse(text: &str) -> Result<ByteSize, String> {
+    /// Parses a Kubernetes memory quantity: bytes with an optional decimal (`k`, `M`, `G`,
+    /// `T`) or binary (`Ki`, `Mi`, `Gi`, `Ti`) suffix, at least one byte.
+    pub fn parse(text: &str) -> Result<ByteSize, QuantityError> {
         let t = text.trim();
         let split = t
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -99,8 +112,8 @@ impl ByteSize {
     }
 }
 
-fn quantity_error(text: &str) -> String {
-    format!("expected a memory quantity such as 512Mi or 2G, found '{text}'")
+fn quantity_error(text: &str) -> QuantityError {
+    QuantityError::Memory(text.to_owned())
 }
 
 impl fmt::Display for ByteSize {
@@ -139,9 +152,11 @@ pub struct Cpu {
 }
 
 impl Cpu {
-    pub fn parse(text: &str) -> Result<Cpu, String> {
+    /// Parses a Kubernetes CPU quantity: cores (`2`, `0.5`) or millicores (`500m`), more
+    /// than zero.
+    pub fn parse(text: &str) -> Result<Cpu, QuantityError> {
         let t = text.trim();
-        let err = || format!("expected CPU cores such as 2, 0.5 or 500m, found '{text}'");
+        let err = || QuantityError::Cpu(text.to_owned());
         let millicores = if let Some(m) = t.strip_suffix('m') {
             m.parse::<u64>().map_err(|_| err())?
         } else {
@@ -186,9 +201,10 @@ impl Serialize for Cpu {
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
-    pub fn parse(text: &str) -> Result<HumanDuration, String> {
+    /// Parses a duration as `humantime` reads one (`90s`, `1h 30m`, `250ms`).
+    pub fn parse(text: &str) -> Result<HumanDuration, QuantityError> {
         let d = humantime::parse_duration(text.trim())
-            .map_err(|_| format!("expected a duration such as 30s, 5m or 250ms, found '{text}'"))?;
+            .map_err(|_| QuantityError::Duration(text.to_owned()))?;
         Ok(HumanDuration(d))
     }
 }

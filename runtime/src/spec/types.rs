@@ -42,9 +42,8 @@ impl ParamType {
         }
     }
 
-    /// Checks that `text` is a value of this type, returning a description of what was
-    /// expected when it is not.
-    pub fn check(self, text: &str) -> Result<(), String> {
+    /// Checks that `text` is a value of this type (as KFP reads command-line values).
+    pub fn check(self, text: &str) -> Result<(), ValueError> {
         let ok = match self {
             ParamType::String => true,
             ParamType::Integer => text.trim().parse::<i64>().is_ok(),
@@ -60,14 +59,21 @@ impl ParamType {
         if ok {
             Ok(())
         } else {
-            Err(format!(
-                "expected {} {}, found '{}'",
-                article(self.name()),
-                self.name(),
-                abbreviate(text)
-            ))
+            Err(ValueError {
+                expected: self,
+                found: abbreviate(text),
+            })
         }
     }
+}
+
+/// A text that is not a value of a parameter type.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("expected {} {expected}, found '{found}'", article(expected.name()))]
+pub struct ValueError {
+    pub expected: ParamType,
+    /// The text, shortened to fit a line.
+    pub found: String,
 }
 
 impl fmt::Display for ParamType {
@@ -217,7 +223,7 @@ mod tests {
     fn checks_values() {
         assert!(ParamType::Integer.check(" 42 ").is_ok());
         assert_eq!(
-            ParamType::Integer.check("4.2").unwrap_err(),
+            ParamType::Integer.check("4.2").unwrap_err().to_string(),
             "expected an Integer, found '4.2'"
         );
         assert!(ParamType::Boolean.check("True").is_ok());

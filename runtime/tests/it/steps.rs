@@ -153,7 +153,7 @@ async fn the_second_executor_never_compiles_and_a_run_loads_each_component_once(
     first.probe("noop", "[noop]", "");
     let pipeline = "name: p\ntasks:\n  a: {component: noop.yaml}\n  b: {component: noop.yaml}\n  c: {component: noop.yaml, after: [a, b]}\n";
     first.run(pipeline).await;
-    let stats = first.executor.cache_stats();
+    let stats = *first.compiled.lock().unwrap();
     assert_eq!(
         stats.hits + stats.misses,
         1,
@@ -164,7 +164,7 @@ async fn the_second_executor_never_compiles_and_a_run_loads_each_component_once(
     second.probe("noop", "[noop]", "");
     let run = second.run(pipeline).await;
     assert_eq!(run.state, RunState::Succeeded);
-    let stats = second.executor.cache_stats();
+    let stats = *second.compiled.lock().unwrap();
     assert_eq!(
         (stats.hits, stats.misses),
         (1, 0),

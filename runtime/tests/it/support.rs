@@ -1,15 +1,16 @@
-//! A scratch Sluice home with a wasm executor, and helpers to write component and
+//! A scratch Sluice home, run through a `Session` as the `sluice` command runs pipelines,
+//! a wasm executor for tests of the executor alone, and helpers to write component and
 //! pipeline files around the sample components.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use sluice_runtime::events::{Event, Observer};
-use sluice_runtime::exec::Executor;
-use sluice_runtime::exec::runners::{Policy, Runners};
-use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
+use sluice_runtime::exec::runners::Policy;
+use sluice_runtime::exec::wasm::{CacheStats, WasmConfig, WasmExecutor};
 use sluice_runtime::plan::Plan;
-use sluice_runtime::schedule::{Options, Scheduler};
+use sluice_runtime::schedule::Options;
+use sluice_runtime::session::{Pipeline, RunOptions, Session};
 use sluice_runtime::spec::PipelineFile;
 use sluice_runtime::store::{RunKind, RunRecord, Store, TaskRecord};
 use tokio_util::sync::CancellationToken;
@@ -31,10 +32,13 @@ impl Observer for Recorder {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub store: Arc<Store>,
+    /// A wasm executor over the shared compile cache, for tests of the executor alone.
     pub executor: Arc<WasmExecutor>,
-    /// What runs the tasks: `executor` alone, or every runner under a policy.
-    pub runner: Arc<dyn Executor>,
+    /// Which implementation runs each task of a run.
+    pub policy: Policy,
     pub events: Arc<Recorder>,
+    /// What the last run compiled and took from the compile cache.
+    pub compiled: Mutex<CacheStats>,
 }
 
 impl Env {
@@ -47,17 +51,33 @@ impl Env {
         Env {
             dir,
             store,
-            runner: executor.clone(),
             executor,
+            policy: Policy::default(),
             events: Arc::new(Recorder::default()),
+            compiled: Mutex::new(CacheStats::default()),
         }
     }
 
     /// An environment whose tasks run as the policy decides: wasm, Docker or processes.
     pub fn with_policy(policy: Policy) -> Env {
-        let mut env = Env::new();
-        env.runner = Arc::new(Runners::new(env.executor.clone(), policy));
-        env
+        Env {
+            policy,
+            ..Env::new()
+        }
+    }
+
+    fn session(&self) -> Session {
+        Session::from_store(self.store.clone()).with_cache_dir(cache_dir())
+    }
+
+    fn options(&self, schedule: Options, cancel: CancellationToken) -> RunOptions {
+        RunOptions {
+            schedule,
+            policy: self.policy.clone(),
+            observer: self.events.clone(),
+            cancel,
+            ..RunOptions::default()
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -108,30 +128,28 @@ impl Env {
         options: Options,
         cancel: CancellationToken,
     ) -> RunRecord {
-        let plan = Arc::new(self.plan(pipeline));
-        let scheduler = Scheduler {
-            store: self.store.clone(),
-            executor: self.runner.clone(),
-            observer: self.events.clone(),
-            options,
-            cancel,
-        };
-        let outcome = scheduler.run(plan, RunKind::Pipeline).await.unwrap();
-        self.store.run(&outcome.run_id).unwrap()
+        let plan = self.plan(pipeline);
+        let kind = RunKind::Pipeline;
+        let finished = self
+            .session()
+            .run(Pipeline::Plan { plan, kind }, self.options(options, cancel))
+            .await
+            .unwrap();
+        *self.compiled.lock().unwrap() = finished.compiled;
+        self.store.run(&finished.run_id).unwrap()
     }
 
     /// Like `run`, for a run that must not start; returns why.
     pub async fn refused(&self, pipeline: &str) -> String {
-        let plan = Arc::new(self.plan(pipeline));
-        let scheduler = Scheduler {
-            store: self.store.clone(),
-            executor: self.runner.clone(),
-            observer: self.events.clone(),
-            options: no_cache(),
-            cancel: CancellationToken::new(),
-        };
-        match scheduler.run(plan, RunKind::Pipeline).await {
-            Ok(outcome) => panic!("run {} started", outcome.run_id),
+        let plan = self.plan(pipeline);
+        let kind = RunKind::Pipeline;
+        let options = self.options(no_cache(), CancellationToken::new());
+        match self
+            .session()
+            .run(Pipeline::Plan { plan, kind }, options)
+            .await
+        {
+            Ok(finished) => panic!("run {} started", finished.run_id),
             Err(e) => sluice_runtime::error_chain(&e),
         }
     }

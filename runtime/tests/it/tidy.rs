@@ -54,18 +54,96 @@ fn offenders(files: &[PathBuf], allowed: &str, needle: &str) -> Vec<PathBuf> {
 }
 
 #[test]
-fn only_the_wasm_executor_and_the_predictor_pools_touch_wasmtime() {
+fn only_the_wasm_host_its_executor_and_the_predictor_pools_touch_wasmtime() {
+    let allowed = [
+        "runtime/src/wasm",
+        "runtime/src/exec/wasm",
+        "runtime/src/serve/predictor.rs",
+    ];
     let files: Vec<PathBuf> = files_under(&["runtime/src", "host-cli/src"])
         .into_iter()
-        .filter(|f| !f.starts_with(root().join("runtime/src/serve/predictor.rs")))
+        .filter(|f| !allowed.iter().any(|a| f.starts_with(root().join(a))))
         .collect();
     for needle in ["wasmtime::", "wasmtime_wasi"] {
-        let found = offenders(&files, "runtime/src/exec/wasm", needle);
+        let found = offenders(&files, "runtime/src/none", needle);
         assert!(
             found.is_empty(),
-            "`{needle}` outside exec::wasm and serve::predictor: {found:?}"
+            "`{needle}` outside wasm, exec::wasm and serve::predictor: {found:?}"
         );
     }
+}
+
+/// Every `crate::<module>` a module's sources name, with the file that names it.
+fn imports(module: &str) -> Vec<(String, PathBuf)> {
+    let src = root().join("runtime/src");
+    let mut files = Vec::new();
+    let folder = src.join(module);
+    if folder.is_dir() {
+        rust_files(&folder, &mut files);
+    }
+    let file = src.join(format!("{module}.rs"));
+    if file.is_file() {
+        files.push(file);
+    }
+    assert!(!files.is_empty(), "no sources for {module}");
+    let mut found = Vec::new();
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        for (i, _) in text.match_indices("crate::") {
+            let name: String = text[i + "crate::".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            found.push((name, file.clone()));
+        }
+    }
+    found
+}
+
+#[test]
+fn layers_import_only_downward() {
+    let above: &[(&str, &[&str])] = &[
+        (
+            "plan",
+            &["exec", "schedule", "session", "deploy", "kfp", "serve"],
+        ),
+        (
+            "exec",
+            &["plan", "schedule", "session", "deploy", "kfp", "serve"],
+        ),
+        (
+            "launcher",
+            &[
+                "plan", "exec", "schedule", "session", "deploy", "kfp", "serve",
+            ],
+        ),
+        (
+            "spec",
+            &[
+                "plan", "exec", "schedule", "session", "deploy", "kfp", "serve",
+            ],
+        ),
+        (
+            "wasm",
+            &[
+                "plan", "exec", "schedule", "session", "deploy", "kfp", "serve",
+            ],
+        ),
+        (
+            "serve",
+            &["plan", "exec", "schedule", "session", "deploy", "kfp"],
+        ),
+        ("schedule", &["session", "deploy", "serve"]),
+    ];
+    let mut wrong = Vec::new();
+    for (module, forbidden) in above {
+        for (name, file) in imports(module) {
+            if forbidden.contains(&name.as_str()) {
+                wrong.push(format!("{} imports crate::{name}", file.display()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[test]

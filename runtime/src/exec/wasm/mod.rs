@@ -1,12 +1,10 @@
-//! Wasm executor: runs `implementation.wasm` components under wasmtime, sandboxed.
-//! The only module (with its children) that imports wasmtime. Loads each component once
-//! per executor (through the on-disk compile cache), keeps its `InstancePre`, and runs
+//! Wasm executor: runs `implementation.wasm` components under wasmtime, sandboxed, on
+//! the wasm host ([`crate::wasm`]). Loads each component once per executor (through the
+//! host's on-disk compile cache), keeps its `InstancePre`, and runs
 //! each attempt on a blocking thread in a fresh `Store` with a memory cap summed over all
 //! memories and a CPU-time deadline checked at every epoch tick. It writes artifacts only
 //! through the task folder the scheduler gave it; `exec::collect_outputs` stores them.
 
-pub(crate) mod bindings;
-pub(crate) mod cache;
 mod disk;
 mod interfaces;
 mod sandbox;
@@ -16,17 +14,15 @@ mod waits;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use wasmtime::component::{HasSelf, InstancePre, Linker, ResourceTable};
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::component::{InstancePre, Linker, ResourceTable};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
-use self::bindings::{HostRuntime, StepError, step, transform};
 use self::disk::DiskBudget;
 use self::sandbox::{GUEST_INPUTS, GUEST_OUTPUTS, Sandbox};
 use self::state::{MemoryCap, StepState, Stop};
@@ -39,13 +35,13 @@ use super::{
 use crate::events::Stream;
 use crate::spec::types::parse_bool;
 use crate::spec::{ByteSize, Component, ParamType};
+use crate::wasm::bindings::{self, StepError, step, transform};
+use crate::wasm::{Host, error_text, is_component};
 
-pub use cache::CacheStats;
+pub use crate::wasm::cache::CacheStats;
 /// The interface a transform component exports, without its version.
 pub use interfaces::TRANSFORM as TRANSFORM_INTERFACE;
 
-/// How often the epoch advances: the latency of cancellation and of the CPU-time check.
-pub(crate) const TICK: Duration = Duration::from_millis(10);
 /// Bytes a wasm attempt may write to its outputs unless its resources say otherwise.
 pub const DEFAULT_EPHEMERAL_STORAGE: u64 = 4 << 30;
 /// Files, folders, streams and other handles a wasm attempt may hold at once unless its
@@ -93,15 +89,13 @@ pub struct WasmExecutor {
 }
 
 struct Inner {
-    engine: Engine,
+    host: Host,
     linker: Linker<StepState>,
-    cache: cache::CompileCache,
     config: WasmConfig,
     /// Loaded components by `.wasm` path; each is loaded once even when asked for concurrently.
     by_path: Mutex<HashMap<PathBuf, Arc<tokio::sync::OnceCell<Arc<Loaded>>>>>,
     /// The same, by content digest, so two paths to one component share it.
     by_digest: Mutex<HashMap<String, Arc<Loaded>>>,
-    _ticker: EpochTicker,
 }
 
 enum Pre {
@@ -137,29 +131,17 @@ impl Loaded {
 
 impl WasmExecutor {
     pub fn new(config: WasmConfig) -> Result<WasmExecutor, PrepareError> {
-        let other = |e: wasmtime::Error| PrepareError::Other {
-            message: format!("cannot set up wasmtime: {e}"),
-        };
-        let mut wc = wasmtime::Config::new();
-        wc.wasm_component_model(true);
-        wc.epoch_interruption(true);
-        wc.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        let engine = Engine::new(&wc).map_err(other)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(other)?;
-        disk::add_to_linker(&mut linker).map_err(other)?;
-        waits::add_to_linker(&mut linker).map_err(other)?;
-        HostRuntime::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)
-            .map_err(other)?;
-        let cache = cache::CompileCache::new(&config.cache_dir, &engine);
+        let other = |message: String| PrepareError::Other { message };
+        let host = Host::new(wasmtime::Config::new(), &config.cache_dir)
+            .map_err(|e| other(super::error_chain(&e)))?;
+        let mut linker = host.linker().map_err(|e| other(e.to_string()))?;
+        disk::add_to_linker(&mut linker)
+            .and_then(|()| waits::add_to_linker(&mut linker))
+            .map_err(|e| other(format!("cannot set up wasmtime: {}", error_text(&e))))?;
         Ok(WasmExecutor {
             inner: Arc::new(Inner {
-                _ticker: EpochTicker::start(engine.clone()).map_err(|e| PrepareError::Other {
-                    message: format!("cannot start the epoch thread: {e}"),
-                })?,
-                engine,
+                host,
                 linker,
-                cache,
                 config,
                 by_path: Mutex::new(HashMap::new()),
                 by_digest: Mutex::new(HashMap::new()),
@@ -169,7 +151,7 @@ impl WasmExecutor {
 
     /// Components served from the compile cache and compiled, since this executor started.
     pub fn cache_stats(&self) -> CacheStats {
-        self.inner.cache.stats()
+        self.inner.host.cache.stats()
     }
 
     /// The file of a component's wasm implementation: its own path, or where a pull put it.
@@ -238,18 +220,19 @@ impl Inner {
             });
         }
         let component = self
+            .host
             .cache
-            .load(&self.engine, &digest, &bytes)
+            .load(&self.host.engine, &digest, &bytes)
             .map_err(invalid)?;
         let exports: Vec<String> = component
             .component_type()
-            .exports(&self.engine)
+            .exports(&self.host.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
         let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         // A transform export of another version or shape is described (so that wiring
         // can be checked against it) but never called.
-        let transform_export = interfaces::transform_export(&self.engine, &component);
+        let transform_export = interfaces::transform_export(&self.host.engine, &component);
         let transform = match &transform_export {
             Some(export) if export.callable => Some((
                 pre.clone(),
@@ -326,7 +309,7 @@ impl Inner {
             stdout: io.std.stdout.clone(),
             stderr: io.std.stderr.clone(),
         })
-        .map_err(Failure::failed)?;
+        .map_err(|e| Failure::failed(e.to_string()))?;
 
         let memory = inv
             .resources
@@ -344,7 +327,7 @@ impl Inner {
                 .map_or(self.config.default_ephemeral_storage, |b| b.0),
         );
         let mut store = Store::new(
-            &self.engine,
+            &self.host.engine,
             StepState {
                 wasi,
                 table,
@@ -575,18 +558,6 @@ fn with_stderr(f: Failure, io: &Streams) -> Failure {
     }
 }
 
-pub(crate) fn error_text(e: &wasmtime::Error) -> String {
-    let mut parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    parts.dedup();
-    parts.join(": ")
-}
-
-/// Whether bytes start like a component (preamble version 0x0d, layer 1) rather than a
-/// core module (version 1, layer 0).
-pub(crate) fn is_component(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
-}
-
 /// Builds a typed step's invocation: parameter-typed inputs by value, other inputs and
 /// outputs by sandbox path.
 fn typed_invocation(inv: &Invocation, paths: Paths<'_>) -> Result<bindings::Invocation, Failure> {
@@ -652,7 +623,7 @@ fn typed_invocation(inv: &Invocation, paths: Paths<'_>) -> Result<bindings::Invo
 
 fn typed_value(ty: ParamType, text: &str) -> Result<bindings::Value, String> {
     use bindings::Value;
-    ty.check(text)?;
+    ty.check(text).map_err(|e| e.to_string())?;
     Ok(match ty {
         ParamType::String => Value::Str(text.to_owned()),
         ParamType::Integer => Value::Int(text.trim().parse().map_err(|_| "not an integer")?),
@@ -713,38 +684,4 @@ fn completion(
 fn thread_cpu_time() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
-/// Advances the engine's epoch every [`TICK`] until dropped.
-pub(crate) struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    pub(crate) fn start(engine: Engine) -> std::io::Result<EpochTicker> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("sluice-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    engine.increment_epoch();
-                }
-            })?;
-        Ok(EpochTicker {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }

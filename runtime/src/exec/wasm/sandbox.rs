@@ -23,6 +23,14 @@ pub struct Sandbox<'a> {
     pub stderr: Capture,
 }
 
+/// A task folder the sandbox cannot give its guest (wasmtime's message kept, on one line).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open {}: {detail}", path.display())]
+pub struct SandboxError {
+    pub path: std::path::PathBuf,
+    pub detail: String,
+}
+
 /// Builds the WASI context of one task attempt. The guest gets exactly:
 /// - `/inputs`, read-only: `/inputs/<name>/data` for each present input, nothing else;
 /// - `/outputs`, read-write: an empty folder `/outputs/<name>/` for each declared output;
@@ -34,7 +42,7 @@ pub struct Sandbox<'a> {
 /// - the host's clocks and random numbers. No other host file, socket or resource.
 ///
 /// Memory and CPU limits are the `Store`'s, set by the executor.
-pub fn wasi_ctx(sandbox: Sandbox<'_>) -> Result<WasiCtx, String> {
+pub fn wasi_ctx(sandbox: Sandbox<'_>) -> Result<WasiCtx, SandboxError> {
     let mut b = WasiCtxBuilder::new();
     // Must precede the preopens: file operations then run on the calling thread instead
     // of a blocking-pool hop each, about ten times faster for small steps.
@@ -51,12 +59,18 @@ pub fn wasi_ctx(sandbox: Sandbox<'_>) -> Result<WasiCtx, String> {
     let inputs = sandbox.dir.inputs();
     if inputs.exists() {
         b.preopened_dir(&inputs, GUEST_INPUTS, FsPerms::ReadOnly)
-            .map_err(|e| format!("cannot open {}: {e}", inputs.display()))?;
+            .map_err(|e| SandboxError {
+                path: inputs.clone(),
+                detail: e.to_string(),
+            })?;
     }
     let outputs = sandbox.dir.outputs();
     if outputs.exists() {
         b.preopened_dir(&outputs, GUEST_OUTPUTS, FsPerms::ReadWrite)
-            .map_err(|e| format!("cannot open {}: {e}", outputs.display()))?;
+            .map_err(|e| SandboxError {
+                path: outputs.clone(),
+                detail: e.to_string(),
+            })?;
     }
     Ok(b.build())
 }

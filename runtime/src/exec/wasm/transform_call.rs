@@ -9,12 +9,12 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
-use super::bindings::{self, StepError, tables, transform};
 use super::sandbox::{GUEST_INPUTS, GUEST_OUTPUTS};
 use super::state::StepState;
 use super::{Streams, completion, failure, typed_invocation};
 use crate::exec::{Completion, Failure, FailureKind, HeldTable, Invocation, Paths, TransformCall};
 use crate::table::{Column, ColumnData, Table, TextColumn};
+use crate::wasm::bindings::{self, StepError, tables, transform};
 
 pub(super) fn transform_call(
     store: &mut Store<StepState>,
@@ -57,7 +57,7 @@ pub(super) fn transform_call(
         match (port.data, is_table) {
             (transform::Data::Table(table), true) => {
                 let table = from_wit(table)
-                    .and_then(|t| t.check().map(|()| t))
+                    .and_then(|t| t.check().map(|()| t).map_err(|e| e.to_string()))
                     .map_err(|m| Failure::failed(format!("output '{name}': {m}")))?;
                 if call.in_memory.contains(&name) {
                     if call.also_written.contains(&name) {

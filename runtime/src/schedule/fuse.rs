@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Plan, Source};
 use crate::exec::{Kind, Prepared, TransformCall};
+use crate::plan::{Plan, Source};
 
 /// What fusion decided for a plan.
 #[derive(Clone, Debug, Default)]

@@ -1,17 +1,84 @@
-//! What a KFP v2 step sees: the `ExecutorInput` JSON (`{{$}}`) and the command line with
-//! its placeholders resolved, as KFP's backend and local runners resolve them; and the
-//! executor output a step may leave behind (`{{$.outputs.output_file}}`), read back.
+//! KFP's launcher protocol: what a KFP v2 step sees and leaves behind, whatever runs it.
+//! The `ExecutorInput` JSON (`{{$}}`) and the command line with its placeholders resolved,
+//! as KFP's backend and local runners resolve them; and the executor output a step may
+//! leave behind (`{{$.outputs.output_file}}`), read back.
 //!
-//! Paths depend on where the step runs (inside a container, or on the host), so both are
-//! built per attempt from the executor's [`Paths`].
+//! Paths depend on where the step runs (inside a container, in a wasm sandbox, on the
+//! host), so both are built per attempt from the executor's [`Locations`]. This module
+//! sits below the executors and the plan: it knows KFP's messages, not how tasks run.
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
-use super::ir::ArtifactType;
-use super::values::render;
-use crate::exec::Paths;
+/// A fault in a step's command line or executor output, as KFP's launcher would report it.
+#[derive(Debug, thiserror::Error)]
+pub enum LauncherError {
+    #[error("cannot read the placeholder {item}")]
+    Unreadable {
+        item: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("a Concat placeholder holds a list")]
+    ConcatNotAList,
+    #[error("an IfPresent placeholder names its InputName")]
+    IfPresentWithoutInput,
+    #[error("unknown placeholder structure {0}")]
+    UnknownStructure(String),
+    #[error(
+        "{{{{$.workspace_path}}}} names a KFP workspace (a volume the run's tasks share), which Sluice does not provide"
+    )]
+    Workspace,
+    #[error("placeholder {{{{$.{expr}}}}}: unknown artifact field '{field}'")]
+    UnknownArtifactField { expr: String, field: String },
+    #[error("unknown placeholder {{{{$.{0}}}}}")]
+    Unknown(String),
+    #[error("'{0}' has an unfinished placeholder")]
+    Unfinished(String),
+    #[error("'{text}' asks for parameter '{name}', which has no value")]
+    NoValue { text: String, name: String },
+    #[error("the executor output is not JSON")]
+    ExecutorOutput(#[source] serde_json::Error),
+}
+
+/// A KFP artifact type (`ArtifactTypeSchema`): `schemaTitle` such as `system.Dataset`,
+/// and its `schemaVersion`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactType {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<String>,
+}
+
+impl ArtifactType {
+    pub fn title(&self) -> &str {
+        self.schema_title.as_deref().unwrap_or("system.Artifact")
+    }
+}
+
+/// Where a step finds its inputs and writes its outputs, as the step sees them (paths in
+/// a container or sandbox, or on the host).
+pub trait Locations {
+    /// The file of input `name`.
+    fn input(&self, name: &str) -> String;
+    /// Where output `name` is written.
+    fn output(&self, name: &str) -> String;
+    /// A file directly in the outputs folder, beside the outputs' own folders.
+    fn output_root_file(&self, file: &str) -> String;
+}
+
+/// A JSON value as text, as KFP passes parameter values on command lines: a string as
+/// itself, anything else as JSON.
+pub fn render(value: &Json) -> String {
+    match value {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
 
 /// Where a step's executor output goes, in a folder of the task's outputs folder that no
 /// output's folder can be named (output folders never start with a dot). KFP's Python
@@ -91,7 +158,7 @@ pub struct InputArtifact {
 
 /// The `ExecutorInput` message as JSON, with paths as the step sees them. Artifacts'
 /// `uri`s are local paths, which KFP's Python executor uses as `.path`.
-pub fn executor_input(ctx: &TaskContext, paths: Paths<'_>) -> Json {
+pub fn executor_input(ctx: &TaskContext, paths: &dyn Locations) -> Json {
     let artifact = |name: &str, type_: &ArtifactType, uri: String, metadata: &Json| json!({"name": name, "type": type_, "uri": uri, "metadata": metadata});
     let inputs_artifacts: serde_json::Map<String, Json> = ctx
         .artifacts
@@ -137,17 +204,20 @@ pub fn executor_input(ctx: &TaskContext, paths: Paths<'_>) -> Json {
 /// every `{{$...}}` placeholder in each element.
 pub fn resolve(
     ctx: &TaskContext,
-    paths: Paths<'_>,
+    paths: &dyn Locations,
     items: &[String],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, LauncherError> {
     let input = executor_input(ctx, paths);
     let provided = |name: &str| ctx.params.contains_key(name) || ctx.artifacts.contains_key(name);
     let mut out = Vec::new();
     for item in items {
         let mut parts = Vec::new();
         if item.starts_with("{\"Concat\": ") || item.starts_with("{\"IfPresent\": ") {
-            let structure: Json = serde_json::from_str(item)
-                .map_err(|e| format!("cannot read the placeholder {item}: {e}"))?;
+            let structure: Json =
+                serde_json::from_str(item).map_err(|source| LauncherError::Unreadable {
+                    item: item.clone(),
+                    source,
+                })?;
             structural(&structure, &provided, &mut parts)?;
         } else {
             parts.push(item.clone());
@@ -164,7 +234,7 @@ fn structural(
     value: &Json,
     provided: &dyn Fn(&str) -> bool,
     out: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), LauncherError> {
     match value {
         Json::String(s) => out.push(s.clone()),
         Json::Array(items) => {
@@ -175,7 +245,7 @@ fn structural(
         Json::Object(map) => {
             if let Some(parts) = map.get("Concat") {
                 let Json::Array(parts) = parts else {
-                    return Err("a Concat placeholder holds a list".into());
+                    return Err(LauncherError::ConcatNotAList);
                 };
                 let mut joined = String::new();
                 for part in parts {
@@ -188,7 +258,7 @@ fn structural(
                 let name = inner
                     .get("InputName")
                     .and_then(Json::as_str)
-                    .ok_or("an IfPresent placeholder names its InputName")?;
+                    .ok_or(LauncherError::IfPresentWithoutInput)?;
                 let branch = if provided(name) {
                     inner.get("Then")
                 } else {
@@ -198,7 +268,7 @@ fn structural(
                     structural(branch, provided, out)?;
                 }
             } else {
-                return Err(format!("unknown placeholder structure {value}"));
+                return Err(LauncherError::UnknownStructure(value.to_string()));
             }
         }
         Json::Null => {}
@@ -208,7 +278,7 @@ fn structural(
 }
 
 /// Replaces every placeholder in one element.
-fn substitute(element: &str, ctx: &TaskContext, input: &Json) -> Result<String, String> {
+fn substitute(element: &str, ctx: &TaskContext, input: &Json) -> Result<String, LauncherError> {
     let mut text = element.to_owned();
     let constants = [
         ("{{$}}", input.to_string()),
@@ -233,10 +303,7 @@ fn substitute(element: &str, ctx: &TaskContext, input: &Json) -> Result<String, 
         }
     }
     if text.contains("{{$.workspace_path}}") {
-        return Err(
-            "{{$.workspace_path}} names a KFP workspace (a volume the run's tasks share), which Sluice does not provide"
-                .into(),
-        );
+        return Err(LauncherError::Workspace);
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
@@ -259,7 +326,7 @@ fn substitute(element: &str, ctx: &TaskContext, input: &Json) -> Result<String, 
 /// Resolves `inputs.parameters['x']`, `inputs.artifacts['x'].path|uri|metadata`,
 /// `outputs.parameters['x'].output_file`, `outputs.artifacts['x'].path|uri|metadata`
 /// against the executor input; absent values resolve to `null`, as in KFP.
-fn lookup(expr: &str, input: &Json) -> Result<String, String> {
+fn lookup(expr: &str, input: &Json) -> Result<String, LauncherError> {
     let parts: Vec<&str> = expr
         .split(['.', '[', ']', '\''])
         .filter(|p| !p.is_empty())
@@ -275,13 +342,14 @@ fn lookup(expr: &str, input: &Json) -> Result<String, String> {
                 "path" | "uri" => artifact.get("uri"),
                 "metadata" => artifact.get("metadata"),
                 other => {
-                    return Err(format!(
-                        "placeholder {{{{$.{expr}}}}}: unknown artifact field '{other}'"
-                    ));
+                    return Err(LauncherError::UnknownArtifactField {
+                        expr: expr.to_owned(),
+                        field: other.to_owned(),
+                    });
                 }
             }
         }
-        _ => return Err(format!("unknown placeholder {{{{$.{expr}}}}}")),
+        _ => return Err(LauncherError::Unknown(expr.to_owned())),
     };
     Ok(match value {
         Some(Json::String(s)) => s.clone(),
@@ -312,17 +380,18 @@ pub fn resolve_parameter_references(params: &mut BTreeMap<String, Json>) {
 
 /// A text with `{{$.inputs.parameters['x']}}` placeholders resolved from `params` (as
 /// their text); an error names a parameter the text asks for and `params` lacks.
-pub fn resolve_text(text: &str, params: &BTreeMap<String, Json>) -> Result<String, String> {
+pub fn resolve_text(text: &str, params: &BTreeMap<String, Json>) -> Result<String, LauncherError> {
     let mut out = text.to_owned();
     while let Some(start) = out.find("{{$.inputs.parameters['") {
         let rest = &out[start + "{{$.inputs.parameters['".len()..];
         let Some(end) = rest.find("']}}") else {
-            return Err(format!("'{text}' has an unfinished placeholder"));
+            return Err(LauncherError::Unfinished(text.to_owned()));
         };
         let name = &rest[..end];
-        let value = params
-            .get(name)
-            .ok_or_else(|| format!("'{text}' asks for parameter '{name}', which has no value"))?;
+        let value = params.get(name).ok_or_else(|| LauncherError::NoValue {
+            text: text.to_owned(),
+            name: name.to_owned(),
+        })?;
         let placeholder_len = "{{$.inputs.parameters['".len() + end + "']}}".len();
         out.replace_range(start..start + placeholder_len, &render(value));
     }
@@ -339,9 +408,9 @@ pub struct ExecutorOutput {
     pub uris: BTreeMap<String, String>,
 }
 
-pub fn parse_executor_output(bytes: &[u8]) -> Result<ExecutorOutput, String> {
-    let value: Json = serde_json::from_slice(bytes)
-        .map_err(|e| format!("the executor output is not JSON: {e}"))?;
+/// Reads an executor output file (KFP's `ExecutorOutput` message as JSON).
+pub fn parse_executor_output(bytes: &[u8]) -> Result<ExecutorOutput, LauncherError> {
+    let value: Json = serde_json::from_slice(bytes).map_err(LauncherError::ExecutorOutput)?;
     let mut out = ExecutorOutput::default();
     if let Some(params) = value.get("parameterValues").and_then(Json::as_object) {
         for (name, v) in params {
@@ -376,82 +445,8 @@ pub fn parse_executor_output(bytes: &[u8]) -> Result<ExecutorOutput, String> {
     Ok(out)
 }
 
-/// The context of a KFP v1 component task whose command line holds `executorInput`:
-/// its parameter inputs as typed values, its other inputs and outputs as artifacts.
-pub fn context_for_v1(inv: &crate::exec::Invocation) -> TaskContext {
-    use crate::spec::ParamType;
-    let mut params = BTreeMap::new();
-    let mut artifacts = BTreeMap::new();
-    for (name, arg) in &inv.inputs {
-        let param = arg
-            .type_
-            .as_ref()
-            .and_then(crate::spec::TypeSpec::param_type);
-        let text = || match &arg.value {
-            Some(v) => v.clone(),
-            None => crate::exec::read_value_file(&inv.dir.input_file(name)),
-        };
-        match (&arg.type_, param) {
-            // An untyped input is a string parameter, as KFP reads v1 components.
-            (None, _) => {
-                params.insert(name.clone(), Json::String(text()));
-            }
-            (Some(_), Some(ty)) => {
-                let text = text();
-                let value = match ty {
-                    ParamType::String => Some(Json::String(text.clone())),
-                    ParamType::Integer => text.trim().parse::<i64>().map(Json::from).ok(),
-                    ParamType::Float => text
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                        .and_then(|f| serde_json::Number::from_f64(f).map(Json::Number)),
-                    ParamType::Boolean => crate::spec::types::parse_bool(&text).map(Json::Bool),
-                    ParamType::JsonObject | ParamType::JsonArray => {
-                        serde_json::from_str(&text).ok()
-                    }
-                };
-                params.insert(name.clone(), value.unwrap_or(Json::String(text)));
-            }
-            (Some(_), None) => {
-                let type_ = artifact_type(arg.type_.as_ref());
-                artifacts.insert(
-                    name.clone(),
-                    vec![InputArtifact {
-                        key: name.clone(),
-                        name: name.clone(),
-                        type_,
-                        metadata: json!({}),
-                        uri: None,
-                    }],
-                );
-            }
-        }
-    }
-    let outputs = &inv.component.spec.outputs;
-    TaskContext {
-        params,
-        artifacts,
-        output_params: outputs
-            .iter()
-            .filter(|o| o.param_type().is_some())
-            .map(|o| o.name.clone())
-            .collect(),
-        output_artifacts: outputs
-            .iter()
-            .filter(|o| o.param_type().is_none())
-            .map(|o| (o.name.clone(), artifact_type(o.type_.as_ref())))
-            .collect(),
-        pipeline_name: inv.component.name(),
-        run_id: inv.run_id.clone(),
-        task_name: inv.task.clone(),
-        task_id: format!("{}-{}", inv.run_id, inv.task),
-        created: String::new(),
-    }
-}
-
 /// The KFP v2 artifact type of a v1 type name: `Dataset` is `system.Dataset`.
-fn artifact_type(type_: Option<&crate::spec::TypeSpec>) -> ArtifactType {
+pub fn artifact_type(type_: Option<&crate::spec::TypeSpec>) -> ArtifactType {
     let title = match type_.map(|t| t.name.as_str()) {
         Some(name) if name.contains('.') => name.to_owned(),
         Some(
@@ -472,124 +467,17 @@ fn artifact_type(type_: Option<&crate::spec::TypeSpec>) -> ArtifactType {
     }
 }
 
-/// Moves an artifact a step wrote at a `uri` of its own (inside its outputs folder) to
-/// where Sluice collects it. The `uri` is as the step saw it: a host path, or a path
-/// under the container's outputs folder.
-fn relocate(
-    dir: &crate::store::TaskDir,
-    name: &str,
-    uri: &str,
-) -> Result<(), crate::exec::Failure> {
-    let outputs = std::path::absolute(dir.outputs()).unwrap_or_else(|_| dir.outputs());
-    let container_root = crate::exec::docker::CONTAINER_OUTPUTS;
-    let host = if let Ok(rest) = std::path::Path::new(uri).strip_prefix(&outputs) {
-        outputs.join(rest)
-    } else if let Some(rest) = uri
-        .strip_prefix(container_root)
-        .and_then(|r| r.strip_prefix('/'))
-    {
-        outputs.join(rest)
-    } else {
-        // Remote storage, or outside the task's folder: nothing Sluice can collect.
-        return Ok(());
-    };
-    let expected =
-        std::path::absolute(dir.output_file(name)).unwrap_or_else(|_| dir.output_file(name));
-    if host == expected
-        || std::fs::symlink_metadata(&expected).is_ok()
-        || !host.starts_with(&outputs)
-    {
-        return Ok(());
-    }
-    if host
-        .components()
-        .any(|c| c == std::path::Component::ParentDir)
-    {
-        return Err(crate::exec::Failure::failed(format!(
-            "output '{name}': its uri {uri} leaves the task's folder"
-        )));
-    }
-    if std::fs::symlink_metadata(&host).is_ok() {
-        std::fs::rename(&host, &expected).map_err(|e| {
-            crate::exec::Failure::failed(format!("output '{name}': cannot take {uri}: {e}"))
-        })?;
-    }
-    Ok(())
-}
-
 /// Artifact types whose content is their metadata: KFP steps log metrics into the
 /// executor output and never write the file.
-const METADATA_ONLY: &[&str] = &[
+pub const METADATA_ONLY: &[&str] = &[
     "system.Metrics",
     "system.ClassificationMetrics",
     "system.SlicedClassificationMetrics",
 ];
 
-/// After a step succeeded: takes its executor output (parameter values, artifact
-/// metadata, metrics logged to `system.Metrics` artifacts), and leaves an empty file for
-/// metrics artifacts the step had no reason to write.
-pub fn finish(
-    ctx: &TaskContext,
-    dir: &crate::store::TaskDir,
-    completion: &mut crate::exec::Completion,
-) -> Result<(), crate::exec::Failure> {
-    let path = dir.outputs().join(EXECUTOR_OUTPUT);
-    let read = crate::files::read_limited(
-        &path,
-        crate::files::GUEST_JSON_MAX,
-        crate::files::Follow::No,
-    );
-    let bytes = match read {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(crate::exec::Failure::failed(format!(
-                "the executor output {EXECUTOR_OUTPUT} {e}"
-            )));
-        }
-    };
-    if let Some(bytes) = bytes {
-        let output = parse_executor_output(&bytes).map_err(crate::exec::Failure::failed)?;
-        for (name, uri) in &output.uris {
-            if ctx.output_artifacts.contains_key(name) {
-                relocate(dir, name, uri)?;
-            }
-        }
-        for (name, value) in output.params {
-            if ctx.output_params.contains(&name) {
-                completion.params.entry(name).or_insert(value);
-            }
-        }
-        for (name, metadata) in output.metadata {
-            let Some(type_) = ctx.output_artifacts.get(&name) else {
-                continue;
-            };
-            if type_.title() == "system.Metrics"
-                && let Some(map) = metadata.as_object()
-            {
-                for (metric, value) in map {
-                    if let Some(v) = value.as_f64() {
-                        completion.metrics.insert(metric.clone(), v);
-                    }
-                }
-            }
-            completion.metadata.insert(name, metadata);
-        }
-    }
-    for (name, type_) in &ctx.output_artifacts {
-        let file = dir.output_file(name);
-        if METADATA_ONLY.contains(&type_.title()) && std::fs::symlink_metadata(&file).is_err() {
-            std::fs::write(&file, b"")
-                .map_err(|e| crate::exec::Failure::failed(format!("output '{name}': {e}")))?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::TaskDir;
 
     fn ctx() -> TaskContext {
         TaskContext {
@@ -621,10 +509,22 @@ mod tests {
         }
     }
 
-    const UNDER: Paths<'static> = Paths::Under {
-        inputs: "/tmp/inputs",
-        outputs: "/tmp/outputs",
-    };
+    /// A step's view under fixed roots, as in a container.
+    struct Under(&'static str);
+
+    impl Locations for Under {
+        fn input(&self, name: &str) -> String {
+            format!("{}/inputs/{name}/data", self.0)
+        }
+        fn output(&self, name: &str) -> String {
+            format!("{}/outputs/{name}/data", self.0)
+        }
+        fn output_root_file(&self, file: &str) -> String {
+            format!("{}/outputs/{file}", self.0)
+        }
+    }
+
+    const UNDER: &Under = &Under("/tmp");
 
     #[test]
     fn placeholders_resolve_as_in_kfp() {
@@ -672,8 +572,7 @@ mod tests {
 
     #[test]
     fn executor_input_has_kfps_shape() {
-        let dir = TaskDir::new("/w".into());
-        let input = executor_input(&ctx(), Paths::Host(&dir));
+        let input = executor_input(&ctx(), &Under("/w"));
         assert_eq!(input["inputs"]["parameterValues"]["n"], json!(3));
         let data = &input["inputs"]["artifacts"]["data"]["artifacts"][0];
         assert_eq!(data["uri"], json!("/w/inputs/data/data"));

@@ -19,6 +19,24 @@ impl std::fmt::Debug for Gate {
     }
 }
 
+/// A gate that does not compile, names a metric ambiguously, or did not give a boolean.
+/// CEL's own messages are kept, on one line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GateError {
+    #[error("not a valid CEL expression: {0}")]
+    Syntax(String),
+    #[error(
+        "metric '{metric}' is reported by tasks {}; name one, e.g. metrics[\"{}.{metric}\"]",
+        tasks.join(" and "),
+        tasks[0]
+    )]
+    Ambiguous { metric: String, tasks: Vec<String> },
+    #[error("the gate must be true or false, not {0}")]
+    NotABoolean(String),
+    #[error("the gate cannot be evaluated: {0}")]
+    Evaluation(String),
+}
+
 /// Whether the gate held, and the metrics it named, for the run's record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
@@ -28,9 +46,10 @@ pub struct Verdict {
 }
 
 impl Gate {
-    pub fn compile(source: &str) -> Result<Gate, String> {
-        let program = Program::compile(source)
-            .map_err(|e| format!("not a valid CEL expression: {}", one_line(&e.to_string())))?;
+    /// Compiles a gate: a CEL expression over `metrics` (see [`Gate::check`]).
+    pub fn compile(source: &str) -> Result<Gate, GateError> {
+        let program =
+            Program::compile(source).map_err(|e| GateError::Syntax(one_line(&e.to_string())))?;
         Ok(Gate {
             source: source.to_owned(),
             program,
@@ -41,11 +60,12 @@ impl Gate {
         &self.source
     }
 
-    /// Evaluates the gate over metrics by task.
+    /// Evaluates the gate over metrics by task: `metrics["task.name"]` for every metric,
+    /// and `name` alone (or `metrics["name"]`) for a metric only one task reports.
     pub fn check(
         &self,
         metrics: &BTreeMap<String, BTreeMap<String, f64>>,
-    ) -> Result<Verdict, String> {
+    ) -> Result<Verdict, GateError> {
         let mut by_name: HashMap<&str, Vec<(&str, f64)>> = HashMap::new();
         let mut map: HashMap<String, Value> = HashMap::new();
         for (task, values) in metrics {
@@ -70,11 +90,10 @@ impl Gate {
         let mentioned = |name: &str| words(&self.source).any(|w| w == name);
         for (name, tasks) in &ambiguous {
             if mentioned(name) {
-                return Err(format!(
-                    "metric '{name}' is reported by tasks {}; name one, e.g. metrics[\"{}.{name}\"]",
-                    tasks.join(" and "),
-                    tasks[0]
-                ));
+                return Err(GateError::Ambiguous {
+                    metric: (*name).to_owned(),
+                    tasks: tasks.iter().map(|t| (*t).to_owned()).collect(),
+                });
             }
         }
         let evidence: Vec<String> = {
@@ -93,11 +112,8 @@ impl Gate {
         context.add_variable_from_value("metrics", Value::from(map));
         match self.program.execute(&context) {
             Ok(Value::Bool(holds)) => Ok(Verdict { holds, evidence }),
-            Ok(other) => Err(format!("the gate must be true or false, not {other:?}")),
-            Err(e) => Err(format!(
-                "the gate cannot be evaluated: {}",
-                one_line(&e.to_string())
-            )),
+            Ok(other) => Err(GateError::NotABoolean(format!("{other:?}"))),
+            Err(e) => Err(GateError::Evaluation(one_line(&e.to_string()))),
         }
     }
 }
@@ -203,9 +219,14 @@ mod tests {
         assert!(
             Gate::compile("accuracy >=")
                 .unwrap_err()
+                .to_string()
                 .starts_with("not a valid CEL expression")
         );
-        let err = Gate::compile("loss < 0.2").unwrap().check(&m).unwrap_err();
+        let err = Gate::compile("loss < 0.2")
+            .unwrap()
+            .check(&m)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "metric 'loss' is reported by tasks evaluate and train; name one, e.g. metrics[\"evaluate.loss\"]"
@@ -213,13 +234,15 @@ mod tests {
         let err = Gate::compile("acuracy > 0.9")
             .unwrap()
             .check(&m)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("the gate cannot be evaluated:"), "{err}");
         assert!(err.contains("acuracy"), "{err}");
         let err = Gate::compile("accuracy + 1.0")
             .unwrap()
             .check(&m)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("the gate must be true or false"), "{err}");
     }
 }

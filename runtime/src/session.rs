@@ -1,0 +1,270 @@
+//! The library's entry point: `Session::open(home)?.run(pipeline, options)` pulls what a
+//! run needs from registries, prepares every task's executor, schedules, records and, when
+//! the run succeeded and its pipeline says so, deploys. The `sluice` command, the
+//! benchmarks and the tests all run pipelines through it; none of them wires executors,
+//! runners and schedulers itself.
+//!
+//! ```no_run
+//! # async fn example(plan: sluice_runtime::plan::Plan) -> Result<(), sluice_runtime::session::SessionError> {
+//! use sluice_runtime::session::{Pipeline, RunOptions, Session};
+//! use sluice_runtime::store::RunKind;
+//!
+//! let session = Session::open(std::path::Path::new("/tmp/sluice-home"))?;
+//! let finished = session
+//!     .run(Pipeline::Plan { plan, kind: RunKind::Pipeline }, RunOptions::default())
+//!     .await?;
+//! println!("run {} ended {:?}", finished.run_id, finished.state);
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Event, Observer, Quiet};
+use crate::exec::PrepareError;
+use crate::exec::runners::{Policy, Runners};
+use crate::exec::wasm::{CacheStats, WasmConfig, WasmExecutor};
+use crate::kfp::{IrFile, KfpPipeline, Params};
+use crate::oci::{OciError, Registries, RegistryOptions};
+use crate::plan::Plan;
+use crate::schedule::{self, ScheduleError, Scheduler};
+use crate::store::{DeployRecord, RunKind, RunState, Store, StoreError};
+
+/// What a session runs.
+#[derive(Debug)]
+pub enum Pipeline {
+    /// A planned Sluice pipeline (`RunKind::Pipeline`) or one component on its own
+    /// (`RunKind::Component`).
+    Plan { plan: Plan, kind: RunKind },
+    /// A pipeline compiled by the KFP SDK, with its parameters bound
+    /// ([`crate::kfp::bind_params`]).
+    Kfp {
+        file: IrFile,
+        params: Params,
+        /// Container images to run in place of those the pipeline names (`FROM`, `TO`).
+        image_map: Vec<(String, String)>,
+    },
+}
+
+/// How a session runs a pipeline.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Parallelism, `--keep-going`, the task cache, timeouts, resumed tasks, recorded flags.
+    pub schedule: schedule::Options,
+    /// Which implementation runs each task, and how containers run.
+    pub policy: Policy,
+    /// How registries are reached, for the wasm components a pipeline names by reference.
+    pub registry: RegistryOptions,
+    /// Registry references to replace with pinned ones (`oci://...:tag` to `...@sha256:`),
+    /// so that a rerun runs exactly what its run ran.
+    pub pins: HashMap<String, String>,
+    /// A run this one resumes (compiled KFP pipelines): each task whose cache key matches
+    /// one of that run's succeeded tasks takes its outputs instead of running.
+    pub resumes: Option<String>,
+    /// Receives the run's events (notes, task starts, logs, ends).
+    pub observer: Arc<dyn Observer>,
+    /// Cancels the run: running attempts stop, nothing new starts, the run ends
+    /// `cancelled`.
+    pub cancel: CancellationToken,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            schedule: schedule::Options::default(),
+            policy: Policy::default(),
+            registry: RegistryOptions::default(),
+            pins: HashMap::new(),
+            resumes: None,
+            observer: Arc::new(Quiet),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("schedule", &self.schedule)
+            .field("policy", &self.policy)
+            .field("registry", &self.registry)
+            .field("pins", &self.pins)
+            .field("resumes", &self.resumes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    pub run_id: String,
+    pub state: RunState,
+    /// What became of the pipeline's `deploy` section, when it has one.
+    pub deploy: Option<DeployRecord>,
+    /// Wasm components this run compiled, and those it took from the compile cache.
+    pub compiled: CacheStats,
+}
+
+/// A run that could not start. Nothing ran; the run may not have been recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A wasm component the pipeline names by reference could not be pulled.
+    #[error(transparent)]
+    Pull(#[from] OciError),
+    /// The wasm host could not be set up.
+    #[error(transparent)]
+    Host(#[from] PrepareError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+}
+
+/// A Sluice home opened for running pipelines.
+#[derive(Debug, Clone)]
+pub struct Session {
+    store: Arc<Store>,
+    cache_dir: PathBuf,
+}
+
+impl Session {
+    /// Opens (creating if needed) the home at `home`; compiled wasm is cached under its
+    /// `cache/` folder unless [`Session::with_cache_dir`] says otherwise.
+    pub fn open(home: &Path) -> Result<Session, StoreError> {
+        Ok(Session::from_store(Arc::new(Store::open(home)?)))
+    }
+
+    /// A session over a store already open.
+    pub fn from_store(store: Arc<Store>) -> Session {
+        Session {
+            cache_dir: store.cache_dir(),
+            store,
+        }
+    }
+
+    /// Caches compiled wasm and pulled components under `dir` instead of the home's.
+    pub fn with_cache_dir(mut self, dir: PathBuf) -> Session {
+        self.cache_dir = dir;
+        self
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// The registries of this session's cache, reached as `options` say.
+    pub fn registries(&self, options: &RegistryOptions) -> Registries {
+        Registries::new(&self.cache_dir, options.clone())
+    }
+
+    /// Runs a pipeline to its end: pulls the wasm components it names by reference,
+    /// prepares every task's executor (failing before anything runs if one cannot be
+    /// prepared), runs and records every task, then deploys what its `deploy` section
+    /// says if the run succeeded. A run that starts always ends recorded, whatever its
+    /// tasks do; only a run that cannot start is an error.
+    pub async fn run(
+        &self,
+        pipeline: Pipeline,
+        options: RunOptions,
+    ) -> Result<Finished, SessionError> {
+        match pipeline {
+            Pipeline::Plan { plan, kind } => self.run_plan(plan, kind, options).await,
+            Pipeline::Kfp {
+                file,
+                params,
+                image_map,
+            } => self.run_kfp(file, params, &image_map, options).await,
+        }
+    }
+
+    async fn run_plan(
+        &self,
+        plan: Plan,
+        kind: RunKind,
+        options: RunOptions,
+    ) -> Result<Finished, SessionError> {
+        let mut wasm = WasmConfig::new(self.cache_dir.clone());
+        let references: Vec<&str> = plan
+            .tasks
+            .iter()
+            .filter_map(|t| t.component.wasm_reference())
+            .collect();
+        if !references.is_empty() {
+            let registries = self.registries(&options.registry);
+            wasm.pulled = crate::oci::pull_for_run(&registries, references, &options.pins).await?;
+        }
+        let wasm = Arc::new(WasmExecutor::new(wasm)?);
+        let executor = Arc::new(Runners::new(wasm.clone(), options.policy));
+        let plan = Arc::new(plan);
+        let scheduler = Scheduler {
+            store: self.store.clone(),
+            executor,
+            observer: options.observer,
+            options: options.schedule,
+            cancel: options.cancel,
+        };
+        let outcome = scheduler.run(plan.clone(), kind).await?;
+        // The pipeline's last act, once its record is final.
+        let deploy = match plan.deploy {
+            Some(_) => {
+                let record = self.store.run(&outcome.run_id)?;
+                crate::deploy::deploy(&self.store, &plan, &record, &self.cache_dir).await
+            }
+            None => None,
+        };
+        Ok(Finished {
+            run_id: outcome.run_id,
+            state: outcome.state,
+            deploy,
+            compiled: wasm.cache_stats(),
+        })
+    }
+
+    async fn run_kfp(
+        &self,
+        file: IrFile,
+        params: Params,
+        image_map: &[(String, String)],
+        options: RunOptions,
+    ) -> Result<Finished, SessionError> {
+        let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(self.cache_dir.clone()))?);
+        let executor = Arc::new(Runners::new(wasm.clone(), options.policy));
+        let pipeline = KfpPipeline::prepare(file, executor.as_ref(), image_map).await?;
+        for note in &pipeline.notes {
+            options.observer.event(&Event::Note { line: note.clone() });
+        }
+        let schedule = options.schedule;
+        let driver = crate::kfp::Driver {
+            store: self.store.clone(),
+            executor,
+            observer: options.observer,
+            options: crate::kfp::Options {
+                parallelism: schedule.parallelism,
+                keep_going: schedule.keep_going,
+                keep_work: schedule.keep_work,
+                no_cache: !schedule.caching.enabled,
+                max_cache_staleness: schedule.caching.max_staleness,
+                default_timeout: schedule.default_timeout,
+                flags: schedule.flags,
+                resumes: options.resumes,
+            },
+            cancel: options.cancel,
+        };
+        let outcome = driver
+            .run(Arc::new(pipeline), params.values, params.artifacts)
+            .await?;
+        Ok(Finished {
+            run_id: outcome.run_id,
+            state: outcome.state,
+            deploy: None,
+            compiled: wasm.cache_stats(),
+        })
+    }
+}
