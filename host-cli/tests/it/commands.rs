@@ -484,6 +484,49 @@ fn exit_codes_tell_bad_input_from_a_failing_environment() {
             frozen.display()
         )
     );
+    // A server the home names that does not answer.
+    let ran = home.sluice_with(
+        &["models", "rollback", "iris"],
+        &[
+            ("SLUICE_SERVER_URL", "http://127.0.0.1:1"),
+            ("SLUICE_ADMIN_TOKEN", "0123456789abcdef0123"),
+        ],
+    );
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .starts_with("error: cannot reach the server at http://127.0.0.1:1: "),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+    // A bundle of container images with no Docker Engine to export them.
+    let component = home.dir.path().join("boxed.yaml");
+    std::fs::write(
+        &component,
+        "name: boxed\nimplementation:\n  container: {image: 'sluice-samples/probe:0.1.0', command: [probe, noop]}\n",
+    )
+    .unwrap();
+    let pipeline = home.dir.path().join("boxed-pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        "name: boxed\ntasks:\n  a: {component: boxed.yaml}\n",
+    )
+    .unwrap();
+    let bundle = home.dir.path().join("boxed.tar");
+    let ran = home.sluice_with(
+        &[
+            "bundle",
+            pipeline.to_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+            "--with-images",
+        ],
+        &[("DOCKER_HOST", "unix:///nowhere/docker.sock")],
+    );
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert!(ran.stderr.contains("Docker Engine"), "{}", ran.stderr);
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
 }
 
 #[test]
