@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use sluice_runtime::error::Blame;
 use sluice_runtime::exec::{Kind, Prepared};
 use sluice_runtime::plan::Plan;
 use sluice_runtime::schedule::fuse::Fusion;
@@ -25,29 +26,49 @@ pub struct Args {
 
 pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
     let mut failed = false;
+    let mut environment = false;
     for file in &args.files {
         match check(paths, file, &args.params) {
             Ok(summary) => outln!("{}: ok ({summary})", file.display()),
-            Err(lines) => {
+            Err(problems) => {
                 failed = true;
-                for line in lines {
+                environment |= problems.environment;
+                for line in problems.lines {
                     errln!("error: {line}");
                 }
             }
         }
     }
-    Ok(if failed {
+    Ok(if environment {
+        ExitCode::from(crate::ENVIRONMENT)
+    } else if failed {
         ExitCode::from(crate::BAD_INPUT)
     } else {
         ExitCode::SUCCESS
     })
 }
 
+/// What is wrong with a file, one line each; `environment` when it could not be checked
+/// because the machine failed (the home cannot be written, say), not the file.
+struct Problems {
+    lines: Vec<String>,
+    environment: bool,
+}
+
+impl From<Vec<String>> for Problems {
+    fn from(lines: Vec<String>) -> Problems {
+        Problems {
+            lines,
+            environment: false,
+        }
+    }
+}
+
 fn check(
     paths: &Paths,
     file: &std::path::Path,
     params: &[(String, String)],
-) -> Result<String, Vec<String>> {
+) -> Result<String, Problems> {
     // The whole chain: `cannot read x.yaml: is a character device, not a regular file`.
     let one = |e: &dyn std::error::Error| vec![sluice_runtime::error_chain(e)];
     match detect_kind(file).map_err(|e| one(&e))? {
@@ -60,7 +81,8 @@ fn check(
                     "{}: implementation.wasm.component: {} does not exist",
                     file.display(),
                     wasm.display()
-                )]);
+                )]
+                .into());
             }
             if c.wasm_path().is_some() {
                 let resources = sluice_runtime::spec::ResourceSpec::default();
@@ -76,7 +98,8 @@ fn check(
                     return Err(vec![format!(
                         "{}: implementation.wasm.transform: {problem}",
                         file.display()
-                    )]);
+                    )]
+                    .into());
                 }
             }
             Ok(format!(
@@ -108,7 +131,7 @@ fn check(
                     })
                     .collect();
             if !missing.is_empty() {
-                return Err(missing);
+                return Err(missing.into());
             }
             wiring(paths, file, &plan)?;
             Ok(format!(
@@ -124,7 +147,11 @@ fn check(
             if let Err(errors) = sluice_runtime::kfp::bind_params(&ir, params) {
                 let (missing, bad): (Vec<_>, Vec<_>) = errors.into_iter().partition(|e| e.missing);
                 if !bad.is_empty() {
-                    return Err(bad.iter().map(ToString::to_string).collect());
+                    return Err(bad
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .into());
                 }
                 needs = missing
                     .iter()
@@ -151,8 +178,11 @@ fn check(
 
 /// Reads each wasm component's interfaces from its binary: a component that declares a
 /// transform must export one, and transforms wired table to table must agree.
-fn wiring(paths: &Paths, file: &std::path::Path, plan: &Plan) -> Result<(), Vec<String>> {
-    let described = super::describe_tasks(paths, plan).map_err(|e| vec![format!("{e:#}")])?;
+fn wiring(paths: &Paths, file: &std::path::Path, plan: &Plan) -> Result<(), Problems> {
+    let described = super::describe_tasks(paths, plan).map_err(|e| Problems {
+        lines: vec![format!("{e:#}")],
+        environment: sluice_runtime::error::blame(e.as_ref()) == Blame::Environment,
+    })?;
     let mut errors = Vec::new();
     for (task, prepared) in plan.tasks.iter().zip(&described) {
         if let Some(problem) = transform_problem(&task.component, prepared) {
@@ -174,7 +204,7 @@ fn wiring(paths: &Paths, file: &std::path::Path, plan: &Plan) -> Result<(), Vec<
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(errors)
+        Err(errors.into())
     }
 }
 

@@ -484,6 +484,19 @@ fn exit_codes_tell_bad_input_from_a_failing_environment() {
             frozen.display()
         )
     );
+    // Checking a pipeline's wiring loads its components through the home's compile
+    // cache: a read-only home fails the check as the environment's failure.
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" --home "$1" validate examples/breast-cancer/pipeline.yaml"#)
+        .args(["sh", frozen.to_str().unwrap(), sluice])
+        .current_dir(sluice_test_artifacts::ROOT)
+        .output()
+        .expect("unshare (util-linux) runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     // A server the home names that does not answer.
     let ran = home.sluice_with(
         &["models", "rollback", "iris"],

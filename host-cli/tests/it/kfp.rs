@@ -943,6 +943,28 @@ fn plan_lowers_compiled_pipelines_and_rerun_repeats_one() {
         text.contains("files <- [square.out for each item of for-loop-6]"),
         "{text}"
     );
+    // Groups that decide nothing themselves say what they hold; an importer says it is one.
+    let text = |name: &str| {
+        home.expect(&["plan", compiled(name).to_str().unwrap()], 0)
+            .stdout
+    };
+    let conditions = text("conditions");
+    assert!(
+        conditions.contains("condition-branches-1  branches: each runs if its condition holds"),
+        "{conditions}"
+    );
+    let exit = text("exit_handler");
+    assert!(
+        exit.contains("exit-handler-1  exit handler's body: its handler runs however it ends"),
+        "{exit}"
+    );
+    let nested = text("nested");
+    assert!(nested.contains("nested pipeline"), "{nested}");
+    let containers = text("containers");
+    assert!(
+        containers.contains("  importer  importer [importer]"),
+        "{containers}"
+    );
     let dot = home
         .expect(
             &[

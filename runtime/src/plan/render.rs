@@ -26,6 +26,8 @@ pub(super) fn render(plan: &Plan, format: Format) -> String {
     }
 }
 
+/// How a task may run: `wasm`, `container`, both, or (a KFP importer, which has neither)
+/// `importer`.
 fn implementations(task: &super::PlannedTask) -> Vec<&'static str> {
     let imp = &task.component.spec.implementation;
     let mut kinds = Vec::new();
@@ -34,6 +36,9 @@ fn implementations(task: &super::PlannedTask) -> Vec<&'static str> {
     }
     if imp.container.is_some() {
         kinds.push("container");
+    }
+    if kinds.is_empty() {
+        kinds.push("importer");
     }
     kinds
 }
@@ -94,9 +99,12 @@ fn node_name(plan: &Plan, node: Node) -> &str {
     }
 }
 
-/// What a group decides, in a phrase: `if ...`, `for each item of ...`, both, or
-/// neither (a nested pipeline).
-fn describe_group(plan: &Plan, group: &Group) -> String {
+/// What a group decides, in a phrase: `if ...`, `for each item of ...`, both; for a
+/// group that decides nothing itself, what it holds: the body of an exit handler (a task
+/// that runs however it ends waits for it), a choice of branches (only groups with
+/// conditions in it: KFP's `dsl.If`/`Elif`/`Else`), or a nested pipeline.
+fn describe_group(plan: &Plan, g: usize) -> String {
+    let group = &plan.groups[g];
     let mut parts = Vec::new();
     if let Some(condition) = &group.condition {
         parts.push(format!("if `{}`", esc(condition)));
@@ -115,7 +123,24 @@ fn describe_group(plan: &Plan, group: &Group) -> String {
         ));
     }
     if parts.is_empty() {
-        parts.push("nested pipeline".to_owned());
+        let guarded = plan
+            .tasks
+            .iter()
+            .any(|t| t.trigger == Trigger::AllEnded && t.after_groups.contains(&g));
+        let members: Vec<&Group> = plan.groups.iter().filter(|m| m.group == Some(g)).collect();
+        let branches = !members.is_empty()
+            && members.iter().all(|m| m.condition.is_some())
+            && !plan.tasks.iter().any(|t| t.group == Some(g));
+        parts.push(
+            if guarded {
+                "exit handler's body: its handler runs however it ends"
+            } else if branches {
+                "branches: each runs if its condition holds"
+            } else {
+                "nested pipeline"
+            }
+            .to_owned(),
+        );
     }
     parts.join(", ")
 }
@@ -214,13 +239,8 @@ fn text(plan: &Plan) -> String {
     if !plan.groups.is_empty() {
         let _ = writeln!(out, "groups");
     }
-    for group in &plan.groups {
-        let _ = writeln!(
-            out,
-            "  {}  {}",
-            esc(&group.name),
-            describe_group(plan, group)
-        );
+    for (g, group) in plan.groups.iter().enumerate() {
+        let _ = writeln!(out, "  {}  {}", esc(&group.name), describe_group(plan, g));
         input_lines(plan, &group.inputs, &mut out);
         let after: Vec<std::borrow::Cow<'_, str>> = group
             .upstream
@@ -346,11 +366,7 @@ fn dot_members(plan: &Plan, group: Option<usize>, depth: usize, out: &mut String
             "{indent}t{i} [label=\"{}\\n{} ({})\"];",
             dot_escape(&task.name),
             dot_escape(&task.component.name()),
-            if kinds.is_empty() {
-                "importer".to_owned()
-            } else {
-                kinds.join(", ")
-            }
+            kinds.join(", ")
         );
     }
     for (g, inner) in plan.groups.iter().enumerate() {
@@ -363,7 +379,7 @@ fn dot_members(plan: &Plan, group: Option<usize>, depth: usize, out: &mut String
         let _ = writeln!(
             out,
             "{indent}  g{g} [shape=diamond, style=solid, label=\"{}\"];",
-            dot_escape(&describe_group(plan, inner))
+            dot_escape(&describe_group(plan, g))
         );
         dot_members(plan, Some(g), depth + 1, out);
         let _ = writeln!(out, "{indent}}}");

@@ -134,7 +134,7 @@ impl fmt::Display for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar_text(d)?;
+        let text = scalar_text(d, "a memory quantity such as 512Mi or 2G")?;
         ByteSize::parse(&text).map_err(serde::de::Error::custom)
     }
 }
@@ -185,7 +185,7 @@ impl fmt::Display for Cpu {
 
 impl<'de> Deserialize<'de> for Cpu {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar_text(d)?;
+        let text = scalar_text(d, "CPU cores such as 2, 0.5 or 500m")?;
         Cpu::parse(&text).map_err(serde::de::Error::custom)
     }
 }
@@ -217,7 +217,7 @@ impl fmt::Display for HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar_text(d)?;
+        let text = scalar_text(d, "a duration such as 30s, 5m or 250ms")?;
         HumanDuration::parse(&text).map_err(serde::de::Error::custom)
     }
 }
@@ -228,20 +228,32 @@ impl Serialize for HumanDuration {
     }
 }
 
-/// Accepts a YAML string or number as text.
-fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Int(u64),
-        Float(f64),
+/// Accepts a YAML string or number as text; anything else is an error saying what was
+/// `expected` (`a duration such as 30s, 5m or 250ms`) and what was found.
+fn scalar_text<'de, D: Deserializer<'de>>(
+    d: D,
+    expected: &'static str,
+) -> Result<String, D::Error> {
+    struct Scalar(&'static str);
+    impl serde::de::Visitor<'_> for Scalar {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
     }
-    Ok(match Scalar::deserialize(d)? {
-        Scalar::Text(s) => s,
-        Scalar::Int(i) => i.to_string(),
-        Scalar::Float(f) => f.to_string(),
-    })
+    d.deserialize_any(Scalar(expected))
 }
 
 #[cfg(test)]
@@ -290,5 +302,31 @@ mod tests {
         let merged = task.or(&component);
         assert_eq!(merged.memory, Some(ByteSize(64 << 20)));
         assert_eq!(merged.cpu, Some(Cpu { millicores: 2000 }));
+    }
+
+    #[test]
+    fn a_quantity_that_is_not_text_or_a_number_says_what_was_expected() {
+        for (yaml, expected) in [
+            (
+                "{memory: [1]}",
+                "expected a memory quantity such as 512Mi or 2G",
+            ),
+            ("{cpu: {a: 1}}", "expected CPU cores such as 2, 0.5 or 500m"),
+        ] {
+            let e = serde_yaml_ng::from_str::<ResourceSpec>(yaml)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expected), "{yaml}: {e}");
+            assert!(!e.contains("untagged"), "{yaml}: {e}");
+        }
+        let e = serde_yaml_ng::from_str::<HumanDuration>("[1]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a duration such as 30s"), "{e}");
+        // A negative number reaches the quantity's own check, which names it.
+        let e = serde_yaml_ng::from_str::<ByteSize>("-1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("found '-1'"), "{e}");
     }
 }
