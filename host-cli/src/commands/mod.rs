@@ -83,8 +83,12 @@ pub struct ExecArgs {
     #[arg(long, value_name = "POLICY", value_parser = pull_policy)]
     pull: Option<PullPolicy>,
     /// Leave each task's container in place (stopped) for debugging
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_keep_containers")]
     keep_containers: bool,
+    /// Remove each task's container when it ends (the default; undoes a resumed run's
+    /// --keep-containers)
+    #[arg(long, overrides_with = "keep_containers")]
+    no_keep_containers: bool,
     /// Wall-clock limit of one attempt of every task that sets no `timeout` (`90s`,
     /// `2h`); without it, wasm attempts stop after 1h and others run until they end
     #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
@@ -225,7 +229,12 @@ impl ExecArgs {
             },
             runner: self.runner.or(earlier.runner),
             pull: self.pull.or(earlier.pull),
-            keep_containers: self.keep_containers || earlier.keep_containers,
+            keep_containers: run::switch(
+                self.keep_containers,
+                self.no_keep_containers,
+                earlier.keep_containers,
+            ),
+            no_keep_containers: false,
             timeout: self.timeout.or(earlier.timeout),
             registry: self.registry,
             pins: self.pins,

@@ -32,11 +32,18 @@ pub struct RunFlags {
     #[arg(long, value_name = "N")]
     pub(crate) parallelism: Option<usize>,
     /// Keep starting independent tasks after one fails
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_keep_going")]
     pub(crate) keep_going: bool,
+    /// Start no new task after one fails (the default; undoes a resumed run's --keep-going)
+    #[arg(long, overrides_with = "keep_going")]
+    pub(crate) no_keep_going: bool,
     /// Keep every attempt's working folder under <home>/runs
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_keep_work")]
     pub(crate) keep_work: bool,
+    /// Remove each attempt's working folder once it is done with (the default; undoes a
+    /// resumed run's --keep-work)
+    #[arg(long, overrides_with = "keep_work")]
+    pub(crate) no_keep_work: bool,
     /// Print the run record as JSON instead of progress and a summary
     #[arg(long)]
     pub(crate) json: bool,
@@ -45,11 +52,19 @@ pub struct RunFlags {
     pub(crate) verbose: bool,
     /// Run every task on its own, passing tables through files, even where consecutive
     /// transform tasks could run as a fused chain
-    #[arg(long)]
+    #[arg(long, overrides_with = "fuse")]
     pub(crate) no_fuse: bool,
+    /// Run consecutive transform tasks as fused chains (the default; undoes a resumed
+    /// run's --no-fuse)
+    #[arg(long, overrides_with = "no_fuse")]
+    pub(crate) fuse: bool,
     /// Run every task, even those whose outputs the task cache has from an earlier run
-    #[arg(long)]
+    #[arg(long, overrides_with = "cache")]
     pub(crate) no_cache: bool,
+    /// Take outputs from the task cache where it has them (the default; undoes a resumed
+    /// run's --no-cache)
+    #[arg(long, overrides_with = "no_cache")]
+    pub(crate) cache: bool,
     /// Take cached outputs only of tasks that ended at most this long ago (`7d`, `12h`)
     #[arg(long, value_name = "DURATION", value_parser = super::serve::duration)]
     pub(crate) max_cache_staleness: Option<std::time::Duration>,
@@ -58,6 +73,12 @@ pub struct RunFlags {
     pub(crate) image_map: Vec<(String, String)>,
     #[command(flatten)]
     pub(crate) exec: super::ExecArgs,
+}
+
+/// A switch over a run's recorded value of it: on if given, off if its negation was given,
+/// else as the run had it.
+pub(crate) fn switch(on: bool, off: bool, earlier: bool) -> bool {
+    (on || earlier) && !off
 }
 
 /// Flags as a run record keeps them, read back.
@@ -120,12 +141,16 @@ impl RunFlags {
         };
         Ok(RunFlags {
             parallelism: self.parallelism.or(earlier.parallelism),
-            keep_going: self.keep_going || earlier.keep_going,
-            keep_work: self.keep_work || earlier.keep_work,
+            keep_going: switch(self.keep_going, self.no_keep_going, earlier.keep_going),
+            no_keep_going: false,
+            keep_work: switch(self.keep_work, self.no_keep_work, earlier.keep_work),
+            no_keep_work: false,
             json: self.json,
             verbose: self.verbose,
-            no_fuse: self.no_fuse || earlier.no_fuse,
-            no_cache: self.no_cache || earlier.no_cache,
+            no_fuse: switch(self.no_fuse, self.fuse, earlier.no_fuse),
+            fuse: false,
+            no_cache: switch(self.no_cache, self.cache, earlier.no_cache),
+            cache: false,
             max_cache_staleness: self.max_cache_staleness.or(earlier.max_cache_staleness),
             image_map,
             exec: self.exec.over(earlier.exec),

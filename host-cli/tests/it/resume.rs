@@ -145,6 +145,31 @@ fn resume_runs_only_what_did_not_succeed_and_from_reruns_a_task_and_its_downstre
         assert_eq!(task(&again, name)["attempts"], 1, "{name}");
         assert!(task(&again, name)["cached_from"].is_null(), "{name}");
     }
+    // A switch the run had is turned off by its negation, and the new run records that.
+    let switched = record(
+        &home
+            .expect(
+                &[
+                    "runs",
+                    "rerun",
+                    resumed_id,
+                    "--json",
+                    "--no-keep-going",
+                    "--cache",
+                ],
+                0,
+            )
+            .stdout,
+    );
+    assert_eq!(
+        switched["flags"],
+        serde_json::json!(["--runner", "process"]),
+        "{switched}"
+    );
+    // With the cache on, the rerun takes every task from the cache.
+    for name in ["make", "gate", "last"] {
+        assert_eq!(task(&switched, name)["implementation"], "cache", "{name}");
+    }
 
     // A component file changed since the run: its task runs again, and so does every
     // task after it, whose recorded inputs came from the old one.
