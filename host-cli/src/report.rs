@@ -32,10 +32,15 @@ fn span(start: Option<Timestamp>, end: Option<Timestamp>) -> String {
     }
 }
 
-/// A digest's first 12 hex digits, whatever its algorithm (`sha256:`, `sha256-tree:`).
-fn short(digest: &str) -> &str {
-    let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
-    &hex[..hex.len().min(12)]
+/// A digest's first 12 hex digits, and a `/` after a folder's (`sha256-tree:`), so a file
+/// and a folder with the same hex never look alike.
+fn short(digest: &str) -> String {
+    let (algorithm, hex) = digest.split_once(':').unwrap_or(("", digest));
+    let hex = hex.get(..12).unwrap_or(hex);
+    match algorithm {
+        "sha256-tree" => format!("{hex}/"),
+        _ => hex.to_owned(),
+    }
 }
 
 fn local(t: Timestamp) -> String {
@@ -182,7 +187,7 @@ pub fn run_details(run: &RunRecord) {
                     dir.to_owned(),
                     r.name.clone(),
                     r.type_.clone().unwrap_or_default(),
-                    short(&r.digest).to_owned(),
+                    short(&r.digest),
                     r.size.to_string(),
                     r.value
                         .as_deref()
@@ -252,8 +257,8 @@ pub fn model_details(name: &str, versions: &[Version], state: &ModelState, defau
         t.add_row(vec![
             format!("{}{marker}", v.meta.version),
             local(v.meta.created_at),
-            short(&v.meta.model_digest).to_owned(),
-            short(&v.meta.predictor_digest).to_owned(),
+            short(&v.meta.model_digest),
+            short(&v.meta.predictor_digest),
             v.meta.run.clone().unwrap_or_default(),
         ]);
     }
@@ -279,8 +284,8 @@ pub fn cache_list(entries: &[(sluice_runtime::oci::cache::Entry, Vec<String>)]) 
     let mut t = table(&["digest", "component", "size", "tags"]);
     for (entry, tags) in entries {
         t.add_row(vec![
-            short(&entry.manifest_digest).to_owned(),
-            short(&entry.wasm_digest).to_owned(),
+            short(&entry.manifest_digest),
+            short(&entry.wasm_digest),
             entry.size.to_string(),
             tags.join(", "),
         ]);

@@ -645,6 +645,32 @@ fn a_closed_stdout_ends_quietly_and_terminal_escapes_are_shown_escaped() {
             shown.stdout
         );
     }
+    // A component's name is escaped in `plan`'s fusion lines as on its stage lines.
+    let named = home.dir.path().join("named.yaml");
+    std::fs::write(
+        &named,
+        format!(
+            "name: \"we\\nird\\u001b[2J\"\nimplementation:\n  wasm:\n    component: {}\n    args: [noop]\n",
+            sluice_test_artifacts::PROBE
+        ),
+    )
+    .unwrap();
+    let named_pipeline = home.dir.path().join("named-pipeline.yaml");
+    std::fs::write(
+        &named_pipeline,
+        "name: p\ntasks:\n  a: {component: named.yaml}\n",
+    )
+    .unwrap();
+    let plan = home
+        .expect(&["plan", named_pipeline.to_str().unwrap()], 0)
+        .stdout;
+    assert!(!plan.contains('\x1b'), "{plan:?}");
+    let not_fused = plan.split("not fused:\n").nth(1).unwrap();
+    assert_eq!(
+        not_fused,
+        "  a: component 'we\\nird\\u{1b}[2J' declares no implementation.wasm.transform\n"
+    );
+
     // JSON output stays JSON, with the value as it was.
     let json: serde_json::Value =
         serde_json::from_str(&home.expect(&["runs", "show", &id, "--json"], 0).stdout).unwrap();

@@ -703,6 +703,16 @@ impl IrFile {
                                 })?;
                             }
                         }
+                        // Each delay is the last one times the factor: below 1 (or not a
+                        // number) the delays would shrink, or have no meaning.
+                        if let Some(f) = r.backoff_factor
+                            && !(f >= 1.0 && f.is_finite())
+                        {
+                            return Err(err(
+                                format!("{at}.retryPolicy.backoffFactor"),
+                                format!("expected a number of at least 1, found {f}"),
+                            ));
+                        }
                     }
                 }
                 if let Some(cycle) = find_cycle(dag) {
@@ -815,10 +825,10 @@ pub fn parse_duration(
 ) -> Result<std::time::Duration, crate::spec::resources::QuantityError> {
     if let Some(secs) = text.strip_suffix('s')
         && let Ok(v) = secs.parse::<f64>()
-        && v.is_finite()
-        && v >= 0.0
     {
-        return Ok(std::time::Duration::from_secs_f64(v));
+        // Negative, not a number, or past what a duration holds: not a duration.
+        return std::time::Duration::try_from_secs_f64(v)
+            .map_err(|_| crate::spec::resources::QuantityError::Duration(text.to_owned()));
     }
     humantime::parse_duration(text)
         .map_err(|_| crate::spec::resources::QuantityError::Duration(text.to_owned()))
@@ -894,6 +904,31 @@ deploymentSpec:
             "{err}"
         );
         assert_eq!(err.lines().count(), 1, "{err}");
+    }
+
+    #[test]
+    fn retry_policies_that_cannot_be_followed_are_refused_when_loaded() {
+        let with = |policy: &str| {
+            SMALL.replace(
+                "b: {taskInfo: {name: b}, componentRef: {name: comp-echo}}",
+                &format!("b: {{taskInfo: {{name: b}}, componentRef: {{name: comp-echo}}, retryPolicy: {{maxRetryCount: 2, {policy}}}}}"),
+            )
+        };
+        parse(&with("backoffDuration: 1s, backoffFactor: 2")).unwrap();
+        for (policy, field) in [
+            ("backoffDuration: 99999999999999999999s", "backoffDuration"),
+            ("backoffDuration: -1s", "backoffDuration"),
+            ("backoffMaxDuration: NaNs", "backoffMaxDuration"),
+            ("backoffFactor: -2.0", "backoffFactor"),
+            ("backoffFactor: 0.5", "backoffFactor"),
+        ] {
+            let err = parse(&with(policy)).unwrap_err();
+            assert!(
+                err.contains(&format!("comp-group.dag.tasks.b.retryPolicy.{field}: ")),
+                "{policy}: {err}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::spec::{
 };
 
 pub use render::Format;
+pub(crate) use render::esc as one_line;
 
 /// One problem with a pipeline, on one line naming the file and the field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

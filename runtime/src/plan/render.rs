@@ -75,7 +75,7 @@ fn describe_source(plan: &Plan, source: &Source) -> String {
 
 /// Text as one line of a plan: control characters (a newline in a task name) escaped, so
 /// no name can make lines of its own.
-fn esc(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn esc(text: &str) -> std::borrow::Cow<'_, str> {
     if text.chars().any(char::is_control) {
         text.chars()
             .map(|c| {

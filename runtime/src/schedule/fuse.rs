@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::exec::{Kind, Prepared, TransformCall};
-use crate::plan::{Plan, Source};
+use crate::plan::{Plan, Source, one_line};
 
 /// What fusion decided for a plan.
 #[derive(Clone, Debug, Default)]
@@ -309,26 +309,34 @@ impl Fusion {
 
     /// The fusion section of `sluice plan`.
     pub fn render(&self, plan: &Plan) -> String {
-        let name = |i: usize| plan.tasks[i].name.as_str();
+        // Names and reasons come from files: each on its own line, whatever they hold.
+        let name = |i: usize| one_line(&plan.tasks[i].name).into_owned();
         let mut out = String::new();
         if self.chains.is_empty() {
             out.push_str("no fused chains\n");
         }
         for (c, chain) in self.chains.iter().enumerate() {
-            let names: Vec<&str> = chain.iter().map(|&i| name(i)).collect();
+            let names: Vec<String> = chain.iter().map(|&i| name(i)).collect();
             out.push_str(&format!("fused chain {}: {}\n", c + 1, names.join(", ")));
             for (a, output, b, input) in &self.in_memory {
                 if chain.contains(a) {
                     out.push_str(&format!(
-                        "  in memory: {}.{output} -> {}.{input}\n",
+                        "  in memory: {}.{} -> {}.{}\n",
                         name(*a),
-                        name(*b)
+                        one_line(output),
+                        name(*b),
+                        one_line(input)
                     ));
                 }
             }
             for (a, output, reason) in &self.stored {
                 if chain.contains(a) {
-                    out.push_str(&format!("  stored: {}.{output} ({reason})\n", name(*a)));
+                    out.push_str(&format!(
+                        "  stored: {}.{} ({})\n",
+                        name(*a),
+                        one_line(output),
+                        one_line(reason)
+                    ));
                 }
             }
         }
@@ -341,7 +349,7 @@ impl Fusion {
         if !apart.is_empty() {
             out.push_str("not fused:\n");
             for (i, reason) in apart {
-                out.push_str(&format!("  {}: {reason}\n", name(i)));
+                out.push_str(&format!("  {}: {}\n", name(i), one_line(reason)));
             }
         }
         out

@@ -236,11 +236,19 @@ impl Default for RetrySpec {
 }
 
 impl RetrySpec {
-    /// The delay before retry number `retry` (1 for the first retry).
+    /// The delay before retry number `retry` (1 for the first retry): `backoff` times
+    /// `factor` to the power `retry - 1`, at most `max_backoff`. Never panics: a product
+    /// that overflows (or is not a number) is `max_backoff`.
     pub fn delay(&self, retry: u32) -> Duration {
-        let scale = self.factor.powi(retry.saturating_sub(1) as i32);
+        let scale = self
+            .factor
+            .powi(i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX));
         let secs = self.backoff.0.as_secs_f64() * scale;
-        Duration::from_secs_f64(secs.min(self.max_backoff.0.as_secs_f64()))
+        let max = self.max_backoff.0;
+        if secs.is_nan() {
+            return max;
+        }
+        Duration::try_from_secs_f64(secs.max(0.0)).map_or(max, |d| d.min(max))
     }
 }
 
@@ -264,7 +272,17 @@ impl<'de> Deserialize<'de> for RetrySpec {
             Full(Full),
         }
         let defaults = RetrySpec::default();
-        let spec = match Form::deserialize(d).map_err(|_| {
+        // A list would pass for the struct's fields in order: only a count or a mapping.
+        let value = serde_yaml_ng::Value::deserialize(d)?;
+        if !matches!(
+            value,
+            serde_yaml_ng::Value::Number(_) | serde_yaml_ng::Value::Mapping(_)
+        ) {
+            return Err(de::Error::custom(
+                "retries: expected a count or {limit, backoff, factor, max_backoff} with a whole-number limit",
+            ));
+        }
+        let spec = match Form::deserialize(value).map_err(|_| {
             de::Error::custom(
                 "retries: expected a count or {limit, backoff, factor, max_backoff} with a whole-number limit",
             )
@@ -366,6 +384,32 @@ mod tests {
         assert_eq!(r.delay(3), Duration::from_millis(500));
         assert!(serde_yaml_ng::from_str::<RetrySpec>("{limit: 1, factor: 0.5}").is_err());
         assert!(serde_yaml_ng::from_str::<RetrySpec>("-1").is_err());
+        // A list is not the struct's fields in order.
+        assert!(serde_yaml_ng::from_str::<RetrySpec>("[1]").is_err());
+        assert!(serde_yaml_ng::from_str::<RetrySpec>("[1, 2s, 2, 10s]").is_err());
+    }
+
+    #[test]
+    fn retry_delays_never_panic() {
+        let huge = RetrySpec {
+            limit: u32::MAX,
+            backoff: HumanDuration(Duration::MAX),
+            factor: f64::MAX,
+            max_backoff: HumanDuration(Duration::from_secs(60)),
+        };
+        assert_eq!(huge.delay(u32::MAX), Duration::from_secs(60));
+        assert_eq!(huge.delay(1), Duration::from_secs(60));
+        let shrinking = RetrySpec {
+            factor: -2.0,
+            backoff: HumanDuration(Duration::from_secs(1)),
+            ..huge
+        };
+        assert_eq!(shrinking.delay(2), Duration::ZERO);
+        let nan = RetrySpec {
+            factor: f64::NAN,
+            ..shrinking
+        };
+        assert_eq!(nan.delay(2), Duration::from_secs(60));
     }
 
     #[test]

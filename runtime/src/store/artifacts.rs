@@ -548,16 +548,69 @@ fn link_tree(src: &Path, dest: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Copies a stored file or folder out to `dest`, replacing whatever was there: a folder is
+/// built complete beside `dest` and then renamed into its place, so what `dest` held
+/// before (a file, or a folder with other files) never mixes with what is exported.
 fn copy_out(src: &Path, dest: &Path) -> Result<(), StoreError> {
-    if src.is_dir() {
-        fs::create_dir_all(dest).map_err(|e| StoreError::io("create", dest, e))?;
-        for entry in fs::read_dir(src).map_err(|e| StoreError::io("read", src, e))? {
-            let entry = entry.map_err(|e| StoreError::io("read", src, e))?;
-            copy_out(&entry.path(), &dest.join(entry.file_name()))?;
-        }
-        return Ok(());
+    if !src.is_dir() {
+        return write_new_file(src, dest);
     }
-    write_new_file(src, dest)
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
+    let beside = |what: &str| dir.join(format!(".sluice-{what}-{}", uuid::Uuid::new_v4().simple()));
+    let fresh = beside("export");
+    let built = fs::create_dir(&fresh)
+        .map_err(|e| StoreError::io("create", &fresh, e))
+        .and_then(|()| copy_tree(src, &fresh));
+    if let Err(e) = built {
+        let _ = fs::remove_dir_all(&fresh);
+        return Err(e);
+    }
+    // What was at `dest` steps aside first (a folder cannot be renamed over one that is
+    // not empty), and is removed once the new one is in place.
+    let old = match fs::symlink_metadata(dest) {
+        Ok(_) => {
+            let old = beside("replaced");
+            fs::rename(dest, &old).map_err(|e| StoreError::io("replace", dest, e))?;
+            Some(old)
+        }
+        Err(_) => None,
+    };
+    if let Err(e) = fs::rename(&fresh, dest) {
+        if let Some(old) = &old {
+            let _ = fs::rename(old, dest);
+        }
+        let _ = fs::remove_dir_all(&fresh);
+        return Err(StoreError::io("write", dest, e));
+    }
+    if let Some(old) = old {
+        let removed = if old.is_dir() {
+            fs::remove_dir_all(&old)
+        } else {
+            fs::remove_file(&old)
+        };
+        removed.map_err(|e| StoreError::io("remove", &old, e))?;
+    }
+    Ok(())
+}
+
+/// Copies the folder `src` into the empty folder `dest`: new files with the process's
+/// umask, new folders.
+fn copy_tree(src: &Path, dest: &Path) -> Result<(), StoreError> {
+    for entry in fs::read_dir(src).map_err(|e| StoreError::io("read", src, e))? {
+        let entry = entry.map_err(|e| StoreError::io("read", src, e))?;
+        let target = dest.join(entry.file_name());
+        if entry.path().is_dir() {
+            fs::create_dir(&target).map_err(|e| StoreError::io("create", &target, e))?;
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            write_new_file(&entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Copies `src` to a new file beside `dest`, created with mode 0666 less the process's
@@ -690,6 +743,25 @@ mod tests {
         let out = d.path().join("exported");
         a.export(&first.digest, &out).unwrap();
         fs::write(out.join("saved_model.pb"), b"edited").unwrap();
+        // Exported again over a folder holding other files: it is replaced, not merged.
+        fs::write(out.join("stale"), b"from before").unwrap();
+        a.export(&first.digest, &out).unwrap();
+        assert!(!out.join("stale").exists());
+        assert_eq!(fs::read(out.join("saved_model.pb")).unwrap(), b"graph");
+        // And over a file.
+        let file_there = d.path().join("was-a-file");
+        fs::write(&file_there, b"x").unwrap();
+        a.export(&first.digest, &file_there).unwrap();
+        assert_eq!(
+            fs::read(file_there.join("variables/data")).unwrap(),
+            b"weights"
+        );
+        let leftovers: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".sluice-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

@@ -653,7 +653,13 @@ mod tests {
             component_file: Path::new("c.yaml"),
             component_digest: &file.digest,
         };
-        let id = store.begin_run(&run, &[task]).unwrap();
+        let reader = NewTask {
+            name: "serve",
+            component: "c".into(),
+            component_file: Path::new("c.yaml"),
+            component_digest: &file.digest,
+        };
+        let id = store.begin_run(&run, &[task, reader]).unwrap();
         let outputs = [&tree, &file].map(|a| IoRecord {
             name: a.digest[..8].to_owned(),
             type_: None,
@@ -667,6 +673,22 @@ mod tests {
             .task_finished(&id, "train", TaskState::Succeeded, None, &outputs, &metrics)
             .unwrap();
         store.set_run_outputs(&id, &outputs).unwrap();
+        // A task that read the folder, under a cache key naming it.
+        store
+            .attempt_started(
+                &id,
+                "serve",
+                &AttemptStart {
+                    attempt: 1,
+                    implementation: "wasm command",
+                    reason: "wasm runs by default",
+                    executable_digest: None,
+                    inputs: &outputs[..1],
+                    cache_key: Some("key-naming-the-folder"),
+                    at: jiff::Timestamp::now(),
+                },
+            )
+            .unwrap();
         drop(store);
 
         // What a home of schema 6 held: the folder under `sha256/`, named `sha256:`.
@@ -706,9 +728,49 @@ mod tests {
         );
         store.verify(&tree.digest).unwrap();
         store.verify(&file.digest).unwrap();
+        // The reader's cache key named the folder by its old name, which a file can have.
+        let db = rusqlite::Connection::open(home.path().join("sluice.db")).unwrap();
+        let key: Option<String> = db
+            .query_row(
+                "SELECT cache_key FROM tasks WHERE name = 'serve'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(key, None);
         let out = home.path().join("exported");
         store.export(&tree.digest, &out).unwrap();
         assert_eq!(fs::read(out.join("variables/data")).unwrap(), b"weights");
+    }
+
+    #[test]
+    fn garbage_collection_keeps_a_runs_artifact_parameters_no_task_read() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let data = store.put_bytes(b"a parameter's file").unwrap();
+        let loose = store.put_bytes(b"nothing refers to this").unwrap();
+        let run = NewRun {
+            kind: RunKind::Pipeline,
+            name: "p",
+            source: Path::new("p.yaml"),
+            source_digest: "sha256:00",
+            params: BTreeMap::from([("data".to_owned(), data.digest.clone())]),
+            flags: Vec::new(),
+        };
+        let id = store.begin_run(&run, &[]).unwrap();
+        store
+            .finish_run(&id, RunState::Failed, Some("a task failed"))
+            .unwrap();
+        let collected = store
+            .collect_garbage(&std::collections::HashSet::new(), false)
+            .unwrap();
+        let removed: Vec<&str> = collected
+            .removed
+            .iter()
+            .map(|s| s.digest.as_str())
+            .collect();
+        assert_eq!(removed, [loose.digest.as_str()]);
+        store.verify(&data.digest).unwrap();
     }
 
     #[test]

@@ -183,10 +183,19 @@ const MIGRATIONS: &[(i64, &str)] = &[
 const TREE_DIGESTS: i64 = 7;
 
 /// Renames every record of the folder artifacts `trees` (hex digests) from `sha256:` to
-/// `sha256-tree:`: task inputs and outputs, and runs' outputs.
+/// `sha256-tree:`: task inputs and outputs, and runs' outputs. A task that read a folder
+/// loses its cache key, which named the folder as `sha256:` and so would also be the key
+/// of the same task reading a file whose bytes are that folder's manifest.
 fn rename_trees(tx: &rusqlite::Transaction<'_>, trees: &[String]) -> Result<(), StoreError> {
     let mut io = tx
         .prepare("UPDATE io SET digest = ?2 WHERE digest = ?1")
+        .map_err(db_err)?;
+    let mut keys = tx
+        .prepare(
+            "UPDATE tasks SET cache_key = NULL WHERE cache_key IS NOT NULL AND EXISTS (
+                 SELECT 1 FROM io WHERE io.run_id = tasks.run_id AND io.task = tasks.name
+                     AND io.direction = 'input' AND io.digest = ?1)",
+        )
         .map_err(db_err)?;
     let mut runs = tx
         .prepare("UPDATE runs SET outputs = replace(outputs, ?1, ?2) WHERE instr(outputs, ?1) > 0")
@@ -195,6 +204,7 @@ fn rename_trees(tx: &rusqlite::Transaction<'_>, trees: &[String]) -> Result<(), 
         let old = format!("sha256:{hex}");
         let new = format!("sha256-tree:{hex}");
         io.execute(rusqlite::params![old, new]).map_err(db_err)?;
+        keys.execute(rusqlite::params![new]).map_err(db_err)?;
         runs.execute(rusqlite::params![old, new]).map_err(db_err)?;
     }
     Ok(())
@@ -678,6 +688,25 @@ impl Records {
             let outputs: Vec<IoRecord> =
                 serde_json::from_str(&text.map_err(db_err)?).unwrap_or_default();
             digests.extend(outputs.into_iter().map(|o| o.digest));
+        }
+        // A run's artifact parameters are recorded by digest: a resumed or repeated run
+        // reads them again, whether or not a task of the run got to read them. (A text
+        // parameter that happens to look like a digest keeps that artifact too.)
+        let mut stmt = self
+            .conn
+            .prepare("SELECT params FROM runs")
+            .map_err(db_err)?;
+        for text in stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db_err)?
+        {
+            let params: BTreeMap<String, String> =
+                serde_json::from_str(&text.map_err(db_err)?).unwrap_or_default();
+            digests.extend(
+                params
+                    .into_values()
+                    .filter(|v| v.starts_with("sha256:") || v.starts_with("sha256-tree:")),
+            );
         }
         Ok(digests)
     }
