@@ -59,10 +59,14 @@ fn environmental(e: &(dyn Error + 'static)) -> bool {
                     | ErrorCode::ReadOnly
                     | ErrorCode::SystemIoFailure
                     | ErrorCode::OutOfMemory
+                    | ErrorCode::DatabaseCorrupt
+                    | ErrorCode::NotADatabase
             )
         );
     }
-    if let Some(crate::store::StoreError::Home { .. }) =
+    // A home that cannot be used, or whose bytes changed behind the store's back: the
+    // machine's to repair, not the command's input.
+    if let Some(crate::store::StoreError::Home { .. } | crate::store::StoreError::Corrupt { .. }) =
         e.downcast_ref::<crate::store::StoreError>()
     {
         return true;
@@ -114,6 +118,16 @@ mod tests {
             },
         };
         assert_eq!(blame(&docker), Blame::Environment);
+        let damaged = StoreError::Corrupt {
+            digest: format!("sha256:{}", "a".repeat(64)),
+            path: "/home/x/artifacts/sha256/aa/aa".into(),
+        };
+        assert_eq!(blame(&damaged), Blame::Environment);
+        let not_a_database = StoreError::Database(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
+            None,
+        ));
+        assert_eq!(blame(&not_a_database), Blame::Environment);
         let refused = OciError::Refused("x does not exist (404 Not Found)".into());
         assert_eq!(blame(&refused), Blame::Input);
         let no_engine = crate::exec::docker::ImagesError::Unreachable(

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use sluice_runtime::models::Repository;
-use sluice_runtime::serve::{admin_request, find_server};
+use sluice_runtime::serve::{ServeError, admin_request, find_server};
 
 use super::open_store;
 use crate::Paths;
@@ -103,19 +103,25 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
         }
         Command::Rollback { name, to } => {
             // A running server rolls back itself, so that it serves the version the moment
-            // the repository names it.
+            // the repository names it. One that does not answer is rolled back in the
+            // repository, as with no server at all.
             if let Some((url, token)) = find_server(&home) {
                 let body = serde_json::json!({ "to": to });
-                let answer = tokio_run(admin_request(&url, &token, &name, "rollback", body))??;
-                outln!(
-                    "model '{name}' rolled back from version {} to {}; the server at {url} serves it",
-                    answer["from"],
-                    answer["version"]
-                );
-            } else {
-                let (from, to) = repo.rollback(&name, to)?;
-                outln!("model '{name}' rolled back from version {from} to {to}");
+                match tokio_run(admin_request(&url, &token, &name, "rollback", body))? {
+                    Ok(answer) => {
+                        outln!(
+                            "model '{name}' rolled back from version {} to {}; the server at {url} serves it",
+                            answer["from"],
+                            answer["version"]
+                        );
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Err(e @ ServeError::Unreachable { .. }) => unanswered(&e),
+                    Err(e) => return Err(e.into()),
+                }
             }
+            let (from, to) = repo.rollback(&name, to)?;
+            outln!("model '{name}' rolled back from version {from} to {to}");
         }
         Command::Label {
             name,
@@ -136,19 +142,33 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Has a running server read the model's state again.
+/// Has a running server read the model's state again. The repository has changed
+/// whatever happens; a server that does not answer is a warning, as after a deploy.
 fn tell_server(home: &std::path::Path, name: &str) -> Result<()> {
     if let Some((url, token)) = find_server(home) {
-        tokio_run(admin_request(
+        let told = tokio_run(admin_request(
             &url,
             &token,
             name,
             "deploy",
             serde_json::json!({}),
-        ))??;
-        outln!("the server at {url} applied it");
+        ))?;
+        match told {
+            Ok(_) => outln!("the server at {url} applied it"),
+            Err(e @ ServeError::Unreachable { .. }) => unanswered(&e),
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
+}
+
+/// Says that the server a home names did not answer, so the change is in the
+/// repository only: a server reads it when it next loads the model.
+fn unanswered(e: &ServeError) {
+    errln!(
+        "warning: {}; the change is made in the model repository, which a server reads when it next loads the model",
+        sluice_runtime::error_chain(e)
+    );
 }
 
 fn tokio_run<F: Future>(f: F) -> Result<F::Output> {

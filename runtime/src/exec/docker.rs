@@ -109,6 +109,15 @@ fn endpoint() -> String {
         .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
 }
 
+/// A client of the engine at [`endpoint`]: `DOCKER_HOST` when it is set and not empty
+/// (as the Docker CLI reads it), else the local socket.
+fn connect() -> Result<Docker, bollard::errors::Error> {
+    match std::env::var("DOCKER_HOST") {
+        Ok(host) if !host.is_empty() => Docker::connect_with_defaults(),
+        _ => Docker::connect_with_socket_defaults(),
+    }
+}
+
 impl DockerExecutor {
     /// Connects to the engine at `DOCKER_HOST` (default: the local Unix socket), agrees on
     /// an API version, and removes containers left by Sluice processes that died.
@@ -118,7 +127,7 @@ impl DockerExecutor {
             service: format!("the Docker Engine at {endpoint}"),
             detail: format!("{e}; is the Docker daemon running?"),
         };
-        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        let docker = connect().map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
         let executor = DockerExecutor {
@@ -193,6 +202,12 @@ impl DockerExecutor {
                 let mut progress = self.docker.create_image(Some(options), None, None);
                 while let Some(step) = progress.next().await {
                     if let Err(e) = step {
+                        if registry_unreachable(&e) {
+                            return Err(PrepareError::Unreachable {
+                                service: format!("the registry of image '{reference}'"),
+                                detail: e.to_string(),
+                            });
+                        }
                         return Err(PrepareError::Other {
                             message: format!(
                                 "image '{reference}' is not present in the Docker Engine and cannot be pulled: {e}"
@@ -626,7 +641,7 @@ async fn engine() -> Result<Docker, String> {
     let endpoint = endpoint();
     let unreachable =
         |e: bollard::errors::Error| format!("cannot reach the Docker Engine at {endpoint} ({e})");
-    let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+    let docker = connect().map_err(unreachable)?;
     docker.negotiate_version().await.map_err(unreachable)
 }
 
@@ -646,6 +661,32 @@ pub enum ImagesError {
     Export(#[source] bollard::errors::Error),
     #[error("loading images failed")]
     Load(#[source] bollard::errors::Error),
+}
+
+/// Whether a failed pull failed because the registry could not be reached (the
+/// environment's to fix), rather than because it refused or has no such image. The Engine
+/// answers the first with a server error, or reports it in the pull's progress stream in
+/// the words of Go's network errors.
+fn registry_unreachable(e: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error;
+    const NETWORK: &[&str] = &[
+        "no such host",
+        "connection refused",
+        "i/o timeout",
+        "TLS handshake timeout",
+        "network is unreachable",
+        "connection reset by peer",
+        "Client.Timeout exceeded",
+        "server misbehaving",
+    ];
+    match e {
+        Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => *status_code >= 500 || NETWORK.iter().any(|n| message.contains(n)),
+        Error::DockerStreamError { error } => NETWORK.iter().any(|n| error.contains(n)),
+        _ => false,
+    }
 }
 
 /// Container images as the engine exports them (`docker save`): one tar archive.
@@ -685,6 +726,29 @@ pub async fn load_images(archive: Vec<u8>) -> Result<(), ImagesError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_registry_that_cannot_be_reached_is_told_from_one_that_refuses() {
+        use bollard::errors::Error;
+        let server = |status_code: u16, message: &str| Error::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        };
+        assert!(registry_unreachable(&server(
+            500,
+            "Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: no such host"
+        )));
+        assert!(registry_unreachable(&Error::DockerStreamError {
+            error: "Get \"https://r.example/v2/\": net/http: TLS handshake timeout".into()
+        }));
+        assert!(!registry_unreachable(&server(
+            404,
+            "pull access denied for nope, repository does not exist or may require 'docker login'"
+        )));
+        assert!(!registry_unreachable(&Error::DockerStreamError {
+            error: "manifest for x:9 not found: manifest unknown".into()
+        }));
+    }
 
     #[test]
     fn gpus_become_nvidia_device_requests() {

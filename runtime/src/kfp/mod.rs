@@ -339,17 +339,23 @@ impl KfpPipeline {
                 })
                 .await
                 .map_err(|e| {
-                    if let PrepareError::Unreachable { .. } = e {
+                    let hint = format!(
+                        "; a lightweight Python component runs in its image ({image}): load that image into the Docker Engine, map it to a local one with --image-map {image}=IMAGE, or run it with --runner process on a host python3 that has kfp installed"
+                    );
+                    // An engine or registry out of reach stays the environment's failure,
+                    // with the same way out.
+                    if let PrepareError::Unreachable { service, mut detail } = e {
+                        if lightweight {
+                            detail.push_str(&hint);
+                        }
                         return ScheduleError::Prepare {
                             task: task.to_owned(),
-                            source: e,
+                            source: PrepareError::Unreachable { service, detail },
                         };
                     }
                     let mut message = crate::error_chain(&e);
                     if lightweight {
-                        message.push_str(&format!(
-                            "; a lightweight Python component runs in its image ({image}): load that image into the Docker Engine, map it to a local one with --image-map {image}=IMAGE, or run it with --runner process on a host python3 that has kfp installed"
-                        ));
+                        message.push_str(&hint);
                     }
                     fail(message)
                 })?;
@@ -598,7 +604,16 @@ fn resources(spec: Option<&ir::Resources>) -> Result<ResourceSpec, String> {
     };
     let memory = match (&r.resource_memory_limit, r.memory_limit) {
         (Some(text), _) => Some(ByteSize::parse(text).map_err(|e| e.to_string())?),
-        (None, Some(gb)) => Some(ByteSize((gb * 1e9) as u64)),
+        (None, Some(gb)) => {
+            // The older `memoryLimit`: a number of GB (10^9 bytes).
+            let bytes = (gb * 1e9).round();
+            if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+                return Err(format!(
+                    "memoryLimit: expected a positive number of GB, found {gb}"
+                ));
+            }
+            Some(ByteSize(bytes as u64))
+        }
         (None, None) => None,
     };
     let cpu = match (&r.resource_cpu_limit, r.cpu_limit) {
@@ -664,6 +679,18 @@ mod tests {
         let r = resources_of("{accelerator: {type: TPU_V3, count: 8}}").unwrap();
         assert_eq!(r.accelerator.unwrap().count, 8);
         assert!(resources_of("{resourceMemoryLimit: lots}").is_err());
+        // Numbers that are no quantity are refused, never clamped to 0 or to the end of
+        // a u64.
+        for bad in [
+            "{memoryLimit: -1}",
+            "{memoryLimit: 1e300}",
+            "{memoryLimit: .nan}",
+            "{cpuLimit: 1e308}",
+            "{cpuLimit: -2}",
+            "{accelerator: {type: TPU_V3, count: '-1'}}",
+        ] {
+            assert!(resources_of(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

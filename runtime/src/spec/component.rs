@@ -134,7 +134,10 @@ pub struct WasmSpec {
 
 /// How a transform component's artifacts cross the `transform` interface.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `tables`, the artifacts passed as tables"
+)]
 pub struct TransformSpec {
     /// Artifact inputs and outputs passed as tables (CSV files outside a chain); every
     /// other artifact is passed as its bytes.

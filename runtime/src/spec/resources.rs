@@ -10,7 +10,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// What a task or component asks of the machine. Every field is optional; a task's
 /// request overrides its component's field by field.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of memory, cpu, cpu_time, accelerator, ephemeral_storage or open_files"
+)]
 pub struct ResourceSpec {
     /// Memory cap. For wasm, the sum of all of the instance's linear memories.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,7 +55,10 @@ impl ResourceSpec {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of an accelerator's type (nvidia.com/gpu, ...) and count"
+)]
 pub struct Accelerator {
     /// For example `nvidia.com/gpu` or `tpu`.
     #[serde(rename = "type")]
@@ -161,10 +167,12 @@ impl Cpu {
             m.parse::<u64>().map_err(|_| err())?
         } else {
             let cores: f64 = t.parse().map_err(|_| err())?;
-            if !(cores.is_finite() && cores > 0.0) {
+            let millicores = (cores * 1000.0).round();
+            // Past what a u64 holds would be clamped to its end, not the CPU asked for.
+            if !(millicores.is_finite() && millicores > 0.0 && millicores < u64::MAX as f64) {
                 return Err(err());
             }
-            (cores * 1000.0).round() as u64
+            millicores as u64
         };
         if millicores == 0 {
             return Err(err());
@@ -280,6 +288,14 @@ mod tests {
         assert!(Cpu::parse("0").is_err());
         assert!(Cpu::parse("fast").is_err());
         assert_eq!(Cpu::parse("1500m").unwrap().to_string(), "1500m");
+        // Past what a u64 of millicores holds: refused, never clamped.
+        assert!(Cpu::parse("1e308").is_err());
+        assert!(Cpu::parse("1e17").is_err());
+        assert!(Cpu::parse("NaN").is_err());
+        assert_eq!(
+            Cpu::parse("1e15").unwrap().millicores,
+            1_000_000_000_000_000_000
+        );
     }
 
     #[test]
@@ -319,6 +335,11 @@ mod tests {
             assert!(e.contains(expected), "{yaml}: {e}");
             assert!(!e.contains("untagged"), "{yaml}: {e}");
         }
+        let e = serde_yaml_ng::from_str::<ResourceSpec>("[1]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a mapping of memory, cpu"), "{e}");
+        assert!(!e.contains("struct"), "{e}");
         let e = serde_yaml_ng::from_str::<HumanDuration>("[1]")
             .unwrap_err()
             .to_string();
