@@ -1,8 +1,9 @@
 //! The library's entry point: `Session::open(home)?.run(pipeline, options)` pulls what a
 //! run needs from registries, prepares every task's executor, schedules, records and, when
 //! the run succeeded and its pipeline says so, deploys. The `sluice` command, the
-//! benchmarks and the tests all run pipelines through it; none of them wires executors,
-//! runners and schedulers itself.
+//! benchmarks (but the one that times a registry pull on its own) and the runtime's
+//! integration tests run pipelines through it; only the scheduler's own unit tests wire
+//! executors, runners and a scheduler by hand.
 //!
 //! ```no_run
 //! # async fn example(plan: sluice_runtime::plan::Plan) -> Result<(), sluice_runtime::session::SessionError> {
@@ -56,7 +57,8 @@ pub struct RunOptions {
     pub schedule: schedule::Options,
     /// Which implementation runs each task, and how containers run.
     pub policy: Policy,
-    /// How registries are reached, for the wasm components a pipeline names by reference.
+    /// How registries are reached, for the wasm components a Sluice pipeline names by
+    /// reference (a compiled KFP pipeline names none).
     pub registry: RegistryOptions,
     /// Registry references to replace with pinned ones (`oci://...:tag` to `...@sha256:`),
     /// so that a rerun runs exactly what its run ran.
