@@ -41,7 +41,7 @@ use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
 use sluice_runtime::exec::{Executor, InputArg, Invocation, Target};
 use sluice_runtime::plan::Plan;
 use sluice_runtime::schedule::{Caching, Options, Scheduler};
-use sluice_runtime::session::{Pipeline, RunOptions, Session};
+use sluice_runtime::session::{Finished, Pipeline, RunOptions, Session};
 use sluice_runtime::spec::Prefer;
 use sluice_runtime::spec::{ByteSize, Component, PipelineFile, ResourceSpec};
 use sluice_runtime::store::{RunKind, RunState, Store};
@@ -296,12 +296,17 @@ fn write_graph_of(dir: &Path, chain: bool, tasks: usize) -> Result<PathBuf> {
     Ok(path)
 }
 
-async fn run_graph(
+/// Runs a pipeline file through a session, without the task cache (the benchmarks measure
+/// tasks that run, not outputs of earlier rounds): how it ended, each task's own duration,
+/// and the wall time of the run itself (the session's run call, not opening the home or
+/// planning).
+async fn run_timed(
     home: &Path,
     cache: &Path,
     pipeline: &Path,
     parallelism: usize,
-) -> Result<(Duration, Duration)> {
+    policy: Policy,
+) -> Result<(Finished, Vec<Duration>, Duration)> {
     let session = Session::open(home)?.with_cache_dir(cache.to_owned());
     let plan =
         Plan::build(&PipelineFile::load(pipeline)?, &[]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -309,32 +314,36 @@ async fn run_graph(
     let options = RunOptions {
         schedule: Options {
             parallelism,
-            // The benchmarks measure tasks that run: no outputs from earlier rounds.
             caching: NO_CACHE,
             ..Options::default()
         },
+        policy,
         observer: durations.clone(),
         ..RunOptions::default()
     };
+    let kind = RunKind::Pipeline;
     let start = Instant::now();
-    let finished = session
-        .run(
-            Pipeline::Plan {
-                plan,
-                kind: RunKind::Pipeline,
-            },
-            options,
-        )
-        .await?;
+    let finished = session.run(Pipeline::Plan { plan, kind }, options).await?;
     let wall = start.elapsed();
+    let durations = std::mem::take(&mut *durations.0.lock().unwrap());
+    Ok((finished, durations, wall))
+}
+
+async fn run_graph(
+    home: &Path,
+    cache: &Path,
+    pipeline: &Path,
+    parallelism: usize,
+) -> Result<(Duration, Duration)> {
+    let (finished, durations, wall) =
+        run_timed(home, cache, pipeline, parallelism, Policy::default()).await?;
     if finished.state != RunState::Succeeded {
         bail!("the benchmark run {} did not succeed", finished.run_id);
     }
     if finished.compiled.misses != 0 {
         bail!("the compile cache was cold");
     }
-    let per_task = median(std::mem::take(&mut *durations.0.lock().unwrap()));
-    Ok((per_task, wall / TASKS as u32))
+    Ok((median(durations), wall / TASKS as u32))
 }
 
 /// The wasm executor alone: the same no-op invocation, no scheduler, no records.
@@ -466,40 +475,19 @@ async fn containers(scratch: &Path) -> Result<()> {
     let cache = scratch.join("cache");
     let mut per_task = Vec::new();
     for prefer in [Prefer::Container, Prefer::Wasm] {
-        let session =
-            Session::open(&scratch.join(format!("home-{prefer}")))?.with_cache_dir(cache.clone());
-        let durations = Arc::new(Durations::default());
-        let options = RunOptions {
-            schedule: Options {
-                parallelism: 1,
-                caching: NO_CACHE,
-                ..Options::default()
-            },
-            policy: Policy {
-                prefer: Some(prefer),
-                ..Policy::default()
-            },
-            observer: durations.clone(),
-            ..RunOptions::default()
+        let policy = Policy {
+            prefer: Some(prefer),
+            ..Policy::default()
         };
-        let plan = Plan::build(&PipelineFile::load(&pipeline)?, &[])
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let finished = session
-            .run(
-                Pipeline::Plan {
-                    plan,
-                    kind: RunKind::Pipeline,
-                },
-                options,
-            )
-            .await?;
+        let home = scratch.join(format!("home-{prefer}"));
+        let (finished, durations, _) = run_timed(&home, &cache, &pipeline, 1, policy).await?;
         if finished.state != RunState::Succeeded {
             bail!(
                 "the {prefer} chain did not succeed (run {})",
                 finished.run_id
             );
         }
-        per_task.push(median(std::mem::take(&mut *durations.0.lock().unwrap())));
+        per_task.push(median(durations));
     }
     println!(
         "no-op step, chain of {CHAIN}, as a container vs as wasm (target: wasm at least 100x cheaper)"

@@ -424,10 +424,12 @@ impl Table {
         Ok(())
     }
 
-    /// The `sha256:` digest of the table's content, and the size in bytes of the values it
-    /// covers: a hash over the row count and, per column, its name, type and the sha256 of
-    /// its values in a fixed binary layout (columns hashed on every core). Equal tables
-    /// have equal digests; it is not the digest of the table's CSV text.
+    /// The `sha256-table:` digest of the table's content, and the size in bytes of the
+    /// values it covers: a hash over the row count and, per column, its name, type and the
+    /// sha256 of its values in a fixed binary layout (columns hashed on every core). Equal
+    /// tables have equal digests; it is not the digest of the table's CSV text, and its
+    /// algorithm is its own, so no file (whose digest is `sha256:` of its bytes, and which
+    /// may hold exactly that layout) can be taken for a table the store never held.
     pub fn digest(&self) -> (String, u64) {
         let columns: Vec<&Column> = self.columns.iter().collect();
         let hashed = in_parallel(columns, |column| {
@@ -483,7 +485,10 @@ impl Table {
             hasher.update(hash);
             size += bytes;
         }
-        (format!("sha256:{}", hex::encode(hasher.finalize())), size)
+        (
+            format!("sha256-table:{}", hex::encode(hasher.finalize())),
+            size,
+        )
     }
 }
 
@@ -715,6 +720,11 @@ mod tests {
         let c = Table::from_csv(b"x,y\n1,a\n2,c\n").unwrap();
         assert_eq!(a.digest(), b.digest());
         assert_ne!(a.digest().0, c.digest().0);
+        assert!(
+            a.digest().0.starts_with("sha256-table:"),
+            "{}",
+            a.digest().0
+        );
         let mut d = a.clone();
         d.rows = 3;
         assert!(d.check().is_err());
