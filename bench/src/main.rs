@@ -785,6 +785,7 @@ async fn run_chain(
             flags: Vec::new(),
             // The benchmarks measure tasks that run: no outputs from earlier rounds.
             caching: NO_CACHE,
+            resumes: None,
         },
         cancel: CancellationToken::new(),
     };

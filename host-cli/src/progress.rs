@@ -62,16 +62,15 @@ impl Observer for Plain {
                 run_id,
                 name,
                 tasks,
-            } if tasks.is_empty() => {
-                format!("run {run_id}: {name}, its tasks become known as it runs")
-            }
-            Event::RunStarted {
-                run_id,
-                name,
-                tasks,
+                more,
             } => format!(
-                "run {run_id}: {name}, {}",
-                sluice_runtime::count(tasks.len(), "task")
+                "run {run_id}: {name}, {}{}",
+                sluice_runtime::count(tasks.len(), "task"),
+                if *more {
+                    " and those its loops add as they run"
+                } else {
+                    ""
+                }
             ),
             Event::RunFinished { run_id, state } => {
                 let n = self.seen.lock().unwrap_or_else(|p| p.into_inner()).len();

@@ -35,7 +35,10 @@ pub enum Event {
     RunStarted {
         run_id: String,
         name: String,
+        /// The tasks known when the run starts.
         tasks: Vec<String>,
+        /// Whether more become known as it runs (a loop's tasks, once per iteration).
+        more: bool,
     },
     TaskStarted {
         task: String,

@@ -83,7 +83,7 @@ pub fn kfp_ir(bytes: &[u8]) {
     };
     let _ = crate::kfp::not_applicable(&file);
     let (params, _) = crate::kfp::bind_what_can_be(&file, &[]);
-    if let Ok(plan) = crate::kfp::lower::lower(&file, &params) {
+    if let Ok(plan) = crate::kfp::lower::lower(&file, &params, &[]) {
         for format in [
             crate::plan::Format::Text,
             crate::plan::Format::Dot,

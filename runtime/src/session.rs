@@ -28,7 +28,6 @@ use crate::events::{Event, Observer, Quiet};
 use crate::exec::PrepareError;
 use crate::exec::runners::{Policy, Runners};
 use crate::exec::wasm::{CacheStats, WasmConfig, WasmExecutor};
-use crate::kfp::{IrFile, KfpPipeline, Params};
 use crate::oci::{OciError, Registries, RegistryOptions};
 use crate::plan::Plan;
 use crate::schedule::{self, ScheduleError, Scheduler};
@@ -40,14 +39,19 @@ pub enum Pipeline {
     /// A planned Sluice pipeline (`RunKind::Pipeline`) or one component on its own
     /// (`RunKind::Component`).
     Plan { plan: Plan, kind: RunKind },
-    /// A pipeline compiled by the KFP SDK, with its parameters bound
-    /// ([`crate::kfp::bind_params`]).
-    Kfp {
-        file: IrFile,
-        params: Params,
-        /// Container images to run in place of those the pipeline names (`FROM`, `TO`).
-        image_map: Vec<(String, String)>,
-    },
+    /// A pipeline compiled by the KFP SDK, lowered into its plan with its parameters
+    /// bound ([`crate::kfp::bind_params`], [`crate::kfp::lower::lower`]). Its containers
+    /// are prepared as KFP's front end prepares them ([`crate::kfp::prepare`]).
+    Kfp { plan: Plan },
+}
+
+impl Pipeline {
+    /// The plan it runs.
+    pub fn plan(&self) -> &Plan {
+        match self {
+            Pipeline::Plan { plan, .. } | Pipeline::Kfp { plan } => plan,
+        }
+    }
 }
 
 /// How a session runs a pipeline.
@@ -63,9 +67,6 @@ pub struct RunOptions {
     /// Registry references to replace with pinned ones (`oci://...:tag` to `...@sha256:`),
     /// so that a rerun runs exactly what its run ran.
     pub pins: HashMap<String, String>,
-    /// A run this one resumes (compiled KFP pipelines): each task whose cache key matches
-    /// one of that run's succeeded tasks takes its outputs instead of running.
-    pub resumes: Option<String>,
     /// Receives the run's events (notes, task starts, logs, ends).
     pub observer: Arc<dyn Observer>,
     /// Cancels the run: running attempts stop, nothing new starts, the run ends
@@ -80,7 +81,6 @@ impl Default for RunOptions {
             policy: Policy::default(),
             registry: RegistryOptions::default(),
             pins: HashMap::new(),
-            resumes: None,
             observer: Arc::new(Quiet),
             cancel: CancellationToken::new(),
         }
@@ -94,7 +94,6 @@ impl std::fmt::Debug for RunOptions {
             .field("policy", &self.policy)
             .field("registry", &self.registry)
             .field("pins", &self.pins)
-            .field("resumes", &self.resumes)
             .finish_non_exhaustive()
     }
 }
@@ -177,12 +176,8 @@ impl Session {
         options: RunOptions,
     ) -> Result<Finished, SessionError> {
         match pipeline {
-            Pipeline::Plan { plan, kind } => self.run_plan(plan, kind, options).await,
-            Pipeline::Kfp {
-                file,
-                params,
-                image_map,
-            } => self.run_kfp(file, params, &image_map, options).await,
+            Pipeline::Plan { plan, kind } => self.run_plan(plan, kind, false, options).await,
+            Pipeline::Kfp { plan } => self.run_plan(plan, RunKind::Pipeline, true, options).await,
         }
     }
 
@@ -190,6 +185,7 @@ impl Session {
         &self,
         plan: Plan,
         kind: RunKind,
+        kfp: bool,
         options: RunOptions,
     ) -> Result<Finished, SessionError> {
         let mut wasm = WasmConfig::new(self.cache_dir.clone());
@@ -212,7 +208,17 @@ impl Session {
             options: options.schedule,
             cancel: options.cancel,
         };
-        let outcome = scheduler.run(plan.clone(), kind).await?;
+        let outcome = if kfp {
+            let prepared = crate::kfp::prepare(&plan, scheduler.executor.as_ref()).await?;
+            for note in prepared.notes {
+                scheduler.observer.event(&Event::Note { line: note });
+            }
+            scheduler
+                .run_prepared(plan.clone(), prepared.tasks, kind)
+                .await?
+        } else {
+            scheduler.run(plan.clone(), kind).await?
+        };
         // The pipeline's last act, once its record is final.
         let deploy = match plan.deploy {
             Some(_) => {
@@ -225,47 +231,6 @@ impl Session {
             run_id: outcome.run_id,
             state: outcome.state,
             deploy,
-            compiled: wasm.cache_stats(),
-        })
-    }
-
-    async fn run_kfp(
-        &self,
-        file: IrFile,
-        params: Params,
-        image_map: &[(String, String)],
-        options: RunOptions,
-    ) -> Result<Finished, SessionError> {
-        let wasm = Arc::new(WasmExecutor::new(WasmConfig::new(self.cache_dir.clone()))?);
-        let executor = Arc::new(Runners::new(wasm.clone(), options.policy));
-        let pipeline = KfpPipeline::prepare(file, executor.as_ref(), image_map).await?;
-        for note in &pipeline.notes {
-            options.observer.event(&Event::Note { line: note.clone() });
-        }
-        let schedule = options.schedule;
-        let driver = crate::kfp::Driver {
-            store: self.store.clone(),
-            executor,
-            observer: options.observer,
-            options: crate::kfp::Options {
-                parallelism: schedule.parallelism,
-                keep_going: schedule.keep_going,
-                keep_work: schedule.keep_work,
-                no_cache: !schedule.caching.enabled,
-                max_cache_staleness: schedule.caching.max_staleness,
-                default_timeout: schedule.default_timeout,
-                flags: schedule.flags,
-                resumes: options.resumes,
-            },
-            cancel: options.cancel,
-        };
-        let outcome = driver
-            .run(Arc::new(pipeline), params.values, params.artifacts)
-            .await?;
-        Ok(Finished {
-            run_id: outcome.run_id,
-            state: outcome.state,
-            deploy: None,
             compiled: wasm.cache_stats(),
         })
     }

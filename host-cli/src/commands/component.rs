@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use sluice_runtime::plan::Plan;
 use sluice_runtime::schedule::Options;
+use sluice_runtime::session::Pipeline;
 use sluice_runtime::spec::Component;
 use sluice_runtime::store::{RunKind, TaskState, path_segment};
 
@@ -62,8 +63,10 @@ pub fn run(paths: &Paths, command: Command) -> Result<ExitCode> {
     };
     let (code, run_id, store) = execute(
         paths,
-        plan,
-        RunKind::Component,
+        Pipeline::Plan {
+            plan,
+            kind: RunKind::Component,
+        },
         Options {
             flags: args.exec.recorded_flags(),
             ..Options::default()

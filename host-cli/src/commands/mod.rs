@@ -29,7 +29,7 @@ use sluice_runtime::plan::{Plan, PlanError};
 use sluice_runtime::schedule::{Options, ScheduleError};
 use sluice_runtime::session::{Pipeline, RunOptions, Session, SessionError};
 use sluice_runtime::spec::Prefer;
-use sluice_runtime::store::{DeployState, RunKind, RunState, Store, default_home};
+use sluice_runtime::store::{DeployState, RunState, Store, default_home};
 use tokio_util::sync::CancellationToken;
 
 use crate::Paths;
@@ -272,16 +272,16 @@ pub enum Display {
     Json,
 }
 
-/// Runs a plan and prints its summary; the exit code says how it went.
+/// Runs a pipeline and prints its summary; the exit code says how it went.
 pub fn execute(
     paths: &Paths,
-    plan: Plan,
-    kind: RunKind,
+    pipeline: Pipeline,
     mut options: Options,
     exec: &ExecArgs,
     display: Display,
     verbose: bool,
 ) -> Result<(ExitCode, String, Arc<Store>)> {
+    let plan = pipeline.plan();
     // A `--prefer TASK=KIND` for a task the plan does not have is a typo, not a no-op.
     for (task, _) in &exec.prefer {
         if let Some(task) = task
@@ -304,7 +304,7 @@ pub fn execute(
         .context("cannot start the async runtime")?;
     let observer: Arc<dyn Observer> = match display {
         Display::Json => Arc::new(crate::progress::Notes),
-        Display::Auto if std::io::stderr().is_terminal() => Arc::new(Progress::new(&plan)),
+        Display::Auto if std::io::stderr().is_terminal() => Arc::new(Progress::new(plan)),
         Display::Auto => Arc::new(Plain::new(verbose)),
     };
     let source = plan.source.clone();
@@ -316,13 +316,10 @@ pub fn execute(
         pins: exec.pins.clone(),
         observer,
         cancel: cancel.clone(),
-        ..RunOptions::default()
     };
     let finished = runtime.block_on(async {
         tokio::spawn(watch_ctrl_c(cancel));
-        session
-            .run(Pipeline::Plan { plan, kind }, run_options)
-            .await
+        session.run(pipeline, run_options).await
     });
     // Abandoned guest threads (stuck in a long host call after a cancel) must not hold
     // the process open.

@@ -83,7 +83,7 @@ fn kfp(args: &Args) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(crate::BAD_INPUT));
     }
-    let plan = match sluice_runtime::kfp::lower::lower(&file, &params) {
+    let plan = match sluice_runtime::kfp::lower::lower(&file, &params, &[]) {
         Ok(plan) => plan,
         Err(errors) => return Ok(report_plan_errors(&errors)),
     };

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use sluice_runtime::plan::Plan;
 use sluice_runtime::schedule::Options;
+use sluice_runtime::session::Pipeline;
 use sluice_runtime::spec::{DocumentKind, PipelineFile, detect_kind};
 use sluice_runtime::store::{RunKind, RunState};
 
@@ -158,7 +159,7 @@ impl RunFlags {
     }
 
     /// The scheduler's options these flags ask for.
-    fn options(&self) -> Result<Options> {
+    pub(crate) fn options(&self) -> Result<Options> {
         let mut options = Options {
             keep_going: self.keep_going,
             keep_work: self.keep_work,
@@ -177,7 +178,7 @@ impl RunFlags {
         Ok(options)
     }
 
-    fn display(&self) -> Display {
+    pub(crate) fn display(&self) -> Display {
         if self.json {
             Display::Json
         } else {
@@ -245,8 +246,10 @@ pub fn run(paths: &Paths, mut args: Args) -> Result<ExitCode> {
     let options = args.flags.options()?;
     let (code, _, _) = execute(
         paths,
-        plan,
-        RunKind::Pipeline,
+        Pipeline::Plan {
+            plan,
+            kind: RunKind::Pipeline,
+        },
         options,
         &args.flags.exec,
         args.flags.display(),
@@ -454,8 +457,10 @@ fn rerun_with(paths: &Paths, args: RerunArgs, reuse: Reuse<'_>) -> Result<ExitCo
     options.reuse = reused;
     let (code, _, _) = execute(
         paths,
-        plan,
-        RunKind::Pipeline,
+        Pipeline::Plan {
+            plan,
+            kind: RunKind::Pipeline,
+        },
         options,
         &flags.exec,
         flags.display(),

@@ -146,8 +146,8 @@ fn lightweight(home: &Home, name: &str, args: &[&str], code: i32) -> KfpRun {
 fn parameters_outputs_artifacts_and_placeholders() {
     let home = Home::new();
     let r = lightweight(&home, "params_outputs", &[], 0);
-    // Without --json, a KFP run's first line says its tasks become known as it runs, and
-    // its last one counts them.
+    // Without --json, a KFP run's first line counts the tasks its plan has, and its last
+    // one counts those that ran.
     let path = kfp_path();
     let plain = home.sluice_with(
         &[
@@ -167,7 +167,7 @@ fn parameters_outputs_artifacts_and_placeholders() {
         .collect();
     let first = lines.iter().find(|l| l.starts_with("run "));
     assert!(
-        first.is_some_and(|l| l.ends_with(", its tasks become known as it runs")),
+        first.is_some_and(|l| l.ends_with(&format!(", {} tasks", r.names().len()))),
         "{}",
         plain.stderr
     );
@@ -1230,7 +1230,7 @@ fn a_compiled_pipeline_shows_live_progress_on_a_terminal() {
     assert!(text.contains("✔ succeeded"), "{text}");
     // Not the plain lines a run off a terminal prints.
     assert!(
-        !text.contains("its tasks become known as it runs"),
+        !text.contains("and those its loops add as they run"),
         "{text}"
     );
 }

@@ -11,6 +11,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use crate::launcher::ArtifactType;
+pub use crate::launcher::task::{ArtifactSpec, Interface, ParameterSpec};
+pub use crate::launcher::values::ParameterType;
 use crate::spec::SpecError;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -57,65 +59,6 @@ pub struct ComponentSpec {
     pub dag: Option<DagSpec>,
     #[serde(default)]
     pub executor_label: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Interface {
-    #[serde(default)]
-    pub parameters: BTreeMap<String, ParameterSpec>,
-    #[serde(default)]
-    pub artifacts: BTreeMap<String, ArtifactSpec>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ParameterSpec {
-    pub parameter_type: ParameterType,
-    #[serde(default)]
-    pub default_value: Option<Value>,
-    #[serde(default)]
-    pub is_optional: bool,
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ParameterType {
-    String,
-    NumberInteger,
-    NumberDouble,
-    Boolean,
-    List,
-    Struct,
-    TaskFinalStatus,
-    TaskConfig,
-}
-
-impl ParameterType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ParameterType::String => "STRING",
-            ParameterType::NumberInteger => "NUMBER_INTEGER",
-            ParameterType::NumberDouble => "NUMBER_DOUBLE",
-            ParameterType::Boolean => "BOOLEAN",
-            ParameterType::List => "LIST",
-            ParameterType::Struct => "STRUCT",
-            ParameterType::TaskFinalStatus => "TASK_FINAL_STATUS",
-            ParameterType::TaskConfig => "TASK_CONFIG",
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ArtifactSpec {
-    #[serde(default)]
-    pub artifact_type: ArtifactType,
-    #[serde(default)]
-    pub is_artifact_list: bool,
-    #[serde(default)]
-    pub is_optional: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -655,7 +598,7 @@ impl IrFile {
                             producers.push((&s.producer_task, field.clone()));
                         }
                         if let Some(sel) = &p.parameter_expression_selector {
-                            super::expr::Selector::compile(sel).map_err(|m| {
+                            crate::launcher::expr::Selector::compile(sel).map_err(|m| {
                                 err(
                                     format!("{field}.parameterExpressionSelector"),
                                     m.to_string(),
@@ -680,7 +623,7 @@ impl IrFile {
                     if let Some(condition) = &task.trigger_policy.condition
                         && !condition.is_empty()
                     {
-                        super::expr::Condition::compile(condition).map_err(|m| {
+                        crate::launcher::expr::Condition::compile(condition).map_err(|m| {
                             err(format!("{at}.triggerPolicy.condition"), m.to_string())
                         })?;
                     }

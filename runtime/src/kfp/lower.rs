@@ -18,20 +18,27 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde_json::Value as Json;
 
+use super::Params;
 use super::ir::{self, ComponentSpec, IrFile, TaskSpec};
-use super::{Params, values};
+use crate::launcher::task::{Action, ImportUri, KfpTask, v1_type};
+use crate::launcher::values;
 use crate::plan::{
-    Caching, Group, Iteration, Node, ParamValue, Plan, PlanError, PlanParam, PlannedTask, Source,
-    Trigger, ValueOrigin,
+    Caching, Group, Iteration, Node, ParamValue, PipelineOutput, Plan, PlanError, PlanParam,
+    PlannedTask, Source, Trigger, ValueOrigin,
 };
 use crate::spec::{Component, ParamSpec, TypeSpec};
 
 /// The plan of one run of `file` with the parameter values `params` (see
-/// [`super::bind_params`]). Every problem is reported, one [`PlanError`] each, naming the
-/// IR field.
-pub fn lower(file: &IrFile, params: &Params) -> Result<Plan, Vec<PlanError>> {
+/// [`super::bind_params`]), its containers' images substituted by `image_map` (`FROM`,
+/// `TO`). Every problem is reported, one [`PlanError`] each, naming the IR field.
+pub fn lower(
+    file: &IrFile,
+    params: &Params,
+    image_map: &[(String, String)],
+) -> Result<Plan, Vec<PlanError>> {
     let mut lowering = Lowering {
         file,
+        image_map,
         tasks: Vec::new(),
         groups: Vec::new(),
         names: HashSet::new(),
@@ -68,7 +75,7 @@ pub fn lower(file: &IrFile, params: &Params) -> Result<Plan, Vec<PlanError>> {
             name.clone(),
             PlanParam {
                 spec: ParamSpec {
-                    type_: Some(TypeSpec::named(super::driver::v1_type(spec.parameter_type))),
+                    type_: Some(TypeSpec::named(v1_type(spec.parameter_type))),
                     default: spec.default_value.as_ref().map(values::render),
                     description: spec.description.clone(),
                     optional: spec.is_optional,
@@ -104,7 +111,39 @@ pub fn lower(file: &IrFile, params: &Params) -> Result<Plan, Vec<PlanError>> {
             },
         );
     }
-    lowering.dag(root, "root", &scope, None, &[]);
+    let members = lowering.dag(root, "root", &scope, None, &[]);
+    let (out_params, out_artifacts) = dag_outputs(root, &members, |source| source);
+    let mut outputs = IndexMap::new();
+    for (name, source) in out_params {
+        let type_ = root
+            .output_definitions
+            .parameters
+            .get(&name)
+            .map_or("STRING", |p| p.parameter_type.as_str());
+        outputs.insert(
+            name,
+            PipelineOutput {
+                source,
+                type_: type_.to_owned(),
+                artifact: false,
+            },
+        );
+    }
+    for (name, source) in out_artifacts {
+        let type_ = root
+            .output_definitions
+            .artifacts
+            .get(&name)
+            .map_or("system.Artifact", |a| a.artifact_type.title());
+        outputs.insert(
+            name,
+            PipelineOutput {
+                source,
+                type_: type_.to_owned(),
+                artifact: true,
+            },
+        );
+    }
     if !lowering.errors.is_empty() {
         return Err(lowering.errors);
     }
@@ -117,6 +156,7 @@ pub fn lower(file: &IrFile, params: &Params) -> Result<Plan, Vec<PlanError>> {
         tasks: lowering.tasks,
         groups: lowering.groups,
         deploy: None,
+        outputs,
     })
 }
 
@@ -169,6 +209,7 @@ impl Lowered {
 
 struct Lowering<'a> {
     file: &'a IrFile,
+    image_map: &'a [(String, String)],
     tasks: Vec<PlannedTask>,
     groups: Vec<Group>,
     names: HashSet<String>,
@@ -251,17 +292,18 @@ impl Lowering<'_> {
                 inputs.extend(params);
                 inputs.extend(artifacts);
                 let (upstream_tasks, after_groups) = split_nodes(&upstream);
-                let resources = self.resources(child, &field);
+                let resources = self.resources(child);
+                let kfp = self.kfp_task(child, &field);
                 self.tasks.push(PlannedTask {
                     name,
                     component,
                     inputs,
                     upstream: upstream_tasks,
-                    retry: super::driver::retry_spec(task),
+                    retry: super::retry_spec(task),
                     timeout: None,
                     resources,
                     prefer: None,
-                    kfp: None,
+                    kfp: Some(Arc::new(kfp)),
                     keep: Vec::new(),
                     caching: Caching {
                         enabled: task.caching_options.enable_cache,
@@ -484,42 +526,7 @@ impl Lowering<'_> {
                 of
             }
         };
-        let member_output = |producer: &str, key: &str, artifact: bool| {
-            members.get(producer)?.output(key, artifact)
-        };
-        let mut out_params = BTreeMap::new();
-        let mut out_artifacts = BTreeMap::new();
-        if let Some(dag) = &child.dag {
-            for (name, spec) in &dag.outputs.parameters {
-                let mut sources: Vec<Source> = spec
-                    .selectors()
-                    .filter_map(|s| {
-                        member_output(&s.producer_subtask, &s.output_parameter_key, false)
-                    })
-                    .collect();
-                let source = match sources.len() {
-                    0 => continue,
-                    1 => sources.remove(0),
-                    _ => Source::OneOf(sources),
-                };
-                out_params.insert(name.clone(), collect(source));
-            }
-            for (name, spec) in &dag.outputs.artifacts {
-                let mut sources: Vec<Source> = spec
-                    .artifact_selectors
-                    .iter()
-                    .filter_map(|s| {
-                        member_output(&s.producer_subtask, &s.output_artifact_key, true)
-                    })
-                    .collect();
-                let source = match sources.len() {
-                    0 => continue,
-                    1 => sources.remove(0),
-                    _ => Source::OneOf(sources),
-                };
-                out_artifacts.insert(name.clone(), collect(source));
-            }
-        }
+        let (out_params, out_artifacts) = dag_outputs(child, &members, collect);
         Lowered::Group {
             index,
             params: out_params,
@@ -555,12 +562,17 @@ impl Lowering<'_> {
             .as_deref()
             .and_then(|label| self.file.spec.deployment_spec.executors.get(label))
             .and_then(|e| e.container.as_ref());
-        match super::synthesize(
-            self.file,
-            name,
-            spec,
-            container.map(|c| (c, c.image.as_str())),
-        ) {
+        let image = container.map(|c| {
+            self.image_map
+                .iter()
+                .find(|(from, _)| *from == c.image)
+                .map_or(c.image.as_str(), |(_, to)| to.as_str())
+        });
+        // An importer or a cluster-only operation has no container to run.
+        let runs = container
+            .zip(image)
+            .filter(|(c, _)| !c.image.starts_with("argostub/"));
+        match super::synthesize(self.file, name, spec, runs) {
             Ok(c) => {
                 let c = Arc::new(c);
                 self.components.insert(name.to_owned(), c.clone());
@@ -573,23 +585,130 @@ impl Lowering<'_> {
         }
     }
 
-    /// A container's fixed resources; limits a placeholder sets are decided per task at
-    /// run time.
-    fn resources(&mut self, component: &ComponentSpec, field: &str) -> crate::spec::ResourceSpec {
-        let container = component
+    /// What the run needs of an executor task beyond its component: its interface and
+    /// what its executor does.
+    fn kfp_task(&mut self, component: &ComponentSpec, field: &str) -> KfpTask {
+        let executor = component
             .executor_label
             .as_deref()
-            .and_then(|label| self.file.spec.deployment_spec.executors.get(label))
+            .and_then(|label| self.file.spec.deployment_spec.executors.get(label));
+        let action = match executor {
+            Some(e) if e.importer.is_some() => {
+                let importer = e.importer.as_ref().expect("an importer");
+                let uri = match (
+                    &importer.artifact_uri.constant,
+                    &importer.artifact_uri.runtime_parameter,
+                ) {
+                    (Some(c), _) => ImportUri::Constant(values::render(c)),
+                    (None, Some(p)) => ImportUri::Parameter(p.clone()),
+                    (None, None) => {
+                        self.error(
+                            format!("{field}: importer.artifactUri"),
+                            "names neither a constant nor a runtime parameter",
+                        );
+                        ImportUri::Constant(String::new())
+                    }
+                };
+                Action::Importer {
+                    uri,
+                    type_: importer.type_schema.clone(),
+                    metadata: importer
+                        .metadata
+                        .clone()
+                        .unwrap_or_else(|| Json::Object(Default::default())),
+                }
+            }
+            Some(e) => match e.container.as_ref() {
+                Some(c) if c.image.starts_with("argostub/") => Action::Kubernetes {
+                    operation: c.image["argostub/".len()..].to_owned(),
+                },
+                Some(c) => Action::Container {
+                    resources_at_run: super::deferred_limits(c.resources.as_ref()),
+                },
+                None => Action::Container {
+                    resources_at_run: None,
+                },
+            },
+            None => Action::Container {
+                resources_at_run: None,
+            },
+        };
+        KfpTask {
+            inputs: component.input_definitions.clone(),
+            outputs: component.output_definitions.clone(),
+            action,
+        }
+    }
+
+    /// A container's fixed resources; limits a placeholder sets are decided per task at
+    /// run time.
+    fn resources(&mut self, component: &ComponentSpec) -> crate::spec::ResourceSpec {
+        let Some(label) = component.executor_label.as_deref() else {
+            return Default::default();
+        };
+        let container = self
+            .file
+            .spec
+            .deployment_spec
+            .executors
+            .get(label)
             .and_then(|e| e.container.as_ref());
         let Some(container) = container else {
             return Default::default();
         };
         let (fixed, _) = super::split_resources(container.resources.as_ref());
         super::resources(fixed.as_ref()).unwrap_or_else(|m| {
-            self.error(format!("{field}: container.resources"), m);
+            let field = format!("deploymentSpec.executors.{label}.container.resources");
+            // Tasks sharing the executor share its fault: say it once.
+            if !self.errors.iter().any(|e| e.field == field) {
+                self.error(field, m);
+            }
             Default::default()
         })
     }
+}
+
+/// The sources of the outputs a DAG component exposes (`dag.outputs`), each passed
+/// through `collect` (a loop's body collects them over its iterations): the one its
+/// selector names, or `OneOf` the branches a selector lists.
+fn dag_outputs(
+    component: &ComponentSpec,
+    members: &BTreeMap<String, Lowered>,
+    collect: impl Fn(Source) -> Source,
+) -> (BTreeMap<String, Source>, BTreeMap<String, Source>) {
+    let member_output =
+        |producer: &str, key: &str, artifact: bool| members.get(producer)?.output(key, artifact);
+    let mut out_params = BTreeMap::new();
+    let mut out_artifacts = BTreeMap::new();
+    let Some(dag) = &component.dag else {
+        return (out_params, out_artifacts);
+    };
+    for (name, spec) in &dag.outputs.parameters {
+        let mut sources: Vec<Source> = spec
+            .selectors()
+            .filter_map(|s| member_output(&s.producer_subtask, &s.output_parameter_key, false))
+            .collect();
+        let source = match sources.len() {
+            0 => continue,
+            1 => sources.remove(0),
+            _ => Source::OneOf(sources),
+        };
+        out_params.insert(name.clone(), collect(source));
+    }
+    for (name, spec) in &dag.outputs.artifacts {
+        let mut sources: Vec<Source> = spec
+            .artifact_selectors
+            .iter()
+            .filter_map(|s| member_output(&s.producer_subtask, &s.output_artifact_key, true))
+            .collect();
+        let source = match sources.len() {
+            0 => continue,
+            1 => sources.remove(0),
+            _ => Source::OneOf(sources),
+        };
+        out_artifacts.insert(name.clone(), collect(source));
+    }
+    (out_params, out_artifacts)
 }
 
 /// A DAG task whose component is a DAG, with what is known of it.
@@ -718,7 +837,7 @@ deploymentSpec:
     fn loops_lower_into_a_group_with_items_and_collected_outputs() {
         let file = IrFile::parse(Path::new("p.yaml"), NESTED).unwrap();
         let params = super::super::bind_params(&file, &[]).unwrap();
-        let plan = lower(&file, &params).unwrap();
+        let plan = lower(&file, &params, &[]).unwrap();
         assert_eq!(plan.groups.len(), 1);
         let group = &plan.groups[0];
         assert_eq!(group.name, "loop");

@@ -1,33 +1,33 @@
 //! Kubeflow Pipelines v2: pipelines the KFP SDK compiled (the IR, `PipelineSpec` 2.1),
-//! run as they are. `ir` reads and checks the file; `values` and `expr` give parameter
-//! values and CEL their KFP meaning; `placeholders` builds what a step sees (executor
-//! input, command line) and reads what it leaves (executor output); `driver` walks the
-//! DAGs. Container executors run through Sluice's executors (Docker, or host processes
-//! with `--runner process`); nothing here touches Docker or wasmtime.
+//! run as they are. `ir` reads and checks the file; `lower` lowers it into Sluice's plan,
+//! which the one scheduler runs; [`prepare`] readies its containers. What a step sees and
+//! leaves (executor input, placeholders, executor output), the values' types and CEL are
+//! KFP's launcher protocol, in [`crate::launcher`], below the executors. Nothing here
+//! touches Docker or wasmtime.
 
-pub mod driver;
-pub mod expr;
 pub mod ir;
 pub mod lower;
-pub mod values;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde_json::Value as Json;
 
-pub use driver::{Driver, Options};
 pub use ir::IrFile;
 
-use crate::exec::{Executor, Kind, PrepareError, Prepared, Target};
+use crate::launcher::task::{Action, ResourcesAtRun, v1_type};
+use crate::launcher::values;
+use crate::plan::Plan;
+
+use crate::exec::{Executor, Kind, PrepareError};
 use crate::schedule::ScheduleError;
 use crate::spec::component::Implementation;
 use crate::spec::placeholder::Arg;
 use crate::spec::resources::{Accelerator, Cpu};
 use crate::spec::{
-    ByteSize, Component, ComponentSpec, InputSpec, OutputSpec, ResourceSpec, TypeSpec,
+    ByteSize, Component, ComponentSpec, HumanDuration, InputSpec, OutputSpec, ResourceSpec,
+    RetrySpec, TypeSpec,
 };
 
 /// One problem with the run's `--param` values, on one line.
@@ -227,191 +227,161 @@ fn summarize(value: &Json) -> String {
     }
 }
 
-/// A component of the pipeline made ready to run.
-#[derive(Clone, Debug)]
-pub struct PreparedComponent {
-    /// The container executor as a component Sluice's executors can run.
-    pub component: Arc<Component>,
-    pub prepared: Prepared,
-    pub resources: ResourceSpec,
-    /// Limits given by placeholders (`set_memory_limit(param)`), resolved from each
-    /// task's inputs when it runs; `resources` holds the rest.
-    pub resources_at_run: Option<ir::Resources>,
-    pub importer: Option<ir::ImporterSpec>,
-    /// A Kubernetes operation KFP's backend performs itself (`argostub/createpvc`,
-    /// `argostub/deletepvc` from kfp-kubernetes): nothing to do locally.
-    pub kubernetes_only: Option<String>,
-}
-
-/// A checked IR file whose executors are prepared: images present, programs found.
+/// What [`prepare`] decided for a lowered KFP plan: how each task runs, by index into
+/// the plan's tasks, and what the user should know before the run (one line each).
 #[derive(Debug)]
-pub struct KfpPipeline {
-    pub file: IrFile,
-    /// By component name (`comp-...`), for components with an executor.
-    pub components: BTreeMap<String, PreparedComponent>,
-    /// What the user should know before the run (one line each).
+pub struct Prepared {
+    pub tasks: Vec<crate::exec::Prepared>,
     pub notes: Vec<String>,
 }
 
-impl KfpPipeline {
-    /// Prepares every executor before anything runs, so that a missing image or program
-    /// fails the run at once, saying why. `image_map` substitutes images (`FROM`, `TO`).
-    pub async fn prepare(
-        file: IrFile,
-        executor: &dyn Executor,
-        image_map: &[(String, String)],
-    ) -> Result<KfpPipeline, ScheduleError> {
-        let mut components = BTreeMap::new();
-        // The host's kfp, checked once per version a component pins.
-        let mut host_kfp: BTreeMap<String, Result<Option<String>, String>> = BTreeMap::new();
-        let mut notes = Vec::new();
-        for (name, spec) in &file.spec.components {
-            let Some(label) = &spec.executor_label else {
-                continue;
-            };
-            let exec = &file.spec.deployment_spec.executors[label];
-            let task = name.trim_start_matches("comp-");
-            let fail = |message: String| ScheduleError::Prepare {
-                task: task.to_owned(),
-                source: PrepareError::Other { message },
-            };
-            if let Some(importer) = &exec.importer {
-                let component = synthesize(&file, name, spec, None)?;
-                components.insert(
-                    name.clone(),
-                    PreparedComponent {
-                        component: Arc::new(component),
-                        prepared: Prepared {
-                            kind: Kind::Process,
-                            implementation: "importer".into(),
-                            reason: String::new(),
-                            executable_digest: None,
-                            transform: None,
-                        },
-                        resources: ResourceSpec::default(),
-                        resources_at_run: None,
-                        importer: Some(importer.clone()),
-                        kubernetes_only: None,
-                    },
-                );
-                continue;
-            }
-            let container = exec.container.as_ref().expect("checked when loaded");
-            if let Some(operation) = container.image.strip_prefix("argostub/") {
-                let component = synthesize(&file, name, spec, None)?;
-                components.insert(
-                    name.clone(),
-                    PreparedComponent {
-                        component: Arc::new(component),
-                        prepared: Prepared {
-                            kind: Kind::Process,
-                            implementation: format!("kubernetes {operation}"),
-                            reason: String::new(),
-                            executable_digest: None,
-                            transform: None,
-                        },
-                        resources: ResourceSpec::default(),
-                        resources_at_run: None,
-                        importer: None,
-                        kubernetes_only: Some(operation.to_owned()),
-                    },
-                );
-                continue;
-            }
-            let image = image_map
-                .iter()
-                .find(|(from, _)| *from == container.image)
-                .map_or(container.image.clone(), |(_, to)| to.clone());
-            let component = synthesize(&file, name, spec, Some((container, &image)))?;
-            let (fixed, at_run) = split_resources(container.resources.as_ref());
-            let resources = resources(fixed.as_ref()).map_err(|m| {
-                fail(format!(
-                    "deploymentSpec.executors.{label}.container.resources: {m}"
-                ))
-            })?;
-            let lightweight = is_lightweight(container);
-            let prepared = executor
-                .prepare(Target {
-                    task: name.trim_start_matches("comp-"),
-                    component: &component,
-                    resources: &resources,
-                    prefer: None,
-                })
-                .await
-                .map_err(|e| {
-                    let hint = format!(
-                        "; a lightweight Python component runs in its image ({image}): load that image into the Docker Engine, map it to a local one with --image-map {image}=IMAGE, or run it with --runner process on a host python3 that has kfp installed"
-                    );
-                    // An engine or registry out of reach stays the environment's failure,
-                    // with the same way out.
-                    if let PrepareError::Unreachable { service, mut detail } = e {
-                        if lightweight {
-                            detail.push_str(&hint);
-                        }
-                        return ScheduleError::Prepare {
-                            task: task.to_owned(),
-                            source: PrepareError::Unreachable { service, detail },
-                        };
-                    }
-                    let mut message = crate::error_chain(&e);
-                    if lightweight {
-                        message.push_str(&hint);
-                    }
-                    fail(message)
-                })?;
-            if prepared.kind == Kind::Process {
-                let task = name.trim_start_matches("comp-");
-                for setting in unenforced(&resources, at_run.as_ref()) {
-                    notes.push(format!(
-                        "{task}: its {setting} does not apply under --runner process; the process runs without it"
-                    ));
-                }
-            }
-            if prepared.kind == Kind::Process && lightweight {
-                let pinned = pinned_kfp(container);
-                if !host_kfp.contains_key(&pinned) {
-                    let checked = check_host_kfp(&pinned);
-                    if let Ok(Some(note)) = &checked {
-                        notes.push(note.clone());
-                    }
-                    host_kfp.insert(pinned.clone(), checked);
-                }
-                host_kfp[&pinned].clone().map_err(fail)?;
-            }
-            components.insert(
-                name.clone(),
-                PreparedComponent {
-                    component: Arc::new(component),
-                    prepared,
-                    resources,
-                    resources_at_run: at_run,
-                    importer: None,
-                    kubernetes_only: None,
-                },
-            );
+/// Decides how every executor task of a lowered KFP plan runs and loads what it needs,
+/// once per component, before anything runs, so that a missing image or program fails
+/// the run at once, saying why (for a lightweight Python component, with the ways to run
+/// it here). Importers and cluster-only operations need no executor.
+pub async fn prepare(plan: &Plan, executor: &dyn Executor) -> Result<Prepared, ScheduleError> {
+    let mut by_component: BTreeMap<String, crate::exec::Prepared> = BTreeMap::new();
+    // The host's kfp, checked once per version a component pins.
+    let mut host_kfp: BTreeMap<String, Result<Option<String>, String>> = BTreeMap::new();
+    let mut notes = Vec::new();
+    let mut tasks = Vec::with_capacity(plan.tasks.len());
+    for task in &plan.tasks {
+        let component = task.component.name();
+        if let Some(p) = by_component.get(&component) {
+            tasks.push(p.clone());
+            continue;
         }
-        Ok(KfpPipeline {
-            file,
-            components,
-            notes,
-        })
+        let fail = |message: String| ScheduleError::Prepare {
+            task: component.clone(),
+            source: PrepareError::Other { message },
+        };
+        let action = task.kfp.as_ref().map(|k| &k.action);
+        let without_executor = |implementation: String| crate::exec::Prepared {
+            kind: Kind::Process,
+            implementation,
+            reason: String::new(),
+            executable_digest: None,
+            transform: None,
+        };
+        let prepared = match action {
+            Some(Action::Importer { .. }) => without_executor("importer".into()),
+            Some(Action::Kubernetes { operation }) => {
+                without_executor(format!("kubernetes {operation}"))
+            }
+            Some(Action::Container { resources_at_run }) => {
+                let container = task.component.spec.implementation.container.as_ref();
+                let image = container.map_or("", |c| c.image.as_str());
+                let lightweight = container.is_some_and(is_lightweight);
+                let prepared = executor
+                    .prepare(crate::schedule::target(task))
+                    .await
+                    .map_err(|e| {
+                        let hint = format!(
+                            "; a lightweight Python component runs in its image ({image}): load that image into the Docker Engine, map it to a local one with --image-map {image}=IMAGE, or run it with --runner process on a host python3 that has kfp installed"
+                        );
+                        // An engine or registry out of reach stays the environment's
+                        // failure, with the same way out.
+                        if let PrepareError::Unreachable { service, mut detail } = e {
+                            if lightweight {
+                                detail.push_str(&hint);
+                            }
+                            return ScheduleError::Prepare {
+                                task: component.clone(),
+                                source: PrepareError::Unreachable { service, detail },
+                            };
+                        }
+                        let mut message = crate::error_chain(&e);
+                        if lightweight {
+                            message.push_str(&hint);
+                        }
+                        fail(message)
+                    })?;
+                if prepared.kind == Kind::Process {
+                    for setting in unenforced(&task.resources, resources_at_run.as_ref()) {
+                        notes.push(format!(
+                            "{component}: its {setting} does not apply under --runner process; the process runs without it"
+                        ));
+                    }
+                }
+                if prepared.kind == Kind::Process
+                    && lightweight
+                    && let Some(container) = container
+                {
+                    let pinned = pinned_kfp(container);
+                    if !host_kfp.contains_key(&pinned) {
+                        let checked = check_host_kfp(&pinned);
+                        if let Ok(Some(note)) = &checked {
+                            notes.push(note.clone());
+                        }
+                        host_kfp.insert(pinned.clone(), checked);
+                    }
+                    host_kfp[&pinned].clone().map_err(fail)?;
+                }
+                prepared
+            }
+            // Not a KFP task: prepared as any other.
+            None => executor
+                .prepare(crate::schedule::target(task))
+                .await
+                .map_err(|source| ScheduleError::Prepare {
+                    task: task.name.clone(),
+                    source,
+                })?,
+        };
+        by_component.insert(component, prepared.clone());
+        tasks.push(prepared);
     }
+    Ok(Prepared { tasks, notes })
 }
 
-/// Whether an executor is a lightweight Python component (`@dsl.component`).
-fn is_lightweight(container: &ir::ContainerSpec) -> bool {
+/// The literal arguments of a container's command line (a synthesized component's are
+/// all literal: KFP's placeholders sit inside them).
+fn literals(container: &crate::spec::ContainerSpec) -> impl Iterator<Item = &str> {
     container
         .command
         .iter()
         .chain(&container.args)
-        .any(|a| a.contains("kfp.dsl.executor_main"))
+        .filter_map(|a| match a {
+            Arg::Literal(text) => Some(text.as_str()),
+            _ => None,
+        })
+}
+
+/// A task's retry policy (`retryPolicy`) as the scheduler follows it; durations were
+/// checked when the file was loaded.
+pub(crate) fn retry_spec(task: &ir::TaskSpec) -> RetrySpec {
+    let Some(policy) = &task.retry_policy else {
+        return RetrySpec {
+            limit: 0,
+            ..RetrySpec::default()
+        };
+    };
+    let base = RetrySpec::default();
+    let duration = |d: &Option<String>, fallback: HumanDuration| {
+        d.as_deref()
+            .and_then(|d| ir::parse_duration(d).ok())
+            .map(HumanDuration)
+            .unwrap_or(fallback)
+    };
+    RetrySpec {
+        limit: policy.max_retry_count,
+        backoff: duration(
+            &policy.backoff_duration,
+            HumanDuration(std::time::Duration::ZERO),
+        ),
+        factor: policy.backoff_factor.unwrap_or(base.factor),
+        max_backoff: duration(&policy.backoff_max_duration, base.max_backoff),
+    }
+}
+
+/// Whether an executor is a lightweight Python component (`@dsl.component`).
+fn is_lightweight(container: &crate::spec::ContainerSpec) -> bool {
+    literals(container).any(|a| a.contains("kfp.dsl.executor_main"))
 }
 
 /// The `kfp==X` requirement a lightweight component's command installs.
-fn pinned_kfp(container: &ir::ContainerSpec) -> String {
-    container
-        .command
-        .iter()
+fn pinned_kfp(container: &crate::spec::ContainerSpec) -> String {
+    literals(container)
         .find_map(|c| {
             let at = c.find("'kfp==")?;
             let rest = &c[at + 1..];
@@ -458,7 +428,7 @@ fn synthesize(
     for (n, p) in &spec.input_definitions.parameters {
         inputs.push(InputSpec {
             name: n.clone(),
-            type_: Some(TypeSpec::named(driver::v1_type(p.parameter_type))),
+            type_: Some(TypeSpec::named(v1_type(p.parameter_type))),
             description: p.description.clone(),
             default: None,
             optional: true,
@@ -477,7 +447,7 @@ fn synthesize(
     for (n, p) in &spec.output_definitions.parameters {
         outputs.push(OutputSpec {
             name: n.clone(),
-            type_: Some(TypeSpec::named(driver::v1_type(p.parameter_type))),
+            type_: Some(TypeSpec::named(v1_type(p.parameter_type))),
             description: None,
         });
     }
@@ -525,7 +495,7 @@ fn synthesize(
 }
 
 /// The limits and requests a process cannot be held to, named as a note says them.
-fn unenforced(fixed: &ResourceSpec, at_run: Option<&ir::Resources>) -> Vec<String> {
+fn unenforced(fixed: &ResourceSpec, at_run: Option<&ResourcesAtRun>) -> Vec<String> {
     let mut settings = Vec::new();
     if let Some(memory) = fixed.memory {
         settings.push(format!("memory limit of {memory}"));
@@ -537,18 +507,10 @@ fn unenforced(fixed: &ResourceSpec, at_run: Option<&ir::Resources>) -> Vec<Strin
         settings.push(format!("accelerator request ({} x {})", a.count, a.kind));
     }
     if let Some(spec) = at_run {
-        if let Some(text) = spec
-            .resource_memory_limit
-            .as_deref()
-            .filter(|t| t.contains("{{$"))
-        {
+        if let Some(text) = &spec.memory_limit {
             settings.push(format!("memory limit ({text})"));
         }
-        if let Some(text) = spec
-            .resource_cpu_limit
-            .as_deref()
-            .filter(|t| t.contains("{{$"))
-        {
+        if let Some(text) = &spec.cpu_limit {
             settings.push(format!("CPU limit ({text})"));
         }
     }
@@ -577,24 +539,16 @@ fn split_resources(spec: Option<&ir::Resources>) -> (Option<ir::Resources>, Opti
     (Some(fixed), Some(spec.clone()))
 }
 
-/// The limits of a task whose resources are given by placeholders, resolved from its
-/// input parameters; the error names the limit and the value that is not a quantity.
-pub(crate) fn resources_at_run(
-    spec: &ir::Resources,
-    params: &BTreeMap<String, serde_json::Value>,
-) -> Result<ResourceSpec, String> {
-    let mut resolved = spec.clone();
-    for (what, field) in [
-        ("memory limit", &mut resolved.resource_memory_limit),
-        ("CPU limit", &mut resolved.resource_cpu_limit),
-    ] {
-        if let Some(text) = field.as_deref().filter(|t| t.contains("{{$")) {
-            let value = crate::launcher::resolve_text(text, params)
-                .map_err(|m| format!("the {what}: {m}"))?;
-            *field = Some(value);
-        }
-    }
-    resources(Some(&resolved))
+/// The limits of a container that input placeholders give, which only each task's inputs
+/// decide; `None` when it has none.
+fn deferred_limits(spec: Option<&ir::Resources>) -> Option<ResourcesAtRun> {
+    let (_, at_run) = split_resources(spec);
+    let at_run = at_run?;
+    let deferred = |v: &Option<String>| v.clone().filter(|t| t.contains("{{$"));
+    Some(ResourcesAtRun {
+        memory_limit: deferred(&at_run.resource_memory_limit),
+        cpu_limit: deferred(&at_run.resource_cpu_limit),
+    })
 }
 
 /// CPU, memory and accelerator limits of a container executor.
@@ -705,17 +659,19 @@ mod tests {
             (fixed.memory, fixed.cpu.map(|c| c.millicores)),
             (None, Some(2000))
         );
-        let at_run = at_run.unwrap();
+        assert!(at_run.is_some());
+        let at_run = deferred_limits(Some(&r)).unwrap();
         let params: BTreeMap<String, serde_json::Value> =
             [("pipelinechannel--mem".to_owned(), serde_json::json!("300M"))].into();
-        let resolved = resources_at_run(&at_run, &params).unwrap();
+        let resolved = at_run.apply(&fixed, &params).unwrap();
         assert_eq!(resolved.memory.unwrap().0, 300_000_000);
+        assert_eq!(resolved.cpu.map(|c| c.millicores), Some(2000));
         assert_eq!(
-            resources_at_run(&at_run, &BTreeMap::new()).unwrap_err(),
+            at_run.apply(&fixed, &BTreeMap::new()).unwrap_err(),
             "the memory limit: '{{$.inputs.parameters['pipelinechannel--mem']}}' asks for parameter 'pipelinechannel--mem', which has no value"
         );
         let params: BTreeMap<String, serde_json::Value> =
             [("pipelinechannel--mem".to_owned(), serde_json::json!("lots"))].into();
-        assert!(resources_at_run(&at_run, &params).is_err());
+        assert!(at_run.apply(&fixed, &params).is_err());
     }
 }

@@ -235,8 +235,10 @@ pub struct PlannedTask {
     pub resources: ResourceSpec,
     /// The implementation the pipeline prefers for this task, if it says.
     pub prefer: Option<Prefer>,
-    /// For a task of a KFP pipeline (IR): what its placeholders and executor input need.
-    pub kfp: Option<Arc<crate::launcher::TaskContext>>,
+    /// For a task of a compiled KFP pipeline: its IR interface, by which the values
+    /// that reach it are typed and laid out in its executor input, and what its executor
+    /// does (a container, an importer, a cluster-only operation).
+    pub kfp: Option<Arc<crate::launcher::task::KfpTask>>,
     /// Outputs stored even when the task runs in a fused chain.
     pub keep: Vec<String>,
     /// How the task uses the task cache (the run's `--no-cache` narrows it further).
@@ -262,6 +264,19 @@ pub struct Plan {
     pub groups: Vec<Group>,
     /// What to serve if the run succeeds.
     pub deploy: Option<PlannedDeploy>,
+    /// What the pipeline outputs (a KFP pipeline's `root.dag.outputs`), recorded with the
+    /// run when it succeeds; empty for a Sluice pipeline.
+    pub outputs: IndexMap<String, PipelineOutput>,
+}
+
+/// One output of a pipeline: where its value comes from, and its type as recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineOutput {
+    pub source: Source,
+    /// The type it is recorded under (`NUMBER_INTEGER`, `system.Model`).
+    pub type_: String,
+    /// An artifact (or a list of them), rather than a parameter value.
+    pub artifact: bool,
 }
 
 /// A checked `deploy` section.
@@ -338,6 +353,7 @@ impl Plan {
             }],
             groups: Vec::new(),
             deploy: None,
+            outputs: IndexMap::new(),
         })
     }
 
@@ -484,6 +500,7 @@ impl Plan {
             tasks,
             groups: Vec::new(),
             deploy: None,
+            outputs: IndexMap::new(),
         })
     }
 
@@ -869,6 +886,7 @@ impl<'a> Builder<'a> {
                     .expect("the deploy task is planned"),
                 ..d
             }),
+            outputs: IndexMap::new(),
         })
     }
 

@@ -5,13 +5,13 @@
 //! outputs through the store and records every step there; how a task actually runs is
 //! the [`Executor`]'s business, behind a trait.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod engine;
 pub mod fuse;
 
 use self::fuse::{Fusion, Mismatch};
@@ -21,10 +21,9 @@ use crate::exec::{
     collect_outputs, error_chain,
 };
 pub use crate::plan::Caching;
-use crate::plan::{ParamValue, Plan, PlannedTask, Source, artifact_params};
+use crate::plan::{ParamValue, Plan, PlannedTask, artifact_params};
 use crate::store::{
-    ArtifactRef, CachedTask, IoRecord, NewRun, NewTask, RunKind, RunState, Store, StoreError,
-    TaskDir, TaskState,
+    CachedTask, IoRecord, NewRun, NewTask, RunKind, RunState, Store, StoreError, TaskDir, TaskState,
 };
 
 #[derive(Clone, Debug)]
@@ -50,6 +49,10 @@ pub struct Options {
     pub flags: Vec<String>,
     /// How tasks use the task cache; each task may narrow it ([`PlannedTask::caching`]).
     pub caching: Caching,
+    /// A run this one resumes (`sluice runs resume`): a task whose cache key matches one
+    /// of that run's succeeded tasks takes its outputs instead of running, whatever its
+    /// caching.
+    pub resumes: Option<String>,
 }
 
 /// An earlier run's task that a new run may take as done ([`Options::reuse`]).
@@ -83,6 +86,7 @@ impl Default for Options {
             reuse: BTreeMap::new(),
             flags: Vec::new(),
             caching: Caching::default(),
+            resumes: None,
         }
     }
 }
@@ -172,9 +176,22 @@ pub(crate) enum TaskEnd {
 impl Scheduler {
     /// Prepares every component, imports artifact parameters, records the run, and runs it.
     pub async fn run(&self, plan: Arc<Plan>, kind: RunKind) -> Result<RunOutcome, ScheduleError> {
-        let mut prepared = self.prepare(&plan).await?;
-        let fusion =
-            Fusion::decide(&plan, &prepared, self.options.fuse).map_err(ScheduleError::Wiring)?;
+        let prepared = self.prepare(&plan).await?;
+        self.run_prepared(plan, prepared, kind).await
+    }
+
+    /// Runs a plan whose tasks were prepared already (`prepared`, by task index): a front
+    /// end with its own way to prepare, such as the KFP front end.
+    pub async fn run_prepared(
+        &self,
+        plan: Arc<Plan>,
+        mut prepared: Vec<Prepared>,
+        kind: RunKind,
+    ) -> Result<RunOutcome, ScheduleError> {
+        // Fused chains run in the pipeline's own DAG; tables handed on in memory have one
+        // producer instance each.
+        let fuse = self.options.fuse && plan.groups.is_empty();
+        let fusion = Fusion::decide(&plan, &prepared, fuse).map_err(ScheduleError::Wiring)?;
         for (c, chain) in fusion.chains.iter().enumerate() {
             for &i in chain {
                 let p = &mut prepared[i];
@@ -217,9 +234,12 @@ impl Scheduler {
                 ))
             })
             .collect();
+        // Tasks of the pipeline's own DAG are known now; those in groups, as the run
+        // opens them.
         let new_tasks: Vec<NewTask<'_>> = plan
             .tasks
             .iter()
+            .filter(|t| t.group.is_none())
             .map(|t| NewTask {
                 name: &t.name,
                 component: t.component.name(),
@@ -238,23 +258,40 @@ impl Scheduler {
             },
             &new_tasks,
         )?;
+        // Tasks outside loops show from the start; a loop's, once per iteration.
+        let in_loop = |mut group: Option<usize>| {
+            while let Some(g) = group {
+                if plan.groups[g].iteration.is_some() {
+                    return true;
+                }
+                group = plan.groups[g].group;
+            }
+            false
+        };
         self.observer.event(&Event::RunStarted {
             run_id: run_id.clone(),
             name: plan.name.clone(),
-            tasks: plan.tasks.iter().map(|t| t.name.clone()).collect(),
+            tasks: plan
+                .tasks
+                .iter()
+                .filter(|t| !in_loop(t.group))
+                .map(|t| t.name.clone())
+                .collect(),
+            more: plan.tasks.iter().any(|t| in_loop(t.group)),
         });
 
         let cleaner = (!self.options.keep_work).then(|| Cleaner::start(self.store.clone()));
-        let state = self
-            .schedule(
-                &run_id,
-                &plan,
-                &prepared,
-                &fusion,
-                &imported,
-                cleaner.as_ref(),
-            )
-            .await;
+        let state = engine::Engine::new(
+            self,
+            run_id.clone(),
+            plan.clone(),
+            &prepared,
+            &fusion,
+            &imported,
+            cleaner.as_ref(),
+        )
+        .run()
+        .await;
         if let Some(cleaner) = cleaner {
             let _ = tokio::task::spawn_blocking(move || cleaner.finish()).await;
         }
@@ -289,270 +326,13 @@ impl Scheduler {
         Ok(prepared)
     }
 
-    async fn schedule(
+    pub(crate) fn finish_unstarted(
         &self,
         run_id: &str,
-        plan: &Arc<Plan>,
-        prepared: &[Prepared],
-        fusion: &Fusion,
-        imported: &HashMap<String, ArtifactRef>,
-        cleaner: Option<&Cleaner>,
-    ) -> RunState {
-        let n = plan.tasks.len();
-        let downstream = plan.downstream();
-        let mut state = vec![TaskState::Pending; n];
-        let mut waiting: Vec<usize> = plan.tasks.iter().map(|t| t.upstream.len()).collect();
-        let mut ready: BTreeSet<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
-        let mut outputs: Vec<Option<Arc<BTreeMap<String, IoRecord>>>> = vec![None; n];
-        // Tables on their way through a fused chain, until their last reader has started.
-        let mut held: HashMap<(usize, String), (HeldTable, usize)> = HashMap::new();
-        let mut running: JoinSet<(usize, TaskEnd)> = JoinSet::new();
-        let mut spawned: HashMap<tokio::task::Id, usize> = HashMap::new();
-        let mut stopped_by: Option<String> = None;
-        let parallelism = self.options.parallelism.max(1);
-        // Tasks taken as done with an earlier run's outputs.
-        let mut reused = vec![false; n];
-
-        loop {
-            while stopped_by.is_none() && !self.cancel.is_cancelled() && running.len() < parallelism
-            {
-                let Some(i) = ready.pop_first() else { break };
-                if let Some(outs) =
-                    self.reuse(run_id, plan, &prepared[i], i, &outputs, &reused, imported)
-                {
-                    reused[i] = true;
-                    state[i] = TaskState::Succeeded;
-                    outputs[i] = Some(Arc::new(outs));
-                    release(&downstream[i], &mut waiting, &state, &mut ready);
-                    continue;
-                }
-                state[i] = TaskState::Running;
-                let upstream: HashMap<usize, Arc<BTreeMap<String, IoRecord>>> = plan.tasks[i]
-                    .upstream
-                    .iter()
-                    .filter_map(|&u| Some((u, outputs[u].clone()?)))
-                    .collect();
-                let attempt = TaskRun {
-                    store: self.store.clone(),
-                    executor: self.executor.clone(),
-                    observer: self.observer.clone(),
-                    cancel: self.cancel.clone(),
-                    cleaner: cleaner.map(Cleaner::handle),
-                    run_id: run_id.to_owned(),
-                    task: Arc::new(plan.tasks[i].clone()),
-                    prepared: prepared[i].clone(),
-                    transform: fusion.calls[i].clone(),
-                    default_timeout: self.options.default_timeout,
-                    ended_attempt: Default::default(),
-                    caching: self.options.caching.and(plan.tasks[i].caching),
-                    cache_key: Default::default(),
-                    unrecorded_start: Default::default(),
-                    resumes: None,
-                };
-                let inputs =
-                    resolve_inputs(&self.store, plan, i, &upstream, imported).map(|mut inputs| {
-                        for (name, arg) in &mut inputs {
-                            if !fusion.input_in_memory(i, name) {
-                                continue;
-                            }
-                            let Some(Source::Output { task: u, output }) =
-                                plan.tasks[i].inputs.get(name)
-                            else {
-                                continue;
-                            };
-                            let key = (*u, output.clone());
-                            if let Some((table, readers)) = held.get_mut(&key) {
-                                arg.table = Some(table.table.clone());
-                                *readers -= 1;
-                                if *readers == 0 {
-                                    held.remove(&key);
-                                }
-                            }
-                        }
-                        inputs
-                    });
-                let handle = running.spawn(async move { (i, attempt.run(inputs).await) });
-                spawned.insert(handle.id(), i);
-            }
-            let Some(joined) = running.join_next_with_id().await else {
-                break;
-            };
-            let (i, end) = match joined {
-                Ok((_, done)) => done,
-                Err(e) => {
-                    // A panic in the task's own future is a host bug; the task fails, the
-                    // run goes on as for any failure.
-                    let i = spawned[&e.id()];
-                    let reason = format!("internal error: {e}");
-                    self.finish_unstarted(run_id, &plan.tasks[i].name, TaskState::Failed, &reason);
-                    (i, TaskEnd::Failed { error: reason })
-                }
-            };
-            match end {
-                TaskEnd::Succeeded {
-                    outputs: outs,
-                    tables,
-                } => {
-                    state[i] = TaskState::Succeeded;
-                    outputs[i] = Some(Arc::new(outs));
-                    for (output, table) in tables {
-                        let readers = fusion
-                            .in_memory
-                            .iter()
-                            .filter(|(a, o, _, _)| *a == i && *o == output)
-                            .count();
-                        held.insert((i, output), (table, readers));
-                    }
-                    release(&downstream[i], &mut waiting, &state, &mut ready);
-                }
-                TaskEnd::Failed { .. } => {
-                    state[i] = TaskState::Failed;
-                    let name = plan.tasks[i].name.clone();
-                    self.skip_downstream(run_id, plan, &downstream, i, &mut state, &mut ready);
-                    if !self.options.keep_going {
-                        stopped_by.get_or_insert(name);
-                    }
-                }
-                TaskEnd::Cancelled => {
-                    state[i] = TaskState::Cancelled;
-                }
-            }
-        }
-
-        // Whatever never started.
-        for (i, task_state) in state.iter_mut().enumerate() {
-            if *task_state != TaskState::Pending {
-                continue;
-            }
-            let (new_state, reason) = if self.cancel.is_cancelled() {
-                (
-                    TaskState::Cancelled,
-                    "the run was cancelled before it started".to_owned(),
-                )
-            } else if let Some(failed) = &stopped_by {
-                (
-                    TaskState::Skipped,
-                    format!(
-                        "not started: the run stopped after '{failed}' failed (--keep-going runs independent tasks)"
-                    ),
-                )
-            } else {
-                (TaskState::Skipped, "not started".to_owned())
-            };
-            *task_state = new_state;
-            self.finish_unstarted(run_id, &plan.tasks[i].name, new_state, &reason);
-        }
-
-        if self.cancel.is_cancelled() {
-            RunState::Cancelled
-        } else if state.iter().all(|s| *s == TaskState::Succeeded) {
-            RunState::Succeeded
-        } else {
-            RunState::Failed
-        }
-    }
-
-    /// Takes task `i` as done with the outputs of the earlier task it reuses, when it has
-    /// one whose outputs all still match their digests in the store, whose executable and
-    /// inputs are the ones it would run with now, every task upstream of it was reused too
-    /// (one that ran may have made other outputs than those the reused task read), and it
-    /// can be recorded; `None` runs it.
-    #[allow(clippy::too_many_arguments)]
-    fn reuse(
-        &self,
-        run_id: &str,
-        plan: &Plan,
-        prepared: &Prepared,
-        i: usize,
-        outputs: &[Option<Arc<BTreeMap<String, IoRecord>>>],
-        reused: &[bool],
-        imported: &HashMap<String, ArtifactRef>,
-    ) -> Option<BTreeMap<String, IoRecord>> {
-        let task = &plan.tasks[i];
-        let earlier = self.options.reuse.get(&task.name)?;
-        let cached = &earlier.cached;
-        if !task.upstream.iter().all(|&u| reused[u])
-            || prepared.executable_digest != earlier.executable_digest
-            || !self.store.intact(&cached.outputs)
-        {
-            return None;
-        }
-        let upstream: HashMap<usize, Arc<BTreeMap<String, IoRecord>>> = task
-            .upstream
-            .iter()
-            .filter_map(|&u| Some((u, outputs[u].clone()?)))
-            .collect();
-        let inputs = resolve_inputs(&self.store, plan, i, &upstream, imported).ok()?;
-        let records = input_records(&inputs);
-        let by_name = |list: &[IoRecord]| -> BTreeMap<String, String> {
-            list.iter()
-                .map(|r| (r.name.clone(), r.digest.clone()))
-                .collect()
-        };
-        if by_name(&records) != by_name(&earlier.inputs) {
-            return None;
-        }
-        self.store
-            .task_reused(
-                run_id,
-                &task.name,
-                &records,
-                cached,
-                prepared.executable_digest.as_deref(),
-                None,
-            )
-            .ok()?;
-        self.observer.event(&Event::TaskLog {
-            task: task.name.clone(),
-            stream: crate::events::Stream::Host,
-            line: format!(
-                "reused: the outputs of task '{}' of run {}",
-                cached.task, cached.run
-            ),
-        });
-        self.observer.event(&Event::TaskFinished {
-            task: task.name.clone(),
-            state: TaskState::Succeeded,
-            attempts: 0,
-            duration: None,
-            error: None,
-        });
-        Some(
-            cached
-                .outputs
-                .iter()
-                .map(|o| (o.name.clone(), o.clone()))
-                .collect(),
-        )
-    }
-
-    /// Marks every task downstream of `failed` as skipped.
-    fn skip_downstream(
-        &self,
-        run_id: &str,
-        plan: &Plan,
-        downstream: &[Vec<usize>],
-        failed: usize,
-        state: &mut [TaskState],
-        ready: &mut BTreeSet<usize>,
+        task: &str,
+        state: TaskState,
+        reason: &str,
     ) {
-        let mut stack = downstream[failed].clone();
-        while let Some(d) = stack.pop() {
-            if state[d] != TaskState::Pending {
-                continue;
-            }
-            state[d] = TaskState::Skipped;
-            ready.remove(&d);
-            let reason = format!(
-                "skipped: upstream task '{}' failed",
-                plan.tasks[failed].name
-            );
-            self.finish_unstarted(run_id, &plan.tasks[d].name, TaskState::Skipped, &reason);
-            stack.extend(&downstream[d]);
-        }
-    }
-
-    fn finish_unstarted(&self, run_id: &str, task: &str, state: TaskState, reason: &str) {
         if let Err(e) =
             self.store
                 .task_finished(run_id, task, state, Some(reason), &[], &BTreeMap::new())
@@ -603,102 +383,6 @@ impl Cleaner {
     }
 }
 
-/// Turns a task's bindings into stored artifacts: constants and parameter values are
-/// stored like files, so every input has a digest and can be staged the same way.
-fn resolve_inputs(
-    store: &Store,
-    plan: &Plan,
-    index: usize,
-    upstream: &HashMap<usize, Arc<BTreeMap<String, IoRecord>>>,
-    imported: &HashMap<String, ArtifactRef>,
-) -> Result<BTreeMap<String, InputArg>, String> {
-    let task = &plan.tasks[index];
-    let mut inputs = BTreeMap::new();
-    for (name, source) in &task.inputs {
-        let type_ = task.component.input(name).and_then(|i| i.type_.clone());
-        let arg = match source {
-            Source::Constant(v)
-            | Source::Default(v)
-            | Source::Param {
-                value: ParamValue::Value(v),
-                ..
-            } => {
-                let r = store
-                    .put_bytes(v.as_bytes())
-                    .map_err(|e| format!("input '{name}': {}", error_chain(&e)))?;
-                InputArg {
-                    digest: r.digest,
-                    size: r.size,
-                    value: Some(v.clone()),
-                    type_,
-                    table: None,
-                }
-            }
-            Source::Param {
-                name: param,
-                value: ParamValue::File(_),
-            } => {
-                let r = &imported[param];
-                InputArg {
-                    digest: r.digest.clone(),
-                    size: r.size,
-                    value: None,
-                    type_,
-                    table: None,
-                }
-            }
-            Source::Output { task: u, output } => {
-                let record = upstream
-                    .get(u)
-                    .and_then(|outs| outs.get(output))
-                    .ok_or_else(|| {
-                        format!(
-                            "input '{name}': output '{}.{output}' is missing",
-                            plan.tasks[*u].name
-                        )
-                    })?;
-                InputArg {
-                    digest: record.digest.clone(),
-                    size: record.size,
-                    value: None,
-                    type_,
-                    table: None,
-                }
-            }
-            // Only the KFP front end's plans have these, and its driver runs them.
-            Source::Item { .. }
-            | Source::Collected { .. }
-            | Source::OneOf(_)
-            | Source::Select { .. }
-            | Source::FinalStatus(_)
-            | Source::RunText(_) => {
-                return Err(format!(
-                    "input '{name}': {} is decided by the KFP driver, not this scheduler",
-                    source.kind()
-                ));
-            }
-        };
-        inputs.insert(name.clone(), arg);
-    }
-    Ok(inputs)
-}
-
-/// A task succeeded: each of its `downstream` tasks waits for one task fewer, and those
-/// that wait for none and are still pending become ready.
-fn release(
-    downstream: &[usize],
-    waiting: &mut [usize],
-    state: &[TaskState],
-    ready: &mut BTreeSet<usize>,
-) {
-    for &d in downstream {
-        waiting[d] -= 1;
-        if waiting[d] == 0 && state[d] == TaskState::Pending {
-            ready.insert(d);
-        }
-    }
-}
-
 /// How a task's resolved inputs are recorded.
 pub(crate) fn input_records(inputs: &BTreeMap<String, InputArg>) -> Vec<IoRecord> {
     inputs
@@ -724,6 +408,8 @@ pub(crate) struct TaskRun {
     pub(crate) cleaner: Option<std::sync::mpsc::Sender<TaskDir>>,
     pub(crate) run_id: String,
     pub(crate) task: Arc<PlannedTask>,
+    /// For a KFP task: what its placeholders and executor input need.
+    pub(crate) context: Option<Arc<crate::launcher::TaskContext>>,
     pub(crate) prepared: Prepared,
     /// For a task in a fused chain: its call through the transform export.
     pub(crate) transform: Option<Arc<TransformCall>>,
@@ -1011,7 +697,7 @@ impl TaskRun {
                 attempt,
                 inputs.values().any(|arg| arg.table.is_none()),
                 &output_names,
-                task.kfp.is_some(),
+                self.context.is_some(),
             )
             .and_then(|dir| {
                 for (name, arg) in &inputs {
@@ -1023,7 +709,7 @@ impl TaskRun {
                 Ok(dir)
             });
         // A KFP step's task root, for its executor output.
-        let kfp_step = task.kfp.is_some() || task.component.uses_executor_input();
+        let kfp_step = self.context.is_some() || task.component.uses_executor_input();
         let staged = staged.and_then(|dir| {
             if kfp_step {
                 let root = dir.outputs().join(crate::launcher::TASK_ROOT);
@@ -1055,11 +741,11 @@ impl TaskRun {
             prepared: self.prepared.clone(),
             cancel: token.clone(),
             sink: TaskSink::new(task.name.clone(), self.observer.clone()),
-            kfp: task.kfp.clone(),
+            kfp: self.context.clone(),
             transform: self.transform.clone(),
         };
         // A KFP v2 step written as a v1 component reports through an executor output too.
-        let v1_context = (task.kfp.is_none() && task.component.uses_executor_input())
+        let v1_context = (self.context.is_none() && task.component.uses_executor_input())
             .then(|| Arc::new(crate::exec::launch::context_for_v1(&invocation)));
         let mut execution = self.executor.execute(invocation);
         let mut timed_out = None;
@@ -1122,7 +808,7 @@ impl TaskRun {
 
         let outcome = match report.result {
             Ok(mut completion) => {
-                let finished = match task.kfp.as_ref().or(v1_context.as_ref()) {
+                let finished = match self.context.as_ref().or(v1_context.as_ref()) {
                     Some(kfp) => crate::exec::launch::finish(kfp, &dir, &mut completion),
                     None => Ok(()),
                 };
@@ -1131,7 +817,7 @@ impl TaskRun {
                     .and_then(|records| {
                         // A KFP step's outputs stay where it wrote them, as links into
                         // the store: the `uri`s it was given remain valid.
-                        if task.kfp.is_some() {
+                        if self.context.is_some() {
                             for r in &records {
                                 store
                                     .publish(&self.run_id, &task.name, &r.name, &r.digest)

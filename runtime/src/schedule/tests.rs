@@ -1,15 +1,18 @@
 //! Scheduler behaviour against a scripted executor: concurrency, failure propagation,
-//! retries, timeouts, cancellation and data passing.
+//! retries, timeouts, cancellation, data passing, and the groups of a lowered plan
+//! (loops, conditions, tasks that run whatever became of their upstream).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use indexmap::IndexMap;
 
 use super::*;
 use crate::events::Quiet;
 use crate::exec::{Completion, Failure, PrepareError, Report, Target};
+use crate::plan::{Group, Iteration, Node, Source, Trigger};
 use crate::spec::PipelineFile;
 
 #[derive(Clone, Debug)]
@@ -461,4 +464,185 @@ async fn the_task_cache_takes_identical_earlier_tasks_outputs() {
     assert!(task(&fifth, "a").cached_from.is_none());
     assert_eq!(attempts(&script, "a"), 4);
     assert_eq!(fifth.state, RunState::Succeeded);
+}
+
+/// A Sluice plan's tasks put into groups by hand (`edit`), as a KFP plan has them.
+fn grouped(tasks: &str, edit: impl FnOnce(&mut Plan)) -> Harness {
+    let mut h = harness(tasks);
+    let mut plan = (*h.plan).clone();
+    edit(&mut plan);
+    h.plan = Arc::new(plan);
+    h
+}
+
+fn index(plan: &Plan, name: &str) -> usize {
+    plan.tasks.iter().position(|t| t.name == name).unwrap()
+}
+
+fn group(name: &str) -> Group {
+    Group {
+        name: name.into(),
+        group: None,
+        upstream: Vec::new(),
+        trigger: Trigger::AllSucceeded,
+        inputs: IndexMap::new(),
+        condition: None,
+        iteration: None,
+    }
+}
+
+const GROUPED: &str = "  a: {component: c.yaml}
+  b: {component: c.yaml}
+  c: {component: c.yaml}
+  d: {component: c.yaml, inputs: {in: {from: a.out}}}
+  e: {component: c.yaml}
+";
+
+#[tokio::test]
+async fn a_loop_runs_its_body_once_per_item_and_a_false_condition_runs_nothing() {
+    let h = grouped(GROUPED, |plan| {
+        let (b, c, d, e) = (
+            index(plan, "b"),
+            index(plan, "c"),
+            index(plan, "d"),
+            index(plan, "e"),
+        );
+        let a = index(plan, "a");
+        plan.groups = vec![
+            Group {
+                iteration: Some(Iteration {
+                    items: Source::Constant(r#"["x", "y", "z"]"#.into()),
+                    parallelism: Some(1),
+                }),
+                ..group("loop")
+            },
+            Group {
+                inputs: [("v".to_owned(), Source::Constant("yes".into()))].into(),
+                condition: Some("inputs.parameter_values['v'] == 'no'".into()),
+                ..group("no")
+            },
+            Group {
+                inputs: [("v".to_owned(), Source::Constant("yes".into()))].into(),
+                condition: Some("inputs.parameter_values['v'] == 'yes'".into()),
+                upstream: vec![Node::Task(a)],
+                ..group("yes")
+            },
+        ];
+        plan.tasks[b].group = Some(0);
+        plan.tasks[b]
+            .inputs
+            .insert("in".into(), Source::Item { group: 0 });
+        plan.tasks[c].group = Some(1);
+        // A task in a branch reads an output of the pipeline's own DAG, and one after
+        // the branch reads the branch's task.
+        plan.tasks[e].group = Some(2);
+        plan.tasks[e].inputs.insert(
+            "in".into(),
+            Source::Output {
+                task: a,
+                output: "out".into(),
+            },
+        );
+        plan.tasks[d].after_groups = vec![0, 1, 2];
+        plan.tasks[d].inputs.insert(
+            "in".into(),
+            Source::Output {
+                task: e,
+                output: "out".into(),
+            },
+        );
+    });
+    let script = Script::new(&[("b.0", &[Step::Succeed(50)]), ("b.1", &[Step::Succeed(50)])]);
+    let r = h.run(&script, opts(4)).await;
+    assert_eq!(r.state, RunState::Succeeded);
+    for (i, item) in ["x", "y", "z"].iter().enumerate() {
+        let t = task(&r, &format!("b.{i}"));
+        assert_eq!(t.state, TaskState::Succeeded);
+        let out = h.store.read(&t.outputs[0].digest).unwrap();
+        assert_eq!(out, format!("b.{i}<{item}").as_bytes());
+    }
+    // A parallelism of 1 runs the iterations one after the other.
+    let (_, end0) = script.span("b.0");
+    let (start1, end1) = script.span("b.1");
+    let (start2, end2) = script.span("b.2");
+    assert!(end0 <= start1 && end1 <= start2, "iterations overlapped");
+    let c = task(&r, "c");
+    assert_eq!(c.state, TaskState::Skipped);
+    assert_eq!(
+        c.error.as_deref(),
+        Some("not run: condition `inputs.parameter_values['v'] == 'no'` is false")
+    );
+    assert!(script.spans.lock().unwrap().iter().all(|(t, ..)| t != "c"));
+    let d = task(&r, "d");
+    assert_eq!(h.store.read(&d.outputs[0].digest).unwrap(), b"d<e<a");
+    assert!(
+        script.span("d").0 >= end2,
+        "d started before the loop ended"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_iteration_fails_its_loop_and_a_task_after_it_sees_how_it_ended() {
+    let h = grouped(GROUPED, |plan| {
+        let (b, c, d) = (index(plan, "b"), index(plan, "c"), index(plan, "d"));
+        plan.groups = vec![Group {
+            iteration: Some(Iteration {
+                items: Source::Constant("[1, 2]".into()),
+                parallelism: None,
+            }),
+            ..group("loop")
+        }];
+        plan.tasks[b].group = Some(0);
+        plan.tasks[c].after_groups = vec![0];
+        plan.tasks[d].after_groups = vec![0];
+        plan.tasks[d].trigger = Trigger::AllEnded;
+        plan.tasks[d]
+            .inputs
+            .insert("in".into(), Source::FinalStatus(Node::Group(0)));
+    });
+    let script = Script::new(&[("b.1", &[Step::Fail])]);
+    let r = h.run(&script, opts(4)).await;
+    assert_eq!(r.state, RunState::Failed);
+    assert_eq!(task(&r, "b.0").state, TaskState::Succeeded);
+    assert_eq!(task(&r, "b.1").state, TaskState::Failed);
+    let c = task(&r, "c");
+    assert_eq!(c.state, TaskState::Skipped);
+    assert_eq!(
+        c.error.as_deref(),
+        Some("skipped: upstream task 'loop' failed")
+    );
+    // Run whatever became of the loop, and told.
+    let d = task(&r, "d");
+    assert_eq!(d.state, TaskState::Succeeded);
+    let out = String::from_utf8(h.store.read(&d.outputs[0].digest).unwrap()).unwrap();
+    let status: serde_json::Value = serde_json::from_str(out.strip_prefix("d<").unwrap()).unwrap();
+    assert_eq!(status["state"], "FAILED");
+    assert_eq!(status["pipelineTaskName"], "loop");
+    assert_eq!(status["error"]["message"], "task 'b.1': attempt 1 failed");
+}
+
+#[tokio::test]
+async fn a_loop_without_a_list_fails_and_records_its_tasks_once() {
+    let h = grouped(GROUPED, |plan| {
+        let b = index(plan, "b");
+        plan.groups = vec![Group {
+            iteration: Some(Iteration {
+                items: Source::Constant("{\"not\": \"a list\"}".into()),
+                parallelism: None,
+            }),
+            ..group("loop")
+        }];
+        plan.tasks[b].group = Some(0);
+    });
+    let script = Script::new(&[]);
+    let r = h.run(&script, opts(4)).await;
+    assert_eq!(r.state, RunState::Failed);
+    let b = task(&r, "b");
+    assert_eq!(b.state, TaskState::Skipped);
+    assert_eq!(
+        b.error.as_deref(),
+        Some(
+            r#"not run: loop 'loop' cannot start: the loop's items are not a list: {"not": "a list"}"#
+        )
+    );
 }

@@ -9,6 +9,10 @@
 
 use std::collections::BTreeMap;
 
+pub mod expr;
+pub mod task;
+pub mod values;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 

@@ -1,9 +1,37 @@
 //! KFP parameter values: JSON values of the IR's parameter types, parsed from and
 //! rendered to the text that files, command lines and run records hold.
 
+use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::ir::ParameterType;
+/// The type of a KFP parameter (`parameterType` in the IR).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ParameterType {
+    String,
+    NumberInteger,
+    NumberDouble,
+    Boolean,
+    List,
+    Struct,
+    TaskFinalStatus,
+    TaskConfig,
+}
+
+impl ParameterType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParameterType::String => "STRING",
+            ParameterType::NumberInteger => "NUMBER_INTEGER",
+            ParameterType::NumberDouble => "NUMBER_DOUBLE",
+            ParameterType::Boolean => "BOOLEAN",
+            ParameterType::List => "LIST",
+            ParameterType::Struct => "STRUCT",
+            ParameterType::TaskFinalStatus => "TASK_FINAL_STATUS",
+            ParameterType::TaskConfig => "TASK_CONFIG",
+        }
+    }
+}
 
 /// A value that is not one of its parameter type.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -155,7 +183,7 @@ pub fn parse(ty: ParameterType, text: &str) -> Result<Json, ValueError> {
     coerce(ty, &value)
 }
 
-pub use crate::launcher::render;
+pub use super::render;
 
 fn shorten(text: &str) -> String {
     if text.chars().count() > 60 {
