@@ -75,7 +75,10 @@ fn environmental(e: &(dyn Error + 'static)) -> bool {
         return matches!(oci, OciError::Unreachable { .. });
     }
     if let Some(prepare) = e.downcast_ref::<PrepareError>() {
-        return matches!(prepare, PrepareError::Unreachable { .. });
+        return matches!(
+            prepare,
+            PrepareError::Unreachable { .. } | PrepareError::HostLacks { .. }
+        );
     }
     if let Some(serve) = e.downcast_ref::<crate::serve::ServeError>() {
         return matches!(serve, crate::serve::ServeError::Unreachable { .. });

@@ -318,7 +318,7 @@ pub fn execute(
         cancel: cancel.clone(),
     };
     let finished = runtime.block_on(async {
-        tokio::spawn(watch_ctrl_c(cancel));
+        tokio::spawn(watch_signals(cancel));
         session.run(pipeline, run_options).await
     });
     // Abandoned guest threads (stuck in a long host call after a cancel) must not hold
@@ -398,14 +398,36 @@ pub(crate) fn current_thread_runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// First Ctrl-C cancels the run; a second one exits at once.
-pub(crate) async fn watch_ctrl_c(cancel: CancellationToken) {
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    errln!("cancelling: running tasks are being stopped (Ctrl-C again to quit at once)");
+/// The first Ctrl-C or SIGTERM cancels the run; a second one exits at once (130 after
+/// Ctrl-C, 143 after SIGTERM, as shells report them).
+pub(crate) async fn watch_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    // SIGTERM (a service manager, a CI timeout, `kill`) stops a run as Ctrl-C does: its
+    // tasks' processes and containers stopped, the record complete.
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(term) => term.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    let what = tokio::select! {
+        r = tokio::signal::ctrl_c() => match r {
+            Ok(()) => "Ctrl-C",
+            Err(_) => return,
+        },
+        _ = terminated => "SIGTERM",
+    };
+    errln!("cancelling ({what}): running tasks are being stopped (Ctrl-C again to quit at once)");
     cancel.cancel();
-    if tokio::signal::ctrl_c().await.is_ok() {
-        std::process::exit(130);
+    let again = async {
+        match term.as_mut() {
+            Some(term) => term.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => if r.is_ok() { std::process::exit(130) },
+        _ = again => std::process::exit(143),
     }
 }

@@ -195,6 +195,10 @@ pub enum PrepareError {
     /// A service the task needs to run did not answer (the Docker Engine).
     #[error("cannot reach {service}: {detail}")]
     Unreachable { service: String, detail: String },
+    /// The host lacks what a task run as a host process needs (a program on its PATH, a
+    /// Python package): the environment's failure, not the pipeline's.
+    #[error("{message}")]
+    HostLacks { message: String },
     #[error("{message}")]
     Other { message: String },
 }

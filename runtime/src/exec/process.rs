@@ -74,7 +74,7 @@ impl Executor for ProcessExecutor {
             })?;
             let (implementation, executable_digest) = match program {
                 Some(program) => {
-                    let path = which::which(program).map_err(|_| PrepareError::Other {
+                    let path = which::which(program).map_err(|_| PrepareError::HostLacks {
                         message: format!("cannot find the program '{program}' on this host's PATH"),
                     })?;
                     // The program's bytes, so that the task cache and resume tell an

@@ -339,7 +339,15 @@ impl Lowering<'_> {
             } else if let Some(v) = &input.runtime_value {
                 Some(match &v.constant {
                     Json::String(text) if text.contains("{{$.") => Source::RunText(text.clone()),
-                    constant => Source::Constant(values::render(constant)),
+                    // As the task will receive it: the IR writes an integer as `3.0`.
+                    constant => {
+                        let typed = self
+                            .file
+                            .component(&task.component_ref.name)
+                            .and_then(|c| c.input_definitions.parameters.get(name))
+                            .and_then(|p| values::coerce(p.parameter_type, constant).ok());
+                        Source::Constant(values::render(typed.as_ref().unwrap_or(constant)))
+                    }
                 })
             } else if let Some(s) = &input.task_final_status {
                 lowered

@@ -251,10 +251,6 @@ pub async fn prepare(plan: &Plan, executor: &dyn Executor) -> Result<Prepared, S
             tasks.push(p.clone());
             continue;
         }
-        let fail = |message: String| ScheduleError::Prepare {
-            task: component.clone(),
-            source: PrepareError::Other { message },
-        };
         let action = task.kfp.as_ref().map(|k| &k.action);
         let without_executor = |implementation: String| crate::exec::Prepared {
             kind: Kind::Process,
@@ -279,22 +275,33 @@ pub async fn prepare(plan: &Plan, executor: &dyn Executor) -> Result<Prepared, S
                         let hint = format!(
                             "; a lightweight Python component runs in its image ({image}): load that image into the Docker Engine, map it to a local one with --image-map {image}=IMAGE, or run it with --runner process on a host python3 that has kfp installed"
                         );
-                        // An engine or registry out of reach stays the environment's
-                        // failure, with the same way out.
-                        if let PrepareError::Unreachable { service, mut detail } = e {
+                        // An engine or registry out of reach, or a host without what the
+                        // step needs, stays the environment's failure, with the same ways
+                        // out.
+                        let with_hint = |mut text: String| {
                             if lightweight {
-                                detail.push_str(&hint);
+                                text.push_str(&hint);
                             }
-                            return ScheduleError::Prepare {
-                                task: component.clone(),
-                                source: PrepareError::Unreachable { service, detail },
-                            };
+                            text
+                        };
+                        let source = match e {
+                            PrepareError::Unreachable { service, detail } => {
+                                PrepareError::Unreachable {
+                                    service,
+                                    detail: with_hint(detail),
+                                }
+                            }
+                            PrepareError::HostLacks { message } => PrepareError::HostLacks {
+                                message: with_hint(message),
+                            },
+                            other => PrepareError::Other {
+                                message: with_hint(crate::error_chain(&other)),
+                            },
+                        };
+                        ScheduleError::Prepare {
+                            task: component.clone(),
+                            source,
                         }
-                        let mut message = crate::error_chain(&e);
-                        if lightweight {
-                            message.push_str(&hint);
-                        }
-                        fail(message)
                     })?;
                 if prepared.kind == Kind::Process {
                     for setting in unenforced(&task.resources, resources_at_run.as_ref()) {
@@ -315,7 +322,12 @@ pub async fn prepare(plan: &Plan, executor: &dyn Executor) -> Result<Prepared, S
                         }
                         host_kfp.insert(pinned.clone(), checked);
                     }
-                    host_kfp[&pinned].clone().map_err(fail)?;
+                    host_kfp[&pinned]
+                        .clone()
+                        .map_err(|message| ScheduleError::Prepare {
+                            task: component.clone(),
+                            source: PrepareError::HostLacks { message },
+                        })?;
                 }
                 prepared
             }

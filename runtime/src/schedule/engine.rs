@@ -502,8 +502,8 @@ impl<'a> Engine<'a> {
         true
     }
 
-    /// How a group ended, from its members in every frame: failed if one failed or was
-    /// skipped, cancelled if one was, else succeeded.
+    /// How a group ended, from its members in every frame: failed if one failed,
+    /// cancelled if one was, skipped (for the same reason) if one was, else succeeded.
     fn group_end(&self, owner: usize) -> End {
         let Node::Group(g) = self.instances[owner].node else {
             unreachable!("only groups have frames");
@@ -527,7 +527,7 @@ impl<'a> Engine<'a> {
         }
         match (cancelled, skipped) {
             (true, _) => End::Cancelled,
-            (false, Some(m)) => End::Failed(m),
+            (false, Some(m)) => End::Skipped(m),
             (false, None) => End::Succeeded,
         }
     }
@@ -878,10 +878,13 @@ impl<'a> Engine<'a> {
             .task_reused(
                 &self.run_id,
                 &task.name,
-                &records,
-                cached,
-                prepared.executable_digest.as_deref(),
-                None,
+                &crate::store::Reuse {
+                    inputs: &records,
+                    cached,
+                    executable_digest: prepared.executable_digest.as_deref(),
+                    cache_key: None,
+                    cache_source: task.caching.enabled,
+                },
             )
             .ok()?;
         self.host_line(
@@ -1364,6 +1367,7 @@ impl<'a> Engine<'a> {
                     executable_digest: None,
                     inputs: &[],
                     cache_key: None,
+                    cache_source: false,
                     at: jiff::Timestamp::now(),
                 },
             )

@@ -49,9 +49,9 @@ pub struct Options {
     pub flags: Vec<String>,
     /// How tasks use the task cache; each task may narrow it ([`PlannedTask::caching`]).
     pub caching: Caching,
-    /// A run this one resumes (`sluice runs resume`): a task whose cache key matches one
-    /// of that run's succeeded tasks takes its outputs instead of running, whatever its
-    /// caching.
+    /// A run this one resumes (`sluice runs resume`): a task whose namesake in that run
+    /// succeeded under the same cache key (the same component, executable and inputs)
+    /// takes its outputs instead of running, whatever its caching.
     pub resumes: Option<String>,
 }
 
@@ -423,8 +423,8 @@ pub(crate) struct TaskRun {
     pub(crate) cache_key: std::sync::OnceLock<String>,
     /// The running attempt's start, until it is recorded.
     pub(crate) unrecorded_start: std::sync::Mutex<Option<PendingStart>>,
-    /// The run this one resumes: a task it ran with this task's cache key and that
-    /// succeeded is taken instead of running, whatever the task's caching.
+    /// The run this one resumes: this task's namesake there, when it succeeded under this
+    /// task's cache key, is taken instead of running, whatever the task's caching.
     pub(crate) resumes: Option<String>,
 }
 
@@ -596,7 +596,7 @@ impl TaskRun {
         // the task's caching says; the cache comes after.
         let resumed = self.resumes.as_deref().map(|run| {
             self.store
-                .succeeded_in_run(run, key)
+                .succeeded_in_run(run, &self.task.name, key)
                 .map(|found| found.map(|c| (c, "resumed")))
         });
         let cached = match resumed {
@@ -621,14 +621,14 @@ impl TaskRun {
             }
         };
         let task = &self.task.name;
-        if let Err(e) = self.store.task_reused(
-            &self.run_id,
-            task,
+        let reuse = crate::store::Reuse {
             inputs,
-            &cached,
-            self.prepared.executable_digest.as_deref(),
-            Some(key),
-        ) {
+            cached: &cached,
+            executable_digest: self.prepared.executable_digest.as_deref(),
+            cache_key: Some(key),
+            cache_source: self.task.caching.enabled,
+        };
+        if let Err(e) = self.store.task_reused(&self.run_id, task, &reuse) {
             // Nothing reused: the task runs.
             self.host_line(&format!("cannot reuse cached outputs: {}", error_chain(&e)));
             return None;
@@ -913,6 +913,7 @@ impl TaskRun {
             executable_digest: self.prepared.executable_digest.as_deref(),
             inputs: &start.inputs,
             cache_key: self.cache_key.get().map(String::as_str),
+            cache_source: self.task.caching.enabled,
             at: start.at,
         }
     }

@@ -646,3 +646,48 @@ async fn a_loop_without_a_list_fails_and_records_its_tasks_once() {
         )
     );
 }
+
+/// Tasks alike in component and inputs are still different tasks: a task whose caching is
+/// off is no source for another's cache, and a resumed run gives each task its own
+/// earlier outputs, never a look-alike's.
+#[tokio::test]
+async fn look_alike_tasks_keep_their_own_outputs_through_the_cache_and_resume() {
+    let h = harness(
+        "  a: {component: c.yaml, cache: false}
+  b: {component: c.yaml, after: [a]}
+  c: {component: c.yaml, inputs: {in: x}, after: [b]}
+",
+    );
+    let cached = Options {
+        caching: Caching::default(),
+        ..opts(1)
+    };
+    let script = Script::new(&[("c", &[Step::Invalid, Step::Succeed(0)])]);
+    let first = h.run(&script, cached.clone()).await;
+    assert_eq!(first.state, RunState::Failed);
+    // `b` ran: `a`'s outputs are not in the cache, though `b` has `a`'s key.
+    let b = task(&first, "b");
+    assert!(b.cached_from.is_none(), "{b:?}");
+    assert_eq!(h.store.read(&b.outputs[0].digest).unwrap(), b"b");
+
+    let resumed = h
+        .run(
+            &script,
+            Options {
+                resumes: Some(first.id.clone()),
+                ..cached
+            },
+        )
+        .await;
+    assert_eq!(resumed.state, RunState::Succeeded);
+    for name in ["a", "b"] {
+        let t = task(&resumed, name);
+        assert_eq!(
+            t.cached_from.as_deref(),
+            Some(format!("{}/{name}", first.id).as_str()),
+            "{name}"
+        );
+        assert_eq!(h.store.read(&t.outputs[0].digest).unwrap(), name.as_bytes());
+    }
+    assert_eq!(task(&resumed, "c").state, TaskState::Succeeded);
+}

@@ -23,7 +23,8 @@ use std::sync::Mutex;
 pub use artifacts::{ArtifactRef, Stored};
 pub use records::{
     AttemptEnd, AttemptRecord, AttemptStart, CachedTask, DeployRecord, DeployState, IoRecord,
-    LogRecord, NewRun, NewTask, RunKind, RunRecord, RunState, TaskEnd, TaskRecord, TaskState,
+    LogRecord, NewRun, NewTask, Reuse, RunKind, RunRecord, RunState, TaskEnd, TaskRecord,
+    TaskState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -463,14 +464,20 @@ impl Store {
         self.records().set_cache_key(run, task, key)
     }
 
-    /// The task of run `run` that succeeded under cache key `key`, with its outputs, when
-    /// every output is in the store with bytes that still match its digest: what a
-    /// resumed run takes instead of running a task again, whatever the task's caching.
-    pub fn succeeded_in_run(&self, run: &str, key: &str) -> Result<Option<CachedTask>, StoreError> {
-        let Some(task) = self.records().succeeded_in_run(run, key)? else {
+    /// Task `task` of run `run`, when it succeeded under cache key `key` (the same
+    /// component, executable and inputs) and every output is in the store with bytes that
+    /// still match its digest: what a resumed run takes instead of running the task
+    /// again, whatever the task's caching.
+    pub fn succeeded_in_run(
+        &self,
+        run: &str,
+        task: &str,
+        key: &str,
+    ) -> Result<Option<CachedTask>, StoreError> {
+        if !self.records().succeeded_in_run(run, task, key)? {
             return Ok(None);
-        };
-        let cached = self.records().cached_task(run, &task)?;
+        }
+        let cached = self.records().cached_task(run, task)?;
         Ok(self.intact(&cached.outputs).then_some(cached))
     }
 
@@ -500,20 +507,9 @@ impl Store {
         Ok(None)
     }
 
-    /// Records a task as succeeded with the outputs of `cached`, which it reused;
-    /// `executable_digest` is that of the executable it would have run, `cache_key` its
-    /// own cache key when it has one.
-    pub fn task_reused(
-        &self,
-        run: &str,
-        task: &str,
-        inputs: &[IoRecord],
-        cached: &CachedTask,
-        executable_digest: Option<&str>,
-        cache_key: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.records()
-            .task_reused(run, task, inputs, cached, executable_digest, cache_key)
+    /// Records a task as succeeded with the outputs of the task it reused.
+    pub fn task_reused(&self, run: &str, task: &str, reuse: &Reuse<'_>) -> Result<(), StoreError> {
+        self.records().task_reused(run, task, reuse)
     }
 
     /// Removes every artifact whose digest is not in `keep` and no run refers to, and the
@@ -685,6 +681,7 @@ mod tests {
                     executable_digest: None,
                     inputs: &outputs[..1],
                     cache_key: Some("key-naming-the-folder"),
+                    cache_source: true,
                     at: jiff::Timestamp::now(),
                 },
             )
@@ -712,7 +709,8 @@ mod tests {
             [&old, &tree.digest],
         )
         .unwrap();
-        db.execute_batch("PRAGMA user_version = 6").unwrap();
+        db.execute_batch("ALTER TABLE tasks DROP COLUMN cache_source; PRAGMA user_version = 6")
+            .unwrap();
         drop(db);
 
         let store = Store::open(home.path()).unwrap();

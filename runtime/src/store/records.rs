@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = r#"
 CREATE TABLE runs (
@@ -47,6 +47,7 @@ CREATE TABLE tasks (
     error             TEXT,
     cache_key         TEXT,
     cached_from       TEXT,
+    cache_source      INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (run_id, name)
 );
 CREATE TABLE attempts (
@@ -177,6 +178,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // Folder artifacts are named `sha256-tree:` from version 7 on; the records' names
     // for them are rewritten by `rename_trees`, which knows which digests are folders.
     (6, ""),
+    // A task whose caching is off records its key (a resumed run matches it) but is no
+    // source for other tasks' cache.
+    (
+        7,
+        "ALTER TABLE tasks ADD COLUMN cache_source INTEGER NOT NULL DEFAULT 1;",
+    ),
 ];
 
 /// The schema version from which folder artifacts have their own digest algorithm.
@@ -277,10 +284,29 @@ pub struct AttemptStart<'a> {
     pub executable_digest: Option<&'a str>,
     /// The task's inputs, recorded with its first attempt.
     pub inputs: &'a [IoRecord],
-    /// The key its outputs are found under by later runs' task cache.
+    /// The task's cache key: what a resumed run matches it by, and, when it is a
+    /// `cache_source`, what later tasks find its outputs under.
     pub cache_key: Option<&'a str>,
+    /// Whether other tasks may take its outputs from the task cache (its caching is on).
+    pub cache_source: bool,
     /// When it started.
     pub at: Timestamp,
+}
+
+/// A task taken as done with the outputs of an earlier one (the task cache, a resumed
+/// run), as recorded.
+#[derive(Clone, Copy, Debug)]
+pub struct Reuse<'a> {
+    /// The inputs it would have run with.
+    pub inputs: &'a [IoRecord],
+    /// The task whose outputs it takes.
+    pub cached: &'a CachedTask,
+    /// The digest of the executable it would have run.
+    pub executable_digest: Option<&'a str>,
+    /// Its own cache key, when it has one.
+    pub cache_key: Option<&'a str>,
+    /// Whether other tasks may take these outputs from it through the task cache.
+    pub cache_source: bool,
 }
 
 /// How a task ended, as recorded: on success, its outputs and metrics.
@@ -304,7 +330,7 @@ fn record_attempt_start(
         "UPDATE tasks SET state = 'running', attempts = ?3, implementation = ?4,
              implementation_reason = ?5, executable_digest = ?6,
              started_at = COALESCE(started_at, ?7), error = NULL,
-             cache_key = COALESCE(?8, cache_key)
+             cache_key = COALESCE(?8, cache_key), cache_source = ?9
          WHERE run_id = ?1 AND name = ?2",
         params![
             run,
@@ -315,6 +341,7 @@ fn record_attempt_start(
             start.executable_digest,
             at,
             start.cache_key,
+            start.cache_source,
         ],
     )
     .map_err(db_err)?;
@@ -892,7 +919,7 @@ impl Records {
             .conn
             .prepare_cached(
                 "SELECT run_id, name FROM tasks
-                 WHERE cache_key = ?1 AND state = 'succeeded'
+                 WHERE cache_key = ?1 AND state = 'succeeded' AND cache_source = 1
                    AND (?2 = '' OR (ended_at >= ?2 AND cached_from IS NULL))
                  ORDER BY ended_at DESC LIMIT ?3",
             )
@@ -905,18 +932,19 @@ impl Records {
         .map_err(db_err)
     }
 
-    /// The succeeded task of run `run` recorded under `key`, if it has one.
+    /// Whether task `task` of run `run` succeeded under cache key `key`.
     pub(super) fn succeeded_in_run(
         &self,
         run: &str,
+        task: &str,
         key: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<bool, StoreError> {
         self.conn
             .prepare_cached(
-                "SELECT name FROM tasks
-                 WHERE run_id = ?1 AND cache_key = ?2 AND state = 'succeeded' LIMIT 1",
+                "SELECT 1 FROM tasks
+                 WHERE run_id = ?1 AND name = ?2 AND cache_key = ?3 AND state = 'succeeded'",
             )
-            .and_then(|mut stmt| stmt.query_row([run, key], |r| r.get(0)).optional())
+            .and_then(|mut stmt| stmt.exists([run, task, key]))
             .map_err(db_err)
     }
 
@@ -968,18 +996,22 @@ impl Records {
         &mut self,
         run: &str,
         task: &str,
-        inputs: &[IoRecord],
-        cached: &CachedTask,
-        executable_digest: Option<&str>,
-        cache_key: Option<&str>,
+        reuse: &Reuse<'_>,
     ) -> Result<(), StoreError> {
+        let Reuse {
+            inputs,
+            cached,
+            executable_digest,
+            cache_key,
+            cache_source,
+        } = *reuse;
         let tx = self.write().map_err(db_err)?;
         let now = ts(Timestamp::now());
         exec(
             &tx,
             "UPDATE tasks SET state = 'succeeded', started_at = ?3, ended_at = ?3, cached_from = ?4,
                  implementation = 'cache', executable_digest = ?5,
-                 cache_key = COALESCE(?6, cache_key)
+                 cache_key = COALESCE(?6, cache_key), cache_source = ?7
              WHERE run_id = ?1 AND name = ?2",
             params![
                 run,
@@ -987,7 +1019,8 @@ impl Records {
                 now,
                 format!("{}/{}", cached.run, cached.task),
                 executable_digest,
-                cache_key
+                cache_key,
+                cache_source
             ],
         )
         .map_err(db_err)?;
@@ -1398,6 +1431,7 @@ mod tests {
             executable_digest: Some("sha256:33"),
             inputs,
             cache_key: None,
+            cache_source: true,
             at: Timestamp::now(),
         }
     }
@@ -1549,6 +1583,7 @@ mod tests {
                 "    cache_key         TEXT,\n    cached_from       TEXT,\n",
                 "",
             )
+            .replace("    cache_source      INTEGER NOT NULL DEFAULT 1,\n", "")
             .replace("    metadata   TEXT,\n", "")
             .replace(
                 "CREATE INDEX tasks_cache ON tasks(cache_key) WHERE cache_key IS NOT NULL;\n",
@@ -1704,8 +1739,14 @@ mod tests {
 
         let second = r.begin_run(&run("p"), &[]).unwrap();
         r.add_task(&second, &task("square.1")).unwrap();
-        r.task_reused(&second, "square.1", &[], &cached, None, Some("k"))
-            .unwrap();
+        let reuse = Reuse {
+            inputs: &[],
+            cached: &cached,
+            executable_digest: None,
+            cache_key: Some("k"),
+            cache_source: true,
+        };
+        r.task_reused(&second, "square.1", &reuse).unwrap();
         // A reuse is fresh by its end, but its outputs are as old as the first run's: a
         // staleness bound counts only tasks that made their outputs.
         assert_eq!(r.cache_candidates("k", None, 8).unwrap().len(), 2);
