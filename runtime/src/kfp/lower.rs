@@ -9,8 +9,10 @@
 //! as [`Source::Collected`], `OneOf` as [`Source::OneOf`]). Nothing runs and nothing is
 //! contacted: images are named, not pulled.
 //!
-//! Task names are the tasks' display names (`taskInfo.name`); a name used twice takes
-//! its enclosing DAG tasks' names in front (`outer.inner`), as run records name them.
+//! Task names are the tasks' display names (`taskInfo.name`); every task whose display
+//! name another task also has takes its enclosing DAG tasks' keys in front
+//! (`outer.inner`), so that a task's name depends on the pipeline alone, never on the
+//! order tasks were lowered in.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -41,7 +43,7 @@ pub fn lower(
         image_map,
         tasks: Vec::new(),
         groups: Vec::new(),
-        names: HashSet::new(),
+        places: Vec::new(),
         components: HashMap::new(),
         errors: Vec::new(),
     };
@@ -112,6 +114,7 @@ pub fn lower(
         );
     }
     let members = lowering.dag(root, "root", &scope, None, &[]);
+    lowering.name_tasks();
     let (out_params, out_artifacts) = dag_outputs(root, &members, |source| source);
     let mut outputs = IndexMap::new();
     for (name, source) in out_params {
@@ -212,7 +215,8 @@ struct Lowering<'a> {
     image_map: &'a [(String, String)],
     tasks: Vec<PlannedTask>,
     groups: Vec<Group>,
-    names: HashSet<String>,
+    /// Each task's display name and enclosing DAG tasks' keys, to name it by.
+    places: Vec<(String, Vec<String>)>,
     /// Executor components as KFP v1 components, by component name.
     components: HashMap<String, Arc<Component>>,
     errors: Vec<PlanError>,
@@ -284,10 +288,12 @@ impl Lowering<'_> {
                     &inner_path,
                 )
             } else {
-                let name = self.claim(&display, path);
                 let Some(component) = self.component(child_name, &field) else {
                     continue;
                 };
+                // Named once every task is known (`name_tasks`).
+                self.places.push((display.clone(), path.to_vec()));
+                let name = display;
                 let mut inputs = IndexMap::new();
                 inputs.extend(params);
                 inputs.extend(artifacts);
@@ -542,22 +548,33 @@ impl Lowering<'_> {
         }
     }
 
-    /// A task's record name: its display name, or with its enclosing DAG tasks' keys in
-    /// front when another task has it.
-    fn claim(&mut self, display: &str, path: &[String]) -> String {
-        if self.names.insert(display.to_owned()) {
-            return display.to_owned();
+    /// Names every task: its display name when no other task has it, else its enclosing
+    /// DAG tasks' keys and its display name (`outer.inner.add`), with `-2`, `-3` after
+    /// names still taken, in task order.
+    fn name_tasks(&mut self) {
+        let mut uses: HashMap<&str, usize> = HashMap::new();
+        for (display, _) in &self.places {
+            *uses.entry(display.as_str()).or_default() += 1;
         }
-        let mut full = path.to_vec();
-        full.push(display.to_owned());
-        let base = full.join(".");
-        let mut name = base.clone();
-        let mut n = 2;
-        while !self.names.insert(name.clone()) {
-            name = format!("{base}-{n}");
-            n += 1;
+        let mut taken = HashSet::new();
+        for (task, (display, path)) in self.tasks.iter_mut().zip(&self.places) {
+            let base = if uses[display.as_str()] == 1 {
+                display.clone()
+            } else {
+                path.iter()
+                    .chain(std::iter::once(display))
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(".")
+            };
+            let mut name = base.clone();
+            let mut n = 2;
+            while !taken.insert(name.clone()) {
+                name = format!("{base}-{n}");
+                n += 1;
+            }
+            task.name = name;
         }
-        name
     }
 
     fn component(&mut self, name: &str, field: &str) -> Option<Arc<Component>> {
@@ -874,5 +891,51 @@ deploymentSpec:
             !text.lines().any(|l| l.trim_start().starts_with('m')),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod naming {
+    use std::path::Path;
+
+    use super::*;
+
+    /// The nested pipeline sorts first and is lowered first; names do not depend on it.
+    #[test]
+    fn a_shared_display_name_is_qualified_by_where_each_task_sits() {
+        let yaml = r#"
+pipelineInfo: {name: p}
+schemaVersion: 2.1.0
+root:
+  dag:
+    tasks:
+      a-inner:
+        taskInfo: {name: a-inner}
+        componentRef: {name: comp-inner}
+      add:
+        taskInfo: {name: add}
+        componentRef: {name: comp-echo}
+      solo:
+        taskInfo: {name: solo}
+        componentRef: {name: comp-echo}
+components:
+  comp-inner:
+    dag:
+      tasks:
+        add:
+          taskInfo: {name: add}
+          componentRef: {name: comp-echo}
+  comp-echo:
+    executorLabel: exec-echo
+deploymentSpec:
+  executors:
+    exec-echo: {container: {image: alpine, command: [echo]}}
+"#;
+        let file = IrFile::parse(Path::new("p.yaml"), yaml).unwrap();
+        let params = super::super::bind_params(&file, &[]).unwrap();
+        let plan = lower(&file, &params, &[]).unwrap();
+        let mut names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a-inner.add", "add", "solo"]);
     }
 }
