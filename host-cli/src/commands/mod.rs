@@ -319,8 +319,12 @@ pub fn execute(
     };
     let finished = runtime.block_on(async {
         tokio::spawn(watch_signals(cancel));
-        session.run(pipeline, run_options).await
-    });
+        // On a worker thread: the run's tasks, spawned from there, start and hand back
+        // their ends without waking the thread that blocks on the runtime.
+        tokio::spawn(async move { session.run(pipeline, run_options).await })
+            .await
+            .context("the run's task panicked")
+    })?;
     // Abandoned guest threads (stuck in a long host call after a cancel) must not hold
     // the process open.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -32,7 +32,7 @@ use crate::launcher::values::{self, ParameterType};
 use crate::launcher::{ArtifactType, InputArtifact, TaskContext};
 use crate::plan::{Node, ParamValue, Plan, Source, Trigger};
 use crate::spec::TypeSpec;
-use crate::store::{ArtifactRef, IoRecord, NewTask, RunState, TaskState};
+use crate::store::{ArtifactRef, IoRecord, JournalSender, NewTask, RunState, TaskState};
 
 /// Where the pipeline's own artifact inputs are published among the run's artifacts; no
 /// task can have the name (task names do not start with a dot).
@@ -141,16 +141,31 @@ struct Bound {
     kfp: Option<(TaskContext, BTreeMap<String, Json>)>,
 }
 
-pub(super) struct Engine<'a> {
-    pub(super) scheduler: &'a Scheduler,
+/// What one run's engine is given: the recorded run, its plan and how each task runs.
+pub(super) struct RunSetup<'a> {
     pub(super) run_id: String,
     pub(super) plan: Arc<Plan>,
+    /// By task index.
     pub(super) prepared: &'a [Prepared],
     pub(super) fusion: &'a Fusion,
+    /// Artifact parameters, by name, as imported into the store.
     pub(super) imported: &'a HashMap<String, ArtifactRef>,
     pub(super) cleaner: Option<&'a Cleaner>,
+    pub(super) journal: JournalSender,
+}
+
+pub(super) struct Engine<'a> {
+    scheduler: &'a Scheduler,
+    run_id: String,
+    plan: Arc<Plan>,
+    prepared: &'a [Prepared],
+    fusion: &'a Fusion,
+    imported: &'a HashMap<String, ArtifactRef>,
+    cleaner: Option<&'a Cleaner>,
+    /// Where task ends go to be recorded.
+    journal: JournalSender,
     /// When the run started, RFC 3339 in UTC.
-    pub(super) created: String,
+    created: String,
     /// Member nodes of each group and, last, of the pipeline's own DAG, in plan order.
     members: Vec<Vec<Node>>,
     /// The nodes that wait on each task, and on each group, among their siblings.
@@ -171,15 +186,16 @@ pub(super) struct Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
-    pub(super) fn new(
-        scheduler: &'a Scheduler,
-        run_id: String,
-        plan: Arc<Plan>,
-        prepared: &'a [Prepared],
-        fusion: &'a Fusion,
-        imported: &'a HashMap<String, ArtifactRef>,
-        cleaner: Option<&'a Cleaner>,
-    ) -> Engine<'a> {
+    pub(super) fn new(scheduler: &'a Scheduler, run: RunSetup<'a>) -> Engine<'a> {
+        let RunSetup {
+            run_id,
+            plan,
+            prepared,
+            fusion,
+            imported,
+            cleaner,
+            journal,
+        } = run;
         let root = plan.groups.len();
         let mut members = vec![Vec::new(); root + 1];
         let mut task_down = vec![Vec::new(); plan.tasks.len()];
@@ -210,6 +226,7 @@ impl<'a> Engine<'a> {
             fusion,
             imported,
             cleaner,
+            journal,
             created: jiff::Timestamp::now()
                 .strftime("%Y-%m-%dT%H:%M:%SZ")
                 .to_string(),
@@ -760,6 +777,7 @@ impl<'a> Engine<'a> {
             observer: self.scheduler.observer.clone(),
             cancel: self.scheduler.cancel.clone(),
             cleaner: self.cleaner.map(Cleaner::handle),
+            journal: self.journal.clone(),
             run_id: self.run_id.clone(),
             task: Arc::new(planned),
             context,

@@ -281,17 +281,29 @@ impl Scheduler {
         });
 
         let cleaner = (!self.options.keep_work).then(|| Cleaner::start(self.store.clone()));
-        let state = engine::Engine::new(
-            self,
-            run_id.clone(),
-            plan.clone(),
-            &prepared,
-            &fusion,
-            &imported,
-            cleaner.as_ref(),
-        )
-        .run()
-        .await;
+        let journal = crate::store::Journal::start(self.store.clone());
+        let setup = engine::RunSetup {
+            run_id: run_id.clone(),
+            plan: plan.clone(),
+            prepared: &prepared,
+            fusion: &fusion,
+            imported: &imported,
+            cleaner: cleaner.as_ref(),
+            journal: journal.sender(self.store.clone()),
+        };
+        let mut state = engine::Engine::new(self, setup).run().await;
+        // Every task's end is on record before the run's is.
+        let unrecorded = tokio::task::spawn_blocking(move || journal.finish())
+            .await
+            .unwrap_or_else(|_| vec!["the run record's writer stopped".to_owned()]);
+        for line in &unrecorded {
+            self.observer.event(&Event::Note {
+                line: format!("cannot record the end of {line}"),
+            });
+        }
+        if !unrecorded.is_empty() && state == RunState::Succeeded {
+            state = RunState::Failed;
+        }
         if let Some(cleaner) = cleaner {
             let _ = tokio::task::spawn_blocking(move || cleaner.finish()).await;
         }
@@ -406,6 +418,8 @@ pub(crate) struct TaskRun {
     pub(crate) cancel: CancellationToken,
     /// Where finished attempts' folders go to be removed; `None` keeps them.
     pub(crate) cleaner: Option<std::sync::mpsc::Sender<TaskDir>>,
+    /// Where the task's end goes to be recorded.
+    pub(crate) journal: crate::store::JournalSender,
     pub(crate) run_id: String,
     pub(crate) task: Arc<PlannedTask>,
     /// For a KFP task: what its placeholders and executor input need.
@@ -904,6 +918,20 @@ impl TaskRun {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// An attempt's start as the journal keeps it.
+    fn start_entry(&self, start: PendingStart) -> crate::store::StartEntry {
+        crate::store::StartEntry {
+            attempt: start.attempt,
+            implementation: self.prepared.implementation.clone(),
+            reason: self.prepared.reason.clone(),
+            executable_digest: self.prepared.executable_digest.clone(),
+            inputs: start.inputs,
+            cache_key: self.cache_key.get().cloned(),
+            cache_source: self.task.caching.enabled,
+            at: start.at,
+        }
+    }
+
     /// The record of an attempt's start, from what is kept of it.
     fn attempt_start<'a>(&'a self, start: &'a PendingStart) -> crate::store::AttemptStart<'a> {
         crate::store::AttemptStart {
@@ -963,39 +991,31 @@ impl TaskRun {
         metrics: BTreeMap<String, f64>,
     ) -> TaskEnd {
         let task = &*self.task;
-        let records: Vec<IoRecord> = outputs.values().cloned().collect();
-        let end = crate::store::TaskEnd {
-            state,
-            error: error.as_deref(),
-            outputs: &records,
-            metrics: &metrics,
-        };
         let last = self
             .ended_attempt
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let start = last
-            .as_ref()
-            .and_then(|a| a.start.as_ref())
-            .map(|s| self.attempt_start(s));
-        let recorded = match &last {
-            Some(a) => self.store.task_and_attempt_finished(
-                &self.run_id,
-                &task.name,
-                &end,
-                &a.record(start.as_ref()),
-            ),
-            None => self.store.task_finished(
-                &self.run_id,
-                &task.name,
-                state,
-                error.as_deref(),
-                &records,
-                &metrics,
-            ),
+        let last = last.map(|a| crate::store::AttemptEntry {
+            attempt: a.attempt,
+            state: a.state,
+            error: a.error,
+            logs: a.logs,
+            start: a.start.map(|s| self.start_entry(s)),
+        });
+        let entry = crate::store::TaskEndEntry {
+            run: self.run_id.clone(),
+            task: task.name.clone(),
+            state,
+            error: error.clone(),
+            outputs: outputs.values().cloned().collect(),
+            metrics,
+            last,
+            at: jiff::Timestamp::now(),
         };
-        let (state, error) = match recorded {
+        // Written with other tasks' ends, off this task's way; a failure to write it
+        // fails the run when it ends.
+        let (state, error) = match self.journal.record(entry) {
             Ok(()) => (state, error),
             Err(e) => (
                 TaskState::Failed,

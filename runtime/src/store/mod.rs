@@ -13,6 +13,7 @@
 //! ```
 
 mod artifacts;
+mod journal;
 mod records;
 
 use std::collections::BTreeMap;
@@ -21,10 +22,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub use artifacts::{ArtifactRef, Stored};
+pub use journal::{Journal, JournalSender};
 pub use records::{
-    AttemptEnd, AttemptRecord, AttemptStart, CachedTask, DeployRecord, DeployState, IoRecord,
-    LogRecord, NewRun, NewTask, Reuse, RunKind, RunRecord, RunState, TaskEnd, TaskRecord,
-    TaskState,
+    AttemptEnd, AttemptEntry, AttemptRecord, AttemptStart, CachedTask, DeployRecord, DeployState,
+    IoRecord, LogRecord, NewRun, NewTask, Reuse, RunKind, RunRecord, RunState, StartEntry, TaskEnd,
+    TaskEndEntry, TaskRecord, TaskState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -615,6 +617,7 @@ fn remove_tree(root: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
 
     use super::*;
 
@@ -624,6 +627,80 @@ mod tests {
         perms.set_mode(0o644);
         fs::set_permissions(path, perms).unwrap();
         fs::write(path, bytes).unwrap();
+    }
+
+    /// Ends handed to the journal are all on record once it finishes, but one that cannot
+    /// be written, which is named, and which costs the others nothing.
+    #[test]
+    fn the_journal_writes_every_end_it_is_given_and_names_those_it_cannot() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(home.path()).unwrap());
+        let task = |name| NewTask {
+            name,
+            component: "c".into(),
+            component_file: Path::new("p.yaml"),
+            component_digest: "sha256:11",
+        };
+        let names: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+        let tasks: Vec<NewTask<'_>> = names.iter().map(|n| task(n.as_str())).collect();
+        let run = store
+            .begin_run(
+                &NewRun {
+                    kind: RunKind::Pipeline,
+                    name: "p",
+                    source: Path::new("p.yaml"),
+                    source_digest: "sha256:00",
+                    params: BTreeMap::new(),
+                    flags: Vec::new(),
+                },
+                &tasks,
+            )
+            .unwrap();
+        let output = store.put_bytes(b"out").unwrap();
+        let end = |task: &str| TaskEndEntry {
+            run: run.clone(),
+            task: task.to_owned(),
+            state: TaskState::Succeeded,
+            error: None,
+            outputs: vec![IoRecord {
+                name: "out".into(),
+                type_: None,
+                digest: output.digest.clone(),
+                size: output.size,
+                value: None,
+                metadata: None,
+            }],
+            metrics: BTreeMap::new(),
+            last: None,
+            at: jiff::Timestamp::now(),
+        };
+        let journal = Journal::start(store.clone());
+        let sender = journal.sender(store.clone());
+        let writers: Vec<_> = names
+            .chunks(25)
+            .map(|chunk| {
+                let (sender, chunk) = (sender.clone(), chunk.to_vec());
+                let end = chunk.iter().map(|t| end(t)).collect::<Vec<_>>();
+                std::thread::spawn(move || end.into_iter().for_each(|e| sender.record(e).unwrap()))
+            })
+            .collect();
+        // A task the run does not have: its outputs cannot be recorded.
+        sender.record(end("nobody")).unwrap();
+        drop(sender);
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        let unrecorded = journal.finish();
+        assert_eq!(unrecorded.len(), 1, "{unrecorded:?}");
+        assert!(
+            unrecorded[0].starts_with("task 'nobody': "),
+            "{unrecorded:?}"
+        );
+        let record = store.run(&run).unwrap();
+        assert!(
+            record
+                .tasks
+                .iter()
+                .all(|t| t.state == TaskState::Succeeded && t.outputs.len() == 1)
+        );
     }
 
     #[test]

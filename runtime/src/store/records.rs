@@ -309,6 +309,46 @@ pub struct Reuse<'a> {
     pub cache_source: bool,
 }
 
+/// A task's end as [`super::Journal`] holds it until it is written: what
+/// [`TaskEnd`] and its last [`AttemptEnd`] say, owned.
+#[derive(Clone, Debug)]
+pub struct TaskEndEntry {
+    pub run: String,
+    pub task: String,
+    pub state: TaskState,
+    pub error: Option<String>,
+    pub outputs: Vec<IoRecord>,
+    pub metrics: BTreeMap<String, f64>,
+    /// Its last attempt's end, when it had an attempt.
+    pub last: Option<AttemptEntry>,
+    /// When it ended.
+    pub at: Timestamp,
+}
+
+/// An attempt's end, owned ([`AttemptEnd`]).
+#[derive(Clone, Debug)]
+pub struct AttemptEntry {
+    pub attempt: u32,
+    pub state: TaskState,
+    pub error: Option<String>,
+    pub logs: Vec<LogRecord>,
+    /// Its start, when that was not recorded as it happened.
+    pub start: Option<StartEntry>,
+}
+
+/// An attempt's start, owned ([`AttemptStart`]).
+#[derive(Clone, Debug)]
+pub struct StartEntry {
+    pub attempt: u32,
+    pub implementation: String,
+    pub reason: String,
+    pub executable_digest: Option<String>,
+    pub inputs: Vec<IoRecord>,
+    pub cache_key: Option<String>,
+    pub cache_source: bool,
+    pub at: Timestamp,
+}
+
 /// How a task ended, as recorded: on success, its outputs and metrics.
 #[derive(Clone, Copy, Debug)]
 pub struct TaskEnd<'a> {
@@ -356,11 +396,47 @@ fn record_attempt_start(
     Ok(())
 }
 
+/// A task's final state, and on success its outputs and metrics; with `last`, the end of
+/// its last attempt first.
+fn record_task_end(
+    tx: &rusqlite::Transaction<'_>,
+    run: &str,
+    task: &str,
+    end: &TaskEnd<'_>,
+    last: Option<&AttemptEnd<'_>>,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    if let Some(attempt) = last {
+        record_attempt_end(tx, run, task, attempt, at)?;
+    }
+    let now = ts(at);
+    exec(
+        tx,
+        "UPDATE tasks SET state = ?3, error = ?4,
+             ended_at = CASE WHEN started_at IS NULL THEN NULL ELSE ?5 END
+         WHERE run_id = ?1 AND name = ?2",
+        params![run, task, end.state.as_str(), end.error, now],
+    )
+    .map_err(db_err)?;
+    insert_io(tx, run, task, "output", end.outputs)?;
+    for (name, value) in end.metrics {
+        exec(
+            tx,
+            "INSERT OR REPLACE INTO metrics (run_id, task, name, value) VALUES (?1, ?2, ?3, ?4)",
+            params![run, task, name, value],
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// An attempt's end, which happened `at`.
 fn record_attempt_end(
     tx: &rusqlite::Transaction<'_>,
     run: &str,
     task: &str,
     end: &AttemptEnd<'_>,
+    at: Timestamp,
 ) -> Result<(), StoreError> {
     if let Some(start) = end.start {
         record_attempt_start(tx, run, task, start)?;
@@ -374,7 +450,7 @@ fn record_attempt_end(
             task,
             end.attempt,
             end.state.as_str(),
-            ts(Timestamp::now()),
+            ts(at),
             end.error
         ],
     )
@@ -831,7 +907,7 @@ impl Records {
         attempt: &AttemptEnd<'_>,
     ) -> Result<(), StoreError> {
         let tx = self.write().map_err(db_err)?;
-        record_attempt_end(&tx, run, task, attempt)?;
+        record_attempt_end(&tx, run, task, attempt, Timestamp::now())?;
         tx.commit().map_err(db_err)
     }
 
@@ -845,25 +921,42 @@ impl Records {
         last: Option<&AttemptEnd<'_>>,
     ) -> Result<(), StoreError> {
         let tx = self.write().map_err(db_err)?;
-        if let Some(attempt) = last {
-            record_attempt_end(&tx, run, task, attempt)?;
-        }
-        let now = ts(Timestamp::now());
-        exec(
-            &tx,
-            "UPDATE tasks SET state = ?3, error = ?4,
-                 ended_at = CASE WHEN started_at IS NULL THEN NULL ELSE ?5 END
-             WHERE run_id = ?1 AND name = ?2",
-            params![run, task, end.state.as_str(), end.error, now],
-        )
-        .map_err(db_err)?;
-        insert_io(&tx, run, task, "output", end.outputs)?;
-        for (name, value) in end.metrics {
-            exec(&tx,
-                "INSERT OR REPLACE INTO metrics (run_id, task, name, value) VALUES (?1, ?2, ?3, ?4)",
-                params![run, task, name, value],
-            )
-            .map_err(db_err)?;
+        record_task_end(&tx, run, task, end, last, Timestamp::now())?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// Records the ends of `entries`, in order, in one transaction: all or none.
+    pub(super) fn task_ends(&mut self, entries: &[TaskEndEntry]) -> Result<(), StoreError> {
+        let tx = self.write().map_err(db_err)?;
+        for e in entries {
+            let start = e
+                .last
+                .as_ref()
+                .and_then(|a| a.start.as_ref())
+                .map(|s| AttemptStart {
+                    attempt: s.attempt,
+                    implementation: &s.implementation,
+                    reason: &s.reason,
+                    executable_digest: s.executable_digest.as_deref(),
+                    inputs: &s.inputs,
+                    cache_key: s.cache_key.as_deref(),
+                    cache_source: s.cache_source,
+                    at: s.at,
+                });
+            let last = e.last.as_ref().map(|a| AttemptEnd {
+                attempt: a.attempt,
+                state: a.state,
+                error: a.error.as_deref(),
+                logs: &a.logs,
+                start: start.as_ref(),
+            });
+            let end = TaskEnd {
+                state: e.state,
+                error: e.error.as_deref(),
+                outputs: &e.outputs,
+                metrics: &e.metrics,
+            };
+            record_task_end(&tx, &e.run, &e.task, &end, last.as_ref(), e.at)?;
         }
         tx.commit().map_err(db_err)
     }

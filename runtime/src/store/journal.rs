@@ -1,0 +1,91 @@
+//! Task ends written in batches. A run's tasks hand their ends to a writer thread, which
+//! records all those waiting in one transaction: a task's end is off the path of the
+//! tasks after it (they do not wait for its commit), and tasks that end together cost one
+//! commit. Ends are written in the order they were handed over, so a task's end is never
+//! on record before the ends of the tasks it waited for; [`Journal::finish`] returns once
+//! every end handed over is written, and says which could not be.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+use super::Store;
+use super::records::TaskEndEntry;
+
+/// Most ends written in one transaction.
+const BATCH: usize = 512;
+
+/// The writer of one run's task ends.
+pub struct Journal {
+    sender: Sender<TaskEndEntry>,
+    thread: JoinHandle<Vec<String>>,
+}
+
+/// Where a task hands its end to its run's [`Journal`].
+#[derive(Clone, Debug)]
+pub struct JournalSender {
+    sender: Sender<TaskEndEntry>,
+    store: Arc<Store>,
+}
+
+impl Journal {
+    pub fn start(store: Arc<Store>) -> Journal {
+        let (sender, receiver) = channel();
+        let thread = std::thread::Builder::new()
+            .name("sluice-journal".into())
+            .spawn(move || write(&store, &receiver))
+            .expect("a thread can be started");
+        Journal { sender, thread }
+    }
+
+    pub fn sender(&self, store: Arc<Store>) -> JournalSender {
+        JournalSender {
+            sender: self.sender.clone(),
+            store,
+        }
+    }
+
+    /// Waits until every end handed over so far is written; the ends that could not be,
+    /// one line each (`task 'x': why`).
+    pub fn finish(self) -> Vec<String> {
+        drop(self.sender);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| vec!["the run record's writer stopped".to_owned()])
+    }
+}
+
+impl JournalSender {
+    /// Hands a task's end over to be written. Should the writer be gone, it is written
+    /// here and now.
+    pub fn record(&self, entry: TaskEndEntry) -> Result<(), super::StoreError> {
+        match self.sender.send(entry) {
+            Ok(()) => Ok(()),
+            Err(unsent) => self.store.records().task_ends(&[unsent.0]),
+        }
+    }
+}
+
+/// Writes what arrives, in batches, until every sender is gone.
+fn write(store: &Store, receiver: &Receiver<TaskEndEntry>) -> Vec<String> {
+    let mut failures = Vec::new();
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match receiver.try_recv() {
+                Ok(entry) => batch.push(entry),
+                Err(_) => break,
+            }
+        }
+        if store.records().task_ends(&batch).is_ok() {
+            continue;
+        }
+        // One of them cannot be written: the others are, one at a time.
+        for entry in &batch {
+            if let Err(e) = store.records().task_ends(std::slice::from_ref(entry)) {
+                failures.push(format!("task '{}': {}", entry.task, crate::error_chain(&e)));
+            }
+        }
+    }
+    failures
+}
