@@ -1,19 +1,25 @@
 //! Task ends written in batches. A run's tasks hand their ends to a writer thread, which
 //! records all those waiting in one transaction: a task's end is off the path of the
 //! tasks after it (they do not wait for its commit), and tasks that end together cost one
-//! commit. Ends are written in the order they were handed over, so a task's end is never
+//! commit (the writer waits a few milliseconds for more after the first of a batch). Ends
+//! are written in the order they were handed over, so a task's end is never
 //! on record before the ends of the tasks it waited for; [`Journal::finish`] returns once
 //! every end handed over is written, and says which could not be.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::Store;
 use super::records::TaskEndEntry;
 
 /// Most ends written in one transaction.
 const BATCH: usize = 512;
+
+/// How long the writer waits for more ends after the first of a batch: a task that ends
+/// alone is on record this much later, and a chain of short tasks shares a commit.
+const LINGER: Duration = Duration::from_millis(5);
 
 /// The writer of one run's task ends.
 pub struct Journal {
@@ -70,11 +76,13 @@ impl JournalSender {
 fn write(store: &Store, receiver: &Receiver<TaskEndEntry>) -> Vec<String> {
     let mut failures = Vec::new();
     while let Ok(first) = receiver.recv() {
+        let until = Instant::now() + LINGER;
         let mut batch = vec![first];
         while batch.len() < BATCH {
-            match receiver.try_recv() {
+            let left = until.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(left) {
                 Ok(entry) => batch.push(entry),
-                Err(_) => break,
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
         if store.records().task_ends(&batch).is_ok() {
