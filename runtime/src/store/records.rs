@@ -94,6 +94,7 @@ CREATE TABLE logs (
 );
 CREATE INDEX runs_started ON runs(started_at);
 CREATE INDEX tasks_cache ON tasks(cache_key) WHERE cache_key IS NOT NULL;
+CREATE INDEX tasks_order ON tasks(run_id, position);
 "#;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,10 +180,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // for them are rewritten by `rename_trees`, which knows which digests are folders.
     (6, ""),
     // A task whose caching is off records its key (a resumed run matches it) but is no
-    // source for other tasks' cache.
+    // source for other tasks' cache; a run's tasks are read in order without a sort.
     (
         7,
-        "ALTER TABLE tasks ADD COLUMN cache_source INTEGER NOT NULL DEFAULT 1;",
+        "ALTER TABLE tasks ADD COLUMN cache_source INTEGER NOT NULL DEFAULT 1;
+         CREATE INDEX IF NOT EXISTS tasks_order ON tasks(run_id, position);",
     ),
 ];
 
