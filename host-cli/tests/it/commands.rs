@@ -805,3 +805,28 @@ fn a_process_step_writing_past_its_storage_limit_is_stopped() {
         ran.stderr
     );
 }
+
+/// A program the process runner needs and the host lacks is the environment's failure
+/// (exit 3), named before anything runs.
+#[test]
+fn a_program_missing_from_the_host_is_the_environments_failure() {
+    let home = Home::new();
+    let dir = home.dir.path();
+    std::fs::write(
+        dir.join("c.yaml"),
+        "name: c\nimplementation:\n  container:\n    image: none\n    command: [sluice-no-such-program]\n",
+    )
+    .unwrap();
+    let pipeline = dir.join("p.yaml");
+    std::fs::write(&pipeline, "name: p\ntasks:\n  c: {component: c.yaml}\n").unwrap();
+    let ran = home.expect(
+        &["run", pipeline.to_str().unwrap(), "--runner", "process"],
+        3,
+    );
+    assert!(
+        ran.stderr
+            .contains("cannot find the program 'sluice-no-such-program' on this host's PATH"),
+        "{}",
+        ran.stderr
+    );
+}
