@@ -928,8 +928,17 @@ impl<'a> Engine<'a> {
         )
     }
 
-    /// The context of a KFP task named `name` in this run, before its inputs.
+    /// The context of a KFP task recorded as `name` in this run, before its inputs: its
+    /// task name is the pipeline's (a loop iteration's without its index, as KFP's
+    /// backend names it), its id the instance's own.
     fn context(&self, name: &str) -> TaskContext {
+        let mut task_name = name;
+        while let Some((rest, index)) = task_name.rsplit_once('.')
+            && !index.is_empty()
+            && index.bytes().all(|b| b.is_ascii_digit())
+        {
+            task_name = rest;
+        }
         TaskContext {
             params: BTreeMap::new(),
             artifacts: BTreeMap::new(),
@@ -937,7 +946,7 @@ impl<'a> Engine<'a> {
             output_artifacts: BTreeMap::new(),
             pipeline_name: self.plan.name.clone(),
             run_id: self.run_id.clone(),
-            task_name: name.to_owned(),
+            task_name: task_name.to_owned(),
             task_id: format!("{}-{name}", self.run_id),
             created: self.created.clone(),
         }

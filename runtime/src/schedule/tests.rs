@@ -691,3 +691,31 @@ async fn look_alike_tasks_keep_their_own_outputs_through_the_cache_and_resume() 
     }
     assert_eq!(task(&resumed, "c").state, TaskState::Succeeded);
 }
+
+/// A run placeholder names the task as the pipeline does: a loop's iterations all have
+/// their task's name, as KFP's backend gives it.
+#[tokio::test]
+async fn a_task_in_a_loop_is_named_by_its_task_in_run_placeholders() {
+    let h = grouped(GROUPED, |plan| {
+        let b = index(plan, "b");
+        plan.groups = vec![Group {
+            iteration: Some(Iteration {
+                items: Source::Constant("[1, 2]".into()),
+                parallelism: None,
+            }),
+            ..group("loop")
+        }];
+        plan.tasks[b].group = Some(0);
+        plan.tasks[b].inputs.insert(
+            "in".into(),
+            Source::RunText("{{$.pipeline_task_name}}".into()),
+        );
+    });
+    let r = h.run(&Script::new(&[]), opts(4)).await;
+    assert_eq!(r.state, RunState::Succeeded);
+    for i in 0..2 {
+        let t = task(&r, &format!("b.{i}"));
+        let out = h.store.read(&t.outputs[0].digest).unwrap();
+        assert_eq!(out, format!("b.{i}<b").as_bytes());
+    }
+}
