@@ -9,8 +9,8 @@
 //! as [`Source::Collected`], `OneOf` as [`Source::OneOf`]). Nothing runs and nothing is
 //! contacted: images are named, not pulled.
 //!
-//! Task names are the tasks' display names (`taskInfo.name`); every task whose display
-//! name another task also has takes its enclosing DAG tasks' keys in front
+//! Task (and group) names are their display names (`taskInfo.name`); every task whose
+//! display name another task also has takes its enclosing DAG tasks' keys in front
 //! (`outer.inner`), so that a task's name depends on the pipeline alone, never on the
 //! order tasks were lowered in.
 
@@ -44,6 +44,7 @@ pub fn lower(
         tasks: Vec::new(),
         groups: Vec::new(),
         places: Vec::new(),
+        group_places: Vec::new(),
         components: HashMap::new(),
         errors: Vec::new(),
     };
@@ -217,6 +218,8 @@ struct Lowering<'a> {
     groups: Vec<Group>,
     /// Each task's display name and enclosing DAG tasks' keys, to name it by.
     places: Vec<(String, Vec<String>)>,
+    /// The same for each group.
+    group_places: Vec<(String, Vec<String>)>,
     /// Executor components as KFP v1 components, by component name.
     components: HashMap<String, Arc<Component>>,
     errors: Vec<PlanError>,
@@ -514,6 +517,9 @@ impl Lowering<'_> {
             }
         }
         let looped = iteration.is_some();
+        // Named once every group is known (`name_tasks`).
+        let outer = &path[..path.len().saturating_sub(1)];
+        self.group_places.push((display.clone(), outer.to_vec()));
         self.groups.push(Group {
             name: display,
             group: parent,
@@ -548,32 +554,15 @@ impl Lowering<'_> {
         }
     }
 
-    /// Names every task: its display name when no other task has it, else its enclosing
-    /// DAG tasks' keys and its display name (`outer.inner.add`), with `-2`, `-3` after
-    /// names still taken, in task order.
+    /// Names every task and every group: its display name when no other task (group) has
+    /// it, else its enclosing DAG tasks' keys and its display name (`outer.inner.add`),
+    /// with `-2`, `-3` after names still taken, in plan order.
     fn name_tasks(&mut self) {
-        let mut uses: HashMap<&str, usize> = HashMap::new();
-        for (display, _) in &self.places {
-            *uses.entry(display.as_str()).or_default() += 1;
-        }
-        let mut taken = HashSet::new();
-        for (task, (display, path)) in self.tasks.iter_mut().zip(&self.places) {
-            let base = if uses[display.as_str()] == 1 {
-                display.clone()
-            } else {
-                path.iter()
-                    .chain(std::iter::once(display))
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(".")
-            };
-            let mut name = base.clone();
-            let mut n = 2;
-            while !taken.insert(name.clone()) {
-                name = format!("{base}-{n}");
-                n += 1;
-            }
+        for (task, name) in self.tasks.iter_mut().zip(unique_names(&self.places)) {
             task.name = name;
+        }
+        for (group, name) in self.groups.iter_mut().zip(unique_names(&self.group_places)) {
+            group.name = name;
         }
     }
 
@@ -691,6 +680,38 @@ impl Lowering<'_> {
             Default::default()
         })
     }
+}
+
+/// A name for each of `places` (display name, enclosing DAG tasks' keys): the display
+/// name when no other place has it, else qualified by the keys; `-2`, `-3` after a name
+/// still taken.
+fn unique_names(places: &[(String, Vec<String>)]) -> Vec<String> {
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for (display, _) in places {
+        *uses.entry(display.as_str()).or_default() += 1;
+    }
+    let mut taken = HashSet::new();
+    places
+        .iter()
+        .map(|(display, path)| {
+            let base = if uses[display.as_str()] == 1 {
+                display.clone()
+            } else {
+                path.iter()
+                    .chain(std::iter::once(display))
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(".")
+            };
+            let mut name = base.clone();
+            let mut n = 2;
+            while !taken.insert(name.clone()) {
+                name = format!("{base}-{n}");
+                n += 1;
+            }
+            name
+        })
+        .collect()
 }
 
 /// The sources of the outputs a DAG component exposes (`dag.outputs`), each passed
@@ -918,6 +939,9 @@ root:
       solo:
         taskInfo: {name: solo}
         componentRef: {name: comp-echo}
+      b-inner:
+        taskInfo: {name: a-inner}
+        componentRef: {name: comp-inner}
 components:
   comp-inner:
     dag:
@@ -936,6 +960,8 @@ deploymentSpec:
         let plan = lower(&file, &params, &[]).unwrap();
         let mut names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
         names.sort_unstable();
-        assert_eq!(names, ["a-inner.add", "add", "solo"]);
+        assert_eq!(names, ["a-inner.add", "add", "b-inner.add", "solo"]);
+        let groups: Vec<&str> = plan.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(groups, ["a-inner", "a-inner-2"]);
     }
 }
