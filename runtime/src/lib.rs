@@ -71,10 +71,20 @@ pub fn raise_open_files_limit() -> Option<u64> {
     limit.current.or(limit.maximum)
 }
 
-/// Whether the process that recorded something as `pid` at `since` still runs: a
-/// process with that id exists and started no later than `since` (one that started later
-/// reuses the id of one that ended). Without `since`, whether the id is in use.
-pub(crate) fn process_alive(pid: u32, since: Option<jiff::Timestamp>) -> bool {
+/// Whether the process that recorded something as `pid` at `since` still runs. With
+/// `start_ticks`, that process's start as it recorded it ([`process_start_ticks`]): a
+/// process with that id that started then (another with its id, in another PID
+/// namespace or after it ended, started at another tick). Without it, a process with
+/// that id that started no later than `since` (one that started later reuses the id of
+/// one that ended); without `since` either, whether the id is in use.
+pub(crate) fn process_alive(
+    pid: u32,
+    since: Option<jiff::Timestamp>,
+    start_ticks: Option<u64>,
+) -> bool {
+    if let Some(recorded) = start_ticks {
+        return process_start_ticks(pid) == Some(recorded);
+    }
     if pid == std::process::id() {
         return true;
     }
@@ -88,13 +98,18 @@ pub(crate) fn process_alive(pid: u32, since: Option<jiff::Timestamp>) -> bool {
     }
 }
 
-/// When a process started, from `/proc/<pid>/stat` (its start in clock ticks after boot)
-/// and `/proc/stat` (the boot time).
-fn process_started_at(pid: u32) -> Option<jiff::Timestamp> {
+/// When a process started, in clock ticks after boot (`starttime` of `/proc/<pid>/stat`):
+/// fixed for the process's life, unlike the boot time, which clock adjustments move.
+pub(crate) fn process_start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name, field 2, is in parentheses and may hold spaces.
     let after_name = &stat[stat.rfind(')')? + 2..];
-    let ticks: u64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// When a process started, from its start ticks and `/proc/stat` (the boot time).
+fn process_started_at(pid: u32) -> Option<jiff::Timestamp> {
+    let ticks = process_start_ticks(pid)?;
     let boot: i64 = std::fs::read_to_string("/proc/stat")
         .ok()?
         .lines()
@@ -116,11 +131,29 @@ mod tests {
         let now = jiff::Timestamp::now();
         // pid 1 has run since boot: alive for a record made now, not for one made
         // before it started (that pid would have been another process's).
-        assert!(process_alive(1, Some(now)));
-        assert!(!process_alive(1, Some(jiff::Timestamp::UNIX_EPOCH)));
-        assert!(process_alive(1, None));
+        assert!(process_alive(1, Some(now), None));
+        assert!(!process_alive(1, Some(jiff::Timestamp::UNIX_EPOCH), None));
+        assert!(process_alive(1, None, None));
         assert!(process_started_at(1).is_some_and(|t| t <= now));
         // A pid nothing uses.
-        assert!(!process_alive(u32::MAX - 7, None));
+        assert!(!process_alive(u32::MAX - 7, None, None));
+    }
+
+    /// A record that says when its process started names that process alone: the same id
+    /// with another start (pid 1 of another PID namespace, an id reused) is not it.
+    #[test]
+    fn a_process_recorded_with_its_start_is_told_from_another_with_its_id() {
+        let own = std::process::id();
+        let ticks = process_start_ticks(own).unwrap();
+        assert!(process_alive(own, None, Some(ticks)));
+        assert!(!process_alive(
+            own,
+            Some(jiff::Timestamp::now()),
+            Some(ticks + 1)
+        ));
+        let first = process_start_ticks(1).unwrap();
+        assert!(process_alive(1, None, Some(first)));
+        // pid 1 that started when this process did is another pid 1 (a container's).
+        assert!(!process_alive(1, Some(jiff::Timestamp::now()), Some(ticks)));
     }
 }

@@ -165,7 +165,7 @@ impl DockerExecutor {
             }
             let pid = labels.get(LABEL_PID).and_then(|p| p.parse::<u32>().ok());
             if let (Some(pid), Some(id)) = (pid, c.id)
-                && !crate::process_alive(pid, None)
+                && !crate::process_alive(pid, None, None)
             {
                 let _ = self.remove(&id).await;
             }

@@ -340,7 +340,7 @@ pub fn find_server(home: &Path) -> Option<(String, String)> {
         Some(url) => url,
         None => {
             let info = read_info(&home.join(SERVER_FILE))?;
-            if !crate::process_alive(info.pid, None) {
+            if !crate::process_alive(info.pid, None, None) {
                 return None;
             }
             info.url

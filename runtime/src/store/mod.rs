@@ -786,7 +786,10 @@ mod tests {
             [&old, &tree.digest],
         )
         .unwrap();
-        db.execute_batch("ALTER TABLE tasks DROP COLUMN cache_source; PRAGMA user_version = 6")
+        db.execute_batch(
+            "ALTER TABLE tasks DROP COLUMN cache_source; ALTER TABLE runs DROP COLUMN pid_start_ticks;
+             PRAGMA user_version = 6",
+        )
             .unwrap();
         drop(db);
 

@@ -28,7 +28,8 @@ CREATE TABLE runs (
     ended_at       TEXT,
     deploy         TEXT,
     outputs        TEXT,
-    flags          TEXT
+    flags          TEXT,
+    pid_start_ticks INTEGER
 );
 CREATE TABLE tasks (
     run_id            TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -93,7 +94,7 @@ CREATE TABLE logs (
     FOREIGN KEY (run_id, task) REFERENCES tasks(run_id, name) ON DELETE CASCADE
 );
 CREATE INDEX runs_started ON runs(started_at);
-CREATE INDEX tasks_cache ON tasks(cache_key) WHERE cache_key IS NOT NULL;
+CREATE INDEX tasks_cache ON tasks(cache_key, ended_at) WHERE cache_key IS NOT NULL;
 CREATE INDEX tasks_order ON tasks(run_id, position);
 "#;
 
@@ -180,11 +181,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // for them are rewritten by `rename_trees`, which knows which digests are folders.
     (6, ""),
     // A task whose caching is off records its key (a resumed run matches it) but is no
-    // source for other tasks' cache; a run's tasks are read in order without a sort.
+    // source for other tasks' cache; a run's tasks are read in order without a sort; the
+    // cache finds the newest task of a key without sorting them all; a run records when
+    // its process started, to tell that process from another with its id.
     (
         7,
         "ALTER TABLE tasks ADD COLUMN cache_source INTEGER NOT NULL DEFAULT 1;
-         CREATE INDEX IF NOT EXISTS tasks_order ON tasks(run_id, position);",
+         CREATE INDEX IF NOT EXISTS tasks_order ON tasks(run_id, position);
+         DROP INDEX IF EXISTS tasks_cache;
+         CREATE INDEX tasks_cache ON tasks(cache_key, ended_at) WHERE cache_key IS NOT NULL;
+         ALTER TABLE runs ADD COLUMN pid_start_ticks INTEGER;",
     ),
 ];
 
@@ -703,22 +709,41 @@ impl Records {
     /// running tasks and attempts `failed` and its pending tasks `skipped`, each with the
     /// reason. Returns how many runs it ended.
     pub(super) fn end_interrupted(&mut self) -> Result<usize, StoreError> {
-        let running: Vec<(String, u32, Option<String>)> = {
+        type Running = (String, u32, Option<String>, Option<i64>);
+        let running: Vec<Running> = {
             let mut stmt = self
                 .conn
-                .prepare("SELECT id, pid, started_at FROM runs WHERE state = 'running'")
+                .prepare(
+                    "SELECT id, pid, started_at, pid_start_ticks FROM runs WHERE state = 'running'",
+                )
                 .map_err(db_err)?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                 .map_err(db_err)?
                 .collect::<Result<_, _>>()
                 .map_err(db_err)?
         };
         let mut ended = 0;
-        for (id, pid, started) in running {
-            if crate::process_alive(pid, started.as_deref().and_then(|t| t.parse().ok())) {
+        for (id, pid, started, ticks) in running {
+            let started = started.as_deref().and_then(|t| t.parse().ok());
+            if crate::process_alive(pid, started, ticks.map(|t| t as u64)) {
                 continue;
             }
-            let now = ts(Timestamp::now());
+            // When it was last seen doing something: its record's latest moment, not
+            // when this process happened to look.
+            let now: String = self
+                .conn
+                .query_row(
+                    "SELECT MAX(t) FROM (
+                         SELECT started_at AS t FROM runs WHERE id = ?1
+                         UNION ALL SELECT started_at FROM tasks WHERE run_id = ?1
+                         UNION ALL SELECT ended_at FROM tasks WHERE run_id = ?1
+                         UNION ALL SELECT started_at FROM attempts WHERE run_id = ?1
+                         UNION ALL SELECT ended_at FROM attempts WHERE run_id = ?1)",
+                    [&id],
+                    |r| r.get::<_, Option<String>>(0),
+                )
+                .map_err(db_err)?
+                .unwrap_or_else(|| ts(Timestamp::now()));
             let why = format!(
                 "interrupted: the Sluice process running it (pid {pid}) ended before the run did"
             );
@@ -752,7 +777,12 @@ impl Records {
             tx.execute(
                 "UPDATE tasks SET state = 'skipped', error = COALESCE(error, ?2), ended_at = ?3
                  WHERE run_id = ?1 AND state = 'pending'",
-                params![id, "not started: the run was interrupted", now],
+                params![
+                    id,
+                    "not recorded as started: the run was interrupted (a task that ends within \
+                     100 ms is recorded only at its end, so it may have run)",
+                    now
+                ],
             )
             .map_err(db_err)?;
             tx.execute(
@@ -820,18 +850,18 @@ impl Records {
     pub(super) fn running_since(&self) -> Result<Option<Timestamp>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT pid, started_at FROM runs WHERE state = 'running'")
+            .prepare("SELECT pid, started_at, pid_start_ticks FROM runs WHERE state = 'running'")
             .map_err(db_err)?;
-        let rows: Vec<(u32, Option<String>)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        let rows: Vec<(u32, Option<String>, Option<i64>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(db_err)?
             .collect::<Result<_, _>>()
             .map_err(db_err)?;
         Ok(rows
             .into_iter()
-            .filter_map(|(pid, started)| {
+            .filter_map(|(pid, started, ticks)| {
                 let started = started.and_then(|t| t.parse::<Timestamp>().ok());
-                crate::process_alive(pid, started)
+                crate::process_alive(pid, started, ticks.map(|t| t as u64))
                     .then_some(started)
                     .flatten()
             })
@@ -857,8 +887,8 @@ impl Records {
             id = new_run_id(now);
         }
         exec(&tx,
-            "INSERT INTO runs (id, kind, name, source, source_digest, params, state, pid, started_at, flags)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9)",
+            "INSERT INTO runs (id, kind, name, source, source_digest, params, state, pid, started_at, flags, pid_start_ticks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9, ?10)",
             params![
                 id,
                 run.kind.as_str(),
@@ -869,6 +899,7 @@ impl Records {
                 std::process::id(),
                 ts(now),
                 serde_json::to_string(&run.flags).expect("flags serialise"),
+                crate::process_start_ticks(std::process::id()).map(|t| t as i64),
             ],
         )
         .map_err(db_err)?;
@@ -1213,7 +1244,7 @@ impl Records {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags
+                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags, pid_start_ticks
                  FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1",
             )
             .map_err(db_err)?;
@@ -1250,7 +1281,7 @@ impl Records {
         let mut run = self
             .conn
             .query_row(
-                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags
+                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags, pid_start_ticks
                  FROM runs WHERE id = ?1",
                 [id],
                 run_from_row,
@@ -1465,7 +1496,10 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let state = RunState::parse(&r.get::<_, String>(6)?).unwrap_or(RunState::Failed);
     let pid: u32 = r.get(10)?;
     let started = opt_ts(r.get(8)?);
-    let state = if state == RunState::Running && !crate::process_alive(pid, started) {
+    let ticks: Option<i64> = r.get(14)?;
+    let state = if state == RunState::Running
+        && !crate::process_alive(pid, started, ticks.map(|t| t as u64))
+    {
         RunState::Interrupted
     } else {
         state
@@ -1681,11 +1715,11 @@ mod tests {
             .replace("    cache_source      INTEGER NOT NULL DEFAULT 1,\n", "")
             .replace("    metadata   TEXT,\n", "")
             .replace(
-                "CREATE INDEX tasks_cache ON tasks(cache_key) WHERE cache_key IS NOT NULL;\n",
+                "CREATE INDEX tasks_cache ON tasks(cache_key, ended_at) WHERE cache_key IS NOT NULL;\n",
                 "",
             )
             .replace(
-                "    ended_at       TEXT,\n    deploy         TEXT,\n    outputs        TEXT,\n    flags          TEXT\n",
+                "    ended_at       TEXT,\n    deploy         TEXT,\n    outputs        TEXT,\n    flags          TEXT,\n    pid_start_ticks INTEGER\n",
                 "    ended_at       TEXT\n",
             );
         assert_ne!(v1, SCHEMA);
