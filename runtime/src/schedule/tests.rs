@@ -719,3 +719,27 @@ async fn a_task_in_a_loop_is_named_by_its_task_in_run_placeholders() {
         assert_eq!(out, format!("b.{i}<b").as_bytes());
     }
 }
+
+/// A task taken from the cache names the task that made the outputs, even when the
+/// newest task with its key had itself taken them from the cache.
+#[tokio::test]
+async fn the_cache_names_the_task_that_made_the_outputs() {
+    let h = harness("  a: {component: c.yaml}\n");
+    let script = Script::new(&[]);
+    let cached = Options {
+        caching: Caching::default(),
+        ..opts(1)
+    };
+    let first = h.run(&script, cached.clone()).await;
+    let second = h.run(&script, cached.clone()).await;
+    let third = h.run(&script, cached).await;
+    let origin = format!("{}/a", first.id);
+    assert_eq!(
+        task(&second, "a").cached_from.as_deref(),
+        Some(origin.as_str())
+    );
+    assert_eq!(
+        task(&third, "a").cached_from.as_deref(),
+        Some(origin.as_str())
+    );
+}

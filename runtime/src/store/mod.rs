@@ -491,7 +491,8 @@ impl Store {
 
     /// The latest succeeded task recorded under a cache key, ended at or after
     /// `ended_since` when given, whose outputs are all in the store with bytes that still
-    /// match their digests. `None` when there is none.
+    /// match their digests, named by the task that made those outputs (when it reused
+    /// them itself, the one it reused). `None` when there is none.
     pub fn find_cached(
         &self,
         key: &str,
@@ -500,11 +501,18 @@ impl Store {
         // A few of the newest: one whose outputs were pruned or changed gives way to the
         // one before it.
         let candidates = self.records().cache_candidates(key, ended_since, 8)?;
-        for (run, task) in candidates {
-            let cached = self.records().cached_task(&run, &task)?;
-            if self.intact(&cached.outputs) {
-                return Ok(Some(cached));
+        for (run, task, reused) in candidates {
+            let mut cached = self.records().cached_task(&run, &task)?;
+            if !self.intact(&cached.outputs) {
+                continue;
             }
+            // A task that took its outputs from another names that one: the task that
+            // made them.
+            if let Some((run, task)) = reused.as_deref().and_then(|r| r.split_once('/')) {
+                cached.run = run.to_owned();
+                cached.task = task.to_owned();
+            }
+            return Ok(Some(cached));
         }
         Ok(None)
     }

@@ -1030,7 +1030,8 @@ impl Records {
     }
 
     /// The succeeded tasks, of any run, recorded under `key` and ended at or after
-    /// `ended_since` (all of them without it), newest first, at most `limit`. A task that
+    /// `ended_since` (all of them without it), newest first, at most `limit`, each with the
+    /// task it itself reused (`RUN/TASK`), if it did. A task that
     /// itself reused another's outputs counts too, but not against a staleness bound: its
     /// end says when it was reused, not when its outputs were made (the task that made
     /// them has the same key, and counts by its own end).
@@ -1039,19 +1040,19 @@ impl Records {
         key: &str,
         ended_since: Option<Timestamp>,
         limit: usize,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
         let since = ended_since.map(ts).unwrap_or_default();
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT run_id, name FROM tasks
+                "SELECT run_id, name, cached_from FROM tasks
                  WHERE cache_key = ?1 AND state = 'succeeded' AND cache_source = 1
                    AND (?2 = '' OR (ended_at >= ?2 AND cached_from IS NULL))
                  ORDER BY ended_at DESC LIMIT ?3",
             )
             .map_err(db_err)?;
         stmt.query_map(params![key, since, limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .map_err(db_err)?
         .collect::<Result<Vec<_>, _>>()
@@ -1852,7 +1853,7 @@ mod tests {
         )
         .unwrap();
         let found = r.cache_candidates("k", None, 8).unwrap();
-        assert_eq!(found, [(first.clone(), "square.1".to_owned())]);
+        assert_eq!(found, [(first.clone(), "square.1".to_owned(), None)]);
         // One that ended before the staleness bound is not a candidate.
         let later = Timestamp::now() + jiff::SignedDuration::from_secs(60);
         assert!(r.cache_candidates("k", Some(later), 8).unwrap().is_empty());
@@ -1881,7 +1882,7 @@ mod tests {
         assert_eq!(r.cache_candidates("k", None, 8).unwrap().len(), 2);
         assert_eq!(
             r.cache_candidates("k", Some(earlier), 8).unwrap(),
-            [(first.clone(), "square.1".to_owned())]
+            [(first.clone(), "square.1".to_owned(), None)]
         );
         let record = r.run(&second).unwrap();
         let t = &record.tasks[0];
