@@ -206,3 +206,77 @@ fn store_gc_removes_only_what_nothing_refers_to() {
         again.stdout
     );
 }
+
+/// A host-process step outlives a Sluice killed with SIGKILL (nothing in Sluice runs
+/// then); the next Sluice process to open the home stops it.
+#[test]
+fn a_killed_runs_host_processes_are_stopped_when_the_home_is_next_opened() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let home = Home::new();
+    let dir = home.dir.path();
+    std::fs::write(
+        dir.join("nap.yaml"),
+        "name: nap\nimplementation:\n  container:\n    image: none\n    command: [sleep, '317']\n",
+    )
+    .unwrap();
+    let pipeline = dir.join("p.yaml");
+    std::fs::write(&pipeline, "name: p\ntasks:\n  nap: {component: nap.yaml}\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", pipeline.to_str().unwrap(), "--runner", "process"])
+        .env("SLUICE_HOME", dir.join("home"))
+        .env("SLUICE_CACHE_DIR", cache_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The step's process group, once it runs: `runs/<run>/<task>/<attempt>/.process`.
+    let find = || -> Option<u32> {
+        let runs = std::fs::read_dir(dir.join("home/runs")).ok()?;
+        for run in runs.flatten() {
+            for task in std::fs::read_dir(run.path()).ok()?.flatten() {
+                for attempt in std::fs::read_dir(task.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if let Ok(text) = std::fs::read_to_string(attempt.path().join(".process")) {
+                        return text.split_whitespace().next()?.parse().ok();
+                    }
+                }
+            }
+        }
+        None
+    };
+    let started = Instant::now();
+    let pid = loop {
+        if let Some(pid) = find() {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the step never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let running = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.starts_with(" Z"))
+        })
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(running(pid), "the step ended with Sluice");
+    home.expect(&["runs", "list"], 0);
+    let stopped = Instant::now();
+    while running(pid) {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "the step (pid {pid}) still runs after the home was opened again"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

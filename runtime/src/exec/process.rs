@@ -145,6 +145,11 @@ async fn run(inv: &Invocation, io: &StdStreams) -> Result<Completion, Failure> {
         .spawn()
         .map_err(|e| Failure::failed(format!("cannot start {program}: {e}")))?;
     let pid = child.id();
+    // Should Sluice be killed, the next process to open the home stops this group.
+    if let Some(ticks) = pid.and_then(crate::process_start_ticks) {
+        let file = root.join(crate::store::PROCESS_FILE);
+        let _ = std::fs::write(file, format!("{} {ticks}\n", pid.unwrap_or_default()));
+    }
     let pump = |mut from: Box<dyn tokio::io::AsyncRead + Unpin + Send>, to: Capture| async move {
         let mut buf = vec![0u8; 64 * 1024];
         while let Ok(n) = from.read(&mut buf).await {

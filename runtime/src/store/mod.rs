@@ -140,6 +140,44 @@ pub struct TaskDir {
     pub outputs: PathBuf,
 }
 
+/// The file in a task folder that names the process group a host-process step runs in:
+/// its leader's pid and start tick ([`crate::process_start_ticks`]).
+pub const PROCESS_FILE: &str = ".process";
+
+/// Kills the process groups host-process steps of an interrupted run left running
+/// (`<run folder>/<task>/<attempt>/.process`): a group whose leader is the process that
+/// was started (same start tick), or whose leader is gone (its id stays the group's while
+/// the group lives, so no other process has it).
+fn stop_left_processes(run: &Path) {
+    let Ok(tasks) = fs::read_dir(run) else {
+        return;
+    };
+    for attempt in tasks
+        .flatten()
+        .filter_map(|task| fs::read_dir(task.path()).ok())
+        .flatten()
+        .flatten()
+    {
+        let Ok(text) = fs::read_to_string(attempt.path().join(PROCESS_FILE)) else {
+            continue;
+        };
+        let mut words = text.split_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(pid)), Some(Ok(ticks))) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(pid) = u32::try_from(pid) else {
+            continue;
+        };
+        let same = match crate::process_start_ticks(pid) {
+            Some(now) => now == ticks,
+            None => true,
+        };
+        if same && let Some(group) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
+}
+
 impl TaskDir {
     /// A task folder with its outputs inside it.
     pub fn new(root: PathBuf) -> TaskDir {
@@ -228,7 +266,11 @@ impl Store {
         fs::File::create(&probe).map_err(|e| home_error("write in", e))?;
         let _ = fs::remove_file(&probe);
         let artifacts = artifacts::Artifacts::open(home.join("artifacts"), home.join("tmp"))?;
-        let records = records::Records::open(&home.join("sluice.db"), &|| artifacts.move_trees())?;
+        let mut records =
+            records::Records::open(&home.join("sluice.db"), &|| artifacts.move_trees())?;
+        for run in std::mem::take(&mut records.interrupted) {
+            stop_left_processes(&home.join("runs").join(path_segment(&run)));
+        }
         Ok(Store {
             home: home.to_owned(),
             artifacts,

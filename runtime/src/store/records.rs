@@ -600,6 +600,8 @@ pub struct LogRecord {
 
 pub(super) struct Records {
     conn: Connection,
+    /// The runs opening the database found interrupted and ended.
+    pub(super) interrupted: Vec<String>,
 }
 
 fn db_err(e: rusqlite::Error) -> StoreError {
@@ -690,8 +692,11 @@ impl Records {
             }
         }
         tx.commit().map_err(db_err)?;
-        let mut records = Records { conn };
-        records.end_interrupted()?;
+        let mut records = Records {
+            conn,
+            interrupted: Vec::new(),
+        };
+        records.interrupted = records.end_interrupted()?;
         Ok(records)
     }
 
@@ -707,8 +712,8 @@ impl Records {
     /// Ends every run recorded as running by a Sluice process that is gone (killed, or
     /// unable to write its record's end, as on a full disk): the run `interrupted`, its
     /// running tasks and attempts `failed` and its pending tasks `skipped`, each with the
-    /// reason. Returns how many runs it ended.
-    pub(super) fn end_interrupted(&mut self) -> Result<usize, StoreError> {
+    /// reason. Returns the runs it ended.
+    pub(super) fn end_interrupted(&mut self) -> Result<Vec<String>, StoreError> {
         type Running = (String, u32, Option<String>, Option<i64>);
         let running: Vec<Running> = {
             let mut stmt = self
@@ -722,7 +727,7 @@ impl Records {
                 .collect::<Result<_, _>>()
                 .map_err(db_err)?
         };
-        let mut ended = 0;
+        let mut ended = Vec::new();
         for (id, pid, started, ticks) in running {
             let started = started.as_deref().and_then(|t| t.parse().ok());
             if crate::process_alive(pid, started, ticks.map(|t| t as u64)) {
@@ -791,7 +796,7 @@ impl Records {
             )
             .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
-            ended += 1;
+            ended.push(id);
         }
         Ok(ended)
     }
