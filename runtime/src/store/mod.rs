@@ -165,9 +165,14 @@ fn stop_left_processes(run: &Path) {
         let (Some(Ok(pid)), Some(Ok(ticks))) = (words.next(), words.next()) else {
             continue;
         };
+        // Never 0 or 1: a signal to group 0 or -1 would reach every process this one may
+        // signal.
         let Ok(pid) = u32::try_from(pid) else {
             continue;
         };
+        if pid <= 1 || pid > i32::MAX as u32 {
+            continue;
+        }
         let same = match crate::process_start_ticks(pid) {
             Some(now) => now == ticks,
             None => true,
