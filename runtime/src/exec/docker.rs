@@ -91,6 +91,9 @@ impl Default for DockerConfig {
 pub const LABEL_RUN: &str = "sluice.run";
 pub const LABEL_TASK: &str = "sluice.task";
 pub const LABEL_PID: &str = "sluice.pid";
+/// That process's start tick ([`crate::process_start_ticks`]): another process with its
+/// id (a container's pid 1, an id reused) is not taken for it.
+pub const LABEL_PID_START: &str = "sluice.pid-start";
 /// On containers kept by `--keep-containers`, which the sweep leaves alone.
 pub const LABEL_KEEP: &str = "sluice.keep";
 
@@ -164,8 +167,11 @@ impl DockerExecutor {
                 continue;
             }
             let pid = labels.get(LABEL_PID).and_then(|p| p.parse::<u32>().ok());
+            let start = labels
+                .get(LABEL_PID_START)
+                .and_then(|t| t.parse::<u64>().ok());
             if let (Some(pid), Some(id)) = (pid, c.id)
-                && !crate::process_alive(pid, None, None)
+                && !crate::process_alive(pid, None, start)
             {
                 let _ = self.remove(&id).await;
             }
@@ -450,11 +456,19 @@ fn container_body(
         entrypoint: (!command.is_empty()).then_some(command.clone()),
         cmd: (!command.is_empty() || !args.is_empty()).then_some(args),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(HashMap::from([
-            (LABEL_RUN.to_owned(), inv.run_id.clone()),
-            (LABEL_TASK.to_owned(), inv.task.clone()),
-            (LABEL_PID.to_owned(), std::process::id().to_string()),
-        ])),
+        labels: Some(
+            [
+                (LABEL_RUN.to_owned(), inv.run_id.clone()),
+                (LABEL_TASK.to_owned(), inv.task.clone()),
+                (LABEL_PID.to_owned(), std::process::id().to_string()),
+            ]
+            .into_iter()
+            .chain(
+                crate::process_start_ticks(std::process::id())
+                    .map(|t| (LABEL_PID_START.to_owned(), t.to_string())),
+            )
+            .collect(),
+        ),
         host_config: Some(HostConfig {
             mounts: Some(match &host_dir {
                 Some(dir) => {

@@ -100,6 +100,10 @@ impl Default for ServeConfig {
 pub struct ServerInfo {
     pub url: String,
     pub pid: u32,
+    /// The server process's start tick ([`crate::process_start_ticks`]), so that another
+    /// process with its id is not taken for it; absent in files of older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_ticks: Option<u64>,
 }
 
 const SERVER_FILE: &str = "serve/server.json";
@@ -198,6 +202,7 @@ impl Server {
         let info = ServerInfo {
             url: format!("http://{}", connectable(addr)),
             pid: std::process::id(),
+            pid_start_ticks: crate::process_start_ticks(std::process::id()),
         };
         let text = serde_json::to_vec_pretty(&info).expect("plain data");
         write_atomically(&info_file, &text)?;
@@ -340,7 +345,7 @@ pub fn find_server(home: &Path) -> Option<(String, String)> {
         Some(url) => url,
         None => {
             let info = read_info(&home.join(SERVER_FILE))?;
-            if !crate::process_alive(info.pid, None, None) {
+            if !crate::process_alive(info.pid, None, info.pid_start_ticks) {
                 return None;
             }
             info.url
@@ -787,5 +792,39 @@ pub(crate) mod fuzz {
 
     pub fn tfs(bytes: &[u8]) {
         super::tfs::fuzz(bytes, &signature());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server file whose process is gone counts for nothing, even when another process
+    /// now has its id (here pid 1, started long before the recorded server).
+    #[test]
+    fn a_server_file_names_its_process_not_its_id() {
+        if std::env::var_os("SLUICE_SERVER_URL").is_some() {
+            return;
+        }
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join("serve")).unwrap();
+        std::fs::write(home.path().join(TOKEN_FILE), "token").unwrap();
+        let write = |pid: u32, ticks: Option<u64>| {
+            let info = ServerInfo {
+                url: "http://127.0.0.1:1".into(),
+                pid,
+                pid_start_ticks: ticks,
+            };
+            std::fs::write(
+                home.path().join(SERVER_FILE),
+                serde_json::to_vec(&info).unwrap(),
+            )
+            .unwrap();
+        };
+        let own = std::process::id();
+        write(own, crate::process_start_ticks(own));
+        assert!(find_server(home.path()).is_some());
+        write(1, crate::process_start_ticks(own));
+        assert!(find_server(home.path()).is_none());
     }
 }
