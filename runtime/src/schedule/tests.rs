@@ -491,6 +491,17 @@ fn group(name: &str) -> Group {
     }
 }
 
+/// A loop over the JSON list `items`, at most `parallelism` iterations at once.
+fn looping(items: &str, parallelism: Option<usize>) -> Group {
+    Group {
+        iteration: Some(Iteration {
+            items: Source::Constant(items.into()),
+            parallelism,
+        }),
+        ..group("loop")
+    }
+}
+
 const GROUPED: &str = "  a: {component: c.yaml}
   b: {component: c.yaml}
   c: {component: c.yaml}
@@ -509,13 +520,7 @@ async fn a_loop_runs_its_body_once_per_item_and_a_false_condition_runs_nothing()
         );
         let a = index(plan, "a");
         plan.groups = vec![
-            Group {
-                iteration: Some(Iteration {
-                    items: Source::Constant(r#"["x", "y", "z"]"#.into()),
-                    parallelism: Some(1),
-                }),
-                ..group("loop")
-            },
+            looping(r#"["x", "y", "z"]"#, Some(1)),
             Group {
                 inputs: [("v".to_owned(), Source::Constant("yes".into()))].into(),
                 condition: Some("inputs.parameter_values['v'] == 'no'".into()),
@@ -585,13 +590,7 @@ async fn a_loop_runs_its_body_once_per_item_and_a_false_condition_runs_nothing()
 async fn a_failed_iteration_fails_its_loop_and_a_task_after_it_sees_how_it_ended() {
     let h = grouped(GROUPED, |plan| {
         let (b, c, d) = (index(plan, "b"), index(plan, "c"), index(plan, "d"));
-        plan.groups = vec![Group {
-            iteration: Some(Iteration {
-                items: Source::Constant("[1, 2]".into()),
-                parallelism: None,
-            }),
-            ..group("loop")
-        }];
+        plan.groups = vec![looping("[1, 2]", None)];
         plan.tasks[b].group = Some(0);
         plan.tasks[c].after_groups = vec![0];
         plan.tasks[d].after_groups = vec![0];
@@ -625,13 +624,7 @@ async fn a_failed_iteration_fails_its_loop_and_a_task_after_it_sees_how_it_ended
 async fn a_loop_without_a_list_fails_and_records_its_tasks_once() {
     let h = grouped(GROUPED, |plan| {
         let b = index(plan, "b");
-        plan.groups = vec![Group {
-            iteration: Some(Iteration {
-                items: Source::Constant("{\"not\": \"a list\"}".into()),
-                parallelism: None,
-            }),
-            ..group("loop")
-        }];
+        plan.groups = vec![looping("{\"not\": \"a list\"}", None)];
         plan.tasks[b].group = Some(0);
     });
     let script = Script::new(&[]);
@@ -698,13 +691,7 @@ async fn look_alike_tasks_keep_their_own_outputs_through_the_cache_and_resume() 
 async fn a_task_in_a_loop_is_named_by_its_task_in_run_placeholders() {
     let h = grouped(GROUPED, |plan| {
         let b = index(plan, "b");
-        plan.groups = vec![Group {
-            iteration: Some(Iteration {
-                items: Source::Constant("[1, 2]".into()),
-                parallelism: None,
-            }),
-            ..group("loop")
-        }];
+        plan.groups = vec![looping("[1, 2]", None)];
         plan.tasks[b].group = Some(0);
         plan.tasks[b].inputs.insert(
             "in".into(),
