@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# A real Slurm cluster on this machine, for running Sluice on Slurm and testing it: Debian's
+# `slurm-wlm` and `munge` (installed when missing), one `slurmctld` and N `slurmd` nodes.
+# Each node runs in its own network and UTS namespace, with its own host name (node1,
+# node2, ...) and address (10.77.0.11, 10.77.0.12, ...), joined by a bridge to the
+# controller at 10.77.0.1; all of them share this machine's file systems, as cluster nodes
+# share a home over NFS or Lustre. Needs root (or sudo) for the namespaces.
+#
+#   scripts/slurm.sh start [NODES]   # NODES defaults to 2; waits until every node is idle
+#   scripts/slurm.sh status          # sinfo, and exit 1 when the cluster is not up
+#   scripts/slurm.sh stop            # stops the daemons, removes the namespaces and bridge
+#
+# Everything the cluster writes (slurm.conf, state, spool, logs) is under
+# SLUICE_SLURM_DIR (default /tmp/sluice-slurm). Clients find the cluster with
+#   export SLURM_CONF=$SLUICE_SLURM_DIR/slurm.conf
+set -euo pipefail
+
+dir=${SLUICE_SLURM_DIR:-/tmp/sluice-slurm}
+conf=$dir/slurm.conf
+bridge=sluice-slurm0
+subnet=10.77.0
+controller=$subnet.1
+sudo=$([[ $(id -u) == 0 ]] || echo sudo)
+
+usage() {
+    echo "usage: scripts/slurm.sh start [NODES] | status | stop" >&2
+    exit 2
+}
+
+install_missing() {
+    local missing=()
+    command -v slurmctld >/dev/null || missing+=(slurmctld)
+    command -v slurmd >/dev/null || missing+=(slurmd)
+    command -v sbatch >/dev/null || missing+=(slurm-client)
+    command -v munged >/dev/null || missing+=(munge)
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v unshare >/dev/null || missing+=(util-linux)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        echo "installing ${missing[*]} (Debian)..." >&2
+        $sudo apt-get update -qq
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+}
+
+# munged for the whole machine: its socket is where every Slurm daemon and client looks.
+start_munge() {
+    if [[ -S /run/munge/munge.socket.2 ]] && munge -n </dev/null >/dev/null 2>&1; then
+        return
+    fi
+    $sudo mkdir -p /run/munge /var/log/munge /var/lib/munge /etc/munge
+    if [[ ! -s /etc/munge/munge.key ]]; then
+        $sudo dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+    fi
+    $sudo chown -R munge:munge /run/munge /var/log/munge /var/lib/munge /etc/munge
+    $sudo chmod 0700 /etc/munge /var/log/munge /var/lib/munge
+    $sudo chmod 0400 /etc/munge/munge.key
+    $sudo chmod 0755 /run/munge
+    $sudo runuser -u munge -- /usr/sbin/munged
+    for _ in $(seq 50); do
+        munge -n </dev/null >/dev/null 2>&1 && return
+        sleep 0.1
+    done
+    echo "error: munged did not start (see /var/log/munge/munged.log)" >&2
+    exit 1
+}
+
+write_conf() {
+    local nodes=$1 cpus memory
+    cpus=$(nproc)
+    # Each node offers the machine's CPUs and a share of its memory (MiB).
+    memory=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / (nodes + 1)))
+    mkdir -p "$dir/state" "$dir/log" "$dir/spool"
+    cat >"$conf" <<EOF
+# Written by scripts/slurm.sh: a test cluster of $nodes nodes on one machine.
+ClusterName=sluice
+SlurmctldHost=$(hostname -s)($controller)
+SlurmctldPort=6817
+SlurmdPort=6818
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+StateSaveLocation=$dir/state
+SlurmdSpoolDir=$dir/spool/%n
+SlurmctldPidFile=$dir/slurmctld.pid
+SlurmdPidFile=$dir/slurmd-%n.pid
+SlurmctldLogFile=$dir/log/slurmctld.log
+SlurmdLogFile=$dir/log/slurmd-%n.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+# A job that asks for no memory gets this much per CPU, not its whole node.
+DefMemPerCPU=512
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$dir/jobcomp.log
+ReturnToService=2
+SlurmctldTimeout=30
+SlurmdTimeout=30
+InactiveLimit=0
+KillWait=5
+MinJobAge=600
+EOF
+    for i in $(seq "$nodes"); do
+        echo "NodeName=node$i NodeAddr=$subnet.$((10 + i)) NodeHostname=node$i CPUs=$cpus RealMemory=$memory State=UNKNOWN" >>"$conf"
+    done
+    echo "PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP" >>"$conf"
+}
+
+start_network() {
+    local nodes=$1
+    if ! ip link show "$bridge" >/dev/null 2>&1; then
+        $sudo ip link add "$bridge" type bridge
+        $sudo ip addr add "$controller/24" dev "$bridge"
+    fi
+    $sudo ip link set "$bridge" up
+    for i in $(seq "$nodes"); do
+        local ns=sluice-node$i
+        ip netns list | grep -qw "$ns" && continue
+        $sudo ip netns add "$ns"
+        $sudo ip link add "slv$i" type veth peer name eth0 netns "$ns"
+        $sudo ip link set "slv$i" master "$bridge" up
+        $sudo ip -n "$ns" addr add "$subnet.$((10 + i))/24" dev eth0
+        $sudo ip -n "$ns" link set eth0 up
+        $sudo ip -n "$ns" link set lo up
+        $sudo ip -n "$ns" route add default via "$controller"
+    done
+}
+
+start() {
+    local nodes=${1:-2}
+    [[ $nodes =~ ^[1-9][0-9]?$ ]] || usage
+    if status >/dev/null 2>&1; then
+        echo "the Slurm cluster under $dir is already up" >&2
+        return
+    fi
+    stop >/dev/null 2>&1 || true
+    install_missing
+    start_munge
+    write_conf "$nodes"
+    start_network "$nodes"
+    # Node names resolve to their addresses for every daemon and client.
+    for i in $(seq "$nodes"); do
+        grep -q "^$subnet.$((10 + i)) node$i\$" /etc/hosts ||
+            echo "$subnet.$((10 + i)) node$i" | $sudo tee -a /etc/hosts >/dev/null
+    done
+    $sudo slurmctld -f "$conf" -i
+    for i in $(seq "$nodes"); do
+        # Each slurmd in its node's network namespace (entered without `ip netns exec`, which
+        # would remount /sys and hide the cgroup file system slurmd needs) and under its own
+        # host name; -b tells the controller the node (re)booted, so it returns to service.
+        $sudo nsenter --net=/run/netns/sluice-node$i unshare --uts -- \
+            sh -c "hostname node$i && exec slurmd -f '$conf' -b" \
+            >>"$dir/log/slurmd-node$i.out" 2>&1
+    done
+    local idle
+    for _ in $(seq 150); do
+        idle=$(SLURM_CONF=$conf sinfo -h -N -t idle -o %N 2>/dev/null | sort -u | wc -l)
+        if [[ $idle == "$nodes" ]]; then
+            echo "Slurm cluster up: $nodes nodes; export SLURM_CONF=$conf" >&2
+            return
+        fi
+        sleep 0.2
+    done
+    echo "error: the Slurm nodes did not become idle; logs under $dir/log" >&2
+    SLURM_CONF=$conf sinfo -N -l >&2 || true
+    exit 1
+}
+
+status() {
+    [[ -f $conf ]] || {
+        echo "no Slurm cluster under $dir" >&2
+        return 1
+    }
+    SLURM_CONF=$conf sinfo -N -l
+}
+
+stop() {
+    for file in "$dir"/slurmd-*.pid "$dir/slurmctld.pid"; do
+        [[ -f $file ]] || continue
+        local pid
+        pid=$(cat "$file")
+        [[ $pid =~ ^[0-9]+$ && $pid -gt 1 ]] && $sudo kill "$pid" 2>/dev/null || true
+        rm -f "$file"
+    done
+    for ns in $(ip netns list 2>/dev/null | awk '/^sluice-node[0-9]+/ {print $1}'); do
+        $sudo ip netns pids "$ns" 2>/dev/null | xargs -r $sudo kill 2>/dev/null || true
+        $sudo ip netns delete "$ns"
+    done
+    ip link show "$bridge" >/dev/null 2>&1 && $sudo ip link delete "$bridge"
+    echo "Slurm cluster under $dir stopped" >&2
+}
+
+case ${1:-} in
+start) start "${2:-2}" ;;
+status) status ;;
+stop) stop ;;
+*) usage ;;
+esac
