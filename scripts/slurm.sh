@@ -4,7 +4,9 @@
 # Each node runs in its own network and UTS namespace, with its own host name (node1,
 # node2, ...) and address (10.77.0.11, 10.77.0.12, ...), joined by a bridge to the
 # controller at 10.77.0.1; all of them share this machine's file systems, as cluster nodes
-# share a home over NFS or Lustre. Needs root (or sudo) for the namespaces.
+# share a home over NFS or Lustre. Needs root (or sudo) for the namespaces; adds the node
+# names to /etc/hosts. Job completions are kept in a file (`jobcomp/filetxt`), which
+# `sacct -c` reads; there is no accounting database.
 #
 #   scripts/slurm.sh start [NODES]   # NODES defaults to 2; waits until every node is idle
 #   scripts/slurm.sh status          # sinfo, and exit 1 when the cluster is not up
