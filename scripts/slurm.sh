@@ -15,10 +15,14 @@
 # Everything the cluster writes (slurm.conf, state, spool, logs) is under
 # SLUICE_SLURM_DIR (default /tmp/sluice-slurm). Clients find the cluster with
 #   export SLURM_CONF=$SLUICE_SLURM_DIR/slurm.conf
+# Each start is a new cluster: jobs, job ids and completions of an earlier one are gone.
+# The bridge, the namespaces and the ports are the machine's, so one cluster runs at a
+# time; /run/sluice-slurm names the folder of the one that does.
 set -euo pipefail
 
-dir=${SLUICE_SLURM_DIR:-/tmp/sluice-slurm}
+dir=$(realpath -m "${SLUICE_SLURM_DIR:-/tmp/sluice-slurm}")
 conf=$dir/slurm.conf
+owner=/run/sluice-slurm
 bridge=sluice-slurm0
 subnet=10.77.0
 controller=$subnet.1
@@ -27,6 +31,23 @@ sudo=$([[ $(id -u) == 0 ]] || echo sudo)
 usage() {
     echo "usage: scripts/slurm.sh start [NODES] | status | stop" >&2
     exit 2
+}
+
+fail() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+# The folder of the cluster this machine runs, if any.
+running_dir() {
+    [[ -f $owner ]] && cat "$owner" || true
+}
+
+# Whether `pid` (from a pid file) is still the Slurm daemon it was written for.
+is_daemon() {
+    local pid=$1
+    [[ $pid =~ ^[0-9]+$ && $pid -gt 1 ]] || return 1
+    grep -qE '^slurm(ctld|d)$' "/proc/$pid/comm" 2>/dev/null
 }
 
 install_missing() {
@@ -68,11 +89,14 @@ start_munge() {
 }
 
 write_conf() {
-    local nodes=$1 cpus memory
+    local nodes=$1 cpus memory per_cpu
     cpus=$(nproc)
-    # Each node offers the machine's CPUs and a share of its memory (MiB).
+    # Each node offers the machine's CPUs and a share of its memory (MiB); a job that asks
+    # for no memory gets at most 512 MiB per CPU, and never more than a node has.
     memory=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / (nodes + 1)))
-    mkdir -p "$dir/state" "$dir/log" "$dir/spool"
+    per_cpu=$((memory / cpus < 512 ? memory / cpus : 512))
+    rm -rf "$dir/state" "$dir/spool" "$dir/jobcomp.log"
+    mkdir -p "$dir/state" "$dir/log" "$dir/spool" || fail "cannot write under $dir"
     cat >"$conf" <<EOF
 # Written by scripts/slurm.sh: a test cluster of $nodes nodes on one machine.
 ClusterName=sluice
@@ -95,8 +119,7 @@ MpiDefault=none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
-# A job that asks for no memory gets this much per CPU, not its whole node.
-DefMemPerCPU=512
+DefMemPerCPU=$per_cpu
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
@@ -137,21 +160,32 @@ start_network() {
 start() {
     local nodes=${1:-2}
     [[ $nodes =~ ^[1-9][0-9]?$ ]] || usage
-    if status >/dev/null 2>&1; then
-        echo "the Slurm cluster under $dir is already up" >&2
+    [[ $dir != *[[:space:]]* ]] || fail "SLUICE_SLURM_DIR must not contain spaces (slurm.conf cannot hold them): $dir"
+    local running
+    running=$(running_dir)
+    if [[ -n $running && $running != "$dir" ]]; then
+        fail "a Slurm cluster under $running runs on this machine; stop it first (SLUICE_SLURM_DIR=$running scripts/slurm.sh stop)"
+    fi
+    if [[ -n $running ]] && status >/dev/null 2>&1; then
+        local up
+        up=$(SLURM_CONF=$conf sinfo -h -N -o %N | sort -u | wc -l)
+        [[ $up == "$nodes" ]] || fail "the Slurm cluster under $dir runs $up nodes; stop it to start $nodes"
+        echo "the Slurm cluster under $dir is already up ($nodes nodes)" >&2
         return
     fi
     stop >/dev/null 2>&1 || true
     install_missing
     start_munge
     write_conf "$nodes"
+    echo "$dir" | $sudo tee "$owner" >/dev/null
     start_network "$nodes"
     # Node names resolve to their addresses for every daemon and client.
     for i in $(seq "$nodes"); do
         grep -q "^$subnet.$((10 + i)) node$i\$" /etc/hosts ||
             echo "$subnet.$((10 + i)) node$i" | $sudo tee -a /etc/hosts >/dev/null
     done
-    $sudo slurmctld -f "$conf" -i
+    # -c: a new cluster, without the jobs an earlier one saved.
+    $sudo slurmctld -f "$conf" -c
     for i in $(seq "$nodes"); do
         # Each slurmd in its node's network namespace (entered without `ip netns exec`, which
         # would remount /sys and hide the cgroup file system slurmd needs) and under its own
@@ -175,32 +209,63 @@ start() {
 }
 
 status() {
-    [[ -f $conf ]] || {
-        echo "no Slurm cluster under $dir" >&2
+    local pid
+    pid=$(cat "$dir/slurmctld.pid" 2>/dev/null || true)
+    if [[ $(running_dir) != "$dir" || ! -f $conf ]] || ! is_daemon "$pid"; then
+        echo "no Slurm cluster runs under $dir" >&2
         return 1
-    }
+    fi
     SLURM_CONF=$conf sinfo -N -l
+    # Every node answers: none down or not responding.
+    ! SLURM_CONF=$conf sinfo -h -N -o %t | grep -qE '\*|down|drain|fail|unk'
 }
 
 stop() {
+    local running
+    running=$(running_dir)
+    if [[ -n $running && $running != "$dir" ]]; then
+        fail "the Slurm cluster on this machine is the one under $running; stop it with SLUICE_SLURM_DIR=$running"
+    fi
+    local pids=()
     for file in "$dir"/slurmd-*.pid "$dir/slurmctld.pid"; do
         [[ -f $file ]] || continue
         local pid
         pid=$(cat "$file")
-        [[ $pid =~ ^[0-9]+$ && $pid -gt 1 ]] && $sudo kill "$pid" 2>/dev/null || true
+        is_daemon "$pid" && pids+=("$pid")
         rm -f "$file"
     done
+    # Job steps (slurmstepd) ignore SIGTERM: whatever runs in a node's namespace is killed.
     for ns in $(ip netns list 2>/dev/null | awk '/^sluice-node[0-9]+/ {print $1}'); do
-        $sudo ip netns pids "$ns" 2>/dev/null | xargs -r $sudo kill 2>/dev/null || true
+        pids+=($($sudo ip netns pids "$ns" 2>/dev/null))
+    done
+    if [[ ${#pids[@]} -gt 0 ]]; then
+        $sudo kill "${pids[@]}" 2>/dev/null || true
+        for _ in $(seq 30); do
+            local alive=0
+            for pid in "${pids[@]}"; do
+                kill -0 "$pid" 2>/dev/null && alive=1
+            done
+            [[ $alive == 0 ]] && break
+            sleep 0.1
+        done
+        $sudo kill -9 "${pids[@]}" 2>/dev/null || true
+    fi
+    for ns in $(ip netns list 2>/dev/null | awk '/^sluice-node[0-9]+/ {print $1}'); do
         $sudo ip netns delete "$ns"
     done
-    ip link show "$bridge" >/dev/null 2>&1 && $sudo ip link delete "$bridge"
+    for link in $(ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^slv[0-9]+@/ {sub(/@.*/, "", $2); print $2}'); do
+        $sudo ip link delete "$link" 2>/dev/null || true
+    done
+    if ip link show "$bridge" >/dev/null 2>&1; then
+        $sudo ip link delete "$bridge"
+    fi
+    $sudo rm -f "$owner"
     echo "Slurm cluster under $dir stopped" >&2
 }
 
-case ${1:-} in
-start) start "${2:-2}" ;;
-status) status ;;
-stop) stop ;;
+case "${1:-}:$#" in
+start:1 | start:2) start "${2:-2}" ;;
+status:1) status ;;
+stop:1) stop ;;
 *) usage ;;
 esac
