@@ -296,4 +296,57 @@ mod tests {
         assert!(err.starts_with("p.yaml:4:"), "{err}");
         assert!(err.contains("tasks.a: retries: expected a count"), "{err}");
     }
+
+    #[test]
+    fn resource_errors_name_their_field_at_its_value() {
+        for (field, value, expected) in [
+            (
+                "memory",
+                "-5Mi",
+                "expected a memory quantity such as 512Mi or 2G, found '-5Mi'",
+            ),
+            ("ephemeral_storage", "1.5.3Gi", "expected a memory quantity"),
+            (
+                "cpu",
+                "0",
+                "expected CPU cores such as 2, 0.5 or 500m, found '0'",
+            ),
+            (
+                "cpu_time",
+                "soon",
+                "expected a duration such as 30s, 5m or 250ms, found 'soon'",
+            ),
+            (
+                "open_files",
+                "0",
+                "expected a number of open files from 1 to 4294967295, found '0'",
+            ),
+            (
+                "open_files",
+                "-1",
+                "expected a number of open files from 1 to 4294967295, found '-1'",
+            ),
+            (
+                "open_files",
+                "[]",
+                "invalid type: sequence, expected a number of open files",
+            ),
+        ] {
+            let text = format!(
+                "name: p\ntasks:\n  a:\n    component: c.yaml\n    resources:\n      {field}: {value}\n"
+            );
+            let err = from_yaml::<PipelineSpec>(Path::new("p.yaml"), &text)
+                .unwrap_err()
+                .to_string();
+            let at = 9 + field.len();
+            assert!(
+                err.starts_with(&format!("p.yaml:6:{at}: ")),
+                "{field}: {err}"
+            );
+            assert!(
+                err.contains(&format!("tasks.a.resources.{field}: {expected}")),
+                "{field}: {err}"
+            );
+        }
+    }
 }

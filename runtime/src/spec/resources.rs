@@ -32,8 +32,13 @@ pub struct ResourceSpec {
     /// process steps have their outputs measured while they run and when they end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage: Option<ByteSize>,
-    /// Files, folders, streams and other handles a wasm step may hold open at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Files, folders, streams and other handles a wasm step may hold open at once: at
+    /// least 1 (a step with none could not write its output).
+    #[serde(
+        default,
+        deserialize_with = "open_files",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub open_files: Option<u32>,
 }
 
@@ -84,6 +89,25 @@ pub enum QuantityError {
     Cpu(String),
     #[error("expected a duration such as 30s, 5m or 250ms, found '{0}'")]
     Duration(String),
+    #[error("expected a number of open files from 1 to 4294967295, found '{0}'")]
+    OpenFiles(String),
+}
+
+/// Parses a count of open files (handles): a whole number from 1 to `u32::MAX`.
+pub fn parse_open_files(text: &str) -> Result<u32, QuantityError> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(QuantityError::OpenFiles(text.to_owned())),
+    }
+}
+
+fn open_files<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    scalar(
+        d,
+        "a number of open files from 1 to 4294967295",
+        parse_open_files,
+    )
+    .map(Some)
 }
 
 impl ByteSize {
@@ -140,8 +164,7 @@ impl fmt::Display for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar_text(d, "a memory quantity such as 512Mi or 2G")?;
-        ByteSize::parse(&text).map_err(serde::de::Error::custom)
+        scalar(d, "a memory quantity such as 512Mi or 2G", ByteSize::parse)
     }
 }
 
@@ -193,8 +216,7 @@ impl fmt::Display for Cpu {
 
 impl<'de> Deserialize<'de> for Cpu {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar_text(d, "CPU cores such as 2, 0.5 or 500m")?;
-        Cpu::parse(&text).map_err(serde::de::Error::custom)
+        scalar(d, "CPU cores such as 2, 0.5 or 500m", Cpu::parse)
     }
 }
 
@@ -225,8 +247,11 @@ impl fmt::Display for HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar_text(d, "a duration such as 30s, 5m or 250ms")?;
-        HumanDuration::parse(&text).map_err(serde::de::Error::custom)
+        scalar(
+            d,
+            "a duration such as 30s, 5m or 250ms",
+            HumanDuration::parse,
+        )
     }
 }
 
@@ -236,37 +261,60 @@ impl Serialize for HumanDuration {
     }
 }
 
-/// Accepts a YAML string or number as text; anything else is an error saying what was
-/// `expected` (`a duration such as 30s, 5m or 250ms`) and what was found.
-fn scalar_text<'de, D: Deserializer<'de>>(
+/// Reads a YAML string or number with `parse`; anything else is an error saying what was
+/// `expected` (`a duration such as 30s, 5m or 250ms`) and what was found. The text is
+/// parsed while the deserializer is on the value, so that an error carries the value's
+/// field path and position, not its parent mapping's.
+fn scalar<'de, D, T>(
     d: D,
     expected: &'static str,
-) -> Result<String, D::Error> {
-    struct Scalar(&'static str);
-    impl serde::de::Visitor<'_> for Scalar {
-        type Value = String;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(self.0)
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_owned())
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
-            Ok(v.to_string())
+    parse: fn(&str) -> Result<T, QuantityError>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Scalar<T> {
+        expected: &'static str,
+        parse: fn(&str) -> Result<T, QuantityError>,
+    }
+    impl<T> Scalar<T> {
+        fn text<E: serde::de::Error>(&self, text: &str) -> Result<T, E> {
+            (self.parse)(text).map_err(E::custom)
         }
     }
-    d.deserialize_any(Scalar(expected))
+    impl<T> serde::de::Visitor<'_> for Scalar<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expected)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            self.text(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+            self.text(&v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+            self.text(&v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<T, E> {
+            self.text(&v.to_string())
+        }
+    }
+    d.deserialize_any(Scalar { expected, parse })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_file_counts() {
+        assert_eq!(parse_open_files("64"), Ok(64));
+        assert_eq!(parse_open_files("4294967295"), Ok(u32::MAX));
+        for bad in ["0", "-1", "4294967296", "1.5", "many", ""] {
+            assert!(parse_open_files(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn memory_quantities() {
