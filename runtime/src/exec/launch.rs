@@ -81,6 +81,9 @@ pub fn context_for_v1(inv: &Invocation) -> launcher::TaskContext {
         task_name: inv.task.clone(),
         task_id: format!("{}-{}", inv.run_id, inv.task),
         created: String::new(),
+        // A v1 command line has no `{{$.pipeline_root}}`, and the executor input does not
+        // carry it.
+        pipeline_root: String::new(),
     }
 }
 

@@ -161,6 +161,7 @@ pub fn lower(
         groups: lowering.groups,
         deploy: None,
         outputs,
+        pipeline_root: file.spec.default_pipeline_root.clone(),
     })
 }
 

@@ -109,6 +109,9 @@ pub struct TaskContext {
     pub task_id: String,
     /// When the run started, RFC 3339 in UTC.
     pub created: String,
+    /// What `{{$.pipeline_root}}` resolves to: the pipeline root the pipeline was compiled
+    /// with, or else the folder the run's artifacts are published in.
+    pub pipeline_root: String,
 }
 
 impl TaskContext {
@@ -129,7 +132,7 @@ impl TaskContext {
             "{{$.pipeline_job_create_time_utc}}" | "{{$.pipeline_job_schedule_time_utc}}" => {
                 self.created.clone()
             }
-            "{{$.pipeline_root}}" => String::new(),
+            "{{$.pipeline_root}}" => self.pipeline_root.clone(),
             _ => return None,
         })
     }
@@ -510,6 +513,7 @@ mod tests {
             task_name: "t".into(),
             task_id: "7".into(),
             created: "2026-11-28T00:00:00Z".into(),
+            pipeline_root: "/home/runs/r1/.artifacts".into(),
         }
     }
 

@@ -267,6 +267,9 @@ pub struct Plan {
     /// What the pipeline outputs (a KFP pipeline's `root.dag.outputs`), recorded with the
     /// run when it succeeds; empty for a Sluice pipeline.
     pub outputs: IndexMap<String, PipelineOutput>,
+    /// The pipeline root a KFP pipeline was compiled with (`defaultPipelineRoot`), which
+    /// `{{$.pipeline_root}}` resolves to; without one, the run's artifacts folder.
+    pub pipeline_root: Option<String>,
 }
 
 /// One output of a pipeline: where its value comes from, and its type as recorded.
@@ -354,6 +357,7 @@ impl Plan {
             groups: Vec::new(),
             deploy: None,
             outputs: IndexMap::new(),
+            pipeline_root: None,
         })
     }
 
@@ -501,6 +505,7 @@ impl Plan {
             groups: Vec::new(),
             deploy: None,
             outputs: IndexMap::new(),
+            pipeline_root: None,
         })
     }
 
@@ -887,6 +892,7 @@ impl<'a> Builder<'a> {
                 ..d
             }),
             outputs: IndexMap::new(),
+            pipeline_root: None,
         })
     }
 

@@ -949,6 +949,10 @@ impl<'a> Engine<'a> {
             task_name: task_name.to_owned(),
             task_id: format!("{}-{name}", self.run_id),
             created: self.created.clone(),
+            pipeline_root: self.plan.pipeline_root.clone().unwrap_or_else(|| {
+                let folder = self.scheduler.store.run_artifacts(&self.run_id);
+                folder.display().to_string()
+            }),
         }
     }
 

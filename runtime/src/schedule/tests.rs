@@ -707,6 +707,30 @@ async fn a_task_in_a_loop_is_named_by_its_task_in_run_placeholders() {
     }
 }
 
+/// `{{$.pipeline_root}}` is the pipeline root the pipeline was compiled with, or else the
+/// folder the run publishes its artifacts in; never empty (a path built on it would
+/// start at `/`).
+#[tokio::test]
+async fn the_pipeline_root_is_the_compiled_one_or_the_runs_artifacts() {
+    for compiled in [None, Some("minio://mlpipeline/v2/artifacts")] {
+        let h = grouped(GROUPED, |plan| {
+            let b = index(plan, "b");
+            plan.pipeline_root = compiled.map(str::to_owned);
+            plan.tasks[b]
+                .inputs
+                .insert("in".into(), Source::RunText("{{$.pipeline_root}}".into()));
+        });
+        let r = h.run(&Script::new(&[]), opts(4)).await;
+        assert_eq!(r.state, RunState::Succeeded);
+        let out = h.store.read(&task(&r, "b").outputs[0].digest).unwrap();
+        let root = compiled.map_or_else(
+            || h.store.run_artifacts(&r.id).display().to_string(),
+            str::to_owned,
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), format!("b<{root}"));
+    }
+}
+
 /// A task taken from the cache names the task that made the outputs, even when the
 /// newest task with its key had itself taken them from the cache.
 #[tokio::test]
