@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA: &str = r#"
 CREATE TABLE runs (
@@ -181,13 +181,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // for them are rewritten by `rename_trees`, which knows which digests are folders.
     (6, ""),
     // A task whose caching is off records its key (a resumed run matches it) but is no
-    // source for other tasks' cache; a run's tasks are read in order without a sort; the
-    // cache finds the newest task of a key without sorting them all; a run records when
-    // its process started, to tell that process from another with its id.
+    // source for other tasks' cache.
     (
         7,
-        "ALTER TABLE tasks ADD COLUMN cache_source INTEGER NOT NULL DEFAULT 1;
-         CREATE INDEX IF NOT EXISTS tasks_order ON tasks(run_id, position);
+        "ALTER TABLE tasks ADD COLUMN cache_source INTEGER NOT NULL DEFAULT 1;",
+    ),
+    // A run's tasks are read in order without a sort; the cache finds the newest task of
+    // a key without sorting them all; a run records when its process started, to tell
+    // that process from another with its id.
+    (
+        8,
+        "CREATE INDEX IF NOT EXISTS tasks_order ON tasks(run_id, position);
          DROP INDEX IF EXISTS tasks_cache;
          CREATE INDEX tasks_cache ON tasks(cache_key, ended_at) WHERE cache_key IS NOT NULL;
          ALTER TABLE runs ADD COLUMN pid_start_ticks INTEGER;",
@@ -1774,6 +1778,57 @@ mod tests {
         r.set_run_outputs(&id, std::slice::from_ref(&output))
             .unwrap();
         assert_eq!(r.run(&id).unwrap().outputs, [output]);
+    }
+
+    /// A home made by the version before `pid_start_ticks` and the ordered indexes
+    /// (schema 8) gains them: a run can be begun and found again.
+    #[test]
+    fn a_schema_8_database_gains_the_start_tick_and_the_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        let v8 = SCHEMA
+            .replace(",\n    pid_start_ticks INTEGER\n", "\n")
+            .replace("CREATE INDEX tasks_order ON tasks(run_id, position);\n", "")
+            .replace(
+                "tasks_cache ON tasks(cache_key, ended_at)",
+                "tasks_cache ON tasks(cache_key)",
+            );
+        assert!(!v8.contains("pid_start_ticks") && !v8.contains("tasks_order"));
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!("{v8} PRAGMA user_version = 8;"))
+            .unwrap();
+        let mut r = Records::open(&path, &|| Ok(Vec::new())).unwrap();
+        let run = NewRun {
+            kind: RunKind::Pipeline,
+            name: "p",
+            source: Path::new("p.yaml"),
+            source_digest: "sha256:00",
+            params: BTreeMap::new(),
+            flags: Vec::new(),
+        };
+        let id = r.begin_run(&run, &[]).unwrap();
+        assert_eq!(r.run(&id).unwrap().state, RunState::Running);
+        let indexes: Vec<String> = r
+            .conn
+            .prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND name LIKE 'tasks_%'")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            indexes
+                .iter()
+                .any(|i| i.contains("tasks(run_id, position)")),
+            "{indexes:?}"
+        );
+        assert!(
+            indexes
+                .iter()
+                .any(|i| i.contains("tasks(cache_key, ended_at)")),
+            "{indexes:?}"
+        );
     }
 
     #[test]
