@@ -134,7 +134,8 @@ EOF
     for i in $(seq "$nodes"); do
         echo "NodeName=node$i NodeAddr=$subnet.$((10 + i)) NodeHostname=node$i CPUs=$cpus RealMemory=$memory State=UNKNOWN" >>"$conf"
     done
-    echo "PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP" >>"$conf"
+    # LLN: each job goes to the least loaded node, so jobs that run at once spread out.
+    echo "PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP LLN=YES" >>"$conf"
 }
 
 start_network() {

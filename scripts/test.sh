@@ -3,7 +3,8 @@
 # components for wasm32-wasip2 first, and run container steps in the local Docker Engine)
 # and the sample components' own unit tests. A Docker Engine that cannot be reached fails
 # the run, as does a Python without the stock serving clients or the KFP SDK; the local
-# OCI registries the registry tests push to are started here (scripts/registries.sh).
+# OCI registries the registry tests push to (scripts/registries.sh) and the Slurm cluster
+# the Slurm backend's tests submit to (scripts/slurm.sh) are started here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +38,10 @@ rm -rf "$image_context"
 
 # Two local OCI registries (anonymous, and basic auth) on 127.0.0.1, for the registry tests.
 eval "$(scripts/registries.sh start)"
-trap 'scripts/registries.sh stop' EXIT
+# A Slurm cluster of two nodes, for the Slurm backend's tests.
+scripts/slurm.sh start 2
+export SLUICE_TEST_SLURM_CONF=$(realpath -m "${SLUICE_SLURM_DIR:-/tmp/sluice-slurm}")/slurm.conf
+trap 'scripts/registries.sh stop; scripts/slurm.sh stop' EXIT
 
 cargo test --workspace --locked "$@"
 env -u CARGO_TARGET_DIR cargo test --locked --workspace \

@@ -363,6 +363,7 @@ async fn executor_alone(home: &Path, cache: &Path, dir: &Path) -> Result<Duratio
             inputs: BTreeMap::<String, InputArg>::new(),
             dir: task_dir.clone(),
             resources: ResourceSpec::default(),
+            timeout: None,
             prepared: prepared.clone(),
             cancel: CancellationToken::new(),
             sink: TaskSink::new("noop", Arc::new(Quiet)),
@@ -639,6 +640,7 @@ async fn normalize(scratch: &Path) -> Result<()> {
                 memory: Some(ByteSize(3 << 30)),
                 ..Default::default()
             },
+            timeout: None,
             prepared: prepared.clone(),
             cancel: CancellationToken::new(),
             sink: TaskSink::new("normalize", Arc::new(Quiet)),

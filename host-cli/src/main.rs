@@ -75,6 +75,9 @@ enum Command {
     /// Look after the home's artifact store
     #[command(subcommand)]
     Store(commands::store::Command),
+    /// Run a single task attempt handed over by a run on a cluster (Slurm) backend
+    #[command(subcommand)]
+    Task(commands::task::Command),
 }
 
 /// Where the store and caches live, from `--home` and `--cache-dir`.
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
         Command::Cache(cmd) => commands::registry::cache(&paths, cmd),
         Command::Bundle(args) => commands::bundle::run(&paths, args),
         Command::Store(cmd) => commands::store::run(&paths, cmd),
+        Command::Task(cmd) => commands::task::run(cmd),
     };
     match result {
         Ok(code) => code,

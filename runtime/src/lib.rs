@@ -19,6 +19,7 @@ pub mod plan;
 pub mod schedule;
 pub mod serve;
 pub mod session;
+pub mod slurm;
 pub mod spec;
 pub mod store;
 pub mod table;

@@ -25,12 +25,14 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, Observer, Quiet};
-use crate::exec::PrepareError;
+use crate::exec::attempt::HostSettings;
 use crate::exec::runners::{Policy, Runners};
 use crate::exec::wasm::{CacheStats, WasmConfig, WasmExecutor};
+use crate::exec::{Executor, PrepareError};
 use crate::oci::{OciError, Registries, RegistryOptions};
 use crate::plan::Plan;
 use crate::schedule::{self, ScheduleError, Scheduler};
+use crate::slurm::{SlurmConfig, SlurmExecutor};
 use crate::store::{DeployRecord, RunKind, RunState, Store, StoreError};
 
 /// What a session runs.
@@ -72,6 +74,20 @@ pub struct RunOptions {
     /// Cancels the run: running attempts stop, nothing new starts, the run ends
     /// `cancelled`.
     pub cancel: CancellationToken,
+    /// Where attempts run.
+    pub backend: Backend,
+}
+
+/// Where a run's attempts run.
+#[derive(Clone, Debug, Default)]
+pub enum Backend {
+    /// In this process and on this machine.
+    #[default]
+    Local,
+    /// Each attempt as a Slurm job ([`crate::slurm`]); this process drives the run. The
+    /// home must be on a file system every node shares. Transform chains are not fused:
+    /// their tables cannot pass in memory from one job to the next.
+    Slurm(SlurmConfig),
 }
 
 impl Default for RunOptions {
@@ -83,6 +99,7 @@ impl Default for RunOptions {
             pins: HashMap::new(),
             observer: Arc::new(Quiet),
             cancel: CancellationToken::new(),
+            backend: Backend::Local,
         }
     }
 }
@@ -94,6 +111,7 @@ impl std::fmt::Debug for RunOptions {
             .field("policy", &self.policy)
             .field("registry", &self.registry)
             .field("pins", &self.pins)
+            .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
 }
@@ -198,14 +216,24 @@ impl Session {
             let registries = self.registries(&options.registry);
             wasm.pulled = crate::oci::pull_for_run(&registries, references, &options.pins).await?;
         }
+        let host = HostSettings::new(&wasm, &options.policy);
         let wasm = Arc::new(WasmExecutor::new(wasm)?);
-        let executor = Arc::new(Runners::new(wasm.clone(), options.policy));
+        let runners: Arc<dyn Executor> = Arc::new(Runners::new(wasm.clone(), options.policy));
+        let mut schedule = options.schedule;
+        let executor = match options.backend {
+            Backend::Local => runners,
+            Backend::Slurm(config) => {
+                schedule.fuse = false;
+                let observer = options.observer.clone();
+                Arc::new(SlurmExecutor::new(runners, host, config, observer)) as Arc<dyn Executor>
+            }
+        };
         let plan = Arc::new(plan);
         let scheduler = Scheduler {
             store: self.store.clone(),
             executor,
             observer: options.observer,
-            options: options.schedule,
+            options: schedule,
             cancel: options.cancel,
         };
         let outcome = if kfp {

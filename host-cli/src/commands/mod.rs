@@ -13,6 +13,7 @@ pub mod run;
 pub mod runs;
 pub mod serve;
 pub mod store;
+pub mod task;
 pub mod validate;
 
 use std::io::IsTerminal;
@@ -27,7 +28,8 @@ use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
 use sluice_runtime::exec::{Kind, Prepared, Target};
 use sluice_runtime::plan::{Plan, PlanError};
 use sluice_runtime::schedule::{Options, ScheduleError};
-use sluice_runtime::session::{Pipeline, RunOptions, Session, SessionError};
+use sluice_runtime::session::{Backend, Pipeline, RunOptions, Session, SessionError};
+use sluice_runtime::slurm::SlurmConfig;
 use sluice_runtime::spec::Prefer;
 use sluice_runtime::store::{DeployState, RunState, Store, default_home};
 use tokio_util::sync::CancellationToken;
@@ -93,6 +95,21 @@ pub struct ExecArgs {
     /// `2h`); without it, wasm attempts stop after 1h and others run until they end
     #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Where attempts run: on this machine, or each as a job on the Slurm cluster this
+    /// machine's `sbatch` reaches (the home must be on a file system every node shares)
+    /// [default: local]
+    #[arg(long, value_enum)]
+    backend: Option<BackendKind>,
+    /// `--backend slurm`: the partition every job is submitted to
+    #[arg(long, value_name = "NAME")]
+    slurm_partition: Option<String>,
+    /// `--backend slurm`: the account every job is charged to
+    #[arg(long, value_name = "NAME")]
+    slurm_account: Option<String>,
+    /// `--backend slurm`: an `sbatch` argument given to every job as it is
+    /// (`--slurm-arg=--qos=high`); repeatable
+    #[arg(long = "slurm-arg", value_name = "ARG", allow_hyphen_values = true)]
+    slurm_args: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Registry references to replace with pinned ones (set by `sluice runs rerun`).
@@ -156,6 +173,12 @@ impl RegistryArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BackendKind {
+    Local,
+    Slurm,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Runner {
     Docker,
     Process,
@@ -216,6 +239,49 @@ impl ExecArgs {
             flags.push("--timeout".into());
             flags.push(humantime::format_duration(timeout).to_string());
         }
+        if let Some(backend) = self.backend {
+            flags.push("--backend".into());
+            flags.push(match backend {
+                BackendKind::Local => "local".into(),
+                BackendKind::Slurm => "slurm".into(),
+            });
+        }
+        if let Some(partition) = &self.slurm_partition {
+            flags.extend(["--slurm-partition".into(), partition.clone()]);
+        }
+        if let Some(account) = &self.slurm_account {
+            flags.extend(["--slurm-account".into(), account.clone()]);
+        }
+        for arg in &self.slurm_args {
+            flags.push(format!("--slurm-arg={arg}"));
+        }
+    }
+
+    /// Whether attempts run as Slurm jobs.
+    pub(crate) fn on_slurm(&self) -> bool {
+        self.backend == Some(BackendKind::Slurm)
+    }
+
+    /// Where attempts run, as these flags say.
+    pub(crate) fn backend(&self) -> Result<Backend> {
+        if !self.on_slurm() {
+            if self.slurm_partition.is_some()
+                || self.slurm_account.is_some()
+                || !self.slurm_args.is_empty()
+            {
+                anyhow::bail!(
+                    "--slurm-partition, --slurm-account and --slurm-arg need --backend slurm"
+                );
+            }
+            return Ok(Backend::Local);
+        }
+        let sluice = std::env::current_exe()
+            .context("cannot tell where this sluice program is, for the Slurm jobs to run it")?;
+        let mut config = SlurmConfig::new(sluice);
+        config.partition = self.slurm_partition.clone();
+        config.account = self.slurm_account.clone();
+        config.extra_args = self.slurm_args.clone();
+        Ok(Backend::Slurm(config))
     }
 
     /// These flags over `earlier` ones: a flag given here wins, one not given keeps its
@@ -236,6 +302,14 @@ impl ExecArgs {
             ),
             no_keep_containers: false,
             timeout: self.timeout.or(earlier.timeout),
+            backend: self.backend.or(earlier.backend),
+            slurm_partition: self.slurm_partition.or(earlier.slurm_partition),
+            slurm_account: self.slurm_account.or(earlier.slurm_account),
+            slurm_args: if self.slurm_args.is_empty() {
+                earlier.slurm_args
+            } else {
+                self.slurm_args
+            },
             registry: self.registry,
             pins: self.pins,
         }
@@ -316,6 +390,7 @@ pub fn execute(
         pins: exec.pins.clone(),
         observer,
         cancel: cancel.clone(),
+        backend: exec.backend()?,
     };
     let finished = runtime.block_on(async {
         tokio::spawn(watch_signals(cancel));

@@ -29,7 +29,7 @@ pub struct Args {
 /// run goes the way the run went unless it is given other flags.
 #[derive(clap::Args)]
 pub struct RunFlags {
-    /// Most tasks running at once [default: the number of cores]
+    /// Most tasks running at once [default: the number of cores; 64 with --backend slurm]
     #[arg(long, value_name = "N")]
     pub(crate) parallelism: Option<usize>,
     /// Keep starting independent tasks after one fails
@@ -75,6 +75,9 @@ pub struct RunFlags {
     #[command(flatten)]
     pub(crate) exec: super::ExecArgs,
 }
+
+/// Most jobs a Slurm run has queued or running at once unless `--parallelism` says.
+const SLURM_PARALLELISM: usize = 64;
 
 /// A switch over a run's recorded value of it: on if given, off if its negation was given,
 /// else as the run had it.
@@ -174,6 +177,9 @@ impl RunFlags {
         if let Some(p) = self.parallelism {
             anyhow::ensure!(p > 0, "--parallelism must be at least 1");
             options.parallelism = p;
+        } else if self.exec.on_slurm() {
+            // The cluster's scheduler, not this machine's cores, bounds a Slurm run.
+            options.parallelism = SLURM_PARALLELISM;
         }
         Ok(options)
     }

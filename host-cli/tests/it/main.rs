@@ -14,4 +14,5 @@ mod resume;
 mod serve;
 mod serve_load;
 mod serve_spec;
+mod slurm;
 mod support;

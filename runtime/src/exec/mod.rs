@@ -3,6 +3,7 @@
 //! failure is classified, how placeholders see a task's inputs, and how declared outputs
 //! are collected into the store afterwards. Executors know nothing of the scheduler.
 
+pub mod attempt;
 pub mod capture;
 pub mod docker;
 pub mod launch;
@@ -16,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use crate::error_chain;
@@ -42,7 +44,7 @@ pub struct InputArg {
 
 /// A task run through its component's `sluice:pipeline/transform` export, as a member of a
 /// fused chain.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransformCall {
     /// Artifact inputs and outputs that cross the interface as tables; other artifacts
     /// cross as bytes.
@@ -73,6 +75,9 @@ pub struct Invocation {
     pub inputs: BTreeMap<String, InputArg>,
     pub dir: TaskDir,
     pub resources: ResourceSpec,
+    /// The attempt's wall-clock limit. The scheduler enforces it by firing `cancel`; a
+    /// cluster backend also gives it to the cluster's scheduler.
+    pub timeout: Option<std::time::Duration>,
     /// What `prepare` decided for this task.
     pub prepared: Prepared,
     /// Fires when the attempt must stop: the run was cancelled or the attempt timed out.
@@ -85,7 +90,8 @@ pub struct Invocation {
 }
 
 /// Which of a component's implementations runs a task, and on what.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// `implementation.wasm`, under wasmtime.
     Wasm,
@@ -96,7 +102,7 @@ pub enum Kind {
 }
 
 /// How a task will run, decided before the run starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prepared {
     pub kind: Kind,
     /// Shown to users and recorded, e.g. `wasm command` or `container train:0.1.0`.
@@ -111,7 +117,7 @@ pub struct Prepared {
 }
 
 /// The transform export of a component, as read from its binary.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransformExport {
     /// e.g. `sluice:pipeline/transform@0.1.0`.
     pub interface: String,
@@ -131,7 +137,8 @@ pub struct Target<'a> {
     pub prefer: Option<crate::spec::Prefer>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The program failed; another attempt may succeed.
     Failed,
@@ -141,7 +148,7 @@ pub enum FailureKind {
     Interrupted,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
     pub kind: FailureKind,
     /// One line for the user.
@@ -158,14 +165,16 @@ impl Failure {
 }
 
 /// What a successful attempt returns besides its output files.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     /// Values for parameter outputs, returned directly by typed steps.
     pub params: BTreeMap<String, String>,
     pub metrics: BTreeMap<String, f64>,
     /// Metadata of artifact outputs, as a KFP step's executor output gave it.
     pub metadata: BTreeMap<String, serde_json::Value>,
-    /// Table outputs handed back in memory (see [`TransformCall::in_memory`]).
+    /// Table outputs handed back in memory (see [`TransformCall::in_memory`]); never
+    /// written to an attempt's result file, since only a chain within one process has them.
+    #[serde(skip)]
     pub tables: BTreeMap<String, HeldTable>,
 }
 

@@ -93,7 +93,7 @@ pub const EXECUTOR_OUTPUT: &str = ".kfp/executor_output.json";
 
 /// Everything about one KFP task that its command line and executor input need, beyond
 /// what every executor already gets.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskContext {
     /// Input parameter values, by input name.
     pub params: BTreeMap<String, Json>,
@@ -151,7 +151,7 @@ const RUN_PLACEHOLDERS: &[&str] = &[
 ];
 
 /// One artifact given to a task.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InputArtifact {
     /// The input it is staged as (`inputs/<key>/data`).
     pub key: String,

@@ -743,6 +743,10 @@ impl TaskRun {
             }
         };
 
+        let limit = task
+            .timeout
+            .or(self.default_timeout)
+            .or_else(|| (self.prepared.kind == crate::exec::Kind::Wasm).then_some(WASM_TIMEOUT));
         let token = self.cancel.child_token();
         let invocation = Invocation {
             run_id: self.run_id.clone(),
@@ -752,6 +756,7 @@ impl TaskRun {
             inputs,
             dir: dir.clone(),
             resources: task.resources.clone(),
+            timeout: limit,
             prepared: self.prepared.clone(),
             cancel: token.clone(),
             sink: TaskSink::new(task.name.clone(), self.observer.clone()),
@@ -764,10 +769,6 @@ impl TaskRun {
         let mut execution = self.executor.execute(invocation);
         let mut timed_out = None;
         let mut over_storage = None;
-        let limit = task
-            .timeout
-            .or(self.default_timeout)
-            .or_else(|| (self.prepared.kind == crate::exec::Kind::Wasm).then_some(WASM_TIMEOUT));
         // Wasm attempts are held to their storage limit as they write; others are measured.
         let storage = task
             .resources

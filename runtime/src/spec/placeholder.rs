@@ -14,9 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::types::parse_bool;
 
-/// One element of `command` or `args`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// One element of `command` or `args`. Serializes as `component.yaml` writes it (a
+/// string, or a one-key mapping such as `{inputValue: name}`), so what is written reads back
+/// as the same `Arg`.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Arg {
     Literal(String),
     InputValue(String),
@@ -28,7 +29,6 @@ pub enum Arg {
     If {
         cond: Box<Arg>,
         then: Vec<Arg>,
-        #[serde(rename = "else")]
         otherwise: Vec<Arg>,
     },
     IsPresent(String),
@@ -193,6 +193,48 @@ const PLACEHOLDERS: &[&str] = &[
     "executorInput",
     "outputMetadata",
 ];
+
+impl Serialize for Arg {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct IfBody<'a> {
+            cond: &'a Arg,
+            then: &'a [Arg],
+            #[serde(rename = "else")]
+            otherwise: &'a [Arg],
+        }
+        let mut map = match self {
+            Arg::Literal(text) => return s.serialize_str(text),
+            _ => s.serialize_map(Some(1))?,
+        };
+        match self {
+            Arg::Literal(_) => unreachable!("written above"),
+            Arg::InputValue(n) => map.serialize_entry("inputValue", n)?,
+            Arg::InputPath(n) => map.serialize_entry("inputPath", n)?,
+            Arg::InputUri(n) => map.serialize_entry("inputUri", n)?,
+            Arg::OutputPath(n) => map.serialize_entry("outputPath", n)?,
+            Arg::OutputUri(n) => map.serialize_entry("outputUri", n)?,
+            Arg::IsPresent(n) => map.serialize_entry("isPresent", n)?,
+            Arg::Concat(items) => map.serialize_entry("concat", items)?,
+            Arg::If {
+                cond,
+                then,
+                otherwise,
+            } => map.serialize_entry(
+                "if",
+                &IfBody {
+                    cond,
+                    then,
+                    otherwise,
+                },
+            )?,
+            Arg::ExecutorInput => map.serialize_entry("executorInput", &())?,
+            Arg::OutputMetadata => map.serialize_entry("outputMetadata", &())?,
+        }
+        map.end()
+    }
+}
 
 struct ArgVisitor;
 

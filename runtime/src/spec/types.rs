@@ -92,12 +92,26 @@ pub fn parse_bool(text: &str) -> Option<bool> {
 }
 
 /// The declared type of an input or output: a name (`Dataset`, `Integer`, ...) and, in
-/// KFP v1's dictionary form (`{GCSPath: {data_type: CSV}}`), its properties.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// KFP v1's dictionary form (`{GCSPath: {data_type: CSV}}`), its properties. Serializes in
+/// the form it was read from: the name, or the one-key mapping.
+#[derive(Clone, Debug, PartialEq)]
 pub struct TypeSpec {
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub properties: Option<serde_json::Value>,
+}
+
+impl Serialize for TypeSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match &self.properties {
+            None => s.serialize_str(&self.name),
+            Some(properties) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry(&self.name, properties)?;
+                map.end()
+            }
+        }
+    }
 }
 
 impl TypeSpec {

@@ -109,6 +109,14 @@ fn layers_import_only_downward() {
         ),
         (
             "exec",
+            &[
+                "plan", "schedule", "session", "deploy", "kfp", "serve", "slurm",
+            ],
+        ),
+        // A backend is an executor over executors: it knows neither plans nor the
+        // scheduler that calls it.
+        (
+            "slurm",
             &["plan", "schedule", "session", "deploy", "kfp", "serve"],
         ),
         (
@@ -133,7 +141,7 @@ fn layers_import_only_downward() {
             "serve",
             &["plan", "exec", "schedule", "session", "deploy", "kfp"],
         ),
-        ("schedule", &["session", "deploy", "kfp", "serve"]),
+        ("schedule", &["session", "deploy", "kfp", "serve", "slurm"]),
     ];
     let mut wrong = Vec::new();
     for (module, forbidden) in above {
