@@ -11,6 +11,8 @@
 #   scripts/slurm.sh start [NODES]   # NODES defaults to 2; waits until every node is idle
 #   scripts/slurm.sh status          # sinfo, and exit 1 when the cluster is not up
 #   scripts/slurm.sh stop            # stops the daemons, removes the namespaces and bridge
+#   scripts/slurm.sh kill-node N     # node N dies: every process in its namespace killed
+#   scripts/slurm.sh start-node N    # node N boots again; waits until it is idle
 #
 # Everything the cluster writes (slurm.conf, state, spool, logs) is under
 # SLUICE_SLURM_DIR (default /tmp/sluice-slurm). Clients find the cluster with
@@ -29,7 +31,7 @@ controller=$subnet.1
 sudo=$([[ $(id -u) == 0 ]] || echo sudo)
 
 usage() {
-    echo "usage: scripts/slurm.sh start [NODES] | status | stop" >&2
+    echo "usage: scripts/slurm.sh start [NODES] | status | stop | kill-node N | start-node N" >&2
     exit 2
 }
 
@@ -126,7 +128,8 @@ JobCompType=jobcomp/filetxt
 JobCompLoc=$dir/jobcomp.log
 ReturnToService=2
 SlurmctldTimeout=30
-SlurmdTimeout=30
+# A node that stops answering is down, and its jobs end NODE_FAIL, within 10 s.
+SlurmdTimeout=10
 InactiveLimit=0
 KillWait=5
 MinJobAge=600
@@ -188,12 +191,7 @@ start() {
     # -c: a new cluster, without the jobs an earlier one saved.
     $sudo slurmctld -f "$conf" -c
     for i in $(seq "$nodes"); do
-        # Each slurmd in its node's network namespace (entered without `ip netns exec`, which
-        # would remount /sys and hide the cgroup file system slurmd needs) and under its own
-        # host name; -b tells the controller the node (re)booted, so it returns to service.
-        $sudo nsenter --net=/run/netns/sluice-node$i unshare --uts -- \
-            sh -c "hostname node$i && exec slurmd -f '$conf' -b" \
-            >>"$dir/log/slurmd-node$i.out" 2>&1
+        start_slurmd "$i"
     done
     local idle
     for _ in $(seq 150); do
@@ -207,6 +205,49 @@ start() {
     echo "error: the Slurm nodes did not become idle; logs under $dir/log" >&2
     SLURM_CONF=$conf sinfo -N -l >&2 || true
     exit 1
+}
+
+# slurmd of node `i`, in its node's network namespace (entered without `ip netns exec`,
+# which would remount /sys and hide the cgroup file system slurmd needs) and under its own
+# host name; -b tells the controller the node (re)booted, so it returns to service.
+start_slurmd() {
+    local i=$1
+    $sudo nsenter --net=/run/netns/sluice-node$i unshare --uts -- \
+        sh -c "hostname node$i && exec slurmd -f '$conf' -b" \
+        >>"$dir/log/slurmd-node$i.out" 2>&1
+}
+
+# The cluster this machine runs must be the one under $dir.
+require_running() {
+    [[ $(running_dir) == "$dir" && -f $conf ]] || fail "no Slurm cluster runs under $dir"
+}
+
+kill_node() {
+    local i=$1
+    require_running
+    ip netns list | grep -qw "sluice-node$i" || fail "the cluster has no node$i"
+    local pids
+    pids=$($sudo ip netns pids "sluice-node$i")
+    [[ -n $pids ]] && $sudo kill -9 $pids 2>/dev/null || true
+    rm -f "$dir/slurmd-node$i.pid"
+    echo "node$i killed" >&2
+}
+
+start_node() {
+    local i=$1
+    require_running
+    ip netns list | grep -qw "sluice-node$i" || fail "the cluster has no node$i"
+    if ! is_daemon "$(cat "$dir/slurmd-node$i.pid" 2>/dev/null || true)"; then
+        start_slurmd "$i"
+    fi
+    for _ in $(seq 300); do
+        if SLURM_CONF=$conf sinfo -h -n "node$i" -t idle,mix,alloc -o %N 2>/dev/null | grep -qx "node$i"; then
+            echo "node$i up" >&2
+            return
+        fi
+        sleep 0.2
+    done
+    fail "node$i did not return to service; logs under $dir/log"
 }
 
 status() {
@@ -266,6 +307,8 @@ stop() {
 
 case "${1:-}:$#" in
 start:1 | start:2) start "${2:-2}" ;;
+kill-node:2) [[ $2 =~ ^[1-9][0-9]?$ ]] || usage && kill_node "$2" ;;
+start-node:2) [[ $2 =~ ^[1-9][0-9]?$ ]] || usage && start_node "$2" ;;
 status:1) status ;;
 stop:1) stop ;;
 *) usage ;;

@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 
 use crate::support::{Home, Ran, root};
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     PathBuf::from(std::env::var("SLUICE_TEST_KFP_PYTHON").expect(
         "SLUICE_TEST_KFP_PYTHON names a Python with the KFP SDK (tests/kfp/requirements.txt); scripts/test.sh sets one up",
     ))
 }
 
 /// The compiled IR of `tests/kfp/pipelines/<name>.py`, compiled once per test run.
-fn compiled(name: &str) -> PathBuf {
+pub(crate) fn compiled(name: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kfp-compiled");
@@ -41,7 +41,7 @@ fn compiled(name: &str) -> PathBuf {
 }
 
 /// `PATH` with the KFP virtualenv first, so lightweight steps find its `python3`.
-fn kfp_path() -> String {
+pub(crate) fn kfp_path() -> String {
     let bin = python().parent().unwrap().to_owned();
     format!(
         "{}:{}",

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::process::Child;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,13 @@ fn slurm_conf() -> String {
         "SLUICE_TEST_SLURM_CONF names the test Slurm cluster's slurm.conf; scripts/test.sh \
          starts the cluster (scripts/slurm.sh start)",
     )
+}
+
+/// The cluster's two nodes are shared by every test here, and one test kills a node:
+/// the tests take turns.
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs a Slurm command against the test cluster; its standard output.
@@ -102,6 +110,7 @@ fn outputs(run: &RunRecord) -> BTreeMap<(String, String), String> {
 
 #[test]
 fn the_example_trains_on_slurm_the_model_a_local_run_trains() {
+    let _turn = turn();
     // Unfused, as on Slurm: a fused chain records the tables it hands on in memory by
     // their table digests (`sha256-table:`) instead of their files'.
     let local = Home::new();
@@ -160,6 +169,7 @@ implementation:
 
 #[test]
 fn a_tasks_resources_and_timeout_are_its_jobs() {
+    let _turn = turn();
     let home = Home::new();
     let pipeline = probe_pipeline(
         &home,
@@ -180,6 +190,7 @@ fn a_tasks_resources_and_timeout_are_its_jobs() {
 
 #[test]
 fn a_failure_skips_its_downstream_on_slurm_as_it_does_locally() {
+    let _turn = turn();
     let home = Home::new();
     let pipeline = probe_pipeline(
         &home,
@@ -208,42 +219,21 @@ fn a_failure_skips_its_downstream_on_slurm_as_it_does_locally() {
 
 #[test]
 fn a_cancelled_run_leaves_no_job_queued_or_running() {
+    let _turn = turn();
     let home = Home::new();
     let pipeline = probe_pipeline(
         &home,
         "  sleepy:\n    component: probe.yaml\n    inputs: {a: sleep, b: '600000'}\n",
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(on_slurm(&["run", pipeline.to_str().unwrap()]))
-        .current_dir(root())
-        .env("SLUICE_HOME", home.dir.path().join("home"))
-        .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
-        .env("SLURM_CONF", slurm_conf())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        let jobs = jobs_under(home.dir.path());
-        if jobs.iter().any(|j| j.state == "RUNNING") {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the job did not start: {jobs:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let child = start_driver(&home, &pipeline);
+    wait_for_job(&home, |j| j.state == "RUNNING");
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    let (code, stderr) = finish(child);
+    assert_eq!(code, 130, "{stderr}");
     let jobs = jobs_under(home.dir.path());
     assert!(
         jobs.iter().all(|j| !matches!(
@@ -253,4 +243,239 @@ fn a_cancelled_run_leaves_no_job_queued_or_running() {
         "{jobs:?}"
     );
     assert!(jobs.iter().any(|j| j.state == "CANCELLED"), "{jobs:?}");
+}
+
+/// The model a task trained, by digest.
+fn model(run: &RunRecord) -> String {
+    let train = run.tasks.iter().find(|t| t.name == "train").unwrap();
+    train
+        .outputs
+        .iter()
+        .find(|o| o.name == "model")
+        .unwrap()
+        .digest
+        .clone()
+}
+
+#[test]
+fn the_container_variant_trains_in_docker_on_a_node_and_a_bundle_runs_as_it_does() {
+    let _turn = turn();
+    const CONTAINER: &str = "examples/breast-cancer/pipeline-container.yaml";
+    let local = Home::new();
+    let ran = local.expect(&["run", CONTAINER, "--json", "--no-fuse"], 0);
+    let local_run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+
+    let home = Home::new();
+    let ran = expect_slurm(&home, &["run", CONTAINER, "--json"], 0);
+    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(outputs(&run), outputs(&local_run));
+    let train = run.tasks.iter().find(|t| t.name == "train").unwrap();
+    let implementation = train.implementation.as_deref().unwrap_or_default();
+    assert!(
+        implementation.starts_with("container ") && implementation.ends_with(" on Slurm"),
+        "{implementation}"
+    );
+    assert!(
+        crate::support::containers_of(&run.id).is_empty(),
+        "no container outlives its job"
+    );
+
+    // The example as one archive, unpacked into the (shared) home and run on Slurm.
+    let bundle = home.dir.path().join("example.tar");
+    home.expect(&["bundle", PIPELINE, "-o", bundle.to_str().unwrap()], 0);
+    let ran = expect_slurm(
+        &home,
+        &["run", bundle.to_str().unwrap(), "--json", "--no-cache"],
+        0,
+    );
+    let bundled: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(model(&bundled), model(&local_run));
+    let jobs = jobs_under(home.dir.path());
+    assert!(
+        jobs.iter()
+            .filter(|j| j.name.starts_with(&format!("sluice/{}/", bundled.id)))
+            .count()
+            == bundled.tasks.len(),
+        "{jobs:?}"
+    );
+}
+
+/// A pipeline compiled by the KFP SDK, with a loop and conditions, runs on Slurm (its
+/// lightweight Python steps as host processes on the nodes) to the outputs it has
+/// locally.
+#[test]
+fn a_compiled_kfp_pipeline_with_loops_and_conditions_runs_on_slurm_as_locally() {
+    let _turn = turn();
+    let path = crate::kfp::kfp_path();
+    let conf = slurm_conf();
+    for name in ["loops", "conditions"] {
+        let pipeline = crate::kfp::compiled(name);
+        let pipeline = pipeline.to_str().unwrap();
+        let args = ["run", pipeline, "--json", "--runner", "process"];
+        let local = Home::new();
+        let ran = local.sluice_with(&args, &[("PATH", &path)]);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        let local_run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+
+        let home = Home::new();
+        let ran = home.sluice_with(&on_slurm(&args), &[("PATH", &path), ("SLURM_CONF", &conf)]);
+        assert_eq!(ran.code, 0, "{name}: {}", ran.stderr);
+        let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+        let states = |r: &RunRecord| -> BTreeMap<String, TaskState> {
+            r.tasks.iter().map(|t| (t.name.clone(), t.state)).collect()
+        };
+        assert_eq!(states(&run), states(&local_run), "{name}");
+        assert_eq!(outputs(&run), outputs(&local_run), "{name}");
+        let ran_tasks = run
+            .tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Succeeded)
+            .count();
+        let jobs = jobs_under(home.dir.path());
+        assert_eq!(
+            jobs.len(),
+            ran_tasks,
+            "{name}: one job per task that ran: {jobs:?}"
+        );
+    }
+}
+
+/// Starts `sluice run PIPELINE --backend slurm`, its standard error piped.
+fn start_driver(home: &Home, pipeline: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(on_slurm(&["run", pipeline.to_str().unwrap()]))
+        .current_dir(root())
+        .env("SLUICE_HOME", home.dir.path().join("home"))
+        .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
+        .env("SLURM_CONF", slurm_conf())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits, a minute at most, for a job of the home that `found` accepts.
+fn wait_for_job(home: &Home, found: impl Fn(&Job) -> bool) -> Job {
+    let started = Instant::now();
+    loop {
+        let jobs = jobs_under(home.dir.path());
+        if let Some(job) = jobs.into_iter().find(&found) {
+            return job;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no such job: {:?}",
+            jobs_under(home.dir.path())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn finish(mut child: Child) -> (i32, String) {
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code().unwrap_or(-1), stderr)
+}
+
+fn slurm_script(args: &[&str]) {
+    let out = Command::new(root().join("scripts/slurm.sh"))
+        .args(args)
+        .env(
+            "SLUICE_SLURM_DIR",
+            Path::new(&slurm_conf()).parent().unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/slurm.sh {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A node that dies under a running task (every process of it killed, `slurmd` first)
+/// costs the task its job, not an attempt: the job ends `NODE_FAIL`, the attempt is
+/// submitted again and succeeds on the other node.
+#[test]
+fn a_task_whose_node_dies_runs_again_on_another_node() {
+    let _turn = turn();
+    let home = Home::new();
+    let pipeline = probe_pipeline(
+        &home,
+        "  slow:\n    component: probe.yaml\n    inputs: {a: sleep, b: '15000'}\n",
+    );
+    let child = start_driver(&home, &pipeline);
+    let job = wait_for_job(&home, |j| j.state == "RUNNING");
+    let node = job.node.strip_prefix("node").unwrap().to_owned();
+    slurm_script(&["kill-node", &node]);
+    let (code, stderr) = finish(child);
+    slurm_script(&["start-node", &node]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let jobs = jobs_under(home.dir.path());
+    let states: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|j| (j.state.as_str(), j.node.as_str()))
+        .collect();
+    assert_eq!(states.len(), 2, "{jobs:?}");
+    assert!(
+        states.contains(&("NODE_FAIL", job.node.as_str())),
+        "{jobs:?}"
+    );
+    assert!(
+        states
+            .iter()
+            .any(|(state, n)| *state == "COMPLETED" && *n != job.node),
+        "{jobs:?}"
+    );
+    let list = home.expect(&["runs", "list", "--json"], 0);
+    let runs: Vec<RunRecord> = serde_json::from_str(&list.stdout).unwrap();
+    let shown = home.expect(&["runs", "show", &runs[0].id, "--json"], 0);
+    let run: RunRecord = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(run.tasks[0].state, TaskState::Succeeded);
+    assert_eq!(run.tasks[0].attempts, 1, "a node failure is not the task's");
+}
+
+/// A driver killed outright leaves a record `sluice runs resume` picks up: the task that
+/// succeeded is reused, not submitted again.
+#[test]
+fn resuming_after_the_driver_is_killed_submits_only_what_did_not_succeed() {
+    let _turn = turn();
+    let home = Home::new();
+    let pipeline = probe_pipeline(
+        &home,
+        "  first:\n    component: probe.yaml\n    inputs: {a: noop}\n  second:\n    component: probe.yaml\n    inputs: {a: sleep, b: '3000'}\n    after: [first]\n",
+    );
+    let mut child = start_driver(&home, &pipeline);
+    let second = wait_for_job(&home, |j| {
+        j.name.ends_with("/second") && j.state == "RUNNING"
+    });
+    child.kill().unwrap();
+    let _ = finish(child);
+    let run = second
+        .name
+        .strip_prefix("sluice/")
+        .and_then(|n| n.strip_suffix("/second"))
+        .unwrap()
+        .to_owned();
+
+    let ran = expect_slurm(&home, &["runs", "resume", &run, "--json"], 0);
+    let resumed: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    assert_ne!(resumed.id, run);
+    assert!(
+        resumed
+            .tasks
+            .iter()
+            .all(|t| t.state == TaskState::Succeeded)
+    );
+    let first = resumed.tasks.iter().find(|t| t.name == "first").unwrap();
+    assert!(first.cached_from.is_some(), "{first:?}");
+    let names: Vec<String> = jobs_under(home.dir.path())
+        .into_iter()
+        .filter(|j| j.name.starts_with(&format!("sluice/{}/", resumed.id)))
+        .map(|j| j.name)
+        .collect();
+    assert_eq!(names, [format!("sluice/{}/second", resumed.id)]);
 }

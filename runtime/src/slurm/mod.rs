@@ -222,6 +222,12 @@ impl SlurmExecutor {
             );
             if end.state.is_node_failure() && node_failures < self.config.node_failures {
                 node_failures += 1;
+                // What the job on the failed node wrote is not the attempt's.
+                let _ = std::fs::remove_file(&result_path);
+                if let Err(e) = clear_outputs(&inv.dir.outputs) {
+                    note(&mut lines, e.clone());
+                    return failed(e, logs(&mut lines));
+                }
                 note(
                     &mut lines,
                     format!(
@@ -289,6 +295,39 @@ fn failed(message: String, logs: Vec<LogRecord>) -> Report {
         result: Err(Failure::failed(message)),
         logs,
     }
+}
+
+/// Empties an attempt's outputs folder, keeping the folder of each output.
+fn clear_outputs(outputs: &Path) -> Result<(), String> {
+    let clear = |dir: &Path| -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            match std::fs::symlink_metadata(&path)?.is_dir() {
+                true => std::fs::remove_dir_all(&path)?,
+                false => std::fs::remove_file(&path)?,
+            }
+        }
+        Ok(())
+    };
+    let entries = match std::fs::read_dir(outputs) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read {}: {e}", outputs.display())),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let cleared = match entry.file_type() {
+            Ok(t) if t.is_dir() => clear(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        cleared.map_err(|e| format!("cannot clear {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The batch script of one attempt: `sluice task exec` on its attempt file.
