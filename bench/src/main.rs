@@ -25,8 +25,14 @@
 //!    calls, in the same run (`scale`; `bench/scale/run.sh` builds what it needs and makes
 //!    Dask's virtualenv). Its home is under the target folder, on disk, not on tmpfs.
 //!
+//! 7. the same no-op graphs on a Slurm cluster (`--backend slurm`): per-task overhead on a
+//!    chain against the same chain run locally and against bare `sbatch` jobs of `true`
+//!    waited for by polling `squeue` every 10 ms (Slurm's own latency), and a 200-task
+//!    fan-out spread over the nodes (`slurm`; `bench/slurm/run.sh` starts the test cluster
+//!    and builds what it needs).
+//!
 //! Give section names (`overhead`, `containers`, `normalize`, `registry`, `fused`,
-//! `scale`) to run only those; all but `scale` run without one.
+//! `scale`, `slurm`) to run only those; all but `scale` and `slurm` run without one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,7 +72,8 @@ fn main() -> Result<()> {
     println!("machine: {cores} cores; {TASKS} tasks per graph; {ROWS} rows for normalization\n");
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |section: &str| {
-        (only.is_empty() && section != "scale") || only.iter().any(|o| o == section)
+        (only.is_empty() && section != "scale" && section != "slurm")
+            || only.iter().any(|o| o == section)
     };
     if wanted("overhead") {
         runtime.block_on(overhead(scratch.path(), cores))?;
@@ -85,6 +92,9 @@ fn main() -> Result<()> {
     }
     if wanted("scale") {
         scale(cores)?;
+    }
+    if wanted("slurm") {
+        runtime.block_on(slurm(scratch.path(), cores))?;
     }
     Ok(())
 }
@@ -995,6 +1005,194 @@ fn scale(cores: usize) -> Result<()> {
     }
     println!(
         "  (ratio: sluice time / dask time; targets: <= 2 s and <= 300 MB at 10,000 tasks, runs show < 100 ms)\n"
+    );
+    Ok(())
+}
+
+/// Tasks of the chain the `slurm` section runs locally and on Slurm.
+const SLURM_CHAIN: usize = 20;
+/// Tasks of the fan-out the `slurm` section spreads over the nodes.
+const SLURM_FANOUT: usize = 200;
+
+/// Runs `program args` with the cluster the environment's `SLURM_CONF` names; its output.
+fn slurm_command(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !out.status.success() {
+        bail!("{program}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Slurm's own round trip for a no-op job: `sbatch --wrap true`, then `squeue` every
+/// 10 ms until the job has ended; the median of `jobs` jobs, one after the other.
+fn bare_slurm_job(dir: &Path, jobs: usize) -> Result<Duration> {
+    let mut times = Vec::with_capacity(jobs);
+    for _ in 0..jobs {
+        let start = Instant::now();
+        let out = slurm_command(
+            "sbatch",
+            &[
+                "--parsable",
+                "--job-name=bench/bare",
+                &format!("--output={}/bare-%j.out", dir.display()),
+                &format!("--chdir={}", dir.display()),
+                "--wrap=true",
+            ],
+        )?;
+        let id = out.trim().split(';').next().unwrap_or("").to_owned();
+        loop {
+            let state = slurm_command(
+                "squeue",
+                &[
+                    "--noheader",
+                    "--states=all",
+                    &format!("--jobs={id}"),
+                    "--format=%T",
+                ],
+            )?;
+            match state.trim() {
+                "COMPLETED" => break,
+                "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" => {}
+                other => bail!("the bare job {id} ended {other}"),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        times.push(start.elapsed());
+    }
+    Ok(median(times))
+}
+
+/// The nodes a home's jobs ran on, with how many each ran, from `squeue`.
+fn jobs_per_node(home: &Path) -> Result<BTreeMap<String, usize>> {
+    let home = home.display().to_string();
+    let mut nodes = BTreeMap::new();
+    for line in slurm_command("squeue", &["--noheader", "--states=all", "--format=%N|%Z"])?.lines()
+    {
+        if let Some((node, dir)) = line.split_once('|')
+            && dir.starts_with(&home)
+        {
+            *nodes.entry(node.trim().to_owned()).or_insert(0) += 1;
+        }
+    }
+    Ok(nodes)
+}
+
+/// No-op graphs on a Slurm cluster against the same graph run locally and against Slurm's
+/// own latency for a no-op job.
+async fn slurm(scratch: &Path, cores: usize) -> Result<()> {
+    use sluice_runtime::session::Backend;
+    use sluice_runtime::slurm::SlurmConfig;
+    let sluice = PathBuf::from(
+        std::env::var_os("SLUICE_BIN")
+            .context("set SLUICE_BIN to a release `sluice` (bench/slurm/run.sh does)")?,
+    );
+    if std::env::var_os("SLURM_CONF").is_none() {
+        bail!(
+            "set SLURM_CONF to the cluster's slurm.conf (bench/slurm/run.sh starts a test cluster)"
+        );
+    }
+    let dir = scratch.join("slurm");
+    std::fs::create_dir_all(&dir)?;
+    let cache = scratch.join("slurm-cache");
+    let chain = write_graph_of(&dir, true, SLURM_CHAIN)?;
+    let fanout = write_graph_of(&dir, false, SLURM_FANOUT)?;
+    {
+        let executor = WasmExecutor::new(WasmConfig::new(cache.clone()))?;
+        executor
+            .prepare(target(&Component::load(&dir.join("noop.yaml"))?))
+            .await?;
+    }
+    let config = SlurmConfig::new(sluice);
+    let (poll, poll_max) = (config.poll, config.poll_max);
+    let run = |home: PathBuf, pipeline: PathBuf, parallelism: usize, slurm: bool| {
+        let cache = cache.clone();
+        let backend = if slurm {
+            Backend::Slurm(config.clone())
+        } else {
+            Backend::Local
+        };
+        async move {
+            let session = Session::open(&home)?.with_cache_dir(cache);
+            let plan = Plan::build(&PipelineFile::load(&pipeline)?, &[])
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let options = RunOptions {
+                schedule: Options {
+                    parallelism,
+                    caching: NO_CACHE,
+                    ..Options::default()
+                },
+                backend,
+                ..RunOptions::default()
+            };
+            let start = Instant::now();
+            let finished = session
+                .run(
+                    Pipeline::Plan {
+                        plan,
+                        kind: RunKind::Pipeline,
+                    },
+                    options,
+                )
+                .await?;
+            let wall = start.elapsed();
+            if finished.state != RunState::Succeeded {
+                bail!("the benchmark run {} did not succeed", finished.run_id);
+            }
+            anyhow::Ok(wall)
+        }
+    };
+    let local = run(
+        scratch.join("slurm-home-local"),
+        chain.clone(),
+        cores,
+        false,
+    )
+    .await?;
+    let on_slurm = run(scratch.join("slurm-home-chain"), chain, cores, true).await?;
+    let bare = bare_slurm_job(&dir, SLURM_CHAIN)?;
+    let fan_home = scratch.join("slurm-home-fanout");
+    let fan = run(fan_home.clone(), fanout, SLURM_FANOUT, true).await?;
+    let nodes = jobs_per_node(&fan_home)?;
+
+    println!(
+        "slurm: no-op wasm tasks as Slurm jobs (state queried every {} ms at first, doubling to {} ms while nothing ends)",
+        poll.as_millis(),
+        poll_max.as_millis()
+    );
+    println!("  {:<52} {:>12}", "", "ms per task");
+    let per = |d: Duration, n: usize| d.as_secs_f64() * 1e3 / n as f64;
+    println!(
+        "  {:<52} {:>12.2}",
+        format!("chain of {SLURM_CHAIN}, locally"),
+        per(local, SLURM_CHAIN)
+    );
+    println!(
+        "  {:<52} {:>12.1}",
+        format!("chain of {SLURM_CHAIN}, on Slurm"),
+        per(on_slurm, SLURM_CHAIN)
+    );
+    println!(
+        "  {:<52} {:>12.1}",
+        "baseline: bare `sbatch --wrap true`, squeue every 10 ms",
+        micros(bare) / 1e3
+    );
+    println!(
+        "  chain on Slurm / local: {:.0}x; chain on Slurm / bare Slurm job: {:.2}x",
+        on_slurm.as_secs_f64() / local.as_secs_f64(),
+        per(on_slurm, SLURM_CHAIN) / (micros(bare) / 1e3)
+    );
+    println!(
+        "  fan-out of {SLURM_FANOUT}, all submitted at once: {:.2} s ({:.1} ms per task); jobs per node: {}\n",
+        fan.as_secs_f64(),
+        per(fan, SLURM_FANOUT),
+        nodes
+            .iter()
+            .map(|(n, c)| format!("{n} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }

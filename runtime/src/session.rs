@@ -222,8 +222,16 @@ impl Session {
         let mut schedule = options.schedule;
         let executor = match options.backend {
             Backend::Local => runners,
-            Backend::Slurm(config) => {
+            Backend::Slurm(mut config) => {
                 schedule.fuse = false;
+                // The pipeline's own settings, where the command line gives none.
+                if let Some(spec) = &plan.slurm {
+                    config.partition = config.partition.or_else(|| spec.partition.clone());
+                    config.account = config.account.or_else(|| spec.account.clone());
+                    if config.extra_args.is_empty() {
+                        config.extra_args = spec.args.clone();
+                    }
+                }
                 let observer = options.observer.clone();
                 Arc::new(SlurmExecutor::new(runners, host, config, observer)) as Arc<dyn Executor>
             }

@@ -479,3 +479,70 @@ fn resuming_after_the_driver_is_killed_submits_only_what_did_not_succeed() {
         .collect();
     assert_eq!(names, [format!("sluice/{}/second", resumed.id)]);
 }
+
+/// A pipeline's `backend.slurm` settings reach `sbatch`; the command line's flags win.
+#[test]
+fn a_pipelines_slurm_settings_reach_its_jobs_and_flags_win() {
+    let _turn = turn();
+    let home = Home::new();
+    let pipeline = probe_pipeline(
+        &home,
+        "  one:\n    component: probe.yaml\n    inputs: {a: noop}\n",
+    );
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        format!("{text}backend:\n  slurm:\n    partition: main\n    args: [--comment=from-the-pipeline]\n"),
+    )
+    .unwrap();
+    let pipeline = pipeline.to_str().unwrap();
+    let comment = |run: &str| {
+        let job = jobs_under(home.dir.path())
+            .into_iter()
+            .find(|j| j.name == format!("sluice/{run}/one"))
+            .unwrap();
+        let shown = slurm("scontrol", &["show", "job", &job.id]);
+        assert!(shown.contains("Partition=main"), "{shown}");
+        shown
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("Comment="))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let ran = expect_slurm(&home, &["run", pipeline, "--json", "--no-cache"], 0);
+    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(comment(&run.id), "from-the-pipeline");
+    let ran = expect_slurm(
+        &home,
+        &[
+            "run",
+            pipeline,
+            "--json",
+            "--no-cache",
+            "--slurm-arg=--comment=from-a-flag",
+        ],
+        0,
+    );
+    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(comment(&run.id), "from-a-flag");
+
+    // A partition the cluster lacks fails the task in one line, saying what sbatch said.
+    let ran = expect_slurm(
+        &home,
+        &[
+            "run",
+            pipeline,
+            "--json",
+            "--no-cache",
+            "--slurm-partition",
+            "nope",
+        ],
+        1,
+    );
+    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let error = run.tasks[0].error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("sbatch failed") && error.contains("invalid partition"),
+        "{error}"
+    );
+}

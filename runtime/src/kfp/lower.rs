@@ -162,6 +162,7 @@ pub fn lower(
         deploy: None,
         outputs,
         pipeline_root: file.spec.default_pipeline_root.clone(),
+        slurm: None,
     })
 }
 

@@ -270,6 +270,8 @@ pub struct Plan {
     /// The pipeline root a KFP pipeline was compiled with (`defaultPipelineRoot`), which
     /// `{{$.pipeline_root}}` resolves to; without one, the run's artifacts folder.
     pub pipeline_root: Option<String>,
+    /// The pipeline's settings for running on Slurm (`backend.slurm`).
+    pub slurm: Option<crate::spec::SlurmSpec>,
 }
 
 /// One output of a pipeline: where its value comes from, and its type as recorded.
@@ -358,6 +360,7 @@ impl Plan {
             deploy: None,
             outputs: IndexMap::new(),
             pipeline_root: None,
+            slurm: None,
         })
     }
 
@@ -506,6 +509,7 @@ impl Plan {
             deploy: None,
             outputs: IndexMap::new(),
             pipeline_root: None,
+            slurm: None,
         })
     }
 
@@ -893,6 +897,7 @@ impl<'a> Builder<'a> {
             }),
             outputs: IndexMap::new(),
             pipeline_root: None,
+            slurm: spec.backend.as_ref().and_then(|b| b.slurm.clone()),
         })
     }
 

@@ -250,7 +250,7 @@ impl SlurmExecutor {
                     let tail = last_line(&output)
                         .map(|l| format!("; its output ends: {l}"))
                         .unwrap_or_default();
-                    let why = match end.state {
+                    let why = match &end.state {
                         JobState::Timeout => "reached its time limit".to_owned(),
                         JobState::OutOfMemory => "ran out of memory".to_owned(),
                         state => format!("ended {state}"),
@@ -263,13 +263,23 @@ impl SlurmExecutor {
                         }
                         e => format!("with no readable result ({})", crate::error_chain(&e)),
                     };
-                    failed(
+                    // A job that started writes its output file first thing; neither it
+                    // nor a result in the folder means the node wrote elsewhere.
+                    let ran = end.node.is_some() && end.state != JobState::Cancelled;
+                    let message = if ran && !output.exists() {
+                        format!(
+                            "Slurm job {id} {why} on {node} and left nothing in {}: the nodes \
+                             must see the Sluice home at the same path, on a file system they \
+                             share with this machine",
+                            root.display()
+                        )
+                    } else {
                         format!(
                             "Slurm job {id} {why} on {node} {result}; its output is in {}{tail}",
                             output.display()
-                        ),
-                        logs(&mut lines),
-                    )
+                        )
+                    };
+                    failed(message, logs(&mut lines))
                 }
             };
         }

@@ -19,7 +19,10 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 pub use component::{Component, ComponentSpec, ContainerSpec, InputSpec, OutputSpec, WasmSpec};
-pub use pipeline::{Binding, DeploySpec, ParamSpec, PipelineSpec, Prefer, RetrySpec, TaskSpec};
+pub use pipeline::{
+    BackendSpec, Binding, DeploySpec, ParamSpec, PipelineSpec, Prefer, RetrySpec, SlurmSpec,
+    TaskSpec,
+};
 pub use resources::{ByteSize, HumanDuration, ResourceSpec};
 pub use types::{ParamType, TypeSpec};
 

@@ -26,6 +26,34 @@ pub struct PipelineSpec {
     /// What to serve when every task succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<DeploySpec>,
+    /// Settings of the backends the pipeline may run on; they apply when it runs there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendSpec>,
+}
+
+/// A pipeline's `backend:` section.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `slurm`")]
+pub struct BackendSpec {
+    /// Used by `--backend slurm`; its command-line flags win field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmSpec>,
+}
+
+/// How a pipeline's jobs are submitted on Slurm: `sbatch`'s `--partition` and
+/// `--account`, and more `sbatch` arguments given to every job as they are.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of partition, account and args (a list of sbatch arguments)"
+)]
+pub struct SlurmSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
 }
 
 /// The pipeline's last act: publish a task's output as a new version of a served model,
