@@ -374,6 +374,7 @@ async fn executor_alone(home: &Path, cache: &Path, dir: &Path) -> Result<Duratio
             dir: task_dir.clone(),
             resources: ResourceSpec::default(),
             timeout: None,
+            started: Arc::new(tokio::sync::Notify::new()),
             prepared: prepared.clone(),
             cancel: CancellationToken::new(),
             sink: TaskSink::new("noop", Arc::new(Quiet)),
@@ -651,6 +652,7 @@ async fn normalize(scratch: &Path) -> Result<()> {
                 ..Default::default()
             },
             timeout: None,
+            started: Arc::new(tokio::sync::Notify::new()),
             prepared: prepared.clone(),
             cancel: CancellationToken::new(),
             sink: TaskSink::new("normalize", Arc::new(Quiet)),

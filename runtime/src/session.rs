@@ -164,9 +164,10 @@ impl Session {
         }
     }
 
-    /// Caches compiled wasm and pulled components under `dir` instead of the home's.
+    /// Caches compiled wasm and pulled components under `dir` instead of the home's (made
+    /// absolute, as the jobs of a cluster backend need it).
     pub fn with_cache_dir(mut self, dir: PathBuf) -> Session {
-        self.cache_dir = dir;
+        self.cache_dir = std::path::absolute(&dir).unwrap_or(dir);
         self
     }
 

@@ -287,6 +287,18 @@ impl ExecArgs {
     /// These flags over `earlier` ones: a flag given here wins, one not given keeps its
     /// earlier value; a repeatable flag given here replaces all its earlier values.
     fn over(self, earlier: ExecArgs) -> ExecArgs {
+        let backend = self.backend.or(earlier.backend);
+        // A run moved off Slurm (`--backend local`) leaves its Slurm settings behind.
+        let earlier = if backend == Some(BackendKind::Slurm) {
+            earlier
+        } else {
+            ExecArgs {
+                slurm_partition: None,
+                slurm_account: None,
+                slurm_args: Vec::new(),
+                ..earlier
+            }
+        };
         ExecArgs {
             prefer: if self.prefer.is_empty() {
                 earlier.prefer
@@ -302,7 +314,7 @@ impl ExecArgs {
             ),
             no_keep_containers: false,
             timeout: self.timeout.or(earlier.timeout),
-            backend: self.backend.or(earlier.backend),
+            backend,
             slurm_partition: self.slurm_partition.or(earlier.slurm_partition),
             slurm_account: self.slurm_account.or(earlier.slurm_account),
             slurm_args: if self.slurm_args.is_empty() {

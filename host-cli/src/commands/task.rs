@@ -28,7 +28,7 @@ pub fn run(cmd: Command) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let cancel = CancellationToken::new();
     let result = runtime.block_on(async {
-        tokio::spawn(super::watch_signals(cancel.clone()));
+        tokio::spawn(stop_on_signal(cancel.clone()));
         run_file(&attempt, cancel, Arc::new(Echo)).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
@@ -52,4 +52,22 @@ impl Observer for Echo {
             errln!("[{}] {line}", stream.as_str());
         }
     }
+}
+
+/// SIGTERM (Slurm's `scancel`, its time limit) or SIGINT stops the attempt, which then
+/// writes its result.
+async fn stop_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    let what = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    errln!("stopping the task ({what})");
+    cancel.cancel();
 }

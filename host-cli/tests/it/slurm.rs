@@ -138,7 +138,7 @@ fn the_example_trains_on_slurm_the_model_a_local_run_trains() {
     // The record names each task's job and node; `sluice logs` shows them.
     let logs = home.expect(&["logs", &run.id, "train"], 0);
     assert!(
-        logs.stdout.contains("submitted as Slurm job") && logs.stdout.contains(" ran on node"),
+        logs.stdout.contains("submitted as Slurm job") && logs.stdout.contains(" runs on node"),
         "{}",
         logs.stdout
     );
@@ -544,5 +544,248 @@ fn a_pipelines_slurm_settings_reach_its_jobs_and_flags_win() {
     assert!(
         error.starts_with("sbatch failed") && error.contains("invalid partition"),
         "{error}"
+    );
+}
+
+/// A task's timeout counts from when its job runs, not from its submission: a job held in
+/// the queue for longer than the timeout still runs to its end once released. Why it
+/// waited is in its log.
+#[test]
+fn a_timeout_counts_from_when_the_job_runs_not_while_it_is_queued() {
+    let _turn = turn();
+    let home = Home::new();
+    let pipeline = probe_pipeline(
+        &home,
+        "  held:\n    component: probe.yaml\n    inputs: {a: sleep, b: '1000'}\n    timeout: 3s\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(on_slurm(&[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--slurm-arg=--hold",
+        ]))
+        .current_dir(root())
+        .env("SLUICE_HOME", home.dir.path().join("home"))
+        .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
+        .env("SLURM_CONF", slurm_conf())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job = wait_for_job(&home, |j| j.state == "PENDING");
+    std::thread::sleep(Duration::from_secs(5));
+    slurm("scontrol", &["release", &job.id]);
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let run = job.name.split('/').nth(1).unwrap().to_owned();
+    let logs = home.expect(&["logs", &run, "held"], 0);
+    assert!(
+        logs.stdout
+            .contains(&format!("Slurm job {} is pending: JobHeldUser", job.id)),
+        "{}",
+        logs.stdout
+    );
+}
+
+/// A job that can never start (its time limit over its partition's) fails its task at
+/// once, saying why, instead of waiting forever.
+#[test]
+fn a_job_slurm_will_never_start_fails_its_task_saying_why() {
+    let _turn = turn();
+    let home = Home::new();
+    let pipeline = probe_pipeline(
+        &home,
+        "  long:\n    component: probe.yaml\n    inputs: {a: noop}\n    timeout: 10m\n",
+    );
+    slurm(
+        "scontrol",
+        &[
+            "create",
+            "PartitionName=short",
+            "Nodes=ALL",
+            "MaxTime=1",
+            "State=UP",
+        ],
+    );
+    let ran = home.sluice_with(
+        &on_slurm(&[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--json",
+            "--slurm-partition",
+            "short",
+        ]),
+        &[("SLURM_CONF", &slurm_conf())],
+    );
+    slurm("scontrol", &["delete", "PartitionName=short"]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let error = run.tasks[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("Slurm will not start job") && error.contains("PartitionTimeLimit"),
+        "{error}"
+    );
+    let jobs = jobs_under(home.dir.path());
+    assert!(jobs.iter().all(|j| j.state == "CANCELLED"), "{jobs:?}");
+}
+
+/// Relative homes and cache folders, and a `%` in the home's path (which Slurm would
+/// read as a pattern), reach the nodes as the same absolute paths.
+#[test]
+fn relative_homes_and_percent_signs_reach_the_jobs_intact() {
+    let _turn = turn();
+    let scratch = tempfile::tempdir().unwrap();
+    let cwd = scratch.path().join("work%j%x");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let home = Home::new();
+    let pipeline = probe_pipeline(
+        &home,
+        "  one:\n    component: probe.yaml\n    inputs: {a: noop}\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--home", "h%jome", "--cache-dir", "relcache"])
+        .args(on_slurm(&[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--keep-work",
+        ]))
+        .current_dir(&cwd)
+        .env("SLURM_CONF", slurm_conf())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One compile cache, where it was asked for, not one per task folder.
+    assert!(cwd.join("relcache/wasm").is_dir());
+    let stray: Vec<_> = walk(&cwd.join("h%jome/runs"))
+        .into_iter()
+        .filter(|p| p.ends_with("relcache"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            all.extend(walk(&path));
+        }
+        all.push(path);
+    }
+    all
+}
+
+/// What a job runs is what the driver prepared and recorded: a `.wasm` replaced while the
+/// run goes on is refused, not run under the recorded digest.
+#[test]
+fn a_component_replaced_during_the_run_is_refused_not_run() {
+    let _turn = turn();
+    let home = Home::new();
+    let dir = home.dir.path();
+    let wasm = dir.join("x.wasm");
+    std::fs::copy(sluice_test_artifacts::PROBE, &wasm).unwrap();
+    std::fs::write(
+        dir.join("x.yaml"),
+        "name: x\nimplementation:\n  wasm: {component: x.wasm, args: [echo, from-x]}\n",
+    )
+    .unwrap();
+    let pipeline = probe_pipeline(
+        &home,
+        "  first:\n    component: probe.yaml\n    inputs: {a: sleep, b: '3000'}\n  second:\n    component: x.yaml\n    after: [first]\n",
+    );
+    let child = start_driver(&home, &pipeline);
+    wait_for_job(&home, |j| {
+        j.name.ends_with("/first") && j.state == "RUNNING"
+    });
+    std::fs::copy(sluice_test_artifacts::VALIDATE, &wasm).unwrap();
+    let (code, stderr) = finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("the component's .wasm changed since the run prepared it"),
+        "{stderr}"
+    );
+}
+
+/// The task's own output survives its attempt being stopped (a timeout); a refusal by
+/// `sbatch` is not retried; a run moved off Slurm leaves its Slurm settings behind.
+#[test]
+fn stopped_attempts_keep_their_output_refusals_are_not_retried_and_runs_move_off_slurm() {
+    let _turn = turn();
+    let home = Home::new();
+    let dir = home.dir.path();
+    std::fs::write(
+        dir.join("talk.yaml"),
+        "name: talk\nimplementation:\n  container:\n    image: none\n    command: [sh, -c, 'echo before-the-sleep; sleep 120']\n",
+    )
+    .unwrap();
+    let pipeline = dir.join("talk-pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        "name: talk\ntasks:\n  talk:\n    component: talk.yaml\n    timeout: 4s\n",
+    )
+    .unwrap();
+    let ran = expect_slurm(
+        &home,
+        &[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--runner",
+            "process",
+            "--json",
+        ],
+        1,
+    );
+    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    assert!(
+        run.tasks[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("timed out after 4s"),
+        "{:?}",
+        run.tasks[0].error
+    );
+    let logs = home.expect(&["logs", &run.id, "talk"], 0);
+    assert!(logs.stdout.contains("before-the-sleep"), "{}", logs.stdout);
+
+    let retried = probe_pipeline(
+        &home,
+        "  one:\n    component: probe.yaml\n    inputs: {a: noop}\n    retries: {limit: 2, backoff: 1s}\n",
+    );
+    let ran = expect_slurm(
+        &home,
+        &[
+            "run",
+            retried.to_str().unwrap(),
+            "--json",
+            "--slurm-partition",
+            "nope",
+        ],
+        1,
+    );
+    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(run.tasks[0].attempts, 1, "{:?}", run.tasks[0].error);
+
+    // The same run, moved here: its recorded partition does not follow it.
+    let ran = home.expect(
+        &["runs", "rerun", &run.id, "--backend", "local", "--json"],
+        0,
+    );
+    let rerun: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    assert!(
+        !rerun.flags.iter().any(|f| f.contains("slurm")),
+        "{:?}",
+        rerun.flags
+    );
+    assert!(
+        jobs_under(home.dir.path())
+            .iter()
+            .all(|j| !j.name.contains(&rerun.id))
     );
 }

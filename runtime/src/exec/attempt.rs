@@ -62,12 +62,14 @@ pub struct HostSettings {
 impl HostSettings {
     /// The settings of a driver whose wasm host and runners are configured so.
     pub fn new(wasm: &WasmConfig, policy: &Policy) -> HostSettings {
+        // Absolute: they are read by another process, in another working folder.
+        let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
         HostSettings {
-            cache_dir: wasm.cache_dir.clone(),
+            cache_dir: absolute(&wasm.cache_dir),
             pulled: wasm
                 .pulled
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, (path, pinned))| (k.clone(), (absolute(path), pinned.clone())))
                 .collect(),
             runner: match policy.runner {
                 ContainerRunner::Docker => "docker",
@@ -277,6 +279,7 @@ impl AttemptFile {
             },
             resources: self.resources,
             timeout: self.timeout_ms.map(Duration::from_millis),
+            started: Arc::new(tokio::sync::Notify::new()),
             prepared: self.prepared,
             cancel,
             sink,
@@ -327,10 +330,14 @@ impl ResultFile {
 }
 
 fn read_versioned<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, AttemptError> {
-    let bytes = std::fs::read(path).map_err(|source| AttemptError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    // No bigger than a pipeline file may be: a stray path (`/dev/zero`) is refused, not
+    // read into memory.
+    let bytes =
+        crate::files::read_limited(path, crate::files::SPEC_FILE_MAX, crate::files::Follow::Yes)
+            .map_err(|source| AttemptError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
     let invalid = |message: String| AttemptError::Invalid {
         path: path.to_owned(),
         message,
@@ -344,9 +351,14 @@ fn read_versioned<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Atte
         .version;
     match version {
         Some(v) if v == ATTEMPT_VERSION => {}
-        Some(v) => {
+        Some(v) if v.is_u64() => {
             return Err(invalid(format!(
                 "version: expected {ATTEMPT_VERSION}, found {v} (written by another release of Sluice)"
+            )));
+        }
+        Some(v) => {
+            return Err(invalid(format!(
+                "version: expected the whole number {ATTEMPT_VERSION}, found {v}"
             )));
         }
         None => return Err(invalid("version: missing".into())),
@@ -472,6 +484,14 @@ implementation:
             err,
             format!(
                 "{}: version: expected 1, found 2 (written by another release of Sluice)",
+                path.display()
+            )
+        );
+        std::fs::write(&path, r#"{"version": 1.0}"#).unwrap();
+        assert_eq!(
+            AttemptFile::read(&path).unwrap_err().to_string(),
+            format!(
+                "{}: version: expected the whole number 1, found 1.0",
                 path.display()
             )
         );

@@ -266,6 +266,19 @@ impl DockerExecutor {
             .image(&spec.image)
             .await
             .map_err(|e| Failure::failed(e.to_string()))?;
+        // What runs is the image that was prepared and is recorded, not one the tag
+        // names since.
+        if let Some(prepared) = &inv.prepared.executable_digest
+            && *prepared != image
+        {
+            return Err(Failure {
+                kind: FailureKind::InvalidInput,
+                message: format!(
+                    "image {} changed since the run prepared it (prepared {prepared}, now {image})",
+                    spec.image
+                ),
+            });
+        }
         let mut body = container_body(inv, spec, &image)?;
         if self.config.keep_containers
             && let Some(labels) = body.labels.as_mut()

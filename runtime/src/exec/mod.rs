@@ -75,9 +75,13 @@ pub struct Invocation {
     pub inputs: BTreeMap<String, InputArg>,
     pub dir: TaskDir,
     pub resources: ResourceSpec,
-    /// The attempt's wall-clock limit. The scheduler enforces it by firing `cancel`; a
-    /// cluster backend also gives it to the cluster's scheduler.
+    /// The wall-clock limit the task or the run sets for an attempt (not the wasm
+    /// default). The scheduler enforces the attempt's limit by firing `cancel`; a cluster
+    /// backend also gives it to the cluster's scheduler.
     pub timeout: Option<std::time::Duration>,
+    /// For an executor whose attempts wait in a queue ([`Executor::queues`]): notified
+    /// when the attempt starts running, which is when its time limit starts to count.
+    pub started: Arc<tokio::sync::Notify>,
     /// What `prepare` decided for this task.
     pub prepared: Prepared,
     /// Fires when the attempt must stop: the run was cancelled or the attempt timed out.
@@ -220,6 +224,13 @@ pub trait Executor: Send + Sync {
 
     /// Runs one attempt. Output files are left under `inv.dir.outputs()`.
     fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report>;
+
+    /// Whether attempts may wait in a queue before they run (a cluster's). If so, an
+    /// attempt's time limit counts from when `execute` notifies [`Invocation::started`];
+    /// otherwise from the call to `execute`.
+    fn queues(&self) -> bool {
+        false
+    }
 }
 
 /// Where a program finds its task folder's inputs and outputs.

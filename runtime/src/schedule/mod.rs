@@ -743,10 +743,10 @@ impl TaskRun {
             }
         };
 
-        let limit = task
-            .timeout
-            .or(self.default_timeout)
+        let set_limit = task.timeout.or(self.default_timeout);
+        let limit = set_limit
             .or_else(|| (self.prepared.kind == crate::exec::Kind::Wasm).then_some(WASM_TIMEOUT));
+        let started = Arc::new(tokio::sync::Notify::new());
         let token = self.cancel.child_token();
         let invocation = Invocation {
             run_id: self.run_id.clone(),
@@ -756,7 +756,8 @@ impl TaskRun {
             inputs,
             dir: dir.clone(),
             resources: task.resources.clone(),
-            timeout: limit,
+            timeout: set_limit,
+            started: started.clone(),
             prepared: self.prepared.clone(),
             cancel: token.clone(),
             sink: TaskSink::new(task.name.clone(), self.observer.clone()),
@@ -774,7 +775,14 @@ impl TaskRun {
             .resources
             .ephemeral_storage
             .filter(|_| self.prepared.kind != crate::exec::Kind::Wasm);
-        let deadline = sleep_for(limit);
+        // A queued attempt's time counts once it runs.
+        let queues = self.executor.queues();
+        let deadline = async {
+            if queues {
+                started.notified().await;
+            }
+            sleep_for(limit).await
+        };
         let watch = watch_storage(dir.outputs(), storage.map(|s| s.0));
         let start_due = tokio::time::sleep(START_RECORD_DELAY);
         tokio::pin!(deadline, watch, start_due);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::process::Command;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 
 use crate::events::{Event, Observer};
 
@@ -96,11 +96,32 @@ pub struct JobEnd {
     pub node: Option<String>,
 }
 
-/// The jobs being waited for, followed by one background loop while there are any.
+/// What a followed job did since the last tick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// It waits in the queue for this reason (`Priority`, `Resources`, `JobHeldUser`,
+    /// ...); sent when the reason changes.
+    Pending(String),
+    /// It started running on this node; sent once.
+    Started(Option<String>),
+    /// It ended; the last update.
+    Ended(JobEnd),
+}
+
+/// One job's state as a query read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Seen {
+    state: JobState,
+    node: Option<String>,
+    /// Why it is pending, as `squeue --format=%r` says.
+    reason: Option<String>,
+}
+
+/// The jobs being followed, by one background loop while there are any.
 pub(super) struct Jobs {
     poll: Duration,
     poll_max: Duration,
-    waiting: Mutex<Waiting>,
+    following: Mutex<Following>,
     /// Set when a job is added: the tick starts again from `poll`.
     added: AtomicBool,
     /// Told, once per streak, that queries fail.
@@ -108,10 +129,16 @@ pub(super) struct Jobs {
 }
 
 #[derive(Default)]
-struct Waiting {
-    by_id: HashMap<u64, Vec<oneshot::Sender<JobEnd>>>,
+struct Following {
+    by_id: HashMap<u64, Follower>,
     /// Whether the loop runs.
-    following: bool,
+    running: bool,
+}
+
+struct Follower {
+    tx: mpsc::UnboundedSender<Update>,
+    started: bool,
+    reason: Option<String>,
 }
 
 impl Jobs {
@@ -120,57 +147,58 @@ impl Jobs {
             observer,
             poll,
             poll_max,
-            waiting: Mutex::new(Waiting::default()),
+            following: Mutex::new(Following::default()),
             added: AtomicBool::new(false),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Following> {
+        self.following.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for job `id` to end.
-    pub(super) async fn wait(self: &Arc<Self>, id: u64) -> JobEnd {
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut waiting = self.lock();
-            waiting.by_id.entry(id).or_default().push(tx);
-            if !waiting.following {
-                waiting.following = true;
-                let jobs = self.clone();
-                tokio::spawn(async move { jobs.follow().await });
-            }
-        }
+    /// Follows job `id`: its updates, the last one [`Update::Ended`]. Dropping the
+    /// receiver stops following it.
+    pub(super) fn follow(self: &Arc<Self>, id: u64) -> mpsc::UnboundedReceiver<Update> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut following = self.lock();
+        following.by_id.insert(
+            id,
+            Follower {
+                tx,
+                started: false,
+                reason: None,
+            },
+        );
         self.added.store(true, Ordering::Relaxed);
-        rx.await.unwrap_or(JobEnd {
-            state: JobState::Gone,
-            node: None,
-        })
+        if !following.running {
+            following.running = true;
+            let jobs = self.clone();
+            tokio::spawn(async move { jobs.run().await });
+        }
+        rx
     }
 
-    /// Queries all waited-for jobs once per tick until none is left. The tick starts at
-    /// `poll`, doubles while nothing ends, and starts again when a job is added or ends.
-    async fn follow(&self) {
+    /// Queries all followed jobs once per tick until none is left. The tick starts at
+    /// `poll`, doubles while nothing changes, and starts again when a job is added or
+    /// changes.
+    async fn run(&self) {
         let mut tick = self.poll;
         let mut failing = false;
         loop {
             tokio::time::sleep(tick).await;
             let ids: Vec<u64> = {
-                let mut waiting = self.lock();
-                waiting.by_id.retain(|_, senders| {
-                    senders.retain(|s| !s.is_closed());
-                    !senders.is_empty()
-                });
-                if waiting.by_id.is_empty() {
-                    waiting.following = false;
+                let mut following = self.lock();
+                following.by_id.retain(|_, f| !f.tx.is_closed());
+                if following.by_id.is_empty() {
+                    following.running = false;
                     return;
                 }
-                waiting.by_id.keys().copied().collect()
+                following.by_id.keys().copied().collect()
             };
-            let ended = match states(&ids).await {
-                Ok(ended) => {
+            let seen = match states(&ids).await {
+                Ok(seen) => {
                     failing = false;
-                    ended
+                    seen
                 }
                 Err(message) => {
                     if !failing {
@@ -179,62 +207,74 @@ impl Jobs {
                         });
                     }
                     failing = true;
-                    Vec::new()
+                    HashMap::new()
                 }
             };
-            let added = self.added.swap(false, Ordering::Relaxed);
-            if ended.is_empty() && !added {
-                tick = (tick * 2).min(self.poll_max);
-                continue;
-            }
-            tick = self.poll;
-            let mut waiting = self.lock();
-            for (id, end) in ended {
-                for tx in waiting.by_id.remove(&id).unwrap_or_default() {
-                    let _ = tx.send(end.clone());
+            let mut changed = self.added.swap(false, Ordering::Relaxed);
+            let mut following = self.lock();
+            for (id, seen) in seen {
+                let Some(f) = following.by_id.get_mut(&id) else {
+                    continue;
+                };
+                if seen.state.is_ended() {
+                    if !f.started {
+                        let _ = f.tx.send(Update::Started(seen.node.clone()));
+                    }
+                    let _ = f.tx.send(Update::Ended(JobEnd {
+                        state: seen.state,
+                        node: seen.node,
+                    }));
+                    following.by_id.remove(&id);
+                    changed = true;
+                } else if matches!(&seen.state, JobState::Active(s) if s == "PENDING") {
+                    if seen.reason.is_some() && seen.reason != f.reason {
+                        f.reason = seen.reason.clone();
+                        let _ = f.tx.send(Update::Pending(seen.reason.unwrap_or_default()));
+                        changed = true;
+                    }
+                } else if !f.started {
+                    f.started = true;
+                    let _ = f.tx.send(Update::Started(seen.node));
+                    changed = true;
                 }
             }
+            tick = if changed {
+                self.poll
+            } else {
+                (tick * 2).min(self.poll_max)
+            };
         }
     }
 }
 
-/// The jobs among `ids` that ended, and how: one `squeue` for all of them, and one `sacct`
-/// for those it no longer lists.
-async fn states(ids: &[u64]) -> Result<Vec<(u64, JobEnd)>, String> {
-    let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+/// The state of each of `ids`: one `squeue` for all of them, and one `sacct` for those it
+/// no longer lists; a job neither knows has ended ([`JobState::Gone`]).
+async fn states(ids: &[u64]) -> Result<HashMap<u64, Seen>, String> {
+    let list = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     let squeue = run(
         "squeue",
         &[
             "--noheader",
             "--states=all",
-            &format!("--jobs={list}"),
-            "--format=%i|%T|%N",
+            &format!("--jobs={}", list(ids)),
+            "--format=%i|%T|%N|%r",
         ],
     )
     .await;
-    let listed = match squeue {
+    let mut seen = match squeue {
         Ok(text) => parse_table(&text),
         // `squeue` refuses a list holding only jobs it has forgotten.
         Err(e) if e.contains("Invalid job id") => HashMap::new(),
         Err(e) => return Err(e),
     };
-    let mut ended = Vec::new();
-    let mut unlisted = Vec::new();
-    for &id in ids {
-        match listed.get(&id) {
-            Some(end) if end.state.is_ended() => ended.push((id, end.clone())),
-            Some(_) => {}
-            None => unlisted.push(id),
-        }
-    }
-    if unlisted.is_empty() {
-        return Ok(ended);
-    }
-    let list = unlisted
+    let unlisted: Vec<u64> = ids
         .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+        .copied()
+        .filter(|id| !seen.contains_key(id))
+        .collect();
+    if unlisted.is_empty() {
+        return Ok(seen);
+    }
     // Without accounting `sacct` fails; a job no command knows has ended.
     let accounted = run(
         "sacct",
@@ -242,7 +282,7 @@ async fn states(ids: &[u64]) -> Result<Vec<(u64, JobEnd)>, String> {
             "--noheader",
             "--parsable2",
             "--allocations",
-            &format!("--jobs={list}"),
+            &format!("--jobs={}", list(&unlisted)),
             "--format=JobID,State,NodeList",
         ],
     )
@@ -250,23 +290,18 @@ async fn states(ids: &[u64]) -> Result<Vec<(u64, JobEnd)>, String> {
     .map(|text| parse_table(&text))
     .unwrap_or_default();
     for id in unlisted {
-        match accounted.get(&id) {
-            Some(end) if end.state.is_ended() => ended.push((id, end.clone())),
-            Some(_) => {}
-            None => ended.push((
-                id,
-                JobEnd {
-                    state: JobState::Gone,
-                    node: None,
-                },
-            )),
-        }
+        let state = accounted.get(&id).cloned().unwrap_or(Seen {
+            state: JobState::Gone,
+            node: None,
+            reason: None,
+        });
+        seen.insert(id, state);
     }
-    Ok(ended)
+    Ok(seen)
 }
 
-/// Lines `id|state|nodes`, as both queries print them.
-fn parse_table(text: &str) -> HashMap<u64, JobEnd> {
+/// Lines `id|state|nodes[|reason]`, as both queries print them.
+fn parse_table(text: &str) -> HashMap<u64, Seen> {
     let mut jobs = HashMap::new();
     for line in text.lines() {
         let mut fields = line.split('|');
@@ -276,31 +311,65 @@ fn parse_table(text: &str) -> HashMap<u64, JobEnd> {
         let Ok(id) = id.trim().parse::<u64>() else {
             continue;
         };
-        let node = fields
-            .next()
-            .map(str::trim)
-            .filter(|n| !n.is_empty() && *n != "None assigned" && *n != "(null)")
-            .map(str::to_owned);
+        let known = |f: Option<&str>| {
+            f.map(str::trim)
+                .filter(|n| !n.is_empty() && !matches!(*n, "None" | "None assigned" | "(null)"))
+                .map(str::to_owned)
+        };
+        let node = known(fields.next());
+        let reason = known(fields.next());
         jobs.insert(
             id,
-            JobEnd {
+            Seen {
                 state: JobState::parse(state),
                 node,
+                reason,
             },
         );
     }
     jobs
 }
 
+/// `sbatch` refused or failed to submit a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubmitError {
+    /// What `sbatch` said, every line of it.
+    pub message: String,
+    /// Whether submitting again may work: the controller could not be reached or was
+    /// busy, rather than refusing the job.
+    pub transient: bool,
+}
+
 /// Submits a batch job; its id.
-pub(super) async fn sbatch(args: &[String]) -> Result<u64, String> {
+pub(super) async fn sbatch(args: &[String]) -> Result<u64, SubmitError> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run("sbatch", &args).await?;
+    let out = run("sbatch", &args).await.map_err(|message| SubmitError {
+        transient: is_transient(&message),
+        message,
+    })?;
     // `--parsable` prints `id` or `id;cluster`.
     let first = out.lines().next().unwrap_or("").trim();
     let id = first.split(';').next().unwrap_or("");
-    id.parse()
-        .map_err(|_| format!("sbatch printed '{first}', expected a job id"))
+    id.parse().map_err(|_| SubmitError {
+        message: format!("sbatch printed '{first}', expected a job id"),
+        transient: false,
+    })
+}
+
+/// Whether a failed Slurm command may work when run again: it could not reach the
+/// controller, or the controller was too busy to answer.
+fn is_transient(message: &str) -> bool {
+    [
+        "Unable to contact slurm controller",
+        "Socket timed out",
+        "Resource temporarily unavailable",
+        "temporarily unable",
+        "Zero Bytes were transmitted",
+        "Connection refused",
+        "did not answer within",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 /// Cancels a job (SIGTERM to its steps, then SIGKILL after Slurm's `KillWait`).
@@ -308,7 +377,14 @@ pub(super) async fn scancel(id: u64) -> Result<(), String> {
     run("scancel", &[&id.to_string()]).await.map(drop)
 }
 
-/// Runs a Slurm command; its standard output, or one line saying why it failed.
+/// Cancels every queued or running job of this user named `name`: for a submission whose
+/// job id never came back.
+pub(super) async fn scancel_name(name: &str) -> Result<(), String> {
+    run("scancel", &[&format!("--name={name}")]).await.map(drop)
+}
+
+/// Runs a Slurm command, for a minute at most; its standard output, or one line saying
+/// why it failed.
 async fn run(program: &str, args: &[&str]) -> Result<String, String> {
     let out = tokio::time::timeout(
         Duration::from_secs(60),
@@ -323,16 +399,26 @@ async fn run(program: &str, args: &[&str]) -> Result<String, String> {
         _ => format!("cannot run {program}: {e}"),
     })?;
     if !out.status.success() {
+        // Every line: the telling one is often not the first.
         let err = String::from_utf8_lossy(&out.stderr);
-        let line = err
+        let mut said = err
             .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message");
-        return Err(format!(
-            "{program} failed ({}): {}",
-            out.status,
-            line.trim()
-        ));
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if said.is_empty() {
+            said = "no message".into();
+        }
+        if said.len() > 1000 {
+            let cut = (0..=1000)
+                .rev()
+                .find(|&i| said.is_char_boundary(i))
+                .unwrap_or(0);
+            said.truncate(cut);
+            said.push_str("...");
+        }
+        return Err(format!("{program} failed ({}): {said}", out.status));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -344,12 +430,14 @@ mod tests {
     #[test]
     fn states_read_as_squeue_and_sacct_print_them() {
         let table = parse_table(
-            "12|COMPLETED|node1\n13|RUNNING|node2\n14|PENDING|\n15|CANCELLED by 0|node1\nbad\n16_3|RUNNING|n\n",
+            "12|COMPLETED|node1|None\n13|RUNNING|node2|None\n14|PENDING||JobHeldUser\n15|CANCELLED by 0|node1\nbad\n16_3|RUNNING|n|None\n",
         );
         assert_eq!(table[&12].state, JobState::Completed);
         assert_eq!(table[&12].node.as_deref(), Some("node1"));
+        assert_eq!(table[&12].reason, None);
         assert!(!table[&13].state.is_ended());
         assert_eq!(table[&14].node, None);
+        assert_eq!(table[&14].reason.as_deref(), Some("JobHeldUser"));
         assert_eq!(table[&15].state, JobState::Cancelled);
         assert_eq!(table.len(), 4);
         assert!(JobState::parse("NODE_FAIL").is_node_failure());

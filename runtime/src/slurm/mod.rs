@@ -31,7 +31,8 @@ use crate::exec::{
     Executor, Failure, FailureKind, Invocation, Kind, PrepareError, Prepared, Report, Target,
 };
 use crate::store::LogRecord;
-pub use jobs::{JobEnd, JobState};
+use jobs::Update;
+pub use jobs::{JobEnd, JobState, SubmitError};
 
 /// How jobs are submitted and followed.
 #[derive(Clone, Debug)]
@@ -105,14 +106,20 @@ impl SlurmExecutor {
         let mut args = vec![
             "--parsable".to_owned(),
             format!("--job-name=sluice/{}/{}", inv.run_id, inv.task),
-            format!("--output={}", root.join("slurm-%j.out").display()),
+            // Slurm reads `%` in the output path as a pattern: `%%` is a `%`.
+            format!(
+                "--output={}/slurm-%j.out",
+                root.display().to_string().replace('%', "%%")
+            ),
             format!("--chdir={}", root.display()),
             // A job on a failed node is submitted again by Sluice, which knows it.
             "--no-requeue".to_owned(),
         ];
-        if let Some(limit) = inv.timeout {
-            // The driver stops the attempt at its limit; Slurm's own limit, a minute
-            // later, stops a job whose driver is gone.
+        // The driver stops the attempt at its limit; Slurm's own limit, a minute later,
+        // stops a job whose driver is gone. A limit past a year is no limit to Slurm.
+        if let Some(limit) = inv.timeout
+            && limit < Duration::from_secs(365 * 86_400)
+        {
             args.push(format!(
                 "--time={}",
                 slurm_time(limit + Duration::from_secs(60))
@@ -148,7 +155,14 @@ impl SlurmExecutor {
     }
 
     async fn run(&self, inv: Invocation) -> Report {
-        let root = inv.dir.root.clone();
+        // Absolute: Slurm reads `--output` against `--chdir`, and the job runs elsewhere.
+        let root = match std::path::absolute(&inv.dir.root) {
+            Ok(root) => root,
+            Err(e) => {
+                let message = format!("cannot resolve {}: {e}", inv.dir.root.display());
+                return failed(message, Vec::new());
+            }
+        };
         let attempt_path = root.join(ATTEMPT_FILE);
         let result_path = root.join(RESULT_FILE);
         let script = root.join("job.sh");
@@ -168,93 +182,141 @@ impl SlurmExecutor {
             return failed(message, Vec::new());
         }
         let args = self.sbatch_args(&inv, &root, &script);
-        // What became of the attempt's jobs, one line each: recorded as the attempt's
-        // `slurm` log, before the task's own streams.
-        let mut lines = Vec::new();
-        let note = |lines: &mut Vec<String>, line: String| {
-            inv.sink.log(crate::events::Stream::Host, line.clone());
-            lines.push(line);
-        };
-        let logs = |lines: &mut Vec<String>| {
-            vec![LogRecord {
-                attempt: inv.attempt,
-                stream: "slurm".into(),
-                content: lines.join("\n") + "\n",
-                omitted: 0,
-            }]
+        let name = job_name(&inv);
+        let mut log = SlurmLog {
+            inv: &inv,
+            lines: Vec::new(),
         };
         let mut node_failures = 0;
         loop {
-            let id = match jobs::sbatch(&args).await {
-                Ok(id) => id,
-                Err(message) => {
-                    note(&mut lines, message.clone());
-                    return failed(message, logs(&mut lines));
-                }
-            };
-            note(&mut lines, format!("submitted as Slurm job {id}"));
-            let end = tokio::select! {
-                end = self.jobs.wait(id) => end,
+            let submitted = tokio::select! {
+                submitted = jobs::sbatch(&args) => submitted,
                 _ = inv.cancel.cancelled() => {
-                    let cancelled = jobs::scancel(id).await;
-                    // The job's `sluice task exec` stops its attempt on SIGTERM; wait
-                    // for it, a while.
-                    let end = tokio::time::timeout(Duration::from_secs(30), self.jobs.wait(id)).await;
-                    let message = match (cancelled, end) {
-                        (Err(e), _) => format!("interrupted; scancel {id} failed: {e}"),
-                        (Ok(()), Err(_)) => format!("interrupted; Slurm job {id} was cancelled but had not ended 30 s later"),
-                        (Ok(()), Ok(_)) => "interrupted".to_owned(),
-                    };
-                    note(&mut lines, format!("Slurm job {id} cancelled"));
-                    return Report {
-                        result: Err(Failure {
-                            kind: FailureKind::Interrupted,
-                            message,
-                        }),
-                        logs: logs(&mut lines),
-                    };
+                    // `sbatch` may have submitted before it was stopped.
+                    let _ = jobs::scancel_name(&name).await;
+                    log.note("cancelled while submitting".into());
+                    return log.report(Err(interrupted("interrupted".into())), Vec::new());
                 }
             };
-            let node = end.node.as_deref().unwrap_or("an unknown node");
-            note(
-                &mut lines,
-                format!("Slurm job {id} ran on {node} and ended {}", end.state),
-            );
+            let id = match submitted {
+                Ok(id) => id,
+                Err(e) => {
+                    if e.transient {
+                        // A submission that timed out may have gone through.
+                        let _ = jobs::scancel_name(&name).await;
+                    }
+                    log.note(e.message.clone());
+                    // A refusal (a partition or account the cluster lacks) is the
+                    // pipeline's to fix: no retry can help.
+                    let kind = if e.transient {
+                        FailureKind::Failed
+                    } else {
+                        FailureKind::InvalidInput
+                    };
+                    let failure = Failure {
+                        kind,
+                        message: e.message,
+                    };
+                    return log.report(Err(failure), Vec::new());
+                }
+            };
+            log.note(format!("submitted as Slurm job {id}"));
+            let mut updates = self.jobs.follow(id);
+            // Set when Sluice cancelled the job: why, and until when it waits for its end.
+            let mut stopped: Option<(Failure, tokio::time::Instant)> = None;
+            let far = tokio::time::Instant::now() + Duration::from_secs(366 * 86_400);
+            let end = loop {
+                let wait_until = stopped.as_ref().map_or(far, |(_, until)| *until);
+                tokio::select! {
+                    update = updates.recv() => match update {
+                        Some(Update::Pending(reason)) => {
+                            log.note(format!("Slurm job {id} is pending: {reason}"));
+                            if let Some(why) = never_starts(&reason)
+                                && stopped.is_none()
+                            {
+                                let _ = jobs::scancel(id).await;
+                                let failure = Failure {
+                                    kind: FailureKind::InvalidInput,
+                                    message: format!("Slurm will not start job {id}: {reason} ({why})"),
+                                };
+                                stopped = Some((failure, tokio::time::Instant::now() + CANCEL_WAIT));
+                            }
+                        }
+                        Some(Update::Started(node)) => {
+                            if let Some(node) = node {
+                                log.note(format!("Slurm job {id} runs on {node}"));
+                            }
+                            inv.started.notify_one();
+                        }
+                        Some(Update::Ended(end)) => break Some(end),
+                        None => break None,
+                    },
+                    _ = inv.cancel.cancelled(), if stopped.is_none() => {
+                        let message = match jobs::scancel(id).await {
+                            Ok(()) => "interrupted".to_owned(),
+                            Err(e) => format!("interrupted; scancel {id} failed: {e}"),
+                        };
+                        stopped = Some((interrupted(message), tokio::time::Instant::now() + CANCEL_WAIT));
+                    }
+                    _ = tokio::time::sleep_until(wait_until), if stopped.is_some() => {
+                        log.note(format!(
+                            "Slurm job {id} had not ended {} s after it was cancelled",
+                            CANCEL_WAIT.as_secs()
+                        ));
+                        break None;
+                    }
+                }
+            };
+            let end = end.unwrap_or(JobEnd {
+                state: JobState::Gone,
+                node: None,
+            });
+            let node = end.node.as_deref().unwrap_or("no node");
+            log.note(format!("Slurm job {id} ({node}) ended {}", end.state));
+            // The task's own lines, when its job wrote them before it ended.
+            let result = ResultFile::read(&result_path);
+            if let Some((failure, _)) = stopped {
+                let task_logs = result.map(|r| r.logs).unwrap_or_default();
+                return log.report(Err(failure), task_logs);
+            }
             if end.state.is_node_failure() && node_failures < self.config.node_failures {
                 node_failures += 1;
                 // What the job on the failed node wrote is not the attempt's.
                 let _ = std::fs::remove_file(&result_path);
                 if let Err(e) = clear_outputs(&inv.dir.outputs) {
-                    note(&mut lines, e.clone());
-                    return failed(e, logs(&mut lines));
+                    log.note(e.clone());
+                    return log.report(Err(Failure::failed(e)), Vec::new());
                 }
-                note(
-                    &mut lines,
-                    format!(
-                        "submitting again: the node failed, not the task ({node_failures} of {})",
-                        self.config.node_failures
-                    ),
-                );
+                log.note(format!(
+                    "submitting again: the node failed, not the task ({node_failures} of {})",
+                    self.config.node_failures
+                ));
                 continue;
             }
-            return match ResultFile::read(&result_path) {
+            let why = match &end.state {
+                JobState::Timeout => "reached its Slurm time limit".to_owned(),
+                JobState::OutOfMemory => "ran out of memory".to_owned(),
+                JobState::Cancelled => "was cancelled outside Sluice".to_owned(),
+                JobState::Preempted => "was preempted".to_owned(),
+                state => format!("ended {state}"),
+            };
+            return match result {
                 Ok(result) => {
-                    let mut report = result.report();
-                    let mut all = logs(&mut lines);
-                    all.append(&mut report.logs);
-                    report.logs = all;
-                    report
+                    let Report { result, logs } = result.report();
+                    // A job Slurm stopped reports its attempt interrupted; say why.
+                    let result = result.map_err(|f| match f.kind {
+                        FailureKind::Interrupted => {
+                            Failure::failed(format!("Slurm job {id} {why}"))
+                        }
+                        _ => f,
+                    });
+                    log.report(result, logs)
                 }
                 Err(e) => {
                     let output = root.join(format!("slurm-{id}.out"));
                     let tail = last_line(&output)
                         .map(|l| format!("; its output ends: {l}"))
                         .unwrap_or_default();
-                    let why = match &end.state {
-                        JobState::Timeout => "reached its time limit".to_owned(),
-                        JobState::OutOfMemory => "ran out of memory".to_owned(),
-                        state => format!("ended {state}"),
-                    };
                     let result = match e {
                         AttemptError::Read { source, .. }
                             if source.kind() == std::io::ErrorKind::NotFound =>
@@ -279,10 +341,70 @@ impl SlurmExecutor {
                             output.display()
                         )
                     };
-                    failed(message, logs(&mut lines))
+                    log.report(Err(Failure::failed(message)), Vec::new())
                 }
             };
         }
+    }
+}
+
+/// How long a cancelled job may take to end before the attempt stops waiting for it.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
+
+/// The name of an attempt's jobs: `sluice/<run>/<task>`.
+fn job_name(inv: &Invocation) -> String {
+    format!("sluice/{}/{}", inv.run_id, inv.task)
+}
+
+fn interrupted(message: String) -> Failure {
+    Failure {
+        kind: FailureKind::Interrupted,
+        message,
+    }
+}
+
+/// Why a job pending for `reason` will never start unless the cluster's configuration
+/// changes, if that is so.
+fn never_starts(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "PartitionTimeLimit" => "its time limit is over the partition's; set a shorter timeout",
+        "PartitionNodeLimit" => "it asks for more nodes than the partition allows",
+        "BadConstraints" => "no node can satisfy what it asks for",
+        "InvalidAccount" => "the account is not valid",
+        "InvalidQOS" => "the QOS is not valid",
+        "QOSMaxWallDurationPerJobLimit" | "AssocMaxWallDurationPerJobLimit" => {
+            "its time limit is over what its QOS or association allows; set a shorter timeout"
+        }
+        _ => return None,
+    })
+}
+
+/// What became of an attempt's jobs, one line each: shown as they come and recorded as
+/// the attempt's `slurm` log, beside the task's own streams.
+struct SlurmLog<'a> {
+    inv: &'a Invocation,
+    lines: Vec<String>,
+}
+
+impl SlurmLog<'_> {
+    fn note(&mut self, line: String) {
+        self.inv.sink.log(crate::events::Stream::Host, line.clone());
+        self.lines.push(line);
+    }
+
+    fn report(
+        self,
+        result: Result<crate::exec::Completion, Failure>,
+        mut task: Vec<LogRecord>,
+    ) -> Report {
+        let mut logs = vec![LogRecord {
+            attempt: self.inv.attempt,
+            stream: "slurm".into(),
+            content: self.lines.join("\n") + "\n",
+            omitted: 0,
+        }];
+        logs.append(&mut task);
+        Report { result, logs }
     }
 }
 
@@ -297,6 +419,11 @@ impl Executor for SlurmExecutor {
 
     fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report> {
         Box::pin(self.run(inv))
+    }
+
+    /// Jobs wait in Slurm's queue; an attempt's time counts once its job runs.
+    fn queues(&self) -> bool {
+        true
     }
 }
 

@@ -251,6 +251,14 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) the store at `home`.
     pub fn open(home: &Path) -> Result<Store, StoreError> {
+        // Absolute, once: every path the store hands out (task folders, published
+        // artifacts' `uri`s) must mean the same to other processes, whatever their
+        // working folder.
+        let home = &std::path::absolute(home).map_err(|source| StoreError::Home {
+            action: "resolve",
+            path: home.to_owned(),
+            source,
+        })?;
         let home_error = |action, source| StoreError::Home {
             action,
             path: home.to_owned(),

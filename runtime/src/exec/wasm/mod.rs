@@ -469,6 +469,22 @@ impl Executor for WasmExecutor {
                     };
                 }
             };
+            // What runs is what was prepared and is recorded: a `.wasm` replaced since
+            // (read afresh by another process, a cluster's job) is refused.
+            if let Some(prepared) = &inv.prepared.executable_digest
+                && *prepared != loaded.digest
+            {
+                return Report {
+                    result: Err(Failure {
+                        kind: FailureKind::InvalidInput,
+                        message: format!(
+                            "the component's .wasm changed since the run prepared it (prepared {prepared}, now {})",
+                            loaded.digest
+                        ),
+                    }),
+                    logs: Vec::new(),
+                };
+            }
             let keep = self.inner.config.log_keep;
             let streams = Streams {
                 std: StdStreams::new(&inv.sink, keep),
