@@ -9,10 +9,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+scripts/setup.sh wasm32-wasip2
+# Downloads overlap the components' build, which needs the CPU and not the network: the
+# target the trainer's image is built for, and the crates of `sluice` itself.
+fetched=$(mktemp)
+trap 'rm -f "$fetched"' EXIT
+(
+    scripts/setup.sh x86_64-unknown-linux-musl &&
+        cargo fetch --locked --quiet --target "$(rustc -vV | sed -n 's/^host: //p')"
+) >"$fetched" 2>&1 &
+fetching=$!
 echo "building the sample components (wasm32-wasip2)..." >&2
 # Only what the example runs: its steps, its predictor, and the trainer's image.
 scripts/build-components.sh validate split normalize train evaluate package predictor
+if ! wait "$fetching"; then
+    cat "$fetched" >&2
+    echo "error: installing the musl target or fetching the crates of sluice failed" >&2
+    exit 1
+fi
 echo "building the trainer's container image..." >&2
 scripts/build-images.sh train
 echo "building sluice..." >&2
