@@ -47,6 +47,19 @@ fn local(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// How a task ran, and where its last attempt ran when that was elsewhere (a Slurm job).
+fn ran_as(task: &TaskRecord) -> String {
+    let implementation = task.implementation.as_deref().unwrap_or("-");
+    match task
+        .attempt_history
+        .last()
+        .and_then(|a| a.ran_on.as_deref())
+    {
+        Some(ran_on) => format!("{implementation}; {ran_on}"),
+        None => implementation.to_owned(),
+    }
+}
+
 fn task_rows(tasks: &[TaskRecord]) -> Table {
     let mut t = table(&["task", "state", "attempts", "time", "ran as", "note"]);
     for task in tasks {
@@ -55,7 +68,7 @@ fn task_rows(tasks: &[TaskRecord]) -> Table {
             task.state.to_string(),
             task.attempts.to_string(),
             span(task.started_at, task.ended_at),
-            task.implementation.clone().unwrap_or_else(|| "-".into()),
+            ran_as(task),
             match (&task.error, &task.cached_from) {
                 (Some(error), _) => error.clone(),
                 (None, Some(from)) => format!("outputs reused from {from}"),

@@ -135,7 +135,22 @@ fn the_example_trains_on_slurm_the_model_a_local_run_trains() {
     let nodes: BTreeSet<&str> = jobs.iter().map(|j| j.node.as_str()).collect();
     assert!(nodes.len() >= 2, "the jobs ran on {nodes:?}: {jobs:?}");
 
-    // The record names each task's job and node; `sluice logs` shows them.
+    // The record names each task's job and node; `runs show` and `sluice logs` show them.
+    for task in &run.tasks {
+        let ran_on = task.attempt_history.last().and_then(|a| a.ran_on.clone());
+        let ran_on = ran_on.unwrap_or_default();
+        assert!(
+            ran_on.starts_with("Slurm job ") && ran_on.contains(" on node"),
+            "{}: {ran_on}",
+            task.name
+        );
+    }
+    let shown = home.expect(&["runs", "show", &run.id], 0);
+    assert!(
+        shown.stdout.contains("on Slurm; Slurm job "),
+        "{}",
+        shown.stdout
+    );
     let logs = home.expect(&["logs", &run.id, "train"], 0);
     assert!(
         logs.stdout.contains("submitted as Slurm job") && logs.stdout.contains(" runs on node"),

@@ -320,6 +320,7 @@ impl ResultFile {
     /// The report it holds.
     pub fn report(self) -> Report {
         Report {
+            ran_on: None,
             result: match self.outcome {
                 Outcome::Succeeded(c) => Ok(c),
                 Outcome::Failed(f) => Err(f),
@@ -395,6 +396,7 @@ pub async fn run_file(
     };
     let policy = file.host.policy().map_err(invalid)?;
     let failed = |message: String| Report {
+        ran_on: None,
         result: Err(Failure::failed(message)),
         logs: Vec::new(),
     };

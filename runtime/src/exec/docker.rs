@@ -657,6 +657,7 @@ impl Executor for DockerExecutor {
             let io = StdStreams::new(&inv.sink, self.config.log_keep);
             let result = self.run(&inv, &io).await;
             Report {
+                ran_on: None,
                 result,
                 logs: io.finish(&[]),
             }

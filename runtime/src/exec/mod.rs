@@ -187,6 +187,9 @@ pub struct Completion {
 pub struct Report {
     pub result: Result<Completion, Failure>,
     pub logs: Vec<LogRecord>,
+    /// Where the attempt ran, when not in this process: `Slurm job 404 on node2`. Kept
+    /// with the attempt in the run record.
+    pub ran_on: Option<String>,
 }
 
 /// A component could not be made ready to run.

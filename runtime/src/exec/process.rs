@@ -108,6 +108,7 @@ impl Executor for ProcessExecutor {
             let io = StdStreams::new(&inv.sink, keep);
             let result = run(&inv, &io).await;
             Report {
+                ran_on: None,
                 result,
                 logs: io.finish(&[]),
             }

@@ -241,6 +241,7 @@ impl Executor for Runners {
                 Kind::Container => match self.docker().await {
                     Ok(docker) => docker.execute(inv).await,
                     Err(e) => Report {
+                        ran_on: None,
                         result: Err(Failure::failed(error_chain(&e))),
                         logs: Vec::new(),
                     },

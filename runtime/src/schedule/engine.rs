@@ -1422,6 +1422,7 @@ impl<'a> Engine<'a> {
                 state: TaskState::Succeeded,
                 error: None,
                 logs: &[],
+                ran_on: None,
                 start: None,
             },
         );

@@ -449,6 +449,7 @@ pub(crate) struct EndedAttempt {
     state: TaskState,
     error: Option<String>,
     logs: Vec<crate::store::LogRecord>,
+    ran_on: Option<String>,
     /// Its start, when that is not recorded yet.
     start: Option<PendingStart>,
 }
@@ -464,6 +465,7 @@ impl EndedAttempt {
             state: self.state,
             error: self.error.as_deref(),
             logs: &self.logs,
+            ran_on: self.ran_on.as_deref(),
             start,
         }
     }
@@ -735,7 +737,7 @@ impl TaskRun {
             Ok(dir) => dir,
             Err(e) => {
                 let message = format!("cannot prepare the task folder: {}", error_chain(&e));
-                self.finish_attempt(attempt, TaskState::Failed, Some(&message), &[]);
+                self.finish_attempt(attempt, TaskState::Failed, Some(&message), &[], None);
                 return Attempt::Failed {
                     message,
                     retryable: false,
@@ -890,7 +892,7 @@ impl TaskRun {
             Attempt::Failed { message, .. } => (TaskState::Failed, Some(message.as_str())),
             Attempt::Cancelled => (TaskState::Cancelled, Some("cancelled")),
         };
-        self.finish_attempt(attempt, state, error, &report.logs);
+        self.finish_attempt(attempt, state, error, &report.logs, report.ran_on);
         // A failed attempt's folder stays for debugging; a successful one's outputs are in
         // the store. A step that needed no folder has none to remove.
         if state == TaskState::Succeeded
@@ -910,6 +912,7 @@ impl TaskRun {
         state: TaskState,
         error: Option<&str>,
         logs: &[crate::store::LogRecord],
+        ran_on: Option<String>,
     ) {
         let start = self.lock_start().take();
         *self.ended_attempt.lock().unwrap_or_else(|p| p.into_inner()) = Some(EndedAttempt {
@@ -917,6 +920,7 @@ impl TaskRun {
             state,
             error: error.map(str::to_owned),
             logs: logs.to_vec(),
+            ran_on,
             start,
         });
     }
@@ -1010,6 +1014,7 @@ impl TaskRun {
             state: a.state,
             error: a.error,
             logs: a.logs,
+            ran_on: a.ran_on,
             start: a.start.map(|s| self.start_entry(s)),
         });
         let entry = crate::store::TaskEndEntry {

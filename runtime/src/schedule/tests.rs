@@ -121,6 +121,7 @@ impl Executor for Fake {
                 .unwrap()
                 .push((inv.task.clone(), start, Instant::now()));
             Report {
+                ran_on: None,
                 result,
                 logs: Vec::new(),
             }

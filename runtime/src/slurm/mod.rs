@@ -186,6 +186,7 @@ impl SlurmExecutor {
         let mut log = SlurmLog {
             inv: &inv,
             lines: Vec::new(),
+            ran_on: None,
         };
         let mut node_failures = 0;
         loop {
@@ -221,6 +222,7 @@ impl SlurmExecutor {
                 }
             };
             log.note(format!("submitted as Slurm job {id}"));
+            log.ran_on = Some(format!("Slurm job {id}"));
             let mut updates = self.jobs.follow(id);
             // Set when Sluice cancelled the job: why, and until when it waits for its end.
             let mut stopped: Option<(Failure, tokio::time::Instant)> = None;
@@ -245,6 +247,7 @@ impl SlurmExecutor {
                         Some(Update::Started(node)) => {
                             if let Some(node) = node {
                                 log.note(format!("Slurm job {id} runs on {node}"));
+                                log.ran_on = Some(format!("Slurm job {id} on {node}"));
                             }
                             inv.started.notify_one();
                         }
@@ -272,6 +275,9 @@ impl SlurmExecutor {
                 node: None,
             });
             let node = end.node.as_deref().unwrap_or("no node");
+            if let Some(n) = &end.node {
+                log.ran_on = Some(format!("Slurm job {id} on {n}"));
+            }
             log.note(format!("Slurm job {id} ({node}) ended {}", end.state));
             // The task's own lines, when its job wrote them before it ended.
             let result = ResultFile::read(&result_path);
@@ -302,7 +308,7 @@ impl SlurmExecutor {
             };
             return match result {
                 Ok(result) => {
-                    let Report { result, logs } = result.report();
+                    let Report { result, logs, .. } = result.report();
                     // A job Slurm stopped reports its attempt interrupted; say why.
                     let result = result.map_err(|f| match f.kind {
                         FailureKind::Interrupted => {
@@ -384,6 +390,8 @@ fn never_starts(reason: &str) -> Option<&'static str> {
 struct SlurmLog<'a> {
     inv: &'a Invocation,
     lines: Vec<String>,
+    /// The attempt's last job, and its node once known.
+    ran_on: Option<String>,
 }
 
 impl SlurmLog<'_> {
@@ -404,7 +412,11 @@ impl SlurmLog<'_> {
             omitted: 0,
         }];
         logs.append(&mut task);
-        Report { result, logs }
+        Report {
+            result,
+            logs,
+            ran_on: self.ran_on,
+        }
     }
 }
 
@@ -429,6 +441,7 @@ impl Executor for SlurmExecutor {
 
 fn failed(message: String, logs: Vec<LogRecord>) -> Report {
     Report {
+        ran_on: None,
         result: Err(Failure::failed(message)),
         logs,
     }

@@ -851,7 +851,7 @@ mod tests {
         .unwrap();
         db.execute_batch(
             "ALTER TABLE tasks DROP COLUMN cache_source; ALTER TABLE runs DROP COLUMN pid_start_ticks;
-             PRAGMA user_version = 6",
+             ALTER TABLE attempts DROP COLUMN ran_on; PRAGMA user_version = 6",
         )
             .unwrap();
         drop(db);

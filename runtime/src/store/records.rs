@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 const SCHEMA: &str = r#"
 CREATE TABLE runs (
@@ -59,6 +59,7 @@ CREATE TABLE attempts (
     started_at  TEXT NOT NULL,
     ended_at    TEXT,
     error       TEXT,
+    ran_on      TEXT,
     PRIMARY KEY (run_id, task, attempt),
     FOREIGN KEY (run_id, task) REFERENCES tasks(run_id, name) ON DELETE CASCADE
 );
@@ -196,6 +197,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
          CREATE INDEX tasks_cache ON tasks(cache_key, ended_at) WHERE cache_key IS NOT NULL;
          ALTER TABLE runs ADD COLUMN pid_start_ticks INTEGER;",
     ),
+    // An attempt run elsewhere (a Slurm job) records where.
+    (9, "ALTER TABLE attempts ADD COLUMN ran_on TEXT;"),
 ];
 
 /// The schema version from which folder artifacts have their own digest algorithm.
@@ -279,6 +282,8 @@ pub struct AttemptEnd<'a> {
     pub state: TaskState,
     pub error: Option<&'a str>,
     pub logs: &'a [LogRecord],
+    /// Where it ran, when not in the driver's process (`Slurm job 404 on node2`).
+    pub ran_on: Option<&'a str>,
     /// The attempt's start, when it was not recorded as it happened: recorded first, in
     /// the same transaction (a short attempt costs one commit, not two).
     pub start: Option<&'a AttemptStart<'a>>,
@@ -344,6 +349,7 @@ pub struct AttemptEntry {
     pub state: TaskState,
     pub error: Option<String>,
     pub logs: Vec<LogRecord>,
+    pub ran_on: Option<String>,
     /// Its start, when that was not recorded as it happened.
     pub start: Option<StartEntry>,
 }
@@ -455,7 +461,7 @@ fn record_attempt_end(
     }
     exec(
         tx,
-        "UPDATE attempts SET state = ?4, ended_at = ?5, error = ?6
+        "UPDATE attempts SET state = ?4, ended_at = ?5, error = ?6, ran_on = ?7
          WHERE run_id = ?1 AND task = ?2 AND attempt = ?3",
         params![
             run,
@@ -463,7 +469,8 @@ fn record_attempt_end(
             end.attempt,
             end.state.as_str(),
             ts(at),
-            end.error
+            end.error,
+            end.ran_on
         ],
     )
     .map_err(db_err)?;
@@ -518,6 +525,9 @@ pub struct AttemptRecord {
     pub started_at: Timestamp,
     pub ended_at: Option<Timestamp>,
     pub error: Option<String>,
+    /// Where it ran, when not in the driver's process (`Slurm job 404 on node2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_on: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -990,6 +1000,7 @@ impl Records {
                 state: a.state,
                 error: a.error.as_deref(),
                 logs: &a.logs,
+                ran_on: a.ran_on.as_deref(),
                 start: start.as_ref(),
             });
             let end = TaskEnd {
@@ -1402,7 +1413,7 @@ impl Records {
         let mut attempts = self
             .conn
             .prepare(
-                "SELECT task, attempt, state, started_at, ended_at, error FROM attempts
+                "SELECT task, attempt, state, started_at, ended_at, error, ran_on FROM attempts
                  WHERE run_id = ?1 ORDER BY task, attempt",
             )
             .map_err(db_err)?;
@@ -1417,6 +1428,7 @@ impl Records {
                         started_at: opt_ts(r.get(3)?).unwrap_or_default(),
                         ended_at: opt_ts(r.get(4)?),
                         error: r.get(5)?,
+                        ran_on: r.get(6)?,
                     },
                 ))
             })
@@ -1661,6 +1673,7 @@ mod tests {
                     content: "oops\n".into(),
                     omitted: 0,
                 }],
+                ran_on: Some("Slurm job 7 on node2"),
                 start: None,
             },
         )
@@ -1682,6 +1695,7 @@ mod tests {
                 state: TaskState::Succeeded,
                 error: None,
                 logs: &[],
+                ran_on: None,
                 start: Some(&second),
             }),
         )
@@ -1703,6 +1717,11 @@ mod tests {
         assert_eq!(t.metrics["accuracy"], 0.97);
         assert_eq!(t.attempt_history.len(), 2);
         assert_eq!(t.attempt_history[0].error.as_deref(), Some("boom"));
+        assert_eq!(
+            t.attempt_history[0].ran_on.as_deref(),
+            Some("Slurm job 7 on node2")
+        );
+        assert_eq!(t.attempt_history[1].ran_on, None);
         let logs = r.logs(&id, "t").unwrap();
         assert_eq!(logs[0].content, "oops\n");
         assert!(matches!(
@@ -1717,6 +1736,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.db");
         let v1 = SCHEMA
+            .replace("    ran_on      TEXT,\n", "")
             .replace("    implementation_reason TEXT,\n", "")
             .replace(
                 "    cache_key         TEXT,\n    cached_from       TEXT,\n",
@@ -1787,6 +1807,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.db");
         let v8 = SCHEMA
+            .replace("    ran_on      TEXT,\n", "")
             .replace(",\n    pid_start_ticks INTEGER\n", "\n")
             .replace("CREATE INDEX tasks_order ON tasks(run_id, position);\n", "")
             .replace(
@@ -1829,6 +1850,8 @@ mod tests {
                 .any(|i| i.contains("tasks(cache_key, ended_at)")),
             "{indexes:?}"
         );
+        // And, from step 9, where each attempt ran.
+        r.conn.prepare("SELECT ran_on FROM attempts").unwrap();
     }
 
     #[test]

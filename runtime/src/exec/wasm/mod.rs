@@ -464,6 +464,7 @@ impl Executor for WasmExecutor {
                 Ok(l) => l,
                 Err(e) => {
                     return Report {
+                        ran_on: None,
                         result: Err(Failure::failed(super::error_chain(&e))),
                         logs: Vec::new(),
                     };
@@ -475,6 +476,7 @@ impl Executor for WasmExecutor {
                 && *prepared != loaded.digest
             {
                 return Report {
+                    ran_on: None,
                     result: Err(Failure {
                         kind: FailureKind::InvalidInput,
                         message: format!(
@@ -519,6 +521,7 @@ impl Executor for WasmExecutor {
                 }),
             };
             Report {
+                ran_on: None,
                 result,
                 logs: streams.std.finish(&[&streams.host]),
             }
