@@ -240,7 +240,7 @@ fn a_cancelled_run_leaves_no_job_queued_or_running() {
         &home,
         "  sleepy:\n    component: probe.yaml\n    inputs: {a: sleep, b: '600000'}\n",
     );
-    let child = start_driver(&home, &pipeline);
+    let child = start_driver(&home, &pipeline, &[]);
     wait_for_job(&home, |j| j.state == "RUNNING");
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -355,10 +355,12 @@ fn a_compiled_kfp_pipeline_with_loops_and_conditions_runs_on_slurm_as_locally() 
     }
 }
 
-/// Starts `sluice run PIPELINE --backend slurm`, its standard error piped.
-fn start_driver(home: &Home, pipeline: &Path) -> Child {
+/// Starts `sluice run PIPELINE --backend slurm [EXTRA...]`, its standard error piped.
+fn start_driver(home: &Home, pipeline: &Path, extra: &[&str]) -> Child {
+    let mut args = vec!["run", pipeline.to_str().unwrap()];
+    args.extend_from_slice(extra);
     Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(on_slurm(&["run", pipeline.to_str().unwrap()]))
+        .args(on_slurm(&args))
         .current_dir(root())
         .env("SLUICE_HOME", home.dir.path().join("home"))
         .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
@@ -421,7 +423,7 @@ fn a_task_whose_node_dies_runs_again_on_another_node() {
         &home,
         "  slow:\n    component: probe.yaml\n    inputs: {a: sleep, b: '15000'}\n",
     );
-    let child = start_driver(&home, &pipeline);
+    let child = start_driver(&home, &pipeline, &[]);
     let job = wait_for_job(&home, |j| j.state == "RUNNING");
     let node = job.node.strip_prefix("node").unwrap().to_owned();
     slurm_script(&["kill-node", &node]);
@@ -463,7 +465,7 @@ fn resuming_after_the_driver_is_killed_submits_only_what_did_not_succeed() {
         &home,
         "  first:\n    component: probe.yaml\n    inputs: {a: noop}\n  second:\n    component: probe.yaml\n    inputs: {a: sleep, b: '3000'}\n    after: [first]\n",
     );
-    let mut child = start_driver(&home, &pipeline);
+    let mut child = start_driver(&home, &pipeline, &[]);
     let second = wait_for_job(&home, |j| {
         j.name.ends_with("/second") && j.state == "RUNNING"
     });
@@ -573,27 +575,12 @@ fn a_timeout_counts_from_when_the_job_runs_not_while_it_is_queued() {
         &home,
         "  held:\n    component: probe.yaml\n    inputs: {a: sleep, b: '1000'}\n    timeout: 3s\n",
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(on_slurm(&[
-            "run",
-            pipeline.to_str().unwrap(),
-            "--slurm-arg=--hold",
-        ]))
-        .current_dir(root())
-        .env("SLUICE_HOME", home.dir.path().join("home"))
-        .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
-        .env("SLURM_CONF", slurm_conf())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_driver(&home, &pipeline, &["--slurm-arg=--hold"]);
     let job = wait_for_job(&home, |j| j.state == "PENDING");
     std::thread::sleep(Duration::from_secs(5));
     slurm("scontrol", &["release", &job.id]);
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    let (code, stderr) = finish(child);
+    assert_eq!(code, 0, "{stderr}");
     let run = job.name.split('/').nth(1).unwrap().to_owned();
     let logs = home.expect(&["logs", &run, "held"], 0);
     assert!(
@@ -714,7 +701,7 @@ fn a_component_replaced_during_the_run_is_refused_not_run() {
         &home,
         "  first:\n    component: probe.yaml\n    inputs: {a: sleep, b: '3000'}\n  second:\n    component: x.yaml\n    after: [first]\n",
     );
-    let child = start_driver(&home, &pipeline);
+    let child = start_driver(&home, &pipeline, &[]);
     wait_for_job(&home, |j| {
         j.name.ends_with("/first") && j.state == "RUNNING"
     });
