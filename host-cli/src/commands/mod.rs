@@ -101,14 +101,14 @@ pub struct ExecArgs {
     #[arg(long, value_enum)]
     backend: Option<BackendKind>,
     /// `--backend slurm`: the partition every job is submitted to
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = slurm_name)]
     slurm_partition: Option<String>,
     /// `--backend slurm`: the account every job is charged to
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = slurm_name)]
     slurm_account: Option<String>,
     /// `--backend slurm`: an `sbatch` argument given to every job as it is
     /// (`--slurm-arg=--qos=high`); repeatable
-    #[arg(long = "slurm-arg", value_name = "ARG", allow_hyphen_values = true)]
+    #[arg(long = "slurm-arg", value_name = "ARG", allow_hyphen_values = true, value_parser = sbatch_option)]
     slurm_args: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -197,6 +197,26 @@ fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
         d if d.is_zero() => Err("expected a duration longer than 0".to_owned()),
         d => Ok(d),
     }
+}
+
+/// A partition or account name: not empty, no spaces.
+fn slurm_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(char::is_whitespace) {
+        return Err(format!(
+            "expected a Slurm partition or account name, found '{s}'"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// An `sbatch` option (`--qos=high`): anything else `sbatch` would take for its script.
+fn sbatch_option(s: &str) -> Result<String, String> {
+    if !s.starts_with('-') {
+        return Err(format!(
+            "expected an sbatch option such as --qos=high, found '{s}'"
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 fn pull_policy(s: &str) -> Result<PullPolicy, String> {

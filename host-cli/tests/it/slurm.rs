@@ -146,11 +146,7 @@ fn the_example_trains_on_slurm_the_model_a_local_run_trains() {
         );
     }
     let shown = home.expect(&["runs", "show", &run.id], 0);
-    assert!(
-        shown.stdout.contains("on Slurm; Slurm job "),
-        "{}",
-        shown.stdout
-    );
+    assert!(shown.stdout.contains("; Slurm job "), "{}", shown.stdout);
     let logs = home.expect(&["logs", &run.id, "train"], 0);
     assert!(
         logs.stdout.contains("submitted as Slurm job") && logs.stdout.contains(" runs on node"),
@@ -201,6 +197,13 @@ fn a_tasks_resources_and_timeout_are_its_jobs() {
     for field in ["NumCPUs=2", "MinMemoryNode=356M", "TimeLimit=00:06:00"] {
         assert!(shown.contains(field), "{field} in\n{shown}");
     }
+    // What ran on Slurm is what would run here: a local run takes it from the task cache.
+    let ran = home.expect(&["run", pipeline.to_str().unwrap(), "--json"], 0);
+    let local: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(
+        local.tasks[0].cached_from.as_deref(),
+        Some(format!("{}/sized", run.id).as_str())
+    );
 }
 
 #[test]
@@ -286,10 +289,12 @@ fn the_container_variant_trains_in_docker_on_a_node_and_a_bundle_runs_as_it_does
     assert_eq!(outputs(&run), outputs(&local_run));
     let train = run.tasks.iter().find(|t| t.name == "train").unwrap();
     let implementation = train.implementation.as_deref().unwrap_or_default();
-    assert!(
-        implementation.starts_with("container ") && implementation.ends_with(" on Slurm"),
-        "{implementation}"
-    );
+    assert!(implementation.starts_with("container "), "{implementation}");
+    let ran_on = train.attempt_history[0]
+        .ran_on
+        .as_deref()
+        .unwrap_or_default();
+    assert!(ran_on.starts_with("Slurm job "), "{ran_on}");
     assert!(
         crate::support::containers_of(&run.id).is_empty(),
         "no container outlives its job"
@@ -414,14 +419,16 @@ fn slurm_script(args: &[&str]) {
 
 /// A node that dies under a running task (every process of it killed, `slurmd` first)
 /// costs the task its job, not an attempt: the job ends `NODE_FAIL`, the attempt is
-/// submitted again and succeeds on the other node.
+/// submitted again and succeeds on the other node, its timeout counted again from the
+/// new job's start (Slurm takes about 30 s to declare the node failed; the task sleeps
+/// 20 s of its 40 s).
 #[test]
 fn a_task_whose_node_dies_runs_again_on_another_node() {
     let _turn = turn();
     let home = Home::new();
     let pipeline = probe_pipeline(
         &home,
-        "  slow:\n    component: probe.yaml\n    inputs: {a: sleep, b: '15000'}\n",
+        "  slow:\n    component: probe.yaml\n    inputs: {a: sleep, b: '20000'}\n    timeout: 40s\n",
     );
     let child = start_driver(&home, &pipeline, &[]);
     let job = wait_for_job(&home, |j| j.state == "RUNNING");
@@ -543,6 +550,20 @@ fn a_pipelines_slurm_settings_reach_its_jobs_and_flags_win() {
     let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
     assert_eq!(comment(&run.id), "from-a-flag");
 
+    // Arguments sbatch would take for its script are refused before anything runs.
+    let bad = home.dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!("{text}backend:\n  slurm:\n    args: [extra]\n"),
+    )
+    .unwrap();
+    let ran = home.expect(&["validate", bad.to_str().unwrap()], 2);
+    assert!(
+        ran.stderr.contains("backend.slurm") && ran.stderr.contains("'extra'"),
+        "{}",
+        ran.stderr
+    );
+
     // A partition the cluster lacks fails the task in one line, saying what sbatch said.
     let ran = expect_slurm(
         &home,
@@ -631,10 +652,24 @@ fn a_job_slurm_will_never_start_fails_its_task_saying_why() {
     );
     let jobs = jobs_under(home.dir.path());
     assert!(jobs.iter().all(|j| j.state == "CANCELLED"), "{jobs:?}");
+
+    // More CPUs than any node has: Slurm says only PartitionConfig, for good.
+    let pipeline = probe_pipeline(
+        &home,
+        "  wide:\n    component: probe.yaml\n    inputs: {a: noop}\n    resources: {cpu: 64}\n",
+    );
+    let ran = expect_slurm(&home, &["run", pipeline.to_str().unwrap(), "--json"], 1);
+    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let error = run.tasks[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("Slurm will not start job") && error.contains("PartitionConfig"),
+        "{error}"
+    );
+    assert_eq!(run.tasks[0].attempts, 1);
 }
 
-/// Relative homes and cache folders, and a `%` in the home's path (which Slurm would
-/// read as a pattern), reach the nodes as the same absolute paths.
+/// Relative homes and cache folders, and `%` or `\` in the home's path (which Slurm would
+/// read in a pattern), reach the nodes as the same absolute paths.
 #[test]
 fn relative_homes_and_percent_signs_reach_the_jobs_intact() {
     let _turn = turn();
@@ -647,7 +682,7 @@ fn relative_homes_and_percent_signs_reach_the_jobs_intact() {
         "  one:\n    component: probe.yaml\n    inputs: {a: noop}\n",
     );
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--home", "h%jome", "--cache-dir", "relcache"])
+        .args(["--home", "h%j\\ome", "--cache-dir", "relcache"])
         .args(on_slurm(&[
             "run",
             pipeline.to_str().unwrap(),
@@ -664,7 +699,7 @@ fn relative_homes_and_percent_signs_reach_the_jobs_intact() {
     );
     // One compile cache, where it was asked for, not one per task folder.
     assert!(cwd.join("relcache/wasm").is_dir());
-    let stray: Vec<_> = walk(&cwd.join("h%jome/runs"))
+    let stray: Vec<_> = walk(&cwd.join("h%j\\ome/runs"))
         .into_iter()
         .filter(|p| p.ends_with("relcache"))
         .collect();

@@ -80,7 +80,9 @@ pub struct Invocation {
     /// backend also gives it to the cluster's scheduler.
     pub timeout: Option<std::time::Duration>,
     /// For an executor whose attempts wait in a queue ([`Executor::queues`]): notified
-    /// when the attempt starts running, which is when its time limit starts to count.
+    /// when the attempt starts running, which is when its time limit starts to count;
+    /// notified again when it starts over elsewhere (its node failed), which starts the
+    /// limit again.
     pub started: Arc<tokio::sync::Notify>,
     /// What `prepare` decided for this task.
     pub prepared: Prepared,

@@ -777,13 +777,20 @@ impl TaskRun {
             .resources
             .ephemeral_storage
             .filter(|_| self.prepared.kind != crate::exec::Kind::Wasm);
-        // A queued attempt's time counts once it runs.
+        // A queued attempt's time counts once it runs, and again from the start of each
+        // run of it (a job resubmitted after its node failed).
         let queues = self.executor.queues();
         let deadline = async {
-            if queues {
-                started.notified().await;
+            if !queues {
+                return sleep_for(limit).await;
             }
-            sleep_for(limit).await
+            started.notified().await;
+            loop {
+                tokio::select! {
+                    () = sleep_for(limit) => return,
+                    () = started.notified() => {}
+                }
+            }
         };
         let watch = watch_storage(dir.outputs(), storage.map(|s| s.0));
         let start_due = tokio::time::sleep(START_RECORD_DELAY);

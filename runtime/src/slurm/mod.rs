@@ -106,11 +106,9 @@ impl SlurmExecutor {
         let mut args = vec![
             "--parsable".to_owned(),
             format!("--job-name=sluice/{}/{}", inv.run_id, inv.task),
-            // Slurm reads `%` in the output path as a pattern: `%%` is a `%`.
-            format!(
-                "--output={}/slurm-%j.out",
-                root.display().to_string().replace('%', "%%")
-            ),
+            // The batch script writes its own output file: Slurm reads the output path,
+            // the home's path included, as a pattern (`%j`; a `\\` anywhere is dropped).
+            "--output=/dev/null".to_owned(),
             format!("--chdir={}", root.display()),
             // A job on a failed node is submitted again by Sluice, which knows it.
             "--no-requeue".to_owned(),
@@ -227,12 +225,18 @@ impl SlurmExecutor {
             // Set when Sluice cancelled the job: why, and until when it waits for its end.
             let mut stopped: Option<(Failure, tokio::time::Instant)> = None;
             let far = tokio::time::Instant::now() + Duration::from_secs(366 * 86_400);
+            // Since when the job waits on the partition's configuration: a request no node
+            // of it can meet, unless the reason passes.
+            let mut misfit_since: Option<tokio::time::Instant> = None;
             let end = loop {
                 let wait_until = stopped.as_ref().map_or(far, |(_, until)| *until);
+                let misfit_until = misfit_since.map_or(far, |since| since + MISFIT_WAIT);
                 tokio::select! {
                     update = updates.recv() => match update {
                         Some(Update::Pending(reason)) => {
                             log.note(format!("Slurm job {id} is pending: {reason}"));
+                            misfit_since = (reason == "PartitionConfig")
+                                .then(|| misfit_since.unwrap_or_else(tokio::time::Instant::now));
                             if let Some(why) = never_starts(&reason)
                                 && stopped.is_none()
                             {
@@ -245,6 +249,7 @@ impl SlurmExecutor {
                             }
                         }
                         Some(Update::Started(node)) => {
+                            misfit_since = None;
                             if let Some(node) = node {
                                 log.note(format!("Slurm job {id} runs on {node}"));
                                 log.ran_on = Some(format!("Slurm job {id} on {node}"));
@@ -260,6 +265,17 @@ impl SlurmExecutor {
                             Err(e) => format!("interrupted; scancel {id} failed: {e}"),
                         };
                         stopped = Some((interrupted(message), tokio::time::Instant::now() + CANCEL_WAIT));
+                    }
+                    _ = tokio::time::sleep_until(misfit_until), if misfit_since.is_some() && stopped.is_none() => {
+                        let _ = jobs::scancel(id).await;
+                        let failure = Failure {
+                            kind: FailureKind::InvalidInput,
+                            message: format!(
+                                "Slurm will not start job {id}: PartitionConfig for {} s (no node of the partition has the CPUs, memory or GPUs it asks for)",
+                                MISFIT_WAIT.as_secs()
+                            ),
+                        };
+                        stopped = Some((failure, tokio::time::Instant::now() + CANCEL_WAIT));
                     }
                     _ = tokio::time::sleep_until(wait_until), if stopped.is_some() => {
                         log.note(format!(
@@ -334,7 +350,9 @@ impl SlurmExecutor {
                     // A job that started writes its output file first thing; neither it
                     // nor a result in the folder means the node wrote elsewhere.
                     let ran = end.node.is_some() && end.state != JobState::Cancelled;
-                    let message = if ran && !output.exists() {
+                    let message = if !output.exists() && !ran {
+                        format!("Slurm job {id} {why} before it ran")
+                    } else if !output.exists() {
                         format!(
                             "Slurm job {id} {why} on {node} and left nothing in {}: the nodes \
                              must see the Sluice home at the same path, on a file system they \
@@ -357,6 +375,10 @@ impl SlurmExecutor {
 /// How long a cancelled job may take to end before the attempt stops waiting for it.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a job may wait on `PartitionConfig` (which Slurm also shows for a moment
+/// before a more precise reason) before its request is taken as one no node can meet.
+const MISFIT_WAIT: Duration = Duration::from_secs(10);
+
 /// The name of an attempt's jobs: `sluice/<run>/<task>`.
 fn job_name(inv: &Invocation) -> String {
     format!("sluice/{}/{}", inv.run_id, inv.task)
@@ -373,7 +395,10 @@ fn interrupted(message: String) -> Failure {
 /// changes, if that is so.
 fn never_starts(reason: &str) -> Option<&'static str> {
     Some(match reason {
-        "PartitionTimeLimit" => "its time limit is over the partition's; set a shorter timeout",
+        "PartitionTimeLimit" => {
+            "its time limit, the task's timeout and a minute, is over the partition's; set a timeout at least a minute under the partition's limit"
+        }
+        "DependencyNeverSatisfied" => "a job it depends on can no longer end as required",
         "PartitionNodeLimit" => "it asks for more nodes than the partition allows",
         "BadConstraints" => "no node can satisfy what it asks for",
         "InvalidAccount" => "the account is not valid",
@@ -422,11 +447,9 @@ impl SlurmLog<'_> {
 
 impl Executor for SlurmExecutor {
     fn prepare<'a>(&'a self, target: Target<'a>) -> BoxFuture<'a, Result<Prepared, PrepareError>> {
-        Box::pin(async move {
-            let mut prepared = self.local.prepare(target).await?;
-            prepared.implementation = format!("{} on Slurm", prepared.implementation);
-            Ok(prepared)
-        })
+        // As the runners decide: what runs is the same on Slurm, and so is its cache key;
+        // where it ran is the attempt's `ran_on`.
+        self.local.prepare(target)
     }
 
     fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report> {
@@ -480,10 +503,11 @@ fn clear_outputs(outputs: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The batch script of one attempt: `sluice task exec` on its attempt file.
+/// The batch script of one attempt: `sluice task exec` on its attempt file, its output
+/// in `slurm-<job id>.out` in the folder the job starts in (`--chdir`, the task folder).
 fn batch_script(sluice: &Path, attempt: &Path) -> String {
     format!(
-        "#!/bin/sh\nexec {} task exec {}\n",
+        "#!/bin/sh\nexec >\"slurm-$SLURM_JOB_ID.out\" 2>&1\nexec {} task exec {}\n",
         shell_quote(&sluice.display().to_string()),
         shell_quote(&attempt.display().to_string())
     )

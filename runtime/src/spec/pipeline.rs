@@ -48,12 +48,47 @@ pub struct BackendSpec {
     expecting = "a mapping of partition, account and args (a list of sbatch arguments)"
 )]
 pub struct SlurmSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "slurm_name",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub partition: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "slurm_name",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub account: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Each an option (`--qos=high`): anything else `sbatch` would take for its script.
+    #[serde(
+        default,
+        deserialize_with = "sbatch_options",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub args: Vec<String>,
+}
+
+/// A partition or account name: not empty, no spaces.
+fn slurm_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let name = String::deserialize(d)?;
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(de::Error::custom(format!(
+            "expected a Slurm partition or account name, found '{name}'"
+        )));
+    }
+    Ok(Some(name))
+}
+
+/// `sbatch` options, each starting with `-`.
+fn sbatch_options<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let args = Vec::<String>::deserialize(d)?;
+    if let Some(bad) = args.iter().find(|a| !a.starts_with('-')) {
+        return Err(de::Error::custom(format!(
+            "expected sbatch options such as --qos=high, found '{bad}' (sbatch would take it for its script)"
+        )));
+    }
+    Ok(args)
 }
 
 /// The pipeline's last act: publish a task's output as a new version of a served model,
