@@ -105,7 +105,7 @@ impl SlurmExecutor {
     fn sbatch_args(&self, inv: &Invocation, root: &Path, script: &Path) -> Vec<String> {
         let mut args = vec![
             "--parsable".to_owned(),
-            format!("--job-name=sluice/{}/{}", inv.run_id, inv.task),
+            format!("--job-name={}", job_name(inv)),
             // The batch script writes its own output file: Slurm reads the output path,
             // the home's path included, as a pattern (`%j`; a `\\` anywhere is dropped).
             "--output=/dev/null".to_owned(),
@@ -153,7 +153,7 @@ impl SlurmExecutor {
     }
 
     async fn run(&self, inv: Invocation) -> Report {
-        // Absolute: Slurm reads `--output` against `--chdir`, and the job runs elsewhere.
+        // Absolute: the job runs in another process, on another machine.
         let root = match std::path::absolute(&inv.dir.root) {
             Ok(root) => root,
             Err(e) => {
