@@ -405,6 +405,21 @@ fn rerun_with(paths: &Paths, args: RerunArgs, reuse: Reuse<'_>) -> Result<ExitCo
         "run {id} is still running; wait for it to end (or stop it) before resuming it"
     );
     let mut flags = args.flags.over(&record)?;
+    // Jobs the run's driver left behind (it was killed) would run its tasks twice.
+    if reuse == Reuse::Succeeded && flags.exec.on_slurm() {
+        match sluice_runtime::slurm::cancel_left_jobs(&id) {
+            Ok(ids) if !ids.is_empty() => errln!(
+                "cancelled {} Slurm job(s) run {id} left queued or running: {}",
+                ids.len(),
+                ids.iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Ok(_) => {}
+            Err(e) => errln!("warning: cannot look for Slurm jobs run {id} left behind: {e}"),
+        }
+    }
     let source = PathBuf::from(&record.source);
     if detect_kind(&source)? == DocumentKind::KfpIr {
         anyhow::ensure!(

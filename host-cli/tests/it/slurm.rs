@@ -463,14 +463,14 @@ fn a_task_whose_node_dies_runs_again_on_another_node() {
 }
 
 /// A driver killed outright leaves a record `sluice runs resume` picks up: the task that
-/// succeeded is reused, not submitted again.
+/// succeeded is reused, not submitted again, and the job it left running is cancelled.
 #[test]
 fn resuming_after_the_driver_is_killed_submits_only_what_did_not_succeed() {
     let _turn = turn();
     let home = Home::new();
     let pipeline = probe_pipeline(
         &home,
-        "  first:\n    component: probe.yaml\n    inputs: {a: noop}\n  second:\n    component: probe.yaml\n    inputs: {a: sleep, b: '3000'}\n    after: [first]\n",
+        "  first:\n    component: probe.yaml\n    inputs: {a: noop}\n  second:\n    component: probe.yaml\n    inputs: {a: sleep, b: '8000'}\n    after: [first]\n",
     );
     let mut child = start_driver(&home, &pipeline, &[]);
     let second = wait_for_job(&home, |j| {
@@ -486,6 +486,21 @@ fn resuming_after_the_driver_is_killed_submits_only_what_did_not_succeed() {
         .to_owned();
 
     let ran = expect_slurm(&home, &["runs", "resume", &run, "--json"], 0);
+    // The job the killed driver left running is cancelled, not left to run twice.
+    assert!(
+        ran.stderr.contains(&format!(
+            "cancelled 1 Slurm job(s) run {run} left queued or running: {}",
+            second.id
+        )),
+        "{}",
+        ran.stderr
+    );
+    let left = jobs_under(home.dir.path());
+    assert!(
+        left.iter()
+            .any(|j| j.id == second.id && j.state == "CANCELLED"),
+        "{left:?}"
+    );
     let resumed: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
     assert_ne!(resumed.id, run);
     assert!(

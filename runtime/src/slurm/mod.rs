@@ -372,6 +372,52 @@ impl SlurmExecutor {
     }
 }
 
+/// Cancels the jobs a run's driver left queued or running (it was killed outright), so
+/// that resuming the run does not run them twice: every job of this user named
+/// `sluice/<run>/...` that has not ended. Returns their ids. Blocks on `squeue` and
+/// `scancel`.
+pub fn cancel_left_jobs(run_id: &str) -> Result<Vec<u64>, String> {
+    let prefix = format!("sluice/{run_id}/");
+    let listed = std::process::Command::new("squeue")
+        .args([
+            "--noheader",
+            "--me",
+            "--states=PENDING,RUNNING,CONFIGURING,SUSPENDED,REQUEUED",
+            "--format=%i|%j",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run squeue: {e}"))?;
+    if !listed.status.success() {
+        return Err(format!(
+            "squeue failed: {}",
+            String::from_utf8_lossy(&listed.stderr).trim()
+        ));
+    }
+    let ids: Vec<u64> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (id, name) = line.split_once('|')?;
+            name.trim()
+                .starts_with(&prefix)
+                .then(|| id.trim().parse().ok())?
+        })
+        .collect();
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let cancelled = std::process::Command::new("scancel")
+        .args(ids.iter().map(u64::to_string))
+        .output()
+        .map_err(|e| format!("cannot run scancel: {e}"))?;
+    if !cancelled.status.success() {
+        return Err(format!(
+            "scancel failed: {}",
+            String::from_utf8_lossy(&cancelled.stderr).trim()
+        ));
+    }
+    Ok(ids)
+}
+
 /// How long a cancelled job may take to end before the attempt stops waiting for it.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
 
