@@ -8,7 +8,8 @@
 # names to /etc/hosts. Job completions are kept in a file (`jobcomp/filetxt`), which
 # `sacct -c` reads; there is no accounting database.
 #
-#   scripts/slurm.sh start [NODES]   # NODES defaults to 2; waits until every node is idle
+#   eval "$(scripts/slurm.sh start [NODES])"   # NODES defaults to 2; waits until every
+#                                    # node is idle; prints `export SLURM_CONF=...`
 #   scripts/slurm.sh status          # sinfo, and exit 1 when the cluster is not up
 #   scripts/slurm.sh stop            # stops the daemons, removes the namespaces and bridge
 #   scripts/slurm.sh kill-node N     # node N dies: every process in its namespace killed
@@ -306,7 +307,11 @@ stop() {
 }
 
 case "${1:-}:$#" in
-start:1 | start:2) start "${2:-2}" ;;
+start:1 | start:2)
+    # Only the line for `eval` on standard output, as scripts/registries.sh does.
+    start "${2:-2}" >&2
+    echo "export SLURM_CONF=$conf"
+    ;;
 kill-node:2) [[ $2 =~ ^[1-9][0-9]?$ ]] || usage && kill_node "$2" ;;
 start-node:2) [[ $2 =~ ^[1-9][0-9]?$ ]] || usage && start_node "$2" ;;
 status:1) status ;;

@@ -36,12 +36,14 @@ docker build --quiet --tag sluice-test/kfp-python:3.11 "$image_context/image" >/
     docker build --tag sluice-test/kfp-python:3.11 "$image_context/image"
 rm -rf "$image_context"
 
-# Two local OCI registries (anonymous, and basic auth) on 127.0.0.1, for the registry tests.
-eval "$(scripts/registries.sh start)"
-# A Slurm cluster of two nodes, for the Slurm backend's tests.
-scripts/slurm.sh start 2
-export SLUICE_TEST_SLURM_CONF=$(realpath -m "${SLUICE_SLURM_DIR:-/tmp/sluice-slurm}")/slurm.conf
+# Two local OCI registries (anonymous, and basic auth) on 127.0.0.1, for the registry
+# tests, and a Slurm cluster of two nodes, for the Slurm backend's tests.
 trap 'scripts/registries.sh stop; scripts/slurm.sh stop' EXIT
+eval "$(scripts/registries.sh start)"
+# (An assignment, so that a cluster that does not start fails the run.)
+slurm=$(scripts/slurm.sh start 2)
+eval "$slurm"
+export SLUICE_TEST_SLURM_CONF=$SLURM_CONF
 
 cargo test --workspace --locked "$@"
 env -u CARGO_TARGET_DIR cargo test --locked --workspace \

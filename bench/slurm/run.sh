@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 scripts/setup.sh
-scripts/slurm.sh start 2
+slurm=$(scripts/slurm.sh start 2)
+eval "$slurm"
 cargo build --release --locked --quiet -p sluice-cli -p sluice-bench
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-SLURM_CONF=$(realpath -m "${SLUICE_SLURM_DIR:-/tmp/sluice-slurm}")/slurm.conf \
-    SLUICE_BIN="$target_dir/release/sluice" "$target_dir/release/sluice-bench" slurm
+SLUICE_BIN="$target_dir/release/sluice" "$target_dir/release/sluice-bench" slurm

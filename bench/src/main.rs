@@ -47,7 +47,7 @@ use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
 use sluice_runtime::exec::{Executor, InputArg, Invocation, Target};
 use sluice_runtime::plan::Plan;
 use sluice_runtime::schedule::{Caching, Options, Scheduler};
-use sluice_runtime::session::{Finished, Pipeline, RunOptions, Session};
+use sluice_runtime::session::{Backend, Finished, Pipeline, RunOptions, Session};
 use sluice_runtime::spec::Prefer;
 use sluice_runtime::spec::{ByteSize, Component, PipelineFile, ResourceSpec};
 use sluice_runtime::store::{RunKind, RunState, Store};
@@ -317,6 +317,18 @@ async fn run_timed(
     parallelism: usize,
     policy: Policy,
 ) -> Result<(Finished, Vec<Duration>, Duration)> {
+    run_timed_on(home, cache, pipeline, parallelism, policy, Backend::Local).await
+}
+
+/// [`run_timed`], with its attempts run where `backend` says.
+async fn run_timed_on(
+    home: &Path,
+    cache: &Path,
+    pipeline: &Path,
+    parallelism: usize,
+    policy: Policy,
+    backend: Backend,
+) -> Result<(Finished, Vec<Duration>, Duration)> {
     let session = Session::open(home)?.with_cache_dir(cache.to_owned());
     let plan =
         Plan::build(&PipelineFile::load(pipeline)?, &[]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -329,6 +341,7 @@ async fn run_timed(
         },
         policy,
         observer: durations.clone(),
+        backend,
         ..RunOptions::default()
     };
     let kind = RunKind::Pipeline;
@@ -1085,7 +1098,6 @@ fn jobs_per_node(home: &Path) -> Result<BTreeMap<String, usize>> {
 /// No-op graphs on a Slurm cluster against the same graph run locally and against Slurm's
 /// own latency for a no-op job.
 async fn slurm(scratch: &Path, cores: usize) -> Result<()> {
-    use sluice_runtime::session::Backend;
     use sluice_runtime::slurm::SlurmConfig;
     let sluice = PathBuf::from(
         std::env::var_os("SLUICE_BIN")
@@ -1109,54 +1121,40 @@ async fn slurm(scratch: &Path, cores: usize) -> Result<()> {
     }
     let config = SlurmConfig::new(sluice);
     let (poll, poll_max) = (config.poll, config.poll_max);
-    let run = |home: PathBuf, pipeline: PathBuf, parallelism: usize, slurm: bool| {
-        let cache = cache.clone();
-        let backend = if slurm {
-            Backend::Slurm(config.clone())
-        } else {
-            Backend::Local
-        };
-        async move {
-            let session = Session::open(&home)?.with_cache_dir(cache);
-            let plan = Plan::build(&PipelineFile::load(&pipeline)?, &[])
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let options = RunOptions {
-                schedule: Options {
-                    parallelism,
-                    caching: NO_CACHE,
-                    ..Options::default()
-                },
-                backend,
-                ..RunOptions::default()
-            };
-            let start = Instant::now();
-            let finished = session
-                .run(
-                    Pipeline::Plan {
-                        plan,
-                        kind: RunKind::Pipeline,
-                    },
-                    options,
-                )
-                .await?;
-            let wall = start.elapsed();
-            if finished.state != RunState::Succeeded {
-                bail!("the benchmark run {} did not succeed", finished.run_id);
-            }
-            anyhow::Ok(wall)
+    // One run, the wall time of the session's run call; it must succeed.
+    let run = async |home: PathBuf, pipeline: PathBuf, parallelism: usize, backend: Backend| {
+        let (finished, _, wall) = run_timed_on(
+            &home,
+            &cache,
+            &pipeline,
+            parallelism,
+            Policy::default(),
+            backend,
+        )
+        .await?;
+        if finished.state != RunState::Succeeded {
+            bail!("the benchmark run {} did not succeed", finished.run_id);
         }
+        anyhow::Ok(wall)
     };
     let local = run(
         scratch.join("slurm-home-local"),
         chain.clone(),
         cores,
-        false,
+        Backend::Local,
     )
     .await?;
-    let on_slurm = run(scratch.join("slurm-home-chain"), chain, cores, true).await?;
+    let slurm_chain = Backend::Slurm(config.clone());
+    let on_slurm = run(scratch.join("slurm-home-chain"), chain, cores, slurm_chain).await?;
     let bare = bare_slurm_job(&dir, SLURM_CHAIN)?;
     let fan_home = scratch.join("slurm-home-fanout");
-    let fan = run(fan_home.clone(), fanout, SLURM_FANOUT, true).await?;
+    let fan = run(
+        fan_home.clone(),
+        fanout,
+        SLURM_FANOUT,
+        Backend::Slurm(config.clone()),
+    )
+    .await?;
     let nodes = jobs_per_node(&fan_home)?;
 
     println!(

@@ -199,24 +199,12 @@ fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-/// A partition or account name: not empty, no spaces.
 fn slurm_name(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.contains(char::is_whitespace) {
-        return Err(format!(
-            "expected a Slurm partition or account name, found '{s}'"
-        ));
-    }
-    Ok(s.to_owned())
+    sluice_runtime::spec::check_slurm_name(s).map(|()| s.to_owned())
 }
 
-/// An `sbatch` option (`--qos=high`): anything else `sbatch` would take for its script.
 fn sbatch_option(s: &str) -> Result<String, String> {
-    if !s.starts_with('-') {
-        return Err(format!(
-            "expected an sbatch option such as --qos=high, found '{s}'"
-        ));
-    }
-    Ok(s.to_owned())
+    sluice_runtime::spec::check_sbatch_option(s).map(|()| s.to_owned())
 }
 
 fn pull_policy(s: &str) -> Result<PullPolicy, String> {

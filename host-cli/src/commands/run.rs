@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use sluice_runtime::plan::Plan;
 use sluice_runtime::schedule::Options;
 use sluice_runtime::session::Pipeline;
@@ -407,7 +407,12 @@ fn rerun_with(paths: &Paths, args: RerunArgs, reuse: Reuse<'_>) -> Result<ExitCo
     let mut flags = args.flags.over(&record)?;
     // Jobs the run's driver left behind (it was killed) would run its tasks twice.
     if reuse == Reuse::Succeeded && flags.exec.on_slurm() {
-        match sluice_runtime::slurm::cancel_left_jobs(&id) {
+        let left = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(sluice_runtime::slurm::cancel_left_jobs(&id));
+        match left {
             Ok(ids) if !ids.is_empty() => errln!(
                 "cancelled {} Slurm job(s) run {id} left queued or running: {}",
                 ids.len(),

@@ -4,7 +4,7 @@
 
 use sluice_runtime::store::{RunRecord, RunState, TaskState};
 
-use crate::support::Home;
+use crate::support::{Home, trained_model};
 
 const PIPELINE: &str = "examples/breast-cancer/pipeline.yaml";
 
@@ -65,17 +65,7 @@ fn the_example_pipeline_trains_an_accurate_model() {
 #[test]
 fn the_same_seed_gives_the_same_model() {
     let home = Home::new();
-    let model = |ran: &crate::support::Ran| -> String {
-        let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
-        let train = run.tasks.iter().find(|t| t.name == "train").unwrap();
-        train
-            .outputs
-            .iter()
-            .find(|o| o.name == "model")
-            .unwrap()
-            .digest
-            .clone()
-    };
+    let model = |ran: &crate::support::Ran| trained_model(&ran.record());
     let a = home.expect(&["run", PIPELINE, "--json"], 0);
     let b = home.expect(&["run", PIPELINE, "--json"], 0);
     assert_eq!(model(&a), model(&b), "same data and seed, different model");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use sluice_runtime::store::{RunRecord, RunState, TaskState};
 
-use crate::support::{Home, root};
+use crate::support::{Home, root, trained_model};
 
 const PIPELINE: &str = "examples/breast-cancer/pipeline.yaml";
 
@@ -115,11 +115,11 @@ fn the_example_trains_on_slurm_the_model_a_local_run_trains() {
     // their table digests (`sha256-table:`) instead of their files'.
     let local = Home::new();
     let ran = local.expect(&["run", PIPELINE, "--json", "--no-fuse"], 0);
-    let local_run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let local_run = ran.record();
 
     let home = Home::new();
     let ran = expect_slurm(&home, &["run", PIPELINE, "--json"], 0);
-    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let run = ran.record();
     assert_eq!(run.state, RunState::Succeeded);
     assert_eq!(outputs(&run), outputs(&local_run));
     assert!(run.deploy.is_some(), "the model deploys after a Slurm run");
@@ -187,7 +187,7 @@ fn a_tasks_resources_and_timeout_are_its_jobs() {
         "  sized:\n    component: probe.yaml\n    inputs: {a: noop}\n    timeout: 5m\n    resources: {memory: 100Mi, cpu: 2}\n",
     );
     let ran = expect_slurm(&home, &["run", pipeline.to_str().unwrap(), "--json"], 0);
-    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let run = ran.record();
     let jobs = jobs_under(home.dir.path());
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0].name, format!("sluice/{}/sized", run.id));
@@ -199,7 +199,7 @@ fn a_tasks_resources_and_timeout_are_its_jobs() {
     }
     // What ran on Slurm is what would run here: a local run takes it from the task cache.
     let ran = home.expect(&["run", pipeline.to_str().unwrap(), "--json"], 0);
-    let local: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let local = ran.record();
     assert_eq!(
         local.tasks[0].cached_from.as_deref(),
         Some(format!("{}/sized", run.id).as_str())
@@ -216,9 +216,9 @@ fn a_failure_skips_its_downstream_on_slurm_as_it_does_locally() {
     );
     let pipeline = pipeline.to_str().unwrap();
     let local = home.expect(&["run", pipeline, "--json"], 1);
-    let local: RunRecord = serde_json::from_str(&local.stdout).unwrap();
+    let local = local.record();
     let ran = expect_slurm(&home, &["run", pipeline, "--json"], 1);
-    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let run = ran.record();
     let states = |r: &RunRecord| -> BTreeMap<String, TaskState> {
         r.tasks.iter().map(|t| (t.name.clone(), t.state)).collect()
     };
@@ -263,29 +263,17 @@ fn a_cancelled_run_leaves_no_job_queued_or_running() {
     assert!(jobs.iter().any(|j| j.state == "CANCELLED"), "{jobs:?}");
 }
 
-/// The model a task trained, by digest.
-fn model(run: &RunRecord) -> String {
-    let train = run.tasks.iter().find(|t| t.name == "train").unwrap();
-    train
-        .outputs
-        .iter()
-        .find(|o| o.name == "model")
-        .unwrap()
-        .digest
-        .clone()
-}
-
 #[test]
 fn the_container_variant_trains_in_docker_on_a_node_and_a_bundle_runs_as_it_does() {
     let _turn = turn();
     const CONTAINER: &str = "examples/breast-cancer/pipeline-container.yaml";
     let local = Home::new();
     let ran = local.expect(&["run", CONTAINER, "--json", "--no-fuse"], 0);
-    let local_run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let local_run = ran.record();
 
     let home = Home::new();
     let ran = expect_slurm(&home, &["run", CONTAINER, "--json"], 0);
-    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let run = ran.record();
     assert_eq!(outputs(&run), outputs(&local_run));
     let train = run.tasks.iter().find(|t| t.name == "train").unwrap();
     let implementation = train.implementation.as_deref().unwrap_or_default();
@@ -308,8 +296,8 @@ fn the_container_variant_trains_in_docker_on_a_node_and_a_bundle_runs_as_it_does
         &["run", bundle.to_str().unwrap(), "--json", "--no-cache"],
         0,
     );
-    let bundled: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
-    assert_eq!(model(&bundled), model(&local_run));
+    let bundled = ran.record();
+    assert_eq!(trained_model(&bundled), trained_model(&local_run));
     let jobs = jobs_under(home.dir.path());
     assert!(
         jobs.iter()
@@ -335,12 +323,12 @@ fn a_compiled_kfp_pipeline_with_loops_and_conditions_runs_on_slurm_as_locally() 
         let local = Home::new();
         let ran = local.sluice_with(&args, &[("PATH", &path)]);
         assert_eq!(ran.code, 0, "{}", ran.stderr);
-        let local_run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+        let local_run = ran.record();
 
         let home = Home::new();
         let ran = home.sluice_with(&on_slurm(&args), &[("PATH", &path), ("SLURM_CONF", &conf)]);
         assert_eq!(ran.code, 0, "{name}: {}", ran.stderr);
-        let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+        let run = ran.record();
         let states = |r: &RunRecord| -> BTreeMap<String, TaskState> {
             r.tasks.iter().map(|t| (t.name.clone(), t.state)).collect()
         };
@@ -457,7 +445,7 @@ fn a_task_whose_node_dies_runs_again_on_another_node() {
     let list = home.expect(&["runs", "list", "--json"], 0);
     let runs: Vec<RunRecord> = serde_json::from_str(&list.stdout).unwrap();
     let shown = home.expect(&["runs", "show", &runs[0].id, "--json"], 0);
-    let run: RunRecord = serde_json::from_str(&shown.stdout).unwrap();
+    let run = shown.record();
     assert_eq!(run.tasks[0].state, TaskState::Succeeded);
     assert_eq!(run.tasks[0].attempts, 1, "a node failure is not the task's");
 }
@@ -501,7 +489,7 @@ fn resuming_after_the_driver_is_killed_submits_only_what_did_not_succeed() {
             .any(|j| j.id == second.id && j.state == "CANCELLED"),
         "{left:?}"
     );
-    let resumed: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let resumed = ran.record();
     assert_ne!(resumed.id, run);
     assert!(
         resumed
@@ -549,7 +537,7 @@ fn a_pipelines_slurm_settings_reach_its_jobs_and_flags_win() {
             .to_owned()
     };
     let ran = expect_slurm(&home, &["run", pipeline, "--json", "--no-cache"], 0);
-    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let run = ran.record();
     assert_eq!(comment(&run.id), "from-the-pipeline");
     let ran = expect_slurm(
         &home,
@@ -562,7 +550,7 @@ fn a_pipelines_slurm_settings_reach_its_jobs_and_flags_win() {
         ],
         0,
     );
-    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let run = ran.record();
     assert_eq!(comment(&run.id), "from-a-flag");
 
     // Arguments sbatch would take for its script are refused before anything runs.
@@ -592,7 +580,7 @@ fn a_pipelines_slurm_settings_reach_its_jobs_and_flags_win() {
         ],
         1,
     );
-    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let run = ran.record();
     let error = run.tasks[0].error.clone().unwrap_or_default();
     assert!(
         error.starts_with("sbatch failed") && error.contains("invalid partition"),
@@ -659,7 +647,7 @@ fn a_job_slurm_will_never_start_fails_its_task_saying_why() {
     );
     slurm("scontrol", &["delete", "PartitionName=short"]);
     assert_eq!(ran.code, 1, "{}", ran.stderr);
-    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let run = ran.record();
     let error = run.tasks[0].error.clone().unwrap_or_default();
     assert!(
         error.contains("Slurm will not start job") && error.contains("PartitionTimeLimit"),
@@ -674,7 +662,7 @@ fn a_job_slurm_will_never_start_fails_its_task_saying_why() {
         "  wide:\n    component: probe.yaml\n    inputs: {a: noop}\n    resources: {cpu: 64}\n",
     );
     let ran = expect_slurm(&home, &["run", pipeline.to_str().unwrap(), "--json"], 1);
-    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let run = ran.record();
     let error = run.tasks[0].error.clone().unwrap_or_default();
     assert!(
         error.contains("Slurm will not start job") && error.contains("PartitionConfig"),
@@ -793,7 +781,7 @@ fn stopped_attempts_keep_their_output_refusals_are_not_retried_and_runs_move_off
         ],
         1,
     );
-    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let run = ran.record();
     assert!(
         run.tasks[0]
             .error
@@ -821,7 +809,7 @@ fn stopped_attempts_keep_their_output_refusals_are_not_retried_and_runs_move_off
         ],
         1,
     );
-    let run: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let run = ran.record();
     assert_eq!(run.tasks[0].attempts, 1, "{:?}", run.tasks[0].error);
 
     // The same run, moved here: its recorded partition does not follow it.
@@ -829,7 +817,7 @@ fn stopped_attempts_keep_their_output_refusals_are_not_retried_and_runs_move_off
         &["runs", "rerun", &run.id, "--backend", "local", "--json"],
         0,
     );
-    let rerun: RunRecord = serde_json::from_str(&ran.stdout).unwrap();
+    let rerun = ran.record();
     assert!(
         !rerun.flags.iter().any(|f| f.contains("slurm")),
         "{:?}",

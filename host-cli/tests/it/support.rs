@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use sluice_runtime::store::RunRecord;
+
 pub fn root() -> &'static Path {
     Path::new(sluice_test_artifacts::ROOT)
 }
@@ -20,6 +22,21 @@ pub struct Ran {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl Ran {
+    /// The run record a `--json` run printed.
+    pub fn record(&self) -> RunRecord {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not a run record ({e}):\n{}", self.stdout))
+    }
+}
+
+/// The digest of the model a run's `train` task trained.
+pub fn trained_model(run: &RunRecord) -> String {
+    let train = run.tasks.iter().find(|t| t.name == "train").unwrap();
+    let model = train.outputs.iter().find(|o| o.name == "model").unwrap();
+    model.digest.clone()
 }
 
 impl Home {

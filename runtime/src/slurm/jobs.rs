@@ -383,6 +383,35 @@ pub(super) async fn scancel_name(name: &str) -> Result<(), String> {
     run("scancel", &[&format!("--name={name}")]).await.map(drop)
 }
 
+/// Cancels every job of this user whose name starts with `prefix` and that has not
+/// ended; their ids.
+pub(super) async fn cancel_named(prefix: &str) -> Result<Vec<u64>, String> {
+    let listed = run(
+        "squeue",
+        &[
+            "--noheader",
+            "--me",
+            "--states=PENDING,RUNNING,CONFIGURING,SUSPENDED,REQUEUED",
+            "--format=%i|%j",
+        ],
+    )
+    .await?;
+    let ids: Vec<String> = listed
+        .lines()
+        .filter_map(|line| {
+            let (id, name) = line.split_once('|')?;
+            name.trim()
+                .starts_with(prefix)
+                .then(|| id.trim().to_owned())
+        })
+        .collect();
+    if !ids.is_empty() {
+        let args: Vec<&str> = ids.iter().map(String::as_str).collect();
+        run("scancel", &args).await?;
+    }
+    Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+}
+
 /// Runs a Slurm command, for a minute at most; its standard output, or one line saying
 /// why it failed.
 async fn run(program: &str, args: &[&str]) -> Result<String, String> {

@@ -153,21 +153,18 @@ impl SlurmExecutor {
     }
 
     async fn run(&self, inv: Invocation) -> Report {
-        // Absolute: the job runs in another process, on another machine.
-        let root = match std::path::absolute(&inv.dir.root) {
-            Ok(root) => root,
-            Err(e) => {
-                let message = format!("cannot resolve {}: {e}", inv.dir.root.display());
-                return failed(message, Vec::new());
-            }
+        let file = match AttemptFile::new(&inv, &self.host) {
+            Ok(file) => file,
+            Err(message) => return failed(message, Vec::new()),
         };
+        // The task folder, absolute: the job runs in another process, on another machine.
+        let root = file.root.clone();
         let attempt_path = root.join(ATTEMPT_FILE);
         let result_path = root.join(RESULT_FILE);
         let script = root.join("job.sh");
         let written = std::fs::create_dir_all(&root)
             .map_err(|e| format!("cannot create {}: {e}", root.display()))
-            .and_then(|()| AttemptFile::new(&inv, &self.host))
-            .and_then(|file| {
+            .and_then(|()| {
                 file.write(&attempt_path)
                     .map_err(|e| crate::error_chain(&e))
             })
@@ -240,12 +237,7 @@ impl SlurmExecutor {
                             if let Some(why) = never_starts(&reason)
                                 && stopped.is_none()
                             {
-                                let _ = jobs::scancel(id).await;
-                                let failure = Failure {
-                                    kind: FailureKind::InvalidInput,
-                                    message: format!("Slurm will not start job {id}: {reason} ({why})"),
-                                };
-                                stopped = Some((failure, tokio::time::Instant::now() + CANCEL_WAIT));
+                                stopped = Some(will_not_start(id, &format!("{reason} ({why})")).await);
                             }
                         }
                         Some(Update::Started(node)) => {
@@ -267,15 +259,11 @@ impl SlurmExecutor {
                         stopped = Some((interrupted(message), tokio::time::Instant::now() + CANCEL_WAIT));
                     }
                     _ = tokio::time::sleep_until(misfit_until), if misfit_since.is_some() && stopped.is_none() => {
-                        let _ = jobs::scancel(id).await;
-                        let failure = Failure {
-                            kind: FailureKind::InvalidInput,
-                            message: format!(
-                                "Slurm will not start job {id}: PartitionConfig for {} s (no node of the partition has the CPUs, memory or GPUs it asks for)",
-                                MISFIT_WAIT.as_secs()
-                            ),
-                        };
-                        stopped = Some((failure, tokio::time::Instant::now() + CANCEL_WAIT));
+                        let why = format!(
+                            "PartitionConfig for {} s (no node of the partition has the CPUs, memory or GPUs it asks for)",
+                            MISFIT_WAIT.as_secs()
+                        );
+                        stopped = Some(will_not_start(id, &why).await);
                     }
                     _ = tokio::time::sleep_until(wait_until), if stopped.is_some() => {
                         log.note(format!(
@@ -324,6 +312,10 @@ impl SlurmExecutor {
             };
             return match result {
                 Ok(result) => {
+                    // Where it ran, from the job itself when Slurm no longer said.
+                    if end.node.is_none() {
+                        log.ran_on = Some(format!("Slurm job {id} on {}", result.host));
+                    }
                     let Report { result, logs, .. } = result.report();
                     // A job Slurm stopped reports its attempt interrupted; say why.
                     let result = result.map_err(|f| match f.kind {
@@ -374,48 +366,20 @@ impl SlurmExecutor {
 
 /// Cancels the jobs a run's driver left queued or running (it was killed outright), so
 /// that resuming the run does not run them twice: every job of this user named
-/// `sluice/<run>/...` that has not ended. Returns their ids. Blocks on `squeue` and
-/// `scancel`.
-pub fn cancel_left_jobs(run_id: &str) -> Result<Vec<u64>, String> {
-    let prefix = format!("sluice/{run_id}/");
-    let listed = std::process::Command::new("squeue")
-        .args([
-            "--noheader",
-            "--me",
-            "--states=PENDING,RUNNING,CONFIGURING,SUSPENDED,REQUEUED",
-            "--format=%i|%j",
-        ])
-        .output()
-        .map_err(|e| format!("cannot run squeue: {e}"))?;
-    if !listed.status.success() {
-        return Err(format!(
-            "squeue failed: {}",
-            String::from_utf8_lossy(&listed.stderr).trim()
-        ));
-    }
-    let ids: Vec<u64> = String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .filter_map(|line| {
-            let (id, name) = line.split_once('|')?;
-            name.trim()
-                .starts_with(&prefix)
-                .then(|| id.trim().parse().ok())?
-        })
-        .collect();
-    if ids.is_empty() {
-        return Ok(ids);
-    }
-    let cancelled = std::process::Command::new("scancel")
-        .args(ids.iter().map(u64::to_string))
-        .output()
-        .map_err(|e| format!("cannot run scancel: {e}"))?;
-    if !cancelled.status.success() {
-        return Err(format!(
-            "scancel failed: {}",
-            String::from_utf8_lossy(&cancelled.stderr).trim()
-        ));
-    }
-    Ok(ids)
+/// `sluice/<run>/...` that has not ended. Returns their ids.
+pub async fn cancel_left_jobs(run_id: &str) -> Result<Vec<u64>, String> {
+    jobs::cancel_named(&format!("sluice/{run_id}/")).await
+}
+
+/// Cancels job `id`, which Slurm will never start, and says why; the attempt then waits
+/// for its end a while.
+async fn will_not_start(id: u64, why: &str) -> (Failure, tokio::time::Instant) {
+    let _ = jobs::scancel(id).await;
+    let failure = Failure {
+        kind: FailureKind::InvalidInput,
+        message: format!("Slurm will not start job {id}: {why}"),
+    };
+    (failure, tokio::time::Instant::now() + CANCEL_WAIT)
 }
 
 /// How long a cancelled job may take to end before the attempt stops waiting for it.
@@ -516,23 +480,8 @@ fn failed(message: String, logs: Vec<LogRecord>) -> Report {
     }
 }
 
-/// Empties an attempt's outputs folder, keeping the folder of each output.
+/// Empties an attempt's outputs folder, keeping (empty) the folder of each output.
 fn clear_outputs(outputs: &Path) -> Result<(), String> {
-    let clear = |dir: &Path| -> std::io::Result<()> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let path = entry?.path();
-            match std::fs::symlink_metadata(&path)?.is_dir() {
-                true => std::fs::remove_dir_all(&path)?,
-                false => std::fs::remove_file(&path)?,
-            }
-        }
-        Ok(())
-    };
     let entries = match std::fs::read_dir(outputs) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -541,7 +490,9 @@ fn clear_outputs(outputs: &Path) -> Result<(), String> {
     for entry in entries.flatten() {
         let path = entry.path();
         let cleared = match entry.file_type() {
-            Ok(t) if t.is_dir() => clear(&path),
+            Ok(t) if t.is_dir() => {
+                std::fs::remove_dir_all(&path).and_then(|()| std::fs::create_dir(&path))
+            }
             _ => std::fs::remove_file(&path),
         };
         cleared.map_err(|e| format!("cannot clear {}: {e}", path.display()))?;
@@ -583,10 +534,16 @@ fn gres_name(kind: &str) -> &str {
     }
 }
 
-/// The last non-empty line of a file, if it can be read.
+/// The last non-empty line of a file, from its last 4 KiB (a job's output may be large).
 fn last_line(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines()
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = crate::files::open_regular(path, crate::files::Follow::No).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    String::from_utf8_lossy(&tail)
+        .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .map(|l| l.trim().to_owned())

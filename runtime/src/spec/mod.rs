@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 pub use component::{Component, ComponentSpec, ContainerSpec, InputSpec, OutputSpec, WasmSpec};
 pub use pipeline::{
     BackendSpec, Binding, DeploySpec, ParamSpec, PipelineSpec, Prefer, RetrySpec, SlurmSpec,
-    TaskSpec,
+    TaskSpec, check_sbatch_option, check_slurm_name,
 };
 pub use resources::{ByteSize, HumanDuration, ResourceSpec};
 pub use types::{ParamType, TypeSpec};

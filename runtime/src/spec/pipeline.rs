@@ -69,24 +69,38 @@ pub struct SlurmSpec {
     pub args: Vec<String>,
 }
 
-/// A partition or account name: not empty, no spaces.
+/// Checks a Slurm partition or account name: not empty, no spaces. The error says what
+/// was expected and found.
+pub fn check_slurm_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(format!(
+            "expected a Slurm partition or account name, found '{name}'"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an `sbatch` option (`--qos=high`): anything not starting with `-` `sbatch`
+/// would take for its script.
+pub fn check_sbatch_option(arg: &str) -> Result<(), String> {
+    if !arg.starts_with('-') {
+        return Err(format!(
+            "expected an sbatch option such as --qos=high, found '{arg}' (sbatch would take it for its script)"
+        ));
+    }
+    Ok(())
+}
+
 fn slurm_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let name = String::deserialize(d)?;
-    if name.is_empty() || name.contains(char::is_whitespace) {
-        return Err(de::Error::custom(format!(
-            "expected a Slurm partition or account name, found '{name}'"
-        )));
-    }
+    check_slurm_name(&name).map_err(de::Error::custom)?;
     Ok(Some(name))
 }
 
-/// `sbatch` options, each starting with `-`.
 fn sbatch_options<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let args = Vec::<String>::deserialize(d)?;
-    if let Some(bad) = args.iter().find(|a| !a.starts_with('-')) {
-        return Err(de::Error::custom(format!(
-            "expected sbatch options such as --qos=high, found '{bad}' (sbatch would take it for its script)"
-        )));
+    for arg in &args {
+        check_sbatch_option(arg).map_err(de::Error::custom)?;
     }
     Ok(args)
 }

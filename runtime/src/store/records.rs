@@ -1587,6 +1587,18 @@ mod tests {
         }
     }
 
+    /// A pipeline run `p` of `p.yaml`, without parameters or flags.
+    fn pipeline_run() -> NewRun<'static> {
+        NewRun {
+            kind: RunKind::Pipeline,
+            name: "p",
+            source: Path::new("p.yaml"),
+            source_digest: "sha256:00",
+            params: BTreeMap::new(),
+            flags: Vec::new(),
+        }
+    }
+
     fn records() -> (tempfile::TempDir, Records) {
         let dir = tempfile::tempdir().unwrap();
         let r = Records::open(&dir.path().join("sluice.db"), &|| Ok(Vec::new())).unwrap();
@@ -1598,14 +1610,7 @@ mod tests {
     #[test]
     fn a_finished_run_has_no_task_left_running() {
         let (_d, mut r) = records();
-        let run = NewRun {
-            kind: RunKind::Pipeline,
-            name: "p",
-            source: Path::new("p.yaml"),
-            source_digest: "sha256:00",
-            params: BTreeMap::new(),
-            flags: Vec::new(),
-        };
+        let run = pipeline_run();
         let task = |name| NewTask {
             name,
             component: "c".into(),
@@ -1759,14 +1764,7 @@ mod tests {
             .execute_batch(&format!("{v1} PRAGMA user_version = 1;"))
             .unwrap();
         let mut r = Records::open(&path, &|| Ok(Vec::new())).unwrap();
-        let run = NewRun {
-            kind: RunKind::Pipeline,
-            name: "p",
-            source: Path::new("p.yaml"),
-            source_digest: "sha256:00",
-            params: BTreeMap::new(),
-            flags: Vec::new(),
-        };
+        let run = pipeline_run();
         let task = NewTask {
             name: "t",
             component: "c".into(),
@@ -1820,14 +1818,7 @@ mod tests {
             .execute_batch(&format!("{v8} PRAGMA user_version = 8;"))
             .unwrap();
         let mut r = Records::open(&path, &|| Ok(Vec::new())).unwrap();
-        let run = NewRun {
-            kind: RunKind::Pipeline,
-            name: "p",
-            source: Path::new("p.yaml"),
-            source_digest: "sha256:00",
-            params: BTreeMap::new(),
-            flags: Vec::new(),
-        };
+        let run = pipeline_run();
         let id = r.begin_run(&run, &[]).unwrap();
         assert_eq!(r.run(&id).unwrap().state, RunState::Running);
         let indexes: Vec<String> = r
