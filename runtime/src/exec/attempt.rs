@@ -93,6 +93,8 @@ impl HostSettings {
             default_cpu_time: Duration::from_millis(self.wasm_cpu_time_ms),
             default_ephemeral_storage: self.wasm_ephemeral_storage,
             default_open_files: self.wasm_open_files,
+            // A node runs one attempt.
+            instances: 1,
             log_keep: self.log_keep,
             pulled: self
                 .pulled

@@ -7,9 +7,9 @@
 //! every end handed over is written, and says which could not be.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Store;
 use super::records::TaskEndEntry;
@@ -76,15 +76,11 @@ impl JournalSender {
 fn write(store: &Store, receiver: &Receiver<TaskEndEntry>) -> Vec<String> {
     let mut failures = Vec::new();
     while let Ok(first) = receiver.recv() {
-        let until = Instant::now() + LINGER;
+        // Asleep rather than waiting on the channel: an end handed over meanwhile is
+        // queued without waking this thread (one wake per batch, not one per end).
+        std::thread::sleep(LINGER);
         let mut batch = vec![first];
-        while batch.len() < BATCH {
-            let left = until.saturating_duration_since(Instant::now());
-            match receiver.recv_timeout(left) {
-                Ok(entry) => batch.push(entry),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            }
-        }
+        batch.extend(receiver.try_iter().take(BATCH - 1));
         if store.records().task_ends(&batch).is_ok() {
             continue;
         }

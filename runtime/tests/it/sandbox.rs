@@ -1,11 +1,18 @@
 //! Each escape a guest might try is denied or stopped with a clear task error, while the
 //! host survives and a sibling task in the same run completes.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
+use std::sync::Arc;
 
+use sluice_runtime::events::TaskSink;
+use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
+use sluice_runtime::exec::{Executor, Invocation, Target};
+use sluice_runtime::spec::{Component, ResourceSpec};
 use sluice_runtime::store::{RunRecord, TaskState};
+use tokio_util::sync::CancellationToken;
 
-use crate::support::{Env, task};
+use crate::support::{Env, cache_dir, task};
 
 /// Runs a probe with `args` beside a well-behaved sibling, and checks the sibling.
 async fn attempt(env: &Env, args: &str, component_extra: &str, task_extra: &str) -> RunRecord {
@@ -303,4 +310,79 @@ async fn a_command_line_past_the_argv_limit_is_refused_before_the_guest_starts()
         error.starts_with("the command line is 3.0Mi, over the limit of 2Mi (pass large values"),
         "{error}"
     );
+}
+
+/// An attempt's instance may take the slot an earlier attempt of the same component had
+/// (the pooling allocator keeps its memory mapped and resets it in place): it starts
+/// with none of what that attempt left in its memory.
+#[tokio::test]
+async fn an_attempt_sees_nothing_of_the_one_before_it() {
+    let env = Env::new();
+    env.probe("stash", "[stash, secret-of-the-first]", "");
+    env.probe("peek", "[peek]", "");
+    let run = env
+        .run("name: slots\ntasks:\n  stash: {component: stash.yaml}\n  peek: {component: peek.yaml, after: [stash]}\n  again: {component: peek.yaml, after: [peek]}\n")
+        .await;
+    assert!(
+        env.logs(&run, "stash").contains("stashed"),
+        "{}",
+        env.logs(&run, "stash")
+    );
+    for task in ["peek", "again"] {
+        let logs = env.logs(&run, task);
+        assert!(
+            logs.contains("empty") && !logs.contains("secret"),
+            "{task}: {logs}"
+        );
+    }
+}
+
+/// Attempts past the executor's instance slots wait for one to end, and all succeed.
+#[tokio::test]
+async fn attempts_past_the_instance_slots_wait_for_a_slot() {
+    let env = Env::new();
+    let path = env.probe("nap", "[sleep, '100']", "");
+    let executor = WasmExecutor::new(WasmConfig {
+        instances: 1,
+        ..WasmConfig::new(cache_dir())
+    })
+    .unwrap();
+    let component = Arc::new(Component::load(&path).unwrap());
+    let resources = ResourceSpec::default();
+    let target = Target {
+        task: "nap",
+        component: &component,
+        resources: &resources,
+        prefer: None,
+    };
+    let prepared = executor.prepare(target).await.unwrap();
+    let attempts = (1..=3).map(|attempt| {
+        let dir = env
+            .store
+            .task_dir("slots", "nap", attempt, false, &[], false)
+            .unwrap();
+        executor.execute(Invocation {
+            run_id: "slots".into(),
+            task: "nap".into(),
+            attempt,
+            component: component.clone(),
+            inputs: BTreeMap::new(),
+            dir,
+            resources: resources.clone(),
+            timeout: None,
+            started: Arc::new(tokio::sync::Notify::new()),
+            prepared: prepared.clone(),
+            cancel: CancellationToken::new(),
+            sink: TaskSink::new("nap", env.events.clone()),
+            kfp: None,
+            transform: None,
+        })
+    });
+    let started = std::time::Instant::now();
+    let reports = futures::future::join_all(attempts).await;
+    for report in reports {
+        assert!(report.result.is_ok(), "{:?}", report.result.err());
+    }
+    // One at a time: three naps of 100 ms take at least 300 ms.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
 }

@@ -31,6 +31,9 @@
 //!                           print `wrote <bytes>` (exit 1 on error)
 //! sparse <path> <offset>    write one byte at the offset of a new file (exit 1 on error)
 //! grow <path> <bytes>       create a file and set its length (exit 1 on error)
+//! stash <text>              keep the text in a static buffer (zero when the instance
+//!                           starts), print `stashed`
+//! peek                      print what that buffer holds, or `empty` when it is all zero
 //! ```
 
 #![forbid(unsafe_code)]
@@ -41,11 +44,16 @@ use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
 const DENIED: u8 = 3;
 const USAGE: u8 = 2;
+
+/// What `stash` keeps and `peek` reads: in the data segment's zeroed part, which a fresh
+/// instance starts with all zero whatever an earlier instance left there.
+static STASH: [AtomicU8; 256] = [const { AtomicU8::new(0) }; 256];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -103,6 +111,26 @@ fn main() -> ExitCode {
             Err(_) => usage(&format!("alloc: '{mib}' is not a whole number of MiB")),
         },
         ["membomb"] => membomb(),
+        ["stash", text] => {
+            for (slot, byte) in STASH.iter().zip(text.bytes()) {
+                slot.store(byte, Ordering::Relaxed);
+            }
+            println!("stashed");
+            ExitCode::SUCCESS
+        }
+        ["peek"] => {
+            let held: Vec<u8> = STASH
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .take_while(|&b| b != 0)
+                .collect();
+            if held.is_empty() {
+                println!("empty");
+            } else {
+                println!("{}", String::from_utf8_lossy(&held));
+            }
+            ExitCode::SUCCESS
+        }
         ["trap"] => panic!("probe: deliberate trap"),
         ["sleep", ms] => match ms.parse() {
             Ok(ms) => {

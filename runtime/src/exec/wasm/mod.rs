@@ -1,9 +1,11 @@
 //! Wasm executor: runs `implementation.wasm` components under wasmtime, sandboxed, on
 //! the wasm host ([`crate::wasm`]). Loads each component once per executor (through the
-//! host's on-disk compile cache), keeps its `InstancePre`, and runs
-//! each attempt on a blocking thread in a fresh `Store` with a memory cap summed over all
-//! memories and a CPU-time deadline checked at every epoch tick. It writes artifacts only
-//! through the task folder the scheduler gave it; `exec::collect_outputs` stores them.
+//! host's on-disk compile cache), keeps its `InstancePre`, and runs each attempt in a
+//! fresh `Store` with a memory cap summed over all memories and a CPU-time deadline
+//! checked at every epoch tick, on a blocking thread. Instances come from wasmtime's
+//! pooling allocator: an attempt reuses the slot of an earlier one instead of mapping and
+//! unmapping its memory. It writes artifacts only through the task folder the scheduler gave it;
+//! `exec::collect_outputs` stores them.
 
 mod disk;
 mod interfaces;
@@ -50,6 +52,12 @@ pub const DEFAULT_EPHEMERAL_STORAGE: u64 = 4 << 30;
 pub const DEFAULT_OPEN_FILES: u32 = 1024;
 /// How long a cancelled attempt may take to notice before it is abandoned.
 const GRACE: Duration = Duration::from_secs(2);
+/// Wasm attempts that may hold an instance at once unless configured otherwise; more wait.
+pub const DEFAULT_INSTANCES: u32 = 256;
+/// Bytes of an instance's linear memory that are reset in place when its slot is reused
+/// (only the pages it touched, found with Linux's `PAGEMAP_SCAN`), rather than given back
+/// to the kernel and faulted in again.
+const KEEP_RESIDENT: usize = 2 << 20;
 
 #[derive(Clone, Debug)]
 pub struct WasmConfig {
@@ -63,6 +71,9 @@ pub struct WasmConfig {
     pub default_ephemeral_storage: u64,
     /// Handles an attempt may hold open when neither sets `resources.open_files`.
     pub default_open_files: u32,
+    /// Attempts that may hold an instance at once (the pooling allocator's slots); more
+    /// wait for one to end.
+    pub instances: u32,
     /// Bytes kept of the beginning and of the end of each output stream.
     pub log_keep: usize,
     /// Components pulled from registries before the run, by the reference a component
@@ -78,6 +89,7 @@ impl WasmConfig {
             default_cpu_time: Duration::from_secs(3600),
             default_ephemeral_storage: DEFAULT_EPHEMERAL_STORAGE,
             default_open_files: DEFAULT_OPEN_FILES,
+            instances: DEFAULT_INSTANCES,
             log_keep: super::capture::DEFAULT_KEEP,
             pulled: HashMap::new(),
         }
@@ -96,6 +108,8 @@ struct Inner {
     by_path: Mutex<HashMap<PathBuf, Arc<tokio::sync::OnceCell<Arc<Loaded>>>>>,
     /// The same, by content digest, so two paths to one component share it.
     by_digest: Mutex<HashMap<String, Arc<Loaded>>>,
+    /// One permit per slot of the pooling allocator, held while an attempt's store lives.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 enum Pre {
@@ -132,12 +146,13 @@ impl Loaded {
 impl WasmExecutor {
     pub fn new(config: WasmConfig) -> Result<WasmExecutor, PrepareError> {
         let other = |message: String| PrepareError::Other { message };
-        let host = Host::new(wasmtime::Config::new(), &config.cache_dir)
+        let host = Host::new(pooled(config.instances), &config.cache_dir)
             .map_err(|e| other(super::error_chain(&e)))?;
         let mut linker = host.linker().map_err(|e| other(e.to_string()))?;
         disk::add_to_linker(&mut linker)
             .and_then(|()| waits::add_to_linker(&mut linker))
             .map_err(|e| other(format!("cannot set up wasmtime: {}", error_text(&e))))?;
+        let slots = Arc::new(tokio::sync::Semaphore::new(config.instances.max(1) as usize));
         Ok(WasmExecutor {
             inner: Arc::new(Inner {
                 host,
@@ -145,6 +160,7 @@ impl WasmExecutor {
                 config,
                 by_path: Mutex::new(HashMap::new()),
                 by_digest: Mutex::new(HashMap::new()),
+                slots,
             }),
         })
     }
@@ -497,10 +513,25 @@ impl Executor for WasmExecutor {
                     .unwrap_or(self.inner.config.default_open_files),
             };
             let cancel = inv.cancel.clone();
+            let slot = tokio::select! {
+                slot = self.inner.slots.clone().acquire_owned() => slot,
+                _ = cancel.cancelled() => {
+                    return Report {
+                        ran_on: None,
+                        result: Err(Failure {
+                            kind: FailureKind::Interrupted,
+                            message: "interrupted".into(),
+                        }),
+                        logs: Vec::new(),
+                    };
+                }
+            };
             let inner = self.inner.clone();
             let thread_streams = streams.clone();
-            let mut handle =
-                tokio::task::spawn_blocking(move || inner.run(&loaded, inv, &thread_streams));
+            let mut handle = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                inner.run(&loaded, inv, &thread_streams)
+            });
             let joined = tokio::select! {
                 joined = &mut handle => Some(joined),
                 _ = cancel.cancelled() => tokio::time::timeout(GRACE, &mut handle).await.ok(),
@@ -527,6 +558,37 @@ impl Executor for WasmExecutor {
             }
         })
     }
+}
+
+/// The engine configuration of step attempts: wasmtime's pooling allocator with
+/// `instances` component instances and room for what the components of common toolchains
+/// hold (Rust, C, Go, and interpreters such as componentize-py's CPython, whose function
+/// tables run to tens of thousands of entries): 16 core instances, 4 memories and 8
+/// tables per component instance, up to 4 memories and 8 tables per core module, tables
+/// of up to 2^20 elements, and memories of up to 4 GiB (all a 32-bit memory can
+/// address; a 64-bit memory is held to that too). These are reservations of address
+/// space, not of memory. Where Linux offers `PAGEMAP_SCAN` (6.7 and later), a slot's
+/// memory is reset in place up to [`KEEP_RESIDENT`] bytes.
+fn pooled(instances: u32) -> wasmtime::Config {
+    let instances = instances.max(1);
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(16))
+        .total_memories(instances.saturating_mul(4))
+        .total_tables(instances.saturating_mul(8))
+        .max_memories_per_module(4)
+        .max_tables_per_module(8)
+        .table_elements(1 << 20)
+        .max_core_instance_size(16 << 20)
+        .max_memory_size(1 << 32);
+    if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(wasmtime::Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(64 << 10);
+    }
+    let mut config = wasmtime::Config::new();
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    config
 }
 
 /// A guest's stdout and stderr, and the lines it logs through `host.log`.
