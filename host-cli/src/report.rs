@@ -60,6 +60,38 @@ fn ran_as(task: &TaskRecord) -> String {
     }
 }
 
+/// Why tasks ran as they did, one line per implementation and reason, in the order each
+/// first appears: `a, b and 3 more ran as wasm command: wasm runs by default`.
+fn ran_as_lines(tasks: &[TaskRecord]) -> Vec<String> {
+    /// Tasks named on a line before the rest are counted.
+    const NAMED: usize = 3;
+    let mut groups: Vec<((&str, &str), Vec<&str>)> = Vec::new();
+    let mut index: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::new();
+    for task in tasks {
+        let (Some(imp), Some(why)) = (&task.implementation, &task.implementation_reason) else {
+            continue;
+        };
+        let key = (imp.as_str(), why.as_str());
+        let i = *index.entry(key).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(&task.name);
+    }
+    groups
+        .into_iter()
+        .map(|((imp, why), names)| {
+            let named = names[..names.len().min(NAMED)].join(", ");
+            let names = match names.len().saturating_sub(NAMED) {
+                0 => named,
+                more => format!("{named} and {more} more"),
+            };
+            format!("{names} ran as {imp}: {why}")
+        })
+        .collect()
+}
+
 fn task_rows(tasks: &[TaskRecord]) -> Table {
     let mut t = table(&["task", "state", "attempts", "time", "ran as", "note"]);
     for task in tasks {
@@ -177,10 +209,8 @@ pub fn run_details(run: &RunRecord) {
     }
     run_outputs(run);
     outln!("{}", task_rows(&run.tasks));
-    for task in &run.tasks {
-        if let (Some(imp), Some(why)) = (&task.implementation, &task.implementation_reason) {
-            outln!("{} ran as {imp}: {why}", task.name);
-        }
+    for line in ran_as_lines(&run.tasks) {
+        outln!("{line}");
     }
 
     let mut io = table(&["task", "", "name", "type", "digest", "size", "value"]);
@@ -304,4 +334,50 @@ pub fn cache_list(entries: &[(sluice_runtime::oci::cache::Entry, Vec<String>)]) 
         ]);
     }
     outln!("{t}");
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_runtime::store::{TaskRecord, TaskState};
+
+    use super::ran_as_lines;
+
+    fn task(name: &str, implementation: &str, reason: &str) -> TaskRecord {
+        TaskRecord {
+            name: name.into(),
+            component: "c".into(),
+            component_file: "c.yaml".into(),
+            component_digest: "sha256:00".into(),
+            implementation: Some(implementation.into()),
+            implementation_reason: Some(reason.into()),
+            executable_digest: None,
+            state: TaskState::Succeeded,
+            attempts: 1,
+            started_at: None,
+            ended_at: None,
+            error: None,
+            cached_from: None,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            metrics: Default::default(),
+            attempt_history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn tasks_that_ran_alike_for_the_same_reason_share_a_line() {
+        let mut tasks: Vec<TaskRecord> = (0..6)
+            .map(|i| task(&format!("t{i}"), "wasm command", "wasm runs by default"))
+            .collect();
+        tasks.insert(2, task("train", "docker", "no wasm implementation"));
+        tasks.push(task("one", "wasm command", "asked for with --prefer"));
+        assert_eq!(
+            ran_as_lines(&tasks),
+            [
+                "t0, t1, t2 and 3 more ran as wasm command: wasm runs by default",
+                "train ran as docker: no wasm implementation",
+                "one ran as wasm command: asked for with --prefer",
+            ]
+        );
+    }
 }
