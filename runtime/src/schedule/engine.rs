@@ -787,7 +787,6 @@ impl<'a> Engine<'a> {
             ended_attempt: Default::default(),
             caching: options.caching.and(task.caching),
             cache_key: Default::default(),
-            unrecorded_start: Default::default(),
             resumes: options.resumes.clone(),
         };
         let handle = self

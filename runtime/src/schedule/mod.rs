@@ -69,7 +69,7 @@ pub struct Reused {
 /// Wall-clock limit of one wasm attempt when neither the task nor the run sets one: a
 /// guest blocked in a host call (a long sleep) uses no CPU time, so its CPU-time limit
 /// alone would never stop it.
-pub const WASM_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const WASM_TIMEOUT: Duration = crate::exec::wasm::DEFAULT_TIMEOUT;
 
 /// How often the outputs of a container or process attempt are measured against its
 /// `resources.ephemeral_storage`.
@@ -430,59 +430,15 @@ pub(crate) struct TaskRun {
     /// The run's limit for attempts of tasks that set no `timeout`.
     pub(crate) default_timeout: Option<Duration>,
     /// The last attempt's end, until it is recorded (see `finish_attempt`).
-    pub(crate) ended_attempt: std::sync::Mutex<Option<EndedAttempt>>,
+    pub(crate) ended_attempt: std::sync::Mutex<Option<crate::store::AttemptEntry>>,
     /// How this task uses the task cache.
     pub(crate) caching: Caching,
     /// The task's cache key, once its inputs are known.
     pub(crate) cache_key: std::sync::OnceLock<String>,
-    /// The running attempt's start, until it is recorded.
-    pub(crate) unrecorded_start: std::sync::Mutex<Option<PendingStart>>,
     /// The run this one resumes: this task's namesake there, when it succeeded under this
     /// task's cache key, is taken instead of running, whatever the task's caching.
     pub(crate) resumes: Option<String>,
 }
-
-/// How an attempt ended, kept until it is recorded.
-#[derive(Debug)]
-pub(crate) struct EndedAttempt {
-    attempt: u32,
-    state: TaskState,
-    error: Option<String>,
-    logs: Vec<crate::store::LogRecord>,
-    ran_on: Option<String>,
-    /// Its start, when that is not recorded yet.
-    start: Option<PendingStart>,
-}
-
-impl EndedAttempt {
-    /// This end as the run record takes it, with its start when that was not recorded.
-    fn record<'a>(
-        &'a self,
-        start: Option<&'a crate::store::AttemptStart<'a>>,
-    ) -> crate::store::AttemptEnd<'a> {
-        crate::store::AttemptEnd {
-            attempt: self.attempt,
-            state: self.state,
-            error: self.error.as_deref(),
-            logs: &self.logs,
-            ran_on: self.ran_on.as_deref(),
-            start,
-        }
-    }
-}
-
-/// An attempt's start, kept until it is recorded: when the attempt has gone on for
-/// [`START_RECORD_DELAY`], or with its end.
-#[derive(Debug)]
-pub(crate) struct PendingStart {
-    attempt: u32,
-    inputs: Vec<IoRecord>,
-    at: jiff::Timestamp,
-}
-
-/// How long an attempt runs before its start is recorded on its own: a shorter one is
-/// recorded once, start and end together.
-const START_RECORD_DELAY: Duration = Duration::from_millis(100);
 
 /// The outcome of one attempt, before retry decisions.
 enum Attempt {
@@ -686,11 +642,12 @@ impl TaskRun {
     ) -> Attempt {
         let task = &*self.task;
         let store = &self.store;
-        // Recorded when the attempt has gone on for a while, or with its end.
-        *self.lock_start() = Some(PendingStart {
-            attempt,
-            inputs: input_records.to_vec(),
-            at: jiff::Timestamp::now(),
+        // Written with the next batch of the run's record: with the attempt's end, when
+        // that comes within the batch.
+        self.record(crate::store::JournalEntry::Start {
+            run: self.run_id.clone(),
+            task: task.name.clone(),
+            start: self.start_entry(attempt, input_records),
         });
         self.observer.event(&Event::TaskStarted {
             task: task.name.clone(),
@@ -793,28 +750,18 @@ impl TaskRun {
             }
         };
         let watch = watch_storage(dir.outputs(), storage.map(|s| s.0));
-        let start_due = tokio::time::sleep(START_RECORD_DELAY);
-        tokio::pin!(deadline, watch, start_due);
-        let mut start_recorded = false;
-        let mut report = loop {
-            tokio::select! {
-                report = &mut execution => break report,
-                _ = &mut deadline => {
-                    timed_out = limit;
-                    token.cancel();
-                    break execution.await;
-                }
-                used = &mut watch => {
-                    over_storage = Some(used);
-                    token.cancel();
-                    break execution.await;
-                }
-                // An attempt still going is recorded as running; a shorter one is
-                // recorded once, with its end.
-                _ = &mut start_due, if !start_recorded => {
-                    start_recorded = true;
-                    self.record_start();
-                }
+        tokio::pin!(deadline, watch);
+        let mut report = tokio::select! {
+            report = &mut execution => report,
+            _ = &mut deadline => {
+                timed_out = limit;
+                token.cancel();
+                execution.await
+            }
+            used = &mut watch => {
+                over_storage = Some(used);
+                token.cancel();
+                execution.await
             }
         };
         // Measured once more at the end: a task may write fast between two checks.
@@ -921,83 +868,52 @@ impl TaskRun {
         logs: &[crate::store::LogRecord],
         ran_on: Option<String>,
     ) {
-        let start = self.lock_start().take();
-        *self.ended_attempt.lock().unwrap_or_else(|p| p.into_inner()) = Some(EndedAttempt {
-            attempt,
-            state,
-            error: error.map(str::to_owned),
-            logs: logs.to_vec(),
-            ran_on,
-            start,
-        });
-    }
-
-    fn lock_start(&self) -> std::sync::MutexGuard<'_, Option<PendingStart>> {
-        self.unrecorded_start
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        *self.ended_attempt.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(crate::store::AttemptEntry {
+                attempt,
+                state,
+                error: error.map(str::to_owned),
+                logs: logs.to_vec(),
+                ran_on,
+            });
     }
 
     /// An attempt's start as the journal keeps it.
-    fn start_entry(&self, start: PendingStart) -> crate::store::StartEntry {
+    fn start_entry(&self, attempt: u32, inputs: &[IoRecord]) -> crate::store::StartEntry {
         crate::store::StartEntry {
-            attempt: start.attempt,
+            attempt,
             implementation: self.prepared.implementation.clone(),
             reason: self.prepared.reason.clone(),
             executable_digest: self.prepared.executable_digest.clone(),
-            inputs: start.inputs,
+            inputs: inputs.to_vec(),
             cache_key: self.cache_key.get().cloned(),
             cache_source: self.task.caching.enabled,
-            at: start.at,
+            at: jiff::Timestamp::now(),
         }
     }
 
-    /// The record of an attempt's start, from what is kept of it.
-    fn attempt_start<'a>(&'a self, start: &'a PendingStart) -> crate::store::AttemptStart<'a> {
-        crate::store::AttemptStart {
-            attempt: start.attempt,
-            implementation: &self.prepared.implementation,
-            reason: &self.prepared.reason,
-            executable_digest: self.prepared.executable_digest.as_deref(),
-            inputs: &start.inputs,
-            cache_key: self.cache_key.get().map(String::as_str),
-            cache_source: self.task.caching.enabled,
-            at: start.at,
+    /// Hands an entry to the run's journal. One that cannot be written is said in the
+    /// task's log; the task's end, written after it, fails the task if it cannot be either.
+    fn record(&self, entry: crate::store::JournalEntry) {
+        if let Err(e) = self.journal.record(entry) {
+            self.host_line(&format!("cannot record the attempt: {}", error_chain(&e)));
         }
     }
 
-    /// Records the running attempt's start now. Should that fail, it is kept, to be
-    /// recorded with the attempt's end.
-    fn record_start(&self) {
-        let Some(start) = self.lock_start().take() else {
-            return;
-        };
-        if let Err(e) =
-            self.store
-                .attempt_started(&self.run_id, &self.task.name, &self.attempt_start(&start))
-        {
-            self.host_line(&format!(
-                "cannot record the attempt's start yet: {}",
-                error_chain(&e)
-            ));
-            *self.lock_start() = Some(start);
-        }
-    }
-
-    /// Records the attempt kept by `finish_attempt`, if any, on its own.
+    /// Records the attempt kept by `finish_attempt`, if any, on its own: another follows.
     fn record_ended_attempt(&self) {
         let ended = self
             .ended_attempt
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(a) = ended {
-            let start = a.start.as_ref().map(|s| self.attempt_start(s));
-            let _ = self.store.attempt_finished(
-                &self.run_id,
-                &self.task.name,
-                &a.record(start.as_ref()),
-            );
+        if let Some(end) = ended {
+            self.record(crate::store::JournalEntry::AttemptEnd {
+                run: self.run_id.clone(),
+                task: self.task.name.clone(),
+                end,
+                at: jiff::Timestamp::now(),
+            });
         }
     }
 
@@ -1016,14 +932,6 @@ impl TaskRun {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let last = last.map(|a| crate::store::AttemptEntry {
-            attempt: a.attempt,
-            state: a.state,
-            error: a.error,
-            logs: a.logs,
-            ran_on: a.ran_on,
-            start: a.start.map(|s| self.start_entry(s)),
-        });
         let entry = crate::store::TaskEndEntry {
             run: self.run_id.clone(),
             task: task.name.clone(),
@@ -1036,7 +944,10 @@ impl TaskRun {
         };
         // Written with other tasks' ends, off this task's way; a failure to write it
         // fails the run when it ends.
-        let (state, error) = match self.journal.record(entry) {
+        let (state, error) = match self
+            .journal
+            .record(crate::store::JournalEntry::TaskEnd(entry))
+        {
             Ok(()) => (state, error),
             Err(e) => (
                 TaskState::Failed,

@@ -1,10 +1,12 @@
-//! Task ends written in batches. A run's tasks hand their ends to a writer thread, which
-//! records all those waiting in one transaction: a task's end is off the path of the
-//! tasks after it (they do not wait for its commit), and tasks that end together cost one
-//! commit (the writer waits a few milliseconds for more after the first of a batch). Ends
-//! are written in the order they were handed over, so a task's end is never
-//! on record before the ends of the tasks it waited for; [`Journal::finish`] returns once
-//! every end handed over is written, and says which could not be.
+//! A run's record written in batches. Its tasks hand their attempts' starts, their
+//! attempts' ends and their own ends to a writer thread, which records all those waiting
+//! in one transaction: recording is off the path of the tasks (none waits for a commit),
+//! and what happens together costs one commit (the writer sleeps a few milliseconds after
+//! the first entry of a batch, so an attempt that ends within them is recorded with its
+//! start). Entries are written in the order they were handed over, so a task's end is
+//! never on record before the ends of the tasks it waited for, nor an attempt's end before
+//! its start; [`Journal::finish`] returns once every entry handed over is written, and
+//! says which could not be.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -12,25 +14,25 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::Store;
-use super::records::TaskEndEntry;
+use super::records::JournalEntry;
 
-/// Most ends written in one transaction.
+/// Most entries written in one transaction.
 const BATCH: usize = 512;
 
-/// How long the writer waits for more ends after the first of a batch: a task that ends
-/// alone is on record this much later, and a chain of short tasks shares a commit.
+/// How long the writer waits for more entries after the first of a batch: an attempt that
+/// starts alone is on record this much later, and a chain of short tasks shares a commit.
 const LINGER: Duration = Duration::from_millis(5);
 
-/// The writer of one run's task ends.
+/// The writer of one run's record.
 pub struct Journal {
-    sender: Sender<TaskEndEntry>,
+    sender: Sender<JournalEntry>,
     thread: JoinHandle<Vec<String>>,
 }
 
 /// Where a task hands its end to its run's [`Journal`].
 #[derive(Clone, Debug)]
 pub struct JournalSender {
-    sender: Sender<TaskEndEntry>,
+    sender: Sender<JournalEntry>,
     store: Arc<Store>,
 }
 
@@ -51,7 +53,7 @@ impl Journal {
         }
     }
 
-    /// Waits until every end handed over so far is written; the ends that could not be,
+    /// Waits until every entry handed over so far is written; those that could not be,
     /// one line each (`task 'x': why`).
     pub fn finish(self) -> Vec<String> {
         drop(self.sender);
@@ -62,18 +64,18 @@ impl Journal {
 }
 
 impl JournalSender {
-    /// Hands a task's end over to be written. Should the writer be gone, it is written
-    /// here and now.
-    pub fn record(&self, entry: TaskEndEntry) -> Result<(), super::StoreError> {
+    /// Hands an entry over to be written. Should the writer be gone, it is written here
+    /// and now.
+    pub fn record(&self, entry: JournalEntry) -> Result<(), super::StoreError> {
         match self.sender.send(entry) {
             Ok(()) => Ok(()),
-            Err(unsent) => self.store.records().task_ends(&[unsent.0]),
+            Err(unsent) => self.store.records().journal(&[unsent.0]),
         }
     }
 }
 
 /// Writes what arrives, in batches, until every sender is gone.
-fn write(store: &Store, receiver: &Receiver<TaskEndEntry>) -> Vec<String> {
+fn write(store: &Store, receiver: &Receiver<JournalEntry>) -> Vec<String> {
     let mut failures = Vec::new();
     while let Ok(first) = receiver.recv() {
         // Asleep rather than waiting on the channel: an end handed over meanwhile is
@@ -81,13 +83,17 @@ fn write(store: &Store, receiver: &Receiver<TaskEndEntry>) -> Vec<String> {
         std::thread::sleep(LINGER);
         let mut batch = vec![first];
         batch.extend(receiver.try_iter().take(BATCH - 1));
-        if store.records().task_ends(&batch).is_ok() {
+        if store.records().journal(&batch).is_ok() {
             continue;
         }
         // One of them cannot be written: the others are, one at a time.
         for entry in &batch {
-            if let Err(e) = store.records().task_ends(std::slice::from_ref(entry)) {
-                failures.push(format!("task '{}': {}", entry.task, crate::error_chain(&e)));
+            if let Err(e) = store.records().journal(std::slice::from_ref(entry)) {
+                failures.push(format!(
+                    "task '{}': {}",
+                    entry.task(),
+                    crate::error_chain(&e)
+                ));
             }
         }
     }

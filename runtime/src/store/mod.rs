@@ -25,8 +25,8 @@ pub use artifacts::{ArtifactRef, Stored};
 pub use journal::{Journal, JournalSender};
 pub use records::{
     AttemptEnd, AttemptEntry, AttemptRecord, AttemptStart, CachedTask, DeployRecord, DeployState,
-    IoRecord, LogRecord, NewRun, NewTask, Reuse, RunKind, RunRecord, RunState, StartEntry, TaskEnd,
-    TaskEndEntry, TaskRecord, TaskState,
+    IoRecord, JournalEntry, LogRecord, NewRun, NewTask, Reuse, RunKind, RunRecord, RunState,
+    StartEntry, TaskEnd, TaskEndEntry, TaskRecord, TaskState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -744,11 +744,14 @@ mod tests {
             .map(|chunk| {
                 let (sender, chunk) = (sender.clone(), chunk.to_vec());
                 let end = chunk.iter().map(|t| end(t)).collect::<Vec<_>>();
-                std::thread::spawn(move || end.into_iter().for_each(|e| sender.record(e).unwrap()))
+                std::thread::spawn(move || {
+                    end.into_iter()
+                        .for_each(|e| sender.record(JournalEntry::TaskEnd(e)).unwrap())
+                })
             })
             .collect();
         // A task the run does not have: its outputs cannot be recorded.
-        sender.record(end("nobody")).unwrap();
+        sender.record(JournalEntry::TaskEnd(end("nobody"))).unwrap();
         drop(sender);
         writers.into_iter().for_each(|w| w.join().unwrap());
         let unrecorded = journal.finish();

@@ -342,7 +342,7 @@ pub struct TaskEndEntry {
     pub at: Timestamp,
 }
 
-/// An attempt's end, owned ([`AttemptEnd`]).
+/// An attempt's end, owned ([`AttemptEnd`]), its start recorded before it.
 #[derive(Clone, Debug)]
 pub struct AttemptEntry {
     pub attempt: u32,
@@ -350,8 +350,65 @@ pub struct AttemptEntry {
     pub error: Option<String>,
     pub logs: Vec<LogRecord>,
     pub ran_on: Option<String>,
-    /// Its start, when that was not recorded as it happened.
-    pub start: Option<StartEntry>,
+}
+
+/// What a run's journal records, in the order its tasks handed it over.
+#[derive(Clone, Debug)]
+pub enum JournalEntry {
+    /// An attempt started.
+    Start {
+        run: String,
+        task: String,
+        start: StartEntry,
+    },
+    /// An attempt ended that is not its task's last: another follows.
+    AttemptEnd {
+        run: String,
+        task: String,
+        end: AttemptEntry,
+        /// When it ended.
+        at: Timestamp,
+    },
+    /// A task ended, with its last attempt.
+    TaskEnd(TaskEndEntry),
+}
+
+impl JournalEntry {
+    /// The task the entry is of.
+    pub fn task(&self) -> &str {
+        match self {
+            JournalEntry::Start { task, .. } | JournalEntry::AttemptEnd { task, .. } => task,
+            JournalEntry::TaskEnd(end) => &end.task,
+        }
+    }
+}
+
+impl StartEntry {
+    fn borrowed(&self) -> AttemptStart<'_> {
+        AttemptStart {
+            attempt: self.attempt,
+            implementation: &self.implementation,
+            reason: &self.reason,
+            executable_digest: self.executable_digest.as_deref(),
+            inputs: &self.inputs,
+            cache_key: self.cache_key.as_deref(),
+            cache_source: self.cache_source,
+            at: self.at,
+        }
+    }
+}
+
+impl AttemptEntry {
+    fn borrowed(&self) -> AttemptEnd<'_> {
+        AttemptEnd {
+            attempt: self.attempt,
+            state: self.state,
+            error: self.error.as_deref(),
+            logs: &self.logs,
+            ran_on: self.ran_on.as_deref(),
+            start: None,
+        }
+    }
 }
 
 /// An attempt's start, owned ([`AttemptStart`]).
@@ -977,39 +1034,28 @@ impl Records {
         tx.commit().map_err(db_err)
     }
 
-    /// Records the ends of `entries`, in order, in one transaction: all or none.
-    pub(super) fn task_ends(&mut self, entries: &[TaskEndEntry]) -> Result<(), StoreError> {
+    /// Records `entries`, in order, in one transaction: all or none.
+    pub(super) fn journal(&mut self, entries: &[JournalEntry]) -> Result<(), StoreError> {
         let tx = self.write().map_err(db_err)?;
-        for e in entries {
-            let start = e
-                .last
-                .as_ref()
-                .and_then(|a| a.start.as_ref())
-                .map(|s| AttemptStart {
-                    attempt: s.attempt,
-                    implementation: &s.implementation,
-                    reason: &s.reason,
-                    executable_digest: s.executable_digest.as_deref(),
-                    inputs: &s.inputs,
-                    cache_key: s.cache_key.as_deref(),
-                    cache_source: s.cache_source,
-                    at: s.at,
-                });
-            let last = e.last.as_ref().map(|a| AttemptEnd {
-                attempt: a.attempt,
-                state: a.state,
-                error: a.error.as_deref(),
-                logs: &a.logs,
-                ran_on: a.ran_on.as_deref(),
-                start: start.as_ref(),
-            });
-            let end = TaskEnd {
-                state: e.state,
-                error: e.error.as_deref(),
-                outputs: &e.outputs,
-                metrics: &e.metrics,
-            };
-            record_task_end(&tx, &e.run, &e.task, &end, last.as_ref(), e.at)?;
+        for entry in entries {
+            match entry {
+                JournalEntry::Start { run, task, start } => {
+                    record_attempt_start(&tx, run, task, &start.borrowed())?;
+                }
+                JournalEntry::AttemptEnd { run, task, end, at } => {
+                    record_attempt_end(&tx, run, task, &end.borrowed(), *at)?;
+                }
+                JournalEntry::TaskEnd(e) => {
+                    let last = e.last.as_ref().map(AttemptEntry::borrowed);
+                    let end = TaskEnd {
+                        state: e.state,
+                        error: e.error.as_deref(),
+                        outputs: &e.outputs,
+                        metrics: &e.metrics,
+                    };
+                    record_task_end(&tx, &e.run, &e.task, &end, last.as_ref(), e.at)?;
+                }
+            }
         }
         tx.commit().map_err(db_err)
     }

@@ -12,14 +12,22 @@ use crate::spec::ByteSize;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stop {
     Cancelled,
+    /// The attempt's wall-clock limit passed.
+    TimedOut(std::time::Duration),
     CpuTime(std::time::Duration),
-    Memory { cap: u64, requested: u64 },
+    Memory {
+        cap: u64,
+        requested: u64,
+    },
 }
 
 impl fmt::Display for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Stop::Cancelled => f.write_str("cancelled"),
+            Stop::TimedOut(limit) => {
+                write!(f, "timed out after {}", humantime::format_duration(*limit))
+            }
             Stop::CpuTime(limit) => write!(
                 f,
                 "CPU time limit of {} exceeded",

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use sluice_runtime::events::TaskSink;
 use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
 use sluice_runtime::exec::{Executor, Invocation, Target};
+use sluice_runtime::schedule::Options;
 use sluice_runtime::spec::{Component, ResourceSpec};
-use sluice_runtime::store::{RunRecord, TaskState};
+use sluice_runtime::store::{RunRecord, RunState, TaskState};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{Env, cache_dir, task};
@@ -164,6 +165,51 @@ async fn an_infinite_loop_is_stopped_by_the_timeout() {
         took < 3000,
         "the loop ran on for {took}ms after its timeout"
     );
+}
+
+/// On a multi-threaded runtime an attempt runs on the worker thread that asks for it,
+/// where nothing else watches its clock: its own limit stops a guest looping in its code
+/// (at an epoch tick) and one asleep in a host call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_runtime_worker_a_loop_and_a_sleep_stop_at_their_timeout() {
+    let env = Env::new();
+    for args in ["[spin]", "[sleep, '600000']"] {
+        let run = attempt(&env, args, "", ", timeout: 300ms").await;
+        let t = task(&run, "attack");
+        assert_eq!(t.error.as_deref(), Some("timed out after 300ms"), "{args}");
+        let took = t.ended_at.unwrap().as_millisecond() - t.started_at.unwrap().as_millisecond();
+        assert!(took < 3000, "{args} ran on for {took}ms after its timeout");
+    }
+}
+
+/// The same guests on a runtime worker stop when their run is cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_runtime_worker_cancelling_stops_a_loop_and_a_sleep() {
+    let env = Env::new();
+    env.probe("spin", "[spin]", "");
+    env.probe("nap", "[sleep, '600000']", "");
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        trigger.cancel();
+    });
+    let started = std::time::Instant::now();
+    let run = env
+        .run_with(
+            "name: p\ntasks:\n  spin: {component: spin.yaml}\n  nap: {component: nap.yaml}\n",
+            Options {
+                parallelism: 2,
+                ..crate::support::no_cache()
+            },
+            cancel,
+        )
+        .await;
+    assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+    assert_eq!(run.state, RunState::Cancelled);
+    for name in ["spin", "nap"] {
+        assert_eq!(task(&run, name).state, TaskState::Cancelled, "{name}");
+    }
 }
 
 #[tokio::test]

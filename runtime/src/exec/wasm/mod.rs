@@ -2,9 +2,14 @@
 //! the wasm host ([`crate::wasm`]). Loads each component once per executor (through the
 //! host's on-disk compile cache), keeps its `InstancePre`, and runs each attempt in a
 //! fresh `Store` with a memory cap summed over all memories and a CPU-time deadline
-//! checked at every epoch tick, on a blocking thread. Instances come from wasmtime's
-//! pooling allocator: an attempt reuses the slot of an earlier one instead of mapping and
-//! unmapping its memory. It writes artifacts only through the task folder the scheduler gave it;
+//! checked at every epoch tick, with its wall-clock limit (`Invocation::timeout`, else
+//! [`DEFAULT_TIMEOUT`]), which also ends its waits in host calls. Instances come from
+//! wasmtime's pooling allocator: an attempt reuses the slot of an earlier one instead of
+//! mapping and unmapping its memory. An attempt runs on the thread that asks for it when
+//! that is a worker of a multi-threaded tokio runtime (which moves its other work to
+//! another thread meanwhile), so a short step costs no hand-over between threads; else on
+//! a blocking thread, abandoned if it does not stop within [`GRACE`] of a cancellation.
+//! It writes artifacts only through the task folder the scheduler gave it;
 //! `exec::collect_outputs` stores them.
 
 mod disk;
@@ -50,8 +55,11 @@ pub const DEFAULT_EPHEMERAL_STORAGE: u64 = 4 << 30;
 /// resources say otherwise. Tasks run side by side share the process's descriptors
 /// (`RLIMIT_NOFILE`), so no one task may take them all.
 pub const DEFAULT_OPEN_FILES: u32 = 1024;
-/// How long a cancelled attempt may take to notice before it is abandoned.
+/// How long a cancelled attempt on a blocking thread may take to notice before it is
+/// abandoned.
 const GRACE: Duration = Duration::from_secs(2);
+/// Wall-clock limit of one attempt that sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Wasm attempts that may hold an instance at once unless configured otherwise; more wait.
 pub const DEFAULT_INSTANCES: u32 = 256;
 /// Bytes of an instance's linear memory that are reset in place when its slot is reused
@@ -300,6 +308,8 @@ impl Inner {
         mut inv: Invocation,
         io: &Streams,
     ) -> Result<Completion, Failure> {
+        let started = tokio::time::Instant::now();
+        let limit = inv.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let wasm = inv
             .component
             .spec
@@ -353,15 +363,20 @@ impl Inner {
                 host_log: io.host.clone(),
                 disk: disk.clone(),
                 cancel: inv.cancel.clone(),
+                deadline: (started + limit, limit),
             },
         );
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
         let cancel = inv.cancel.clone();
         let cpu_start = thread_cpu_time();
+        let (deadline, limit) = store.data().deadline;
         store.epoch_deadline_callback(move |_| {
             if cancel.is_cancelled() {
                 return Err(wasmtime::Error::new(Stop::Cancelled));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(wasmtime::Error::new(Stop::TimedOut(limit)));
             }
             if thread_cpu_time().saturating_sub(cpu_start) > cpu_time {
                 return Err(wasmtime::Error::new(Stop::CpuTime(cpu_time)));
@@ -526,6 +541,23 @@ impl Executor for WasmExecutor {
                     };
                 }
             };
+            // Here, without handing the attempt to another thread and back: the runtime
+            // moves this worker's other tasks to a new thread meanwhile. The attempt
+            // stops itself at its limit or on cancellation (at the next epoch tick, or
+            // at once in a host wait); a current-thread runtime cannot lend its thread.
+            let multi_thread = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if multi_thread {
+                let result = tokio::task::block_in_place(|| {
+                    let _slot = slot;
+                    self.inner.run(&loaded, inv, &streams)
+                });
+                return Report {
+                    ran_on: None,
+                    result,
+                    logs: streams.std.finish(&[&streams.host]),
+                };
+            }
             let inner = self.inner.clone();
             let thread_streams = streams.clone();
             let mut handle = tokio::task::spawn_blocking(move || {

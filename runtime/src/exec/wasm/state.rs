@@ -25,6 +25,8 @@ pub struct StepState {
     pub disk: std::sync::Arc<super::disk::DiskBudget>,
     /// Cancelled when the attempt is cancelled or times out; ends host waits.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// When the attempt's wall-clock limit passes, and that limit: ends host waits too.
+    pub deadline: (tokio::time::Instant, std::time::Duration),
 }
 
 impl WasiView for StepState {

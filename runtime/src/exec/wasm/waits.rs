@@ -1,5 +1,6 @@
 //! Waits a guest makes in the host (`wasi:io/poll`'s `poll` and `pollable.block`: a
-//! sleep, a wait on a stream) end at once when the attempt is cancelled or times out.
+//! sleep, a wait on a stream) end at once when the attempt is cancelled or its wall-clock
+//! limit passes.
 //! Epoch interruption only stops a guest running its own code; without this, a guest
 //! asleep in a host call would run on for as long as it asked to sleep.
 
@@ -25,11 +26,13 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> wasmtime::Result<()> {
         |mut store: StoreContextMut<'_, StepState>, (pollables,): (Vec<Resource<DynPollable>>,)| {
             let state = store.data_mut();
             let cancel = state.cancel.clone();
+            let (deadline, limit) = state.deadline;
             let table = &mut state.table;
             in_tokio(async {
                 tokio::select! {
                     ready = async_poll::Host::poll(table, pollables) => ready.map(|r| (r,)),
                     () = cancel.cancelled() => Err(wasmtime::Error::new(Stop::Cancelled)),
+                    () = tokio::time::sleep_until(deadline) => Err(wasmtime::Error::new(Stop::TimedOut(limit))),
                 }
             })
         },
@@ -39,11 +42,13 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> wasmtime::Result<()> {
         |mut store: StoreContextMut<'_, StepState>, (pollable,): (Resource<DynPollable>,)| {
             let state = store.data_mut();
             let cancel = state.cancel.clone();
+            let (deadline, limit) = state.deadline;
             let table = &mut state.table;
             in_tokio(async {
                 tokio::select! {
                     done = async_poll::HostPollable::block(table, pollable) => done,
                     () = cancel.cancelled() => Err(wasmtime::Error::new(Stop::Cancelled)),
+                    () = tokio::time::sleep_until(deadline) => Err(wasmtime::Error::new(Stop::TimedOut(limit))),
                 }
             })
         },
