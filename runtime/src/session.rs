@@ -208,6 +208,11 @@ impl Session {
         options: RunOptions,
     ) -> Result<Finished, SessionError> {
         let mut wasm = WasmConfig::new(self.cache_dir.clone());
+        // A slot for every attempt the run may have going at once, so that none waits
+        // for an instance (up to the most slots an executor has).
+        wasm.instances = u32::try_from(options.schedule.parallelism)
+            .unwrap_or(u32::MAX)
+            .clamp(1, crate::exec::wasm::MAX_INSTANCES);
         let references: Vec<&str> = plan
             .tasks
             .iter()

@@ -100,8 +100,8 @@ fn a_run_whose_process_died_ends_interrupted_when_the_home_is_next_opened() {
     .unwrap();
     let (mut child, _stderr, seen) = home.start_run(&pipeline, "loop: started");
     assert!(seen.contains("loop: started"), "{seen}");
-    // An attempt's start is recorded once it has run 100 ms (a shorter one's with its
-    // end): let it be, then kill the process.
+    // An attempt's start is recorded a few milliseconds after it (a shorter one's with
+    // its end): let it be, then kill the process.
     std::thread::sleep(std::time::Duration::from_millis(500));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -138,7 +138,7 @@ fn a_run_whose_process_died_ends_interrupted_when_the_home_is_next_opened() {
     assert_eq!(task("after")["state"], "skipped", "{shown}");
     assert_eq!(
         task("after")["error"],
-        "not recorded as started: the run was interrupted (a task that ends within 100 ms is recorded only at its end, so it may have run)"
+        "not recorded as started: the run was interrupted (an attempt's start is recorded a few milliseconds after it, so it may have run)"
     );
 }
 

@@ -236,6 +236,16 @@ pub trait Executor: Send + Sync {
     fn queues(&self) -> bool {
         false
     }
+
+    /// Whether an attempt prepared as `prepared` is held to its time limit
+    /// (`Invocation::timeout`, or the 1 h default of a wasm attempt) by `execute` itself,
+    /// counted from when it has what it runs on; the scheduler then sets no clock of its
+    /// own on it. The wasm executor does: its attempts run on the thread that polls
+    /// `execute` and may first wait for an instance slot.
+    fn times_itself(&self, prepared: &Prepared) -> bool {
+        let _ = prepared;
+        false
+    }
 }
 
 /// Where a program finds its task folder's inputs and outputs.

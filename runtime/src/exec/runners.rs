@@ -233,6 +233,10 @@ impl Executor for Runners {
         })
     }
 
+    fn times_itself(&self, prepared: &Prepared) -> bool {
+        prepared.kind == Kind::Wasm && self.wasm.times_itself(prepared)
+    }
+
     fn execute(&self, inv: Invocation) -> BoxFuture<'_, Report> {
         Box::pin(async move {
             match inv.prepared.kind {

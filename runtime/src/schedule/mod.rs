@@ -737,7 +737,13 @@ impl TaskRun {
         // A queued attempt's time counts once it runs, and again from the start of each
         // run of it (a job resubmitted after its node failed).
         let queues = self.executor.queues();
+        // An executor that holds its attempts to their limit itself (a wasm attempt,
+        // counted from when it has an instance) needs no clock here.
+        let times_itself = self.executor.times_itself(&self.prepared);
         let deadline = async {
+            if times_itself {
+                return std::future::pending().await;
+            }
             if !queues {
                 return sleep_for(limit).await;
             }

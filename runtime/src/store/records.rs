@@ -855,8 +855,8 @@ impl Records {
                  WHERE run_id = ?1 AND state = 'pending'",
                 params![
                     id,
-                    "not recorded as started: the run was interrupted (a task that ends within \
-                     100 ms is recorded only at its end, so it may have run)",
+                    "not recorded as started: the run was interrupted (an attempt's start is \
+                     recorded a few milliseconds after it, so it may have run)",
                     now
                 ],
             )

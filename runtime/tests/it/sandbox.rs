@@ -1,16 +1,12 @@
 //! Each escape a guest might try is denied or stopped with a clear task error, while the
 //! host survives and a sibling task in the same run completes.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use sluice_runtime::events::TaskSink;
 use sluice_runtime::exec::wasm::{WasmConfig, WasmExecutor};
-use sluice_runtime::exec::{Executor, Invocation, Target};
-use sluice_runtime::schedule::Options;
-use sluice_runtime::spec::{Component, ResourceSpec};
-use sluice_runtime::store::{RunRecord, RunState, TaskState};
+use sluice_runtime::schedule::{Options, Scheduler};
+use sluice_runtime::store::{RunKind, RunRecord, RunState, TaskState};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{Env, cache_dir, task};
@@ -383,52 +379,40 @@ async fn an_attempt_sees_nothing_of_the_one_before_it() {
     }
 }
 
-/// Attempts past the executor's instance slots wait for one to end, and all succeed.
-#[tokio::test]
-async fn attempts_past_the_instance_slots_wait_for_a_slot() {
+/// Attempts past the executor's instance slots wait for one to end, and all succeed: a
+/// task's time limit counts from when its attempt has an instance, not while it waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_past_the_instance_slots_wait_for_one_and_the_wait_is_not_their_time() {
     let env = Env::new();
-    let path = env.probe("nap", "[sleep, '100']", "");
+    env.probe("nap", "[sleep, '200']", "");
     let executor = WasmExecutor::new(WasmConfig {
         instances: 1,
         ..WasmConfig::new(cache_dir())
     })
     .unwrap();
-    let component = Arc::new(Component::load(&path).unwrap());
-    let resources = ResourceSpec::default();
-    let target = Target {
-        task: "nap",
-        component: &component,
-        resources: &resources,
-        prefer: None,
+    let scheduler = Scheduler {
+        store: env.store.clone(),
+        executor: Arc::new(executor),
+        observer: env.events.clone(),
+        options: Options {
+            parallelism: 3,
+            ..crate::support::no_cache()
+        },
+        cancel: CancellationToken::new(),
     };
-    let prepared = executor.prepare(target).await.unwrap();
-    let attempts = (1..=3).map(|attempt| {
-        let dir = env
-            .store
-            .task_dir("slots", "nap", attempt, false, &[], false)
-            .unwrap();
-        executor.execute(Invocation {
-            run_id: "slots".into(),
-            task: "nap".into(),
-            attempt,
-            component: component.clone(),
-            inputs: BTreeMap::new(),
-            dir,
-            resources: resources.clone(),
-            timeout: None,
-            started: Arc::new(tokio::sync::Notify::new()),
-            prepared: prepared.clone(),
-            cancel: CancellationToken::new(),
-            sink: TaskSink::new("nap", env.events.clone()),
-            kfp: None,
-            transform: None,
-        })
-    });
+    // One at a time, the last waits about 400 ms for the one slot: more than its limit.
+    let plan = env.plan(
+        "name: slots\ntasks:\n  a: {component: nap.yaml, timeout: 300ms}\n  b: {component: nap.yaml, timeout: 300ms}\n  c: {component: nap.yaml, timeout: 300ms}\n",
+    );
     let started = std::time::Instant::now();
-    let reports = futures::future::join_all(attempts).await;
-    for report in reports {
-        assert!(report.result.is_ok(), "{:?}", report.result.err());
+    let outcome = scheduler
+        .run(Arc::new(plan), RunKind::Pipeline)
+        .await
+        .unwrap();
+    let run = env.store.run(&outcome.run_id).unwrap();
+    for name in ["a", "b", "c"] {
+        let t = task(&run, name);
+        assert_eq!(t.state, TaskState::Succeeded, "{name}: {:?}", t.error);
     }
-    // One at a time: three naps of 100 ms take at least 300 ms.
-    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(600));
 }

@@ -62,6 +62,9 @@ const GRACE: Duration = Duration::from_secs(2);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Wasm attempts that may hold an instance at once unless configured otherwise; more wait.
 pub const DEFAULT_INSTANCES: u32 = 256;
+/// The most instance slots an executor reserves address space for (each memory slot is
+/// 4 GiB of it, and a slot has four): 16 TiB of the 128 TiB a process may map.
+pub const MAX_INSTANCES: u32 = 1024;
 /// Bytes of an instance's linear memory that are reset in place when its slot is reused
 /// (only the pages it touched, found with Linux's `PAGEMAP_SCAN`), rather than given back
 /// to the kernel and faulted in again.
@@ -79,8 +82,9 @@ pub struct WasmConfig {
     pub default_ephemeral_storage: u64,
     /// Handles an attempt may hold open when neither sets `resources.open_files`.
     pub default_open_files: u32,
-    /// Attempts that may hold an instance at once (the pooling allocator's slots); more
-    /// wait for one to end.
+    /// Attempts that may hold an instance at once (the pooling allocator's slots, at most
+    /// [`MAX_INSTANCES`]); more wait for one to end, and their wall-clock limit counts
+    /// from when they have one.
     pub instances: u32,
     /// Bytes kept of the beginning and of the end of each output stream.
     pub log_keep: usize,
@@ -160,7 +164,9 @@ impl WasmExecutor {
         disk::add_to_linker(&mut linker)
             .and_then(|()| waits::add_to_linker(&mut linker))
             .map_err(|e| other(format!("cannot set up wasmtime: {}", error_text(&e))))?;
-        let slots = Arc::new(tokio::sync::Semaphore::new(config.instances.max(1) as usize));
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            config.instances.clamp(1, MAX_INSTANCES) as usize,
+        ));
         Ok(WasmExecutor {
             inner: Arc::new(Inner {
                 host,
@@ -475,6 +481,10 @@ impl Inner {
 }
 
 impl Executor for WasmExecutor {
+    fn times_itself(&self, _: &Prepared) -> bool {
+        true
+    }
+
     fn prepare<'a>(&'a self, target: Target<'a>) -> BoxFuture<'a, Result<Prepared, PrepareError>> {
         Box::pin(async move {
             let mut prepared = self.loaded(target.component).await?.prepared();
@@ -602,7 +612,7 @@ impl Executor for WasmExecutor {
 /// space, not of memory. Where Linux offers `PAGEMAP_SCAN` (6.7 and later), a slot's
 /// memory is reset in place up to [`KEEP_RESIDENT`] bytes.
 fn pooled(instances: u32) -> wasmtime::Config {
-    let instances = instances.max(1);
+    let instances = instances.clamp(1, MAX_INSTANCES);
     let mut pool = wasmtime::PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(16))
