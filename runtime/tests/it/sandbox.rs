@@ -9,7 +9,7 @@ use sluice_runtime::schedule::{Options, Scheduler};
 use sluice_runtime::store::{RunKind, RunRecord, RunState, TaskState};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Env, cache_dir, task};
+use crate::support::{Env, cache_dir, cancelled_after, task};
 
 /// Runs a probe with `args` beside a well-behaved sibling, and checks the sibling.
 async fn attempt(env: &Env, args: &str, component_extra: &str, task_extra: &str) -> RunRecord {
@@ -184,12 +184,7 @@ async fn on_a_runtime_worker_cancelling_stops_a_loop_and_a_sleep() {
     let env = Env::new();
     env.probe("spin", "[spin]", "");
     env.probe("nap", "[sleep, '600000']", "");
-    let cancel = CancellationToken::new();
-    let trigger = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        trigger.cancel();
-    });
+    let cancel = cancelled_after(300);
     let started = std::time::Instant::now();
     let run = env
         .run_with(

@@ -6,9 +6,8 @@ use sluice_runtime::exec::{Executor, Target};
 use sluice_runtime::schedule::Options;
 use sluice_runtime::spec::Component;
 use sluice_runtime::store::{RunState, TaskState};
-use tokio_util::sync::CancellationToken;
 
-use crate::support::{Env, task};
+use crate::support::{Env, cancelled_after, task};
 
 const TYPED: &str = "
 inputs:
@@ -247,12 +246,7 @@ async fn cancelling_interrupts_a_running_component() {
     let env = Env::new();
     env.probe("spin", "[spin]", "");
     env.probe("after", "[noop]", "");
-    let cancel = CancellationToken::new();
-    let trigger = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        trigger.cancel();
-    });
+    let cancel = cancelled_after(300);
     let started = std::time::Instant::now();
     let run = env
         .run_with(

@@ -164,6 +164,17 @@ impl Env {
     }
 }
 
+/// A token cancelled `ms` milliseconds from now, as a user's Ctrl-C would be.
+pub fn cancelled_after(ms: u64) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        trigger.cancel();
+    });
+    cancel
+}
+
 pub fn task<'r>(run: &'r RunRecord, name: &str) -> &'r TaskRecord {
     run.tasks
         .iter()
