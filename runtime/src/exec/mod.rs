@@ -295,6 +295,12 @@ impl Paths<'_> {
 
 /// Expands a `command` or `args` list for one attempt; a placeholder it cannot expand is
 /// the task's invalid input.
+/// How an attempt stopped at its wall-clock limit is said, whoever stopped it (the
+/// scheduler's clock, or an executor that times its attempts itself).
+pub(crate) fn timed_out(limit: std::time::Duration) -> String {
+    format!("timed out after {}", humantime::format_duration(limit))
+}
+
 pub fn expand_args(
     inv: &Invocation,
     paths: Paths<'_>,

@@ -1422,7 +1422,6 @@ impl<'a> Engine<'a> {
                 error: None,
                 logs: &[],
                 ran_on: None,
-                start: None,
             },
         );
         store

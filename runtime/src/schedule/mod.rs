@@ -831,7 +831,7 @@ impl TaskRun {
             }
             Err(f) => match (timed_out, f.kind) {
                 (Some(limit), _) => Attempt::Failed {
-                    message: format!("timed out after {}", humantime::format_duration(limit)),
+                    message: crate::exec::timed_out(limit),
                     retryable: true,
                 },
                 (None, FailureKind::Interrupted) if self.cancel.is_cancelled() => {

@@ -500,19 +500,6 @@ impl Store {
         self.records().task_finished(run, task, &end, None)
     }
 
-    /// Records a task's end and its last attempt's in one transaction: what
-    /// [`Store::attempt_finished`] then [`Store::task_finished`] record, at the cost of one
-    /// commit.
-    pub fn task_and_attempt_finished(
-        &self,
-        run: &str,
-        task: &str,
-        end: &TaskEnd<'_>,
-        last: &AttemptEnd<'_>,
-    ) -> Result<(), StoreError> {
-        self.records().task_finished(run, task, end, Some(last))
-    }
-
     pub fn add_task(&self, run: &str, task: &NewTask<'_>) -> Result<(), StoreError> {
         self.records().add_task(run, task)
     }
@@ -707,17 +694,7 @@ mod tests {
         let names: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
         let tasks: Vec<NewTask<'_>> = names.iter().map(|n| task(n.as_str())).collect();
         let run = store
-            .begin_run(
-                &NewRun {
-                    kind: RunKind::Pipeline,
-                    name: "p",
-                    source: Path::new("p.yaml"),
-                    source_digest: "sha256:00",
-                    params: BTreeMap::new(),
-                    flags: Vec::new(),
-                },
-                &tasks,
-            )
+            .begin_run(&records::tests::pipeline_run(), &tasks)
             .unwrap();
         let output = store.put_bytes(b"out").unwrap();
         let end = |task: &str| TaskEndEntry {

@@ -284,9 +284,6 @@ pub struct AttemptEnd<'a> {
     pub logs: &'a [LogRecord],
     /// Where it ran, when not in the driver's process (`Slurm job 404 on node2`).
     pub ran_on: Option<&'a str>,
-    /// The attempt's start, when it was not recorded as it happened: recorded first, in
-    /// the same transaction (a short attempt costs one commit, not two).
-    pub start: Option<&'a AttemptStart<'a>>,
 }
 
 /// An attempt's start, as recorded.
@@ -406,7 +403,6 @@ impl AttemptEntry {
             error: self.error.as_deref(),
             logs: &self.logs,
             ran_on: self.ran_on.as_deref(),
-            start: None,
         }
     }
 }
@@ -513,9 +509,6 @@ fn record_attempt_end(
     end: &AttemptEnd<'_>,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    if let Some(start) = end.start {
-        record_attempt_start(tx, run, task, start)?;
-    }
     exec(
         tx,
         "UPDATE attempts SET state = ?4, ended_at = ?5, error = ?6, ran_on = ?7
@@ -1617,7 +1610,7 @@ fn new_run_id(now: Timestamp) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn start(attempt: u32, inputs: &[IoRecord]) -> AttemptStart<'_> {
@@ -1634,7 +1627,7 @@ mod tests {
     }
 
     /// A pipeline run `p` of `p.yaml`, without parameters or flags.
-    fn pipeline_run() -> NewRun<'static> {
+    pub(in crate::store) fn pipeline_run() -> NewRun<'static> {
         NewRun {
             kind: RunKind::Pipeline,
             name: "p",
@@ -1725,12 +1718,10 @@ mod tests {
                     omitted: 0,
                 }],
                 ran_on: Some("Slurm job 7 on node2"),
-                start: None,
             },
         )
         .unwrap();
-        // A short attempt: its start recorded with its end, in one transaction.
-        let second = start(2, &[]);
+        r.attempt_started(&id, "t", &start(2, &[])).unwrap();
         let metrics = [("accuracy".to_owned(), 0.97)].into();
         r.task_finished(
             &id,
@@ -1747,7 +1738,6 @@ mod tests {
                 error: None,
                 logs: &[],
                 ran_on: None,
-                start: Some(&second),
             }),
         )
         .unwrap();
