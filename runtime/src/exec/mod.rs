@@ -293,14 +293,15 @@ impl Paths<'_> {
     }
 }
 
-/// Expands a `command` or `args` list for one attempt; a placeholder it cannot expand is
-/// the task's invalid input.
 /// How an attempt stopped at its wall-clock limit is said, whoever stopped it (the
-/// scheduler's clock, or an executor that times its attempts itself).
+/// scheduler's clock, or an executor that times its attempts itself): the wasm host's
+/// wording, so both read the same.
 pub(crate) fn timed_out(limit: std::time::Duration) -> String {
-    format!("timed out after {}", humantime::format_duration(limit))
+    crate::wasm::limits::Stop::TimedOut(limit).to_string()
 }
 
+/// Expands a `command` or `args` list for one attempt; a placeholder it cannot expand is
+/// the task's invalid input.
 pub fn expand_args(
     inv: &Invocation,
     paths: Paths<'_>,

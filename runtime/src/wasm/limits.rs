@@ -25,7 +25,9 @@ impl fmt::Display for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Stop::Cancelled => f.write_str("cancelled"),
-            Stop::TimedOut(limit) => f.write_str(&crate::exec::timed_out(*limit)),
+            Stop::TimedOut(limit) => {
+                write!(f, "timed out after {}", humantime::format_duration(*limit))
+            }
             Stop::CpuTime(limit) => write!(
                 f,
                 "CPU time limit of {} exceeded",
