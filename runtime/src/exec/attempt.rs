@@ -30,7 +30,7 @@ use crate::store::{LogRecord, TaskDir};
 /// The version of the attempt and result files this build writes and reads.
 pub const ATTEMPT_VERSION: u32 = 1;
 /// The attempt file's name in its task folder.
-pub const ATTEMPT_FILE: &str = "attempt.json";
+pub const ATTEMPT_FILE: &str = crate::store::ATTEMPT_FILE;
 /// The result file's name in its task folder.
 pub const RESULT_FILE: &str = "result.json";
 

@@ -144,10 +144,16 @@ pub struct TaskDir {
 /// its leader's pid and start tick ([`crate::process_start_ticks`]).
 pub const PROCESS_FILE: &str = ".process";
 
+/// The file in a task folder that hands its attempt to another process, maybe on another
+/// machine (`sluice task exec`, a Slurm job): see `exec::attempt`.
+pub const ATTEMPT_FILE: &str = "attempt.json";
+
 /// Kills the process groups host-process steps of an interrupted run left running
 /// (`<run folder>/<task>/<attempt>/.process`): a group whose leader is the process that
 /// was started (same start tick), or whose leader is gone (its id stays the group's while
-/// the group lives, so no other process has it).
+/// the group lives, so no other process has it). An attempt handed over as an attempt
+/// file ran in a job, whose process ids are the job's node's, not this machine's: it is
+/// never signalled from here (cancelling the job stops its processes).
 fn stop_left_processes(run: &Path) {
     let Ok(tasks) = fs::read_dir(run) else {
         return;
@@ -158,6 +164,9 @@ fn stop_left_processes(run: &Path) {
         .flatten()
         .flatten()
     {
+        if attempt.path().join(ATTEMPT_FILE).exists() {
+            continue;
+        }
         let Ok(text) = fs::read_to_string(attempt.path().join(PROCESS_FILE)) else {
             continue;
         };
@@ -666,6 +675,48 @@ fn remove_tree(root: &Path) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    /// A `.process` file naming a sleeping process group of this machine; the process.
+    fn left_process(attempt: &Path) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let child = std::process::Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .expect("sleep starts");
+        let ticks = crate::process_start_ticks(child.id()).expect("its start tick");
+        fs::create_dir_all(attempt).expect("mkdir");
+        fs::write(
+            attempt.join(PROCESS_FILE),
+            format!("{} {ticks}\n", child.id()),
+        )
+        .expect("write");
+        child
+    }
+
+    #[test]
+    fn only_processes_this_machine_started_are_stopped_after_a_kill() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let run = dir.path().join("run");
+        // Handed over to a job: its pid is the job's node's, whatever this machine has.
+        let handed = run.join("remote/1");
+        let mut remote = left_process(&handed);
+        fs::write(handed.join(ATTEMPT_FILE), "{}").expect("write");
+        let mut local = left_process(&run.join("local/1"));
+        stop_left_processes(&run);
+        let status = local.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "{status:?}"
+        );
+        assert!(
+            remote.try_wait().expect("try_wait").is_none(),
+            "a job's process was signalled from the driver's machine"
+        );
+        let _ = remote.kill();
+        let _ = remote.wait();
+    }
+
     use std::os::unix::fs::PermissionsExt;
     use std::sync::Arc;
 
