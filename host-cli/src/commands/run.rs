@@ -417,7 +417,7 @@ fn rerun_with(paths: &Paths, args: RerunArgs, reuse: Reuse<'_>) -> Result<ExitCo
                 "cancelled {} Slurm job(s) run {id} left queued or running: {}",
                 ids.len(),
                 ids.iter()
-                    .map(u64::to_string)
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

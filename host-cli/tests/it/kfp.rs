@@ -865,6 +865,7 @@ fn plan_lowers_compiled_pipelines_and_rerun_repeats_one() {
         "process_runner",
         "resume",
         "retries",
+        "slow_loop",
         "uris",
     ] {
         let path = compiled(name);

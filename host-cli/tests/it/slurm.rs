@@ -345,15 +345,130 @@ fn a_compiled_kfp_pipeline_with_loops_and_conditions_runs_on_slurm_as_locally() 
             ran_tasks,
             "{name}: one job per task that ran: {jobs:?}"
         );
+        if name == "loops" {
+            // The iterations of a loop started together are the tasks of one job array.
+            let arrays: BTreeSet<String> = run
+                .tasks
+                .iter()
+                .filter(|t| t.name.starts_with("double."))
+                .map(|t| {
+                    let ran_on = t.attempt_history.last().and_then(|a| a.ran_on.clone());
+                    let ran_on = ran_on.unwrap_or_default();
+                    let id = ran_on
+                        .strip_prefix("Slurm job ")
+                        .and_then(|rest| rest.split(' ').next())
+                        .unwrap_or_default();
+                    let (array, index) = id
+                        .split_once('_')
+                        .unwrap_or_else(|| panic!("{} ran as array task: {ran_on}", t.name));
+                    assert!(index.parse::<u32>().is_ok(), "{ran_on}");
+                    array.to_owned()
+                })
+                .collect();
+            assert_eq!(
+                arrays.len(),
+                1,
+                "one array for double's 3 iterations: {arrays:?}"
+            );
+            let array = arrays.first().map(String::as_str).unwrap_or_default();
+            let named: Vec<&Job> = jobs
+                .iter()
+                .filter(|j| j.id.starts_with(&format!("{array}_")))
+                .collect();
+            assert_eq!(named.len(), 3, "{jobs:?}");
+            assert!(
+                named
+                    .iter()
+                    .all(|j| j.name == format!("sluice/{}/double.*", run.id)),
+                "{jobs:?}"
+            );
+        }
     }
+}
+
+/// The iterations of a loop run as the tasks of one job array, each cancelled as a job
+/// of its own: Ctrl-C cancels every one, and those a killed driver left running are
+/// cancelled by `sluice runs resume`, which names them.
+#[test]
+fn a_loops_array_tasks_are_cancelled_by_ctrl_c_and_by_resume_after_a_killed_driver() {
+    let _turn = turn();
+    let pipeline = crate::kfp::compiled("slow_loop");
+    let napping = |home: &Home| {
+        wait_for_jobs(home, 3, |j| {
+            j.name.ends_with("/nap.*") && j.id.contains('_') && j.state == "RUNNING"
+        })
+    };
+
+    let home = Home::new();
+    let child = start_driver(&home, &pipeline, &["--runner", "process"]);
+    let array = napping(&home);
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let (code, stderr) = finish(child);
+    assert_eq!(code, 130, "{stderr}");
+    let jobs = jobs_under(home.dir.path());
+    for task in &array {
+        assert!(
+            jobs.iter()
+                .any(|j| j.id == task.id && j.state == "CANCELLED"),
+            "{} was cancelled: {jobs:?}",
+            task.id
+        );
+    }
+
+    let home = Home::new();
+    let mut child = start_driver(&home, &pipeline, &["--runner", "process"]);
+    let array = napping(&home);
+    child.kill().unwrap();
+    let _ = finish(child);
+    let run = array[0]
+        .name
+        .strip_prefix("sluice/")
+        .and_then(|n| n.strip_suffix("/nap.*"))
+        .unwrap()
+        .to_owned();
+    let resume = start_sluice(&home, &["runs", "resume", &run, "--backend", "slurm"]);
+    // The resumed run's own iterations run once the left ones are cancelled.
+    wait_for_jobs(&home, 3, |j| {
+        !j.name.contains(&run) && j.name.ends_with("/nap.*") && j.state == "RUNNING"
+    });
+    let kill = Command::new("kill")
+        .args(["-INT", &resume.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let (code, stderr) = finish(resume);
+    assert_eq!(code, 130, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cancelled 3 Slurm job(s) run {run} left queued or running: "
+        )) && array.iter().all(|j| stderr.contains(&j.id)),
+        "{array:?}: {stderr}"
+    );
+    let jobs = jobs_under(home.dir.path());
+    assert!(
+        jobs.iter().all(|j| !matches!(
+            j.state.as_str(),
+            "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING"
+        )),
+        "{jobs:?}"
+    );
 }
 
 /// Starts `sluice run PIPELINE --backend slurm [EXTRA...]`, its standard error piped.
 fn start_driver(home: &Home, pipeline: &Path, extra: &[&str]) -> Child {
     let mut args = vec!["run", pipeline.to_str().unwrap()];
     args.extend_from_slice(extra);
+    start_sluice(home, &on_slurm(&args))
+}
+
+/// Starts `sluice ARGS...` on the test cluster, its standard error piped.
+fn start_sluice(home: &Home, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(on_slurm(&args))
+        .args(args)
         .current_dir(root())
         .env("SLUICE_HOME", home.dir.path().join("home"))
         .env("SLUICE_CACHE_DIR", crate::support::cache_dir())
@@ -375,6 +490,26 @@ fn wait_for_job(home: &Home, found: impl Fn(&Job) -> bool) -> Job {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "no such job: {:?}",
+            jobs_under(home.dir.path())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits, a minute at most, for `n` jobs of the home that `found` accepts.
+fn wait_for_jobs(home: &Home, n: usize, found: impl Fn(&Job) -> bool) -> Vec<Job> {
+    let started = Instant::now();
+    loop {
+        let jobs: Vec<Job> = jobs_under(home.dir.path())
+            .into_iter()
+            .filter(&found)
+            .collect();
+        if jobs.len() >= n {
+            return jobs;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not {n} such jobs: {:?}",
             jobs_under(home.dir.path())
         );
         std::thread::sleep(Duration::from_millis(100));

@@ -12,6 +12,44 @@ use tokio::sync::mpsc;
 
 use crate::events::{Event, Observer};
 
+/// A Slurm job, or one task of a job array (`123_4`), as Slurm's commands print it and
+/// take it (`squeue --jobs`, `sacct --jobs`, `scancel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId {
+    /// The job id; for an array task, its array's (`SLURM_ARRAY_JOB_ID`).
+    pub job: u64,
+    /// Its index in its array (`SLURM_ARRAY_TASK_ID`).
+    pub array_task: Option<u32>,
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.array_task {
+            None => write!(f, "{}", self.job),
+            Some(task) => write!(f, "{}_{task}", self.job),
+        }
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = ();
+
+    /// `123` or `123_4`; a range of array tasks (`123_[5-9%2]`) is not one job.
+    fn from_str(text: &str) -> Result<JobId, ()> {
+        let text = text.trim();
+        match text.split_once('_') {
+            None => Ok(JobId {
+                job: text.parse().map_err(drop)?,
+                array_task: None,
+            }),
+            Some((job, task)) => Ok(JobId {
+                job: job.parse().map_err(drop)?,
+                array_task: Some(task.parse().map_err(drop)?),
+            }),
+        }
+    }
+}
+
 /// A job's state, as `squeue --format=%T` and `sacct --format=State` name it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {
@@ -130,7 +168,7 @@ pub(super) struct Jobs {
 
 #[derive(Default)]
 struct Following {
-    by_id: HashMap<u64, Follower>,
+    by_id: HashMap<JobId, Follower>,
     /// Whether the loop runs.
     running: bool,
 }
@@ -158,7 +196,7 @@ impl Jobs {
 
     /// Follows job `id`: its updates, the last one [`Update::Ended`]. Dropping the
     /// receiver stops following it.
-    pub(super) fn follow(self: &Arc<Self>, id: u64) -> mpsc::UnboundedReceiver<Update> {
+    pub(super) fn follow(self: &Arc<Self>, id: JobId) -> mpsc::UnboundedReceiver<Update> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut following = self.lock();
         following.by_id.insert(
@@ -186,7 +224,7 @@ impl Jobs {
         let mut failing = false;
         loop {
             tokio::time::sleep(tick).await;
-            let ids: Vec<u64> = {
+            let ids: Vec<JobId> = {
                 let mut following = self.lock();
                 following.by_id.retain(|_, f| !f.tx.is_closed());
                 if following.by_id.is_empty() {
@@ -249,13 +287,20 @@ impl Jobs {
 
 /// The state of each of `ids`: one `squeue` for all of them, and one `sacct` for those it
 /// no longer lists; a job neither knows has ended ([`JobState::Gone`]).
-async fn states(ids: &[u64]) -> Result<HashMap<u64, Seen>, String> {
-    let list = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+async fn states(ids: &[JobId]) -> Result<HashMap<JobId, Seen>, String> {
+    let list = |ids: &[JobId]| {
+        ids.iter()
+            .map(JobId::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let squeue = run(
         "squeue",
         &[
             "--noheader",
             "--states=all",
+            // One line per array task, pending ones too (not `123_[4-9]`).
+            "--array",
             &format!("--jobs={}", list(ids)),
             "--format=%i|%T|%N|%r",
         ],
@@ -267,7 +312,7 @@ async fn states(ids: &[u64]) -> Result<HashMap<u64, Seen>, String> {
         Err(e) if e.contains("Invalid job id") => HashMap::new(),
         Err(e) => return Err(e),
     };
-    let unlisted: Vec<u64> = ids
+    let unlisted: Vec<JobId> = ids
         .iter()
         .copied()
         .filter(|id| !seen.contains_key(id))
@@ -301,14 +346,14 @@ async fn states(ids: &[u64]) -> Result<HashMap<u64, Seen>, String> {
 }
 
 /// Lines `id|state|nodes[|reason]`, as both queries print them.
-fn parse_table(text: &str) -> HashMap<u64, Seen> {
+fn parse_table(text: &str) -> HashMap<JobId, Seen> {
     let mut jobs = HashMap::new();
     for line in text.lines() {
         let mut fields = line.split('|');
         let (Some(id), Some(state)) = (fields.next(), fields.next()) else {
             continue;
         };
-        let Ok(id) = id.trim().parse::<u64>() else {
+        let Ok(id) = id.parse::<JobId>() else {
             continue;
         };
         let known = |f: Option<&str>| {
@@ -340,7 +385,7 @@ pub struct SubmitError {
     pub transient: bool,
 }
 
-/// Submits a batch job; its id.
+/// Submits a batch job (or a job array); its id (the array's).
 pub(super) async fn sbatch(args: &[String]) -> Result<u64, SubmitError> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run("sbatch", &args).await.map_err(|message| SubmitError {
@@ -373,7 +418,7 @@ fn is_transient(message: &str) -> bool {
 }
 
 /// Cancels a job (SIGTERM to its steps, then SIGKILL after Slurm's `KillWait`).
-pub(super) async fn scancel(id: u64) -> Result<(), String> {
+pub(super) async fn scancel(id: JobId) -> Result<(), String> {
     run("scancel", &[&id.to_string()]).await.map(drop)
 }
 
@@ -385,12 +430,13 @@ pub(super) async fn scancel_name(name: &str) -> Result<(), String> {
 
 /// Cancels every job of this user whose name starts with `prefix` and that has not
 /// ended; their ids.
-pub(super) async fn cancel_named(prefix: &str) -> Result<Vec<u64>, String> {
+pub(super) async fn cancel_named(prefix: &str) -> Result<Vec<JobId>, String> {
     let listed = run(
         "squeue",
         &[
             "--noheader",
             "--me",
+            "--array",
             "--states=PENDING,RUNNING,CONFIGURING,SUSPENDED,REQUEUED",
             "--format=%i|%j",
         ],
@@ -459,16 +505,28 @@ mod tests {
     #[test]
     fn states_read_as_squeue_and_sacct_print_them() {
         let table = parse_table(
-            "12|COMPLETED|node1|None\n13|RUNNING|node2|None\n14|PENDING||JobHeldUser\n15|CANCELLED by 0|node1\nbad\n16_3|RUNNING|n|None\n",
+            "12|COMPLETED|node1|None\n13|RUNNING|node2|None\n14|PENDING||JobHeldUser\n15|CANCELLED by 0|node1\nbad\n16_3|RUNNING|n|None\n17_[4-9%2]|PENDING||None\n",
         );
-        assert_eq!(table[&12].state, JobState::Completed);
-        assert_eq!(table[&12].node.as_deref(), Some("node1"));
-        assert_eq!(table[&12].reason, None);
-        assert!(!table[&13].state.is_ended());
-        assert_eq!(table[&14].node, None);
-        assert_eq!(table[&14].reason.as_deref(), Some("JobHeldUser"));
-        assert_eq!(table[&15].state, JobState::Cancelled);
-        assert_eq!(table.len(), 4);
+        let id = |text: &str| text.parse::<JobId>().expect("a job id");
+        assert_eq!(table[&id("12")].state, JobState::Completed);
+        assert_eq!(table[&id("12")].node.as_deref(), Some("node1"));
+        assert_eq!(table[&id("12")].reason, None);
+        assert!(!table[&id("13")].state.is_ended());
+        assert_eq!(table[&id("14")].node, None);
+        assert_eq!(table[&id("14")].reason.as_deref(), Some("JobHeldUser"));
+        assert_eq!(table[&id("15")].state, JobState::Cancelled);
+        // An array task is a job of its own; a range of them is not one job.
+        assert_eq!(table[&id("16_3")].node.as_deref(), Some("n"));
+        assert_eq!(table.len(), 5);
+        assert_eq!(id("16_3").to_string(), "16_3");
+        assert_eq!(
+            id("16_3"),
+            JobId {
+                job: 16,
+                array_task: Some(3)
+            }
+        );
+        assert!("16_".parse::<JobId>().is_err() && "x".parse::<JobId>().is_err());
         assert!(JobState::parse("NODE_FAIL").is_node_failure());
         assert!(JobState::parse("WEIRD").is_ended());
         assert!(!JobState::parse("COMPLETING").is_ended());

@@ -14,8 +14,10 @@
 //! [`SlurmConfig::poll_max`]. A cancelled attempt (Ctrl-C, a timeout) is `scancel`ed. A
 //! job that ended because its node failed (`NODE_FAIL`, `BOOT_FAIL`) is submitted again,
 //! up to [`SlurmConfig::node_failures`] times, without counting as the task's failure.
+//! Iterations of a loop submitted together go as one job array ([`submit`]).
 
 mod jobs;
+mod submit;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +34,8 @@ use crate::exec::{
 };
 use crate::store::LogRecord;
 use jobs::Update;
-pub use jobs::{JobEnd, JobState, SubmitError};
+pub use jobs::{JobEnd, JobId, JobState, SubmitError};
+use submit::{Submission, Submitter};
 
 /// How jobs are submitted and followed.
 #[derive(Clone, Debug)]
@@ -79,6 +82,7 @@ pub struct SlurmExecutor {
     host: HostSettings,
     config: SlurmConfig,
     jobs: Arc<jobs::Jobs>,
+    submitter: Arc<Submitter>,
 }
 
 impl SlurmExecutor {
@@ -93,23 +97,24 @@ impl SlurmExecutor {
         observer: Arc<dyn Observer>,
     ) -> SlurmExecutor {
         let jobs = Arc::new(jobs::Jobs::new(config.poll, config.poll_max, observer));
+        let submitter = Arc::new(Submitter::new(config.sluice.clone()));
         SlurmExecutor {
             local,
             host,
             config,
             jobs,
+            submitter,
         }
     }
 
-    /// The `sbatch` arguments of one attempt, its batch script last.
-    fn sbatch_args(&self, inv: &Invocation, root: &Path, script: &Path) -> Vec<String> {
+    /// The `sbatch` arguments of one attempt but its job name, folder and batch script
+    /// (which its submission adds: a job array shares them).
+    fn sbatch_args(&self, inv: &Invocation) -> Vec<String> {
         let mut args = vec![
             "--parsable".to_owned(),
-            format!("--job-name={}", job_name(inv)),
             // The batch script writes its own output file: Slurm reads the output path,
             // the home's path included, as a pattern (`%j`; a `\\` anywhere is dropped).
             "--output=/dev/null".to_owned(),
-            format!("--chdir={}", root.display()),
             // A job on a failed node is submitted again by Sluice, which knows it.
             "--no-requeue".to_owned(),
         ];
@@ -148,7 +153,6 @@ impl SlurmExecutor {
             args.push(format!("--account={a}"));
         }
         args.extend(self.config.extra_args.iter().cloned());
-        args.push(script.display().to_string());
         args
     }
 
@@ -170,14 +174,19 @@ impl SlurmExecutor {
             })
             .and_then(|()| {
                 let _ = std::fs::remove_file(&result_path);
-                std::fs::write(&script, batch_script(&self.config.sluice, &attempt_path))
-                    .map_err(|e| format!("cannot write {}: {e}", script.display()))
+                std::fs::write(
+                    &script,
+                    submit::batch_script(&self.config.sluice, &attempt_path),
+                )
+                .map_err(|e| format!("cannot write {}: {e}", script.display()))
             });
         if let Err(message) = written {
             return failed(message, Vec::new());
         }
-        let args = self.sbatch_args(&inv, &root, &script);
+        let args = self.sbatch_args(&inv);
         let name = job_name(&inv);
+        let array =
+            submit::loop_task(&inv.task).map(|task| format!("sluice/{}/{task}.*", inv.run_id));
         let mut log = SlurmLog {
             inv: &inv,
             lines: Vec::new(),
@@ -185,22 +194,36 @@ impl SlurmExecutor {
         };
         let mut node_failures = 0;
         loop {
+            let mut ticket = self.submitter.submit(Submission {
+                args: args.clone(),
+                array: array.clone(),
+                name: name.clone(),
+                root: root.clone(),
+                script: script.clone(),
+                attempt: attempt_path.clone(),
+            });
             let submitted = tokio::select! {
-                submitted = jobs::sbatch(&args) => submitted,
+                submitted = &mut ticket.id => submitted,
                 _ = inv.cancel.cancelled() => {
-                    // `sbatch` may have submitted before it was stopped.
-                    let _ = jobs::scancel_name(&name).await;
+                    // Given to `sbatch` already: its job, if it gets one, is cancelled.
+                    if !self.submitter.withdraw(&ticket)
+                        && let Ok(Ok(id)) = ticket.id.await
+                    {
+                        let _ = jobs::scancel(id).await;
+                    }
                     log.note("cancelled while submitting".into());
                     return log.report(Err(interrupted("interrupted".into())), Vec::new());
                 }
             };
+            let submitted = submitted.unwrap_or_else(|_| {
+                Err(SubmitError {
+                    message: "the submission was dropped before sbatch answered".into(),
+                    transient: true,
+                })
+            });
             let id = match submitted {
                 Ok(id) => id,
                 Err(e) => {
-                    if e.transient {
-                        // A submission that timed out may have gone through.
-                        let _ = jobs::scancel_name(&name).await;
-                    }
                     log.note(e.message.clone());
                     // A refusal (a partition or account the cluster lacks) is the
                     // pipeline's to fix: no retry can help.
@@ -367,13 +390,13 @@ impl SlurmExecutor {
 /// Cancels the jobs a run's driver left queued or running (it was killed outright), so
 /// that resuming the run does not run them twice: every job of this user named
 /// `sluice/<run>/...` that has not ended. Returns their ids.
-pub async fn cancel_left_jobs(run_id: &str) -> Result<Vec<u64>, String> {
+pub async fn cancel_left_jobs(run_id: &str) -> Result<Vec<JobId>, String> {
     jobs::cancel_named(&format!("sluice/{run_id}/")).await
 }
 
 /// Cancels job `id`, which Slurm will never start, and says why; the attempt then waits
 /// for its end a while.
-async fn will_not_start(id: u64, why: &str) -> (Failure, tokio::time::Instant) {
+async fn will_not_start(id: JobId, why: &str) -> (Failure, tokio::time::Instant) {
     let _ = jobs::scancel(id).await;
     let failure = Failure {
         kind: FailureKind::InvalidInput,
@@ -500,20 +523,6 @@ fn clear_outputs(outputs: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The batch script of one attempt: `sluice task exec` on its attempt file, its output
-/// in `slurm-<job id>.out` in the folder the job starts in (`--chdir`, the task folder).
-fn batch_script(sluice: &Path, attempt: &Path) -> String {
-    format!(
-        "#!/bin/sh\nexec >\"slurm-$SLURM_JOB_ID.out\" 2>&1\nexec {} task exec {}\n",
-        shell_quote(&sluice.display().to_string()),
-        shell_quote(&attempt.display().to_string())
-    )
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// A duration as Slurm's `--time` takes it: `days-hours:minutes:seconds`, rounded up to
 /// the second.
 fn slurm_time(d: Duration) -> String {
@@ -564,6 +573,5 @@ mod tests {
         assert_eq!(gres_name("nvidia.com/gpu"), "gpu");
         assert_eq!(gres_name("amd.com/gpu"), "gpu");
         assert_eq!(gres_name("tpu"), "tpu");
-        assert_eq!(shell_quote("/a b/it's"), r"'/a b/it'\''s'");
     }
 }
