@@ -1,5 +1,6 @@
 //! Tables for people: the summary after a run, `runs list` and `runs show`.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
@@ -92,10 +93,15 @@ fn ran_as_lines(tasks: &[TaskRecord]) -> Vec<String> {
         .collect()
 }
 
-fn task_rows(tasks: &[TaskRecord]) -> Table {
-    let mut t = table(&["task", "state", "attempts", "time", "ran as", "note"]);
-    for task in tasks {
-        t.add_row(vec![
+/// Tables of more rows than this are drawn by [`LongTable`]: comfy-table takes about 3 us
+/// a row, which a 10,000-task run's table would spend.
+const LONG: usize = 500;
+
+/// The tasks of a run, one row each.
+fn task_rows(tasks: &[TaskRecord]) -> Box<dyn std::fmt::Display> {
+    const HEADER: [&str; 6] = ["task", "state", "attempts", "time", "ran as", "note"];
+    let rows = tasks.iter().map(|task| {
+        [
             task.name.clone(),
             task.state.to_string(),
             task.attempts.to_string(),
@@ -106,9 +112,98 @@ fn task_rows(tasks: &[TaskRecord]) -> Table {
                 (None, Some(from)) => format!("outputs reused from {from}"),
                 (None, None) => String::new(),
             },
-        ]);
+        ]
+    });
+    if tasks.len() > LONG {
+        return Box::new(LongTable::new(&HEADER, rows));
     }
-    t
+    let mut t = table(&HEADER);
+    for row in rows {
+        t.add_row(row.to_vec());
+    }
+    Box::new(t)
+}
+
+/// A table drawn as [`table`] draws one whose rows are never wrapped (a table on a pipe,
+/// or one as wide as its content): `UTF8_BORDERS_ONLY`, a space either side of each
+/// cell and between columns, columns as wide as their widest line (in terminal columns),
+/// a cell of several lines making its row as tall. For tables too long to lay out
+/// cell by cell.
+struct LongTable {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    widths: Vec<usize>,
+}
+
+impl LongTable {
+    fn new<const N: usize>(header: &[&str; N], rows: impl Iterator<Item = [String; N]>) -> Self {
+        use unicode_width::UnicodeWidthStr;
+        let mut widths: Vec<usize> = header.iter().map(|h| h.width()).collect();
+        let rows: Vec<Vec<String>> = rows
+            .map(|row| {
+                for (w, cell) in widths.iter_mut().zip(&row) {
+                    *w = cell.split('\n').map(|l| l.width()).fold(*w, usize::max);
+                }
+                row.to_vec()
+            })
+            .collect();
+        LongTable {
+            header: header.iter().map(|h| (*h).to_owned()).collect(),
+            rows,
+            widths,
+        }
+    }
+
+    fn rule(
+        &self,
+        f: &mut std::fmt::Formatter<'_>,
+        ends: (char, char),
+        fill: char,
+    ) -> std::fmt::Result {
+        let inner =
+            self.widths.iter().map(|w| w + 2).sum::<usize>() + self.widths.len().saturating_sub(1);
+        f.write_char(ends.0)?;
+        for _ in 0..inner {
+            f.write_char(fill)?;
+        }
+        f.write_char(ends.1)?;
+        Ok(())
+    }
+
+    fn row(&self, f: &mut std::fmt::Formatter<'_>, cells: &[String]) -> std::fmt::Result {
+        use unicode_width::UnicodeWidthStr;
+        let height = cells
+            .iter()
+            .map(|c| c.split('\n').count())
+            .max()
+            .unwrap_or(1);
+        for line in 0..height {
+            f.write_str("\n│")?;
+            for (i, (cell, width)) in cells.iter().zip(&self.widths).enumerate() {
+                let text = cell.split('\n').nth(line).unwrap_or("");
+                if i > 0 {
+                    f.write_char(' ')?;
+                }
+                write!(f, " {text}{:pad$} ", "", pad = width - text.width())?;
+            }
+            f.write_char('│')?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for LongTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.rule(f, ('┌', '┐'), '─')?;
+        self.row(f, &self.header)?;
+        f.write_char('\n')?;
+        self.rule(f, ('╞', '╡'), '═')?;
+        for row in &self.rows {
+            self.row(f, row)?;
+        }
+        f.write_char('\n')?;
+        self.rule(f, ('└', '┘'), '─')
+    }
 }
 
 fn metric_rows(tasks: &[TaskRecord]) -> Option<Table> {
@@ -340,7 +435,7 @@ pub fn cache_list(entries: &[(sluice_runtime::oci::cache::Entry, Vec<String>)]) 
 mod tests {
     use sluice_runtime::store::{TaskRecord, TaskState};
 
-    use super::ran_as_lines;
+    use super::{LongTable, ran_as_lines};
 
     fn task(name: &str, implementation: &str, reason: &str) -> TaskRecord {
         TaskRecord {
@@ -379,5 +474,35 @@ mod tests {
                 "one ran as wasm command: asked for with --prefer",
             ]
         );
+    }
+
+    /// A long table reads exactly as comfy-table draws the same rows unwrapped: wide
+    /// characters, empty cells, cells of several lines, a column wider than its header.
+    #[test]
+    fn a_long_table_is_drawn_as_comfy_table_draws_it() {
+        let header = ["task", "state", "note"];
+        let rows: Vec<[String; 3]> = vec![
+            ["t0".into(), "succeeded".into(), String::new()],
+            [
+                "données-日本".into(),
+                "failed".into(),
+                "exited with code 1\nsee the logs".into(),
+            ],
+            [String::new(), "é".into(), "a\n\nb".into()],
+            [
+                "a-much-longer-task-name".into(),
+                "skipped".into(),
+                "upstream failed".into(),
+            ],
+        ];
+        let long = LongTable::new(&header, rows.clone().into_iter()).to_string();
+        let mut comfy = comfy_table::Table::new();
+        comfy
+            .load_style(comfy_table::presets::UTF8_BORDERS_ONLY)
+            .set_header(header.iter().map(comfy_table::Cell::new));
+        for row in rows {
+            comfy.add_row(row.to_vec());
+        }
+        assert_eq!(long, comfy.to_string(), "\n{long}\n{comfy}");
     }
 }

@@ -1368,10 +1368,10 @@ impl Records {
                     implementation: r.get(4)?,
                     implementation_reason: r.get(11)?,
                     executable_digest: r.get(5)?,
-                    state: TaskState::parse(&r.get::<_, String>(6)?).unwrap_or(TaskState::Failed),
+                    state: state_of(r, 6, TaskState::parse)?.unwrap_or(TaskState::Failed),
                     attempts: r.get(7)?,
-                    started_at: opt_ts(r.get(8)?),
-                    ended_at: opt_ts(r.get(9)?),
+                    started_at: read_ts(r, 8)?,
+                    ended_at: read_ts(r, 9)?,
                     error: r.get(10)?,
                     cached_from: r.get(12)?,
                     inputs: Vec::new(),
@@ -1462,10 +1462,9 @@ impl Records {
                     r.get::<_, String>(0)?,
                     AttemptRecord {
                         attempt: r.get(1)?,
-                        state: TaskState::parse(&r.get::<_, String>(2)?)
-                            .unwrap_or(TaskState::Failed),
-                        started_at: opt_ts(r.get(3)?).unwrap_or_default(),
-                        ended_at: opt_ts(r.get(4)?),
+                        state: state_of(r, 2, TaskState::parse)?.unwrap_or(TaskState::Failed),
+                        started_at: read_ts(r, 3)?.unwrap_or_default(),
+                        ended_at: read_ts(r, 4)?,
                         error: r.get(5)?,
                         ran_on: r.get(6)?,
                     },
@@ -1556,7 +1555,7 @@ fn insert_io(
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let state = RunState::parse(&r.get::<_, String>(6)?).unwrap_or(RunState::Failed);
     let pid: u32 = r.get(10)?;
-    let started = opt_ts(r.get(8)?);
+    let started = read_ts(r, 8)?;
     let ticks: Option<i64> = r.get(14)?;
     let state = if state == RunState::Running
         && !crate::process_alive(pid, started, ticks.map(|t| t as u64))
@@ -1574,8 +1573,8 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         params: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
         state,
         error: r.get(7)?,
-        started_at: opt_ts(r.get(8)?).unwrap_or_default(),
-        ended_at: opt_ts(r.get(9)?),
+        started_at: read_ts(r, 8)?.unwrap_or_default(),
+        ended_at: read_ts(r, 9)?,
         deploy: r
             .get::<_, Option<String>>(11)?
             .and_then(|text| serde_json::from_str(&text).ok()),
@@ -1598,8 +1597,20 @@ fn ts(t: Timestamp) -> String {
         .to_string()
 }
 
-fn opt_ts(text: Option<String>) -> Option<Timestamp> {
-    text.and_then(|t| t.parse().ok())
+/// A timestamp column, read in place (no string copied): `None` when NULL or not one.
+fn read_ts(r: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Option<Timestamp>> {
+    Ok(r.get_ref(column)?
+        .as_str_or_null()?
+        .and_then(|t| t.parse().ok()))
+}
+
+/// A state column, read in place.
+fn state_of<T>(
+    r: &rusqlite::Row<'_>,
+    column: usize,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<Option<T>> {
+    Ok(parse(r.get_ref(column)?.as_str()?))
 }
 
 /// A run id people can read and type: UTC start time and four random hex digits,
