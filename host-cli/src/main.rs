@@ -187,7 +187,14 @@ fn command_path(args: &[String]) -> String {
 fn one_line(rendered: &str) -> String {
     let mut line = String::new();
     let mut command = None;
-    for l in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+    // Within a list a line ending in `:` opens (the arguments not provided), up to the
+    // next blank line.
+    let mut list = false;
+    for l in rendered.lines().map(str::trim) {
+        if l.is_empty() {
+            list = false;
+            continue;
+        }
         if let Some(usage) = l.strip_prefix("Usage: ") {
             let words: Vec<&str> = usage
                 .split_whitespace()
@@ -200,10 +207,14 @@ fn one_line(rendered: &str) -> String {
         {
         } else if line.is_empty() {
             line.push_str(l);
+        } else if list {
+            line.push_str(if line.ends_with(':') { " " } else { ", " });
+            line.push_str(l);
         } else {
             line.push_str("; ");
             line.push_str(l);
         }
+        list = list || l.ends_with(':');
     }
     if let Some(command) = command {
         line.push_str(&format!(" (see `{command} --help`)"));
@@ -239,5 +250,12 @@ mod tests {
             .unwrap();
         let line = super::one_line(&e.render().to_string());
         assert!(!line.contains("use '--"), "{line}");
+        let e = super::Cli::try_parse_from(["sluice", "component", "run", "c.yaml"])
+            .err()
+            .unwrap();
+        assert_eq!(
+            super::one_line(&e.render().to_string()),
+            "error: the following required arguments were not provided: --output-dir <DIR> (see `sluice component run --help`)"
+        );
     }
 }
