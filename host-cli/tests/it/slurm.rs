@@ -245,21 +245,10 @@ fn a_cancelled_run_leaves_no_job_queued_or_running() {
     );
     let child = start_driver(&home, &pipeline, &[]);
     wait_for_job(&home, |j| j.state == "RUNNING");
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let (code, stderr) = finish(child);
+    let (code, stderr) = interrupt(child);
     assert_eq!(code, 130, "{stderr}");
     let jobs = jobs_under(home.dir.path());
-    assert!(
-        jobs.iter().all(|j| !matches!(
-            j.state.as_str(),
-            "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING"
-        )),
-        "{jobs:?}"
-    );
+    assert_none_active(&jobs);
     assert!(jobs.iter().any(|j| j.state == "CANCELLED"), "{jobs:?}");
 }
 
@@ -402,12 +391,7 @@ fn a_loops_array_tasks_are_cancelled_by_ctrl_c_and_by_resume_after_a_killed_driv
     let home = Home::new();
     let child = start_driver(&home, &pipeline, &["--runner", "process"]);
     let array = napping(&home);
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let (code, stderr) = finish(child);
+    let (code, stderr) = interrupt(child);
     assert_eq!(code, 130, "{stderr}");
     let jobs = jobs_under(home.dir.path());
     for task in &array {
@@ -435,12 +419,7 @@ fn a_loops_array_tasks_are_cancelled_by_ctrl_c_and_by_resume_after_a_killed_driv
     wait_for_jobs(&home, 3, |j| {
         !j.name.contains(&run) && j.name.ends_with("/nap.*") && j.state == "RUNNING"
     });
-    let kill = Command::new("kill")
-        .args(["-INT", &resume.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let (code, stderr) = finish(resume);
+    let (code, stderr) = interrupt(resume);
     assert_eq!(code, 130, "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -449,13 +428,7 @@ fn a_loops_array_tasks_are_cancelled_by_ctrl_c_and_by_resume_after_a_killed_driv
         "{array:?}: {stderr}"
     );
     let jobs = jobs_under(home.dir.path());
-    assert!(
-        jobs.iter().all(|j| !matches!(
-            j.state.as_str(),
-            "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING"
-        )),
-        "{jobs:?}"
-    );
+    assert_none_active(&jobs);
 }
 
 /// Starts `sluice run PIPELINE --backend slurm [EXTRA...]`, its standard error piped.
@@ -481,19 +454,7 @@ fn start_sluice(home: &Home, args: &[&str]) -> Child {
 
 /// Waits, a minute at most, for a job of the home that `found` accepts.
 fn wait_for_job(home: &Home, found: impl Fn(&Job) -> bool) -> Job {
-    let started = Instant::now();
-    loop {
-        let jobs = jobs_under(home.dir.path());
-        if let Some(job) = jobs.into_iter().find(&found) {
-            return job;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no such job: {:?}",
-            jobs_under(home.dir.path())
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_jobs(home, 1, found).remove(0)
 }
 
 /// Waits, a minute at most, for `n` jobs of the home that `found` accepts.
@@ -514,6 +475,27 @@ fn wait_for_jobs(home: &Home, n: usize, found: impl Fn(&Job) -> bool) -> Vec<Job
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Sends a driver SIGINT (Ctrl-C); its exit code and standard error.
+fn interrupt(child: Child) -> (i32, String) {
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    finish(child)
+}
+
+/// No job is queued or running.
+fn assert_none_active(jobs: &[Job]) {
+    assert!(
+        jobs.iter().all(|j| !matches!(
+            j.state.as_str(),
+            "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING"
+        )),
+        "{jobs:?}"
+    );
 }
 
 fn finish(mut child: Child) -> (i32, String) {
