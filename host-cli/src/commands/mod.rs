@@ -501,32 +501,32 @@ pub(crate) fn current_thread_runtime() -> Result<tokio::runtime::Runtime> {
 /// Ctrl-C, 143 after SIGTERM, as shells report them).
 pub(crate) async fn watch_signals(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    // SIGTERM (a service manager, a CI timeout, `kill`) stops a run as Ctrl-C does: its
-    // tasks' processes and containers stopped, the record complete.
+    // SIGTERM (a service manager, a CI timeout, `kill`) and SIGHUP (the terminal closed)
+    // stop a run as Ctrl-C does: its tasks' processes, containers and Slurm jobs
+    // stopped, the record complete.
     let mut term = signal(SignalKind::terminate()).ok();
-    let terminated = async {
-        match term.as_mut() {
-            Some(term) => term.recv().await,
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+        match s.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
             None => std::future::pending().await,
         }
-    };
+    }
     let what = tokio::select! {
         r = tokio::signal::ctrl_c() => match r {
             Ok(()) => "Ctrl-C",
             Err(_) => return,
         },
-        _ = terminated => "SIGTERM",
+        () = recv(&mut term) => "SIGTERM",
+        () = recv(&mut hangup) => "SIGHUP",
     };
     errln!("cancelling ({what}): running tasks are being stopped (Ctrl-C again to quit at once)");
     cancel.cancel();
-    let again = async {
-        match term.as_mut() {
-            Some(term) => term.recv().await,
-            None => std::future::pending().await,
-        }
-    };
     tokio::select! {
         r = tokio::signal::ctrl_c() => if r.is_ok() { std::process::exit(130) },
-        _ = again => std::process::exit(143),
+        () = recv(&mut term) => std::process::exit(143),
+        () = recv(&mut hangup) => std::process::exit(129),
     }
 }

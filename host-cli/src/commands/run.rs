@@ -405,8 +405,13 @@ fn rerun_with(paths: &Paths, args: RerunArgs, reuse: Reuse<'_>) -> Result<ExitCo
         "run {id} is still running; wait for it to end (or stop it) before resuming it"
     );
     let mut flags = args.flags.over(&record)?;
-    // Jobs the run's driver left behind (it was killed) would run its tasks twice.
-    if reuse == Reuse::Succeeded && flags.exec.on_slurm() {
+    // Jobs the run's driver left behind (it was killed) would run its tasks twice, on
+    // Slurm or beside a resume moved to this machine.
+    let ran_on_slurm = record
+        .flags
+        .windows(2)
+        .any(|w| w[0] == "--backend" && w[1] == "slurm");
+    if reuse == Reuse::Succeeded && (flags.exec.on_slurm() || ran_on_slurm) {
         let left = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

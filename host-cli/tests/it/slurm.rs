@@ -57,12 +57,18 @@ struct Job {
 }
 
 /// The cluster's jobs whose working folder is under `home`, as `squeue` lists them (it
-/// keeps ended jobs for the cluster's `MinJobAge`, 10 minutes).
+/// keeps ended jobs for the cluster's `MinJobAge`, 10 minutes), an array's tasks one by
+/// one.
 fn jobs_under(home: &Path) -> Vec<Job> {
     let home = home.display().to_string();
     slurm(
         "squeue",
-        &["--noheader", "--states=all", "--format=%i|%j|%T|%N|%Z"],
+        &[
+            "--noheader",
+            "--array",
+            "--states=all",
+            "--format=%i|%j|%T|%N|%Z",
+        ],
     )
     .lines()
     .filter_map(|line| {
@@ -376,10 +382,11 @@ fn a_compiled_kfp_pipeline_with_loops_and_conditions_runs_on_slurm_as_locally() 
 }
 
 /// The iterations of a loop run as the tasks of one job array, each cancelled as a job
-/// of its own: Ctrl-C cancels every one, and those a killed driver left running are
-/// cancelled by `sluice runs resume`, which names them.
+/// of its own: SIGHUP and Ctrl-C cancel every one, queued or running, and those a
+/// killed driver left running are cancelled by `sluice runs resume`, which names them,
+/// even when it moves the run to this machine.
 #[test]
-fn a_loops_array_tasks_are_cancelled_by_ctrl_c_and_by_resume_after_a_killed_driver() {
+fn a_loops_array_tasks_are_cancelled_by_signals_and_by_resume_after_a_killed_driver() {
     let _turn = turn();
     let pipeline = crate::kfp::compiled("slow_loop");
     let napping = |home: &Home| {
@@ -387,6 +394,34 @@ fn a_loops_array_tasks_are_cancelled_by_ctrl_c_and_by_resume_after_a_killed_driv
             j.name.ends_with("/nap.*") && j.id.contains('_') && j.state == "RUNNING"
         })
     };
+
+    // Held in the queue, then SIGHUP (the terminal closed): each array task is cancelled
+    // on its own, which leaves Slurm no record of it, and its log says so.
+    let home = Home::new();
+    let child = start_driver(
+        &home,
+        &pipeline,
+        &["--runner", "process", "--slurm-arg=--hold"],
+    );
+    let held = wait_for_jobs(&home, 3, |j| j.id.contains('_') && j.state == "PENDING");
+    let run = run_of(&held[0]);
+    let hangup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hangup.success());
+    let (code, stderr) = finish(child);
+    assert_eq!(code, 130, "{stderr}");
+    assert!(stderr.contains("cancelling (SIGHUP)"), "{stderr}");
+    assert_none_active(&jobs_under(home.dir.path()));
+    let logs = home.expect(&["logs", &run, "nap.1"], 0);
+    let array = held[0].id.split('_').next().unwrap_or_default();
+    assert!(
+        logs.stdout.contains(&format!("Slurm job {array}_"))
+            && logs.stdout.contains("was cancelled before it ran"),
+        "{}",
+        logs.stdout
+    );
 
     let home = Home::new();
     let child = start_driver(&home, &pipeline, &["--runner", "process"]);
@@ -408,17 +443,32 @@ fn a_loops_array_tasks_are_cancelled_by_ctrl_c_and_by_resume_after_a_killed_driv
     let array = napping(&home);
     child.kill().unwrap();
     let _ = finish(child);
-    let run = array[0]
-        .name
-        .strip_prefix("sluice/")
-        .and_then(|n| n.strip_suffix("/nap.*"))
-        .unwrap()
-        .to_owned();
-    let resume = start_sluice(&home, &["runs", "resume", &run, "--backend", "slurm"]);
-    // The resumed run's own iterations run once the left ones are cancelled.
-    wait_for_jobs(&home, 3, |j| {
-        !j.name.contains(&run) && j.name.ends_with("/nap.*") && j.state == "RUNNING"
-    });
+    let run = run_of(&array[0]);
+    // Moved to this machine, the resumed run still cancels the jobs left on Slurm.
+    let resume = start_sluice(
+        &home,
+        &[
+            "runs",
+            "resume",
+            &run,
+            "--backend",
+            "local",
+            "--runner",
+            "process",
+        ],
+    );
+    let started = Instant::now();
+    while jobs_under(home.dir.path())
+        .iter()
+        .any(|j| matches!(j.state.as_str(), "PENDING" | "RUNNING"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the jobs the killed driver left still run: {:?}",
+            jobs_under(home.dir.path())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (code, stderr) = interrupt(resume);
     assert_eq!(code, 130, "{stderr}");
     assert!(
@@ -429,6 +479,12 @@ fn a_loops_array_tasks_are_cancelled_by_ctrl_c_and_by_resume_after_a_killed_driv
     );
     let jobs = jobs_under(home.dir.path());
     assert_none_active(&jobs);
+}
+
+/// The run a job of `sluice/<run>/<task>` belongs to.
+fn run_of(job: &Job) -> String {
+    let rest = job.name.strip_prefix("sluice/").unwrap_or_default();
+    rest.split('/').next().unwrap_or_default().to_owned()
 }
 
 /// Starts `sluice run PIPELINE --backend slurm [EXTRA...]`, its standard error piped.

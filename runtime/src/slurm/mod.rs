@@ -206,12 +206,17 @@ impl SlurmExecutor {
                 submitted = &mut ticket.id => submitted,
                 _ = inv.cancel.cancelled() => {
                     // Given to `sbatch` already: its job, if it gets one, is cancelled.
+                    let mut line = "cancelled while submitting".to_owned();
                     if !self.submitter.withdraw(&ticket)
                         && let Ok(Ok(id)) = ticket.id.await
                     {
-                        let _ = jobs::scancel(id).await;
+                        line = match jobs::scancel(id).await {
+                            Ok(()) => format!("{line}; Slurm job {id}, submitted meanwhile, cancelled"),
+                            Err(e) => format!("{line}; Slurm job {id}, submitted meanwhile: {e}"),
+                        };
+                        log.ran_on = Some(format!("Slurm job {id}"));
                     }
-                    log.note("cancelled while submitting".into());
+                    log.note(line);
                     return log.report(Err(interrupted("interrupted".into())), Vec::new());
                 }
             };
@@ -305,7 +310,12 @@ impl SlurmExecutor {
             if let Some(n) = &end.node {
                 log.ran_on = Some(format!("Slurm job {id} on {n}"));
             }
-            log.note(format!("Slurm job {id} ({node}) ended {}", end.state));
+            if stopped.is_some() && end.state == JobState::Gone && end.node.is_none() {
+                // A pending array task cancelled on its own leaves no record behind.
+                log.note(format!("Slurm job {id} was cancelled before it ran"));
+            } else {
+                log.note(format!("Slurm job {id} ({node}) ended {}", end.state));
+            }
             // The task's own lines, when its job wrote them before it ended.
             let result = ResultFile::read(&result_path);
             if let Some((failure, _)) = stopped {
@@ -365,7 +375,16 @@ impl SlurmExecutor {
                     // A job that started writes its output file first thing; neither it
                     // nor a result in the folder means the node wrote elsewhere.
                     let ran = end.node.is_some() && end.state != JobState::Cancelled;
-                    let message = if !output.exists() && !ran {
+                    let message = if end.state == JobState::Gone
+                        && end.node.is_none()
+                        && !output.exists()
+                    {
+                        // Without accounting, a pending array task cancelled on its own (an
+                        // `scancel` from outside) leaves no record: it just disappears.
+                        format!(
+                            "Slurm job {id} left Slurm's queue before it ran, with no record of how it ended (a pending array task cancelled outside Sluice does that)"
+                        )
+                    } else if !output.exists() && !ran {
                         format!("Slurm job {id} {why} before it ran")
                     } else if !output.exists() {
                         format!(

@@ -168,7 +168,13 @@ impl Submitter {
                 .iter()
                 .map(|w| (w.submission.root.as_path(), w.submission.attempt.as_path()))
                 .collect();
-            if std::fs::write(&script, array_script(&self.sluice, &roots)).is_ok() {
+            let text = array_script(&self.sluice, &roots);
+            // Each task's folder keeps the script its job ran (the first one's is given
+            // to `sbatch`), for whoever looks into a failed one.
+            let written = group
+                .iter()
+                .all(|w| std::fs::write(w.submission.root.join(ARRAY_SCRIPT), &text).is_ok());
+            if written {
                 let name = first.array.clone().unwrap_or_else(|| first.name.clone());
                 let mut args = first.args.clone();
                 args.extend([
@@ -246,7 +252,7 @@ fn groups(waiting: Vec<Waiting>) -> Vec<Vec<Waiting>> {
     groups
 }
 
-/// The file a job array's batch script is written to, in its first task's folder.
+/// The file a job array's batch script is written to, in each of its tasks' folders.
 pub(super) const ARRAY_SCRIPT: &str = "array-job.sh";
 
 /// The batch script of one attempt: `sluice task exec` on its attempt file, its output

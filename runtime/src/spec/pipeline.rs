@@ -81,15 +81,74 @@ pub fn check_slurm_name(name: &str) -> Result<(), String> {
 }
 
 /// Checks an `sbatch` option (`--qos=high`): anything not starting with `-` `sbatch`
-/// would take for its script.
+/// would take for its script, and the options the Slurm backend sets itself or that
+/// break how it follows its jobs ([`SBATCH_OWNED`], long or short, in full or as an
+/// abbreviation `sbatch` accepts) are refused, saying why.
 pub fn check_sbatch_option(arg: &str) -> Result<(), String> {
     if !arg.starts_with('-') {
         return Err(format!(
             "expected an sbatch option such as --qos=high, found '{arg}' (sbatch would take it for its script)"
         ));
     }
-    Ok(())
+    let owned = match arg.strip_prefix("--") {
+        Some(long) => {
+            let name = long.split('=').next().unwrap_or(long);
+            SBATCH_OWNED
+                .iter()
+                .find(|(full, _, _)| *full == name || (name.len() >= 3 && full.starts_with(name)))
+        }
+        None => {
+            let short = arg[1..].chars().next();
+            SBATCH_OWNED
+                .iter()
+                .find(|(_, letter, _)| letter.is_some() && *letter == short)
+        }
+    };
+    match owned {
+        Some((full, _, why)) => Err(format!("'{arg}' is not allowed: --{full} {why}")),
+        None => Ok(()),
+    }
 }
+
+/// `sbatch` options the Slurm backend keeps to itself: long name, short letter, why.
+pub const SBATCH_OWNED: &[(&str, Option<char>, &str)] = &[
+    (
+        "array",
+        Some('a'),
+        "is Sluice's: it submits a loop's iterations as job arrays itself, and follows each array task as one attempt",
+    ),
+    (
+        "job-name",
+        Some('J'),
+        "is Sluice's: jobs are named sluice/<run>/<task> so that they can be found and cancelled",
+    ),
+    (
+        "chdir",
+        Some('D'),
+        "is Sluice's: a job starts in its attempt's task folder",
+    ),
+    (
+        "output",
+        Some('o'),
+        "is Sluice's: a job's output goes to slurm-<job id>.out in its task folder",
+    ),
+    (
+        "wrap",
+        None,
+        "would replace the batch script that runs the attempt",
+    ),
+    (
+        "requeue",
+        None,
+        "would run an attempt twice: Sluice submits again itself after a node failure",
+    ),
+    (
+        "wait",
+        Some('W'),
+        "would hold each submission until its job ends",
+    ),
+    ("test-only", None, "submits no job"),
+];
 
 fn slurm_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let name = String::deserialize(d)?;
@@ -417,6 +476,47 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sbatch_options_sluice_sets_itself_are_refused_in_every_spelling() {
+        for ok in [
+            "--qos=high",
+            "--hold",
+            "-p",
+            "--time=10",
+            "--exclusive",
+            "-A",
+            "--arrayx=1",
+        ] {
+            assert_eq!(check_sbatch_option(ok), Ok(()), "{ok}");
+        }
+        for owned in [
+            "--array=0-2",
+            "--array",
+            "--arr=0-2",
+            "-a0-2",
+            "-a",
+            "--job-name=x",
+            "-Jx",
+            "--chdir=/tmp",
+            "-D/tmp",
+            "--output=o.txt",
+            "-o",
+            "--wrap=true",
+            "--requeue",
+            "--wait",
+            "-W",
+            "--test-only",
+        ] {
+            let e = check_sbatch_option(owned).expect_err(owned);
+            assert!(
+                e.starts_with(&format!("'{owned}' is not allowed: --")),
+                "{e}"
+            );
+        }
+        let e = check_sbatch_option("--array=0-2").unwrap_err();
+        assert!(e.contains("job arrays itself"), "{e}");
+    }
 
     #[test]
     fn bindings() {
