@@ -374,7 +374,7 @@ fn a_compiled_kfp_pipeline_with_loops_and_conditions_runs_on_slurm_as_locally() 
             assert!(
                 named
                     .iter()
-                    .all(|j| j.name == format!("sluice/{}/double.*", run.id)),
+                    .all(|j| j.name.starts_with(&format!("sluice/{}/double.*#", run.id))),
                 "{jobs:?}"
             );
         }
@@ -391,7 +391,7 @@ fn a_loops_array_tasks_are_cancelled_by_signals_and_by_resume_after_a_killed_dri
     let pipeline = crate::kfp::compiled("slow_loop");
     let napping = |home: &Home| {
         wait_for_jobs(home, 3, |j| {
-            j.name.ends_with("/nap.*") && j.id.contains('_') && j.state == "RUNNING"
+            j.name.contains("/nap.*#") && j.id.contains('_') && j.state == "RUNNING"
         })
     };
 

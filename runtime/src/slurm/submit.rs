@@ -38,8 +38,9 @@ pub(super) struct Submission {
     /// `sbatch` arguments that are the same for every attempt that may share an array:
     /// all but its name, folder and script.
     pub args: Vec<String>,
-    /// The name of the job array it may join, when it is an iteration of a loop
-    /// (`sluice/<run>/square.*` for `square.3`).
+    /// The name of the job arrays it may join, when it is an iteration of a loop
+    /// (`sluice/<run>/square.*` for `square.3`); each array adds its number in the run
+    /// (`#2`), so that cancelling one by name leaves the others be.
     pub array: Option<String>,
     /// The name of a job of its own (`sluice/<run>/<task>`).
     pub name: String,
@@ -63,6 +64,8 @@ pub(super) struct Submitter {
     /// The `sluice` program array scripts run.
     sluice: PathBuf,
     queue: Mutex<Queue>,
+    /// Job arrays submitted so far.
+    arrays: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -84,6 +87,7 @@ impl Submitter {
         Submitter {
             sluice,
             queue: Mutex::new(Queue::default()),
+            arrays: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -175,7 +179,10 @@ impl Submitter {
                 .iter()
                 .all(|w| std::fs::write(w.submission.root.join(ARRAY_SCRIPT), &text).is_ok());
             if written {
-                let name = first.array.clone().unwrap_or_else(|| first.name.clone());
+                let number = 1 + self
+                    .arrays
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let name = format!("{}#{number}", first.array.as_deref().unwrap_or(&first.name));
                 let mut args = first.args.clone();
                 args.extend([
                     format!("--job-name={name}"),
