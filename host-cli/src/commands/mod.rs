@@ -497,8 +497,8 @@ pub(crate) fn current_thread_runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// The first Ctrl-C or SIGTERM cancels the run; a second one exits at once (130 after
-/// Ctrl-C, 143 after SIGTERM, as shells report them).
+/// The first Ctrl-C, SIGTERM or SIGHUP cancels the run; a second one exits at once (130
+/// after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP, as shells report them).
 pub(crate) async fn watch_signals(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     // SIGTERM (a service manager, a CI timeout, `kill`) and SIGHUP (the terminal closed)
