@@ -1088,7 +1088,11 @@ fn bare_slurm_job(dir: &Path, jobs: usize) -> Result<Duration> {
 fn jobs_per_node(home: &Path) -> Result<BTreeMap<String, usize>> {
     let home = home.display().to_string();
     let mut nodes = BTreeMap::new();
-    for line in slurm_command("squeue", &["--noheader", "--states=all", "--format=%N|%Z"])?.lines()
+    for line in slurm_command(
+        "squeue",
+        &["--noheader", "--array", "--states=all", "--format=%N|%Z"],
+    )?
+    .lines()
     {
         if let Some((node, dir)) = line.split_once('|')
             && dir.starts_with(&home)

@@ -363,10 +363,7 @@ impl DockerExecutor {
             _ = inv.cancel.cancelled() => {
                 let kill = KillContainerOptions { signal: "SIGKILL".into() };
                 let _ = self.docker.kill_container(id, Some(kill)).await;
-                return Err(Failure {
-                    kind: FailureKind::Interrupted,
-                    message: "interrupted".into(),
-                });
+                return Err(Failure::interrupted("interrupted"));
             }
         };
         let code =

@@ -168,6 +168,14 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// The attempt was stopped (Ctrl-C, a timeout's cancellation) before it ended.
+    pub fn interrupted(message: impl Into<String>) -> Failure {
+        Failure {
+            kind: FailureKind::Interrupted,
+            message: message.into(),
+        }
+    }
 }
 
 /// What a successful attempt returns besides its output files.

@@ -14,8 +14,8 @@ use tokio::process::Command;
 
 use super::capture::{Capture, StdStreams};
 use super::{
-    Completion, Executor, Failure, FailureKind, Invocation, Kind, Paths, PrepareError, Prepared,
-    Report, Target, expand_args,
+    Completion, Executor, Failure, Invocation, Kind, Paths, PrepareError, Prepared, Report, Target,
+    expand_args,
 };
 use crate::spec::Component;
 
@@ -173,7 +173,7 @@ async fn run(inv: &Invocation, io: &StdStreams) -> Result<Completion, Failure> {
         _ = inv.cancel.cancelled() => {
             kill_group(pid);
             let _ = child.wait().await;
-            return Err(Failure { kind: FailureKind::Interrupted, message: "interrupted".into() });
+            return Err(Failure::interrupted("interrupted"));
         }
     };
     let status = status.map_err(|e| Failure::failed(format!("waiting for {program}: {e}")))?;

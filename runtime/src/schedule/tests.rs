@@ -109,10 +109,7 @@ impl Executor for Fake {
                 }),
                 Step::Hang => {
                     inv.cancel.cancelled().await;
-                    Err(Failure {
-                        kind: FailureKind::Interrupted,
-                        message: "interrupted".into(),
-                    })
+                    Err(Failure::interrupted("interrupted"))
                 }
             };
             self.0

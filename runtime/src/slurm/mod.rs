@@ -217,7 +217,7 @@ impl SlurmExecutor {
                         log.ran_on = Some(format!("Slurm job {id}"));
                     }
                     log.note(line);
-                    return log.report(Err(interrupted("interrupted".into())), Vec::new());
+                    return log.report(Err(Failure::interrupted("interrupted")), Vec::new());
                 }
             };
             let submitted = submitted.unwrap_or_else(|_| {
@@ -284,7 +284,7 @@ impl SlurmExecutor {
                             Ok(()) => "interrupted".to_owned(),
                             Err(e) => format!("interrupted; scancel {id} failed: {e}"),
                         };
-                        stopped = Some((interrupted(message), tokio::time::Instant::now() + CANCEL_WAIT));
+                        stopped = Some((Failure::interrupted(message), tokio::time::Instant::now() + CANCEL_WAIT));
                     }
                     _ = tokio::time::sleep_until(misfit_until), if misfit_since.is_some() && stopped.is_none() => {
                         let why = format!(
@@ -434,13 +434,6 @@ const MISFIT_WAIT: Duration = Duration::from_secs(10);
 /// The name of an attempt's jobs: `sluice/<run>/<task>`.
 fn job_name(inv: &Invocation) -> String {
     format!("sluice/{}/{}", inv.run_id, inv.task)
-}
-
-fn interrupted(message: String) -> Failure {
-    Failure {
-        kind: FailureKind::Interrupted,
-        message,
-    }
 }
 
 /// Why a job pending for `reason` will never start unless the cluster's configuration

@@ -675,6 +675,11 @@ fn remove_tree(root: &Path) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+
+    use super::*;
+
     /// A `.process` file naming a sleeping process group of this machine; the process.
     fn left_process(attempt: &Path) -> std::process::Child {
         use std::os::unix::process::CommandExt;
@@ -716,11 +721,6 @@ mod tests {
         let _ = remote.kill();
         let _ = remote.wait();
     }
-
-    use std::os::unix::fs::PermissionsExt;
-    use std::sync::Arc;
-
-    use super::*;
 
     /// What a process running as root (which read-only modes do not stop) does to a file.
     fn overwrite(path: &Path, bytes: &[u8]) {

@@ -1368,7 +1368,7 @@ impl Records {
                     implementation: r.get(4)?,
                     implementation_reason: r.get(11)?,
                     executable_digest: r.get(5)?,
-                    state: state_of(r, 6, TaskState::parse)?.unwrap_or(TaskState::Failed),
+                    state: text_enum(r, 6, TaskState::parse)?.unwrap_or(TaskState::Failed),
                     attempts: r.get(7)?,
                     started_at: read_ts(r, 8)?,
                     ended_at: read_ts(r, 9)?,
@@ -1462,7 +1462,7 @@ impl Records {
                     r.get::<_, String>(0)?,
                     AttemptRecord {
                         attempt: r.get(1)?,
-                        state: state_of(r, 2, TaskState::parse)?.unwrap_or(TaskState::Failed),
+                        state: text_enum(r, 2, TaskState::parse)?.unwrap_or(TaskState::Failed),
                         started_at: read_ts(r, 3)?.unwrap_or_default(),
                         ended_at: read_ts(r, 4)?,
                         error: r.get(5)?,
@@ -1553,7 +1553,7 @@ fn insert_io(
 }
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
-    let state = RunState::parse(&r.get::<_, String>(6)?).unwrap_or(RunState::Failed);
+    let state = text_enum(r, 6, RunState::parse)?.unwrap_or(RunState::Failed);
     let pid: u32 = r.get(10)?;
     let started = read_ts(r, 8)?;
     let ticks: Option<i64> = r.get(14)?;
@@ -1566,14 +1566,14 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     };
     Ok(RunRecord {
         id: r.get(0)?,
-        kind: RunKind::parse(&r.get::<_, String>(1)?).unwrap_or(RunKind::Pipeline),
+        kind: text_enum(r, 1, RunKind::parse)?.unwrap_or(RunKind::Pipeline),
         name: r.get(2)?,
         source: r.get(3)?,
         source_digest: r.get(4)?,
         params: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
         state,
         error: r.get(7)?,
-        started_at: read_ts(r, 8)?.unwrap_or_default(),
+        started_at: started.unwrap_or_default(),
         ended_at: read_ts(r, 9)?,
         deploy: r
             .get::<_, Option<String>>(11)?
@@ -1604,8 +1604,8 @@ fn read_ts(r: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Option<Time
         .and_then(|t| t.parse().ok()))
 }
 
-/// A state column, read in place.
-fn state_of<T>(
+/// A text-enum column (a state, a kind), read in place.
+fn text_enum<T>(
     r: &rusqlite::Row<'_>,
     column: usize,
     parse: fn(&str) -> Option<T>,

@@ -158,15 +158,14 @@ impl Loaded {
 impl WasmExecutor {
     pub fn new(config: WasmConfig) -> Result<WasmExecutor, PrepareError> {
         let other = |message: String| PrepareError::Other { message };
-        let host = Host::new(pooled(config.instances), &config.cache_dir)
+        let instances = config.instances.clamp(1, MAX_INSTANCES);
+        let host = Host::new(pooled(instances), &config.cache_dir)
             .map_err(|e| other(super::error_chain(&e)))?;
         let mut linker = host.linker().map_err(|e| other(e.to_string()))?;
         disk::add_to_linker(&mut linker)
             .and_then(|()| waits::add_to_linker(&mut linker))
             .map_err(|e| other(format!("cannot set up wasmtime: {}", error_text(&e))))?;
-        let slots = Arc::new(tokio::sync::Semaphore::new(
-            config.instances.clamp(1, MAX_INSTANCES) as usize,
-        ));
+        let slots = Arc::new(tokio::sync::Semaphore::new(instances as usize));
         Ok(WasmExecutor {
             inner: Arc::new(Inner {
                 host,
@@ -543,10 +542,7 @@ impl Executor for WasmExecutor {
                 _ = cancel.cancelled() => {
                     return Report {
                         ran_on: None,
-                        result: Err(Failure {
-                            kind: FailureKind::Interrupted,
-                            message: "interrupted".into(),
-                        }),
+                        result: Err(Failure::interrupted("interrupted")),
                         logs: Vec::new(),
                     };
                 }
@@ -585,13 +581,10 @@ impl Executor for WasmExecutor {
                 ))),
                 // The guest is blocked in a host call (a long sleep, say) and has not
                 // reached an epoch check; its thread finishes on its own and is dropped.
-                None => Err(Failure {
-                    kind: FailureKind::Interrupted,
-                    message: format!(
-                        "interrupted (the component did not stop within {}s and was abandoned)",
-                        GRACE.as_secs()
-                    ),
-                }),
+                None => Err(Failure::interrupted(format!(
+                    "interrupted (the component did not stop within {}s and was abandoned)",
+                    GRACE.as_secs()
+                ))),
             };
             Report {
                 ran_on: None,
@@ -603,7 +596,7 @@ impl Executor for WasmExecutor {
 }
 
 /// The engine configuration of step attempts: wasmtime's pooling allocator with
-/// `instances` component instances and room for what the components of common toolchains
+/// `instances` component instances (already at most [`MAX_INSTANCES`]) and room for what the components of common toolchains
 /// hold (Rust, C, Go, and interpreters such as componentize-py's CPython, whose function
 /// tables run to tens of thousands of entries): 16 core instances, 4 memories and 8
 /// tables per component instance, up to 4 memories and 8 tables per core module, tables
@@ -612,7 +605,6 @@ impl Executor for WasmExecutor {
 /// space, not of memory. Where Linux offers `PAGEMAP_SCAN` (6.7 and later), a slot's
 /// memory is reset in place up to [`KEEP_RESIDENT`] bytes.
 fn pooled(instances: u32) -> wasmtime::Config {
-    let instances = instances.clamp(1, MAX_INSTANCES);
     let mut pool = wasmtime::PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(16))
@@ -646,10 +638,7 @@ struct Streams {
 fn failure(e: wasmtime::Error, io: &Streams) -> Failure {
     if let Some(stop) = e.downcast_ref::<Stop>() {
         return match stop {
-            Stop::Cancelled => Failure {
-                kind: FailureKind::Interrupted,
-                message: "interrupted".into(),
-            },
+            Stop::Cancelled => Failure::interrupted("interrupted"),
             other => Failure::failed(other.to_string()),
         };
     }
