@@ -458,10 +458,8 @@ fn a_loops_array_tasks_are_cancelled_by_signals_and_by_resume_after_a_killed_dri
         ],
     );
     let started = Instant::now();
-    while jobs_under(home.dir.path())
-        .iter()
-        .any(|j| matches!(j.state.as_str(), "PENDING" | "RUNNING"))
-    {
+    // Cancelled jobs stay COMPLETING while their nodes stop them: wait that out too.
+    while jobs_under(home.dir.path()).iter().any(is_active) {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the jobs the killed driver left still run: {:?}",
@@ -545,13 +543,15 @@ fn interrupt(child: Child) -> (i32, String) {
 
 /// No job is queued or running.
 fn assert_none_active(jobs: &[Job]) {
-    assert!(
-        jobs.iter().all(|j| !matches!(
-            j.state.as_str(),
-            "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING"
-        )),
-        "{jobs:?}"
-    );
+    assert!(!jobs.iter().any(is_active), "{jobs:?}");
+}
+
+/// Whether a job is queued, running, or still being stopped by its node.
+fn is_active(job: &Job) -> bool {
+    matches!(
+        job.state.as_str(),
+        "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING"
+    )
 }
 
 fn finish(mut child: Child) -> (i32, String) {
