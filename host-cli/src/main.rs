@@ -72,10 +72,14 @@ enum Command {
     Cache(commands::registry::CacheCommand),
     /// Write a pipeline, its files and its registry components into one archive
     Bundle(commands::bundle::Args),
+    /// Write a pipeline for another engine (an Argo Workflow, for Kubernetes)
+    #[command(subcommand)]
+    Export(commands::export::Command),
     /// Look after the home's artifact store
     #[command(subcommand)]
     Store(commands::store::Command),
-    /// Run a single task attempt handed over by a run on a cluster (Slurm) backend
+    /// Run one task where a cluster placed it: an attempt a Slurm job was given, or a step
+    /// of an exported workflow
     #[command(subcommand)]
     Task(commands::task::Command),
 }
@@ -119,8 +123,9 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::registry::inspect(&paths, args),
         Command::Cache(cmd) => commands::registry::cache(&paths, cmd),
         Command::Bundle(args) => commands::bundle::run(&paths, args),
+        Command::Export(cmd) => commands::export::run(&paths, cmd),
         Command::Store(cmd) => commands::store::run(&paths, cmd),
-        Command::Task(cmd) => commands::task::run(cmd),
+        Command::Task(cmd) => commands::task::run(&paths, cmd),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 //! Data flows one way: `spec` (parse) -> `plan` (graph, no IO) -> `schedule` (tokio)
 //! -> `exec` (wasm) -> `store` (artifacts and run records). See `ARCHITECTURE.md`.
 
+pub mod argo;
 pub mod compose;
 pub mod deploy;
 pub mod error;

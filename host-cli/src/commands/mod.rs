@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod component;
 pub mod compose;
+pub mod export;
 pub mod kfp;
 pub mod logs;
 pub mod models;

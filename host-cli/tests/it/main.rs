@@ -2,6 +2,7 @@
 //! pipeline cases under `tests/cases/`, deploying and serving (the protocols to the letter
 //! and under hostile load too), and the other subcommands.
 
+mod argo;
 mod bundle;
 mod cases;
 mod commands;

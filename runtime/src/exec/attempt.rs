@@ -332,7 +332,9 @@ impl ResultFile {
     }
 }
 
-fn read_versioned<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, AttemptError> {
+pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<T, AttemptError> {
     // No bigger than a pipeline file may be: a stray path (`/dev/zero`) is refused, not
     // read into memory.
     let bytes =
@@ -391,12 +393,24 @@ pub async fn run_file(
     observer: Arc<dyn Observer>,
 ) -> Result<ResultFile, AttemptError> {
     let file = AttemptFile::read(path)?;
-    let result_path = path.with_file_name(RESULT_FILE);
-    let invalid = |message: String| AttemptError::Invalid {
-        path: path.to_owned(),
-        message,
-    };
-    let policy = file.host.policy().map_err(invalid)?;
+    let result = run_attempt(file, cancel, observer)
+        .await
+        .map_err(|message| AttemptError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+    result.write(&path.with_file_name(RESULT_FILE))?;
+    Ok(result)
+}
+
+/// Runs an attempt with the executors a local run uses, and returns its result; the
+/// error is a host setting this build cannot use, naming the field.
+pub(crate) async fn run_attempt(
+    file: AttemptFile,
+    cancel: CancellationToken,
+    observer: Arc<dyn Observer>,
+) -> Result<ResultFile, String> {
+    let policy = file.host.policy()?;
     let failed = |message: String| Report {
         ran_on: None,
         result: Err(Failure::failed(message)),
@@ -413,7 +427,7 @@ pub async fn run_file(
             super::error_chain(&e)
         )),
     };
-    let result = ResultFile {
+    Ok(ResultFile {
         version: ATTEMPT_VERSION,
         outcome: match report.result {
             Ok(c) => Outcome::Succeeded(c),
@@ -424,9 +438,7 @@ pub async fn run_file(
             .nodename()
             .to_string_lossy()
             .into_owned(),
-    };
-    result.write(&result_path)?;
-    Ok(result)
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod docker;
 pub mod launch;
 pub mod process;
 pub mod runners;
+pub mod step;
 pub mod wasm;
 
 use std::borrow::Cow;

@@ -498,6 +498,26 @@ fn tree_digest(root: &Path, sync: bool) -> Result<(String, u64, Vec<String>), St
     Ok((digest, size, files))
 }
 
+/// The digest and size an artifact at `path` would be stored under: `sha256:` of a file's
+/// bytes, `sha256-tree:` of a folder's manifest (see [`tree_digest`]); symlinks are not
+/// followed. Errors name the path that could not be read.
+pub fn digest_of(path: &Path) -> Result<(String, u64), StoreError> {
+    let meta = fs::symlink_metadata(path).map_err(|e| StoreError::io("read", path, e))?;
+    if meta.is_dir() {
+        let (digest, size, _) = tree_digest(path, false)?;
+        Ok((digest, size))
+    } else if meta.is_file() {
+        let (hex, size) = hash_file(path, false)?;
+        Ok((format!("sha256:{hex}"), size))
+    } else {
+        Err(StoreError::io(
+            "read",
+            path,
+            io::Error::other("neither a regular file nor a folder"),
+        ))
+    }
+}
+
 /// Hashes a file; with `sync`, also syncs it to disk, so it may be renamed into the store.
 fn hash_file(path: &Path, sync: bool) -> Result<(String, u64), StoreError> {
     let mut file = File::open(path).map_err(|e| StoreError::io("read", path, e))?;

@@ -21,7 +21,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub use artifacts::{ArtifactRef, Stored};
+pub use artifacts::{ArtifactRef, Stored, digest_of};
 pub use journal::{Journal, JournalSender};
 pub use records::{
     AttemptEnd, AttemptEntry, AttemptRecord, AttemptStart, CachedTask, DeployRecord, DeployState,

@@ -105,13 +105,20 @@ fn layers_import_only_downward() {
     let above: &[(&str, &[&str])] = &[
         (
             "plan",
-            &["exec", "schedule", "session", "deploy", "kfp", "serve"],
+            &[
+                "exec", "schedule", "session", "deploy", "kfp", "serve", "argo",
+            ],
         ),
         (
             "exec",
             &[
-                "plan", "schedule", "session", "deploy", "kfp", "serve", "slurm",
+                "plan", "schedule", "session", "deploy", "kfp", "serve", "slurm", "argo",
             ],
+        ),
+        // An export reads a plan and how each task would run; it runs nothing.
+        (
+            "argo",
+            &["schedule", "session", "deploy", "kfp", "serve", "slurm"],
         ),
         // A backend is an executor over executors: it knows neither plans nor the
         // scheduler that calls it.
