@@ -63,6 +63,9 @@ pub struct ArgoArgs {
     /// ([CONFIGMAP/]KEY) [default: the cluster's default]
     #[arg(long, value_name = "[CONFIGMAP/]KEY", value_parser = repository)]
     artifact_repository: Option<ArtifactRepositoryRef>,
+    /// KFP pipelines: run image TO wherever a task names image FROM (repeatable)
+    #[arg(long, value_name = "FROM=TO", value_parser = key_value)]
+    image_map: Vec<(String, String)>,
     /// Prefer an implementation for every task (`container` or `wasm`), or for one
     /// (`TASK=container`); repeatable
     #[arg(long, value_name = "[TASK=]KIND", value_parser = super::prefer)]
@@ -93,6 +96,8 @@ fn repository(s: &str) -> Result<ArtifactRepositoryRef, String> {
 
 pub fn run(paths: &Paths, cmd: Command) -> Result<ExitCode> {
     let Command::Argo(args) = cmd;
+    let mut platform = std::collections::BTreeMap::new();
+    let mut platform_other = Vec::new();
     let plan = match detect_kind(&args.pipeline)? {
         FileKind::Pipeline => {
             let (file, _) = super::run::load_pipeline(paths, &args.registry, &args.pipeline)?;
@@ -117,7 +122,15 @@ pub fn run(paths: &Paths, cmd: Command) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::from(crate::BAD_INPUT));
             }
-            match sluice_runtime::kfp::lower::lower(&file, &params, &[]) {
+            for (name, spec) in &file.platform.platforms {
+                for (executor, settings) in &spec.deployment_spec.executors {
+                    let entry: &mut std::collections::BTreeMap<_, _> =
+                        platform.entry(executor.clone()).or_default();
+                    entry.extend(settings.clone());
+                }
+                platform_other.extend(spec.other.keys().map(|k| format!("{name}.{k}")));
+            }
+            match sluice_runtime::kfp::lower::lower(&file, &params, &args.image_map) {
                 Ok(plan) => plan,
                 Err(errors) => return Ok(report_plan_errors(&errors)),
             }
@@ -178,6 +191,8 @@ pub fn run(paths: &Paths, cmd: Command) -> Result<ExitCode> {
     options.runtime_class = args.runtime_class.clone();
     options.artifact_repository = args.artifact_repository.clone();
     options.pulled = pulled;
+    options.platform = platform;
+    options.platform_other = platform_other;
     let exported = match export(&plan, &prepared, &options) {
         Ok(e) => e,
         Err(errors) => {

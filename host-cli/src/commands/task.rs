@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub enum Command {
     /// Run one task attempt from its attempt file (written by a run on a cluster backend)
     /// and write the result file beside it; the task's output lines go to standard error
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// Copy this `sluice` binary into a folder, as `<DIR>/sluice` (an exported workflow's
     /// init container does this for container steps)
     Install {
@@ -29,22 +29,33 @@ pub enum Command {
 #[derive(clap::Args)]
 pub struct ExecArgs {
     /// The attempt file (`attempt.json` in the attempt's task folder)
-    #[arg(required_unless_present = "step", conflicts_with = "step")]
+    #[arg(required_unless_present_any = ["step", "condition"], conflicts_with_all = ["step", "condition"])]
     attempt: Option<PathBuf>,
     /// Run a step of an exported workflow from its step file, its artifacts placed in the
     /// task folder, and write its outputs there
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "condition")]
     step: Option<PathBuf>,
+    /// Evaluate a condition of an exported workflow from its condition file, and write
+    /// `true` or `false` at `outputs/holds/data` of the task folder
+    #[arg(long, value_name = "FILE")]
+    condition: Option<PathBuf>,
     /// `--step`: the task folder (inputs at `inputs/<name>/data`, outputs at
     /// `outputs/<name>/data`)
-    #[arg(long, value_name = "DIR", default_value = sluice_runtime::exec::step::STEP_ROOT, requires = "step")]
+    #[arg(long, value_name = "DIR", default_value = sluice_runtime::exec::step::STEP_ROOT)]
     root: PathBuf,
-    /// `--step`: the value of an input the step file says is given here (repeatable)
-    #[arg(long = "value", value_name = "NAME=TEXT", value_parser = super::key_value, requires = "step")]
+    /// `--step`, `--condition`: the value of an input the file says is given here
+    /// (repeatable)
+    #[arg(long = "value", value_name = "NAME=TEXT", value_parser = super::key_value)]
     values: Vec<(String, String)>,
     /// `--step`: the run's name, as the workflow engine names it
-    #[arg(long, value_name = "NAME", default_value = "step", requires = "step")]
+    #[arg(long, value_name = "NAME", default_value = "step")]
     run: String,
+    /// `--step`: the task's id in the run, as the workflow engine names it
+    #[arg(long, value_name = "ID", default_value = "step")]
+    task_id: String,
+    /// `--step`: when the run was created (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    created: Option<String>,
     #[command(flatten)]
     registry: super::RegistryArgs,
 }
@@ -56,6 +67,19 @@ pub fn run(paths: &crate::Paths, cmd: Command) -> Result<ExitCode> {
     };
     if let Some(step) = &args.step {
         return run_step(paths, step, &args);
+    }
+    if let Some(condition) = &args.condition {
+        let file = sluice_runtime::exec::step::ConditionFile::read(condition)?;
+        let holds = sluice_runtime::exec::step::run_condition(
+            &file,
+            &step_options(paths, &args, Default::default()),
+        )?;
+        errln!(
+            "condition `{}` of '{}' is {holds}",
+            file.condition,
+            file.group
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     let attempt = args.attempt.clone().unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -91,12 +115,9 @@ fn install(dir: &std::path::Path) -> Result<ExitCode> {
 /// Runs a step of an exported workflow: pulls its component when the step file names it
 /// by reference, runs it, and exits 0 when it succeeded.
 fn run_step(paths: &crate::Paths, step: &std::path::Path, args: &ExecArgs) -> Result<ExitCode> {
-    use sluice_runtime::exec::step::{StepFile, StepOptions, run_step};
+    use sluice_runtime::exec::step::{StepFile, run_step};
     let file = StepFile::read(step)?;
-    let cache_dir = paths
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("sluice-cache"));
+    let cache_dir = step_cache_dir(paths);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -119,13 +140,7 @@ fn run_step(paths: &crate::Paths, step: &std::path::Path, args: &ExecArgs) -> Re
         }
         None => Default::default(),
     };
-    let options = StepOptions {
-        root: args.root.clone(),
-        values: args.values.clone(),
-        cache_dir,
-        run_id: args.run.clone(),
-        pulled: pulled.into_iter().collect(),
-    };
+    let options = step_options(paths, args, pulled.into_iter().collect());
     let cancel = CancellationToken::new();
     let result = runtime.block_on(async {
         tokio::spawn(stop_on_signal(cancel.clone()));
@@ -139,6 +154,33 @@ fn run_step(paths: &crate::Paths, step: &std::path::Path, args: &ExecArgs) -> Re
             ExitCode::FAILURE
         }
     })
+}
+
+/// Where a step caches compiled wasm: `--cache-dir`, or a folder under the temporary one.
+fn step_cache_dir(paths: &crate::Paths) -> PathBuf {
+    paths
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("sluice-cache"))
+}
+
+fn step_options(
+    paths: &crate::Paths,
+    args: &ExecArgs,
+    pulled: std::collections::BTreeMap<String, (PathBuf, String)>,
+) -> sluice_runtime::exec::step::StepOptions {
+    sluice_runtime::exec::step::StepOptions {
+        root: args.root.clone(),
+        values: args.values.clone(),
+        cache_dir: step_cache_dir(paths),
+        run_id: args.run.clone(),
+        task_id: args.task_id.clone(),
+        created: args
+            .created
+            .clone()
+            .unwrap_or_else(|| jiff::Timestamp::now().to_string()),
+        pulled,
+    }
 }
 
 /// Writes the task's log lines to standard error as they come, each after its stream's

@@ -268,6 +268,9 @@ fn run_steps(workflow: &Value, work: &Path) -> BTreeMap<(String, String), String
                 }
                 None => passed[artifact].clone(),
             };
+            if a["optional"] == true && !host.exists() {
+                continue;
+            }
             mounts.push(format!(
                 "{}:{}:ro",
                 host.display(),
@@ -279,7 +282,10 @@ fn run_steps(workflow: &Value, work: &Path) -> BTreeMap<(String, String), String
             pod.join("outputs").display()
         ));
         let substitute = |text: &str| -> String {
-            let mut text = text.replace("{{workflow.name}}", "exported-example");
+            let mut text = text
+                .replace("{{workflow.name}}", "exported-example")
+                .replace("{{pod.name}}", &format!("exported-example-{name}"))
+                .replace("{{workflow.creationTimestamp}}", "2026-12-01T00:00:00Z");
             for (k, v) in &inputs {
                 text = text.replace(&format!("{{{{inputs.parameters.{k}}}}}"), v);
             }
@@ -315,13 +321,17 @@ fn run_steps(workflow: &Value, work: &Path) -> BTreeMap<(String, String), String
                 .join(path.strip_prefix("/sluice/task/outputs/").unwrap());
             let bytes = std::fs::read(&host)
                 .unwrap_or_else(|e| panic!("{name}: output {output} at {path}: {e}"));
+            files.insert(
+                format!("{{{{tasks.{name}.outputs.artifacts.{output}}}}}"),
+                host.clone(),
+            );
+            // A KFP artifact's metadata travels beside it; a local run records it apart.
+            if output.ends_with("--metadata") {
+                continue;
+            }
             digests.insert(
                 (name.to_owned(), output.to_owned()),
                 format!("sha256:{}", hex(&bytes)),
-            );
-            files.insert(
-                format!("{{{{tasks.{name}.outputs.artifacts.{output}}}}}"),
-                host,
             );
         }
         for p in template["outputs"]["parameters"]
@@ -385,10 +395,14 @@ fn docker_run(
 
 /// Each output of a local run of `pipeline` (not fused, so every output is a file), by
 /// task and output.
-fn local_outputs(home: &Home, pipeline: &str) -> BTreeMap<(String, String), String> {
-    let run = home
-        .expect(&["run", pipeline, "--no-fuse", "--json"], 0)
-        .record();
+fn local_outputs(
+    home: &Home,
+    pipeline: &str,
+    extra: &[&str],
+) -> BTreeMap<(String, String), String> {
+    let mut args = vec!["run", pipeline, "--no-fuse", "--json"];
+    args.extend_from_slice(extra);
+    let run = home.expect(&args, 0).record();
     run.tasks
         .iter()
         .flat_map(|t| {
@@ -403,7 +417,7 @@ fn local_outputs(home: &Home, pipeline: &str) -> BTreeMap<(String, String), Stri
 fn each_step_of_the_exported_examples_runs_in_docker_as_it_does_locally() {
     for pipeline in [EXAMPLE, CONTAINER_EXAMPLE] {
         let home = Home::new();
-        let local = local_outputs(&home, pipeline);
+        let local = local_outputs(&home, pipeline, &[]);
         let exported = export(&home, pipeline, "workflow", &[]);
         let doc = read_yaml(&exported);
         let context = home.dir.path().join("workflow.yaml.image");
@@ -426,4 +440,166 @@ fn each_step_of_the_exported_examples_runs_in_docker_as_it_does_locally() {
         let _ = Command::new("docker").args(["rmi", &image]).output();
         assert_eq!(ran, local, "{pipeline}");
     }
+}
+
+/// The compiled KFP test pipelines, each with the parameters it needs, and whether it
+/// exports: a pipeline with a feature the export refuses says which, one line each.
+const KFP: &[(&str, &[&str], &[&str])] = &[
+    (
+        "artifact_input",
+        &["data=examples/breast-cancer/data/schema.json"],
+        &[],
+    ),
+    (
+        "artifact_loop",
+        &[],
+        &["group 'for-loop-1': loop items: a loop over collected artifacts"],
+    ),
+    ("caching", &["log_dir=/tmp/log"], &[]),
+    (
+        "conditions",
+        &[],
+        &["task 'join': input 'value': one of sources do not export to Argo yet"],
+    ),
+    (
+        "containers",
+        &["source=hello"],
+        &[
+            "task 'importer': importer: KFP's importer reads a file into the run's artifacts; give the file as a pipeline parameter instead",
+            "task 'message-2': resource limits from parameters: limits set from pipeline values (set_memory_limit(param)) cannot be Argo's; write them as constants",
+            "task 'message-3': resource limits from parameters: limits set from pipeline values (set_memory_limit(param)) cannot be Argo's; write them as constants",
+        ],
+    ),
+    ("exit_handler", &[], &[]),
+    ("failure_chain", &[], &[]),
+    ("kubernetes", &[], &[]),
+    (
+        "loops",
+        &[],
+        &[
+            "task 'sum-files': input 'files': collected artifacts: Argo gathers a loop's output parameters, not its artifacts",
+        ],
+    ),
+    ("nested", &[], &[]),
+    ("params_outputs", &[], &[]),
+    ("process_runner", &[], &[]),
+    ("resume", &["flag=/tmp/flag"], &[]),
+    ("retries", &["counter_dir=/tmp/counter"], &[]),
+    ("slow_loop", &[], &[]),
+    (
+        "uris",
+        &[],
+        &[
+            "task 'import-made': importer: KFP's importer reads a file into the run's artifacts; give the file as a pipeline parameter instead",
+            "task 'import-given': importer: KFP's importer reads a file into the run's artifacts; give the file as a pipeline parameter instead",
+        ],
+    ),
+];
+
+#[test]
+fn compiled_kfp_pipelines_export_as_workflows_argos_schema_accepts_or_are_refused_saying_why() {
+    let home = Home::new();
+    let mut exported = Vec::new();
+    for (name, params, refusals) in KFP {
+        let pipeline = crate::kfp::compiled(name);
+        let out = home.dir.path().join(format!("{name}.yaml"));
+        let mut args = vec![
+            "export".to_owned(),
+            "argo".to_owned(),
+            pipeline.display().to_string(),
+            "-o".to_owned(),
+            out.display().to_string(),
+        ];
+        for p in *params {
+            args.extend(["-p".to_owned(), (*p).to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if refusals.is_empty() {
+            home.expect(&args, 0);
+            exported.push(out);
+        } else {
+            let refused = home.expect(&args, 2);
+            let expected: Vec<String> = refusals
+                .iter()
+                .map(|r| format!("error: {}: {r}", pipeline.display()))
+                .collect();
+            let lines: Vec<&str> = refused.stderr.lines().collect();
+            assert_eq!(lines, expected, "{name}");
+            assert!(!out.exists(), "{name}: a refused export wrote a file");
+        }
+    }
+    let files: Vec<&Path> = exported.iter().map(PathBuf::as_path).collect();
+    let problems = argo_schema_problems(&files);
+    assert!(problems.is_empty(), "{problems}");
+
+    // Conditions, loops and nested pipelines become DAG templates; the item reaches each
+    // iteration as a parameter; an exit handler waits for its body however it ended.
+    let nested = read_yaml(&home.dir.path().join("nested.yaml"));
+    assert!(
+        nested["spec"]["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t.get("dag").is_some())
+            .count()
+            >= 2
+    );
+    let slow = read_yaml(&home.dir.path().join("slow_loop.yaml"));
+    let over = slow["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["dag"]["tasks"][0]["name"] == "iteration")
+        .expect("a loop's template");
+    assert!(
+        over["dag"]["tasks"][0].get("withItems").is_some()
+            || over["dag"]["tasks"][0].get("withParam").is_some(),
+        "{over}"
+    );
+    // Values collected from a loop's iterations are the loop's aggregated output.
+    let resume = read_yaml(&home.dir.path().join("resume.yaml"));
+    let total = &template_named(&resume, "pipeline")["dag"]["tasks"][1];
+    assert_eq!(
+        total["arguments"]["parameters"][0]["value"],
+        "{{tasks.for-loop-2.outputs.parameters.square-Output}}"
+    );
+    let exit = read_yaml(&home.dir.path().join("exit_handler.yaml"));
+    let root = template_named(&exit, "pipeline");
+    let waits_for_any_end = root["dag"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["depends"].as_str().is_some_and(|d| d.contains(".Failed")));
+    assert!(waits_for_any_end, "{root}");
+    // kfp-kubernetes' settings reach the pod.
+    let k8s = read_yaml(&home.dir.path().join("kubernetes.yaml"));
+    assert_eq!(
+        k8s["spec"]["imagePullSecrets"],
+        serde_json::json!([{"name": "registry-key"}])
+    );
+    let hello = template_named(&k8s, "hello");
+    assert_eq!(
+        hello["nodeSelector"]["cloud.google.com/gke-accelerator"],
+        "nvidia-tesla-t4"
+    );
+    assert_eq!(
+        hello["container"]["env"][0]["valueFrom"]["secretKeyRef"]["name"],
+        "db-credentials"
+    );
+    assert_eq!(
+        hello["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "training-data"
+    );
+}
+
+#[test]
+fn each_step_of_an_exported_kfp_pipeline_runs_in_docker_as_it_does_locally() {
+    let home = Home::new();
+    let pipeline = crate::kfp::compiled("params_outputs");
+    let pipeline = pipeline.to_str().unwrap();
+    let map = "python:3.11=sluice-test/kfp-python:3.11";
+    let local = local_outputs(&home, pipeline, &["--image-map", map]);
+    let exported = export(&home, pipeline, "workflow", &["--image-map", map]);
+    let ran = run_steps(&read_yaml(&exported), &home.dir.path().join("pods"));
+    assert_eq!(ran, local);
 }

@@ -18,15 +18,19 @@
 
 pub mod model;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use model::*;
 
 use crate::exec::attempt::{ATTEMPT_VERSION, ComponentFile};
-use crate::exec::step::{COMPONENTS_DIR, STEP_FILE, STEP_ROOT, StepFile, StepInput};
+use crate::exec::step::{
+    COMPONENTS_DIR, CONDITION_OUTPUT, ConditionFile, KfpStep, STEP_FILE, STEP_ROOT, StepFile,
+    StepInput,
+};
 use crate::exec::{Kind, Prepared};
-use crate::plan::{ParamValue, Plan, PlannedTask, Source};
+use crate::launcher::task::Action;
+use crate::plan::{Node, ParamValue, Plan, PlannedTask, Source, Trigger};
 use crate::spec::{Component, ResourceSpec};
 use crate::store::path_segment;
 
@@ -75,6 +79,11 @@ pub struct ExportOptions {
     pub memoize_config_map: String,
     /// Components the run pulled from registries: reference to (file, pinned reference).
     pub pulled: HashMap<String, (PathBuf, String)>,
+    /// A compiled KFP pipeline's Kubernetes settings (kfp-kubernetes' platform document):
+    /// by executor label, each setting's value as written.
+    pub platform: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    /// Its settings that name no executor.
+    pub platform_other: Vec<String>,
 }
 
 impl ExportOptions {
@@ -90,6 +99,8 @@ impl ExportOptions {
             artifact_repository: None,
             memoize_config_map: "sluice-memoize".into(),
             pulled: HashMap::new(),
+            platform: BTreeMap::new(),
+            platform_other: Vec::new(),
         }
     }
 }
@@ -185,12 +196,73 @@ struct Exporter<'a> {
     embedded: BTreeMap<String, PathBuf>,
     /// Argo's name of each plan task (template and DAG task alike).
     names: Vec<String>,
+    /// Argo's name of each group: its DAG template, and its DAG task in its parent's.
+    group_names: Vec<String>,
     /// Argo's name of each pipeline parameter.
     params: HashMap<String, String>,
     launcher: bool,
     /// Cached tasks Argo's memoization cannot key.
     unmemoized: Vec<String>,
+    /// Each node's DAG task, in its parent's DAG.
+    dag_tasks: BTreeMap<Node, DagTask>,
+    /// The check step of a group's condition, in the group's parent's DAG.
+    checks: BTreeMap<usize, DagTask>,
+    /// Step templates (tasks and condition checks), in plan order.
+    templates: Vec<Template>,
+    /// Values each group's template takes from its parent: (name, an artifact?, where
+    /// the parent has it).
+    group_inputs: Vec<Vec<(String, bool, String)>>,
+    /// Values each group's template gives its parent: (name, an artifact?, where the
+    /// group has it).
+    group_outputs: Vec<Vec<(String, bool, String)>>,
+    /// What has been made available in a scope, and where: memoized references.
+    threaded: HashMap<(Option<usize>, Ref), String>,
+    /// The pipeline's artifacts passed down into each group: by group and the pipeline
+    /// DAG's expression, the group's.
+    root_threaded: HashMap<(usize, String), String>,
+    /// Names taken among a group's inputs and outputs.
+    group_taken: Vec<HashSet<String>>,
+    /// Parameters each loop gathers from its iterations: (name, where an iteration has
+    /// it).
+    collected: Vec<Vec<(String, String)>>,
+    /// The constant items of loop groups (`withItems`).
+    with_items: BTreeMap<usize, Vec<serde_json::Value>>,
+    /// Secrets the pods pull images with (kfp-kubernetes' `imagePullSecret`).
+    pull_secrets: BTreeSet<String>,
 }
+
+/// A value that crosses between a task or group and another node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Ref {
+    /// An output of a task, as an artifact.
+    Data { task: usize, output: String },
+    /// An output of a task, as a parameter.
+    Param { task: usize, output: String },
+    /// A KFP artifact output's metadata, as an artifact.
+    Meta { task: usize, output: String },
+    /// The current item of a loop group.
+    Item { group: usize },
+    /// How a node ended (Argo's phase of it).
+    Status(Node),
+    /// A parameter output of a task in a loop's body, one value per iteration, as a JSON
+    /// list (Argo aggregates the iterations' outputs).
+    Collected {
+        group: usize,
+        task: usize,
+        output: String,
+    },
+}
+
+impl Ref {
+    fn is_artifact(&self) -> bool {
+        matches!(self, Ref::Data { .. } | Ref::Meta { .. })
+    }
+}
+
+/// The template input of a loop's iteration that holds its item.
+const ITEM: &str = "loop-item";
+/// The template input of a loop that holds its items.
+const ITEMS: &str = "loop-items";
 
 impl<'a> Exporter<'a> {
     fn new(plan: &'a Plan, prepared: &'a [Prepared], options: &'a ExportOptions) -> Self {
@@ -200,12 +272,18 @@ impl<'a> Exporter<'a> {
             .iter()
             .map(|t| unique(&mut taken, dns_label(&t.name)))
             .collect();
+        let group_names = plan
+            .groups
+            .iter()
+            .map(|g| unique(&mut taken, dns_label(&g.name)))
+            .collect();
         let mut taken = HashSet::new();
         let params = plan
             .params
             .keys()
             .map(|p| (p.clone(), unique(&mut taken, argo_name(p))))
             .collect();
+        let groups = plan.groups.len();
         Exporter {
             plan,
             prepared,
@@ -214,9 +292,21 @@ impl<'a> Exporter<'a> {
             notes: Vec::new(),
             embedded: BTreeMap::new(),
             names,
+            group_names,
             params,
             launcher: false,
             unmemoized: Vec::new(),
+            dag_tasks: BTreeMap::new(),
+            checks: BTreeMap::new(),
+            templates: Vec::new(),
+            group_inputs: vec![Vec::new(); groups],
+            group_outputs: vec![Vec::new(); groups],
+            threaded: HashMap::new(),
+            root_threaded: HashMap::new(),
+            group_taken: vec![HashSet::from([ITEM.to_owned(), ITEMS.to_owned()]); groups],
+            with_items: BTreeMap::new(),
+            collected: vec![Vec::new(); groups],
+            pull_secrets: BTreeSet::new(),
         }
     }
 
@@ -230,33 +320,19 @@ impl<'a> Exporter<'a> {
                 message: "Argo runs each step's command through its emissary executor, a Linux program a wasm shim cannot start; wasm steps run in the sluice-step image instead".into(),
             }]);
         }
-        if !self.plan.groups.is_empty() || self.plan.tasks.iter().any(|t| t.kfp.is_some()) {
-            return Err(vec![ExportError {
+        for setting in &self.options.platform_other {
+            self.errors.push(ExportError {
                 at: "pipeline".into(),
-                feature: "compiled KFP pipeline".into(),
-                message: "only Sluice pipelines and components export to Argo so far".into(),
-            }]);
+                feature: format!("kubernetes setting '{setting}'"),
+                message: "not exported; add it to the workflow by hand".into(),
+            });
         }
         let arguments = self.arguments();
-        let mut dag = Template {
-            name: "pipeline".into(),
-            dag: Some(DagTemplate::default()),
-            ..Template::default()
-        };
-        dag.inputs.artifacts = arguments
-            .artifacts
-            .iter()
-            .map(|a| Artifact {
-                name: a.name.clone(),
-                ..Artifact::default()
-            })
-            .collect();
-        let mut templates = Vec::new();
         for (i, task) in self.plan.tasks.iter().enumerate() {
-            if let Some((dag_task, template)) = self.task(i, task) {
-                dag.dag.as_mut().expect("a dag").tasks.push(dag_task);
-                templates.push(template);
-            }
+            self.task(i, task);
+        }
+        for g in 0..self.plan.groups.len() {
+            self.group(g);
         }
         if !self.unmemoized.is_empty() {
             self.notes.push(format!(
@@ -270,7 +346,7 @@ impl<'a> Exporter<'a> {
             );
         }
         let wasm_image = self.wasm_image();
-        for t in &mut templates {
+        for t in &mut self.templates {
             if let Some(c) = &mut t.container
                 && c.image.is_empty()
             {
@@ -280,7 +356,41 @@ impl<'a> Exporter<'a> {
         if !self.errors.is_empty() {
             return Err(self.errors);
         }
-        templates.insert(0, dag);
+        // Each group's DAG task passes what its template takes from its parent.
+        for g in 0..self.plan.groups.len() {
+            let Some(task) = self.dag_tasks.get_mut(&Node::Group(g)) else {
+                continue;
+            };
+            for (name, artifact, outer) in &self.group_inputs[g] {
+                if *artifact {
+                    task.arguments.artifacts.push(Artifact {
+                        name: name.clone(),
+                        from: Some(outer.clone()),
+                        ..Artifact::default()
+                    });
+                } else {
+                    task.arguments.parameters.push(Parameter {
+                        name: name.clone(),
+                        value: Some(outer.clone()),
+                        ..Parameter::default()
+                    });
+                }
+            }
+        }
+        let mut root = self.dag_template(None, "pipeline".into());
+        root.inputs.artifacts = arguments
+            .artifacts
+            .iter()
+            .map(|a| Artifact {
+                name: a.name.clone(),
+                ..Artifact::default()
+            })
+            .collect();
+        let mut templates = vec![root];
+        for g in 0..self.plan.groups.len() {
+            templates.extend(self.group_templates(g));
+        }
+        templates.append(&mut self.templates);
         let name = dns_label(&self.plan.name);
         let mut metadata = ObjectMeta::default();
         match self.options.kind {
@@ -317,6 +427,10 @@ impl<'a> Exporter<'a> {
                 entrypoint: "pipeline".into(),
                 arguments,
                 artifact_repository_ref: self.options.artifact_repository.clone(),
+                image_pull_secrets: std::mem::take(&mut self.pull_secrets)
+                    .into_iter()
+                    .map(|name| LocalObjectReference { name })
+                    .collect(),
                 volumes,
                 templates,
                 ..WorkflowSpec::default()
@@ -380,8 +494,371 @@ impl<'a> Exporter<'a> {
         arguments
     }
 
-    fn task(&mut self, i: usize, task: &PlannedTask) -> Option<(DagTask, Template)> {
+    /// The group a node sits in.
+    fn home(&self, node: Node) -> Option<usize> {
+        match node {
+            Node::Task(t) => self.plan.tasks[t].group,
+            Node::Group(g) => self.plan.groups[g].group,
+        }
+    }
+
+    /// Whether scope `outer` holds scope `inner` (or is it).
+    fn holds(&self, outer: Option<usize>, inner: Option<usize>) -> bool {
+        let mut at = inner;
+        loop {
+            if at == outer {
+                return true;
+            }
+            match at {
+                Some(g) => at = self.plan.groups[g].group,
+                None => return false,
+            }
+        }
+    }
+
+    /// The node of scope `scope` that holds `node` (it, or the group around it there).
+    fn sibling_in(&self, scope: Option<usize>, node: Node) -> Option<Node> {
+        let mut at = node;
+        loop {
+            let home = self.home(at);
+            if home == scope {
+                return Some(at);
+            }
+            at = Node::Group(home?);
+        }
+    }
+
+    fn node_name(&self, node: Node) -> &str {
+        match node {
+            Node::Task(t) => &self.names[t],
+            Node::Group(g) => &self.group_names[g],
+        }
+    }
+
+    /// Argo's `depends` for a node of `scope` that waits for `upstream` as `trigger` says:
+    /// each upstream node as its sibling in the scope (a node elsewhere is waited for by
+    /// the group around it).
+    fn depends(&self, scope: Option<usize>, upstream: &[Node], trigger: Trigger) -> Option<String> {
+        let mut names = BTreeSet::new();
+        for node in upstream {
+            if let Some(sibling) = self.sibling_in(scope, *node) {
+                names.insert(self.node_name(sibling).to_owned());
+            }
+        }
+        let terms: Vec<String> = names
+            .into_iter()
+            .map(|n| match trigger {
+                Trigger::AllSucceeded => n,
+                Trigger::AllEnded => format!(
+                    "({n}.Succeeded || {n}.Failed || {n}.Errored || {n}.Skipped || {n}.Omitted)"
+                ),
+            })
+            .collect();
+        (!terms.is_empty()).then(|| terms.join(" && "))
+    }
+
+    /// Where `r` is, as an Argo expression valid in `scope`'s DAG: directly where it is
+    /// made, passed in through each group's inputs on the way down, passed out through each
+    /// group's outputs on the way up. Errors say what cannot cross.
+    fn reference(&mut self, scope: Option<usize>, r: &Ref) -> Result<String, String> {
+        if let Some(done) = self.threaded.get(&(scope, r.clone())) {
+            return Ok(done.clone());
+        }
+        let home = match r {
+            Ref::Data { task, .. } | Ref::Param { task, .. } | Ref::Meta { task, .. } => {
+                self.plan.tasks[*task].group
+            }
+            Ref::Item { group } => Some(*group),
+            Ref::Status(node) => self.home(*node),
+            Ref::Collected { group, .. } => self.plan.groups[*group].group,
+        };
+        let kind = if r.is_artifact() {
+            "artifacts"
+        } else {
+            "parameters"
+        };
+        let expr = if home == scope {
+            match r {
+                Ref::Data { task, output } => format!(
+                    "{{{{tasks.{}.outputs.artifacts.{}}}}}",
+                    self.names[*task],
+                    self.output_name(*task, output)
+                ),
+                Ref::Meta { task, output } => format!(
+                    "{{{{tasks.{}.outputs.artifacts.{}}}}}",
+                    self.names[*task],
+                    metadata_name(&self.output_name(*task, output))
+                ),
+                Ref::Param { task, output } => {
+                    let producer = &self.plan.tasks[*task];
+                    if !producer
+                        .component
+                        .output(output)
+                        .is_some_and(|o| o.param_type().is_some() && !o.is_metrics())
+                    {
+                        return Err(format!(
+                            "output '{output}' of task '{}' is not a parameter",
+                            producer.name
+                        ));
+                    }
+                    format!(
+                        "{{{{tasks.{}.outputs.parameters.{}}}}}",
+                        self.names[*task],
+                        self.output_name(*task, output)
+                    )
+                }
+                Ref::Item { .. } => format!("{{{{inputs.parameters.{ITEM}}}}}"),
+                Ref::Status(node) => format!("{{{{tasks.{}.status}}}}", self.node_name(*node)),
+                Ref::Collected {
+                    group,
+                    task,
+                    output,
+                } => {
+                    let each = Ref::Param {
+                        task: *task,
+                        output: output.clone(),
+                    };
+                    let inner = self.reference(Some(*group), &each)?;
+                    let base = ref_name(self, &each);
+                    let name = unique(&mut self.group_taken[*group], base);
+                    self.collected[*group].push((name.clone(), inner));
+                    format!(
+                        "{{{{tasks.{}.outputs.parameters.{name}}}}}",
+                        self.group_names[*group]
+                    )
+                }
+            }
+        } else if self.holds(scope, home) {
+            // Made inside a group of this scope: out through the group's outputs.
+            let child = self
+                .sibling_in(scope, Node::Group(home.expect("inside a group")))
+                .and_then(|n| match n {
+                    Node::Group(g) => Some(g),
+                    Node::Task(_) => None,
+                })
+                .expect("a group of this scope holds it");
+            if self.plan.groups[child].iteration.is_some() {
+                return Err(format!(
+                    "it is made in each iteration of loop '{}' (collect it with dsl.Collected)",
+                    self.plan.groups[child].name
+                ));
+            }
+            if matches!(r, Ref::Status(_)) {
+                return Err("the status of a task inside another group".into());
+            }
+            let inner = self.reference(Some(child), r)?;
+            let base = ref_name(self, r);
+            let name = unique(&mut self.group_taken[child], base);
+            self.group_outputs[child].push((name.clone(), r.is_artifact(), inner));
+            format!(
+                "{{{{tasks.{}.outputs.{kind}.{name}}}}}",
+                self.group_names[child]
+            )
+        } else {
+            // Made outside: in through this group's inputs.
+            let g = scope.expect("the pipeline's scope holds everything");
+            let parent = self.plan.groups[g].group;
+            let outer = self.reference(parent, r)?;
+            let base = ref_name(self, r);
+            let name = unique(&mut self.group_taken[g], base);
+            self.group_inputs[g].push((name.clone(), r.is_artifact(), outer));
+            format!("{{{{inputs.{kind}.{name}}}}}")
+        };
+        self.threaded.insert((scope, r.clone()), expr.clone());
+        Ok(expr)
+    }
+
+    /// Argo's name of a task's output.
+    fn output_name(&self, task: usize, output: &str) -> String {
+        output_names(&self.plan.tasks[task].component)
+            .remove(output)
+            .unwrap_or_else(|| argo_name(output))
+    }
+
+    /// How a source reaches a step of `scope`: in the step file, or by reference.
+    fn step_input(
+        &mut self,
+        scope: Option<usize>,
+        source: &Source,
+        type_: Option<crate::spec::TypeSpec>,
+        kfp_artifact: bool,
+    ) -> Result<(StepInput, Vec<(bool, String)>), String> {
+        Ok(match source {
+            Source::Constant(value) | Source::Default(value) => (
+                StepInput::Constant {
+                    value: value.clone(),
+                    type_,
+                },
+                Vec::new(),
+            ),
+            Source::RunText(text) => (
+                StepInput::RunText {
+                    text: text.clone(),
+                    type_,
+                },
+                Vec::new(),
+            ),
+            Source::Param {
+                name,
+                value: ParamValue::Value(_),
+            } => {
+                let expr = format!("{{{{workflow.parameters.{}}}}}", self.params[name]);
+                (StepInput::Value { type_ }, vec![(false, expr)])
+            }
+            Source::Param {
+                name,
+                value: ParamValue::File(_),
+            } => {
+                let root = format!("{{{{inputs.artifacts.{}}}}}", self.params[name]);
+                let expr = self.thread_root(scope, &root);
+                (StepInput::Artifact { type_ }, vec![(true, expr)])
+            }
+            Source::Output { task, output } => {
+                let data = Ref::Data {
+                    task: *task,
+                    output: output.clone(),
+                };
+                let mut refs = vec![(true, self.reference(scope, &data)?)];
+                if kfp_artifact && self.plan.tasks[*task].kfp.is_some() {
+                    let meta = Ref::Meta {
+                        task: *task,
+                        output: output.clone(),
+                    };
+                    refs.push((true, self.reference(scope, &meta)?));
+                }
+                (StepInput::Artifact { type_ }, refs)
+            }
+            Source::Item { group } => {
+                if self.plan.groups[*group]
+                    .iteration
+                    .as_ref()
+                    .is_some_and(|i| self.items_are_artifacts(&i.items))
+                {
+                    return Err("a loop over artifacts".into());
+                }
+                let expr = self.reference(scope, &Ref::Item { group: *group })?;
+                (StepInput::Value { type_ }, vec![(false, expr)])
+            }
+            Source::FinalStatus(node) => {
+                let expr = self.reference(scope, &Ref::Status(*node))?;
+                (
+                    StepInput::FinalStatus {
+                        task: match node {
+                            Node::Task(t) => self.plan.tasks[*t].name.clone(),
+                            Node::Group(g) => self.plan.groups[*g].name.clone(),
+                        },
+                    },
+                    vec![(false, expr)],
+                )
+            }
+            Source::Collected { group, of } => {
+                let Source::Output { task, output } = of.as_ref() else {
+                    return Err(format!("collected {} values", of.kind()));
+                };
+                if self.plan.tasks[*task]
+                    .kfp
+                    .as_ref()
+                    .is_some_and(|k| k.outputs.artifacts.contains_key(output))
+                {
+                    return Err(
+                        "collected artifacts: Argo gathers a loop's output parameters, not its artifacts"
+                            .into(),
+                    );
+                }
+                let r = Ref::Collected {
+                    group: *group,
+                    task: *task,
+                    output: output.clone(),
+                };
+                let expr = self.reference(scope, &r)?;
+                (StepInput::Value { type_ }, vec![(false, expr)])
+            }
+            Source::Select { of, selector } => {
+                let (inner, refs) = self.step_input(scope, of, None, false)?;
+                if refs.len() > 1 {
+                    return Err("a field of an artifact".into());
+                }
+                (
+                    StepInput::Select {
+                        of: Box::new(inner),
+                        selector: selector.clone(),
+                    },
+                    refs,
+                )
+            }
+            other => {
+                return Err(format!(
+                    "{} sources do not export to Argo yet",
+                    other.kind()
+                ));
+            }
+        })
+    }
+
+    fn items_are_artifacts(&self, items: &Source) -> bool {
+        match items {
+            Source::Output { task, output } => self.plan.tasks[*task]
+                .kfp
+                .as_ref()
+                .is_some_and(|k| k.outputs.artifacts.contains_key(output)),
+            Source::Param {
+                value: ParamValue::File(_),
+                ..
+            } => true,
+            _ => false,
+        }
+    }
+
+    /// Declares the inputs of a step template and passes them from its DAG task: each
+    /// value the step file does not hold, by the input's name (a KFP artifact's metadata
+    /// beside it); returns the `--value` arguments of the step.
+    fn wire(
+        &mut self,
+        template: &mut Template,
+        dag_task: &mut DagTask,
+        taken: &mut HashSet<String>,
+        input: &str,
+        step: &StepInput,
+        refs: Vec<(bool, String)>,
+    ) -> Vec<String> {
+        let mut values = Vec::new();
+        for (i, (artifact, expr)) in refs.into_iter().enumerate() {
+            let meta = i > 0;
+            let base = argo_name(input);
+            let argo = unique(taken, if meta { metadata_name(&base) } else { base });
+            let file = if meta { "metadata.json" } else { "data" };
+            let _ = step;
+            if artifact {
+                template.inputs.artifacts.push(Artifact {
+                    name: argo.clone(),
+                    path: Some(format!("{STEP_ROOT}/inputs/{}/{file}", path_segment(input))),
+                    optional: meta,
+                    ..Artifact::default()
+                });
+                dag_task.arguments.artifacts.push(Artifact {
+                    name: argo,
+                    from: Some(expr),
+                    ..Artifact::default()
+                });
+            } else {
+                template.inputs.parameters.push(Parameter {
+                    name: argo.clone(),
+                    ..Parameter::default()
+                });
+                dag_task.arguments.parameters.push(Parameter {
+                    name: argo.clone(),
+                    value: Some(expr),
+                    ..Parameter::default()
+                });
+                values.push(format!("{input}={{{{inputs.parameters.{argo}}}}}"));
+            }
+        }
+        values
+    }
+
+    fn task(&mut self, i: usize, task: &PlannedTask) {
         let name = self.names[i].clone();
+        let scope = task.group;
         let prepared = &self.prepared[i];
         let mut template = Template {
             name: name.clone(),
@@ -392,87 +869,66 @@ impl<'a> Exporter<'a> {
             template: name.clone(),
             ..DagTask::default()
         };
-        let upstream: Vec<&str> = task
-            .upstream
-            .iter()
-            .map(|u| self.names[*u].as_str())
-            .collect();
-        if !upstream.is_empty() {
-            dag_task.depends = Some(upstream.join(" && "));
+        let mut upstream: Vec<Node> = task.upstream.iter().map(|u| Node::Task(*u)).collect();
+        upstream.extend(task.after_groups.iter().map(|g| Node::Group(*g)));
+        dag_task.depends = self.depends(scope, &upstream, task.trigger);
+        let kfp = task.kfp.as_deref();
+        if let Some(kfp) = kfp {
+            match &kfp.action {
+                Action::Container { resources_at_run } => {
+                    if resources_at_run.is_some() {
+                        self.errors.push(ExportError::task(
+                            &task.name,
+                            "resource limits from parameters",
+                            "limits set from pipeline values (set_memory_limit(param)) cannot be Argo's; write them as constants",
+                        ));
+                    }
+                }
+                Action::Importer { .. } => {
+                    self.errors.push(ExportError::task(
+                        &task.name,
+                        "importer",
+                        "KFP's importer reads a file into the run's artifacts; give the file as a pipeline parameter instead",
+                    ));
+                    return;
+                }
+                Action::Kubernetes { operation } => {
+                    self.errors.push(ExportError::task(
+                        &task.name,
+                        operation,
+                        "a Kubernetes operation of kfp-kubernetes, which only KFP's backend performs",
+                    ));
+                    return;
+                }
+            }
         }
         let mut taken: HashSet<String> = HashSet::from([STEP_ARTIFACT.to_owned()]);
         let mut step_inputs = BTreeMap::new();
         let mut values = Vec::new();
         let mut artifact_inputs = false;
+        let mut artifact_names = BTreeMap::new();
         for (input, source) in &task.inputs {
             let type_ = task.component.input(input).and_then(|i| i.type_.clone());
-            let argo = unique(&mut taken, argo_name(input));
-            let step_input = match source {
-                Source::Constant(value) | Source::Default(value) => StepInput::Constant {
-                    value: value.clone(),
-                    type_,
-                },
-                Source::Param {
-                    name: param,
-                    value: ParamValue::Value(_),
-                } => {
-                    template.inputs.parameters.push(Parameter {
-                        name: argo.clone(),
-                        ..Parameter::default()
-                    });
-                    dag_task.arguments.parameters.push(Parameter {
-                        name: argo.clone(),
-                        value: Some(format!(
-                            "{{{{workflow.parameters.{}}}}}",
-                            self.params[param]
-                        )),
-                        ..Parameter::default()
-                    });
-                    values.push(format!("{input}={{{{inputs.parameters.{argo}}}}}"));
-                    StepInput::Value { type_ }
-                }
-                Source::Param {
-                    name: param,
-                    value: ParamValue::File(_),
-                } => {
-                    artifact_inputs = true;
-                    template.inputs.artifacts.push(input_artifact(&argo, input));
-                    dag_task.arguments.artifacts.push(Artifact {
-                        name: argo.clone(),
-                        from: Some(format!("{{{{inputs.artifacts.{}}}}}", self.params[param])),
-                        ..Artifact::default()
-                    });
-                    StepInput::Artifact { type_ }
-                }
-                Source::Output {
-                    task: producer,
-                    output,
-                } => {
-                    artifact_inputs = true;
-                    template.inputs.artifacts.push(input_artifact(&argo, input));
-                    let from_task = &self.names[*producer];
-                    let from_output = output_names(&self.plan.tasks[*producer].component)
-                        .remove(output)
-                        .unwrap_or_else(|| argo_name(output));
-                    dag_task.arguments.artifacts.push(Artifact {
-                        name: argo.clone(),
-                        from: Some(format!(
-                            "{{{{tasks.{from_task}.outputs.artifacts.{from_output}}}}}"
-                        )),
-                        ..Artifact::default()
-                    });
-                    StepInput::Artifact { type_ }
-                }
-                other => {
+            let kfp_artifact = kfp.is_some_and(|k| k.inputs.artifacts.contains_key(input));
+            let (step, refs) = match self.step_input(scope, source, type_, kfp_artifact) {
+                Ok(wired) => wired,
+                Err(message) => {
                     self.errors.push(ExportError::task(
                         &task.name,
-                        other.kind(),
-                        format!("input '{input}' has a source Argo cannot give it"),
+                        &format!("input '{input}'"),
+                        message,
                     ));
                     continue;
                 }
             };
-            step_inputs.insert(input.clone(), step_input);
+            if let Source::Output { output, .. } = source
+                && kfp_artifact
+            {
+                artifact_names.insert(input.clone(), output.clone());
+            }
+            artifact_inputs |= matches!(step, StepInput::Artifact { .. });
+            values.extend(self.wire(&mut template, &mut dag_task, &mut taken, input, &step, refs));
+            step_inputs.insert(input.clone(), step);
         }
         for (output, argo) in output_names(&task.component) {
             let path = format!("{STEP_ROOT}/outputs/{}/data", path_segment(&output));
@@ -480,8 +936,19 @@ impl<'a> Exporter<'a> {
             if spec.is_some_and(|o| o.param_type().is_some() && !o.is_metrics()) {
                 template.outputs.parameters.push(Parameter {
                     name: argo.clone(),
-                    value_from: Some(ValueFrom { path: path.clone() }),
+                    value_from: Some(ValueFrom::path(path.clone())),
                     ..Parameter::default()
+                });
+            }
+            if kfp.is_some_and(|k| k.outputs.artifacts.contains_key(&output)) {
+                template.outputs.artifacts.push(Artifact {
+                    name: metadata_name(&argo),
+                    path: Some(format!(
+                        "{STEP_ROOT}/outputs/{}/metadata.json",
+                        path_segment(&output)
+                    )),
+                    archive: Some(ArchiveStrategy::none()),
+                    ..Artifact::default()
                 });
             }
             template.outputs.artifacts.push(Artifact {
@@ -513,7 +980,9 @@ impl<'a> Exporter<'a> {
         if let Some(timeout) = task.timeout {
             template.active_deadline_seconds = Some(timeout.as_secs_f64().ceil() as u64);
         }
-        let component = self.step_component(task, prepared)?;
+        let Some(component) = self.step_component(task, prepared) else {
+            return;
+        };
         let step = StepFile {
             version: ATTEMPT_VERSION,
             pipeline: self.plan.name.clone(),
@@ -531,29 +1000,26 @@ impl<'a> Exporter<'a> {
                 },
                 ..prepared.clone()
             },
+            kfp: kfp.map(|k| KfpStep {
+                inputs: k.inputs.clone(),
+                outputs: k.outputs.clone(),
+                pipeline_root: self
+                    .plan
+                    .pipeline_root
+                    .clone()
+                    .unwrap_or_else(|| format!("{STEP_ROOT}/pipeline-root")),
+                artifact_names,
+            }),
         };
-        template.inputs.artifacts.insert(
-            0,
-            Artifact {
-                name: STEP_ARTIFACT.into(),
-                path: Some(STEP_FILE.into()),
-                raw: Some(RawArtifact {
-                    // Ending in a newline, it is written as a block of lines.
-                    data: serde_json::to_string_pretty(&step).expect("a step file serializes")
-                        + "\n",
-                }),
-                ..Artifact::default()
-            },
-        );
+        template.inputs.artifacts.insert(0, raw_step_file(&step));
         self.memoize(task, &mut template, artifact_inputs);
         let mut args = vec![
             "task".to_owned(),
             "exec".to_owned(),
             "--step".to_owned(),
             STEP_FILE.to_owned(),
-            "--run".to_owned(),
-            "{{workflow.name}}".to_owned(),
         ];
+        args.extend(run_arguments());
         for value in values {
             args.push("--value".into());
             args.push(value);
@@ -600,7 +1066,451 @@ impl<'a> Exporter<'a> {
                 }
             }
         });
-        Some((dag_task, template))
+        if let Some(executor) = kfp.and_then(|k| k.executor.as_deref()) {
+            self.platform(task, executor, &mut template);
+        }
+        self.dag_tasks.insert(Node::Task(i), dag_task);
+        self.templates.push(template);
+    }
+
+    /// A KFP task's Kubernetes settings (kfp-kubernetes), where Argo has them: image pull
+    /// secrets (for every pod), node selectors, tolerations, secrets as environment
+    /// variables and persistent volume claims mounted, each named by a constant. Anything
+    /// else is refused.
+    fn platform(&mut self, task: &PlannedTask, executor: &str, template: &mut Template) {
+        let Some(settings) = self.options.platform.get(executor) else {
+            return;
+        };
+        for (setting, value) in settings {
+            if let Err(message) = self.setting(setting, value, template) {
+                self.errors.push(ExportError::task(
+                    &task.name,
+                    &format!("kubernetes setting '{setting}'"),
+                    message,
+                ));
+            }
+        }
+    }
+
+    fn setting(
+        &mut self,
+        setting: &str,
+        value: &serde_json::Value,
+        template: &mut Template,
+    ) -> Result<(), String> {
+        use serde_json::{Value, json};
+        let list = || value.as_array().cloned().unwrap_or_default();
+        // A name given as a constant, in either of the forms kfp-kubernetes writes.
+        let constant = |item: &Value, field: &str, parameter: &str| -> Result<String, String> {
+            item[parameter]["runtimeValue"]["constant"]
+                .as_str()
+                .or_else(|| item[field].as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    format!("{field} is not a constant (names from pipeline values do not export)")
+                })
+        };
+        let container = template.container.as_mut().expect("a step template");
+        match setting {
+            "imagePullSecret" => {
+                for item in list() {
+                    let name = constant(&item, "secretName", "secretNameParameter")?;
+                    self.pull_secrets.insert(name);
+                }
+            }
+            "nodeSelector" => {
+                let labels = value["labels"].as_object().cloned().unwrap_or_default();
+                for (k, v) in labels {
+                    let v = v.as_str().ok_or("a label that is not text")?;
+                    template.node_selector.insert(k, v.to_owned());
+                }
+            }
+            "tolerations" => template.tolerations.extend(list()),
+            "secretAsEnv" => {
+                for item in list() {
+                    let name = constant(&item, "secretName", "secretNameParameter")?;
+                    let optional = item["optional"].as_bool().unwrap_or(false);
+                    for pair in item["keyToEnv"].as_array().cloned().unwrap_or_default() {
+                        let (Some(var), Some(key)) =
+                            (pair["envVar"].as_str(), pair["secretKey"].as_str())
+                        else {
+                            return Err("keyToEnv needs envVar and secretKey".into());
+                        };
+                        container.env.push(EnvVar {
+                            name: var.to_owned(),
+                            value: None,
+                            value_from: Some(json!({"secretKeyRef": {
+                                "name": name, "key": key, "optional": optional
+                            }})),
+                        });
+                    }
+                }
+            }
+            "pvcMount" => {
+                for item in list() {
+                    let claim = constant(&item, "constant", "pvcNameParameter")?;
+                    let path = item["mountPath"]
+                        .as_str()
+                        .ok_or("mountPath is missing")?
+                        .to_owned();
+                    let volume = format!("pvc-{}", template.volumes.len() + 1);
+                    template.volumes.push(json!({
+                        "name": volume, "persistentVolumeClaim": {"claimName": claim}
+                    }));
+                    container.volume_mounts.push(VolumeMount {
+                        name: volume,
+                        mount_path: path,
+                    });
+                }
+            }
+            _ => return Err("not exported; add it to the workflow by hand".into()),
+        }
+        Ok(())
+    }
+
+    /// An input artifact of the pipeline's DAG (`{{inputs.artifacts.NAME}}`), passed down
+    /// to `scope`.
+    fn thread_root(&mut self, scope: Option<usize>, root_expr: &str) -> String {
+        let Some(g) = scope else {
+            return root_expr.to_owned();
+        };
+        let key = (g, root_expr.to_owned());
+        if let Some(done) = self.root_threaded.get(&key) {
+            return done.clone();
+        }
+        let outer = self.thread_root(self.plan.groups[g].group, root_expr);
+        let base = root_expr
+            .trim_start_matches("{{inputs.artifacts.")
+            .trim_end_matches("}}")
+            .to_owned();
+        let name = unique(&mut self.group_taken[g], base);
+        self.group_inputs[g].push((name.clone(), true, outer));
+        let expr = format!("{{{{inputs.artifacts.{name}}}}}");
+        self.root_threaded.insert(key, expr);
+        self.root_threaded[&(g, root_expr.to_owned())].clone()
+    }
+
+    /// A group's DAG task in its parent's DAG, and the check step of its condition.
+    fn group(&mut self, g: usize) {
+        let group = &self.plan.groups[g];
+        let scope = group.group;
+        let name = self.group_names[g].clone();
+        let mut dag_task = DagTask {
+            name: name.clone(),
+            template: name.clone(),
+            ..DagTask::default()
+        };
+        dag_task.depends = self.depends(scope, &group.upstream, group.trigger);
+        if let Some(condition) = &group.condition {
+            let check = format!("{name}-condition");
+            let mut template = Template {
+                name: check.clone(),
+                ..Template::default()
+            };
+            let mut check_task = DagTask {
+                name: check.clone(),
+                template: check.clone(),
+                depends: dag_task.depends.clone(),
+                ..DagTask::default()
+            };
+            let mut taken = HashSet::from([STEP_ARTIFACT.to_owned()]);
+            let mut inputs = BTreeMap::new();
+            let mut values = Vec::new();
+            for (input, source) in &group.inputs {
+                let type_ = match source {
+                    Source::Output { task, output } => self.plan.tasks[*task]
+                        .component
+                        .output(output)
+                        .and_then(|o| o.type_.clone()),
+                    _ => None,
+                };
+                match self.step_input(scope, source, type_, false) {
+                    Ok((step, refs)) => {
+                        values.extend(self.wire(
+                            &mut template,
+                            &mut check_task,
+                            &mut taken,
+                            input,
+                            &step,
+                            refs,
+                        ));
+                        inputs.insert(input.clone(), step);
+                    }
+                    Err(message) => self.errors.push(ExportError {
+                        at: format!("group '{}'", group.name),
+                        feature: format!("input '{input}'"),
+                        message,
+                    }),
+                }
+            }
+            let file = ConditionFile {
+                version: ATTEMPT_VERSION,
+                pipeline: self.plan.name.clone(),
+                group: group.name.clone(),
+                condition: condition.clone(),
+                inputs,
+            };
+            template.inputs.artifacts.insert(
+                0,
+                Artifact {
+                    name: STEP_ARTIFACT.into(),
+                    path: Some(STEP_FILE.into()),
+                    raw: Some(RawArtifact {
+                        data: serde_json::to_string_pretty(&file).expect("a condition serializes")
+                            + "\n",
+                    }),
+                    ..Artifact::default()
+                },
+            );
+            template.outputs.parameters.push(Parameter {
+                name: CONDITION_OUTPUT.into(),
+                value_from: Some(ValueFrom::path(format!(
+                    "{STEP_ROOT}/outputs/{CONDITION_OUTPUT}/data"
+                ))),
+                ..Parameter::default()
+            });
+            let mut args = vec![
+                "task".to_owned(),
+                "exec".to_owned(),
+                "--condition".to_owned(),
+                STEP_FILE.to_owned(),
+            ];
+            args.extend(run_arguments());
+            for value in values {
+                args.push("--value".into());
+                args.push(value);
+            }
+            template.container = Some(Container {
+                image: String::new(),
+                command: vec![SLUICE_IN_IMAGE.into()],
+                args,
+                ..Container::default()
+            });
+            self.templates.push(template);
+            self.checks.insert(g, check_task);
+            dag_task.depends = Some(match dag_task.depends {
+                Some(d) => format!("{d} && {check}"),
+                None => check.clone(),
+            });
+            dag_task.when = Some(format!(
+                "{{{{tasks.{check}.outputs.parameters.{CONDITION_OUTPUT}}}}} == true"
+            ));
+        }
+        if let Some(iteration) = &group.iteration {
+            let items = match &iteration.items {
+                Source::Constant(text) | Source::Default(text) => {
+                    match serde_json::from_str::<serde_json::Value>(text) {
+                        Ok(serde_json::Value::Array(items)) => Ok(Err(items)),
+                        _ => Err(format!("expected a JSON list, found '{text}'")),
+                    }
+                }
+                Source::Param {
+                    name,
+                    value: ParamValue::Value(_),
+                } => Ok(Ok(format!(
+                    "{{{{workflow.parameters.{}}}}}",
+                    self.params[name]
+                ))),
+                Source::Output { task, output } if !self.items_are_artifacts(&iteration.items) => {
+                    self.reference(
+                        scope,
+                        &Ref::Param {
+                            task: *task,
+                            output: output.clone(),
+                        },
+                    )
+                    .map(Ok)
+                }
+                Source::Collected { group: inner, of } => match of.as_ref() {
+                    Source::Output { task, output } if !self.items_are_artifacts(of) => self
+                        .reference(
+                            scope,
+                            &Ref::Collected {
+                                group: *inner,
+                                task: *task,
+                                output: output.clone(),
+                            },
+                        )
+                        .map(Ok),
+                    _ => Err("a loop over collected artifacts".into()),
+                },
+                other if self.items_are_artifacts(other) => Err("a loop over artifacts".into()),
+                other => Err(format!(
+                    "{} sources do not export to Argo yet",
+                    other.kind()
+                )),
+            };
+            match items {
+                Ok(Ok(expr)) => dag_task.arguments.parameters.push(Parameter {
+                    name: ITEMS.into(),
+                    value: Some(expr),
+                    ..Parameter::default()
+                }),
+                Ok(Err(list)) => {
+                    self.with_items.insert(g, list);
+                }
+                Err(message) => self.errors.push(ExportError {
+                    at: format!("group '{}'", group.name),
+                    feature: "loop items".into(),
+                    message,
+                }),
+            }
+        }
+        self.dag_tasks.insert(Node::Group(g), dag_task);
+    }
+
+    /// The DAG template of `scope`: its nodes' DAG tasks (and condition checks), ordered
+    /// by the first task each holds, which keeps the plan's topological order.
+    fn dag_template(&mut self, scope: Option<usize>, name: String) -> Template {
+        let mut nodes: Vec<(usize, Node)> = Vec::new();
+        for (i, t) in self.plan.tasks.iter().enumerate() {
+            if let Some(node) = self.sibling_in(scope, Node::Task(i))
+                && !nodes.iter().any(|(_, n)| *n == node)
+            {
+                let _ = t;
+                nodes.push((i, node));
+            }
+        }
+        for g in 0..self.plan.groups.len() {
+            if self.plan.groups[g].group == scope
+                && !nodes.iter().any(|(_, n)| *n == Node::Group(g))
+            {
+                nodes.push((usize::MAX, Node::Group(g)));
+            }
+        }
+        let mut tasks = Vec::new();
+        for (_, node) in nodes {
+            if let Node::Group(g) = node
+                && let Some(check) = self.checks.remove(&g)
+            {
+                tasks.push(check);
+            }
+            if let Some(task) = self.dag_tasks.remove(&node) {
+                tasks.push(task);
+            }
+        }
+        Template {
+            name,
+            dag: Some(DagTemplate { tasks }),
+            ..Template::default()
+        }
+    }
+
+    /// A group's templates: its DAG, with the inputs and outputs threaded through it; for a
+    /// loop, a template over it that runs it once per item, at most `parallelism` at once.
+    fn group_templates(&mut self, g: usize) -> Vec<Template> {
+        let group = &self.plan.groups[g];
+        let name = self.group_names[g].clone();
+        let with_items = self.with_items.remove(&g);
+        let loop_ = group.iteration.clone();
+        let body_name = if loop_.is_some() {
+            format!("{name}-iteration")
+        } else {
+            name.clone()
+        };
+        let mut body = self.dag_template(Some(g), body_name.clone());
+        let declare = |inputs: &mut Inputs, list: &[(String, bool, String)]| {
+            for (n, artifact, _) in list {
+                if *artifact {
+                    inputs.artifacts.push(Artifact {
+                        name: n.clone(),
+                        ..Artifact::default()
+                    });
+                } else {
+                    inputs.parameters.push(Parameter {
+                        name: n.clone(),
+                        ..Parameter::default()
+                    });
+                }
+            }
+        };
+        declare(&mut body.inputs, &self.group_inputs[g]);
+        for (n, artifact, inner) in &self.group_outputs[g] {
+            if *artifact {
+                body.outputs.artifacts.push(Artifact {
+                    name: n.clone(),
+                    from: Some(inner.clone()),
+                    ..Artifact::default()
+                });
+            } else {
+                body.outputs.parameters.push(Parameter {
+                    name: n.clone(),
+                    value_from: Some(ValueFrom::parameter(inner.clone())),
+                    ..Parameter::default()
+                });
+            }
+        }
+        let collected = std::mem::take(&mut self.collected[g]);
+        for (n, inner) in &collected {
+            body.outputs.parameters.push(Parameter {
+                name: n.clone(),
+                value_from: Some(ValueFrom::parameter(inner.clone())),
+                ..Parameter::default()
+            });
+        }
+        let Some(iteration) = loop_ else {
+            return vec![body];
+        };
+        body.inputs.parameters.push(Parameter {
+            name: ITEM.into(),
+            ..Parameter::default()
+        });
+        let mut iterate = DagTask {
+            name: "iteration".into(),
+            template: body_name,
+            ..DagTask::default()
+        };
+        for (n, artifact, _) in &self.group_inputs[g] {
+            if *artifact {
+                iterate.arguments.artifacts.push(Artifact {
+                    name: n.clone(),
+                    from: Some(format!("{{{{inputs.artifacts.{n}}}}}")),
+                    ..Artifact::default()
+                });
+            } else {
+                iterate.arguments.parameters.push(Parameter {
+                    name: n.clone(),
+                    value: Some(format!("{{{{inputs.parameters.{n}}}}}")),
+                    ..Parameter::default()
+                });
+            }
+        }
+        iterate.arguments.parameters.push(Parameter {
+            name: ITEM.into(),
+            value: Some("{{item}}".into()),
+            ..Parameter::default()
+        });
+        let mut over = Template {
+            name,
+            ..Template::default()
+        };
+        declare(&mut over.inputs, &self.group_inputs[g]);
+        match with_items {
+            Some(items) => iterate.with_items = Some(items),
+            None => {
+                over.inputs.parameters.push(Parameter {
+                    name: ITEMS.into(),
+                    ..Parameter::default()
+                });
+                iterate.with_param = Some(format!("{{{{inputs.parameters.{ITEMS}}}}}"));
+            }
+        }
+        // Argo gathers each iteration's value into a JSON list.
+        for (n, _) in &collected {
+            over.outputs.parameters.push(Parameter {
+                name: n.clone(),
+                value_from: Some(ValueFrom::parameter(format!(
+                    "{{{{tasks.iteration.outputs.parameters.{n}}}}}"
+                ))),
+                ..Parameter::default()
+            });
+        }
+        over.parallelism = iteration.parallelism.map(|p| p as u32);
+        over.dag = Some(DagTemplate {
+            tasks: vec![iterate],
+        });
+        vec![over, body]
     }
 
     /// The component as the step finds it: a wasm implementation's file under the image's
@@ -757,7 +1667,12 @@ impl<'a> Exporter<'a> {
         }
         template.memoize = Some(Memoize {
             key,
-            max_age: task.caching.max_staleness.map(go_duration),
+            // Argo wants a bound; without one, a century.
+            max_age: Some(
+                task.caching
+                    .max_staleness
+                    .map_or_else(|| "876000h".to_owned(), go_duration),
+            ),
             cache: MemoizeCache {
                 config_map: ConfigMapKeySelector {
                     name: self.options.memoize_config_map.clone(),
@@ -767,12 +1682,52 @@ impl<'a> Exporter<'a> {
     }
 }
 
-/// An input artifact of a step's template, where the step reads it.
-fn input_artifact(argo: &str, input: &str) -> Artifact {
+/// The step file as the raw input artifact a template places at [`STEP_FILE`].
+fn raw_step_file(step: &impl serde::Serialize) -> Artifact {
     Artifact {
-        name: argo.to_owned(),
-        path: Some(format!("{STEP_ROOT}/inputs/{}/data", path_segment(input))),
+        name: STEP_ARTIFACT.into(),
+        path: Some(STEP_FILE.into()),
+        raw: Some(RawArtifact {
+            // Ending in a newline, it is written as a block of lines.
+            data: serde_json::to_string_pretty(step).expect("a step file serializes") + "\n",
+        }),
         ..Artifact::default()
+    }
+}
+
+/// The arguments that tell a step which run it is part of.
+fn run_arguments() -> Vec<String> {
+    [
+        "--run",
+        "{{workflow.name}}",
+        "--task-id",
+        "{{pod.name}}",
+        "--created",
+        "{{workflow.creationTimestamp}}",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The name of the artifact that carries a KFP artifact's metadata.
+fn metadata_name(argo: &str) -> String {
+    format!("{argo}--metadata")
+}
+
+/// The name a value gets where it crosses into or out of a group.
+fn ref_name(exporter: &Exporter<'_>, r: &Ref) -> String {
+    match r {
+        Ref::Data { task, output } | Ref::Param { task, output } => {
+            format!("{}-{}", exporter.names[*task], argo_name(output))
+        }
+        Ref::Meta { task, output } => {
+            metadata_name(&format!("{}-{}", exporter.names[*task], argo_name(output)))
+        }
+        Ref::Item { group } => format!("{}-item", exporter.group_names[*group]),
+        Ref::Status(node) => format!("{}-status", exporter.node_name(*node)),
+        Ref::Collected { task, output, .. } => {
+            format!("{}-{}-all", exporter.names[*task], argo_name(output))
+        }
     }
 }
 

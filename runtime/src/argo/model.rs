@@ -50,6 +50,9 @@ pub struct WorkflowSpec {
     pub service_account_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
+    /// Secrets every pod pulls its images with.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
     /// The template run after the workflow ends, whatever its phase.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_exit: Option<String>,
@@ -57,6 +60,12 @@ pub struct WorkflowSpec {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<serde_json::Value>,
     pub templates: Vec<Template>,
+}
+
+/// A Kubernetes object of the namespace, by name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct LocalObjectReference {
+    pub name: String,
 }
 
 /// Names an artifact repository of the cluster: a key of a `ConfigMap`.
@@ -94,10 +103,31 @@ pub struct Parameter {
     pub value_from: Option<ValueFrom>,
 }
 
+/// Where an output parameter's value comes from.
 #[derive(Clone, Debug, Serialize)]
 pub struct ValueFrom {
     /// A file in the main container whose content is the value.
-    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A parameter of the DAG's tasks (`{{tasks.X.outputs.parameters.Y}}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+}
+
+impl ValueFrom {
+    pub fn path(path: String) -> ValueFrom {
+        ValueFrom {
+            path: Some(path),
+            parameter: None,
+        }
+    }
+
+    pub fn parameter(parameter: String) -> ValueFrom {
+        ValueFrom {
+            path: None,
+            parameter: Some(parameter),
+        }
+    }
 }
 
 /// An artifact: declared by a template (`path`), passed by a DAG task (`from`), or given
@@ -198,9 +228,14 @@ pub struct Template {
     pub active_deadline_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memoize: Option<Memoize>,
-    /// A JSON patch of the pod's spec (`{"runtimeClassName": ...}`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pod_spec_patch: Option<String>,
+    /// Kubernetes volumes of the template's pod, as JSON.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Kubernetes tolerations, as JSON.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -254,9 +289,14 @@ pub struct Container {
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EnvVar {
     pub name: String,
-    pub value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Where the value comes from instead (`{"secretKeyRef": {"name", "key"}}`), as JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<serde_json::Value>,
 }
 
 /// Kubernetes quantities by resource name (`memory`, `cpu`, `nvidia.com/gpu`).

@@ -28,6 +28,7 @@ use super::attempt::{
 use super::runners::{ContainerRunner, Policy};
 use super::wasm::WasmConfig;
 use crate::events::Observer;
+use crate::launcher::task::Interface;
 use crate::spec::{ResourceSpec, TypeSpec};
 use crate::store::TaskDir;
 
@@ -60,7 +61,49 @@ pub struct StepFile {
     /// The implementation chosen for the task, and why; a container's runs as a process
     /// in the container the engine started.
     pub prepared: Prepared,
+    /// For a task of a compiled KFP pipeline: what its executor input is built from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kfp: Option<KfpStep>,
 }
+
+/// What a KFP task's step needs to build its executor input as KFP's driver does: the
+/// component's interface (by which its values are typed and defaulted), and the names its
+/// input artifacts had where they were made.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KfpStep {
+    pub inputs: Interface,
+    pub outputs: Interface,
+    /// What `{{$.pipeline_root}}` resolves to.
+    pub pipeline_root: String,
+    /// Each input artifact's name in its producer (its output's name), by input.
+    #[serde(default)]
+    pub artifact_names: BTreeMap<String, String>,
+}
+
+/// A condition of an exported workflow: a check step that binds its inputs as a KFP group
+/// does and evaluates the group's CEL expression over them, writing `true` or `false` at
+/// `outputs/holds/data` (the workflow's `when` reads it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConditionFile {
+    /// [`ATTEMPT_VERSION`].
+    pub version: u32,
+    pub pipeline: String,
+    /// The group whose condition it is.
+    pub group: String,
+    /// CEL over `inputs.parameter_values` (KFP's form).
+    pub condition: String,
+    pub inputs: BTreeMap<String, StepInput>,
+}
+
+impl ConditionFile {
+    /// Reads a condition file, refusing one of another version.
+    pub fn read(path: &Path) -> Result<ConditionFile, AttemptError> {
+        super::attempt::read_versioned(path)
+    }
+}
+
+/// The output a condition step writes.
+pub const CONDITION_OUTPUT: &str = "holds";
 
 /// Where one input of a step gets its value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,11 +120,229 @@ pub enum StepInput {
         #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
         type_: Option<TypeSpec>,
     },
-    /// A file or folder the engine placed at `inputs/<name>/data`.
+    /// A file or folder the engine placed at `inputs/<name>/data` (with, for a KFP
+    /// artifact, its metadata at `inputs/<name>/metadata.json`). A KFP parameter given so
+    /// is the file's text.
     Artifact {
         #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
         type_: Option<TypeSpec>,
     },
+    /// A KFP run placeholder (`{{$.pipeline_job_name}}`), filled in when the step runs.
+    RunText {
+        text: String,
+        #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+        type_: Option<TypeSpec>,
+    },
+    /// How a task or group of the workflow ended, given on the command line as the
+    /// engine's phase of it (`--value NAME={{tasks.X.status}}`): KFP's
+    /// `PipelineTaskFinalStatus` of `task`.
+    FinalStatus { task: String },
+    /// A field of another input's JSON value, by a CEL field selector (KFP's
+    /// `parameterExpressionSelector`), taken when the step runs.
+    Select {
+        of: Box<StepInput>,
+        selector: String,
+    },
+}
+
+impl StepInput {
+    /// Whether its value comes on the command line.
+    pub fn is_given(&self) -> bool {
+        match self {
+            StepInput::Value { .. } | StepInput::FinalStatus { .. } => true,
+            StepInput::Select { of, .. } => of.is_given(),
+            _ => false,
+        }
+    }
+
+    fn type_(&self) -> Option<&TypeSpec> {
+        match self {
+            StepInput::Constant { type_, .. }
+            | StepInput::Value { type_ }
+            | StepInput::Artifact { type_ }
+            | StepInput::RunText { type_, .. } => type_.as_ref(),
+            StepInput::FinalStatus { .. } | StepInput::Select { .. } => None,
+        }
+    }
+}
+
+/// The text of every input that has one (all but artifacts), as the step reads it.
+fn input_texts(
+    pipeline: &str,
+    inputs: &BTreeMap<String, StepInput>,
+    options: &StepOptions,
+    task: &str,
+) -> Result<BTreeMap<String, String>, StepError> {
+    let mut given: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, value) in &options.values {
+        match inputs.get(name) {
+            Some(input) if input.is_given() => {}
+            Some(_) => {
+                return Err(StepError::Usage {
+                    message: format!(
+                        "--value {name}: input '{name}' of '{task}' is not given on the command line"
+                    ),
+                });
+            }
+            None => {
+                return Err(StepError::Usage {
+                    message: format!("--value {name}: '{task}' has no such input"),
+                });
+            }
+        }
+        if given.insert(name, value).is_some() {
+            return Err(StepError::Usage {
+                message: format!("--value {name}: given twice"),
+            });
+        }
+    }
+    let mut texts = BTreeMap::new();
+    for (name, input) in inputs {
+        let (input, selector) = match input {
+            StepInput::Select { of, selector } => (of.as_ref(), Some(selector)),
+            other => (other, None),
+        };
+        let text = match input {
+            StepInput::Artifact { .. } if selector.is_some() => {
+                let path = options
+                    .root
+                    .join("inputs")
+                    .join(crate::store::path_segment(name))
+                    .join("data");
+                super::read_value_file(&path)
+            }
+            StepInput::Constant { value, .. } => value.clone(),
+            StepInput::RunText { text, .. } => run_placeholder(text, pipeline, options, task),
+            StepInput::Value { .. } | StepInput::FinalStatus { .. } => {
+                let Some(text) = given.get(name.as_str()) else {
+                    return Err(StepError::Usage {
+                        message: format!("input '{name}' needs --value {name}=TEXT"),
+                    });
+                };
+                match input {
+                    StepInput::FinalStatus { task: of } => {
+                        let resource_name = format!("{pipeline}-{}", options.run_id);
+                        final_status(text, &resource_name, of).to_string()
+                    }
+                    _ => (*text).to_owned(),
+                }
+            }
+            StepInput::Artifact { .. } | StepInput::Select { .. } => continue,
+        };
+        let text = match selector {
+            None => text,
+            Some(selector) => {
+                let value = serde_json::from_str(&text)
+                    .unwrap_or_else(|_| serde_json::Value::String(text.clone()));
+                let selected = crate::launcher::expr::Selector::compile(selector)
+                    .and_then(|s| s.select(&value))
+                    .map_err(|e| StepError::Usage {
+                        message: format!("input '{name}': {e}"),
+                    })?;
+                crate::launcher::values::render(&selected)
+            }
+        };
+        texts.insert(name.clone(), text);
+    }
+    Ok(texts)
+}
+
+/// KFP's run placeholders as a step of an exported workflow has them: the run is the
+/// workflow (`--run`), the task its pod (`--task-id`).
+fn run_placeholder(text: &str, pipeline: &str, options: &StepOptions, task: &str) -> String {
+    match text {
+        "{{$.pipeline_job_name}}" => pipeline.to_owned(),
+        "{{$.pipeline_job_resource_name}}" => format!("{pipeline}-{}", options.run_id),
+        "{{$.pipeline_job_uuid}}" => options.run_id.clone(),
+        "{{$.pipeline_task_name}}" => task.to_owned(),
+        "{{$.pipeline_task_uuid}}" => options.task_id.clone(),
+        "{{$.pipeline_job_create_time_utc}}" | "{{$.pipeline_job_schedule_time_utc}}" => {
+            options.created.clone()
+        }
+        other => other.to_owned(),
+    }
+}
+
+/// KFP's `PipelineTaskFinalStatus` of a task or group from its Argo phase: `Succeeded`,
+/// or `Skipped` (its condition did not hold), is `COMPLETE`; `Failed`, `Error` and
+/// `Omitted` (skipped after a failure) are `FAILED`.
+pub fn final_status(phase: &str, resource_name: &str, task: &str) -> serde_json::Value {
+    let (state, error) = match phase {
+        "Succeeded" | "Skipped" => ("COMPLETE", serde_json::json!({})),
+        other => (
+            "FAILED",
+            serde_json::json!({"code": 2, "message": format!("'{task}' ended {other}")}),
+        ),
+    };
+    serde_json::json!({
+        "state": state,
+        "pipelineJobResourceName": resource_name,
+        "pipelineTaskName": task,
+        "error": error,
+    })
+}
+
+/// A value's text as the JSON value of its type (a v1 type name), as a KFP group binds
+/// it; text when it has no parameter type or does not parse as one.
+fn typed(text: &str, type_: Option<&TypeSpec>) -> serde_json::Value {
+    type_
+        .and_then(|t| crate::launcher::task::parameter_type(&t.name))
+        .and_then(|t| crate::launcher::values::parse(t, text).ok())
+        .unwrap_or_else(|| serde_json::Value::String(text.to_owned()))
+}
+
+/// Runs a condition file: writes `true` or `false` at `outputs/holds/data` of the task
+/// folder and returns it. A condition that cannot be evaluated is an error naming it.
+pub fn run_condition(file: &ConditionFile, options: &StepOptions) -> Result<bool, StepError> {
+    let dir = TaskDir {
+        root: options.root.clone(),
+        outputs: options.root.join("outputs"),
+    };
+    let mut texts = input_texts(&file.pipeline, &file.inputs, options, &file.group)?;
+    for (name, input) in &file.inputs {
+        if let StepInput::Artifact { .. } = input {
+            let path = dir.input_file(name);
+            let bytes = crate::files::read_limited(
+                &path,
+                super::ARGV_MAX as u64,
+                crate::files::Follow::Yes,
+            )
+            .map_err(|e| StepError::Input {
+                path: path.clone(),
+                message: format!("input '{name}': {e}"),
+            })?;
+            texts.insert(name.clone(), String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+    let mut params: BTreeMap<String, serde_json::Value> = texts
+        .iter()
+        .map(|(name, text)| {
+            let value = match &file.inputs[name] {
+                StepInput::FinalStatus { .. } => {
+                    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+                }
+                input => typed(text, input.type_()),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    crate::launcher::resolve_parameter_references(&mut params);
+    let holds = crate::launcher::expr::Condition::compile(&file.condition)
+        .and_then(|c| c.holds(&params))
+        .map_err(|e| StepError::Usage {
+            message: format!(
+                "group '{}': condition `{}`: {e}",
+                file.group, file.condition
+            ),
+        })?;
+    let out = dir.output_file(CONDITION_OUTPUT);
+    std::fs::create_dir_all(out.parent().unwrap_or(&dir.root))
+        .and_then(|()| std::fs::write(&out, holds.to_string()))
+        .map_err(|e| StepError::Input {
+            path: out.clone(),
+            message: format!("cannot write the outcome: {e}"),
+        })?;
+    Ok(holds)
 }
 
 /// A step that cannot run: its file, or the values or artifacts it was given.
@@ -113,14 +374,19 @@ pub struct StepOptions {
     pub cache_dir: PathBuf,
     /// The run's name, as the engine names it (`{{workflow.name}}`).
     pub run_id: String,
+    /// The task's id in the run (`{{pod.name}}`).
+    pub task_id: String,
+    /// When the run was created, RFC 3339 (`{{workflow.creationTimestamp}}`).
+    pub created: String,
     /// Components pulled before the step ran: reference to (file, pinned reference).
     pub pulled: BTreeMap<String, (PathBuf, String)>,
 }
 
 /// Runs a step file, as `sluice task exec --step` does: lays its inputs out in the task
-/// folder, runs it, writes parameter values a typed step returned and the result file
-/// (`result.json`) into the task folder, and returns the result. A declared output the
-/// step did not write fails it, naming the output.
+/// folder, runs it, takes a KFP step's executor output, writes parameter values the step
+/// returned (and a KFP artifact's metadata, at `outputs/<name>/metadata.json`) and the
+/// result file (`result.json`) into the task folder, and returns the result. A declared
+/// output the step did not write fails it, naming the output.
 pub async fn run_step(
     file: StepFile,
     options: StepOptions,
@@ -131,50 +397,117 @@ pub async fn run_step(
         root: options.root.clone(),
         outputs: options.root.join("outputs"),
     };
-    let mut given: BTreeMap<&str, &str> = BTreeMap::new();
-    for (name, value) in &options.values {
-        match file.inputs.get(name) {
-            Some(StepInput::Value { .. }) => {}
-            Some(_) => {
-                return Err(StepError::Usage {
-                    message: format!(
-                        "--value {name}: input '{name}' of task '{}' is not given on the command line",
-                        file.task
-                    ),
-                });
+    let texts = input_texts(&file.pipeline, &file.inputs, &options, &file.task)?;
+    let kfp_artifact = |name: &str| {
+        file.kfp
+            .as_ref()
+            .is_some_and(|k| k.inputs.artifacts.contains_key(name))
+    };
+    // A KFP parameter passed as a file is the file's text.
+    let mut texts = texts;
+    if file.kfp.is_some() {
+        for (name, input) in &file.inputs {
+            if matches!(input, StepInput::Artifact { .. }) && !kfp_artifact(name) {
+                texts.insert(name.clone(), super::read_value_file(&dir.input_file(name)));
             }
-            None => {
-                return Err(StepError::Usage {
-                    message: format!("--value {name}: task '{}' has no such input", file.task),
-                });
-            }
-        }
-        if given.insert(name, value).is_some() {
-            return Err(StepError::Usage {
-                message: format!("--value {name}: given twice"),
-            });
         }
     }
+    let mut context = None;
+    if let Some(kfp) = &file.kfp {
+        let mut params: BTreeMap<String, serde_json::Value> = texts
+            .iter()
+            .map(|(name, text)| {
+                let value = match &file.inputs[name] {
+                    StepInput::FinalStatus { .. } => {
+                        serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+                    }
+                    _ => serde_json::Value::String(text.clone()),
+                };
+                (name.clone(), value)
+            })
+            .collect();
+        crate::launcher::resolve_parameter_references(&mut params);
+        crate::launcher::task::bind(&kfp.inputs, &mut params, |n| {
+            file.inputs.contains_key(n) && kfp_artifact(n)
+        })
+        .map_err(|message| StepError::Usage { message })?;
+        texts = params
+            .iter()
+            .map(|(n, v)| (n.clone(), crate::launcher::values::render(v)))
+            .collect();
+        let mut artifacts = BTreeMap::new();
+        for (name, spec) in &kfp.inputs.artifacts {
+            if !file.inputs.contains_key(name) {
+                continue;
+            }
+            let metadata = std::fs::read(dir.input_file(name).with_file_name("metadata.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_else(|| serde_json::json!({}));
+            artifacts.insert(
+                name.clone(),
+                vec![crate::launcher::InputArtifact {
+                    key: name.clone(),
+                    name: kfp
+                        .artifact_names
+                        .get(name)
+                        .cloned()
+                        .unwrap_or(name.clone()),
+                    type_: spec.artifact_type.clone(),
+                    metadata,
+                    uri: None,
+                }],
+            );
+        }
+        context = Some(crate::launcher::TaskContext {
+            params,
+            artifacts,
+            output_params: kfp.outputs.parameters.keys().cloned().collect(),
+            output_artifacts: kfp
+                .outputs
+                .artifacts
+                .iter()
+                .map(|(n, a)| (n.clone(), a.artifact_type.clone()))
+                .collect(),
+            pipeline_name: file.pipeline.clone(),
+            run_id: options.run_id.clone(),
+            task_name: file.task.clone(),
+            task_id: options.task_id.clone(),
+            created: options.created.clone(),
+            pipeline_root: kfp.pipeline_root.clone(),
+        });
+    }
     let mut inputs = BTreeMap::new();
-    for (name, input) in &file.inputs {
+    let mut names: Vec<&String> = file.inputs.keys().collect();
+    // Parameters KFP's binding gave a default to have no step input of their own.
+    names.extend(texts.keys().filter(|n| !file.inputs.contains_key(*n)));
+    for name in names {
         let path = dir.input_file(name);
-        let (value, type_) = match input {
-            StepInput::Constant { value, type_ } => (Some(value.as_str()), type_),
-            StepInput::Value { type_ } => match given.get(name.as_str()) {
-                Some(v) => (Some(*v), type_),
-                None => {
-                    return Err(StepError::Usage {
-                        message: format!("input '{name}' needs --value {name}=TEXT"),
-                    });
-                }
-            },
-            StepInput::Artifact { type_ } => (None, type_),
+        let value = texts.get(name.as_str());
+        let type_ = match (file.inputs.get(name), &file.kfp) {
+            (_, Some(kfp)) => kfp
+                .inputs
+                .parameters
+                .get(name)
+                .map(|p| TypeSpec::named(crate::launcher::task::v1_type(p.parameter_type)))
+                .or_else(|| {
+                    kfp.inputs
+                        .artifacts
+                        .get(name)
+                        .map(|a| TypeSpec::named(a.artifact_type.title()))
+                }),
+            (Some(input), None) => input.type_().cloned(),
+            (None, None) => None,
         };
         let input_error = |message: String| StepError::Input {
             path: path.clone(),
             message,
         };
-        if let Some(value) = value {
+        // A parameter given as a file keeps it (the engine may have mounted it); its value
+        // as bound is what placeholders see.
+        if let Some(value) = value
+            && std::fs::symlink_metadata(&path).is_err()
+        {
             let parent = path.parent().unwrap_or(&options.root);
             std::fs::create_dir_all(parent)
                 .and_then(|()| std::fs::write(&path, value))
@@ -191,8 +524,8 @@ pub async fn run_step(
             InputFile {
                 digest,
                 size,
-                value: value.map(str::to_owned),
-                type_: type_.clone(),
+                value: value.cloned(),
+                type_,
             },
         );
     }
@@ -224,32 +557,69 @@ pub async fn run_step(
         resources: file.resources.clone(),
         timeout_ms: file.timeout_ms,
         prepared: file.prepared.clone(),
-        kfp: None,
+        kfp: context.clone(),
         transform: None,
         host: HostSettings::new(&wasm, &policy),
     };
+    // A KFP v2 step written as a v1 component reports through an executor output too.
+    let context = context.or_else(|| {
+        file.component
+            .spec
+            .implementation
+            .container
+            .is_some()
+            .then_some(())?;
+        let component = crate::spec::Component {
+            spec: file.component.spec.clone(),
+            path: file.component.path.clone(),
+            digest: file.component.digest.clone(),
+        };
+        component.uses_executor_input().then(|| {
+            let sink = crate::events::TaskSink::new(file.task.clone(), observer.clone());
+            super::launch::context_for_v1(&attempt.clone().invocation(cancel.clone(), sink))
+        })
+    });
     let mut result = run_attempt(attempt, cancel, observer)
         .await
         .map_err(|message| StepError::Usage { message })?;
-    if let Outcome::Succeeded(completion) = &result.outcome
-        && let Err(message) = write_outputs(&file, &dir, &completion.params)
-    {
-        result.outcome = Outcome::Failed(super::Failure::failed(message));
+    if let Outcome::Succeeded(completion) = &mut result.outcome {
+        let finished = match &context {
+            Some(context) => super::launch::finish(context, &dir, completion),
+            None => Ok(()),
+        };
+        let written = finished
+            .map_err(|f| f.message)
+            .and_then(|()| write_outputs(&file, &dir, completion));
+        if let Err(message) = written {
+            result.outcome = Outcome::Failed(super::Failure::failed(message));
+        }
     }
     result.write(&options.root.join(RESULT_FILE))?;
     Ok(result)
 }
 
-/// Writes the parameter values a typed step returned at their outputs' paths, and checks
-/// every declared output is there.
+/// Writes the parameter values a step returned at their outputs' paths (and a KFP
+/// artifact's metadata beside it), and checks every declared output is there.
 fn write_outputs(
     file: &StepFile,
     dir: &TaskDir,
-    params: &BTreeMap<String, String>,
+    completion: &super::Completion,
 ) -> Result<(), String> {
+    if let Some(kfp) = &file.kfp {
+        for name in kfp.outputs.artifacts.keys() {
+            let metadata = completion
+                .metadata
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({}));
+            let path = dir.output_file(name).with_file_name("metadata.json");
+            std::fs::write(&path, metadata.to_string())
+                .map_err(|e| format!("cannot write the metadata of output '{name}': {e}"))?;
+        }
+    }
     for output in &file.component.spec.outputs {
         let path = dir.output_file(&output.name);
-        if let Some(value) = params.get(&output.name) {
+        if let Some(value) = completion.params.get(&output.name) {
             let parent = path.parent().unwrap_or(&dir.root);
             std::fs::create_dir_all(parent)
                 .and_then(|()| std::fs::write(&path, value))

@@ -650,6 +650,7 @@ impl Lowering<'_> {
             },
         };
         KfpTask {
+            executor: component.executor_label.clone(),
             inputs: component.input_definitions.clone(),
             outputs: component.output_definitions.clone(),
             action,

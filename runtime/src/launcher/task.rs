@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::ArtifactType;
@@ -15,7 +15,7 @@ use crate::spec::ResourceSpec;
 use crate::spec::resources::{ByteSize, Cpu};
 
 /// A component's inputs or outputs (`inputDefinitions`, `outputDefinitions`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct Interface {
     #[serde(default)]
     pub parameters: BTreeMap<String, ParameterSpec>,
@@ -23,7 +23,7 @@ pub struct Interface {
     pub artifacts: BTreeMap<String, ArtifactSpec>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ParameterSpec {
     pub parameter_type: ParameterType,
@@ -35,7 +35,7 @@ pub struct ParameterSpec {
     pub description: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifactSpec {
     #[serde(default)]
@@ -49,6 +49,9 @@ pub struct ArtifactSpec {
 /// Everything the run needs of one KFP executor task beyond its v1 component.
 #[derive(Clone, Debug)]
 pub struct KfpTask {
+    /// The executor's label in the IR's `deploymentSpec` (`exec-train`), by which
+    /// platform settings (kfp-kubernetes) name it.
+    pub executor: Option<String>,
     /// The component's `inputDefinitions`.
     pub inputs: Interface,
     /// The component's `outputDefinitions`.

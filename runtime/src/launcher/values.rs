@@ -1,11 +1,11 @@
 //! KFP parameter values: JSON values of the IR's parameter types, parsed from and
 //! rendered to the text that files, command lines and run records hold.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 /// The type of a KFP parameter (`parameterType` in the IR).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ParameterType {
     String,
