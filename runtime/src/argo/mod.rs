@@ -711,7 +711,13 @@ impl<'a> Exporter<'a> {
             } => {
                 let root = format!("{{{{inputs.artifacts.{}}}}}", self.params[name]);
                 let expr = self.thread_root(scope, &root);
-                (StepInput::Artifact { type_ }, vec![(true, expr)])
+                (
+                    StepInput::Artifact {
+                        type_,
+                        optional: false,
+                    },
+                    vec![(true, expr)],
+                )
             }
             Source::Output { task, output } => {
                 let data = Ref::Data {
@@ -726,7 +732,13 @@ impl<'a> Exporter<'a> {
                     };
                     refs.push((true, self.reference(scope, &meta)?));
                 }
-                (StepInput::Artifact { type_ }, refs)
+                (
+                    StepInput::Artifact {
+                        type_,
+                        optional: false,
+                    },
+                    refs,
+                )
             }
             Source::Item { group } => {
                 if self.plan.groups[*group]
@@ -827,17 +839,18 @@ impl<'a> Exporter<'a> {
             let base = argo_name(input);
             let argo = unique(taken, if meta { metadata_name(&base) } else { base });
             let file = if meta { "metadata.json" } else { "data" };
-            let _ = step;
+            let optional = meta || matches!(step, StepInput::Artifact { optional: true, .. });
             if artifact {
                 template.inputs.artifacts.push(Artifact {
                     name: argo.clone(),
                     path: Some(format!("{STEP_ROOT}/inputs/{}/{file}", path_segment(input))),
-                    optional: meta,
+                    optional,
                     ..Artifact::default()
                 });
                 dag_task.arguments.artifacts.push(Artifact {
                     name: argo,
                     from: Some(expr),
+                    optional,
                     ..Artifact::default()
                 });
             } else {
@@ -926,6 +939,16 @@ impl<'a> Exporter<'a> {
             {
                 artifact_names.insert(input.clone(), output.clone());
             }
+            // A task that runs however its upstream ended may find an output missing.
+            let step = match step {
+                StepInput::Artifact { type_, .. } if task.trigger == Trigger::AllEnded => {
+                    StepInput::Artifact {
+                        type_,
+                        optional: true,
+                    }
+                }
+                other => other,
+            };
             artifact_inputs |= matches!(step, StepInput::Artifact { .. });
             values.extend(self.wire(&mut template, &mut dag_task, &mut taken, input, &step, refs));
             step_inputs.insert(input.clone(), step);
@@ -1662,8 +1685,19 @@ impl<'a> Exporter<'a> {
             dns_label(&task.name),
             &digest["sha256:".len()..][..16]
         );
-        for p in &template.inputs.parameters {
-            key.push_str(&format!(".{{{{inputs.parameters.{}}}}}", p.name));
+        // The values, hashed: a ConfigMap key holds only letters, digits, `-`, `_` and
+        // `.`, and a value may hold anything.
+        if !template.inputs.parameters.is_empty() {
+            let values: Vec<String> = template
+                .inputs
+                .parameters
+                .iter()
+                .map(|p| format!("inputs.parameters['{}']", p.name))
+                .collect();
+            key.push_str(&format!(
+                ".{{{{=sprig.sha256sum(toJson([{}]))}}}}",
+                values.join(", ")
+            ));
         }
         template.memoize = Some(Memoize {
             key,

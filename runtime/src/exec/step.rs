@@ -126,6 +126,10 @@ pub enum StepInput {
     Artifact {
         #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
         type_: Option<TypeSpec>,
+        /// Absent when its producer did not succeed (the step runs however its upstream
+        /// ended): the input then has no value, as in a local run.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        optional: bool,
     },
     /// A KFP run placeholder (`{{$.pipeline_job_name}}`), filled in when the step runs.
     RunText {
@@ -159,7 +163,7 @@ impl StepInput {
         match self {
             StepInput::Constant { type_, .. }
             | StepInput::Value { type_ }
-            | StepInput::Artifact { type_ }
+            | StepInput::Artifact { type_, .. }
             | StepInput::RunText { type_, .. } => type_.as_ref(),
             StepInput::FinalStatus { .. } | StepInput::Select { .. } => None,
         }
@@ -407,8 +411,15 @@ pub async fn run_step(
     let mut texts = texts;
     if file.kfp.is_some() {
         for (name, input) in &file.inputs {
-            if matches!(input, StepInput::Artifact { .. }) && !kfp_artifact(name) {
-                texts.insert(name.clone(), super::read_value_file(&dir.input_file(name)));
+            let path = dir.input_file(name);
+            let missing = std::fs::symlink_metadata(&path).is_err();
+            match input {
+                // Its producer did not succeed: no value (KFP's binding takes the default).
+                StepInput::Artifact { optional: true, .. } if missing => {}
+                StepInput::Artifact { .. } if !kfp_artifact(name) => {
+                    texts.insert(name.clone(), super::read_value_file(&path));
+                }
+                _ => {}
             }
         }
     }
@@ -478,9 +489,20 @@ pub async fn run_step(
         });
     }
     let mut inputs = BTreeMap::new();
-    let mut names: Vec<&String> = file.inputs.keys().collect();
-    // Parameters KFP's binding gave a default to have no step input of their own.
-    names.extend(texts.keys().filter(|n| !file.inputs.contains_key(*n)));
+    let mut names: Vec<&String> = file
+        .inputs
+        .iter()
+        .filter(|(name, input)| match input {
+            StepInput::Artifact { optional: true, .. } => {
+                std::fs::symlink_metadata(dir.input_file(name)).is_ok()
+            }
+            _ => true,
+        })
+        .map(|(name, _)| name)
+        .collect();
+    // Parameters KFP's binding gave a default to may have no step input of their own.
+    let defaulted: Vec<&String> = texts.keys().filter(|n| !names.contains(n)).collect();
+    names.extend(defaulted);
     for name in names {
         let path = dir.input_file(name);
         let value = texts.get(name.as_str());
@@ -646,7 +668,13 @@ mod tests {
                 },
             ),
             ("b".to_owned(), StepInput::Value { type_: None }),
-            ("c".to_owned(), StepInput::Artifact { type_: None }),
+            (
+                "c".to_owned(),
+                StepInput::Artifact {
+                    type_: None,
+                    optional: false,
+                },
+            ),
         ]);
         let json = serde_json::to_string(&inputs).unwrap();
         assert_eq!(
