@@ -31,7 +31,7 @@ pub struct ArgoArgs {
     pipeline: PathBuf,
     /// Set a pipeline parameter (repeatable); an artifact parameter takes an
     /// http(s)://, s3:// or gs:// URL, or a small local text file written into the workflow
-    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = key_value)]
+    #[arg(long = "param", short = 'p', visible_alias = "input", value_name = "NAME=VALUE", value_parser = key_value)]
     params: Vec<(String, String)>,
     /// Where to write the workflow [default: standard output]
     #[arg(long, short = 'o', value_name = "FILE")]
@@ -41,7 +41,7 @@ pub struct ArgoArgs {
     kind: Kind_,
     /// The sluice-step image: it runs wasm steps and gives container steps `sluice`
     /// [default: sluice-step:<this version>]
-    #[arg(long, value_name = "IMAGE")]
+    #[arg(long, value_name = "IMAGE", value_parser = image_reference)]
     step_image: Option<String>,
     /// Embed components pulled from registries in the wasm steps' image too, not only
     /// local files (for clusters that cannot reach the registries)
@@ -49,7 +49,7 @@ pub struct ArgoArgs {
     embed: bool,
     /// The image wasm steps run in when components are embedded
     /// [default: <step image>-<pipeline>:<digest>]
-    #[arg(long, value_name = "IMAGE")]
+    #[arg(long, value_name = "IMAGE", value_parser = image_reference)]
     image: Option<String>,
     /// Where to write that image's build context [default: beside the output,
     /// `<output>.image/`, or `<pipeline>.image/`]
@@ -80,6 +80,23 @@ enum Kind_ {
     WorkflowTemplate,
 }
 
+/// An image reference as Docker and Kubernetes take them
+/// (`registry:5000/team/name:tag@sha256:...`): nothing but letters, digits and `._-/:@`.
+fn image_reference(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && !s.starts_with(['-', '/', ':', '@'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "expected an image reference such as registry.example.com/team/sluice-step:0.1.0, found '{}'",
+            s.escape_debug()
+        ))
+    }
+}
+
 fn repository(s: &str) -> Result<ArtifactRepositoryRef, String> {
     let (config_map, key) = match s.split_once('/') {
         Some((c, k)) => (Some(c.to_owned()), k),
@@ -98,6 +115,7 @@ pub fn run(paths: &Paths, cmd: Command) -> Result<ExitCode> {
     let Command::Argo(args) = cmd;
     let mut platform = std::collections::BTreeMap::new();
     let mut platform_other = Vec::new();
+    let is_kfp = detect_kind(&args.pipeline)? == FileKind::KfpIr;
     let plan = match detect_kind(&args.pipeline)? {
         FileKind::Pipeline => {
             let (file, _) = super::run::load_pipeline(paths, &args.registry, &args.pipeline)?;
@@ -136,6 +154,43 @@ pub fn run(paths: &Paths, cmd: Command) -> Result<ExitCode> {
             }
         }
     };
+    let usage = |message: String| {
+        errln!("error: {message}");
+        Ok(ExitCode::from(crate::BAD_INPUT))
+    };
+    for (task, _) in &args.prefer {
+        if let Some(task) = task
+            && !plan.tasks.iter().any(|t| &t.name == task)
+        {
+            return usage(format!(
+                "--prefer {task}=...: {} has no task '{task}'",
+                args.pipeline.display()
+            ));
+        }
+    }
+    if !args.image_map.is_empty() && !is_kfp {
+        return usage(format!(
+            "--image-map: {} is not a compiled KFP pipeline",
+            args.pipeline.display()
+        ));
+    }
+    // Where the output and the image's build context go, checked before anything is written.
+    let output = args.output.clone().filter(|p| p.as_os_str() != "-");
+    let context = args.context.clone().unwrap_or_else(|| {
+        let base = output
+            .clone()
+            .filter(|p| std::fs::metadata(p).map_or(true, |m| m.is_file()))
+            .unwrap_or_else(|| PathBuf::from(args.pipeline.file_stem().unwrap_or_default()));
+        let mut name = base.into_os_string();
+        name.push(".image");
+        PathBuf::from(name)
+    });
+    if context.exists() && !context.is_dir() {
+        return usage(format!(
+            "--context {}: exists and is not a folder",
+            context.display()
+        ));
+    }
     let store = super::open_store(paths)?;
     let cache_dir = paths.cache_dir.clone().unwrap_or_else(|| store.cache_dir());
     let registries = args.registry.registries(&cache_dir);
@@ -203,7 +258,10 @@ pub fn run(paths: &Paths, cmd: Command) -> Result<ExitCode> {
         }
     };
     let yaml = exported.to_yaml();
-    match &args.output {
+    if let Some(dockerfile) = exported.dockerfile(&options.step_image) {
+        write_context(&context, &dockerfile, &exported.embedded)?;
+    }
+    match &output {
         Some(path) => std::fs::write(path, &yaml)
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => out!("{yaml}"),
@@ -214,22 +272,12 @@ pub fn run(paths: &Paths, cmd: Command) -> Result<ExitCode> {
         plan.tasks.len(),
         args.pipeline.display(),
         plan.tasks.len() - wasm,
-        args.output
+        output
             .as_ref()
             .map(|p| format!(" to {}", p.display()))
             .unwrap_or_default()
     );
-    if let Some(dockerfile) = exported.dockerfile(&options.step_image) {
-        let context = args.context.clone().unwrap_or_else(|| {
-            let base = args
-                .output
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(args.pipeline.file_stem().unwrap_or_default()));
-            let mut name = base.into_os_string();
-            name.push(".image");
-            PathBuf::from(name)
-        });
-        write_context(&context, &dockerfile, &exported.embedded)?;
+    if !exported.embedded.is_empty() {
         errln!(
             "wasm steps run in {}, which holds their components; build it with: docker build -t {} {}",
             exported.wasm_image,
@@ -244,13 +292,17 @@ pub fn run(paths: &Paths, cmd: Command) -> Result<ExitCode> {
 }
 
 /// Writes the build context of the image wasm steps run in: its Dockerfile and each
-/// embedded component under `components/`, by digest.
+/// embedded component under `components/`, by digest (and nothing else there).
 fn write_context(
     dir: &Path,
     dockerfile: &str,
     embedded: &[sluice_runtime::argo::Embedded],
 ) -> Result<()> {
     let components = dir.join("components");
+    if components.is_dir() {
+        std::fs::remove_dir_all(&components)
+            .with_context(|| format!("cannot empty {}", components.display()))?;
+    }
     std::fs::create_dir_all(&components)
         .with_context(|| format!("cannot create {}", components.display()))?;
     std::fs::write(dir.join("Dockerfile"), dockerfile)

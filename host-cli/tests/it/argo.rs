@@ -98,7 +98,15 @@ fn the_examples_export_as_workflows_argos_schema_accepts() {
         })
     );
     assert_eq!(train["activeDeadlineSeconds"], 600);
-    assert_eq!(train["retryStrategy"]["limit"], 1);
+    // Each delay is capped; nothing bounds all attempts together.
+    assert_eq!(
+        train["retryStrategy"],
+        serde_json::json!({
+            "limit": 1,
+            "retryPolicy": "Always",
+            "backoff": {"duration": "1s", "factor": 2, "cap": "60s"}
+        })
+    );
 
     insta::assert_snapshot!("example-workflow", redacted(&read_yaml(&workflow)));
 }
@@ -187,6 +195,22 @@ fn what_argo_cannot_run_is_refused_in_one_line() {
         "{}",
         refused.stderr
     );
+    for args in [
+        &["--step-image", "alpine\nRUN echo pwned"][..],
+        &["--image", "Bad Image!!"],
+        &["--prefer", "nosuch=wasm"],
+        &["--image-map", "a=b"],
+    ] {
+        let mut all = vec!["export", "argo", EXAMPLE];
+        all.extend_from_slice(args);
+        let refused = home.expect(&all, 2);
+        assert_eq!(
+            refused.stderr.lines().count(),
+            1,
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
 }
 
 /// Runs every step of an exported workflow the way Argo would start its pod, with the
@@ -728,6 +752,7 @@ const KFP: &[(&str, &[&str], &[&str])] = &[
     ),
     ("exit_handler", &[], &[]),
     ("failure_chain", &[], &[]),
+    ("branches", &[], &[]),
     ("kubernetes", &[], &[]),
     (
         "loops",
@@ -887,7 +912,15 @@ fn each_step_of_exported_kfp_pipelines_runs_in_docker_as_it_does_locally() {
         ("resume", &["-p", "flag=/nonexistent/flag"]),
         ("exit_handler", &[]),
         ("exit_handler", &["-p", "fail=true"]),
-        ("failure_chain", &[]),
+        // The local run goes on past its failure as these steps do, one after another
+        // (without --keep-going, how far a local run gets before it stops depends on
+        // timing).
+        ("failure_chain", &["--keep-going"]),
+        ("branches", &[]),
+        (
+            "branches",
+            &["-p", "word=tails", "-p", "n=1", "-p", "rate=0.75"],
+        ),
     ];
     for (name, params) in cases {
         let home = Home::new();
@@ -896,6 +929,7 @@ fn each_step_of_exported_kfp_pipelines_runs_in_docker_as_it_does_locally() {
         let mut extra = vec!["--image-map", map];
         extra.extend_from_slice(params);
         let (local, succeeded) = local_kfp_outputs(&home, pipeline, &extra);
+        extra.retain(|a| *a != "--keep-going");
         let exported = export(&home, pipeline, "workflow", &extra);
         let (ran, phase) = run_steps(&read_yaml(&exported), &home.dir.path().join("pods"));
         assert_eq!(ran, local, "{name} {params:?}");

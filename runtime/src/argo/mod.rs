@@ -394,7 +394,7 @@ impl<'a> Exporter<'a> {
         let name = dns_label(&self.plan.name);
         let mut metadata = ObjectMeta::default();
         match self.options.kind {
-            DocumentKind::Workflow => metadata.generate_name = Some(format!("{name}-")),
+            DocumentKind::Workflow => metadata.generate_name = Some(generate_name(&name)),
             DocumentKind::WorkflowTemplate => metadata.name = Some(name.clone()),
         }
         metadata
@@ -460,9 +460,11 @@ impl<'a> Exporter<'a> {
         let digests: Vec<&str> = self.embedded.keys().map(String::as_str).collect();
         let tag = crate::spec::sha256_hex(digests.join("\n").as_bytes());
         let tag = tag.trim_start_matches("sha256:");
-        let repository = match self.options.step_image.rsplit_once(':') {
+        let image = self.options.step_image.as_str();
+        let image = image.split_once('@').map_or(image, |(name, _)| name);
+        let repository = match image.rsplit_once(':') {
             Some((repo, tag)) if !tag.contains('/') => repo,
-            _ => self.options.step_image.as_str(),
+            _ => image,
         };
         format!("{repository}-{}:{}", dns_label(&self.plan.name), &tag[..12])
     }
@@ -474,7 +476,9 @@ impl<'a> Exporter<'a> {
             let argo = self.params[name].clone();
             let description = param.spec.description.clone();
             match &param.value {
-                None => {}
+                None => self.notes.push(format!(
+                    "parameter '{name}' is optional and unset, so the workflow has no such argument; set it with -p when exporting"
+                )),
                 Some((ParamValue::Value(value), _)) => arguments.parameters.push(Parameter {
                     name: argo,
                     value: Some(value.clone()),
@@ -996,7 +1000,8 @@ impl<'a> Exporter<'a> {
                 backoff: Backoff {
                     duration: go_duration(task.retry.backoff.0),
                     factor: factor as u32,
-                    max_duration: Some(go_duration(task.retry.max_backoff.0)),
+                    // A cap on each delay (`maxDuration` would bound all attempts).
+                    cap: Some(go_duration(task.retry.max_backoff.0)),
                 },
             });
         }
@@ -1241,11 +1246,17 @@ impl<'a> Exporter<'a> {
             let mut inputs = BTreeMap::new();
             let mut values = Vec::new();
             for (input, source) in &group.inputs {
+                // Typed as a local run types them before the condition reads them.
                 let type_ = match source {
                     Source::Output { task, output } => self.plan.tasks[*task]
                         .component
                         .output(output)
                         .and_then(|o| o.type_.clone()),
+                    Source::Param { name, .. } => self
+                        .plan
+                        .params
+                        .get(name)
+                        .and_then(|p| p.spec.type_.clone()),
                     _ => None,
                 };
                 match self.step_input(scope, source, type_, false) {
@@ -1280,8 +1291,7 @@ impl<'a> Exporter<'a> {
                     name: STEP_ARTIFACT.into(),
                     path: Some(STEP_FILE.into()),
                     raw: Some(RawArtifact {
-                        data: serde_json::to_string_pretty(&file).expect("a condition serializes")
-                            + "\n",
+                        data: json_for_argo(&file),
                     }),
                     ..Artifact::default()
                 },
@@ -1722,11 +1732,19 @@ fn raw_step_file(step: &impl serde::Serialize) -> Artifact {
         name: STEP_ARTIFACT.into(),
         path: Some(STEP_FILE.into()),
         raw: Some(RawArtifact {
-            // Ending in a newline, it is written as a block of lines.
-            data: serde_json::to_string_pretty(step).expect("a step file serializes") + "\n",
+            data: json_for_argo(step),
         }),
         ..Artifact::default()
     }
+}
+
+/// JSON that Argo passes through unchanged: Argo reads `{{` anywhere in a template as the
+/// start of a tag to substitute, so each `{` of a pair is written `\u007b` (a pair can only
+/// be inside a string: pretty JSON puts each structural brace on its own line). Ends in a
+/// newline, so YAML writes it as a block of lines.
+fn json_for_argo(value: &impl serde::Serialize) -> String {
+    let text = serde_json::to_string_pretty(value).expect("a step file serializes");
+    text.replace("{{", "\\u007b\\u007b") + "\n"
 }
 
 /// The arguments that tell a step which run it is part of.
@@ -1795,6 +1813,9 @@ fn artifact_location(name: String, path: &Path) -> Result<Artifact, String> {
         }
         let url = &text[at..];
         let rest = &url[marker.len()..];
+        if rest.split('/').next().is_none_or(str::is_empty) {
+            return Err(format!("expected {scheme}://HOST/PATH, found '{url}'"));
+        }
         let bucket_key = || -> Result<BucketKey, String> {
             match rest.split_once('/') {
                 Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(BucketKey {
@@ -1815,6 +1836,13 @@ fn artifact_location(name: String, path: &Path) -> Result<Artifact, String> {
         }
         return Ok(artifact);
     }
+    if let Some((scheme, _)) = text.split_once("://")
+        && !scheme.contains('/')
+    {
+        return Err(format!(
+            "unsupported URL scheme '{scheme}': give an http(s)://, s3:// or gs:// URL, or a local file"
+        ));
+    }
     let bytes =
         crate::files::read_limited(path, RAW_MAX, crate::files::Follow::Yes).map_err(|e| {
             format!(
@@ -1828,6 +1856,12 @@ fn artifact_location(name: String, path: &Path) -> Result<Artifact, String> {
             path.display()
         )
     })?;
+    if data.contains("{{") {
+        return Err(format!(
+            "{} holds `{{{{`, which Argo would read as a template tag; give an http(s)://, s3:// or gs:// URL with --param",
+            path.display()
+        ));
+    }
     artifact.raw = Some(RawArtifact { data });
     Ok(artifact)
 }
@@ -1842,6 +1876,13 @@ fn quantity(bytes: u64) -> String {
     } else {
         bytes.to_string()
     }
+}
+
+/// A `generateName` for a workflow of the pipeline `name` (a DNS label): Argo appends five
+/// characters, and a workflow's name has at most 63.
+fn generate_name(name: &str) -> String {
+    let prefix: String = name.chars().take(57).collect();
+    format!("{}-", prefix.trim_end_matches('-'))
 }
 
 /// A Go duration (`1s`, `1500ms`), as Argo reads them.
@@ -1924,6 +1965,25 @@ mod tests {
     }
 
     #[test]
+    fn step_files_reach_the_step_as_written_whatever_argo_substitutes() {
+        let value = serde_json::json!({"text": "hi {{workflow.name}} {{=1+1}} {{inputs.parameters.x}}", "o": {}});
+        let text = json_for_argo(&value);
+        assert!(!text.contains("{{"), "{text}");
+        assert!(text.ends_with('\n'));
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
+    }
+
+    #[test]
+    fn generated_names_leave_argo_room_for_its_suffix() {
+        let long = "a".repeat(63);
+        let name = generate_name(&long);
+        assert_eq!(name.len() + 5, 63);
+        assert!(name.ends_with('-') && !name.ends_with("--"));
+        assert_eq!(generate_name("breast-cancer"), "breast-cancer-");
+    }
+
+    #[test]
     fn artifact_parameters_are_urls_or_small_text_files() {
         let s3 = artifact_location("d".into(), Path::new("s3://bucket/a/b.csv")).unwrap();
         assert_eq!(s3.s3.unwrap().key, "a/b.csv");
@@ -1939,6 +1999,22 @@ mod tests {
         std::fs::write(&file, "a,b\n1,2\n").unwrap();
         let raw = artifact_location("d".into(), &file).unwrap();
         assert_eq!(raw.raw.unwrap().data, "a,b\n1,2\n");
+        std::fs::write(&file, "Dear {{name}},\n").unwrap();
+        assert!(
+            artifact_location("d".into(), &file)
+                .unwrap_err()
+                .contains("which Argo would read as a template tag")
+        );
+        assert!(
+            artifact_location("d".into(), Path::new("http://"))
+                .unwrap_err()
+                .contains("expected http://HOST/PATH")
+        );
+        assert!(
+            artifact_location("d".into(), Path::new("ftp://host/x"))
+                .unwrap_err()
+                .starts_with("unsupported URL scheme 'ftp'")
+        );
         std::fs::write(&file, [0xff, 0xfe]).unwrap();
         assert!(
             artifact_location("d".into(), &file)

@@ -337,8 +337,9 @@ pub struct Backoff {
     /// The first delay, as a Go duration (`1s`).
     pub duration: String,
     pub factor: u32,
+    /// The longest delay between two attempts.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_duration: Option<String>,
+    pub cap: Option<String>,
 }
 
 /// Argo's memoization: outputs of a template by key, kept in a `ConfigMap`.

@@ -170,12 +170,14 @@ impl StepInput {
     }
 }
 
-/// The text of every input that has one (all but artifacts), as the step reads it.
+/// The text of every input that has one (all but artifacts), as the step reads it; with
+/// `check_types`, a value given on the command line must be of its input's type.
 fn input_texts(
     pipeline: &str,
     inputs: &BTreeMap<String, StepInput>,
     options: &StepOptions,
     task: &str,
+    check_types: bool,
 ) -> Result<BTreeMap<String, String>, StepError> {
     let mut given: BTreeMap<&str, &str> = BTreeMap::new();
     for (name, value) in &options.values {
@@ -223,6 +225,16 @@ fn input_texts(
                         message: format!("input '{name}' needs --value {name}=TEXT"),
                     });
                 };
+                // A value the engine was given at submission has not been checked yet (a
+                // KFP task's are, by its interface, when they are bound).
+                if check_types
+                    && let StepInput::Value { type_: Some(t) } = input
+                    && let Some(param) = t.param_type()
+                {
+                    param.check(text).map_err(|e| StepError::Usage {
+                        message: format!("--value {name}: {e}"),
+                    })?;
+                }
                 match input {
                     StepInput::FinalStatus { task: of } => {
                         let resource_name = format!("{pipeline}-{}", options.run_id);
@@ -302,7 +314,7 @@ pub fn run_condition(file: &ConditionFile, options: &StepOptions) -> Result<bool
         root: options.root.clone(),
         outputs: options.root.join("outputs"),
     };
-    let mut texts = input_texts(&file.pipeline, &file.inputs, options, &file.group)?;
+    let mut texts = input_texts(&file.pipeline, &file.inputs, options, &file.group, false)?;
     for (name, input) in &file.inputs {
         if let StepInput::Artifact { .. } = input {
             let path = dir.input_file(name);
@@ -401,7 +413,13 @@ pub async fn run_step(
         root: options.root.clone(),
         outputs: options.root.join("outputs"),
     };
-    let texts = input_texts(&file.pipeline, &file.inputs, &options, &file.task)?;
+    let texts = input_texts(
+        &file.pipeline,
+        &file.inputs,
+        &options,
+        &file.task,
+        file.kfp.is_none(),
+    )?;
     let kfp_artifact = |name: &str| {
         file.kfp
             .as_ref()
@@ -683,5 +701,57 @@ mod tests {
         );
         let back: BTreeMap<String, StepInput> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, inputs);
+    }
+
+    #[test]
+    fn values_given_at_submission_are_checked_against_their_type() {
+        let inputs = BTreeMap::from([(
+            "n".to_owned(),
+            StepInput::Value {
+                type_: Some(TypeSpec::named("Integer")),
+            },
+        )]);
+        let options = |value: &str| StepOptions {
+            root: PathBuf::from("/nonexistent"),
+            values: vec![("n".into(), value.into())],
+            cache_dir: PathBuf::new(),
+            run_id: "r".into(),
+            task_id: "t".into(),
+            created: "2026-12-01T00:00:00Z".into(),
+            pulled: BTreeMap::new(),
+        };
+        let texts = input_texts("p", &inputs, &options("12"), "t", true).unwrap();
+        assert_eq!(texts["n"], "12");
+        let err = input_texts("p", &inputs, &options("abc"), "t", true).unwrap_err();
+        assert!(err.to_string().starts_with("--value n: "), "{err}");
+    }
+
+    #[test]
+    fn a_float_parameter_compares_as_a_number_in_a_condition() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConditionFile {
+            version: ATTEMPT_VERSION,
+            pipeline: "p".into(),
+            group: "condition-1".into(),
+            condition: "inputs.parameter_values['rate'] < 0.5".into(),
+            inputs: BTreeMap::from([(
+                "rate".to_owned(),
+                StepInput::Value {
+                    type_: Some(TypeSpec::named("Float")),
+                },
+            )]),
+        };
+        let options = StepOptions {
+            root: dir.path().to_owned(),
+            values: vec![("rate".into(), "0.25".into())],
+            cache_dir: PathBuf::new(),
+            run_id: "r".into(),
+            task_id: "t".into(),
+            created: String::new(),
+            pulled: BTreeMap::new(),
+        };
+        assert!(run_condition(&file, &options).unwrap());
+        let written = std::fs::read_to_string(dir.path().join("outputs/holds/data")).unwrap();
+        assert_eq!(written, "true");
     }
 }
