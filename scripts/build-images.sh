@@ -15,11 +15,11 @@ if ! docker info >/dev/null 2>&1; then
     exit 1
 fi
 
-# Builds an image from a folder holding a Dockerfile and one file.
-build() { # tag dockerfile file
+# Builds an image from a folder holding a Dockerfile and the files named.
+build() { # tag dockerfile file...
     local context
     context=$(mktemp -d)
-    cp "$3" "$context/"
+    cp "${@:3}" "$context/"
     cp "$2" "$context/Dockerfile"
     if ! output=$(docker build --quiet --tag "$1" "$context" 2>&1); then
         echo "$output" >&2
@@ -34,10 +34,13 @@ packages=()
 samples=()
 for name in "${images[@]}"; do
     if [[ $name == sluice-step ]]; then
-        # C dependencies (SQLite) are compiled for musl by musl-gcc.
-        if ! command -v musl-gcc >/dev/null; then
+        # C dependencies (SQLite) are compiled for musl by musl-gcc; the image carries
+        # this machine's CA certificates, for registries over HTTPS.
+        certs=/etc/ssl/certs/ca-certificates.crt
+        if ! command -v musl-gcc >/dev/null || [[ ! -f $certs ]]; then
             sudo=$([[ $(id -u) == 0 ]] || echo sudo)
-            $sudo apt-get update -qq && $sudo apt-get install -y -qq musl-tools >/dev/null
+            $sudo apt-get update -qq &&
+                $sudo apt-get install -y -qq musl-tools ca-certificates >/dev/null
         fi
         profile=${SLUICE_STEP_PROFILE:-release}
         target_dir=${CARGO_TARGET_DIR:-target}
@@ -46,7 +49,7 @@ for name in "${images[@]}"; do
         [[ $profile == dev ]] && folder=debug
         version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
         build "sluice-step:$version" images/sluice-step/Dockerfile \
-            "$target_dir/x86_64-unknown-linux-musl/$folder/sluice"
+            "$target_dir/x86_64-unknown-linux-musl/$folder/sluice" "$certs"
     else
         packages+=(-p "$name")
         samples+=("$name")

@@ -72,7 +72,7 @@ fn environmental(e: &(dyn Error + 'static)) -> bool {
         return true;
     }
     if let Some(oci) = e.downcast_ref::<OciError>() {
-        return matches!(oci, OciError::Unreachable { .. });
+        return matches!(oci, OciError::Unreachable { .. } | OciError::Tls(_));
     }
     if let Some(prepare) = e.downcast_ref::<PrepareError>() {
         return matches!(

@@ -225,6 +225,15 @@ fn what_argo_cannot_run_is_refused_in_one_line() {
 /// tags). Returns each step's outputs' digests, by task (`task.i` in the `i`th iteration of
 /// a loop, as a local run records it) and output, and the phase of the whole.
 fn run_steps(workflow: &Value, work: &Path) -> (BTreeMap<(String, String), String>, String) {
+    run_steps_with(workflow, work, &[])
+}
+
+/// [`run_steps`], each container given these `docker run` options too.
+fn run_steps_with(
+    workflow: &Value,
+    work: &Path,
+    docker: &[String],
+) -> (BTreeMap<(String, String), String>, String) {
     let spec = &workflow["spec"];
     let mut steps = Steps {
         workflow,
@@ -232,6 +241,7 @@ fn run_steps(workflow: &Value, work: &Path) -> (BTreeMap<(String, String), Strin
         params: BTreeMap::new(),
         digests: BTreeMap::new(),
         pods: 0,
+        docker: docker.to_vec(),
     };
     for p in spec["arguments"]["parameters"]
         .as_array()
@@ -291,6 +301,9 @@ struct Steps<'a> {
     params: BTreeMap<String, String>,
     digests: BTreeMap<(String, String), String>,
     pods: usize,
+    /// More `docker run` options (`--network host`, `--env ...`); without network by
+    /// default.
+    docker: Vec<String>,
 }
 
 impl Steps<'_> {
@@ -541,12 +554,18 @@ impl Steps<'_> {
                 ));
             }
             assert!(
-                docker_run(record, init, &volumes, &substitute),
+                docker_run(record, init, &volumes, &substitute, &self.docker),
                 "{record}: init container"
             );
         }
         mounts.extend(volumes);
-        if !docker_run(record, &template["container"], &mounts, &substitute) {
+        if !docker_run(
+            record,
+            &template["container"],
+            &mounts,
+            &substitute,
+            &self.docker,
+        ) {
             return Done::phase("Failed");
         }
         let mut done = Done::phase("Succeeded");
@@ -637,6 +656,7 @@ fn docker_run(
     container: &Value,
     mounts: &[String],
     substitute: &dyn Fn(&str) -> String,
+    options: &[String],
 ) -> bool {
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
@@ -647,7 +667,11 @@ fn docker_run(
     };
     let command = strings(&container["command"]);
     let mut docker = Command::new("docker");
-    docker.args(["run", "--rm", "--network", "none"]);
+    docker.args(["run", "--rm"]);
+    if options.is_empty() {
+        docker.args(["--network", "none"]);
+    }
+    docker.args(options);
     for m in mounts {
         docker.args(["--volume", m]);
     }
@@ -939,4 +963,67 @@ fn each_step_of_exported_kfp_pipelines_runs_in_docker_as_it_does_locally() {
             "{name} {params:?}: {phase}"
         );
     }
+}
+
+/// Wasm components named by registry reference are pulled when the workflow is exported,
+/// pinned to their digests, and pulled again by digest by each step: nothing is embedded,
+/// the steps run in the plain step image and give a local run's outputs.
+#[test]
+fn wasm_steps_pull_their_components_by_digest_from_the_registry() {
+    let home = Home::new();
+    let host = crate::registry::registry("SLUICE_TEST_REGISTRY");
+    let pipeline = crate::registry::registry_pipeline(&home, &host);
+    let pipeline = pipeline.to_str().unwrap();
+    let insecure = ["--insecure-registry", host.as_str()];
+    let local = local_outputs(&home, pipeline, &insecure);
+    let exported = export(&home, pipeline, "workflow", &insecure);
+    assert!(!home.dir.path().join("workflow.yaml.image").exists());
+    let doc = read_yaml(&exported);
+    let validate = template_named(&doc, "validate");
+    assert_eq!(validate["container"]["image"], "sluice-step:0.1.0");
+    let step: Value = serde_json::from_str(
+        validate["inputs"]["artifacts"][0]["raw"]["data"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let component = step["component"]["spec"]["implementation"]["wasm"]["component"]
+        .as_str()
+        .unwrap();
+    assert!(
+        component.starts_with(&format!("oci://{host}/")) && component.contains("@sha256:"),
+        "{component}"
+    );
+    // The steps reach the registry on 127.0.0.1 from the host's network.
+    let docker = [
+        "--network".to_owned(),
+        "host".to_owned(),
+        "--env".to_owned(),
+        format!("SLUICE_INSECURE_REGISTRIES={host}"),
+    ];
+    let (ran, phase) = run_steps_with(&doc, &home.dir.path().join("pods"), &docker);
+    assert_eq!(phase, "Succeeded");
+    assert_eq!(ran, local);
+
+    // Without CA certificates no registry can be reached over HTTPS: one line, the
+    // environment's exit code, no panic.
+    let empty = home.dir.path().join("no-certificates.crt");
+    std::fs::write(&empty, "").unwrap();
+    let out = Command::new("docker")
+        .args(["run", "--rm", "--network", "host", "--volume"])
+        .arg(format!(
+            "{}:/etc/ssl/certs/ca-certificates.crt:ro",
+            empty.display()
+        ))
+        .args(["--entrypoint", "/usr/local/bin/sluice", "sluice-step:0.1.0"])
+        .args(["--home", "/tmp/home", "pull", component])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot set up HTTPS for registries"),
+        "{stderr}"
+    );
 }

@@ -10,7 +10,7 @@ use sluice_runtime::store::RunRecord;
 
 use crate::support::{Home, root};
 
-fn registry(var: &str) -> String {
+pub(crate) fn registry(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!(
             "{var} names a local test registry; scripts/test.sh starts them (scripts/registries.sh)"
@@ -172,7 +172,7 @@ fn push_pull_by_tag_and_digest_and_inspect() {
 
 /// The example pipeline with every wasm step taken from the registry: each component
 /// file copied beside the pipeline with `implementation.wasm.component` an `oci://` tag.
-fn registry_pipeline(home: &Home, host: &str) -> PathBuf {
+pub(crate) fn registry_pipeline(home: &Home, host: &str) -> PathBuf {
     let dir = home.dir.path().join("from-registry");
     std::fs::create_dir_all(&dir).unwrap();
     let example = root().join("examples/breast-cancer");

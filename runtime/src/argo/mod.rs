@@ -1052,53 +1052,65 @@ impl<'a> Exporter<'a> {
             args.push("--value".into());
             args.push(value);
         }
-        let resources = self.resources(task, prepared.kind == Kind::Wasm);
-        template.container = Some(match prepared.kind {
-            Kind::Wasm => Container {
-                // Filled in once every embedded component is known.
-                image: String::new(),
-                command: vec![SLUICE_IN_IMAGE.into()],
-                args,
-                resources,
-                ..Container::default()
-            },
-            Kind::Container | Kind::Process => {
-                let image = task
-                    .component
-                    .spec
-                    .implementation
-                    .container
-                    .as_ref()
-                    .map(|c| c.image.clone())
-                    .unwrap_or_default();
-                self.launcher = true;
-                let mount = VolumeMount {
-                    name: LAUNCHER_VOLUME.into(),
-                    mount_path: LAUNCHER_DIR.into(),
-                };
-                template.init_containers.push(Container {
-                    name: Some("sluice-launcher".into()),
-                    image: self.options.step_image.clone(),
-                    command: vec![SLUICE_IN_IMAGE.into()],
-                    args: vec!["task".into(), "install".into(), LAUNCHER_DIR.into()],
-                    volume_mounts: vec![mount.clone()],
-                    ..Container::default()
-                });
-                Container {
-                    image,
-                    command: vec![format!("{LAUNCHER_DIR}/sluice")],
-                    args,
-                    resources,
-                    volume_mounts: vec![mount],
-                    ..Container::default()
-                }
-            }
-        });
+        self.containers(task, prepared.kind, args, &mut template);
         if let Some(executor) = kfp.and_then(|k| k.executor.as_deref()) {
             self.platform(task, executor, &mut template);
         }
         self.dag_tasks.insert(Node::Task(i), dag_task);
         self.templates.push(template);
+    }
+
+    /// The containers of a task's template, running `sluice` with `args`: a wasm step's in
+    /// the image that holds its component (named once every embedded component is known);
+    /// a container step's in its own image, after an init container of the step image
+    /// copied `sluice` into a volume both mount.
+    fn containers(
+        &mut self,
+        task: &PlannedTask,
+        kind: Kind,
+        args: Vec<String>,
+        template: &mut Template,
+    ) {
+        let resources = self.resources(task, kind == Kind::Wasm);
+        if kind == Kind::Wasm {
+            template.container = Some(Container {
+                image: String::new(),
+                command: vec![SLUICE_IN_IMAGE.into()],
+                args,
+                resources,
+                ..Container::default()
+            });
+            return;
+        }
+        let image = task
+            .component
+            .spec
+            .implementation
+            .container
+            .as_ref()
+            .map(|c| c.image.clone())
+            .unwrap_or_default();
+        self.launcher = true;
+        let mount = VolumeMount {
+            name: LAUNCHER_VOLUME.into(),
+            mount_path: LAUNCHER_DIR.into(),
+        };
+        template.init_containers.push(Container {
+            name: Some("sluice-launcher".into()),
+            image: self.options.step_image.clone(),
+            command: vec![SLUICE_IN_IMAGE.into()],
+            args: vec!["task".into(), "install".into(), LAUNCHER_DIR.into()],
+            volume_mounts: vec![mount.clone()],
+            ..Container::default()
+        });
+        template.container = Some(Container {
+            image,
+            command: vec![format!("{LAUNCHER_DIR}/sluice")],
+            args,
+            resources,
+            volume_mounts: vec![mount],
+            ..Container::default()
+        });
     }
 
     /// A KFP task's Kubernetes settings (kfp-kubernetes), where Argo has them: image pull
@@ -1396,24 +1408,21 @@ impl<'a> Exporter<'a> {
     /// The DAG template of `scope`: its nodes' DAG tasks (and condition checks), ordered
     /// by the first task each holds, which keeps the plan's topological order.
     fn dag_template(&mut self, scope: Option<usize>, name: String) -> Template {
-        let mut nodes: Vec<(usize, Node)> = Vec::new();
-        for (i, t) in self.plan.tasks.iter().enumerate() {
+        let mut nodes: Vec<Node> = Vec::new();
+        for i in 0..self.plan.tasks.len() {
             if let Some(node) = self.sibling_in(scope, Node::Task(i))
-                && !nodes.iter().any(|(_, n)| *n == node)
+                && !nodes.contains(&node)
             {
-                let _ = t;
-                nodes.push((i, node));
+                nodes.push(node);
             }
         }
         for g in 0..self.plan.groups.len() {
-            if self.plan.groups[g].group == scope
-                && !nodes.iter().any(|(_, n)| *n == Node::Group(g))
-            {
-                nodes.push((usize::MAX, Node::Group(g)));
+            if self.plan.groups[g].group == scope && !nodes.contains(&Node::Group(g)) {
+                nodes.push(Node::Group(g));
             }
         }
         let mut tasks = Vec::new();
-        for (_, node) in nodes {
+        for node in nodes {
             if let Node::Group(g) = node
                 && let Some(check) = self.checks.remove(&g)
             {
@@ -1581,10 +1590,7 @@ impl<'a> Exporter<'a> {
         let reference = task.component.wasm_reference().map(str::to_owned);
         let embed_file = match &reference {
             Some(reference) => match self.options.pulled.get(reference) {
-                Some((file, pinned)) if self.options.embed => {
-                    let _ = pinned;
-                    Some(file.clone())
-                }
+                Some((file, _)) if self.options.embed => Some(file.clone()),
                 Some((_, pinned)) => {
                     wasm.component = pinned.clone();
                     None

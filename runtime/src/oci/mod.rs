@@ -54,6 +54,9 @@ pub enum OciError {
     /// match, a cache that cannot be written. One line naming the reference.
     #[error("{0}")]
     Other(String),
+    /// No HTTPS client could be made: this machine has no CA certificates.
+    #[error("cannot set up HTTPS for registries: {0} (a system CA certificate bundle is needed)")]
+    Tls(String),
 }
 
 impl From<String> for OciError {
@@ -200,7 +203,8 @@ pub struct Pulled {
 
 /// Talks to registries; keeps what it pulls in the cache.
 pub struct Registries {
-    client: Client,
+    /// The HTTP client, or why there is none (no CA certificates on this machine).
+    client: Result<Client, String>,
     options: RegistryOptions,
     cache: Cache,
 }
@@ -216,10 +220,18 @@ impl Registries {
             ..ClientConfig::default()
         };
         Registries {
-            client: Client::new(config),
+            // Not `Client::new`, which falls back to a client that panics without CA
+            // certificates (a `FROM scratch` image has none).
+            client: Client::try_from(config).map_err(|e| crate::error_chain(&e)),
             cache: Cache::new(cache_dir),
             options,
         }
+    }
+
+    fn client(&self) -> Result<&Client, OciError> {
+        self.client
+            .as_ref()
+            .map_err(|detail| OciError::Tls(detail.clone()))
     }
 
     pub fn cache(&self) -> &Cache {
@@ -235,6 +247,7 @@ impl Registries {
     /// The component a reference names, from the cache when its digest is there (a tag is
     /// resolved against the registry unless offline), else pulled and verified.
     pub async fn pull(&self, reference: &OciRef) -> Result<Pulled, OciError> {
+        let client = self.client()?;
         let manifest_digest = match reference.digest() {
             Some(d) => d.to_owned(),
             None if self.options.offline => self.cache.tag(reference).ok_or_else(|| {
@@ -293,8 +306,7 @@ impl Registries {
         }
         let config = retry(reference, || async {
             let mut config = Bounded::new(manifest.config.size as u64);
-            let pulled = self
-                .client
+            let pulled = client
                 .pull_blob(&pinned.inner, &manifest.config, &mut config)
                 .await;
             pulled.map(|()| config.bytes)
@@ -307,7 +319,7 @@ impl Registries {
         )?;
         let wasm = retry(reference, || async {
             let mut wasm = Bounded::new(layer.size as u64);
-            let pulled = self.client.pull_blob(&pinned.inner, layer, &mut wasm).await;
+            let pulled = client.pull_blob(&pinned.inner, layer, &mut wasm).await;
             pulled.map(|()| wasm.bytes)
         })
         .await?;
@@ -339,10 +351,10 @@ impl Registries {
     /// A tag's current manifest digest; when the tag names an image index, the digest
     /// of the wasm manifest it lists.
     async fn resolve(&self, reference: &OciRef) -> Result<String, OciError> {
+        let client = self.client()?;
         let auth = self.auth(reference)?;
         let (raw, digest) = retry(reference, || {
-            self.client
-                .pull_manifest_raw(&reference.inner, &auth, ACCEPTED)
+            client.pull_manifest_raw(&reference.inner, &auth, ACCEPTED)
         })
         .await?;
         check_digest(&raw, &digest, &format!("the manifest of {reference}"))?;
@@ -361,9 +373,10 @@ impl Registries {
         digest: &str,
         auth: &RegistryAuth,
     ) -> Result<(String, Vec<u8>), OciError> {
+        let client = self.client()?;
         let at = reference.at(digest);
         let (raw, _) = retry(reference, || {
-            self.client.pull_manifest_raw(&at.inner, auth, ACCEPTED)
+            client.pull_manifest_raw(&at.inner, auth, ACCEPTED)
         })
         .await?;
         check_digest(&raw, digest, &format!("the manifest of {reference}"))?;
@@ -372,8 +385,7 @@ impl Registries {
         };
         let at = reference.at(&child);
         let (raw, _) = retry(reference, || {
-            self.client
-                .pull_manifest_raw(&at.inner, auth, &[MANIFEST_MEDIA_TYPE])
+            client.pull_manifest_raw(&at.inner, auth, &[MANIFEST_MEDIA_TYPE])
         })
         .await?;
         check_digest(
@@ -393,6 +405,7 @@ impl Registries {
         reference: &OciRef,
         description: Option<&str>,
     ) -> Result<String, OciError> {
+        let client = self.client()?;
         if self.options.offline {
             return Err(fail!("--offline forbids pushing"));
         }
@@ -458,23 +471,21 @@ impl Registries {
         };
         let raw = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
         let auth = self.auth(reference)?;
-        self.client
+        client
             .store_auth_if_needed(reference.registry(), &auth)
             .await;
         let target = &reference.inner;
         retry(reference, || {
-            self.client.push_blob(target, wasm.to_vec(), &wasm_digest)
+            client.push_blob(target, wasm.to_vec(), &wasm_digest)
         })
         .await?;
         retry(reference, || {
-            self.client
-                .push_blob(target, config_bytes.clone(), &config_digest)
+            client.push_blob(target, config_bytes.clone(), &config_digest)
         })
         .await?;
         let content_type = reqwest::header::HeaderValue::from_static(MANIFEST_MEDIA_TYPE);
         retry(reference, || {
-            self.client
-                .push_manifest_raw(target, raw.clone(), content_type.clone())
+            client.push_manifest_raw(target, raw.clone(), content_type.clone())
         })
         .await?;
         Ok(sha256(&raw))
