@@ -1005,6 +1005,22 @@ fn wasm_steps_pull_their_components_by_digest_from_the_registry() {
     assert_eq!(phase, "Succeeded");
     assert_eq!(ran, local);
 
+    // With --embed the components travel in the image instead, by digest.
+    let embedded = export(
+        &home,
+        pipeline,
+        "embedded",
+        &["--insecure-registry", host.as_str(), "--embed"],
+    );
+    let doc = read_yaml(&embedded);
+    let image = template_named(&doc, "validate")["container"]["image"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(image.starts_with("sluice-step-breast-cancer:"), "{image}");
+    let components = home.dir.path().join("embedded.yaml.image/components");
+    assert_eq!(std::fs::read_dir(&components).unwrap().count(), 6);
+
     // Without CA certificates no registry can be reached over HTTPS: one line, the
     // environment's exit code, no panic.
     let empty = home.dir.path().join("no-certificates.crt");

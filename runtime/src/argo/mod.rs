@@ -362,19 +362,7 @@ impl<'a> Exporter<'a> {
                 continue;
             };
             for (name, artifact, outer) in &self.group_inputs[g] {
-                if *artifact {
-                    task.arguments.artifacts.push(Artifact {
-                        name: name.clone(),
-                        from: Some(outer.clone()),
-                        ..Artifact::default()
-                    });
-                } else {
-                    task.arguments.parameters.push(Parameter {
-                        name: name.clone(),
-                        value: Some(outer.clone()),
-                        ..Parameter::default()
-                    });
-                }
+                task.arguments.pass(name, *artifact, outer);
             }
         }
         let mut root = self.dag_template(None, "pipeline".into());
@@ -1504,19 +1492,9 @@ impl<'a> Exporter<'a> {
             ..DagTask::default()
         };
         for (n, artifact, _) in &self.group_inputs[g] {
-            if *artifact {
-                iterate.arguments.artifacts.push(Artifact {
-                    name: n.clone(),
-                    from: Some(format!("{{{{inputs.artifacts.{n}}}}}")),
-                    ..Artifact::default()
-                });
-            } else {
-                iterate.arguments.parameters.push(Parameter {
-                    name: n.clone(),
-                    value: Some(format!("{{{{inputs.parameters.{n}}}}}")),
-                    ..Parameter::default()
-                });
-            }
+            let kind = if *artifact { "artifacts" } else { "parameters" };
+            let forwarded = format!("{{{{inputs.{kind}.{n}}}}}");
+            iterate.arguments.pass(n, *artifact, &forwarded);
         }
         iterate.arguments.parameters.push(Parameter {
             name: ITEM.into(),

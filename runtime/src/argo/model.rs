@@ -89,6 +89,23 @@ impl Arguments {
     pub fn is_empty(&self) -> bool {
         self.parameters.is_empty() && self.artifacts.is_empty()
     }
+
+    /// Passes `name`: an artifact `from` the expression, or a parameter of its value.
+    pub fn pass(&mut self, name: &str, artifact: bool, expr: &str) {
+        if artifact {
+            self.artifacts.push(Artifact {
+                name: name.to_owned(),
+                from: Some(expr.to_owned()),
+                ..Artifact::default()
+            });
+        } else {
+            self.parameters.push(Parameter {
+                name: name.to_owned(),
+                value: Some(expr.to_owned()),
+                ..Parameter::default()
+            });
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

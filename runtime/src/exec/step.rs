@@ -298,6 +298,28 @@ pub fn final_status(phase: &str, resource_name: &str, task: &str) -> serde_json:
     })
 }
 
+/// Inputs' texts as JSON values: a final status as the object it is, any other as `value`
+/// makes it.
+fn json_values(
+    texts: &BTreeMap<String, String>,
+    inputs: &BTreeMap<String, StepInput>,
+    value: impl Fn(&str, &StepInput) -> serde_json::Value,
+) -> BTreeMap<String, serde_json::Value> {
+    texts
+        .iter()
+        .map(|(name, text)| {
+            let json = match inputs.get(name) {
+                Some(StepInput::FinalStatus { .. }) => {
+                    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+                }
+                Some(input) => value(text, input),
+                None => serde_json::Value::String(text.clone()),
+            };
+            (name.clone(), json)
+        })
+        .collect()
+}
+
 /// A value's text as the JSON value of its type (a v1 type name), as a KFP group binds
 /// it; text when it has no parameter type or does not parse as one.
 fn typed(text: &str, type_: Option<&TypeSpec>) -> serde_json::Value {
@@ -330,18 +352,9 @@ pub fn run_condition(file: &ConditionFile, options: &StepOptions) -> Result<bool
             texts.insert(name.clone(), String::from_utf8_lossy(&bytes).into_owned());
         }
     }
-    let mut params: BTreeMap<String, serde_json::Value> = texts
-        .iter()
-        .map(|(name, text)| {
-            let value = match &file.inputs[name] {
-                StepInput::FinalStatus { .. } => {
-                    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
-                }
-                input => typed(text, input.type_()),
-            };
-            (name.clone(), value)
-        })
-        .collect();
+    let mut params = json_values(&texts, &file.inputs, |text, input| {
+        typed(text, input.type_())
+    });
     crate::launcher::resolve_parameter_references(&mut params);
     let holds = crate::launcher::expr::Condition::compile(&file.condition)
         .and_then(|c| c.holds(&params))
@@ -443,18 +456,10 @@ pub async fn run_step(
     }
     let mut context = None;
     if let Some(kfp) = &file.kfp {
-        let mut params: BTreeMap<String, serde_json::Value> = texts
-            .iter()
-            .map(|(name, text)| {
-                let value = match &file.inputs[name] {
-                    StepInput::FinalStatus { .. } => {
-                        serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
-                    }
-                    _ => serde_json::Value::String(text.clone()),
-                };
-                (name.clone(), value)
-            })
-            .collect();
+        // As text: KFP's binding types them by the component's interface.
+        let mut params = json_values(&texts, &file.inputs, |text, _| {
+            serde_json::Value::String(text.to_owned())
+        });
         crate::launcher::resolve_parameter_references(&mut params);
         crate::launcher::task::bind(&kfp.inputs, &mut params, |n| {
             file.inputs.contains_key(n) && kfp_artifact(n)
