@@ -55,8 +55,9 @@ pub struct ArgoArgs {
     /// `<output>.image/`, or `<pipeline>.image/`]
     #[arg(long, value_name = "DIR")]
     context: Option<PathBuf>,
-    /// Run wasm command steps under this Kubernetes runtime class (a runwasi or SpinKube
-    /// shim), with the component's OCI reference as the container's image
+    /// Run wasm steps under this Kubernetes runtime class (a runwasi or SpinKube shim):
+    /// refused, since Argo starts every step's command through its emissary executor, a
+    /// Linux program such a shim cannot start (see docs/kubernetes.md)
     #[arg(long, value_name = "NAME")]
     runtime_class: Option<String>,
     /// The artifact repository outputs are kept in, as a key of a ConfigMap
