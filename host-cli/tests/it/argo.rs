@@ -705,15 +705,7 @@ fn local_outputs(
 ) -> BTreeMap<(String, String), String> {
     let mut args = vec!["run", pipeline, "--no-fuse", "--json"];
     args.extend_from_slice(extra);
-    let run = home.expect(&args, 0).record();
-    run.tasks
-        .iter()
-        .flat_map(|t| {
-            t.outputs
-                .iter()
-                .map(|o| ((t.name.clone(), o.name.clone()), o.digest.clone()))
-        })
-        .collect()
+    crate::support::outputs(&home.expect(&args, 0).record())
 }
 
 #[test]

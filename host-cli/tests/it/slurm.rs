@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use sluice_runtime::store::{RunRecord, RunState, TaskState};
 
-use crate::support::{Home, root, trained_model};
+use crate::support::{Home, outputs, root, trained_model};
 
 const PIPELINE: &str = "examples/breast-cancer/pipeline.yaml";
 
@@ -101,17 +101,6 @@ fn expect_slurm(home: &Home, args: &[&str], code: i32) -> crate::support::Ran {
         ran.stderr
     );
     ran
-}
-
-fn outputs(run: &RunRecord) -> BTreeMap<(String, String), String> {
-    run.tasks
-        .iter()
-        .flat_map(|t| {
-            t.outputs
-                .iter()
-                .map(|o| ((t.name.clone(), o.name.clone()), o.digest.clone()))
-        })
-        .collect()
 }
 
 #[test]

@@ -32,6 +32,18 @@ impl Ran {
     }
 }
 
+/// Each output's digest in a run, by task and output.
+pub fn outputs(run: &RunRecord) -> std::collections::BTreeMap<(String, String), String> {
+    run.tasks
+        .iter()
+        .flat_map(|t| {
+            t.outputs
+                .iter()
+                .map(|o| ((t.name.clone(), o.name.clone()), o.digest.clone()))
+        })
+        .collect()
+}
+
 /// The digest of the model a run's `train` task trained.
 pub fn trained_model(run: &RunRecord) -> String {
     let train = run.tasks.iter().find(|t| t.name == "train").unwrap();

@@ -1029,17 +1029,7 @@ impl<'a> Exporter<'a> {
         };
         template.inputs.artifacts.insert(0, raw_step_file(&step));
         self.memoize(task, &mut template, artifact_inputs);
-        let mut args = vec![
-            "task".to_owned(),
-            "exec".to_owned(),
-            "--step".to_owned(),
-            STEP_FILE.to_owned(),
-        ];
-        args.extend(run_arguments());
-        for value in values {
-            args.push("--value".into());
-            args.push(value);
-        }
+        let args = step_arguments("--step", values);
         self.containers(task, prepared.kind, args, &mut template);
         if let Some(executor) = kfp.and_then(|k| k.executor.as_deref()) {
             self.platform(task, executor, &mut template);
@@ -1303,17 +1293,7 @@ impl<'a> Exporter<'a> {
                 ))),
                 ..Parameter::default()
             });
-            let mut args = vec![
-                "task".to_owned(),
-                "exec".to_owned(),
-                "--condition".to_owned(),
-                STEP_FILE.to_owned(),
-            ];
-            args.extend(run_arguments());
-            for value in values {
-                args.push("--value".into());
-                args.push(value);
-            }
+            let args = step_arguments("--condition", values);
             template.container = Some(Container {
                 image: String::new(),
                 command: vec![SLUICE_IN_IMAGE.into()],
@@ -1731,9 +1711,14 @@ fn json_for_argo(value: &impl serde::Serialize) -> String {
     text.replace("{{", "\\u007b\\u007b") + "\n"
 }
 
-/// The arguments that tell a step which run it is part of.
-fn run_arguments() -> Vec<String> {
-    [
+/// `sluice task exec FLAG /sluice/step.json`, the run it is part of, and a `--value` for
+/// each of `values` (`NAME=TEXT`).
+fn step_arguments(flag: &str, values: Vec<String>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "task",
+        "exec",
+        flag,
+        STEP_FILE,
         "--run",
         "{{workflow.name}}",
         "--task-id",
@@ -1742,7 +1727,12 @@ fn run_arguments() -> Vec<String> {
         "{{workflow.creationTimestamp}}",
     ]
     .map(String::from)
-    .to_vec()
+    .to_vec();
+    for value in values {
+        args.push("--value".into());
+        args.push(value);
+    }
+    args
 }
 
 /// The name of the artifact that carries a KFP artifact's metadata.
