@@ -57,6 +57,20 @@ pub fn read_text_limited(path: &Path, limit: u64, follow: Follow) -> io::Result<
     })
 }
 
+/// Copies a file, or a folder and everything in it, to `to` (which must not exist); a
+/// symlink is copied as what it points to.
+pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    if !from.is_dir() {
+        return std::fs::copy(from, to).map(drop);
+    }
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
 /// Reads at most `limit` bytes from the start of a regular file, however large it is.
 pub fn read_prefix(path: &Path, limit: u64, follow: Follow) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();

@@ -330,19 +330,22 @@ impl Steps<'_> {
             let ended = self.run_task(&task, scope, &done, suffix);
             done.insert(name, ended);
         }
-        let mut out = Done::phase(if done.values().any(|d| d.phase == "Failed") {
-            "Failed"
-        } else {
-            "Succeeded"
-        });
+        if done.values().any(|d| d.phase == "Failed") {
+            return Done::phase("Failed");
+        }
+        // A DAG that succeeded resolves its outputs.
+        let mut out = Done::phase("Succeeded");
         for p in template["outputs"]["parameters"]
             .as_array()
             .into_iter()
             .flatten()
         {
             let from = p["valueFrom"]["parameter"].as_str().unwrap();
-            if let Some(value) = self.resolve(from, scope, &done, None) {
-                out.params.insert(p["name"].as_str().unwrap().into(), value);
+            match self.resolve(from, scope, &done, None) {
+                Some(value) => {
+                    out.params.insert(p["name"].as_str().unwrap().into(), value);
+                }
+                None => return Done::phase("Error"),
             }
         }
         for a in template["outputs"]["artifacts"]
@@ -351,9 +354,14 @@ impl Steps<'_> {
             .flatten()
         {
             let from = a["from"].as_str().unwrap();
-            if let Some(path) = artifact_at(from, scope, &done) {
-                out.artifacts
-                    .insert(a["name"].as_str().unwrap().into(), path);
+            match artifact_at(from, scope, &done) {
+                Some(path) => {
+                    out.artifacts
+                        .insert(a["name"].as_str().unwrap().into(), path);
+                }
+                // Argo fails a DAG whose output it cannot resolve unless it is optional.
+                None if a["optional"] == true => {}
+                None => return Done::phase("Error"),
             }
         }
         out
@@ -454,10 +462,16 @@ impl Steps<'_> {
             .flatten()
         {
             let from = a["from"].as_str().unwrap();
-            if let Some(path) = artifact_at(from, scope, done) {
-                inner
-                    .artifacts
-                    .insert(a["name"].as_str().unwrap().into(), path);
+            match artifact_at(from, scope, done) {
+                Some(path) => {
+                    inner
+                        .artifacts
+                        .insert(a["name"].as_str().unwrap().into(), path);
+                }
+                // Argo leaves out an optional argument it cannot resolve, and fails the
+                // task for any other.
+                None if a["optional"] == true => {}
+                None => panic!("{}: argument {from} cannot be resolved", task["name"]),
             }
         }
         inner
@@ -752,22 +766,22 @@ const KFP: &[(&str, &[&str], &[&str])] = &[
         &["group 'for-loop-1': loop items: a loop over collected artifacts"],
     ),
     ("caching", &["log_dir=/tmp/log"], &[]),
-    (
-        "conditions",
-        &[],
-        &["task 'join': input 'value': one of sources do not export to Argo yet"],
-    ),
+    ("conditions", &[], &[]),
     (
         "containers",
-        &["source=hello"],
+        &["source=examples/breast-cancer/data/schema.json"],
         &[
-            "task 'importer': importer: KFP's importer reads a file into the run's artifacts; give the file as a pipeline parameter instead",
             "task 'message-2': resource limits from parameters: limits set from pipeline values (set_memory_limit(param)) cannot be Argo's; write them as constants",
             "task 'message-3': resource limits from parameters: limits set from pipeline values (set_memory_limit(param)) cannot be Argo's; write them as constants",
         ],
     ),
     ("exit_handler", &[], &[]),
     ("failure_chain", &[], &[]),
+    (
+        "imports",
+        &["source=examples/breast-cancer/data/schema.json"],
+        &[],
+    ),
     ("branches", &[], &[]),
     ("kubernetes", &[], &[]),
     (
@@ -787,8 +801,8 @@ const KFP: &[(&str, &[&str], &[&str])] = &[
         "uris",
         &[],
         &[
-            "task 'import-made': importer: KFP's importer reads a file into the run's artifacts; give the file as a pipeline parameter instead",
-            "task 'import-given': importer: KFP's importer reads a file into the run's artifacts; give the file as a pipeline parameter instead",
+            "task 'read-made': input 'data': imported by 'import-made': the URI is made by task 'make' as the run goes, and Argo reads artifacts only from locations the workflow names",
+            "task 'read-given': input 'data': imported by 'import-given': the URI is made by task 'where' as the run goes, and Argo reads artifacts only from locations the workflow names",
         ],
     ),
 ];
@@ -796,6 +810,13 @@ const KFP: &[(&str, &[&str], &[&str])] = &[
 #[test]
 fn compiled_kfp_pipelines_export_as_workflows_argos_schema_accepts_or_are_refused_saying_why() {
     let home = Home::new();
+    let mut listed: Vec<String> = KFP.iter().map(|(name, ..)| (*name).to_owned()).collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        crate::kfp::test_pipelines(),
+        "every KFP test pipeline"
+    );
     let mut exported = Vec::new();
     for (name, params, refusals) in KFP {
         let pipeline = crate::kfp::compiled(name);
@@ -918,7 +939,10 @@ fn local_kfp_outputs(
 /// local run in Docker: parameters of every type, artifacts with metadata and run
 /// placeholders; a nested pipeline's output passed out of its DAG; a loop's iterations
 /// and their values collected downstream; an exit handler that sees its body's status,
-/// after a success and after a failure; a failing task whose downstream does not run.
+/// after a success and after a failure; a failing task whose downstream does not run;
+/// branches of a condition whichever holds, and `dsl.OneOf` of their outputs; an imported
+/// file with its metadata (the importer itself has no step, so a local run's record of it
+/// is left out of the comparison).
 #[test]
 fn each_step_of_exported_kfp_pipelines_runs_in_docker_as_it_does_locally() {
     let map = "python:3.11=sluice-test/kfp-python:3.11";
@@ -937,6 +961,18 @@ fn each_step_of_exported_kfp_pipelines_runs_in_docker_as_it_does_locally() {
             "branches",
             &["-p", "word=tails", "-p", "n=1", "-p", "rate=0.75"],
         ),
+        // dsl.OneOf: the value of whichever branch ran.
+        ("conditions", &[]),
+        (
+            "conditions",
+            &["-p", "word=tails", "-p", "n=1", "-p", "rate=0.75"],
+        ),
+        ("conditions", &["-p", "word=edge", "-p", "n=5"]),
+        // The importer has no step: its file is an input artifact of the task reading it.
+        (
+            "imports",
+            &["-p", "source=examples/breast-cancer/data/schema.json"],
+        ),
     ];
     for (name, params) in cases {
         let home = Home::new();
@@ -944,7 +980,8 @@ fn each_step_of_exported_kfp_pipelines_runs_in_docker_as_it_does_locally() {
         let pipeline = pipeline.to_str().unwrap();
         let mut extra = vec!["--image-map", map];
         extra.extend_from_slice(params);
-        let (local, succeeded) = local_kfp_outputs(&home, pipeline, &extra);
+        let (mut local, succeeded) = local_kfp_outputs(&home, pipeline, &extra);
+        local.retain(|(task, _), _| task != "import-given");
         extra.retain(|a| *a != "--keep-going");
         let exported = export(&home, pipeline, "workflow", &extra);
         let (ran, phase) = run_steps(&read_yaml(&exported), &home.dir.path().join("pods"));

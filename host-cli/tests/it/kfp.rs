@@ -40,6 +40,19 @@ pub(crate) fn compiled(name: &str) -> PathBuf {
     path
 }
 
+/// The name of every KFP test pipeline (`tests/kfp/pipelines/<name>.py`), sorted.
+pub(crate) fn test_pipelines() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join("tests/kfp/pipelines"))
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.unwrap().path();
+            (path.extension()? == "py").then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// `PATH` with the KFP virtualenv first, so lightweight steps find its `python3`.
 pub(crate) fn kfp_path() -> String {
     let bin = python().parent().unwrap().to_owned();
@@ -819,19 +832,7 @@ fn bad_parameters_and_broken_files_get_one_line_each() {
 #[test]
 fn validate_accepts_every_compiled_test_pipeline() {
     let home = Home::new();
-    for name in [
-        "artifact_input",
-        "artifact_loop",
-        "caching",
-        "conditions",
-        "containers",
-        "exit_handler",
-        "kubernetes",
-        "loops",
-        "nested",
-        "params_outputs",
-        "retries",
-    ] {
+    for name in &test_pipelines() {
         let ran = home.expect(&["validate", compiled(name).to_str().unwrap()], 0);
         assert!(ran.stdout.contains("ok (KFP pipeline"), "{}", ran.stdout);
     }
@@ -850,24 +851,7 @@ fn validate_accepts_every_compiled_test_pipeline() {
 fn plan_lowers_compiled_pipelines_and_rerun_repeats_one() {
     let home = Home::new();
     // Every test pipeline lowers, in every format.
-    for name in [
-        "artifact_input",
-        "artifact_loop",
-        "caching",
-        "conditions",
-        "containers",
-        "exit_handler",
-        "failure_chain",
-        "kubernetes",
-        "loops",
-        "nested",
-        "params_outputs",
-        "process_runner",
-        "resume",
-        "retries",
-        "slow_loop",
-        "uris",
-    ] {
+    for name in &test_pipelines() {
         let path = compiled(name);
         let path = path.to_str().unwrap();
         for format in ["text", "dot", "json"] {

@@ -25,11 +25,11 @@ use model::*;
 
 use crate::exec::attempt::{ATTEMPT_VERSION, ComponentFile};
 use crate::exec::step::{
-    COMPONENTS_DIR, CONDITION_OUTPUT, ConditionFile, KfpStep, STEP_FILE, STEP_ROOT, StepFile,
-    StepInput,
+    CANDIDATES, COMPONENTS_DIR, CONDITION_OUTPUT, ConditionFile, KfpStep, STEP_FILE, STEP_ROOT,
+    StepFile, StepInput,
 };
 use crate::exec::{Kind, Prepared};
-use crate::launcher::task::Action;
+use crate::launcher::task::{Action, ImportUri};
 use crate::plan::{Node, ParamValue, Plan, PlannedTask, Source, Trigger};
 use crate::spec::{Component, ResourceSpec};
 use crate::store::path_segment;
@@ -209,14 +209,16 @@ struct Exporter<'a> {
     checks: BTreeMap<usize, DagTask>,
     /// Step templates (tasks and condition checks), in plan order.
     templates: Vec<Template>,
-    /// Values each group's template takes from its parent: (name, an artifact?, where
-    /// the parent has it).
-    group_inputs: Vec<Vec<(String, bool, String)>>,
-    /// Values each group's template gives its parent: (name, an artifact?, where the
-    /// group has it).
-    group_outputs: Vec<Vec<(String, bool, String)>>,
+    /// Values each group's template takes from its parent (`expr`: where the parent has
+    /// them).
+    group_inputs: Vec<Vec<Threaded>>,
+    /// Values each group's template gives its parent (`expr`: where the group has them).
+    group_outputs: Vec<Vec<Threaded>>,
     /// What has been made available in a scope, and where: memoized references.
     threaded: HashMap<(Option<usize>, Ref), String>,
+    /// Artifacts that may be missing in a scope: made inside a group whose condition may
+    /// not hold.
+    absent: HashSet<(Option<usize>, Ref)>,
     /// The pipeline's artifacts passed down into each group: by group and the pipeline
     /// DAG's expression, the group's.
     root_threaded: HashMap<(usize, String), String>,
@@ -229,6 +231,69 @@ struct Exporter<'a> {
     with_items: BTreeMap<usize, Vec<serde_json::Value>>,
     /// Secrets the pods pull images with (kfp-kubernetes' `imagePullSecret`).
     pull_secrets: BTreeSet<String>,
+}
+
+/// A value a step's DAG task passes it: an artifact, placed at a file of the step's folder,
+/// or a parameter, given to the step as `--value`.
+#[derive(Clone, Debug)]
+struct Passed {
+    artifact: bool,
+    /// Where the DAG has it.
+    expr: String,
+    /// An artifact's file in its input's folder: `data`, or a KFP artifact's
+    /// `metadata.json`.
+    file: &'static str,
+    /// For one of several candidates of an input ([`StepInput::OneOf`]), which: its
+    /// folder is then `candidates/<input>/<k>`, and it is optional.
+    candidate: Option<usize>,
+    /// An artifact the step's template reads from where it is (s3, gcs, http, raw)
+    /// rather than from the DAG (`expr` is then empty).
+    location: Option<Box<Artifact>>,
+}
+
+impl Passed {
+    fn value(expr: String) -> Passed {
+        Passed {
+            artifact: false,
+            expr,
+            file: "data",
+            candidate: None,
+            location: None,
+        }
+    }
+
+    fn located(location: Artifact) -> Passed {
+        Passed {
+            location: Some(Box::new(location)),
+            ..Passed::data(String::new())
+        }
+    }
+
+    fn data(expr: String) -> Passed {
+        Passed {
+            artifact: true,
+            ..Passed::value(expr)
+        }
+    }
+
+    fn metadata(expr: String) -> Passed {
+        Passed {
+            file: "metadata.json",
+            ..Passed::data(expr)
+        }
+    }
+}
+
+/// A value a group's template takes from its parent or gives it.
+#[derive(Clone, Debug)]
+struct Threaded {
+    name: String,
+    artifact: bool,
+    /// Where the other side has it.
+    expr: String,
+    /// An artifact that may be missing (made in a branch whose condition did not hold):
+    /// Argo then passes nothing rather than failing the DAG.
+    optional: bool,
 }
 
 /// A value that crosses between a task or group and another node.
@@ -302,6 +367,7 @@ impl<'a> Exporter<'a> {
             group_inputs: vec![Vec::new(); groups],
             group_outputs: vec![Vec::new(); groups],
             threaded: HashMap::new(),
+            absent: HashSet::new(),
             root_threaded: HashMap::new(),
             group_taken: vec![HashSet::from([ITEM.to_owned(), ITEMS.to_owned()]); groups],
             with_items: BTreeMap::new(),
@@ -361,8 +427,9 @@ impl<'a> Exporter<'a> {
             let Some(task) = self.dag_tasks.get_mut(&Node::Group(g)) else {
                 continue;
             };
-            for (name, artifact, outer) in &self.group_inputs[g] {
-                task.arguments.pass(name, *artifact, outer);
+            for t in &self.group_inputs[g] {
+                task.arguments
+                    .pass(&t.name, t.artifact, &t.expr, t.optional);
             }
         }
         let mut root = self.dag_template(None, "pipeline".into());
@@ -533,8 +600,13 @@ impl<'a> Exporter<'a> {
     fn depends(&self, scope: Option<usize>, upstream: &[Node], trigger: Trigger) -> Option<String> {
         let mut names = BTreeSet::new();
         for node in upstream {
-            if let Some(sibling) = self.sibling_in(scope, *node) {
-                names.insert(self.node_name(sibling).to_owned());
+            match self.sibling_in(scope, *node) {
+                // An importer has no step to wait for.
+                Some(Node::Task(t)) if self.is_importer(t) => {}
+                Some(sibling) => {
+                    names.insert(self.node_name(sibling).to_owned());
+                }
+                None => {}
             }
         }
         let terms: Vec<String> = names
@@ -639,9 +711,20 @@ impl<'a> Exporter<'a> {
                 return Err("the status of a task inside another group".into());
             }
             let inner = self.reference(Some(child), r)?;
+            let optional = r.is_artifact()
+                && (self.plan.groups[child].condition.is_some()
+                    || self.absent.contains(&(Some(child), r.clone())));
+            if optional {
+                self.absent.insert((scope, r.clone()));
+            }
             let base = ref_name(self, r);
             let name = unique(&mut self.group_taken[child], base);
-            self.group_outputs[child].push((name.clone(), r.is_artifact(), inner));
+            self.group_outputs[child].push(Threaded {
+                name: name.clone(),
+                artifact: r.is_artifact(),
+                expr: inner,
+                optional,
+            });
             format!(
                 "{{{{tasks.{}.outputs.{kind}.{name}}}}}",
                 self.group_names[child]
@@ -651,9 +734,18 @@ impl<'a> Exporter<'a> {
             let g = scope.expect("the pipeline's scope holds everything");
             let parent = self.plan.groups[g].group;
             let outer = self.reference(parent, r)?;
+            let optional = self.absent.contains(&(parent, r.clone()));
+            if optional {
+                self.absent.insert((scope, r.clone()));
+            }
             let base = ref_name(self, r);
             let name = unique(&mut self.group_taken[g], base);
-            self.group_inputs[g].push((name.clone(), r.is_artifact(), outer));
+            self.group_inputs[g].push(Threaded {
+                name: name.clone(),
+                artifact: r.is_artifact(),
+                expr: outer,
+                optional,
+            });
             format!("{{{{inputs.{kind}.{name}}}}}")
         };
         self.threaded.insert((scope, r.clone()), expr.clone());
@@ -674,7 +766,7 @@ impl<'a> Exporter<'a> {
         source: &Source,
         type_: Option<crate::spec::TypeSpec>,
         kfp_artifact: bool,
-    ) -> Result<(StepInput, Vec<(bool, String)>), String> {
+    ) -> Result<(StepInput, Vec<Passed>), String> {
         Ok(match source {
             Source::Constant(value) | Source::Default(value) => (
                 StepInput::Constant {
@@ -695,7 +787,7 @@ impl<'a> Exporter<'a> {
                 value: ParamValue::Value(_),
             } => {
                 let expr = format!("{{{{workflow.parameters.{}}}}}", self.params[name]);
-                (StepInput::Value { type_ }, vec![(false, expr)])
+                (StepInput::Value { type_ }, vec![Passed::value(expr)])
             }
             Source::Param {
                 name,
@@ -708,7 +800,24 @@ impl<'a> Exporter<'a> {
                         type_,
                         optional: false,
                     },
-                    vec![(true, expr)],
+                    vec![Passed::data(expr)],
+                )
+            }
+            Source::Output { task, .. } if self.is_importer(*task) => {
+                let (data, metadata) = self.imported(*task)?;
+                let mut refs = vec![Passed::located(data)];
+                if kfp_artifact {
+                    refs.push(Passed {
+                        file: "metadata.json",
+                        ..Passed::located(metadata)
+                    });
+                }
+                (
+                    StepInput::Artifact {
+                        type_,
+                        optional: false,
+                    },
+                    refs,
                 )
             }
             Source::Output { task, output } => {
@@ -716,13 +825,13 @@ impl<'a> Exporter<'a> {
                     task: *task,
                     output: output.clone(),
                 };
-                let mut refs = vec![(true, self.reference(scope, &data)?)];
+                let mut refs = vec![Passed::data(self.reference(scope, &data)?)];
                 if kfp_artifact && self.plan.tasks[*task].kfp.is_some() {
                     let meta = Ref::Meta {
                         task: *task,
                         output: output.clone(),
                     };
-                    refs.push((true, self.reference(scope, &meta)?));
+                    refs.push(Passed::metadata(self.reference(scope, &meta)?));
                 }
                 (
                     StepInput::Artifact {
@@ -741,7 +850,10 @@ impl<'a> Exporter<'a> {
                     return Err("a loop over artifacts".into());
                 }
                 let expr = self.reference(scope, &Ref::Item { group: *group })?;
-                (StepInput::Value { type_ }, vec![(false, expr)])
+                (StepInput::Value { type_ }, vec![Passed::value(expr)])
+            }
+            Source::FinalStatus(Node::Task(t)) if self.is_importer(*t) => {
+                return Err("the final status of an importer, which has no step".into());
             }
             Source::FinalStatus(node) => {
                 let expr = self.reference(scope, &Ref::Status(*node))?;
@@ -752,7 +864,7 @@ impl<'a> Exporter<'a> {
                             Node::Group(g) => self.plan.groups[*g].name.clone(),
                         },
                     },
-                    vec![(false, expr)],
+                    vec![Passed::value(expr)],
                 )
             }
             Source::Collected { group, of } => {
@@ -775,12 +887,15 @@ impl<'a> Exporter<'a> {
                     output: output.clone(),
                 };
                 let expr = self.reference(scope, &r)?;
-                (StepInput::Value { type_ }, vec![(false, expr)])
+                (StepInput::Value { type_ }, vec![Passed::value(expr)])
             }
             Source::Select { of, selector } => {
                 let (inner, refs) = self.step_input(scope, of, None, false)?;
                 if refs.len() > 1 {
                     return Err("a field of an artifact".into());
+                }
+                if matches!(inner, StepInput::OneOf { .. }) {
+                    return Err("a field of one of several values".into());
                 }
                 (
                     StepInput::Select {
@@ -790,13 +905,123 @@ impl<'a> Exporter<'a> {
                     refs,
                 )
             }
-            other => {
-                return Err(format!(
-                    "{} sources do not export to Argo yet",
-                    other.kind()
-                ));
+            Source::OneOf(sources) => {
+                // Each artifact candidate is optional (Argo passes nothing for one whose
+                // producer did not run); the first candidate that always has a value ends
+                // the list, as nothing after it is ever taken.
+                let mut candidates = Vec::new();
+                let mut passed = Vec::new();
+                for source in sources {
+                    let (step, refs) =
+                        self.step_input(scope, source, type_.clone(), kfp_artifact)?;
+                    match step {
+                        StepInput::Artifact { type_, .. } => {
+                            let k = candidates.len();
+                            passed.extend(refs.into_iter().map(|p| Passed {
+                                candidate: Some(k),
+                                ..p
+                            }));
+                            candidates.push(StepInput::Artifact {
+                                type_,
+                                optional: true,
+                            });
+                        }
+                        StepInput::OneOf { of } => {
+                            let offset = candidates.len();
+                            passed.extend(refs.into_iter().map(|p| Passed {
+                                candidate: p.candidate.map(|k| k + offset),
+                                ..p
+                            }));
+                            let ends = of
+                                .last()
+                                .is_some_and(|c| !matches!(c, StepInput::Artifact { .. }));
+                            candidates.extend(of);
+                            if ends {
+                                break;
+                            }
+                        }
+                        StepInput::Select { of, .. } if !of.is_given() => {
+                            return Err("a field of an artifact among one of several values".into());
+                        }
+                        always => {
+                            passed.extend(refs);
+                            candidates.push(always);
+                            break;
+                        }
+                    }
+                }
+                if let [only] = candidates.as_slice()
+                    && !matches!(only, StepInput::Artifact { .. })
+                {
+                    return Ok((only.clone(), passed));
+                }
+                (StepInput::OneOf { of: candidates }, passed)
             }
         })
+    }
+
+    /// Whether a task is a KFP importer, which has no step in the workflow: the steps that
+    /// read what it imports read the file from where it is.
+    fn is_importer(&self, task: usize) -> bool {
+        self.plan.tasks[task]
+            .kfp
+            .as_ref()
+            .is_some_and(|k| matches!(k.action, Action::Importer { .. }))
+    }
+
+    /// Where an importer's file is, as an input artifact a step reads it from (s3, gcs,
+    /// http, or a local text file written into the workflow), and its metadata (raw JSON).
+    /// The URI must be known when exporting: written in the pipeline or a parameter's
+    /// value; one a task makes is refused.
+    fn imported(&mut self, task: usize) -> Result<(Artifact, Artifact), String> {
+        self.importer_location(task)
+            .map_err(|e| format!("imported by '{}': {e}", self.plan.tasks[task].name))
+    }
+
+    fn importer_location(&mut self, task: usize) -> Result<(Artifact, Artifact), String> {
+        let importer = &self.plan.tasks[task];
+        let Some(Action::Importer { uri, metadata, .. }) = importer.kfp.as_ref().map(|k| &k.action)
+        else {
+            unreachable!("is_importer");
+        };
+        let uri = match uri {
+            ImportUri::Constant(uri) => uri.clone(),
+            ImportUri::Parameter(input) => match importer.inputs.get(input) {
+                Some(Source::Constant(uri) | Source::Default(uri)) => uri.clone(),
+                Some(Source::Param {
+                    name,
+                    value: ParamValue::Value(uri),
+                }) => {
+                    let note = format!(
+                        "importer '{}' reads {uri}, the value of parameter '{name}' when exporting: export again to import another file",
+                        importer.name
+                    );
+                    if !self.notes.contains(&note) {
+                        self.notes.push(note);
+                    }
+                    uri.clone()
+                }
+                Some(Source::Output { task, .. }) => {
+                    return Err(format!(
+                        "the URI is made by task '{}' as the run goes, and Argo reads artifacts only from locations the workflow names",
+                        self.plan.tasks[*task].name
+                    ));
+                }
+                Some(other) => {
+                    return Err(format!("the URI comes from a {} source", other.kind()));
+                }
+                None => return Err(format!("the URI input '{input}' has no value")),
+            },
+        };
+        let path = uri.strip_prefix("file://").unwrap_or(&uri);
+        let data = artifact_location(String::new(), Path::new(path))?;
+        let metadata = Artifact {
+            raw: Some(RawArtifact {
+                data: json_for_argo(metadata),
+            }),
+            ..Artifact::default()
+        };
+        Ok((data, metadata))
     }
 
     fn items_are_artifacts(&self, items: &Source) -> bool {
@@ -823,19 +1048,42 @@ impl<'a> Exporter<'a> {
         taken: &mut HashSet<String>,
         input: &str,
         step: &StepInput,
-        refs: Vec<(bool, String)>,
+        refs: Vec<Passed>,
     ) -> Vec<String> {
         let mut values = Vec::new();
-        for (i, (artifact, expr)) in refs.into_iter().enumerate() {
-            let meta = i > 0;
-            let base = argo_name(input);
+        for Passed {
+            artifact,
+            expr,
+            file,
+            candidate,
+            location,
+        } in refs
+        {
+            let meta = file != "data";
+            let base = match candidate {
+                Some(k) => format!("{}--one-of-{k}", argo_name(input)),
+                None => argo_name(input),
+            };
             let argo = unique(taken, if meta { metadata_name(&base) } else { base });
-            let file = if meta { "metadata.json" } else { "data" };
-            let optional = meta || matches!(step, StepInput::Artifact { optional: true, .. });
-            if artifact {
+            let folder = match candidate {
+                Some(k) => format!("{CANDIDATES}/{}/{k}", path_segment(input)),
+                None => format!("inputs/{}", path_segment(input)),
+            };
+            let optional = meta
+                || candidate.is_some()
+                || matches!(step, StepInput::Artifact { optional: true, .. });
+            let path = format!("{STEP_ROOT}/{folder}/{file}");
+            if let Some(location) = location {
+                template.inputs.artifacts.push(Artifact {
+                    name: argo,
+                    path: Some(path),
+                    optional,
+                    ..*location
+                });
+            } else if artifact {
                 template.inputs.artifacts.push(Artifact {
                     name: argo.clone(),
-                    path: Some(format!("{STEP_ROOT}/inputs/{}/{file}", path_segment(input))),
+                    path: Some(path),
                     optional,
                     ..Artifact::default()
                 });
@@ -889,14 +1137,8 @@ impl<'a> Exporter<'a> {
                         ));
                     }
                 }
-                Action::Importer { .. } => {
-                    self.errors.push(ExportError::task(
-                        &task.name,
-                        "importer",
-                        "KFP's importer reads a file into the run's artifacts; give the file as a pipeline parameter instead",
-                    ));
-                    return;
-                }
+                // No step: its consumers read the file from where it is (`imported`).
+                Action::Importer { .. } => return,
                 Action::Kubernetes { operation } => {
                     self.errors.push(ExportError::task(
                         &task.name,
@@ -926,7 +1168,16 @@ impl<'a> Exporter<'a> {
                     continue;
                 }
             };
-            if let Source::Output { output, .. } = source
+            // The name the artifact had where it was made (of one of several, the first's).
+            let made_as = match source {
+                Source::OneOf(list) => list.iter().find_map(|s| match s {
+                    Source::Output { output, .. } => Some(output),
+                    _ => None,
+                }),
+                Source::Output { output, .. } => Some(output),
+                _ => None,
+            };
+            if let Some(output) = made_as
                 && kfp_artifact
             {
                 artifact_names.insert(input.clone(), output.clone());
@@ -941,7 +1192,7 @@ impl<'a> Exporter<'a> {
                 }
                 other => other,
             };
-            artifact_inputs |= matches!(step, StepInput::Artifact { .. });
+            artifact_inputs |= matches!(step, StepInput::Artifact { .. } | StepInput::OneOf { .. });
             values.extend(self.wire(&mut template, &mut dag_task, &mut taken, input, &step, refs));
             step_inputs.insert(input.clone(), step);
         }
@@ -1203,7 +1454,12 @@ impl<'a> Exporter<'a> {
             .trim_end_matches("}}")
             .to_owned();
         let name = unique(&mut self.group_taken[g], base);
-        self.group_inputs[g].push((name.clone(), true, outer));
+        self.group_inputs[g].push(Threaded {
+            name: name.clone(),
+            artifact: true,
+            expr: outer,
+            optional: false,
+        });
         let expr = format!("{{{{inputs.artifacts.{name}}}}}");
         self.root_threaded.insert(key, expr);
         self.root_threaded[&(g, root_expr.to_owned())].clone()
@@ -1420,33 +1676,35 @@ impl<'a> Exporter<'a> {
             name.clone()
         };
         let mut body = self.dag_template(Some(g), body_name.clone());
-        let declare = |inputs: &mut Inputs, list: &[(String, bool, String)]| {
-            for (n, artifact, _) in list {
-                if *artifact {
+        let declare = |inputs: &mut Inputs, list: &[Threaded]| {
+            for t in list {
+                if t.artifact {
                     inputs.artifacts.push(Artifact {
-                        name: n.clone(),
+                        name: t.name.clone(),
+                        optional: t.optional,
                         ..Artifact::default()
                     });
                 } else {
                     inputs.parameters.push(Parameter {
-                        name: n.clone(),
+                        name: t.name.clone(),
                         ..Parameter::default()
                     });
                 }
             }
         };
         declare(&mut body.inputs, &self.group_inputs[g]);
-        for (n, artifact, inner) in &self.group_outputs[g] {
-            if *artifact {
+        for t in &self.group_outputs[g] {
+            if t.artifact {
                 body.outputs.artifacts.push(Artifact {
-                    name: n.clone(),
-                    from: Some(inner.clone()),
+                    name: t.name.clone(),
+                    from: Some(t.expr.clone()),
+                    optional: t.optional,
                     ..Artifact::default()
                 });
             } else {
                 body.outputs.parameters.push(Parameter {
-                    name: n.clone(),
-                    value_from: Some(ValueFrom::parameter(inner.clone())),
+                    name: t.name.clone(),
+                    value_from: Some(ValueFrom::parameter(t.expr.clone())),
                     ..Parameter::default()
                 });
             }
@@ -1471,10 +1729,16 @@ impl<'a> Exporter<'a> {
             template: body_name,
             ..DagTask::default()
         };
-        for (n, artifact, _) in &self.group_inputs[g] {
-            let kind = if *artifact { "artifacts" } else { "parameters" };
-            let forwarded = format!("{{{{inputs.{kind}.{n}}}}}");
-            iterate.arguments.pass(n, *artifact, &forwarded);
+        for t in &self.group_inputs[g] {
+            let kind = if t.artifact {
+                "artifacts"
+            } else {
+                "parameters"
+            };
+            let forwarded = format!("{{{{inputs.{kind}.{}}}}}", t.name);
+            iterate
+                .arguments
+                .pass(&t.name, t.artifact, &forwarded, t.optional);
         }
         iterate.arguments.parameters.push(Parameter {
             name: ITEM.into(),

@@ -90,12 +90,14 @@ impl Arguments {
         self.parameters.is_empty() && self.artifacts.is_empty()
     }
 
-    /// Passes `name`: an artifact `from` the expression, or a parameter of its value.
-    pub fn pass(&mut self, name: &str, artifact: bool, expr: &str) {
+    /// Passes `name`: an artifact `from` the expression (nothing when it is `optional`
+    /// and missing), or a parameter of its value.
+    pub fn pass(&mut self, name: &str, artifact: bool, expr: &str, optional: bool) {
         if artifact {
             self.artifacts.push(Artifact {
                 name: name.to_owned(),
                 from: Some(expr.to_owned()),
+                optional,
                 ..Artifact::default()
             });
         } else {

@@ -37,6 +37,9 @@ use crate::store::TaskDir;
 pub const STEP_ROOT: &str = "/sluice/task";
 /// Where an exported workflow places the step file.
 pub const STEP_FILE: &str = "/sluice/step.json";
+/// The folder of a step's task folder where the engine places the candidates of an input
+/// that is one of several: `candidates/<name>/<k>/data` for the `k`th.
+pub const CANDIDATES: &str = "candidates";
 /// Where a step image built with embedded components holds them, by digest
 /// (`sha256-<hex>.wasm`).
 pub const COMPONENTS_DIR: &str = "/sluice/components";
@@ -147,6 +150,12 @@ pub enum StepInput {
         of: Box<StepInput>,
         selector: String,
     },
+    /// The first of these that has a value when the step runs (KFP's `dsl.OneOf`, and a
+    /// nested pipeline's default for an input its parent may leave unset): each artifact
+    /// candidate optional, at `candidates/<name>/<k>/data` ([`CANDIDATES`]); at most one
+    /// other candidate, the last, which always has a value. The input has no value when
+    /// none has.
+    OneOf { of: Vec<StepInput> },
 }
 
 impl StepInput {
@@ -155,6 +164,7 @@ impl StepInput {
         match self {
             StepInput::Value { .. } | StepInput::FinalStatus { .. } => true,
             StepInput::Select { of, .. } => of.is_given(),
+            StepInput::OneOf { of } => of.last().is_some_and(StepInput::is_given),
             _ => false,
         }
     }
@@ -165,9 +175,93 @@ impl StepInput {
             | StepInput::Value { type_ }
             | StepInput::Artifact { type_, .. }
             | StepInput::RunText { type_, .. } => type_.as_ref(),
+            StepInput::OneOf { of } => of.first().and_then(StepInput::type_),
             StepInput::FinalStatus { .. } | StepInput::Select { .. } => None,
         }
     }
+}
+
+/// The inputs of a step with each that is one of several ([`StepInput::OneOf`]) replaced
+/// by the first of its candidates that has a value: an artifact candidate the engine
+/// placed in its folder under [`CANDIDATES`] is moved to the input's own place
+/// (`inputs/<name>/data`, its metadata beside it; copied when the engine mounted it and it
+/// cannot move), any other always has one; an input none of whose candidates has a value
+/// is left out. The `--value`s of candidates not taken are dropped; one for an input that
+/// is one of several but takes none from the command line is an error.
+fn choose(
+    inputs: &mut BTreeMap<String, StepInput>,
+    values: &mut Vec<(String, String)>,
+    root: &Path,
+    task: &str,
+) -> Result<(), StepError> {
+    let mut chosen = BTreeMap::new();
+    for (name, input) in inputs.iter() {
+        let StepInput::OneOf { of } = input else {
+            chosen.insert(name.clone(), input.clone());
+            continue;
+        };
+        let segment = crate::store::path_segment(name);
+        for (k, candidate) in of.iter().enumerate() {
+            let StepInput::Artifact { type_, .. } = candidate else {
+                chosen.insert(name.clone(), candidate.clone());
+                break;
+            };
+            let from = root.join(CANDIDATES).join(&segment).join(k.to_string());
+            if std::fs::symlink_metadata(from.join("data")).is_err() {
+                continue;
+            }
+            let to = root.join("inputs").join(&segment);
+            for file in ["data", "metadata.json"] {
+                if std::fs::symlink_metadata(from.join(file)).is_ok() {
+                    take(&from.join(file), &to.join(file)).map_err(|e| StepError::Input {
+                        path: from.join(file),
+                        message: format!("cannot take input '{name}' from it: {e}"),
+                    })?;
+                }
+            }
+            chosen.insert(
+                name.clone(),
+                StepInput::Artifact {
+                    type_: type_.clone(),
+                    optional: false,
+                },
+            );
+            break;
+        }
+    }
+    let mut kept = Vec::new();
+    for (name, value) in values.drain(..) {
+        match inputs.get(&name) {
+            Some(input @ StepInput::OneOf { .. }) => {
+                if !input.is_given() {
+                    return Err(StepError::Usage {
+                        message: format!(
+                            "--value {name}: input '{name}' of '{task}' is not given on the command line"
+                        ),
+                    });
+                }
+                if chosen.get(&name).is_some_and(StepInput::is_given) {
+                    kept.push((name, value));
+                }
+            }
+            _ => kept.push((name, value)),
+        }
+    }
+    *inputs = chosen;
+    *values = kept;
+    Ok(())
+}
+
+/// Moves a file or folder, or copies it when it cannot move (a mount point, another file
+/// system).
+fn take(from: &Path, to: &Path) -> std::io::Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if std::fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    crate::files::copy_tree(from, to)
 }
 
 /// The text of every input that has one (all but artifacts), as the step reads it; with
@@ -243,7 +337,10 @@ fn input_texts(
                     _ => (*text).to_owned(),
                 }
             }
-            StepInput::Artifact { .. } | StepInput::Select { .. } => continue,
+            // An input that is one of several has been chosen (`choose`) by now.
+            StepInput::Artifact { .. } | StepInput::Select { .. } | StepInput::OneOf { .. } => {
+                continue;
+            }
         };
         let text = match selector {
             None => text,
@@ -336,8 +433,11 @@ pub fn run_condition(file: &ConditionFile, options: &StepOptions) -> Result<bool
         root: options.root.clone(),
         outputs: options.root.join("outputs"),
     };
-    let mut texts = input_texts(&file.pipeline, &file.inputs, options, &file.group, false)?;
-    for (name, input) in &file.inputs {
+    let mut inputs = file.inputs.clone();
+    let options = &mut options.clone();
+    choose(&mut inputs, &mut options.values, &options.root, &file.group)?;
+    let mut texts = input_texts(&file.pipeline, &inputs, options, &file.group, false)?;
+    for (name, input) in &inputs {
         if let StepInput::Artifact { .. } = input {
             let path = dir.input_file(name);
             let bytes = crate::files::read_limited(
@@ -352,9 +452,7 @@ pub fn run_condition(file: &ConditionFile, options: &StepOptions) -> Result<bool
             texts.insert(name.clone(), String::from_utf8_lossy(&bytes).into_owned());
         }
     }
-    let mut params = json_values(&texts, &file.inputs, |text, input| {
-        typed(text, input.type_())
-    });
+    let mut params = json_values(&texts, &inputs, |text, input| typed(text, input.type_()));
     crate::launcher::resolve_parameter_references(&mut params);
     let holds = crate::launcher::expr::Condition::compile(&file.condition)
         .and_then(|c| c.holds(&params))
@@ -422,6 +520,13 @@ pub async fn run_step(
     cancel: CancellationToken,
     observer: Arc<dyn Observer>,
 ) -> Result<ResultFile, StepError> {
+    let (mut file, mut options) = (file, options);
+    choose(
+        &mut file.inputs,
+        &mut options.values,
+        &options.root,
+        &file.task,
+    )?;
     let dir = TaskDir {
         root: options.root.clone(),
         outputs: options.root.join("outputs"),
@@ -729,6 +834,87 @@ mod tests {
         assert_eq!(texts["n"], "12");
         let err = input_texts("p", &inputs, &options("abc"), "t", true).unwrap_err();
         assert!(err.to_string().starts_with("--value n: "), "{err}");
+    }
+
+    #[test]
+    fn one_of_several_takes_the_first_candidate_the_engine_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let artifact = || StepInput::Artifact {
+            type_: None,
+            optional: true,
+        };
+        let inputs = BTreeMap::from([
+            // Made by the second branch only.
+            (
+                "value".to_owned(),
+                StepInput::OneOf {
+                    of: vec![artifact(), artifact(), artifact()],
+                },
+            ),
+            // No branch ran: the default given on the command line.
+            (
+                "fallback".to_owned(),
+                StepInput::OneOf {
+                    of: vec![artifact(), StepInput::Value { type_: None }],
+                },
+            ),
+            // Nothing ran and there is no default.
+            (
+                "nothing".to_owned(),
+                StepInput::OneOf {
+                    of: vec![artifact()],
+                },
+            ),
+            // A branch ran, so the default given is not taken.
+            (
+                "made".to_owned(),
+                StepInput::OneOf {
+                    of: vec![artifact(), StepInput::Value { type_: None }],
+                },
+            ),
+        ]);
+        let place = |name: &str, k: usize, text: &str| {
+            let folder = root.join(CANDIDATES).join(name).join(k.to_string());
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(folder.join("data"), text).unwrap();
+            std::fs::write(folder.join("metadata.json"), format!("{{\"from\": {k}}}")).unwrap();
+        };
+        place("value", 1, "T");
+        place("made", 0, "made");
+        let values = vec![
+            ("fallback".to_owned(), "default".to_owned()),
+            ("made".to_owned(), "default".to_owned()),
+        ];
+        let (mut chosen, mut kept) = (inputs.clone(), values);
+        choose(&mut chosen, &mut kept, root, "join").unwrap();
+        assert_eq!(
+            chosen.get("value"),
+            Some(&StepInput::Artifact {
+                type_: None,
+                optional: false
+            })
+        );
+        let taken = |name: &str, file: &str| {
+            std::fs::read_to_string(root.join("inputs").join(name).join(file)).unwrap()
+        };
+        assert_eq!(taken("value", "data"), "T");
+        assert_eq!(taken("value", "metadata.json"), r#"{"from": 1}"#);
+        assert_eq!(
+            chosen.get("fallback"),
+            Some(&StepInput::Value { type_: None })
+        );
+        assert_eq!(chosen.get("nothing"), None);
+        assert_eq!(taken("made", "data"), "made");
+        assert_eq!(kept, vec![("fallback".to_owned(), "default".to_owned())]);
+
+        // A value for one of several that takes none from the command line.
+        let mut bad = vec![("value".to_owned(), "x".to_owned())];
+        let err = choose(&mut inputs.clone(), &mut bad, root, "join").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--value value: input 'value' of 'join' is not given on the command line"
+        );
     }
 
     #[test]
