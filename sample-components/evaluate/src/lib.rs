@@ -4,7 +4,8 @@
 //! (`accuracy`, `precision`, `recall`, `f1`, `roc-auc`, `log-loss`), returns the same values
 //! under the same names as outcome metrics, reports each through `host::metric`, and logs
 //! the confusion matrix. Writes output artifact `predictions`, a CSV table
-//! `probability,label` with one row per test row. Parameters: `threshold` (float, default
+//! `probability,label` with one row per test row, and `mlpipeline-ui-metadata`, the ROC
+//! curve and the confusion matrix as KFP's UI metadata (CSV inline). Parameters: `threshold` (float, default
 //! 0.5), `negative` (string, optional: the label predicted below the threshold, by default
 //! the one label of the test table's negative rows).
 //!
@@ -84,6 +85,10 @@ impl Guest for Evaluate {
         write(job.metrics, json.as_bytes())?;
         let predictions = model.predictions_csv(&scored.probabilities, job.threshold, &negative);
         write(job.predictions, &predictions)?;
+        let roc = sluice_ml::metrics::roc_curve(&scored.probabilities, &scored.labels)
+            .map_err(|err| invalid_test(&err))?;
+        let ui = kfp::ui_metadata_json(&roc, &c, &model.positive, &negative);
+        write(job.ui_metadata, ui.as_bytes())?;
 
         let mut metrics = Vec::with_capacity(named.len());
         for (name, value) in named {
@@ -109,6 +114,7 @@ struct Job<'a> {
     test: &'a str,
     metrics: &'a str,
     predictions: &'a str,
+    ui_metadata: &'a str,
 }
 
 /// Reads the parameter and artifact paths, rejecting anything unexpected.
@@ -123,6 +129,7 @@ fn plan(inv: &step::Invocation) -> Result<Job<'_>, step::InvocationError> {
         test: inv.input("test")?,
         metrics: inv.output("metrics")?,
         predictions: inv.output("predictions")?,
+        ui_metadata: inv.output("mlpipeline-ui-metadata")?,
     })
 }
 
@@ -151,6 +158,10 @@ mod tests {
             outputs: vec![
                 ("metrics".into(), "/outputs/metrics/data".into()),
                 ("predictions".into(), "/outputs/predictions/data".into()),
+                (
+                    "mlpipeline-ui-metadata".into(),
+                    "/outputs/mlpipeline-ui-metadata/data".into(),
+                ),
             ],
         }
     }
@@ -163,6 +174,10 @@ mod tests {
         assert_eq!(job.model, "/inputs/model/data");
         assert_eq!(job.metrics, "/outputs/metrics/data");
         assert_eq!(job.predictions, "/outputs/predictions/data");
+        assert_eq!(
+            job.ui_metadata,
+            "/outputs/mlpipeline-ui-metadata/data"
+        );
         assert_eq!(job.negative, None);
         let inv = invocation(vec![("threshold", step::Value::Float(0.7))]);
         let job = plan(&inv).unwrap();
@@ -189,10 +204,16 @@ mod tests {
             "input artifact 'test' was not given"
         );
         let mut inv = invocation(vec![]);
-        inv.outputs.pop();
+        inv.outputs.retain(|(name, _)| name != "predictions");
         assert_eq!(
             plan(&inv).err().unwrap().to_string(),
             "output artifact 'predictions' was not given"
+        );
+        let mut inv = invocation(vec![]);
+        inv.outputs.retain(|(name, _)| name != "mlpipeline-ui-metadata");
+        assert_eq!(
+            plan(&inv).err().unwrap().to_string(),
+            "output artifact 'mlpipeline-ui-metadata' was not given"
         );
     }
 }

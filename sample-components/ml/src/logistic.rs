@@ -257,6 +257,7 @@ impl Model {
         Ok(Scored {
             evaluation,
             probabilities,
+            labels: data.labels,
             negatives: data.negatives,
         })
     }
@@ -324,6 +325,8 @@ pub struct Scored {
     pub evaluation: Evaluation,
     /// The probability of the positive class, one per row, in table order.
     pub probabilities: Vec<f64>,
+    /// Whether each row is positive, in table order.
+    pub labels: Vec<bool>,
     /// The label values of the negative rows, each once, in order of first appearance.
     pub negatives: Vec<String>,
 }

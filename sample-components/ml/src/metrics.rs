@@ -154,6 +154,65 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Result<f64, MetricsError> {
     Ok(doubled_u as f64 / (2 * positives * negatives) as f64)
 }
 
+/// One point of a ROC curve: predicting positive every row scored at least `threshold`
+/// gives these false and true positive rates.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RocPoint {
+    pub threshold: f64,
+    pub false_positive_rate: f64,
+    pub true_positive_rate: f64,
+}
+
+/// The ROC curve of `scores` against `labels`: one point per distinct score, highest
+/// first, after the point (0, 0) at a threshold above every score (written as the
+/// highest score's next float up, since JSON has no infinity). Rows sharing a score move
+/// the curve diagonally, so the area under it is [`roc_auc`] with ties counted half.
+pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Result<Vec<RocPoint>, MetricsError> {
+    if scores.len() != labels.len() {
+        return Err(MetricsError::Length {
+            probabilities: scores.len(),
+            labels: labels.len(),
+        });
+    }
+    let positives = labels.iter().filter(|l| **l).count();
+    let negatives = labels.len() - positives;
+    if positives == 0 {
+        return Err(MetricsError::OneClass("negative"));
+    }
+    if negatives == 0 {
+        return Err(MetricsError::OneClass("positive"));
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+    let top = scores[order[0]];
+    let mut points = vec![RocPoint {
+        threshold: f64::from_bits(top.to_bits() + 1),
+        false_positive_rate: 0.0,
+        true_positive_rate: 0.0,
+    }];
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut start = 0;
+    while start < order.len() {
+        let score = scores[order[start]];
+        let mut end = start;
+        while end < order.len() && scores[order[end]] == score {
+            if labels[order[end]] {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            end += 1;
+        }
+        points.push(RocPoint {
+            threshold: score,
+            false_positive_rate: fp as f64 / negatives as f64,
+            true_positive_rate: tp as f64 / positives as f64,
+        });
+        start = end;
+    }
+    Ok(points)
+}
+
 /// Mean log loss with probabilities clipped away from 0 and 1.
 pub fn log_loss(probabilities: &[f64], labels: &[bool]) -> f64 {
     const EPSILON: f64 = 1e-15;
@@ -203,6 +262,30 @@ mod tests {
         let e = evaluate(&[0.5, 0.4], &[true, false], 0.6).unwrap();
         assert_eq!(e.confusion.false_negatives, 1);
         assert_eq!((e.precision, e.recall, e.f1), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn roc_curve_runs_from_nothing_to_everything_and_its_area_is_the_auc() {
+        let scores = [0.7, 0.5, 0.5, 0.2, 0.9, 0.1];
+        let labels = [true, true, false, false, true, false];
+        let curve = roc_curve(&scores, &labels).unwrap();
+        let rates: Vec<(f64, f64)> = curve
+            .iter()
+            .map(|p| (p.false_positive_rate, p.true_positive_rate))
+            .collect();
+        assert_eq!(rates.first(), Some(&(0.0, 0.0)));
+        assert_eq!(rates.last(), Some(&(1.0, 1.0)));
+        assert!(curve[0].threshold > 0.9);
+        assert_eq!(curve.len(), 6, "one point per distinct score, and the start");
+        let area: f64 = rates
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
+            .sum();
+        assert!((area - roc_auc(&scores, &labels).unwrap()).abs() < 1e-12);
+        assert_eq!(
+            roc_curve(&[0.5], &[true]).unwrap_err(),
+            MetricsError::OneClass("positive")
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! membomb                   allocate and touch 1 MiB chunks forever
 //! trap                      panic with `probe: deliberate trap` (a trap on wasm)
 //! sleep <ms>                sleep
+//! tick <n> <ms>             print `tick 1` ... `tick <n>`, one line every <ms> milliseconds
 //! fail <code>               print `failing with <code>` to stderr and exit with the code
 //! flood <bytes>             write exactly that many bytes to stdout in 4 KiB writes:
 //!                           lines of `x` ending in a newline
@@ -139,6 +140,20 @@ fn main() -> ExitCode {
             }
             Err(_) => usage(&format!(
                 "sleep: '{ms}' is not a whole number of milliseconds"
+            )),
+        },
+        ["tick", n, ms] => match (n.parse::<u32>(), ms.parse()) {
+            (Ok(n), Ok(ms)) => {
+                for i in 1..=n {
+                    println!("tick {i}");
+                    if i < n {
+                        std::thread::sleep(Duration::from_millis(ms));
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            _ => usage(&format!(
+                "tick: expected a count and milliseconds between lines, got '{n}' and '{ms}'"
             )),
         },
         ["fail", code] => match code.parse::<i32>() {

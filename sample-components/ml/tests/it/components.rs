@@ -17,7 +17,8 @@ const PARAMETER_TYPES: &[&str] = &[
     "JsonObject",
     "JsonArray",
 ];
-const ARTIFACT_TYPES: &[&str] = &["Dataset", "Model", "Metrics", "Artifact"];
+// `UI_metadata`: the type KFP v1 gives `mlpipeline-ui-metadata` outputs.
+const ARTIFACT_TYPES: &[&str] = &["Dataset", "Model", "Metrics", "Artifact", "UI_metadata"];
 const STEPS: &[&str] = &[
     "evaluate",
     "normalize",
