@@ -33,7 +33,7 @@ use crate::oci::{OciError, Registries, RegistryOptions};
 use crate::plan::Plan;
 use crate::schedule::{self, ScheduleError, Scheduler};
 use crate::slurm::{SlurmConfig, SlurmExecutor};
-use crate::store::{DeployRecord, RunKind, RunState, Store, StoreError};
+use crate::store::{DeployRecord, LiveLogs, RunKind, RunState, Store, StoreError};
 
 /// What a session runs.
 #[derive(Debug)]
@@ -243,10 +243,16 @@ impl Session {
             }
         };
         let plan = Arc::new(plan);
+        // What tasks write goes to their live logs as well, for other processes to follow.
+        let observer: Arc<dyn Observer> = Arc::new(LiveTee {
+            store: self.store.clone(),
+            live: std::sync::OnceLock::new(),
+            inner: options.observer,
+        });
         let scheduler = Scheduler {
             store: self.store.clone(),
             executor,
-            observer: options.observer,
+            observer,
             options: schedule,
             cancel: options.cancel,
         };
@@ -275,5 +281,41 @@ impl Session {
             deploy,
             compiled: wasm.cache_stats(),
         })
+    }
+}
+
+/// Passes every event on, and writes the lines tasks write to the run's live logs
+/// ([`LiveLogs`]) as they come; a task's live log goes when the task ends, the run's
+/// when the run does.
+struct LiveTee {
+    store: Arc<Store>,
+    live: std::sync::OnceLock<LiveLogs>,
+    inner: Arc<dyn Observer>,
+}
+
+impl Observer for LiveTee {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::RunStarted { run_id, .. } => {
+                let _ = self.live.set(LiveLogs::new(&self.store, run_id));
+            }
+            Event::TaskLog { task, stream, line } => {
+                if let Some(live) = self.live.get() {
+                    live.line(task, stream.as_str(), line);
+                }
+            }
+            Event::TaskFinished { task, .. } => {
+                if let Some(live) = self.live.get() {
+                    live.finish(task);
+                }
+            }
+            Event::RunFinished { .. } => {
+                if let Some(live) = self.live.get() {
+                    live.finish_all();
+                }
+            }
+            _ => {}
+        }
+        self.inner.event(event);
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use sluice_runtime::plan::{Format, Plan};
+use sluice_runtime::plan::{Format, Graph, Plan};
 use sluice_runtime::schedule::fuse::Fusion;
 use sluice_runtime::spec::{DocumentKind, PipelineFile, detect_kind};
 
@@ -43,10 +43,6 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         Err(errors) => return Ok(report_plan_errors(&errors)),
     };
     let format = format(args.format);
-    if matches!(args.format, PlanFormat::Dot) {
-        out!("{}", plan.render(format));
-        return Ok(ExitCode::SUCCESS);
-    }
     // Which tasks run as fused chains needs each component's interfaces.
     let described = super::describe_tasks(paths, &plan)?;
     let fusion = match Fusion::decide(&plan, &described, !args.no_fuse) {
@@ -59,6 +55,11 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         }
     };
     match args.format {
+        // The graph with its fused chains drawn as clusters of their own.
+        PlanFormat::Dot => out!(
+            "{}",
+            Graph::of(&plan, &fusion.chains).dot(&plan.name, &|_| String::new())
+        ),
         PlanFormat::Json => {
             let mut json: serde_json::Value = serde_json::from_str(&plan.render(format))?;
             json["fusion"] = fusion.to_json(&plan);

@@ -102,6 +102,13 @@ fn plans_render_as_text_dot_and_json() {
         "{}",
         dot.stdout
     );
+    // The example's first four steps run as one fused chain, drawn as its cluster.
+    assert!(
+        dot.stdout
+            .contains("subgraph cluster_chain0 {\n    label=\"fused chain 1\";"),
+        "{}",
+        dot.stdout
+    );
     let json = home.expect(
         &[
             "plan",

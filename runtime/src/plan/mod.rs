@@ -3,6 +3,7 @@
 //! output; checks names, types, required inputs and cycles; orders tasks topologically.
 //! Does no IO: everything it needs was read by `spec`.
 
+mod graph;
 mod render;
 
 use std::cmp::Reverse;
@@ -20,6 +21,7 @@ use crate::spec::{
     TypeSpec,
 };
 
+pub use graph::{Graph, GraphEdge, GraphNode, GraphNodeKind};
 pub use render::Format;
 pub(crate) use render::esc as one_line;
 

@@ -28,7 +28,7 @@ pub(super) fn render(plan: &Plan, format: Format) -> String {
 
 /// How a task may run: `wasm`, `container`, both, or (a KFP importer, which has neither)
 /// `importer`.
-fn implementations(task: &super::PlannedTask) -> Vec<&'static str> {
+pub(super) fn implementations(task: &super::PlannedTask) -> Vec<&'static str> {
     let imp = &task.component.spec.implementation;
     let mut kinds = Vec::new();
     if imp.wasm.is_some() {
@@ -103,7 +103,7 @@ fn node_name(plan: &Plan, node: Node) -> &str {
 /// group that decides nothing itself, what it holds: the body of an exit handler (a task
 /// that runs however it ends waits for it), a choice of branches (only groups with
 /// conditions in it: KFP's `dsl.If`/`Elif`/`Else`), or a nested pipeline.
-fn describe_group(plan: &Plan, g: usize) -> String {
+pub(super) fn describe_group(plan: &Plan, g: usize) -> String {
     let group = &plan.groups[g];
     let mut parts = Vec::new();
     if let Some(condition) = &group.condition {
@@ -146,7 +146,7 @@ fn describe_group(plan: &Plan, g: usize) -> String {
 }
 
 /// Task indices a source reads outputs of.
-fn source_tasks(source: &Source) -> Vec<usize> {
+pub(super) fn source_tasks(source: &Source) -> Vec<usize> {
     let mut tasks = Vec::new();
     source.clone().tasks_mut(&mut |t| tasks.push(*t));
     tasks
@@ -302,88 +302,8 @@ fn placement(
     }
 }
 
-fn dot_escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 fn dot(plan: &Plan) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(&plan.name));
-    let _ = writeln!(out, "  rankdir=LR;");
-    let _ = writeln!(out, "  node [shape=box, style=rounded];");
-    // Each group a cluster, nested as the groups are, with a diamond that says what it
-    // decides; its tasks and inner groups inside it.
-    dot_members(plan, None, 1, &mut out);
-    for (i, task) in plan.tasks.iter().enumerate() {
-        let mut data_deps = Vec::new();
-        for (input, source) in &task.inputs {
-            for from in source_tasks(source) {
-                data_deps.push(from);
-                let output = match source {
-                    Source::Output { output, .. } => output.as_str(),
-                    other => other.kind(),
-                };
-                let _ = writeln!(
-                    out,
-                    "  t{from} -> t{i} [label=\"{} -> {}\"];",
-                    dot_escape(output),
-                    dot_escape(input)
-                );
-            }
-        }
-        for &u in task.upstream.iter().filter(|u| !data_deps.contains(u)) {
-            let _ = writeln!(out, "  t{u} -> t{i} [style=dashed, label=\"after\"];");
-        }
-        for &g in &task.after_groups {
-            let _ = writeln!(out, "  g{g} -> t{i} [style=dashed, label=\"after\"];");
-        }
-    }
-    for (g, group) in plan.groups.iter().enumerate() {
-        for node in &group.upstream {
-            let from = match node {
-                Node::Task(t) => format!("t{t}"),
-                Node::Group(h) => format!("g{h}"),
-            };
-            let _ = writeln!(out, "  {from} -> g{g} [style=dashed, label=\"after\"];");
-        }
-    }
-    out.push_str("}\n");
-    out
-}
-
-/// The tasks and groups directly in `group` (`None`: the pipeline's own DAG).
-fn dot_members(plan: &Plan, group: Option<usize>, depth: usize, out: &mut String) {
-    let indent = "  ".repeat(depth);
-    for (i, task) in plan.tasks.iter().enumerate() {
-        if task.group != group {
-            continue;
-        }
-        let kinds = implementations(task);
-        let _ = writeln!(
-            out,
-            "{indent}t{i} [label=\"{}\\n{} ({})\"];",
-            dot_escape(&task.name),
-            dot_escape(&task.component.name()),
-            kinds.join(", ")
-        );
-    }
-    for (g, inner) in plan.groups.iter().enumerate() {
-        if inner.group != group {
-            continue;
-        }
-        let _ = writeln!(out, "{indent}subgraph cluster_g{g} {{");
-        let _ = writeln!(out, "{indent}  label=\"{}\";", dot_escape(&inner.name));
-        let _ = writeln!(out, "{indent}  style=dashed;");
-        let _ = writeln!(
-            out,
-            "{indent}  g{g} [shape=diamond, style=solid, label=\"{}\"];",
-            dot_escape(&describe_group(plan, g))
-        );
-        dot_members(plan, Some(g), depth + 1, out);
-        let _ = writeln!(out, "{indent}}}");
-    }
+    super::Graph::of(plan, &[]).dot(&plan.name, &|_| String::new())
 }
 
 #[derive(Serialize)]

@@ -255,6 +255,10 @@ impl Scheduler {
                 source_digest: &plan.source_digest,
                 params,
                 flags: self.options.flags.clone(),
+                graph: Some(
+                    serde_json::to_string(&crate::plan::Graph::of(&plan, &fusion.chains))
+                        .expect("a graph is plain data"),
+                ),
             },
             &new_tasks,
         )?;

@@ -8,12 +8,14 @@
 //! artifacts/sha256/ab/ab12...        file artifacts, read-only
 //! artifacts/sha256-tree/ab/ab12...   folder artifacts, read-only
 //! runs/<run>/<task>/<attempt>/       a task attempt's inputs/ and outputs/ while it runs
+//! runs/<run>/.live/<task>.log        what a running task writes, as it writes it (`live`)
 //! cache/wasm/                        compiled components (see exec::wasm)
 //! tmp/                               partial writes, renamed into place when complete
 //! ```
 
 mod artifacts;
 mod journal;
+mod live;
 mod records;
 
 use std::collections::BTreeMap;
@@ -23,10 +25,11 @@ use std::sync::Mutex;
 
 pub use artifacts::{ArtifactRef, Stored, digest_of};
 pub use journal::{Journal, JournalSender};
+pub use live::LiveLogs;
 pub use records::{
-    AttemptEnd, AttemptEntry, AttemptRecord, AttemptStart, CachedTask, DeployRecord, DeployState,
-    IoRecord, JournalEntry, LogRecord, NewRun, NewTask, Reuse, RunKind, RunRecord, RunState,
-    StartEntry, TaskEnd, TaskEndEntry, TaskRecord, TaskState,
+    ArtifactUse, AttemptEnd, AttemptEntry, AttemptRecord, AttemptStart, CachedTask, DeployRecord,
+    DeployState, Direction, IoRecord, JournalEntry, LogRecord, NewRun, NewTask, Reuse, RunKind,
+    RunQuery, RunRecord, RunState, StartEntry, TaskEnd, TaskEndEntry, TaskRecord, TaskState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -662,6 +665,41 @@ impl Store {
     pub fn logs(&self, run: &str, task: &str) -> Result<Vec<LogRecord>, StoreError> {
         self.records().logs(run, task)
     }
+
+    /// Runs as `query` selects them: newest first, filtered, one page.
+    pub fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        self.records().query(query)
+    }
+
+    /// Every pipeline name runs were recorded under, with its number of runs, by name.
+    pub fn pipelines(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.records().pipelines()
+    }
+
+    /// A run's state and its tasks' states (in task order): what a page following a run
+    /// reads again and again, without the rest of the record.
+    pub fn task_states(
+        &self,
+        run: &str,
+    ) -> Result<(RunState, Vec<(String, TaskState)>), StoreError> {
+        self.records().task_states(run)
+    }
+
+    /// One task's state; `None` when the run has no task of that name.
+    pub fn task_state(&self, run: &str, task: &str) -> Result<Option<TaskState>, StoreError> {
+        self.records().task_state(run, task)
+    }
+
+    /// Every task of every run that read or wrote the artifact `digest`, newest first.
+    pub fn uses_of(&self, digest: &str) -> Result<Vec<ArtifactUse>, StoreError> {
+        self.records().uses_of(digest)
+    }
+
+    /// The graph a run was recorded with, as JSON ([`NewRun::graph`]); `None` for runs
+    /// recorded without one.
+    pub fn run_graph(&self, run: &str) -> Result<Option<String>, StoreError> {
+        self.records().graph(run)
+    }
 }
 
 /// Removes a folder tree whose files may be read-only.
@@ -813,6 +851,7 @@ mod tests {
             source_digest: &file.digest,
             params: BTreeMap::new(),
             flags: Vec::new(),
+            graph: None,
         };
         let task = NewTask {
             name: "train",
@@ -882,7 +921,8 @@ mod tests {
         .unwrap();
         db.execute_batch(
             "ALTER TABLE tasks DROP COLUMN cache_source; ALTER TABLE runs DROP COLUMN pid_start_ticks;
-             ALTER TABLE attempts DROP COLUMN ran_on; PRAGMA user_version = 6",
+             ALTER TABLE attempts DROP COLUMN ran_on; ALTER TABLE runs DROP COLUMN graph;
+             DROP INDEX io_digest; PRAGMA user_version = 6",
         )
             .unwrap();
         drop(db);
@@ -928,6 +968,7 @@ mod tests {
             source_digest: "sha256:00",
             params: BTreeMap::from([("data".to_owned(), data.digest.clone())]),
             flags: Vec::new(),
+            graph: None,
         };
         let id = store.begin_run(&run, &[]).unwrap();
         store

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 const SCHEMA: &str = r#"
 CREATE TABLE runs (
@@ -29,7 +29,8 @@ CREATE TABLE runs (
     deploy         TEXT,
     outputs        TEXT,
     flags          TEXT,
-    pid_start_ticks INTEGER
+    pid_start_ticks INTEGER,
+    graph          TEXT
 );
 CREATE TABLE tasks (
     run_id            TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -97,6 +98,7 @@ CREATE TABLE logs (
 CREATE INDEX runs_started ON runs(started_at);
 CREATE INDEX tasks_cache ON tasks(cache_key, ended_at) WHERE cache_key IS NOT NULL;
 CREATE INDEX tasks_order ON tasks(run_id, position);
+CREATE INDEX io_digest ON io(digest);
 "#;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +201,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     // An attempt run elsewhere (a Slurm job) records where.
     (9, "ALTER TABLE attempts ADD COLUMN ran_on TEXT;"),
+    // A run keeps its plan's graph for drawing; an artifact's readers and producers are
+    // found by its digest.
+    (
+        10,
+        "ALTER TABLE runs ADD COLUMN graph TEXT;
+         CREATE INDEX io_digest ON io(digest);",
+    ),
 ];
 
 /// The schema version from which folder artifacts have their own digest algorithm.
@@ -253,6 +262,9 @@ pub struct NewRun<'a> {
     /// (`["--runner", "process", "--keep-going"]`): what a resumed or repeated run takes
     /// again unless it is given others. Never credentials.
     pub flags: Vec<String>,
+    /// The plan's graph as JSON (`plan::Graph`), kept for drawing the run; the store
+    /// does not read it.
+    pub graph: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -662,6 +674,57 @@ pub struct LogRecord {
     pub omitted: u64,
 }
 
+/// Which runs a listing shows: newest first, filtered, a page at a time.
+#[derive(Clone, Debug)]
+pub struct RunQuery {
+    /// Only runs of this pipeline (its name).
+    pub pipeline: Option<String>,
+    pub state: Option<RunState>,
+    /// Only runs started at or after this moment.
+    pub since: Option<Timestamp>,
+    /// Only runs started before this moment.
+    pub until: Option<Timestamp>,
+    /// Only runs after this one (the last of the previous page) in the listing's order.
+    pub after: Option<String>,
+    /// Most runs returned.
+    pub limit: usize,
+}
+
+impl Default for RunQuery {
+    fn default() -> Self {
+        RunQuery {
+            pipeline: None,
+            state: None,
+            since: None,
+            until: None,
+            after: None,
+            limit: 50,
+        }
+    }
+}
+
+/// Whether a task read an artifact or wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Input,
+    Output,
+}
+
+/// A task that read or wrote an artifact, as [`super::Store::uses_of`] finds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactUse {
+    pub run: String,
+    /// The run's pipeline name.
+    pub pipeline: String,
+    pub task: String,
+    pub direction: Direction,
+    /// The input's or output's name.
+    pub name: String,
+    /// When the run started.
+    pub started_at: Timestamp,
+}
+
 pub(super) struct Records {
     conn: Connection,
     /// The runs opening the database found interrupted and ended.
@@ -956,8 +1019,8 @@ impl Records {
             id = new_run_id(now);
         }
         exec(&tx,
-            "INSERT INTO runs (id, kind, name, source, source_digest, params, state, pid, started_at, flags, pid_start_ticks)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9, ?10)",
+            "INSERT INTO runs (id, kind, name, source, source_digest, params, state, pid, started_at, flags, pid_start_ticks, graph)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9, ?10, ?11)",
             params![
                 id,
                 run.kind.as_str(),
@@ -969,6 +1032,7 @@ impl Records {
                 ts(now),
                 serde_json::to_string(&run.flags).expect("flags serialise"),
                 crate::process_start_ticks(std::process::id()).map(|t| t as i64),
+                run.graph,
             ],
         )
         .map_err(db_err)?;
@@ -1480,6 +1544,153 @@ impl Records {
         Ok(run)
     }
 
+    /// Runs as `query` selects them, newest first (by start time, then id).
+    pub(super) fn query(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        let mut sql = String::from(
+            "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags, pid_start_ticks
+             FROM runs WHERE 1 = 1",
+        );
+        let mut values: Vec<String> = Vec::new();
+        let mut bind = |sql: &mut String, clause: &str, value: String| {
+            values.push(value);
+            sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
+        };
+        if let Some(name) = &query.pipeline {
+            bind(&mut sql, " AND name = ?", name.clone());
+        }
+        if let Some(since) = query.since {
+            bind(&mut sql, " AND started_at >= ?", ts(since));
+        }
+        if let Some(until) = query.until {
+            bind(&mut sql, " AND started_at < ?", ts(until));
+        }
+        if let Some(after) = &query.after {
+            bind(
+                &mut sql,
+                " AND (started_at, id) < (SELECT started_at, id FROM runs WHERE id = ?)",
+                after.clone(),
+            );
+        }
+        // A run recorded as running whose process is gone reads as interrupted
+        // (`run_from_row`), so the state is filtered after reading; rows are read until
+        // the page is full.
+        sql.push_str(" ORDER BY started_at DESC, id DESC");
+        let mut stmt = self.conn.prepare(&sql).map_err(db_err)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(values.iter()), run_from_row)
+            .map_err(db_err)?;
+        let mut runs = Vec::new();
+        for row in rows {
+            let run = row.map_err(db_err)?;
+            if query.state.is_none_or(|s| s == run.state) {
+                runs.push(run);
+                if runs.len() >= query.limit {
+                    break;
+                }
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Every pipeline name runs were recorded under, with how many runs each has.
+    pub(super) fn pipelines(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, COUNT(*) FROM runs GROUP BY name ORDER BY name")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    }
+
+    /// The run's state and each of its tasks' states, in task order.
+    pub(super) fn task_states(
+        &self,
+        run: &str,
+    ) -> Result<(RunState, Vec<(String, TaskState)>), StoreError> {
+        let record = self
+            .conn
+            .query_row(
+                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags, pid_start_ticks
+                 FROM runs WHERE id = ?1",
+                [run],
+                run_from_row,
+            )
+            .optional()
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::UnknownRun(run.to_owned()))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, state FROM tasks WHERE run_id = ?1 ORDER BY position")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([run], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    text_enum(r, 1, TaskState::parse)?.unwrap_or(TaskState::Failed),
+                ))
+            })
+            .map_err(db_err)?;
+        let tasks = rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?;
+        Ok((record.state, tasks))
+    }
+
+    /// One task's state; `None` when the run has no such task.
+    pub(super) fn task_state(
+        &self,
+        run: &str,
+        task: &str,
+    ) -> Result<Option<TaskState>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT state FROM tasks WHERE run_id = ?1 AND name = ?2",
+                [run, task],
+                |r| Ok(text_enum(r, 0, TaskState::parse)?.unwrap_or(TaskState::Failed)),
+            )
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// Every task that read or wrote the artifact `digest`, newest run first.
+    pub(super) fn uses_of(&self, digest: &str) -> Result<Vec<ArtifactUse>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT io.run_id, runs.name, io.task, io.direction, io.name, runs.started_at
+                 FROM io JOIN runs ON runs.id = io.run_id
+                 WHERE io.digest = ?1
+                 ORDER BY runs.started_at DESC, io.run_id DESC, io.task, io.direction, io.name",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([digest], |r| {
+                Ok(ArtifactUse {
+                    run: r.get(0)?,
+                    pipeline: r.get(1)?,
+                    task: r.get(2)?,
+                    direction: if r.get_ref(3)?.as_str()? == "input" {
+                        Direction::Input
+                    } else {
+                        Direction::Output
+                    },
+                    name: r.get(4)?,
+                    started_at: read_ts(r, 5)?.unwrap_or_default(),
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    }
+
+    /// The graph the run was recorded with (JSON), if any.
+    pub(super) fn graph(&self, run: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT graph FROM runs WHERE id = ?1", [run], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::UnknownRun(run.to_owned()))
+    }
+
     pub(super) fn logs(&self, run: &str, task: &str) -> Result<Vec<LogRecord>, StoreError> {
         let exists = self
             .conn
@@ -1646,6 +1857,7 @@ pub(super) mod tests {
             source_digest: "sha256:00",
             params: BTreeMap::new(),
             flags: Vec::new(),
+            graph: None,
         }
     }
 
@@ -1697,6 +1909,7 @@ pub(super) mod tests {
             source_digest: "sha256:00",
             params: [("seed".to_owned(), "7".to_owned())].into(),
             flags: vec!["--keep-going".into()],
+            graph: None,
         };
         let tasks = [NewTask {
             name: "t",
@@ -1801,9 +2014,10 @@ pub(super) mod tests {
                 "",
             )
             .replace(
-                "    ended_at       TEXT,\n    deploy         TEXT,\n    outputs        TEXT,\n    flags          TEXT,\n    pid_start_ticks INTEGER\n",
+                "    ended_at       TEXT,\n    deploy         TEXT,\n    outputs        TEXT,\n    flags          TEXT,\n    pid_start_ticks INTEGER,\n    graph          TEXT\n",
                 "    ended_at       TEXT\n",
-            );
+            )
+            .replace("CREATE INDEX io_digest ON io(digest);\n", "");
         assert_ne!(v1, SCHEMA);
         assert!(!v1.contains("outputs        TEXT") && !v1.contains("deploy "));
         Connection::open(&path)
@@ -1853,8 +2067,12 @@ pub(super) mod tests {
         let path = dir.path().join("sluice.db");
         let v8 = SCHEMA
             .replace("    ran_on      TEXT,\n", "")
-            .replace(",\n    pid_start_ticks INTEGER\n", "\n")
+            .replace(
+                ",\n    pid_start_ticks INTEGER,\n    graph          TEXT\n",
+                "\n",
+            )
             .replace("CREATE INDEX tasks_order ON tasks(run_id, position);\n", "")
+            .replace("CREATE INDEX io_digest ON io(digest);\n", "")
             .replace(
                 "tasks_cache ON tasks(cache_key, ended_at)",
                 "tasks_cache ON tasks(cache_key)",
@@ -1902,6 +2120,7 @@ pub(super) mod tests {
             source_digest: "sha256:00",
             params: BTreeMap::new(),
             flags: Vec::new(),
+            graph: None,
         };
         let a = r.begin_run(&run, &[]).unwrap();
         let b = r.begin_run(&run, &[]).unwrap();
@@ -1936,6 +2155,7 @@ pub(super) mod tests {
             source_digest: "sha256:00",
             params: BTreeMap::new(),
             flags: Vec::new(),
+            graph: None,
         };
         let task = |name| NewTask {
             name,
