@@ -72,7 +72,7 @@ PY
 )
 if [[ -z $url ]]; then
     mkdir -p "$home"
-    setsid nohup "$sluice" serve --bind "127.0.0.1:$port" >"$home/serve.log" 2>&1 </dev/null &
+    setsid nohup "$sluice" serve --ui --bind "127.0.0.1:$port" >"$home/serve.log" 2>&1 </dev/null &
     url=http://127.0.0.1:$port
     for _ in $(seq 300); do
         curl -sf "$url/v2/health/ready" >/dev/null && break
@@ -130,3 +130,8 @@ fi
 "$sluice" models show breast-cancer
 echo
 echo "sluice serve keeps serving on $url (metrics: $url/metrics; stop it: kill \$(python3 -c 'import json; print(json.load(open(\"$home/serve/server.json\"))[\"pid\"])'))"
+if curl -sf -o /dev/null "$url/ui/"; then
+    echo "its web UI shows these runs, their graphs, logs and a comparison: $url/ui/"
+else
+    echo "the web UI of these runs: $sluice ui (then http://127.0.0.1:8580/ui/)"
+fi

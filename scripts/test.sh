@@ -3,8 +3,9 @@
 # components for wasm32-wasip2 first, and run container steps in the local Docker Engine)
 # and the sample components' own unit tests. A Docker Engine that cannot be reached fails
 # the run, as does a Python without the stock serving clients or the KFP SDK; the local
-# OCI registries the registry tests push to (scripts/registries.sh) and the Slurm cluster
-# the Slurm backend's tests submit to (scripts/slurm.sh) are started here.
+# OCI registries the registry tests push to (scripts/registries.sh), the Slurm cluster
+# the Slurm backend's tests submit to (scripts/slurm.sh) and the headless Chromium the web
+# UI's tests drive (scripts/browser.sh) are started here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,7 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
 fi
 [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r tests/ui/requirements.txt
 export SLUICE_TEST_PYTHON=$venv/bin/python
 
 # The KFP SDK, which compiles the KFP test pipelines (tests/kfp) and runs their
@@ -40,8 +42,11 @@ rm -rf "$image_context"
 
 # Two local OCI registries (anonymous, and basic auth) on 127.0.0.1, for the registry
 # tests, and a Slurm cluster of two nodes, for the Slurm backend's tests.
-trap 'scripts/registries.sh stop; scripts/slurm.sh stop' EXIT
+trap 'scripts/registries.sh stop; scripts/slurm.sh stop; scripts/browser.sh stop' EXIT
 eval "$(scripts/registries.sh start)"
+# Headless Chromium behind chromedriver, for the web UI's browser tests.
+browser=$(scripts/browser.sh start)
+eval "$browser"
 # (An assignment, so that a cluster that does not start fails the run.)
 slurm=$(scripts/slurm.sh start 2)
 eval "$slurm"

@@ -58,6 +58,8 @@ enum Command {
     Logs(commands::logs::Args),
     /// Serve the home's models over REST (TF Serving and Open Inference Protocol v2)
     Serve(commands::serve::Args),
+    /// Browse the home's runs, tasks, artifacts and models in a web browser
+    Ui(commands::ui::Args),
     /// List, inspect, label and roll back served models
     #[command(subcommand)]
     Models(commands::models::Command),
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
         Command::Runs(cmd) => commands::runs::run(&paths, cmd),
         Command::Logs(args) => commands::logs::run(&paths, args),
         Command::Serve(args) => commands::serve::run(&paths, args),
+        Command::Ui(args) => commands::ui::run(&paths, args),
         Command::Models(cmd) => commands::models::run(&paths, cmd),
         Command::Push(args) => commands::registry::push(&paths, args),
         Command::Pull(args) => commands::registry::pull(&paths, args),

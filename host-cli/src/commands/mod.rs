@@ -15,6 +15,7 @@ pub mod runs;
 pub mod serve;
 pub mod store;
 pub mod task;
+pub mod ui;
 pub mod validate;
 
 use std::io::IsTerminal;

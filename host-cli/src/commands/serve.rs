@@ -62,6 +62,9 @@ pub struct Args {
     /// On Ctrl-C or SIGTERM, longest to let requests in flight finish before exiting
     #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
     drain_timeout: Duration,
+    /// Also serve the web UI (runs, tasks, artifacts, models) under /ui/
+    #[arg(long)]
+    ui: bool,
 }
 
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
@@ -137,8 +140,13 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let home = store.home().to_owned();
     drop(store);
+    let ui = args.ui;
     let drained = runtime.block_on(async {
         let server = Server::start(&home, &cache_dir, config).await?;
+        let pages = match ui {
+            true => Some(sluice_ui::router(sluice_ui::UiConfig::new(&home))?),
+            false => None,
+        };
         let url = format!("http://{}", server.local_addr());
         let names = server.registry().names();
         if names.is_empty() {
@@ -153,7 +161,13 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
             }
         }
         outln!("serving on {url} (metrics at {url}/metrics); Ctrl-C stops");
-        anyhow::Ok(server.run(shutdown_signal()).await)
+        match pages {
+            Some(pages) => {
+                outln!("UI at {url}/ui/");
+                anyhow::Ok(server.run_with(pages, shutdown_signal()).await)
+            }
+            None => anyhow::Ok(server.run(shutdown_signal()).await),
+        }
     })?;
     // A prediction still running past the drain deadline does not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -168,7 +182,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
 }
 
 /// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -17,3 +17,4 @@ mod serve_load;
 mod serve_spec;
 mod slurm;
 mod support;
+mod ui;

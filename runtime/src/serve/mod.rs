@@ -188,7 +188,7 @@ impl Server {
         let admin_token = match &config.admin_token {
             Some(token) if token.len() >= 16 => token.clone(),
             Some(_) => return Err(ServeError::ShortToken),
-            None => write_token(home)?,
+            None => home_admin_token(home)?,
         };
         let listen = |source| ServeError::Listen {
             addr: config.bind,
@@ -241,7 +241,17 @@ impl Server {
     /// flight finish for up to the drain timeout, and removes `serve/server.json`.
     /// Says whether every connection finished before the drain deadline.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Drained {
-        let app = router(self.state.clone());
+        self.run_with(Router::new(), shutdown).await
+    }
+
+    /// [`Server::run`], also answering `pages`' routes (the web UI's, under `/ui/`),
+    /// which must not overlap the serving API's.
+    pub async fn run_with(
+        self,
+        pages: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Drained {
+        let app = router(self.state.clone()).merge(pages);
         let registry = self.state.registry.clone();
         let idle = self.config.idle_timeout;
         let zero = self.config.scale_to_zero;
@@ -292,7 +302,13 @@ fn connectable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-fn write_token(home: &Path) -> Result<String, ServeError> {
+/// The home's admin token (`<home>/serve/admin-token`), which the admin API and the web
+/// UI's changes want: the one there, or a new one written there (readable by its owner
+/// only) when there is none.
+///
+/// # Errors
+/// [`ServeError::Write`] when a new token cannot be written.
+pub fn home_admin_token(home: &Path) -> Result<String, ServeError> {
     let path = home.join(TOKEN_FILE);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim();
@@ -403,6 +419,56 @@ pub async fn admin_request(
             message: answer["error"].as_str().unwrap_or("no message").to_owned(),
         })
     }
+}
+
+/// The versions a running server at `url` serves of `model`, with their states
+/// (`AVAILABLE`, `LOADING`, `UNAVAILABLE`, ...), from TF Serving's model status API
+/// (`GET /v1/models/{model}`); none when it does not serve the model.
+///
+/// # Errors
+/// [`ServeError::Unreachable`] when the server does not answer; [`ServeError::Refused`]
+/// for an answer other than 200 or 404.
+pub async fn served_versions(url: &str, model: &str) -> Result<Vec<(u64, String)>, ServeError> {
+    crate::init_tls();
+    let unreachable = |source| ServeError::Unreachable {
+        url: url.to_owned(),
+        source,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(unreachable)?;
+    let response = client
+        .get(format!("{}/v1/models/{model}", url.trim_end_matches('/')))
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = response.status();
+    if status == StatusCode::NOT_FOUND {
+        return Ok(Vec::new());
+    }
+    let answer: Value = response.json().await.map_err(unreachable)?;
+    if !status.is_success() {
+        return Err(ServeError::Refused {
+            url: url.to_owned(),
+            status,
+            message: answer["error"].as_str().unwrap_or("no message").to_owned(),
+        });
+    }
+    Ok(answer["model_version_status"]
+        .as_array()
+        .map(|versions| {
+            versions
+                .iter()
+                .filter_map(|v| {
+                    Some((
+                        v["version"].as_str()?.parse().ok()?,
+                        v["state"].as_str().unwrap_or("").to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -745,7 +811,9 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether `a` and `b` are equal, in a time that depends on their lengths only, not on
+/// where they differ: for comparing secrets.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
