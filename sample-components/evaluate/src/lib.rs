@@ -174,10 +174,7 @@ mod tests {
         assert_eq!(job.model, "/inputs/model/data");
         assert_eq!(job.metrics, "/outputs/metrics/data");
         assert_eq!(job.predictions, "/outputs/predictions/data");
-        assert_eq!(
-            job.ui_metadata,
-            "/outputs/mlpipeline-ui-metadata/data"
-        );
+        assert_eq!(job.ui_metadata, "/outputs/mlpipeline-ui-metadata/data");
         assert_eq!(job.negative, None);
         let inv = invocation(vec![("threshold", step::Value::Float(0.7))]);
         let job = plan(&inv).unwrap();
@@ -210,7 +207,8 @@ mod tests {
             "output artifact 'predictions' was not given"
         );
         let mut inv = invocation(vec![]);
-        inv.outputs.retain(|(name, _)| name != "mlpipeline-ui-metadata");
+        inv.outputs
+            .retain(|(name, _)| name != "mlpipeline-ui-metadata");
         assert_eq!(
             plan(&inv).err().unwrap().to_string(),
             "output artifact 'mlpipeline-ui-metadata' was not given"

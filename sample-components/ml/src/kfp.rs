@@ -150,8 +150,16 @@ mod tests {
     fn ui_metadata_holds_the_curve_and_the_matrix_inline() {
         use crate::metrics::{ConfusionMatrix, RocPoint};
         let roc = [
-            RocPoint { threshold: 1.0, false_positive_rate: 0.0, true_positive_rate: 0.0 },
-            RocPoint { threshold: 0.5, false_positive_rate: 0.25, true_positive_rate: 1.0 },
+            RocPoint {
+                threshold: 1.0,
+                false_positive_rate: 0.0,
+                true_positive_rate: 0.0,
+            },
+            RocPoint {
+                threshold: 0.5,
+                false_positive_rate: 0.25,
+                true_positive_rate: 1.0,
+            },
         ];
         let c = ConfusionMatrix {
             true_positives: 5,

@@ -276,7 +276,11 @@ mod tests {
         assert_eq!(rates.first(), Some(&(0.0, 0.0)));
         assert_eq!(rates.last(), Some(&(1.0, 1.0)));
         assert!(curve[0].threshold > 0.9);
-        assert_eq!(curve.len(), 6, "one point per distinct score, and the start");
+        assert_eq!(
+            curve.len(),
+            6,
+            "one point per distinct score, and the start"
+        );
         let area: f64 = rates
             .windows(2)
             .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
