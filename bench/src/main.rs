@@ -32,8 +32,14 @@
 //!    fan-out spread over the nodes (`slurm`; `bench/slurm/run.sh` starts the test cluster
 //!    and builds what it needs).
 //!
+//! 8. the web UI's runs list over a home of 10,000 recorded runs: the first page, a page
+//!    5,000 runs deep, a pipeline filter and a state filter that matches one run in a
+//!    hundred, each the median of 50 requests through the UI's router (no network),
+//!    against reading the newest 50 runs from the store directly (`sluice runs list`'s
+//!    query), in the same run (`ui`).
+//!
 //! Give section names (`overhead`, `containers`, `normalize`, `registry`, `fused`,
-//! `scale`, `slurm`) to run only those; all but `scale` and `slurm` run without one.
+//! `scale`, `slurm`, `ui`) to run only those; all but `scale` and `slurm` run without one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,6 +106,121 @@ fn main() -> Result<()> {
     if wanted("slurm") {
         runtime.block_on(slurm(scratch.path(), cores))?;
     }
+    if wanted("ui") {
+        runtime.block_on(ui(scratch.path()))?;
+    }
+    Ok(())
+}
+
+/// Runs in the home the UI benchmark lists.
+const UI_RUNS: usize = 10_000;
+/// Requests each of its figures is the median of.
+const UI_SAMPLES: usize = 50;
+
+/// The runs list of the web UI over 10,000 runs, against the store's own listing.
+async fn ui(scratch: &Path) -> Result<()> {
+    use sluice_runtime::store::{NewRun, NewTask};
+    use tower::ServiceExt;
+
+    let home = scratch.join("ui-home");
+    let store = Store::open(&home)?;
+    let started = Instant::now();
+    let mut middle = String::new();
+    for i in 0..UI_RUNS {
+        let name = if i % 10 == 0 { "train" } else { "preprocess" };
+        let id = store.begin_run(
+            &NewRun {
+                kind: RunKind::Pipeline,
+                name,
+                source: Path::new("pipeline.yaml"),
+                source_digest: "sha256:00",
+                params: BTreeMap::from([("seed".to_owned(), i.to_string())]),
+                flags: Vec::new(),
+                graph: None,
+            },
+            &[NewTask {
+                name: "step",
+                component: "noop".into(),
+                component_file: Path::new("noop.yaml"),
+                component_digest: "sha256:11",
+            }],
+        )?;
+        let state = if i % 100 == 7 {
+            RunState::Failed
+        } else {
+            RunState::Succeeded
+        };
+        store.finish_run(&id, state, None)?;
+        if i == UI_RUNS / 2 {
+            middle = id;
+        }
+    }
+    println!(
+        "web UI runs list over {UI_RUNS} runs (recorded in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    let app = sluice_ui::router(sluice_ui::UiConfig {
+        home: home.clone(),
+        dot: None,
+    })?;
+    let median_of = |mut times: Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let page = |uri: String| {
+        let app = app.clone();
+        async move {
+            let mut times = Vec::with_capacity(UI_SAMPLES);
+            let mut bytes = 0;
+            for _ in 0..UI_SAMPLES {
+                let request = axum::http::Request::get(&uri).body(axum::body::Body::empty())?;
+                let t = Instant::now();
+                let response = app.clone().oneshot(request).await?;
+                if !response.status().is_success() {
+                    bail!("{uri}: {}", response.status());
+                }
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+                times.push(t.elapsed());
+                bytes = body.len();
+            }
+            anyhow::Ok((median_of(times), bytes))
+        }
+    };
+    let first = page("/ui/".to_owned()).await?;
+    let deep = page(format!("/ui/?after={middle}")).await?;
+    let pipeline = page("/ui/?pipeline=train".to_owned()).await?;
+    let failed = page("/ui/?state=failed".to_owned()).await?;
+    let mut direct = Vec::with_capacity(UI_SAMPLES);
+    for _ in 0..UI_SAMPLES {
+        let t = Instant::now();
+        store.list_runs(50)?;
+        direct.push(t.elapsed());
+    }
+    let direct = median_of(direct);
+    println!(
+        "  {:<48} {:>10} {:>10} {:>8}",
+        "", "median ms", "page KiB", "ratio"
+    );
+    for (label, (time, bytes)) in [
+        ("first page (50 runs)", first),
+        ("a page 5,000 runs deep", deep),
+        ("pipeline filter (1 run in 10)", pipeline),
+        ("state filter (1 run in 100)", failed),
+    ] {
+        println!(
+            "  {:<48} {:>10.2} {:>10.1} {:>7.1}x",
+            label,
+            time.as_secs_f64() * 1e3,
+            bytes as f64 / 1024.0,
+            time.as_secs_f64() / direct.as_secs_f64()
+        );
+    }
+    println!(
+        "  {:<48} {:>10.2}",
+        "baseline: the store's newest 50 runs",
+        direct.as_secs_f64() * 1e3
+    );
+    println!();
     Ok(())
 }
 

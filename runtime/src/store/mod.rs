@@ -737,6 +737,98 @@ mod tests {
     }
 
     #[test]
+    fn run_queries_filter_and_page_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut ids = Vec::new();
+        for (i, (name, state)) in [
+            ("a", RunState::Succeeded),
+            ("b", RunState::Failed),
+            ("a", RunState::Failed),
+            ("a", RunState::Succeeded),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let run = NewRun {
+                name,
+                graph: Some(format!("{{\"n\": {i}}}")),
+                ..records::tests::pipeline_run()
+            };
+            let id = store.begin_run(&run, &[]).unwrap();
+            store.finish_run(&id, state, None).unwrap();
+            ids.push(id);
+            // Distinct start times, to the millisecond the records keep.
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+        let listed = |q: RunQuery| -> Vec<String> {
+            store
+                .query_runs(&q)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        let newest: Vec<String> = ids.iter().rev().cloned().collect();
+        assert_eq!(listed(RunQuery::default()), newest);
+        assert_eq!(
+            listed(RunQuery {
+                pipeline: Some("a".into()),
+                ..RunQuery::default()
+            }),
+            [ids[3].clone(), ids[2].clone(), ids[0].clone()]
+        );
+        assert_eq!(
+            listed(RunQuery {
+                state: Some(RunState::Failed),
+                ..RunQuery::default()
+            }),
+            [ids[2].clone(), ids[1].clone()]
+        );
+        // A page continues after the last run of the one before.
+        let first = listed(RunQuery {
+            limit: 2,
+            ..RunQuery::default()
+        });
+        assert_eq!(first, newest[..2]);
+        let next = listed(RunQuery {
+            limit: 2,
+            after: first.last().cloned(),
+            ..RunQuery::default()
+        });
+        assert_eq!(next, newest[2..]);
+        let started = store.run(&ids[2]).unwrap().started_at;
+        assert_eq!(
+            listed(RunQuery {
+                since: Some(started),
+                ..RunQuery::default()
+            }),
+            newest[..2]
+        );
+        assert_eq!(
+            listed(RunQuery {
+                until: Some(started),
+                ..RunQuery::default()
+            }),
+            newest[2..]
+        );
+        assert_eq!(
+            store.pipelines().unwrap(),
+            [("a".to_owned(), 3), ("b".to_owned(), 1)]
+        );
+        assert_eq!(
+            store.run_graph(&ids[1]).unwrap().as_deref(),
+            Some("{\"n\": 1}")
+        );
+        assert!(matches!(
+            store.run_graph("nope"),
+            Err(StoreError::UnknownRun(_))
+        ));
+        let (state, tasks) = store.task_states(&ids[1]).unwrap();
+        assert_eq!((state, tasks.len()), (RunState::Failed, 0));
+    }
+
+    #[test]
     fn only_processes_this_machine_started_are_stopped_after_a_kill() {
         let dir = tempfile::tempdir().expect("temporary folder");
         let run = dir.path().join("run");

@@ -1564,6 +1564,14 @@ impl Records {
         if let Some(until) = query.until {
             bind(&mut sql, " AND started_at < ?", ts(until));
         }
+        // A run recorded as running whose process is gone reads as interrupted
+        // (`run_from_row`): those two states are told apart after reading.
+        match query.state {
+            Some(RunState::Running) => bind(&mut sql, " AND state = ?", "running".to_owned()),
+            Some(RunState::Interrupted) => sql.push_str(" AND state IN ('interrupted', 'running')"),
+            Some(state) => bind(&mut sql, " AND state = ?", state.as_str().to_owned()),
+            None => {}
+        }
         if let Some(after) = &query.after {
             bind(
                 &mut sql,
@@ -1571,9 +1579,6 @@ impl Records {
                 after.clone(),
             );
         }
-        // A run recorded as running whose process is gone reads as interrupted
-        // (`run_from_row`), so the state is filtered after reading; rows are read until
-        // the page is full.
         sql.push_str(" ORDER BY started_at DESC, id DESC");
         let mut stmt = self.conn.prepare(&sql).map_err(db_err)?;
         let rows = stmt
