@@ -162,6 +162,7 @@ async fn ui(scratch: &Path) -> Result<()> {
     let app = sluice_ui::router(sluice_ui::UiConfig {
         home: home.clone(),
         dot: None,
+        any_host: false,
     })?;
     let median_of = |mut times: Vec<Duration>| {
         times.sort();
@@ -173,7 +174,9 @@ async fn ui(scratch: &Path) -> Result<()> {
             let mut times = Vec::with_capacity(UI_SAMPLES);
             let mut bytes = 0;
             for _ in 0..UI_SAMPLES {
-                let request = axum::http::Request::get(&uri).body(axum::body::Body::empty())?;
+                let request = axum::http::Request::get(&uri)
+                    .header("host", "127.0.0.1")
+                    .body(axum::body::Body::empty())?;
                 let t = Instant::now();
                 let response = app.clone().oneshot(request).await?;
                 if !response.status().is_success() {

@@ -83,6 +83,9 @@ pub(crate) fn gantt(run: &RunRecord) -> Markup {
         })
         .collect();
     let total = bars.iter().map(|b| b.2).fold(0.0f64, f64::max).max(0.001) * 1.02;
+    if !total.is_finite() {
+        return html! { p.note { "No chart: the tasks' times do not read." } };
+    }
     let n = bars.len();
     let height = (40 + 22 * n as u32).max(120);
     let chart = svg((900, height), "Task timings", |root| {
@@ -151,6 +154,11 @@ pub(crate) fn metric_bars(metric: &str, values: &[(String, Option<f64>)]) -> Mar
     } else {
         (lo, hi + (hi - lo) * 0.15)
     };
+    // An axis whose span is not a finite number (values near f64's limits) cannot be
+    // drawn: plotters would search for its ticks forever.
+    if !(hi - lo).is_finite() {
+        return html! { p.note { (metric) ": values too far apart to chart." } };
+    }
     let n = values.len();
     svg((420, 260), &format!("{metric} per run"), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -226,7 +234,12 @@ pub(crate) fn roc(curves: &[(String, Vec<(f64, f64)>)]) -> Markup {
             .map_err(err)?;
         for (i, (run, points)) in curves.iter().enumerate() {
             let colour = SERIES[i % SERIES.len()];
-            let mut points = points.clone();
+            // Rates are between 0 and 1; anything else a step wrote is not drawn.
+            let mut points: Vec<(f64, f64)> = points
+                .iter()
+                .copied()
+                .filter(|(x, y)| (0.0..=1.0).contains(x) && (0.0..=1.0).contains(y))
+                .collect();
             points.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
             chart
                 .draw_series(LineSeries::new(points, colour.stroke_width(2)))
@@ -267,5 +280,43 @@ pub(crate) fn confusion(labels: &[String], rows: &[Vec<f64>]) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_too_far_apart_are_not_charted() {
+        // An axis from 0 to 1.6e308 spans more than f64 holds once padded: plotters would
+        // look for its ticks forever.
+        let huge = [("a".to_owned(), Some(0.0)), ("b".to_owned(), Some(1.6e308))];
+        let chart = metric_bars("loss", &huge).into_string();
+        assert!(chart.contains("too far apart"), "{chart}");
+        let both = [
+            ("a".to_owned(), Some(-1e308)),
+            ("b".to_owned(), Some(1e308)),
+        ];
+        assert!(
+            metric_bars("loss", &both)
+                .into_string()
+                .contains("too far apart")
+        );
+        let fine = [
+            ("a".to_owned(), Some(0.25)),
+            ("b".to_owned(), Some(f64::NAN)),
+        ];
+        assert!(metric_bars("loss", &fine).into_string().contains("<svg"));
+    }
+
+    #[test]
+    fn roc_points_outside_the_unit_square_are_not_drawn() {
+        let curve = roc(&[(
+            "r".to_owned(),
+            vec![(0.0, 0.0), (f64::NAN, 0.5), (2.0, 0.5), (1.0, 1.0)],
+        )])
+        .into_string();
+        assert!(curve.contains("<svg"), "{curve}");
     }
 }

@@ -47,13 +47,16 @@ pub(crate) async fn page(
             ids.len()
         )));
     }
-    let (runs, recent, classification) = blocking({
+    // Charts are drawn off the async threads, with the reading.
+    let body = blocking({
         let ui = ui.clone();
         move || {
-            let mut runs = Vec::new();
+            let mut runs: Vec<RunRecord> = Vec::new();
             for id in &ids {
                 let id = ui.store.resolve_run(id)?;
-                runs.push(ui.store.run(&id)?);
+                if !runs.iter().any(|r| r.id == id) {
+                    runs.push(ui.store.run(&id)?);
+                }
             }
             let recent = if runs.len() < 2 {
                 ui.store.query_runs(&RunQuery {
@@ -65,20 +68,19 @@ pub(crate) async fn page(
             };
             let classification: Vec<BTreeMap<String, Classification>> =
                 runs.iter().map(|r| classification(&ui.store, r)).collect();
-            Ok((runs, recent, classification))
+            Ok(html! {
+                h1 { "Compare runs" }
+                @if runs.len() < 2 {
+                    (chooser(&runs, &recent))
+                } @else {
+                    (params(&runs))
+                    (metrics(&runs))
+                    (curves(&runs, &classification))
+                }
+            })
         }
     })
     .await?;
-    let body = html! {
-        h1 { "Compare runs" }
-        @if runs.len() < 2 {
-            (chooser(&runs, &recent))
-        } @else {
-            (params(&runs))
-            (metrics(&runs))
-            (curves(&runs, &classification))
-        }
-    };
     Ok(Html(
         layout::page("Compare runs", Nav::Compare, body).into_string(),
     ))

@@ -121,10 +121,13 @@ pub(crate) fn node_of(graph: &Graph) -> impl Fn(&str) -> Option<usize> + '_ {
     }
 }
 
-/// Each node's state, from the states of the run's recorded tasks.
+/// Each node's state, from the states of the run's recorded tasks; once the run has
+/// `ended`, a node none of whose instances ran (a loop over no items, a branch not
+/// taken) is `skipped`.
 pub(crate) fn node_states<'a>(
     graph: &Graph,
     tasks: impl IntoIterator<Item = (&'a str, TaskState)>,
+    ended: bool,
 ) -> Vec<NodeState> {
     let node_of = node_of(graph);
     let mut per_node: Vec<Vec<TaskState>> = vec![Vec::new(); graph.nodes.len()];
@@ -139,44 +142,74 @@ pub(crate) fn node_states<'a>(
             }
         }
     }
-    per_node.iter().map(NodeState::of).collect()
+    per_node
+        .iter()
+        .map(|states| match NodeState::of(states) {
+            NodeState::Waiting if ended && states.is_empty() => NodeState::Skipped,
+            state => state,
+        })
+        .collect()
+}
+
+/// For each node, the first recorded task that is one of its instances (`train`, or
+/// inside loops `train.0.0`): where its link goes. `None` for groups and for tasks with
+/// no instance recorded.
+pub(crate) fn first_instances<'a>(
+    graph: &Graph,
+    tasks: impl IntoIterator<Item = &'a str>,
+) -> Vec<Option<String>> {
+    let node_of = node_of(graph);
+    let mut first = vec![None; graph.nodes.len()];
+    for name in tasks {
+        if let Some(i) = node_of(name)
+            && first[i].is_none()
+        {
+            first[i] = Some(name.to_owned());
+        }
+    }
+    first
 }
 
 /// The graph drawn, with links from task nodes to their pages (a task in a loop links to
 /// its first instance's).
-pub(crate) fn svg(graph: &Graph, states: &[NodeState], run: &str, dot: Option<&Path>) -> Markup {
+pub(crate) fn svg(
+    graph: &Graph,
+    states: &[NodeState],
+    first: &[Option<String>],
+    run: &str,
+    dot: Option<&Path>,
+) -> Markup {
     if graph.nodes.len() > MAX_DRAWN {
         return html! {
             p.note { (graph.nodes.len()) " nodes: too many to draw; the table below lists every task." }
         };
     }
     if let Some(dot) = dot {
-        match with_dot(graph, states, run, dot) {
+        match with_dot(graph, states, first, run, dot) {
             Ok(svg) => return html! { div.graph { (PreEscaped(svg)) } },
             Err(why) => {
                 return html! {
                     p.note { "Graphviz could not lay this graph out (" (why) "); drawn by stage instead." }
-                    div.graph { (by_stage(graph, states, run)) }
+                    div.graph { (by_stage(graph, states, first, run)) }
                 };
             }
         }
     }
-    html! { div.graph { (by_stage(graph, states, run)) } }
+    html! { div.graph { (by_stage(graph, states, first, run)) } }
 }
 
-fn node_href(graph: &Graph, i: usize, run: &str) -> Option<String> {
-    let node = &graph.nodes[i];
-    (node.kind == GraphNodeKind::Task).then(|| {
-        let instance = if node.in_loop {
-            format!("{}.0", node.name)
-        } else {
-            node.name.clone()
-        };
-        layout::task_href(run, &instance)
-    })
+/// Where node `i` links: its first instance's task page.
+fn node_href(first: &[Option<String>], i: usize, run: &str) -> Option<String> {
+    first[i].as_deref().map(|task| layout::task_href(run, task))
 }
 
-fn with_dot(graph: &Graph, states: &[NodeState], run: &str, dot: &Path) -> Result<String, String> {
+fn with_dot(
+    graph: &Graph,
+    states: &[NodeState],
+    first: &[Option<String>],
+    run: &str,
+    dot: &Path,
+) -> Result<String, String> {
     let text = graph.dot(run, &|i| {
         let mut attrs = format!(
             "id=\"node-{i}\", class=\"node-state-{}\", style=\"{}\", fillcolor=\"white\"",
@@ -186,7 +219,7 @@ fn with_dot(graph: &Graph, states: &[NodeState], run: &str, dot: &Path) -> Resul
                 _ => "filled",
             }
         );
-        if let Some(href) = node_href(graph, i, run) {
+        if let Some(href) = node_href(first, i, run) {
             attrs.push_str(&format!(", URL=\"{href}\", target=\"_top\""));
         }
         attrs
@@ -229,7 +262,7 @@ fn with_dot(graph: &Graph, states: &[NodeState], run: &str, dot: &Path) -> Resul
 
 /// The graph in columns by stage, drawn here: each node a box (a control node a
 /// diamond-cornered box), each edge a line, dashed when it only orders.
-fn by_stage(graph: &Graph, states: &[NodeState], run: &str) -> Markup {
+fn by_stage(graph: &Graph, states: &[NodeState], first: &[Option<String>], run: &str) -> Markup {
     const W: f64 = 190.0;
     const H: f64 = 56.0;
     const GAP_X: f64 = 60.0;
@@ -238,11 +271,23 @@ fn by_stage(graph: &Graph, states: &[NodeState], run: &str) -> Markup {
     let mut stage = vec![0usize; n];
     // Edges go from earlier to later stages; the longest path gives each node's column.
     // Plans are acyclic; at most n rounds settle it.
+    // A group's members come after its diamond, as they run after it decides.
+    let inside = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, node)| Some((node.group?, i)));
+    let order: Vec<(usize, usize)> = graph
+        .edges
+        .iter()
+        .map(|e| (e.from, e.to))
+        .chain(inside)
+        .collect();
     for _ in 0..n {
         let mut changed = false;
-        for e in &graph.edges {
-            if stage[e.to] < stage[e.from] + 1 {
-                stage[e.to] = stage[e.from] + 1;
+        for &(from, to) in &order {
+            if stage[to] < stage[from] + 1 {
+                stage[to] = stage[from] + 1;
                 changed = true;
             }
         }
@@ -281,7 +326,7 @@ fn by_stage(graph: &Graph, states: &[NodeState], run: &str) -> Markup {
                 @let (x, y) = at(i);
                 g id={ "node-" (i) } class={ "node node-state-" (states[i].as_str()) } {
                     title { (node.name) }
-                    @if let Some(href) = node_href(graph, i, run) {
+                    @if let Some(href) = node_href(first, i, run) {
                         a href=(href) {
                             rect x=(x) y=(y) width=(W) height=(H) rx="8" fill="white" stroke="#333" {}
                             text x=(x + 8.0) y=(y + 22.0) { (crate::runs::short(&node.name, 24)) }
@@ -301,6 +346,74 @@ fn by_stage(graph: &Graph, states: &[NodeState], run: &str) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_runtime::plan::{GraphEdge, GraphNode};
+
+    /// `make`, then a loop `outer` holding a loop `inner` holding the task `pair`.
+    fn nested() -> Graph {
+        let node = |name: &str, kind, group| GraphNode {
+            name: name.into(),
+            kind,
+            label: String::new(),
+            group,
+            in_loop: false,
+        };
+        Graph {
+            nodes: vec![
+                node("make", GraphNodeKind::Task, None),
+                node("pair", GraphNodeKind::Task, Some(3)),
+                node("outer", GraphNodeKind::Group, None),
+                node("inner", GraphNodeKind::Group, Some(2)),
+            ],
+            edges: vec![GraphEdge {
+                from: 0,
+                to: 2,
+                label: String::new(),
+                after: true,
+            }],
+            chains: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn nodes_link_to_their_first_instance_and_a_loop_that_never_ran_is_skipped() {
+        let graph = nested();
+        let tasks = [
+            ("make", TaskState::Succeeded),
+            ("pair.0.0", TaskState::Succeeded),
+            ("pair.0.1", TaskState::Running),
+        ];
+        let first = first_instances(&graph, tasks.iter().map(|(n, _)| *n));
+        assert_eq!(
+            first,
+            [
+                Some("make".to_owned()),
+                Some("pair.0.0".to_owned()),
+                None,
+                None
+            ]
+        );
+        let states = node_states(&graph, tasks.iter().map(|(n, s)| (*n, *s)), false);
+        assert_eq!(
+            states,
+            [
+                NodeState::Succeeded,
+                NodeState::Running,
+                NodeState::Running,
+                NodeState::Running
+            ]
+        );
+        // A loop over no items: nothing of it ran.
+        let ended = [("make", TaskState::Succeeded)];
+        let states = node_states(&graph, ended.iter().map(|(n, s)| (*n, *s)), true);
+        assert_eq!(states[1], NodeState::Skipped);
+        assert_eq!(first_instances(&graph, ["make"])[1], None);
+        let drawn =
+            by_stage(&graph, &states, &first_instances(&graph, ["make"]), "r").into_string();
+        assert!(
+            !drawn.contains("pair.0\""),
+            "no link to an instance that is not there"
+        );
+    }
 
     #[test]
     fn a_node_is_running_while_any_instance_runs_and_failed_when_one_failed() {

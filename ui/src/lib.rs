@@ -43,6 +43,11 @@ pub struct UiConfig {
     pub home: PathBuf,
     /// Graphviz's `dot`, which lays run graphs out; `None` draws them by stage instead.
     pub dot: Option<PathBuf>,
+    /// Answer requests whatever host they name. Off (the default), only requests for
+    /// `localhost` or a loopback address are answered: a page of another site whose
+    /// name is made to point at 127.0.0.1 (DNS rebinding) gets 421, not the home's runs.
+    /// Turn it on when the UI listens on an address other machines reach.
+    pub any_host: bool,
 }
 
 impl UiConfig {
@@ -51,6 +56,7 @@ impl UiConfig {
         UiConfig {
             home: home.to_owned(),
             dot: find_dot(),
+            any_host: false,
         }
     }
 }
@@ -121,8 +127,53 @@ pub fn router(config: UiConfig) -> Result<Router, UiError> {
         .route("/ui/models/{name}/label", post(models::label))
         .route("/ui/static/{file}", get(assets::serve))
         .with_state(ui)
-        .layer(middleware::from_fn(headers));
+        .layer(middleware::from_fn(headers))
+        .layer(middleware::from_fn_with_state(config.any_host, known_host));
     Ok(routes)
+}
+
+/// A page for a path under `/ui/` that names nothing: 404, saying so.
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    PageError::not_found(format!("no page at {}", uri.path())).into_response()
+}
+
+/// Refuses (421) a request whose `Host` is neither `localhost` nor a loopback address,
+/// unless any host is allowed.
+async fn known_host(
+    axum::extract::State(any_host): axum::extract::State<bool>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if any_host
+        || request
+            .headers()
+            .get(header::HOST)
+            .is_some_and(is_loopback_host)
+    {
+        return next.run(request).await;
+    }
+    PageError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "this UI answers only requests for localhost or a loopback address \
+         (start it with --bind on another address to reach it by another name)",
+    )
+    .into_response()
+}
+
+/// Whether a `Host` header names `localhost` or a loopback address (with any port).
+fn is_loopback_host(host: &HeaderValue) -> bool {
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        // [::1]:8580
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Headers every answer of the UI carries: a content security policy that allows only
@@ -209,7 +260,14 @@ impl From<ModelError> for PageError {
 
 impl From<ServeError> for PageError {
     fn from(e: ServeError) -> PageError {
-        PageError::new(StatusCode::BAD_GATEWAY, e.to_string())
+        match e {
+            // The server refused the change as the repository would have (no such
+            // model or version, nothing to roll back to): its status and its words.
+            ServeError::Refused {
+                status, message, ..
+            } if status.is_client_error() => PageError::new(status, message),
+            e => PageError::new(StatusCode::BAD_GATEWAY, e.to_string()),
+        }
     }
 }
 
@@ -250,21 +308,25 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> Result<(), PageError> {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| PageError::bad_request("the request names no Host"))?;
-    let expected = format!("http://{host}");
+    // Behind a TLS proxy the page's origin is https.
+    let expected = [format!("http://{host}"), format!("https://{host}")];
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let referer = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
     let ok = match (origin, referer) {
-        (Some(origin), _) => origin == expected,
-        (None, Some(referer)) => referer
-            .strip_prefix(&expected)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+        (Some(origin), _) => expected.iter().any(|e| origin == e),
+        (None, Some(referer)) => expected.iter().any(|e| {
+            referer
+                .strip_prefix(e.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        }),
         (None, None) => false,
     };
     if ok {
         Ok(())
     } else {
         Err(PageError::forbidden(format!(
-            "changes are taken only from the UI's own pages ({expected}); this request came from {}",
+            "changes are taken only from the UI's own pages ({}); this request came from {}",
+            expected[0],
             origin.or(referer).unwrap_or("no page")
         )))
     }
@@ -288,5 +350,33 @@ pub(crate) fn check_token(ui: &Ui, presented: &str) -> Result<(), PageError> {
             StatusCode::UNAUTHORIZED,
             "the admin token is wrong",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_are_known() {
+        let known = |h: &'static str| is_loopback_host(&HeaderValue::from_static(h));
+        for good in [
+            "127.0.0.1:8580",
+            "localhost:8580",
+            "LOCALHOST",
+            "[::1]:8580",
+            "127.1.2.3",
+        ] {
+            assert!(known(good), "{good}");
+        }
+        for bad in [
+            "attacker.example:8580",
+            "10.0.0.1:8580",
+            "localhost.attacker.example",
+            "[::2]:1",
+            "",
+        ] {
+            assert!(!known(bad), "{bad}");
+        }
     }
 }

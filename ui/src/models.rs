@@ -6,13 +6,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::HeaderMap;
 use axum::response::{Html, Redirect};
 use maud::{Markup, html};
 use serde::Deserialize;
-use sluice_runtime::models::{ModelState, Version};
-use sluice_runtime::serve::{ServeError, admin_request, find_server, served_versions};
+use sluice_runtime::models::{ModelError, ModelState, Version};
+use sluice_runtime::serve::{ServeError, ServedModel, admin_request, find_server, served};
 
 use crate::layout::{self, Nav};
 use crate::{PageError, Ui, blocking, check_token, same_origin};
@@ -42,13 +43,11 @@ pub(crate) async fn page(State(ui): State<Arc<Ui>>) -> Result<Html<String>, Page
     })
     .await?;
     // What the server serves, asked of it; a server that does not answer says so.
-    let mut served: BTreeMap<String, Result<Vec<(u64, String)>, String>> = BTreeMap::new();
+    let mut serving: BTreeMap<String, Result<ServedModel, String>> = BTreeMap::new();
     if let Some((url, _)) = &server {
         for m in &models {
-            let answer = served_versions(url, &m.name)
-                .await
-                .map_err(|e| e.to_string());
-            served.insert(m.name.clone(), answer);
+            let answer = served(url, &m.name).await.map_err(|e| e.to_string());
+            serving.insert(m.name.clone(), answer);
         }
     }
     let body = html! {
@@ -63,7 +62,7 @@ pub(crate) async fn page(State(ui): State<Arc<Ui>>) -> Result<Html<String>, Page
             p.empty { "No models yet; a pipeline with a deploy section publishes one." }
         }
         @for m in &models {
-            (model(m, served.get(&m.name)))
+            (model(m, serving.get(&m.name)))
         }
     };
     Ok(Html(
@@ -71,7 +70,7 @@ pub(crate) async fn page(State(ui): State<Arc<Ui>>) -> Result<Html<String>, Page
     ))
 }
 
-fn model(m: &Model, served: Option<&Result<Vec<(u64, String)>, String>>) -> Markup {
+fn model(m: &Model, served: Option<&Result<ServedModel, String>>) -> Markup {
     let id = format!("model-{}", layout::segment(&m.name));
     html! {
         section.model id=(id) data-model=(m.name) {
@@ -90,9 +89,12 @@ fn model(m: &Model, served: Option<&Result<Vec<(u64, String)>, String>>) -> Mark
                     dt { "Served" }
                     dd.served {
                         @match served {
-                            Ok(versions) if versions.is_empty() => "nothing",
-                            Ok(versions) => {
-                                @for (v, state) in versions { span.badge data-version=(v) { "version " (v) ": " (state) } " " }
+                            Ok(s) if s.versions.is_empty() => "nothing",
+                            Ok(s) => {
+                                @if let Some(v) = s.default {
+                                    "version " span.served-default { (v) } " to requests naming none; "
+                                }
+                                @for (v, state) in &s.versions { span.badge data-version=(v) { "version " (v) ": " (state) } " " }
                             }
                             Err(e) => span.error { "the server did not answer: " (e) },
                         }
@@ -158,6 +160,20 @@ fn model(m: &Model, served: Option<&Result<Vec<(u64, String)>, String>>) -> Mark
     }
 }
 
+/// Refuses (404) a change to a model the repository does not have.
+async fn known_model(ui: &Arc<Ui>, name: &str) -> Result<(), PageError> {
+    let ui = ui.clone();
+    let name = name.to_owned();
+    blocking(move || {
+        if ui.models.names()?.contains(&name) {
+            Ok(())
+        } else {
+            Err(ModelError::UnknownModel(name).into())
+        }
+    })
+    .await
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct RollbackForm {
     #[serde(default)]
@@ -180,10 +196,12 @@ pub(crate) async fn rollback(
     State(ui): State<Arc<Ui>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    Form(form): Form<RollbackForm>,
+    form: Result<Form<RollbackForm>, FormRejection>,
 ) -> Result<Redirect, PageError> {
     same_origin(&headers)?;
+    let Form(form) = form.map_err(|e| PageError::bad_request(e.body_text()))?;
     check_token(&ui, &form.token)?;
+    known_model(&ui, &name).await?;
     let to = version_field("to", &form.to)?;
     if let Some((url, token)) = find_server(&ui.home) {
         let body = serde_json::json!({ "to": to });
@@ -220,10 +238,12 @@ pub(crate) async fn label(
     State(ui): State<Arc<Ui>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    Form(form): Form<LabelForm>,
+    form: Result<Form<LabelForm>, FormRejection>,
 ) -> Result<Redirect, PageError> {
     same_origin(&headers)?;
+    let Form(form) = form.map_err(|e| PageError::bad_request(e.body_text()))?;
     check_token(&ui, &form.token)?;
+    known_model(&ui, &name).await?;
     let version = version_field("version", &form.version)?;
     let share = match form.share.trim() {
         "" => None,

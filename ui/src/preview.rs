@@ -11,9 +11,8 @@ use crate::layout;
 const PREVIEW_BYTES: usize = 64 * 1024;
 /// Rows of a CSV table shown.
 const ROWS: usize = 20;
-/// Larger artifacts are previewed only by their first bytes, unread past them; the
-/// download checks the whole against its digest.
-const WHOLE_LIMIT: u64 = 16 << 20;
+/// Files of a folder artifact listed at most.
+const FILES: usize = 100;
 
 /// What an artifact's bytes are, as far as previews and downloads care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,23 +56,137 @@ pub(crate) fn sniff(bytes: &[u8]) -> Kind {
     {
         return Kind::Json;
     }
-    let mut lines = text.lines().take(5);
-    if let Some(header) = lines.next() {
-        let columns = header.matches(',').count();
-        if columns > 0
-            && lines.clone().count() > 0
-            && lines.all(|l| l.matches(',').count() == columns)
-        {
-            return Kind::Csv;
-        }
+    if looks_like_csv(text) {
+        return Kind::Csv;
     }
     Kind::Text
+}
+
+/// Whether text reads as a CSV table: its first five records (RFC 4180 quoting) all have
+/// the same number of fields, at least two, and there are at least two records.
+fn looks_like_csv(text: &str) -> bool {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut widths = Vec::new();
+    for record in reader.records().take(5) {
+        match record {
+            Ok(r) => widths.push(r.len()),
+            // The last record may be cut off by the preview's limit.
+            Err(_) => break,
+        }
+    }
+    widths.len() >= 2 && widths[0] >= 2 && widths.iter().all(|w| *w == widths[0])
+}
+
+/// JSON text indented two spaces a level, token by token: keys keep their order and
+/// repeats, numbers their digits, strings their escapes, exactly as written. Text cut
+/// off by the preview's limit is indented as far as it goes.
+fn indent_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push_str("  ");
+        }
+    };
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                // An empty object or list stays on its line.
+                while chars.peek().is_some_and(|n| n.is_whitespace()) {
+                    chars.next();
+                }
+                if matches!(chars.peek(), Some('}' | ']')) {
+                    out.push(chars.next().expect("peeked"));
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The files of a folder artifact, with their sizes, by path.
+fn folder(root: &std::path::Path) -> Markup {
+    let mut files = Vec::new();
+    let mut more = 0usize;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if files.len() < FILES {
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                files.push((name, meta.len()));
+            } else {
+                more += 1;
+            }
+        }
+    }
+    files.sort();
+    html! {
+        p.note { "A folder, stored under " code { (root.display()) } " in the home." }
+        table {
+            thead { tr { th scope="col" { "File" } th scope="col" { "Size" } } }
+            tbody { @for (name, size) in &files { tr { td { code { (name) } } td.num { (layout::size(*size)) } } } }
+        }
+        @if more > 0 { p.note { "And " (more) " more files." } }
+    }
 }
 
 /// A preview of the artifact `io` names, read from the store.
 pub(crate) fn render(store: &Store, io: &IoRecord) -> Markup {
     if io.digest.starts_with("sha256-tree:") {
-        return html! { p.note { "A folder." } };
+        return match store.artifact_path(&io.digest) {
+            Ok(path) => folder(&path),
+            Err(e) => html! { p.note { "No listing: " (e) } },
+        };
     }
     if io.digest.starts_with("sha256-table:") {
         return html! { p.note { "A table passed in memory between fused steps; not stored." } };
@@ -82,7 +195,7 @@ pub(crate) fn render(store: &Store, io: &IoRecord) -> Markup {
         Ok(path) => path,
         Err(e) => return html! { p.note { "No preview: " (e) } },
     };
-    let head = match read_head(&path) {
+    let head = match read_head(&path, PREVIEW_BYTES) {
         Ok(head) => head,
         Err(e) => return html! { p.note { "No preview: " (e) } },
     };
@@ -94,11 +207,7 @@ pub(crate) fn render(store: &Store, io: &IoRecord) -> Markup {
         },
         Kind::Json => {
             let text = String::from_utf8_lossy(&head);
-            let pretty = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| serde_json::to_string_pretty(&v).ok())
-                .unwrap_or_else(|| text.into_owned());
-            html! { pre.preview tabindex="0" { (pretty) } }
+            html! { pre.preview tabindex="0" { (indent_json(&text)) } }
         }
         Kind::Csv => csv_table(&head, cut),
         Kind::Text => html! {
@@ -109,12 +218,13 @@ pub(crate) fn render(store: &Store, io: &IoRecord) -> Markup {
     }
 }
 
-fn read_head(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+/// The first `limit` bytes of a file (fewer when it is shorter).
+pub(crate) fn read_head(path: &std::path::Path, limit: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     let size = file.metadata()?.len();
-    let mut head = Vec::with_capacity(PREVIEW_BYTES.min(size.min(WHOLE_LIMIT) as usize));
-    file.take(PREVIEW_BYTES as u64).read_to_end(&mut head)?;
+    let mut head = Vec::with_capacity(limit.min(size as usize));
+    file.take(limit as u64).read_to_end(&mut head)?;
     Ok(head)
 }
 
@@ -160,5 +270,16 @@ mod tests {
         assert_eq!(sniff(b"<script>alert(1)</script>"), Kind::Text);
         assert_eq!(sniff(b"\x00\x01\x02"), Kind::Binary);
         assert_eq!(sniff(b"\xff\xfe\x00"), Kind::Binary);
+        assert_eq!(sniff(b"a,\"<b>b</b>\",c\n\"x,y\",=cmd|calc,5\n"), Kind::Csv);
+        assert_eq!(sniff(b"one field\nper line\n"), Kind::Text);
+    }
+
+    #[test]
+    fn json_is_indented_as_written() {
+        let text = r#"{"z":1,"a":12345678901234567890123,"dup":1,"dup":"x,\"y\"","e":[],"l":[1,{"k":null}]}"#;
+        assert_eq!(
+            indent_json(text),
+            "{\n  \"z\": 1,\n  \"a\": 12345678901234567890123,\n  \"dup\": 1,\n  \"dup\": \"x,\\\"y\\\"\",\n  \"e\": [],\n  \"l\": [\n    1,\n    {\n      \"k\": null\n    }\n  ]\n}"
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -32,29 +33,49 @@ pub(crate) struct RunQuery {
     page: Option<usize>,
 }
 
+/// The run `id` names (or a unique prefix of it names), as recorded. A run whose process
+/// is gone is ended first, as `interrupted`, so that no task of it shows as running.
+pub(crate) fn read_run(ui: &Ui, id: &str) -> Result<RunRecord, PageError> {
+    let id = ui.store.resolve_run(id)?;
+    let run = ui.store.run(&id)?;
+    let unsettled =
+        run.state == RunState::Interrupted && run.tasks.iter().any(|t| !t.state.is_final());
+    if unsettled {
+        ui.store.end_interrupted_runs()?;
+        return Ok(ui.store.run(&id)?);
+    }
+    Ok(run)
+}
+
 pub(crate) async fn page(
     State(ui): State<Arc<Ui>>,
     Path(id): Path<String>,
-    Query(query): Query<RunQuery>,
+    query: Result<Query<RunQuery>, QueryRejection>,
 ) -> Result<Html<String>, PageError> {
-    let (run, graph_svg) = blocking({
+    let Query(query) = query.map_err(|e| PageError::bad_request(e.body_text()))?;
+    let (run, graph_svg, gantt) = blocking({
         let ui = ui.clone();
         move || {
-            let run = ui.store.run(&id)?;
+            let run = read_run(&ui, &id)?;
             let graph = graph::recorded(&ui.store, &run.id)?;
             let svg = graph.map(|graph| {
                 let states = graph::node_states(
                     &graph,
                     run.tasks.iter().map(|t| (t.name.as_str(), t.state)),
+                    run.state != RunState::Running,
                 );
-                graph::svg(&graph, &states, &run.id, ui.dot.as_deref())
+                let first =
+                    graph::first_instances(&graph, run.tasks.iter().map(|t| t.name.as_str()));
+                graph::svg(&graph, &states, &first, &run.id, ui.dot.as_deref())
             });
-            Ok((run, svg))
+            // Charts are drawn off the async threads.
+            let gantt = charts::gantt(&run);
+            Ok((run, svg, gantt))
         }
     })
     .await?;
-    let page_no = query.page.unwrap_or(1).max(1);
     let pages = run.tasks.len().div_ceil(TASKS_PER_PAGE).max(1);
+    let page_no = query.page.unwrap_or(1).clamp(1, pages);
     let shown = run
         .tasks
         .iter()
@@ -125,7 +146,7 @@ pub(crate) async fn page(
             }
             section {
                 h2 { "Timings" }
-                (charts::gantt(&run))
+                (gantt)
             }
         }
     };
@@ -213,12 +234,12 @@ pub(crate) async fn events(
     State(ui): State<Arc<Ui>>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
-    let graph = blocking({
+    let (id, graph) = blocking({
         let ui = ui.clone();
-        let id = id.clone();
         move || {
-            ui.store.resolve_run(&id)?;
-            Ok(graph::recorded(&ui.store, &id)?)
+            let id = ui.store.resolve_run(&id)?;
+            let graph = graph::recorded(&ui.store, &id)?;
+            Ok((id, graph))
         }
     })
     .await?;
@@ -252,7 +273,16 @@ pub(crate) async fn events(
             let read = {
                 let ui = f.ui.clone();
                 let id = f.id.clone();
-                tokio::task::spawn_blocking(move || ui.store.task_states(&id)).await
+                tokio::task::spawn_blocking(move || {
+                    let (state, tasks) = ui.store.task_states(&id)?;
+                    // A run whose process is gone is ended, its tasks with it.
+                    if state == RunState::Interrupted && tasks.iter().any(|(_, s)| !s.is_final()) {
+                        ui.store.end_interrupted_runs()?;
+                        return ui.store.task_states(&id);
+                    }
+                    Ok((state, tasks))
+                })
+                .await
             };
             let (run_state, tasks) = match read {
                 Ok(Ok(states)) => states,
@@ -276,7 +306,11 @@ pub(crate) async fn events(
                 }
             }
             if let Some(graph) = &f.graph {
-                let nodes = graph::node_states(graph, tasks.iter().map(|(n, s)| (n.as_str(), *s)));
+                let nodes = graph::node_states(
+                    graph,
+                    tasks.iter().map(|(n, s)| (n.as_str(), *s)),
+                    run_state != RunState::Running,
+                );
                 for (i, s) in nodes.iter().enumerate() {
                     if f.nodes.get(i) != Some(s) {
                         out.push(Event::default().event("node").data(

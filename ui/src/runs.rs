@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Html;
 use jiff::Timestamp;
@@ -113,14 +114,21 @@ impl Filter {
 
 pub(crate) async fn page(
     State(ui): State<Arc<Ui>>,
-    Query(filter): Query<Filter>,
+    filter: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Html<String>, PageError> {
+    let Query(filter) = filter.map_err(|e| PageError::bad_request(e.body_text()))?;
     let query = filter.query()?;
     let (runs, pipelines, more) = blocking({
         let ui = ui.clone();
         let query = query.clone();
         move || {
             let mut page = query.clone();
+            if let Some(after) = &query.after {
+                // A page after a run that is not there would be silently empty.
+                page.after = Some(ui.store.resolve_run(after).map_err(|_| {
+                    PageError::bad_request(format!("after: no run '{after}' to continue after"))
+                })?);
+            }
             page.limit += 1;
             let mut runs = ui.store.query_runs(&page)?;
             let more = runs.len() > query.limit;

@@ -6,8 +6,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use futures::{Stream, StreamExt};
@@ -29,7 +30,7 @@ pub(crate) async fn page(
     let (run_name, task, logs, previews) = blocking({
         let ui = ui.clone();
         move || {
-            let run = ui.store.run(&run_id)?;
+            let run = crate::run::read_run(&ui, &run_id)?;
             let task = run
                 .tasks
                 .into_iter()
@@ -71,7 +72,11 @@ pub(crate) async fn page(
             }
             section {
                 h2 { "Outputs" }
-                (io_table(&task.outputs, Some(&previews)))
+                @if running && task.outputs.is_empty() {
+                    p.empty { "None yet: outputs are recorded when the task ends." }
+                } @else {
+                    (io_table(&task.outputs, Some(&previews)))
+                }
             }
             @if !task.metrics.is_empty() {
                 section {
@@ -164,6 +169,10 @@ pub(crate) fn io_table(ios: &[IoRecord], previews: Option<&[(String, Markup)]>) 
                         td {
                             @if let Some(v) = &io.value {
                                 code.value { (crate::runs::short(v, 400)) }
+                            } @else if io.digest.starts_with("sha256-tree:") {
+                                "a folder (its files below)"
+                            } @else if io.digest.starts_with("sha256-table:") {
+                                "a table passed in memory"
                             } @else {
                                 a href=(download_href(&io.digest, &io.name)) download { "Download" }
                             }
@@ -225,38 +234,52 @@ pub(crate) struct Download {
 }
 
 /// `GET /ui/artifacts/{digest}?name=N`: the artifact's bytes, checked against their
-/// digest, as an attachment named `N` (text as `text/plain`, everything else as
+/// digest before the first is sent and streamed from its file (a large artifact costs
+/// no memory), as an attachment named `N` (text as `text/plain`, everything else as
 /// `application/octet-stream`); with `inline=1`, a PNG, JPEG, GIF or WebP image as
 /// itself. Never as HTML, SVG or anything else a browser would run; sandboxed besides.
 pub(crate) async fn download(
     State(ui): State<Arc<Ui>>,
     Path(digest): Path<String>,
-    Query(q): Query<Download>,
+    query: Result<Query<Download>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let bytes = blocking(move || {
+    let Query(q) = query.map_err(|e| PageError::bad_request(e.body_text()))?;
+    let (path, head) = blocking(move || {
         if digest.starts_with("sha256-tree:") {
             return Err(PageError::bad_request(
-                "this artifact is a folder; download its files from the task's folder in the home",
+                "this artifact is a folder: its task's page lists its files",
             ));
         }
-        Ok(ui.store.read(&digest)?)
+        ui.store.verify(&digest)?;
+        let path = ui.store.artifact_path(&digest)?;
+        let head = preview::read_head(&path, 8 * 1024)
+            .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok((path, head))
     })
     .await?;
-    let kind = preview::sniff(&bytes);
+    let kind = preview::sniff(&head);
     let inline_image = q.inline.is_some() && matches!(kind, Kind::Image(_));
     let content_type = match kind {
         Kind::Image(mime) if inline_image => mime,
         Kind::Text | Kind::Csv | Kind::Json => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     };
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let length = file.metadata().await.map(|m| m.len()).ok();
     let name = attachment_name(&q.name);
     let disposition = if inline_image {
         format!("inline; filename=\"{name}\"")
     } else {
         format!("attachment; filename=\"{name}\"")
     };
-    let mut response = bytes.into_response();
+    let mut response =
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
     let h = response.headers_mut();
+    if let Some(length) = length {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::CONTENT_DISPOSITION,

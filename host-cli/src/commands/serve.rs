@@ -141,10 +141,14 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
     let home = store.home().to_owned();
     drop(store);
     let ui = args.ui;
+    let bind = args.bind;
     let drained = runtime.block_on(async {
         let server = Server::start(&home, &cache_dir, config).await?;
         let pages = match ui {
-            true => Some(sluice_ui::router(sluice_ui::UiConfig::new(&home))?),
+            true => Some(sluice_ui::router(sluice_ui::UiConfig {
+                any_host: !bind.ip().is_loopback(),
+                ..sluice_ui::UiConfig::new(&home)
+            })?),
             false => None,
         };
         let url = format!("http://{}", server.local_addr());

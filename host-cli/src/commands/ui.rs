@@ -25,8 +25,20 @@ pub fn run(paths: &Paths, args: Args) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let any_host = !args.bind.ip().is_loopback();
+    if any_host {
+        errln!(
+            "warning: the UI listens on {}: whoever reaches it reads every run and artifact of {}",
+            args.bind,
+            home.display()
+        );
+    }
     runtime.block_on(async {
-        let app = sluice_ui::router(UiConfig::new(&home))?;
+        let app = sluice_ui::router(UiConfig {
+            any_host,
+            ..UiConfig::new(&home)
+        })?
+        .fallback(sluice_ui::not_found);
         let listener = tokio::net::TcpListener::bind(args.bind)
             .await
             .with_context(|| format!("cannot listen on {}", args.bind))?;

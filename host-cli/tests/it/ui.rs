@@ -244,6 +244,95 @@ fn pages_show_runs_tasks_comparisons_lineage_and_models_and_refuse_what_they_mus
     assert_eq!(model_default(&home), 2, "nothing changed");
     assert_eq!(rollback(Some(&ui.url), token.trim()), 303);
     assert_eq!(model_default(&home), 1);
+    let unknown = client()
+        .post(format!("{}/ui/models/nope/rollback", ui.url))
+        .header(header::ORIGIN, &ui.url)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("token={}", token.trim()))
+        .send()
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.text().unwrap().contains("no model named 'nope'"));
+
+    // What a user or another site may send gets one line on the UI's error page.
+    let refused = |path: &str, host: Option<&str>| {
+        let mut request = client().get(format!("{}{path}", ui.url));
+        if let Some(host) = host {
+            request = request.header(header::HOST, host);
+        }
+        let response = request.send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    // A page of another site whose name points at 127.0.0.1 (DNS rebinding).
+    let (status, _) = refused("/ui/", Some("attacker.example:8580"));
+    assert_eq!(status, 421);
+    let (status, _) = refused(
+        &format!("/ui/artifacts/{}?name=x", predictions.digest),
+        Some("attacker.example"),
+    );
+    assert_eq!(status, 421);
+    assert_eq!(refused("/ui/", Some("localhost:8580")).0, 200);
+    let (status, page) = refused("/ui/?limit=abc", None);
+    assert_eq!(status, 400);
+    assert!(page.contains("<h1>") && page.contains("limit"), "{page}");
+    let (status, page) = refused("/ui/?after=20000101-000000-dead", None);
+    assert_eq!(status, 400);
+    assert!(page.contains("after: no run"), "{page}");
+    let (status, page) = refused("/ui/nothing-here", None);
+    assert_eq!(status, 404);
+    assert!(page.contains("no page at /ui/nothing-here"), "{page}");
+    // Out-of-range pages show the last; a unique prefix of a run's id finds it.
+    assert_eq!(
+        refused(
+            &format!("/ui/runs/{}?page=18446744073709551615", better.id),
+            None
+        )
+        .0,
+        200
+    );
+    let prefix = &better.id[..better.id.len() - 2];
+    if list.matches(prefix).count() == 1 {
+        assert_eq!(refused(&format!("/ui/runs/{prefix}"), None).0, 200);
+    }
+}
+
+/// A run whose `sluice` was killed shows, in a UI started before it was, as interrupted,
+/// its running task failed and nothing still running or following.
+#[test]
+fn a_killed_run_shows_as_interrupted_with_nothing_running() {
+    let home = Home::new();
+    home.expect(&["runs", "list"], 0);
+    let ui = UiServer::start(&home);
+    let pipeline = ticking_pipeline(home.dir.path());
+    let (mut child, _stderr, _) = home.start_run(&pipeline, "tick: started");
+    let page = ui.page("/ui/");
+    let id = page
+        .split("data-run=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    // Let the task write a line or two into its live log, then kill the driver outright.
+    std::thread::sleep(Duration::from_millis(900));
+    let live = home.dir.path().join(format!("home/runs/{id}/.live"));
+    assert!(live.exists(), "the running task's live log");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let page = ui.page(&format!("/ui/runs/{id}"));
+    assert!(page.contains("state-interrupted"), "{page}");
+    let tasks = page.split("<table class=\"tasks\">").nth(1).unwrap();
+    assert!(
+        !tasks.contains("state-running") && !tasks.contains("state-pending"),
+        "{tasks}"
+    );
+    assert!(tasks.contains("state-failed") && tasks.contains("state-skipped"));
+    assert!(
+        !live.exists(),
+        "the live logs of an interrupted run are gone"
+    );
+    // Its events end at once.
+    let events = ui.get(&format!("/ui/runs/{id}/events")).text().unwrap();
+    assert!(events.contains("event: end"), "{events}");
 }
 
 /// A WebDriver session in headless Chromium.
@@ -379,7 +468,14 @@ fn in_a_browser_runs_update_live_logs_follow_runs_compare_and_a_model_rolls_back
     let home = Home::new();
     let weak = run(&home, &[EXAMPLE, "-p", "l2=1"]);
     let better = run(&home, &[EXAMPLE]);
-    let server = crate::serve::Server::start(&home, &[]);
+    let server = crate::serve::Server::start(&home, &["--ui"]);
+    // The model server answers the UI's pages too.
+    let models = crate::serve::client()
+        .get(format!("{}/ui/models", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(models.status(), 200);
+    assert!(models.text().unwrap().contains("breast-cancer"));
     let ui = UiServer::start(&home);
     let pipeline = ticking_pipeline(home.dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -467,6 +563,10 @@ fn in_a_browser_runs_update_live_logs_follow_runs_compare_and_a_model_rolls_back
 
         // The models page: roll back with the token; the server serves version 1.
         b.goto(&format!("{}/ui/models", ui.url)).await;
+        assert_eq!(
+            b.text("#model-breast-cancer .served-default").await.trim(),
+            "2"
+        );
         b.check("models").await;
         let form = b
             .client
@@ -478,6 +578,9 @@ fn in_a_browser_runs_update_live_logs_follow_runs_compare_and_a_model_rolls_back
         form.submit().await.unwrap();
         let default = b.text("#model-breast-cancer .default-version").await;
         assert_eq!(default.trim(), "1");
+        // The server said which version it serves now.
+        let served = b.text("#model-breast-cancer .served-default").await;
+        assert_eq!(served.trim(), "1");
         b.check("models-rolled-back").await;
         b.client.close().await.unwrap();
     });

@@ -421,14 +421,36 @@ pub async fn admin_request(
     }
 }
 
-/// The versions a running server at `url` serves of `model`, with their states
-/// (`AVAILABLE`, `LOADING`, `UNAVAILABLE`, ...), from TF Serving's model status API
-/// (`GET /v1/models/{model}`); none when it does not serve the model.
+/// What a running server serves of a model: the version a request naming no version
+/// gets (one draw, when a canary takes a share), and every version it holds with its state (TF Serving's: `AVAILABLE`,
+/// `LOADING`, `UNAVAILABLE`, ...).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServedModel {
+    pub default: Option<u64>,
+    pub versions: Vec<(u64, String)>,
+}
+
+/// What the running server at `url` serves of `model`, from TF Serving's model status
+/// and metadata APIs (`GET /v1/models/{model}` and `.../metadata`); nothing when it does
+/// not serve the model.
 ///
 /// # Errors
 /// [`ServeError::Unreachable`] when the server does not answer; [`ServeError::Refused`]
 /// for an answer other than 200 or 404.
-pub async fn served_versions(url: &str, model: &str) -> Result<Vec<(u64, String)>, ServeError> {
+pub async fn served(url: &str, model: &str) -> Result<ServedModel, ServeError> {
+    let versions = served_versions(url, model).await?;
+    if versions.is_empty() {
+        return Ok(ServedModel::default());
+    }
+    let metadata = tfs_get(url, &format!("v1/models/{model}/metadata")).await?;
+    let default = metadata
+        .as_ref()
+        .and_then(|m| m["model_spec"]["version"].as_str()?.parse().ok());
+    Ok(ServedModel { default, versions })
+}
+
+/// `GET url/path` of a running server: its JSON answer, `None` for 404.
+async fn tfs_get(url: &str, path: &str) -> Result<Option<Value>, ServeError> {
     crate::init_tls();
     let unreachable = |source| ServeError::Unreachable {
         url: url.to_owned(),
@@ -439,13 +461,13 @@ pub async fn served_versions(url: &str, model: &str) -> Result<Vec<(u64, String)
         .build()
         .map_err(unreachable)?;
     let response = client
-        .get(format!("{}/v1/models/{model}", url.trim_end_matches('/')))
+        .get(format!("{}/{path}", url.trim_end_matches('/')))
         .send()
         .await
         .map_err(unreachable)?;
     let status = response.status();
     if status == StatusCode::NOT_FOUND {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let answer: Value = response.json().await.map_err(unreachable)?;
     if !status.is_success() {
@@ -455,6 +477,14 @@ pub async fn served_versions(url: &str, model: &str) -> Result<Vec<(u64, String)
             message: answer["error"].as_str().unwrap_or("no message").to_owned(),
         });
     }
+    Ok(Some(answer))
+}
+
+/// The versions the server at `url` holds of `model`, with their states.
+async fn served_versions(url: &str, model: &str) -> Result<Vec<(u64, String)>, ServeError> {
+    let Some(answer) = tfs_get(url, &format!("v1/models/{model}")).await? else {
+        return Ok(Vec::new());
+    };
     Ok(answer["model_version_status"]
         .as_array()
         .map(|versions| {

@@ -14,7 +14,7 @@ use super::{Store, path_segment};
 /// Bytes [`Store::live_log`] reads per call at most.
 const READ_LIMIT: u64 = 256 * 1024;
 
-const LIVE: &str = ".live";
+pub(super) const LIVE: &str = ".live";
 
 /// The live log files of one run's tasks, written as lines arrive.
 #[derive(Debug)]

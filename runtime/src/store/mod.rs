@@ -157,6 +157,14 @@ pub const ATTEMPT_FILE: &str = "attempt.json";
 /// the group lives, so no other process has it). An attempt handed over as an attempt
 /// file ran in a job, whose process ids are the job's node's, not this machine's: it is
 /// never signalled from here (cancelling the job stops its processes).
+/// What an interrupted run left: processes still running (stopped), and its tasks' live
+/// logs (removed).
+fn left_behind(home: &Path, run: &str) {
+    let folder = home.join("runs").join(path_segment(run));
+    stop_left_processes(&folder);
+    let _ = fs::remove_dir_all(folder.join(live::LIVE));
+}
+
 fn stop_left_processes(run: &Path) {
     let Ok(tasks) = fs::read_dir(run) else {
         return;
@@ -294,7 +302,7 @@ impl Store {
         let mut records =
             records::Records::open(&home.join("sluice.db"), &|| artifacts.move_trees())?;
         for run in std::mem::take(&mut records.interrupted) {
-            stop_left_processes(&home.join("runs").join(path_segment(&run)));
+            left_behind(home, &run);
         }
         Ok(Store {
             home: home.to_owned(),
@@ -647,6 +655,18 @@ impl Store {
 
     pub fn set_deploy(&self, run: &str, deploy: &DeployRecord) -> Result<(), StoreError> {
         self.records().set_deploy(run, deploy)
+    }
+
+    /// Ends every run recorded as running whose Sluice process is gone, as opening the
+    /// store does (the run `interrupted`, its running tasks `failed`, its pending ones
+    /// `skipped`), and stops what they left running; for a process that keeps the store
+    /// open while runs come and go (the UI). Returns the runs it ended.
+    pub fn end_interrupted_runs(&self) -> Result<Vec<String>, StoreError> {
+        let ended = self.records().end_interrupted()?;
+        for run in &ended {
+            left_behind(&self.home, run);
+        }
+        Ok(ended)
     }
 
     pub fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
