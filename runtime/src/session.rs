@@ -284,9 +284,8 @@ impl Session {
     }
 }
 
-/// Passes every event on, and writes the lines tasks write to the run's live logs
-/// ([`LiveLogs`]) as they come; a task's live log goes when the task ends, the run's
-/// when the run does.
+/// Passes every event on, and writes the lines tasks write to the run's live log
+/// ([`LiveLogs`]) as they come; the log goes when the run ends.
 struct LiveTee {
     store: Arc<Store>,
     live: std::sync::OnceLock<LiveLogs>,
@@ -302,11 +301,6 @@ impl Observer for LiveTee {
             Event::TaskLog { task, stream, line } => {
                 if let Some(live) = self.live.get() {
                     live.line(task, stream.as_str(), line);
-                }
-            }
-            Event::TaskFinished { task, .. } => {
-                if let Some(live) = self.live.get() {
-                    live.finish(task);
                 }
             }
             Event::RunFinished { .. } => {

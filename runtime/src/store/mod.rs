@@ -8,7 +8,7 @@
 //! artifacts/sha256/ab/ab12...        file artifacts, read-only
 //! artifacts/sha256-tree/ab/ab12...   folder artifacts, read-only
 //! runs/<run>/<task>/<attempt>/       a task attempt's inputs/ and outputs/ while it runs
-//! runs/<run>/.live/<task>.log        what a running task writes, as it writes it (`live`)
+//! runs/<run>/.live/log               what running tasks write, as they write it (`live`)
 //! cache/wasm/                        compiled components (see exec::wasm)
 //! tmp/                               partial writes, renamed into place when complete
 //! ```
