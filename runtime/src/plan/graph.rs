@@ -63,15 +63,6 @@ impl Graph {
     pub fn of(plan: &Plan, chains: &[Vec<usize>]) -> Graph {
         let tasks = plan.tasks.len();
         let group_node = |g: usize| tasks + g;
-        let in_loop = |mut group: Option<usize>| {
-            while let Some(g) = group {
-                if plan.groups[g].iteration.is_some() {
-                    return true;
-                }
-                group = plan.groups[g].group;
-            }
-            false
-        };
         let mut nodes = Vec::with_capacity(tasks + plan.groups.len());
         for task in &plan.tasks {
             nodes.push(GraphNode {
@@ -83,7 +74,7 @@ impl Graph {
                     implementations(task).join(", ")
                 ),
                 group: task.group.map(group_node),
-                in_loop: in_loop(task.group),
+                in_loop: plan.in_loop(task.group),
             });
         }
         for (g, group) in plan.groups.iter().enumerate() {
@@ -92,7 +83,7 @@ impl Graph {
                 kind: GraphNodeKind::Group,
                 label: describe_group(plan, g),
                 group: group.group.map(group_node),
-                in_loop: in_loop(group.group),
+                in_loop: plan.in_loop(group.group),
             });
         }
         let mut edges = Vec::new();

@@ -515,6 +515,18 @@ impl Plan {
         })
     }
 
+    /// Whether a loop encloses what sits in `group` (a task or group's `group`): its
+    /// tasks then run once per item, recorded as `NAME.i...`.
+    pub fn in_loop(&self, mut group: Option<usize>) -> bool {
+        while let Some(g) = group {
+            if self.groups[g].iteration.is_some() {
+                return true;
+            }
+            group = self.groups[g].group;
+        }
+        false
+    }
+
     pub fn task(&self, name: &str) -> Option<&PlannedTask> {
         self.tasks.iter().find(|t| t.name == name)
     }

@@ -263,25 +263,16 @@ impl Scheduler {
             &new_tasks,
         )?;
         // Tasks outside loops show from the start; a loop's, once per iteration.
-        let in_loop = |mut group: Option<usize>| {
-            while let Some(g) = group {
-                if plan.groups[g].iteration.is_some() {
-                    return true;
-                }
-                group = plan.groups[g].group;
-            }
-            false
-        };
         self.observer.event(&Event::RunStarted {
             run_id: run_id.clone(),
             name: plan.name.clone(),
             tasks: plan
                 .tasks
                 .iter()
-                .filter(|t| !in_loop(t.group))
+                .filter(|t| !plan.in_loop(t.group))
                 .map(|t| t.name.clone())
                 .collect(),
-            more: plan.tasks.iter().any(|t| in_loop(t.group)),
+            more: plan.tasks.iter().any(|t| plan.in_loop(t.group)),
         });
 
         let cleaner = (!self.options.keep_work).then(|| Cleaner::start(self.store.clone()));
