@@ -11,6 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
+/// The columns of `runs` that [`run_from_row`] reads, in its order.
+macro_rules! run_columns {
+    () => {
+        "id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags, pid_start_ticks"
+    };
+}
 const SCHEMA_VERSION: i64 = 11;
 
 const SCHEMA: &str = r#"
@@ -1367,10 +1373,11 @@ impl Records {
     pub(super) fn list(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags, pid_start_ticks
-                 FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1",
-            )
+            .prepare(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1"
+            ))
             .map_err(db_err)?;
         let rows = stmt
             .query_map([limit as i64], run_from_row)
@@ -1405,8 +1412,7 @@ impl Records {
         let mut run = self
             .conn
             .query_row(
-                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags, pid_start_ticks
-                 FROM runs WHERE id = ?1",
+                concat!("SELECT ", run_columns!(), " FROM runs WHERE id = ?1"),
                 [id],
                 run_from_row,
             )
@@ -1546,10 +1552,7 @@ impl Records {
 
     /// Runs as `query` selects them, newest first (by start time, then id).
     pub(super) fn query(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
-        let mut sql = String::from(
-            "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags, pid_start_ticks
-             FROM runs WHERE 1 = 1",
-        );
+        let mut sql = String::from(concat!("SELECT ", run_columns!(), " FROM runs WHERE 1 = 1"));
         let mut values: Vec<String> = Vec::new();
         let mut bind = |sql: &mut String, clause: &str, value: String| {
             values.push(value);
@@ -1617,8 +1620,7 @@ impl Records {
         let record = self
             .conn
             .query_row(
-                "SELECT id, kind, name, source, source_digest, params, state, error, started_at, ended_at, pid, deploy, outputs, flags, pid_start_ticks
-                 FROM runs WHERE id = ?1",
+                concat!("SELECT ", run_columns!(), " FROM runs WHERE id = ?1"),
                 [run],
                 run_from_row,
             )
