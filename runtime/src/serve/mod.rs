@@ -384,7 +384,6 @@ pub async fn admin_request(
     action: &str,
     body: Value,
 ) -> Result<Value, ServeError> {
-    crate::init_tls();
     let endpoint = format!(
         "{}/admin/models/{model}/{action}",
         url.trim_end_matches('/')
@@ -393,10 +392,7 @@ pub async fn admin_request(
         url: url.to_owned(),
         source,
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .map_err(unreachable)?;
+    let client = client_of(url, Duration::from_secs(120))?;
     let response = client
         .post(&endpoint)
         .bearer_auth(token)
@@ -449,17 +445,25 @@ pub async fn served(url: &str, model: &str) -> Result<ServedModel, ServeError> {
     Ok(ServedModel { default, versions })
 }
 
+/// An HTTP client for the running server at `url`, each request bounded by `timeout`.
+fn client_of(url: &str, timeout: Duration) -> Result<reqwest::Client, ServeError> {
+    crate::init_tls();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|source| ServeError::Unreachable {
+            url: url.to_owned(),
+            source,
+        })
+}
+
 /// `GET url/path` of a running server: its JSON answer, `None` for 404.
 async fn tfs_get(url: &str, path: &str) -> Result<Option<Value>, ServeError> {
-    crate::init_tls();
     let unreachable = |source| ServeError::Unreachable {
         url: url.to_owned(),
         source,
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(unreachable)?;
+    let client = client_of(url, Duration::from_secs(5))?;
     let response = client
         .get(format!("{}/{path}", url.trim_end_matches('/')))
         .send()
