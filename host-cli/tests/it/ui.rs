@@ -290,10 +290,15 @@ fn pages_show_runs_tasks_comparisons_lineage_and_models_and_refuse_what_they_mus
         .0,
         200
     );
-    let prefix = &better.id[..better.id.len() - 2];
-    if list.matches(prefix).count() == 1 {
-        assert_eq!(refused(&format!("/ui/runs/{prefix}"), None).0, 200);
-    }
+    let prefix = &better.id[..better.id.len() - 1];
+    let matching = [&weak.id, &better.id, &hostile.id]
+        .iter()
+        .filter(|id| id.starts_with(prefix))
+        .count();
+    assert_eq!(matching, 1, "a prefix of one run's id only");
+    let (status, page) = refused(&format!("/ui/runs/{prefix}"), None);
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("Run <code>{}</code>", better.id)));
 }
 
 /// A run whose `sluice` was killed shows, in a UI started before it was, as interrupted,
